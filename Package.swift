@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Pure targets (LearningCore, Optimizers, Datasets, Topologies, Algorithms, Diagnostics, Wire, Transport)
+// never link libzmq; only ZeroMQTransport does. See ../shared/STYLE.md for the layout.
+let package = Package(
+    name: "dsgd",
+    products: [
+        .executable(name: "dsgd", targets: ["dsgd"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZeroMQ"),
+        .systemLibrary(name: "COpenBLAS"),
+        .systemLibrary(name: "CZlib"),
+        .target(name: "LearningCore", dependencies: ["COpenBLAS"]),
+        .target(name: "Optimizers", dependencies: ["LearningCore"]),
+        .target(name: "Datasets", dependencies: ["LearningCore", "CZlib"]),
+        .target(name: "Topologies", dependencies: []),
+        .target(name: "Diagnostics", dependencies: ["LearningCore"]),
+        .target(name: "Algorithms", dependencies: ["LearningCore", "Optimizers", "Topologies", "Datasets"]),
+        .target(name: "Wire", dependencies: ["LearningCore"]),
+        .target(name: "Transport", dependencies: ["Wire"]),
+        .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ"]),
+        .target(
+            name: "Runtime",
+            dependencies: [
+                "Algorithms", "Diagnostics", "Transport", "Wire", "Datasets", "Topologies",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "_TestSupport", dependencies: ["LearningCore"]),
+        .executableTarget(
+            name: "dsgd",
+            dependencies: [
+                "Runtime", "ZeroMQTransport", "CZeroMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "LearningCoreTests", dependencies: ["LearningCore", "Optimizers", "_TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "_TestSupport"]),
+        .testTarget(name: "TopologiesTests", dependencies: ["Topologies", "_TestSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
+        ),
+        .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Runtime", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport"]
+        ),
+    ]
+)

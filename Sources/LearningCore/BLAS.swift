@@ -1,0 +1,94 @@
+import COpenBLAS
+
+/// Thin, typed wrappers over CBLAS (row-major). All dense math in dsgd goes through these.
+public enum BLAS {
+    /// C ← alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n.
+    @inline(__always)
+    public static func gemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y ← alpha·op(A)·x + beta·y, row-major A of m×n.
+    @inline(__always)
+    public static func gemv(
+        transposeA: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, beta: Float, y: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemv(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+            x, 1, beta, y, 1)
+    }
+
+    /// A ← alpha·x·yᵀ + A, row-major A of m×n.
+    @inline(__always)
+    public static func ger(
+        m: Int, n: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafePointer<Float>,
+        a: UnsafeMutablePointer<Float>, lda: Int
+    ) {
+        cblas_sger(CblasRowMajor, Int32(m), Int32(n), alpha, x, 1, y, 1, a, Int32(lda))
+    }
+
+    /// y ← alpha·x + y.
+    @inline(__always)
+    public static func axpy(count: Int, alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        cblas_saxpy(Int32(count), alpha, x, 1, y, 1)
+    }
+
+    /// x ← alpha·x.
+    @inline(__always)
+    public static func scal(count: Int, alpha: Float, x: UnsafeMutablePointer<Float>) {
+        cblas_sscal(Int32(count), alpha, x, 1)
+    }
+
+    /// xᵀy (accumulated in Float32 by OpenBLAS).
+    @inline(__always)
+    public static func dot(count: Int, x: UnsafePointer<Float>, y: UnsafePointer<Float>) -> Float {
+        cblas_sdot(Int32(count), x, 1, y, 1)
+    }
+
+    /// xᵀy accumulated in Float64 (for metrics where cancellation matters).
+    @inline(__always)
+    public static func doubleDot(count: Int, x: UnsafePointer<Float>, y: UnsafePointer<Float>) -> Double {
+        cblas_dsdot(Int32(count), x, 1, y, 1)
+    }
+
+    /// y ← x.
+    @inline(__always)
+    public static func copy(count: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        cblas_scopy(Int32(count), x, 1, y, 1)
+    }
+
+    /// Restrict OpenBLAS to one thread (each worker process is one core's worth of work).
+    public static func useSingleThread() { openblas_set_num_threads(1) }
+
+    /// The kernel family OpenBLAS chose (e.g. "Haswell").
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+}
+
+extension Array where Element == Float {
+    /// self ← self + alpha·other, through BLAS.
+    public mutating func addScaled(_ other: [Float], by alpha: Float) {
+        precondition(count == other.count, "length mismatch \(count) vs \(other.count)")
+        let n = count
+        withUnsafeMutableBufferPointer { y in
+            other.withUnsafeBufferPointer { x in BLAS.axpy(count: n, alpha: alpha, x: x.baseAddress!, y: y.baseAddress!) }
+        }
+    }
+
+    /// self ← alpha·self, through BLAS.
+    public mutating func scale(by alpha: Float) {
+        let n = count
+        withUnsafeMutableBufferPointer { BLAS.scal(count: n, alpha: alpha, x: $0.baseAddress!) }
+    }
+
+    /// Squared Euclidean norm accumulated in Float64.
+    public var squaredNorm: Double {
+        withUnsafeBufferPointer { BLAS.doubleDot(count: count, x: $0.baseAddress!, y: $0.baseAddress!) }
+    }
+}

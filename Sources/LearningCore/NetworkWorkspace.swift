@@ -1,0 +1,89 @@
+/// Scratch memory for forward and backward passes of one network at up to `capacity` rows.
+/// Allocated once per worker, so a training step allocates nothing.
+public final class NetworkWorkspace {
+    public let network: Network
+    public let capacity: Int
+    /// activations[0] is the input batch; activations[k + 1] is layer k's output.
+    let activations: [UnsafeMutablePointer<Float>]
+    /// gradients[k] is ∂L/∂activations[k] (index 0 unused).
+    let gradients: [UnsafeMutablePointer<Float>]
+    public let labels: UnsafeMutablePointer<Int32>
+
+    public init(network: Network, capacity: Int) {
+        precondition(capacity > 0)
+        self.network = network
+        self.capacity = capacity
+        var widths = [network.inputWidth]
+        widths += network.layers.map(\.outputWidth)
+        activations = widths.map { .allocate(capacity: $0 * capacity) }
+        gradients = widths.map { .allocate(capacity: $0 * capacity) }
+        labels = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        activations.forEach { $0.deallocate() }
+        gradients.forEach { $0.deallocate() }
+        labels.deallocate()
+    }
+
+    /// The input rows (capacity × inputWidth) to fill before `lossAndGradient` or `evaluate`.
+    public var input: UnsafeMutablePointer<Float> { activations[0] }
+
+    /// The logits of the last forward pass.
+    public var logits: UnsafePointer<Float> { UnsafePointer(activations[activations.count - 1]) }
+
+    /// Runs the forward pass on the first `batchSize` rows of `input`.
+    public func forward(parameters: UnsafePointer<Float>, batchSize: Int) {
+        precondition(batchSize <= capacity, "batch \(batchSize) exceeds workspace capacity \(capacity)")
+        for (index, layer) in network.layers.enumerated() {
+            layer.forward(
+                input: activations[index], output: activations[index + 1], batchSize: batchSize,
+                parameters: parameters + network.layerOffsets[index])
+        }
+    }
+
+    /// Mean softmax cross-entropy over the batch and its gradient with respect to every parameter
+    /// (written into `gradient`, overwriting it). Inputs and labels must already be in place.
+    @discardableResult
+    public func lossAndGradient(
+        parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, batchSize: Int
+    ) -> (loss: Double, correct: Int) {
+        forward(parameters: parameters, batchSize: batchSize)
+        let last = network.layers.count
+        let (lossSum, correct) = SoftmaxCrossEntropy.evaluate(
+            logits: activations[last], labels: labels, batchSize: batchSize, classCount: network.classCount,
+            gradient: gradients[last])
+        for index in stride(from: last - 1, through: 0, by: -1) {
+            network.layers[index].backward(
+                input: activations[index], output: activations[index + 1], outputGradient: gradients[index + 1],
+                inputGradient: index > 0 ? gradients[index] : nil, batchSize: batchSize,
+                parameters: parameters + network.layerOffsets[index],
+                parameterGradient: gradient + network.layerOffsets[index])
+        }
+        return (lossSum / Double(batchSize), correct)
+    }
+
+    /// Summed loss and number correct on the batch in place, without gradients.
+    public func evaluate(parameters: UnsafePointer<Float>, batchSize: Int) -> (lossSum: Double, correct: Int) {
+        forward(parameters: parameters, batchSize: batchSize)
+        return SoftmaxCrossEntropy.evaluate(
+            logits: logits, labels: labels, batchSize: batchSize, classCount: network.classCount, gradient: nil)
+    }
+}
+
+extension NetworkWorkspace {
+    /// Array convenience for tests and cold paths.
+    public func lossAndGradient(parameters: [Float], inputs: [Float], labels: [Int32]) -> (loss: Double, gradient: [Float]) {
+        let batchSize = labels.count
+        precondition(inputs.count == batchSize * network.inputWidth)
+        inputs.withUnsafeBufferPointer { input.update(from: $0.baseAddress!, count: inputs.count) }
+        labels.withUnsafeBufferPointer { self.labels.update(from: $0.baseAddress!, count: batchSize) }
+        var gradient = [Float](repeating: 0, count: network.parameterCount)
+        let loss = parameters.withUnsafeBufferPointer { p in
+            gradient.withUnsafeMutableBufferPointer { g in
+                lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize).loss
+            }
+        }
+        return (loss, gradient)
+    }
+}

@@ -1,0 +1,28 @@
+/// Relative distance between two vectors, ‖a − b‖ / max(‖b‖, floor), accumulated in Float64.
+///
+/// Why relative-to-norm rather than elementwise: gossip and dense references sum the same terms in
+/// different orders (saxpy chains versus one GEMM), so individual near-zero entries can differ by
+/// many ulps relative to themselves while the vector as a whole agrees to Float32 rounding
+/// (≈ 6e-8 per operation, growing with the number of rounds). A norm-wise bound states what matters:
+/// the two computations describe the same model.
+public func relativeDistance(_ a: [Float], _ b: [Float], floor: Double = 1e-12) -> Double {
+    precondition(a.count == b.count, "length mismatch \(a.count) vs \(b.count)")
+    var difference = 0.0
+    var reference = 0.0
+    for i in a.indices {
+        let d = Double(a[i]) - Double(b[i])
+        difference += d * d
+        reference += Double(b[i]) * Double(b[i])
+    }
+    return difference.squareRoot() / max(reference.squareRoot(), floor)
+}
+
+/// |a − b| ≤ absolute + relative·max(|a|, |b|).
+public func isClose(_ a: Double, _ b: Double, relative: Double, absolute: Double = 0) -> Bool {
+    abs(a - b) <= absolute + relative * max(abs(a), abs(b))
+}
+
+/// Calls `body` for every element, labelling failures with the element (swift-collections style).
+public func withEvery<S: Sequence>(_ label: String, in items: S, _ body: (S.Element) throws -> Void) rethrows {
+    for item in items { try body(item) }
+}
