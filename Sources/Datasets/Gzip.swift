@@ -1,0 +1,70 @@
+import CZlib
+
+/// Incremental gzip (or raw zlib-less passthrough) decompression over zlib's inflate, so a worker
+/// can stream a 26 MB Fashion-MNIST archive and keep only its own rows.
+public final class GzipInflater {
+    private var stream = z_stream()
+    private var finished = false
+    private let name: String
+    private var output = [UInt8](repeating: 0, count: 1 << 18)
+
+    /// `name` labels errors (usually the file path).
+    public init(name: String) throws {
+        self.name = name
+        // 16 + MAX_WBITS: expect a gzip wrapper.
+        let status = inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard status == Z_OK else { throw DataError(file: name, reason: "zlib inflateInit2 failed (\(status))") }
+    }
+
+    deinit { inflateEnd(&stream) }
+
+    /// True once the gzip end-of-stream marker has been decoded.
+    public var isFinished: Bool { finished }
+
+    /// Feeds compressed bytes; calls `sink` with each decompressed piece (valid only during the call).
+    public func feed(_ input: UnsafeRawBufferPointer, sink: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+        guard input.count > 0 else { return }
+        if finished { throw DataError(file: name, reason: "unexpected data after the end of the gzip stream") }
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(input.count)
+        repeat {
+            let status: Int32 = output.withUnsafeMutableBufferPointer { out in
+                stream.next_out = out.baseAddress
+                stream.avail_out = uInt(out.count)
+                return inflate(&stream, Z_NO_FLUSH)
+            }
+            guard status == Z_OK || status == Z_STREAM_END || status == Z_BUF_ERROR else {
+                let message = stream.msg.map { String(cString: $0) } ?? "status \(status)"
+                throw DataError(file: name, reason: "corrupt gzip data: \(message)")
+            }
+            let produced = output.count - Int(stream.avail_out)
+            if produced > 0 {
+                try output.withUnsafeBufferPointer { (out) throws in
+                    try sink(UnsafeBufferPointer(rebasing: out[0..<produced]))
+                }
+            }
+            if status == Z_STREAM_END {
+                finished = true
+                if stream.avail_in > 0 { throw DataError(file: name, reason: "unexpected data after the end of the gzip stream") }
+                return
+            }
+            if status == Z_BUF_ERROR && produced == 0 { return }
+        } while stream.avail_in > 0 || stream.avail_out == 0
+    }
+
+    /// Whole-buffer convenience.
+    public static func decompress(_ bytes: [UInt8], name: String) throws -> [UInt8] {
+        let inflater = try GzipInflater(name: name)
+        var result: [UInt8] = []
+        try bytes.withUnsafeBytes { (raw) throws in
+            try inflater.feed(raw) { (piece) throws in result.append(contentsOf: piece) }
+        }
+        guard inflater.isFinished else { throw DataError(file: name, reason: "truncated gzip stream") }
+        return result
+    }
+
+    /// True when `bytes` start with the gzip magic 1f 8b.
+    public static func isGzip(_ bytes: some Collection<UInt8>) -> Bool {
+        Array(bytes.prefix(2)) == [0x1f, 0x8b]
+    }
+}

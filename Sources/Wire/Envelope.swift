@@ -1,0 +1,124 @@
+/// What a message is.
+public enum MessageKind: UInt16, Sendable, CaseIterable {
+    /// worker → coordinator: "here is my inbox endpoint"; body `Registration` JSON.
+    case register = 1
+    /// coordinator → worker: rank, run id, configuration and peer endpoints; body JSON.
+    case assignment = 2
+    /// worker → coordinator: data loaded, ready for the barrier.
+    case ready = 3
+    /// coordinator → all workers: barrier released.
+    case start = 4
+    /// worker → worker: the sender's parameters for a round; payload floats.
+    case parameters = 5
+    /// worker → coordinator: a round's metrics; body JSON, payload = parameters on metric rounds.
+    case metrics = 6
+    /// worker → coordinator: all rounds done; body JSON.
+    case finished = 7
+    /// either way: stop the run; body is the reason (UTF-8).
+    case abort = 8
+}
+
+/// The fixed header of every message.
+public struct MessageHeader: Sendable, Equatable {
+    public static let magic: [UInt8] = Array("DSGD".utf8)
+    /// Bumped whenever the frame layout or a body schema changes incompatibly.
+    public static let currentVersion: UInt16 = 1
+    public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4
+
+    public var version: UInt16
+    public var kind: MessageKind
+    public var runID: UInt64
+    public var round: Int64
+    /// Sender rank; −1 for the coordinator and for unregistered workers.
+    public var sender: Int32
+    /// Number of Float32 values in the payload frames (0 for none).
+    public var payloadCount: UInt32
+
+    public init(kind: MessageKind, runID: UInt64, round: Int64 = 0, sender: Int32, payloadCount: UInt32 = 0) {
+        version = Self.currentVersion
+        self.kind = kind
+        self.runID = runID
+        self.round = round
+        self.sender = sender
+        self.payloadCount = payloadCount
+    }
+}
+
+/// A message: header, optional body bytes (JSON or text), optional float payload.
+public struct Envelope: Sendable {
+    public var header: MessageHeader
+    public var body: [UInt8]
+    public var payload: FloatPayload?
+
+    public init(header: MessageHeader, body: [UInt8] = [], payload: FloatPayload? = nil) {
+        var header = header
+        header.payloadCount = UInt32(payload?.count ?? 0)
+        self.header = header
+        self.body = body
+        self.payload = payload
+    }
+
+    /// Largest payload frame: models bigger than this travel as several frames (4 MiB, as
+    /// measured in ../shared/research/platform-notes.md §3b: fewer page faults than one huge frame).
+    public static let payloadFrameBytes = 4 << 20
+
+    /// Frame 0: header followed by the body.
+    public var firstFrame: [UInt8] {
+        var bytes = MessageHeader.magic
+        bytes.reserveCapacity(MessageHeader.byteCount + body.count)
+        func put<T: FixedWidthInteger>(_ value: T) {
+            withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        put(header.version)
+        put(header.kind.rawValue)
+        put(header.runID)
+        put(header.round)
+        put(header.sender)
+        put(header.payloadCount)
+        bytes.append(contentsOf: body)
+        return bytes
+    }
+
+    /// Payload frame boundaries in floats.
+    public static func payloadFrameRanges(count: Int) -> [Range<Int>] {
+        let perFrame = payloadFrameBytes / MemoryLayout<Float>.size
+        return stride(from: 0, to: count, by: perFrame).map { $0..<min($0 + perFrame, count) }
+    }
+
+    /// Decodes frame 0 into a header and body, rejecting anything malformed with a reason.
+    public static func decodeFirstFrame(_ frame: UnsafeRawBufferPointer) throws(WireError) -> (MessageHeader, [UInt8]) {
+        guard frame.count >= MessageHeader.byteCount else {
+            throw WireError.malformed("first frame is \(frame.count) bytes, shorter than the \(MessageHeader.byteCount)-byte header")
+        }
+        guard Array(frame[0..<4]) == MessageHeader.magic else { throw WireError.malformed("bad magic: not a dsgd message") }
+        var offset = 4
+        func get<T: FixedWidthInteger>(_: T.Type) -> T {
+            var value: T = 0
+            withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + MemoryLayout<T>.size)])) }
+            offset += MemoryLayout<T>.size
+            return T(littleEndian: value)
+        }
+        let version = get(UInt16.self)
+        guard version == MessageHeader.currentVersion else {
+            throw WireError.versionMismatch(received: version, expected: MessageHeader.currentVersion)
+        }
+        let rawKind = get(UInt16.self)
+        guard let kind = MessageKind(rawValue: rawKind) else { throw WireError.malformed("unknown message kind \(rawKind)") }
+        var header = MessageHeader(kind: kind, runID: get(UInt64.self), round: get(Int64.self), sender: get(Int32.self))
+        header.payloadCount = get(UInt32.self)
+        return (header, Array(frame[MessageHeader.byteCount...]))
+    }
+}
+
+/// Why a message was rejected.
+public enum WireError: Error, CustomStringConvertible, Equatable {
+    case malformed(String)
+    case versionMismatch(received: UInt16, expected: UInt16)
+
+    public var description: String {
+        switch self {
+        case .malformed(let reason): "malformed message: \(reason)"
+        case .versionMismatch(let received, let expected): "protocol version \(received), expected \(expected)"
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import CZeroMQ
+import Transport
+
+/// `Transport` over ZeroMQ: each node binds one PULL inbox and keeps one PUSH socket per peer.
+///
+/// Parameters are sent zero-copy: every payload frame is a `zmq_msg_init_data` over the shared,
+/// immutable `FloatPayload`, which the frame keeps alive until libzmq's free callback runs, so a
+/// model sent to k neighbours is copied once (into the payload), not k times. Models larger than
+/// 4 MiB travel as several frames. Receives wrap the libzmq message itself when the payload is a
+/// single frame. All calls block only through `zmq_poll` with a timeout, on the caller's own
+/// thread (never Swift concurrency's cooperative pool). Linger is finite, so a dead peer cannot
+/// hang shutdown.
+public final class ZeroMQTransport: Transport {
+    private let context: ZeroMQContext
+    private let inbox: ZeroMQSocket
+    private var outboxes: [Peer: ZeroMQSocket] = [:]
+    private var endpoints: [Peer: String] = [:]
+    public let localEndpoint: String
+    public private(set) var bytesSent = 0
+    private let lingerMilliseconds: Int32
+    /// Send timeout: a peer whose queue stays full this long is treated as gone.
+    private let sendTimeoutMilliseconds: Int32
+
+    /// Binds the inbox at `bindEndpoint` (e.g. `tcp://127.0.0.1:*` or `ipc:///tmp/run/w3`).
+    public init(
+        context: ZeroMQContext, bindEndpoint: String, lingerMilliseconds: Int32 = 2_000,
+        sendTimeoutMilliseconds: Int32 = 60_000
+    ) throws {
+        self.context = context
+        self.lingerMilliseconds = lingerMilliseconds
+        self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
+        inbox = try ZeroMQSocket(context: context, type: ZMQ_PULL, lingerMilliseconds: 0)
+        try inbox.setOption(ZMQ_RCVHWM, 0)
+        localEndpoint = try inbox.bind(bindEndpoint)
+    }
+
+    public func connect(_ peer: Peer, endpoint: String) throws {
+        if endpoints[peer] == endpoint { return }
+        let socket = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: lingerMilliseconds)
+        try socket.setOption(ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
+        try socket.setOption(ZMQ_SNDHWM, 0)
+        try socket.connect(endpoint)
+        outboxes[peer] = socket
+        endpoints[peer] = endpoint
+    }
+
+    public func send(_ envelope: Envelope, to peer: Peer) throws {
+        guard let socket = outboxes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
+        let first = envelope.firstFrame
+        let ranges = envelope.payload.map { Envelope.payloadFrameRanges(count: $0.count) } ?? []
+        let firstResult = first.withUnsafeBytes {
+            zmq_send(socket.handle, $0.baseAddress, $0.count, ranges.isEmpty ? 0 : ZMQ_SNDMORE)
+        }
+        guard firstResult >= 0 else { throw sendError(to: peer) }
+        if let payload = envelope.payload {
+            for (index, range) in ranges.enumerated() {
+                var message = zmq_msg_t()
+                let hint = Unmanaged.passRetained(payload).toOpaque()
+                let data = UnsafeMutableRawPointer(mutating: payload.pointer + range.lowerBound)
+                guard zmq_msg_init_data(&message, data, range.count * 4, releasePayloadReference, hint) == 0 else {
+                    Unmanaged<FloatPayload>.fromOpaque(hint).release()
+                    throw ZeroMQError.last("zmq_msg_init_data")
+                }
+                let more = index + 1 < ranges.count ? ZMQ_SNDMORE : 0
+                if zmq_msg_send(&message, socket.handle, more) < 0 {
+                    zmq_msg_close(&message)  // runs the free callback
+                    throw sendError(to: peer)
+                }
+            }
+        }
+        bytesSent += first.count + (envelope.payload?.byteCount ?? 0)
+    }
+
+    private func sendError(to peer: Peer) -> Error {
+        let code = zmq_errno()
+        if code == EAGAIN {
+            return TransportError("send to \(peer) at \(endpoints[peer] ?? "?") timed out after \(sendTimeoutMilliseconds) ms")
+        }
+        return ZeroMQError(call: "zmq_send to \(peer)", code: code)
+    }
+
+    public func receive(timeoutMilliseconds: Int) throws -> Received? {
+        guard try inbox.pollIn(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+        var frames: [ZeroMQMessage] = []
+        while true {
+            let frame = ZeroMQMessage()
+            guard zmq_msg_recv(frame.pointer, inbox.handle, ZMQ_DONTWAIT) >= 0 else {
+                if zmq_errno() == EAGAIN && frames.isEmpty { return nil }
+                throw ZeroMQError.last("zmq_msg_recv")
+            }
+            frames.append(frame)
+            if zmq_msg_more(frame.pointer) == 0 { break }
+        }
+        do {
+            return .envelope(try Self.decode(frames))
+        } catch let error as WireError {
+            return .rejected(error)
+        } catch {
+            throw error
+        }
+    }
+
+    /// Decodes a frame sequence, checking that the payload frames hold exactly the declared floats.
+    static func decode(_ frames: [ZeroMQMessage]) throws -> Envelope {
+        let (header, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+        let payloadFrames = frames.dropFirst()
+        let declared = Int(header.payloadCount)
+        let received = payloadFrames.reduce(0) { $0 + $1.count }
+        guard received == declared * 4 else {
+            throw WireError.malformed("header declares \(declared) floats (\(declared * 4) bytes) but the payload frames hold \(received) bytes")
+        }
+        var envelope = Envelope(header: header, body: body)
+        envelope.header.payloadCount = header.payloadCount
+        if declared > 0 {
+            if payloadFrames.count == 1, let frame = payloadFrames.first, let data = frame.data,
+                Int(bitPattern: data) % MemoryLayout<Float>.alignment == 0
+            {
+                let pointer = UnsafePointer(data.assumingMemoryBound(to: Float.self))
+                envelope.payload = FloatPayload(wrapping: pointer, count: declared) { withExtendedLifetime(frame) {} }
+            } else {
+                let storage = UnsafeMutablePointer<Float>.allocate(capacity: declared)
+                var offset = 0
+                for frame in payloadFrames {
+                    frame.withUnsafeBytes { UnsafeMutableRawPointer(storage).advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    offset += frame.count
+                }
+                envelope.payload = FloatPayload(wrapping: UnsafePointer(storage), count: declared) { storage.deallocate() }
+            }
+        }
+        return envelope
+    }
+}
