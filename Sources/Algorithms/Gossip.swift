@@ -1,0 +1,72 @@
+import LearningCore
+import Topologies
+
+/// When the local update happens relative to the gossip averaging.
+public enum GossipAlgorithm: String, Sendable, Codable, CaseIterable {
+    /// Adapt-then-combine (diffusion): ψᵢ = local steps from xᵢ; xᵢ ← Σⱼ Wᵢⱼ ψⱼ.
+    case adaptThenCombine = "atc"
+    /// Combine-then-adapt in D-PSGD form (Lian et al., NeurIPS 2017): the update is computed at
+    /// the pre-mix iterate and added after mixing: xᵢ ← Σⱼ Wᵢⱼ xⱼ + Δᵢ(xᵢ), where Δᵢ(xᵢ) is the
+    /// change H local steps make to xᵢ (−η gᵢ(xᵢ) for one plain SGD step).
+    case combineThenAdapt = "cta"
+}
+
+/// The averaging step of gossip, in a fixed order so every run of the same seed gives the same bits.
+public enum Gossip {
+    /// One neighbour's contribution.
+    public struct Term {
+        public var weight: Float
+        public var values: UnsafeBufferPointer<Float>
+        public init(weight: Float, values: UnsafeBufferPointer<Float>) {
+            self.weight = weight
+            self.values = values
+        }
+    }
+
+    /// ATC: x ← selfWeight·x + Σ terms (terms in ascending sender order).
+    public static func adaptThenCombine(_ x: inout [Float], selfWeight: Float, neighbors: [Term]) {
+        x.scale(by: selfWeight)
+        add(neighbors, to: &x)
+    }
+
+    /// CTA (D-PSGD): with `trained` = x after the local steps and `sent` = x before them,
+    /// x ← Σⱼ Wᵢⱼ xⱼ + (trained − sent) = trained + (selfWeight − 1)·sent + Σ terms.
+    public static func combineThenAdapt(_ trained: inout [Float], sent: UnsafeBufferPointer<Float>, selfWeight: Float, neighbors: [Term]) {
+        let count = trained.count
+        precondition(sent.count == count)
+        trained.withUnsafeMutableBufferPointer {
+            BLAS.axpy(count: count, alpha: selfWeight - 1, x: sent.baseAddress!, y: $0.baseAddress!)
+        }
+        add(neighbors, to: &trained)
+    }
+
+    private static func add(_ terms: [Term], to x: inout [Float]) {
+        let count = x.count
+        x.withUnsafeMutableBufferPointer { y in
+            for term in terms {
+                precondition(term.values.count == count, "neighbour model has \(term.values.count) values, expected \(count)")
+                BLAS.axpy(count: count, alpha: term.weight, x: term.values.baseAddress!, y: y.baseAddress!)
+            }
+        }
+    }
+
+    /// The dense reference X ← W·X over all n models at once (one SGEMM), for tests and checks.
+    public static func denseMix(_ models: [[Float]], mixing topology: Topology) -> [[Float]] {
+        let n = models.count
+        precondition(n == topology.nodeCount)
+        let d = models[0].count
+        let w = topology.denseMixingMatrix.map(Float.init)
+        let x = models.flatMap { $0 }
+        var y = [Float](repeating: 0, count: n * d)
+        w.withUnsafeBufferPointer { wp in
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    BLAS.gemm(
+                        transposeA: false, transposeB: false, m: n, n: d, k: n, alpha: 1, a: wp.baseAddress!, lda: n,
+                        b: xp.baseAddress!, ldb: d, beta: 0, c: yp.baseAddress!, ldc: d)
+                }
+            }
+        }
+        return (0..<n).map { Array(y[($0 * d)..<(($0 + 1) * d)]) }
+    }
+}

@@ -1,0 +1,224 @@
+import Algorithms
+import Datasets
+import Diagnostics
+import LearningCore
+import Transport
+
+/// What the coordinator asks its shell to do.
+public enum CoordinatorDirective {
+    case connect(Peer, endpoint: String)
+    case send(Envelope, to: Peer)
+    /// The barrier was released: start the clock.
+    case started
+    case record(RoundRecord)
+    case log(String)
+    /// Every round recorded and every worker finished.
+    case complete([WorkerSummary])
+    case fail(String)
+}
+
+/// The coordinator as a state machine: registration and rank assignment, the start barrier, and
+/// per-round aggregation of the workers' metrics into `RoundRecord`s (Ξ², x̄'s test loss and
+/// accuracy, the workers' own accuracies). No sockets, files or clocks.
+public struct CoordinatorMachine {
+    public let configuration: RunConfiguration
+    public let runID: UInt64
+    private let network: Network
+    private let evaluator: Evaluator?
+
+    private enum Phase { case registering, loading, running, done }
+    private var phase = Phase.registering
+    private var registrations: [Int: Registration] = [:]
+    private var ready: Set<Int> = []
+    /// round → rank → metrics and, on gathering rounds, parameters.
+    private var reports: [Int: [Int: (WorkerMetrics, FloatPayload?)]] = [:]
+    public private(set) var nextRoundToRecord = 1
+    private var summaries: [Int: WorkerSummary] = [:]
+    public private(set) var lastRecord: RoundRecord?
+    /// The last average model x̄ formed.
+    public private(set) var averageModel: [Float]?
+    /// Every worker's model at the last gathering round, by rank.
+    public private(set) var lastWorkerModels: [[Float]] = []
+    public private(set) var rejectedMessages = 0
+
+    /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
+    public init(configuration: RunConfiguration, runID: UInt64, testSet: Dataset?) {
+        self.configuration = configuration
+        self.runID = runID
+        let network = Network(spec: configuration.model)
+        self.network = network
+        evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
+    }
+
+    public var isRunning: Bool { phase == .running }
+
+    /// Which workers the coordinator is waiting on, for timeout messages.
+    public var waitingOn: String {
+        switch phase {
+        case .registering: return "registration (\(registrations.count) of \(configuration.workers) workers registered)"
+        case .loading:
+            let missing = (0..<configuration.workers).filter { !ready.contains($0) }
+            return "workers \(missing) to load their data"
+        case .running:
+            let have = reports[nextRoundToRecord].map { Set($0.keys) } ?? []
+            let missing = (0..<configuration.workers).filter { !have.contains($0) }
+            if missing.isEmpty { return "workers to finish" }
+            return "round \(nextRoundToRecord) metrics from workers \(missing)"
+        case .done: return "nothing"
+        }
+    }
+
+    public mutating func onEnvelope(_ envelope: Envelope) -> [CoordinatorDirective] {
+        let kind = envelope.header.kind
+        if kind != .register && envelope.header.runID != runID {
+            return reject("\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)")
+        }
+        let sender = Int(envelope.header.sender)
+        if kind != .register && !(0..<configuration.workers).contains(sender) {
+            return reject("\(kind) from unknown sender \(sender)")
+        }
+        switch kind {
+        case .register:
+            do {
+                return onRegistration(try Body.decode(Registration.self, from: envelope))
+            } catch {
+                return reject("\(error)")
+            }
+        case .ready:
+            guard phase == .loading else { return reject("ready from worker \(sender) outside the loading phase") }
+            ready.insert(sender)
+            guard ready.count == configuration.workers else { return [] }
+            phase = .running
+            var directives: [CoordinatorDirective] = [.started]
+            for rank in 0..<configuration.workers {
+                directives.append(.send(Envelope(header: header(.start)), to: .worker(rank)))
+            }
+            return directives
+        case .metrics:
+            guard phase == .running else { return reject("metrics from worker \(sender) before the start") }
+            let metrics: WorkerMetrics
+            do { metrics = try Body.decode(WorkerMetrics.self, from: envelope) } catch { return reject("\(error)") }
+            guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds, reports[metrics.round]?[sender] == nil else {
+                return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")
+            }
+            let gathers = configuration.gathersParameters(afterRound: metrics.round)
+            if gathers && envelope.payload?.count != network.parameterCount {
+                return reject("metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters")
+            }
+            reports[metrics.round, default: [:]][sender] = (metrics, gathers ? envelope.payload : nil)
+            return recordCompleteRounds()
+        case .finished:
+            do {
+                let summary = try Body.decode(WorkerSummary.self, from: envelope)
+                summaries[sender] = summary
+            } catch {
+                return reject("\(error)")
+            }
+            return completeIfDone()
+        case .abort:
+            phase = .done
+            return [.fail("worker \(sender) aborted: \(String(decoding: envelope.body, as: UTF8.self))")]
+        case .assignment, .start, .parameters:
+            return reject("the coordinator does not accept \(kind) messages")
+        }
+    }
+
+    private mutating func onRegistration(_ registration: Registration) -> [CoordinatorDirective] {
+        guard phase == .registering else {
+            return [.log("ignored a registration from \(registration.host) pid \(registration.processID): all \(configuration.workers) workers are registered")]
+        }
+        let rank: Int
+        if let requested = registration.requestedRank {
+            guard (0..<configuration.workers).contains(requested), registrations[requested] == nil else {
+                phase = .done
+                return [.fail("worker \(registration.host) pid \(registration.processID) asked for rank \(requested), which is out of range 0..<\(configuration.workers) or taken")]
+            }
+            rank = requested
+        } else {
+            guard let free = (0..<configuration.workers).first(where: { registrations[$0] == nil }) else { return [] }
+            rank = free
+        }
+        registrations[rank] = registration
+        guard registrations.count == configuration.workers else { return [] }
+        phase = .loading
+        let endpoints = (0..<configuration.workers).map { registrations[$0]!.endpoint }
+        var directives: [CoordinatorDirective] = []
+        for rank in 0..<configuration.workers {
+            let assignment = Assignment(rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints)
+            directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
+            directives.append(.send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
+        }
+        return directives
+    }
+
+    private mutating func recordCompleteRounds() -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective] = []
+        while let round = reports[nextRoundToRecord], round.count == configuration.workers {
+            directives.append(.record(makeRecord(nextRoundToRecord, reports: round)))
+            reports.removeValue(forKey: nextRoundToRecord)
+            nextRoundToRecord += 1
+        }
+        return directives + completeIfDone()
+    }
+
+    private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord {
+        let ordered = (0..<configuration.workers).map { reports[$0]! }
+        let losses = ordered.map(\.0.trainLoss)
+        var record = RoundRecord(
+            round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count), trainLossMin: losses.min()!,
+            trainLossMax: losses.max()!, learningRate: ordered[0].0.learningRate,
+            bytesSent: ordered.reduce(0) { $0 + $1.0.bytesSent },
+            epoch: Double(ordered.reduce(0) { $0 + $1.0.epoch }) / Double(ordered.count))
+        let models = ordered.compactMap(\.1)
+        if models.count == configuration.workers {
+            let consensus = withExtendedLifetime(models) {
+                ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
+            }
+            record.consensusDistanceSquared = consensus.distanceSquared
+            record.consensusDistanceSquaredByLayer = Dictionary(uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })
+            record.averageModelNorm = consensus.average.squaredNorm.squareRoot()
+            averageModel = consensus.average
+            lastWorkerModels = models.map(\.array)
+            if configuration.evaluates(afterRound: roundNumber), let evaluator {
+                let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
+                record.testLoss = result.loss
+                record.testAccuracy = result.accuracy
+                if configuration.evaluateWorkers {
+                    let accuracies = withExtendedLifetime(models) { models.map { evaluator.evaluate($0.buffer).accuracy } }
+                    record.workerTestAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
+                    record.workerTestAccuracyMin = accuracies.min()
+                    record.workerTestAccuracyMax = accuracies.max()
+                }
+            }
+        }
+        lastRecord = record
+        return record
+    }
+
+    private mutating func completeIfDone() -> [CoordinatorDirective] {
+        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers else { return [] }
+        phase = .done
+        return [.complete((0..<configuration.workers).map { summaries[$0]! })]
+    }
+
+    /// The shell saw no message for the peer timeout.
+    public mutating func onSilence(seconds: Double) -> [CoordinatorDirective] {
+        guard phase != .done else { return [] }
+        phase = .done
+        return [.fail("no message for \(Int(seconds)) s while waiting for \(waitingOn)")]
+    }
+
+    /// Tells every registered worker to stop (best effort, on failure or interrupt).
+    public func abortMessages(reason: String) -> [CoordinatorDirective] {
+        registrations.keys.sorted().map { .send(Envelope(header: header(.abort), body: Array(reason.utf8)), to: .worker($0)) }
+    }
+
+    private func header(_ kind: MessageKind) -> MessageHeader {
+        MessageHeader(kind: kind, runID: runID, round: 0, sender: -1)
+    }
+
+    private mutating func reject(_ reason: String) -> [CoordinatorDirective] {
+        rejectedMessages += 1
+        return [.log("coordinator: rejected: \(reason)")]
+    }
+}

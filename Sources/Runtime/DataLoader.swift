@@ -1,0 +1,155 @@
+import Datasets
+import Foundation
+
+/// Reads data sets from disk (the I/O edge of the data pipeline; the parsing is in `Datasets`).
+public enum DataLoader {
+    /// Where Debian's `dataset-fashion-mnist` installs its files.
+    public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+    static let trainImages = "train-images-idx3-ubyte"
+    static let trainLabels = "train-labels-idx1-ubyte"
+    static let testImages = "t10k-images-idx3-ubyte"
+    static let testLabels = "t10k-labels-idx1-ubyte"
+
+    /// Parses `--data`: `auto` (Fashion-MNIST if installed, else synthetic), `synthetic`,
+    /// `synthetic:SEED`, or a directory of IDX files.
+    public static func resolve(_ argument: String) throws -> DataSource {
+        switch argument {
+        case "auto":
+            let present = (try? locate(trainImages, in: fashionMNISTDirectory)) != nil
+            return present ? .idx(directory: fashionMNISTDirectory) : synthetic(seed: 1)
+        case "synthetic":
+            return synthetic(seed: 1)
+        default:
+            if argument.hasPrefix("synthetic:") {
+                guard let seed = UInt64(argument.dropFirst("synthetic:".count)) else {
+                    throw DataError(file: "--data", reason: "'\(argument)': expected synthetic:SEED with a non-negative integer seed")
+                }
+                return synthetic(seed: seed)
+            }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw DataError(file: argument, reason: "--data: not a directory (use a folder of IDX files, 'synthetic' or 'auto')")
+            }
+            _ = try locate(trainImages, in: argument)
+            return .idx(directory: argument)
+        }
+    }
+
+    static func synthetic(seed: UInt64) -> DataSource {
+        let defaults = SyntheticClassification(seed: seed)
+        return .synthetic(seed: seed, trainCount: defaults.trainCount, testCount: defaults.testCount, featureCount: defaults.featureCount)
+    }
+
+    static func generator(_ source: DataSource) -> SyntheticClassification? {
+        guard case .synthetic(let seed, let trainCount, let testCount, let featureCount) = source else { return nil }
+        return SyntheticClassification(seed: seed, featureCount: featureCount, trainCount: trainCount, testCount: testCount)
+    }
+
+    /// Path of `name.gz` or `name` in `directory`.
+    static func locate(_ name: String, in directory: String) throws -> String {
+        for candidate in ["\(name).gz", name] {
+            let path = (directory as NSString).appendingPathComponent(candidate)
+            if FileManager.default.isReadableFile(atPath: path) { return path }
+        }
+        throw DataError(file: directory, reason: "missing \(name).gz or \(name)")
+    }
+
+    /// Reads a whole file, decompressing gzip if it starts with the gzip magic.
+    static func readWhole(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(file: path, reason: "cannot read file") }
+        let bytes = [UInt8](data)
+        return GzipInflater.isGzip(bytes) ? try GzipInflater.decompress(bytes, name: path) : bytes
+    }
+
+    /// Streams an IDX item file, keeping only the items at sorted `indices`.
+    static func readItems(_ path: String, indices: [Int]) throws -> (IDXHeader, [UInt8]) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw DataError(file: path, reason: "cannot open file") }
+        defer { try? handle.close() }
+        var selector = IDXRowSelector(name: path, selection: indices)
+        var inflater: GzipInflater?
+        var first = true
+        while true {
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { break }
+            if first {
+                first = false
+                if GzipInflater.isGzip(chunk) { inflater = try GzipInflater(name: path) }
+            }
+            try chunk.withUnsafeBytes { raw in
+                if let inflater {
+                    try inflater.feed(raw) { piece in try selector.consume(piece) }
+                } else {
+                    try selector.consume(raw.bindMemory(to: UInt8.self))
+                }
+            }
+        }
+        if let inflater, !inflater.isFinished { throw DataError(file: path, reason: "truncated gzip stream") }
+        try selector.finish()
+        return (selector.header!, selector.selected)
+    }
+
+    /// Labels of the training split.
+    public static func trainLabels(_ source: DataSource) throws -> (labels: [UInt8], classCount: Int) {
+        if let generator = generator(source) { return (generator.trainLabels, generator.classCount) }
+        guard case .idx(let directory) = source else { fatalError() }
+        let path = try locate(trainLabels, in: directory)
+        let labels = try IDXHeader.decodeLabels(try readWhole(path), name: path)
+        return (labels, 10)
+    }
+
+    /// One worker's shard of the training split: the partition is computed from all labels
+    /// (identically in every worker), then only the worker's rows are kept.
+    public static func loadShard(_ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int) throws -> Dataset {
+        let (labels, classCount) = try trainLabels(source)
+        let shards = try partition.assign(labels: labels, classCount: classCount, workers: workers, seed: seed)
+        return try loadTrainExamples(source, indices: shards[rank], labels: labels, classCount: classCount)
+    }
+
+    static func loadTrainExamples(_ source: DataSource, indices: [Int], labels: [UInt8], classCount: Int) throws -> Dataset {
+        if let generator = generator(source) { return generator.examples(indices) }
+        guard case .idx(let directory) = source else { fatalError() }
+        let path = try locate(trainImages, in: directory)
+        let (header, features) = try readItems(path, indices: indices)
+        guard header.itemCount == labels.count else {
+            throw DataError(file: path, reason: "holds \(header.itemCount) images but \(trainLabels) holds \(labels.count) labels")
+        }
+        return Dataset(features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength, classCount: classCount)
+    }
+
+    /// The whole test split.
+    public static func loadTestSet(_ source: DataSource) throws -> Dataset {
+        if let generator = generator(source) { return generator.testSet }
+        guard case .idx(let directory) = source else { fatalError() }
+        let labelPath = try locate(testLabels, in: directory)
+        let labels = try IDXHeader.decodeLabels(try readWhole(labelPath), name: labelPath)
+        let imagePath = try locate(testImages, in: directory)
+        let (header, features) = try readItems(imagePath, indices: Array(labels.indices))
+        guard header.itemCount == labels.count else {
+            throw DataError(file: imagePath, reason: "holds \(header.itemCount) images but \(labelPath) holds \(labels.count) labels")
+        }
+        return Dataset(features: features, labels: labels, featureCount: header.itemLength, classCount: 10)
+    }
+
+    /// A description for reports.
+    public static func describe(_ source: DataSource, trainCount: Int, test: Dataset) -> DataDescription {
+        if let generator = generator(source) { return generator.description }
+        guard case .idx(let directory) = source else { fatalError() }
+        let name = directory.lowercased().contains("fashion") ? "fashion-mnist" : "idx"
+        return DataDescription(
+            name: name, source: directory, trainCount: trainCount, testCount: test.count, featureCount: test.featureCount,
+            classCount: test.classCount)
+    }
+}
+
+/// Resource figures of this process.
+public enum ProcessResources {
+    /// Peak resident set size (VmHWM) in bytes, from /proc/self/status; 0 where unavailable.
+    public static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            return digits * 1024
+        }
+        return 0
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Transport
+
+/// worker → coordinator.
+public struct Registration: Codable, Sendable {
+    public var nonce: UInt64
+    public var endpoint: String
+    public var host: String
+    public var processID: Int32
+    /// A rank the launcher gave this worker (e.g. from mpirun's environment), if any.
+    public var requestedRank: Int?
+}
+
+/// coordinator → worker.
+public struct Assignment: Codable, Sendable {
+    public var rank: Int
+    public var runID: UInt64
+    public var configuration: RunConfiguration
+    /// Inbox endpoint of every worker, by rank.
+    public var workerEndpoints: [String]
+}
+
+/// worker → coordinator, once per round.
+public struct WorkerMetrics: Codable, Sendable {
+    /// 1-based round just completed.
+    public var round: Int
+    public var trainLoss: Double
+    public var learningRate: Double
+    /// Cumulative bytes this worker has sent so far.
+    public var bytesSent: Int
+    public var epoch: Int
+}
+
+/// worker → coordinator, at the end.
+public struct WorkerSummary: Codable, Sendable {
+    public var rank: Int
+    public var peakResidentBytes: Int
+    public var bytesSent: Int
+    public var shardSize: Int
+}
+
+enum Body {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        // Encoding these plain structs cannot fail.
+        Array(try! JSONEncoder().encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from envelope: Envelope) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(envelope.body))
+        } catch {
+            throw WireError.malformed("\(envelope.header.kind) body is not a valid \(type): \(error)")
+        }
+    }
+}
+
+extension Envelope {
+    var estimatedWireBytes: Int { MessageHeader.byteCount + body.count + (payload?.byteCount ?? 0) }
+}

@@ -1,0 +1,68 @@
+/// One row of `rounds.jsonl` / `rounds.csv`: the state after a round's gossip step.
+public struct RoundRecord: Codable, Sendable, Equatable {
+    /// 1-based round number.
+    public var round: Int
+    /// Mean over workers of each worker's mean mini-batch loss during the round's local steps.
+    public var trainLoss: Double
+    public var trainLossMin: Double
+    public var trainLossMax: Double
+    /// Learning rate of the round's first local step.
+    public var learningRate: Double
+    /// Ξ² = (1/n)·Σᵢ‖xᵢ − x̄‖², on rounds where parameters were gathered.
+    public var consensusDistanceSquared: Double?
+    /// Ξ² restricted to each named parameter slice.
+    public var consensusDistanceSquaredByLayer: [String: Double]?
+    /// ‖x̄‖ (Float64 accumulation), on rounds where parameters were gathered.
+    public var averageModelNorm: Double?
+    /// x̄ on the test set, on evaluation rounds.
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    /// Each worker's own model on the test set, on evaluation rounds (when enabled).
+    public var workerTestAccuracyMean: Double?
+    public var workerTestAccuracyMin: Double?
+    public var workerTestAccuracyMax: Double?
+    /// Total bytes all workers had sent by the end of this round.
+    public var bytesSent: Int
+    /// Mean local epoch reached by the workers.
+    public var epoch: Double
+    /// Seconds since the start barrier when the coordinator recorded the round (set by the shell).
+    public var elapsedSeconds: Double?
+
+    public enum CodingKeys: String, CodingKey {
+        case round
+        case trainLoss = "train_loss"
+        case trainLossMin = "train_loss_min"
+        case trainLossMax = "train_loss_max"
+        case learningRate = "learning_rate"
+        case consensusDistanceSquared = "consensus_distance_sq"
+        case consensusDistanceSquaredByLayer = "consensus_distance_sq_by_layer"
+        case averageModelNorm = "average_model_norm"
+        case testLoss = "test_loss"
+        case testAccuracy = "test_accuracy"
+        case workerTestAccuracyMean = "worker_test_accuracy_mean"
+        case workerTestAccuracyMin = "worker_test_accuracy_min"
+        case workerTestAccuracyMax = "worker_test_accuracy_max"
+        case bytesSent = "bytes_sent"
+        case epoch
+        case elapsedSeconds = "elapsed_seconds"
+    }
+
+    /// Column order of `rounds.csv` (the per-layer map is JSONL only).
+    public static let csvColumns: [CodingKeys] = [
+        .round, .trainLoss, .trainLossMin, .trainLossMax, .learningRate, .consensusDistanceSquared, .averageModelNorm,
+        .testLoss, .testAccuracy, .workerTestAccuracyMean, .workerTestAccuracyMin, .workerTestAccuracyMax, .bytesSent,
+        .epoch, .elapsedSeconds,
+    ]
+
+    public var csvRow: String {
+        func number(_ value: Double?) -> String { value.map { "\($0)" } ?? "" }
+        return [
+            "\(round)", number(trainLoss), number(trainLossMin), number(trainLossMax), number(learningRate),
+            number(consensusDistanceSquared), number(averageModelNorm), number(testLoss), number(testAccuracy),
+            number(workerTestAccuracyMean), number(workerTestAccuracyMin), number(workerTestAccuracyMax), "\(bytesSent)",
+            number(epoch), number(elapsedSeconds),
+        ].joined(separator: ",")
+    }
+
+    public static var csvHeader: String { csvColumns.map(\.rawValue).joined(separator: ",") }
+}

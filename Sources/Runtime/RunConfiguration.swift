@@ -1,0 +1,108 @@
+import Algorithms
+import Datasets
+import LearningCore
+import Optimizers
+import Topologies
+
+/// Where training and test data come from.
+public enum DataSource: Sendable, Equatable, Codable, CustomStringConvertible {
+    /// IDX files (gzipped or raw) in `directory`: train-images-idx3-ubyte, train-labels-idx1-ubyte,
+    /// t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (MNIST and Fashion-MNIST names).
+    case idx(directory: String)
+    /// The built-in synthetic set.
+    case synthetic(seed: UInt64, trainCount: Int, testCount: Int, featureCount: Int)
+
+    public var description: String {
+        switch self {
+        case .idx(let directory): directory
+        case .synthetic(let seed, _, _, _): seed == 1 ? "synthetic" : "synthetic:\(seed)"
+        }
+    }
+}
+
+/// Everything that determines a run's numbers. Sent by the coordinator to every worker and
+/// written to `config.json`, so a run can be repeated exactly.
+public struct RunConfiguration: Sendable, Equatable, Codable {
+    public var runName: String
+    public var seed: UInt64
+    public var rounds: Int
+    public var workers: Int
+    public var model: ModelSpec
+    /// Mini-batch size per worker and local step.
+    public var batchSize: Int
+    /// Local steps H between gossip rounds.
+    public var localSteps: Int
+    public var algorithm: GossipAlgorithm
+    public var optimizer: OptimizerSettings
+    public var data: DataSource
+    public var partition: PartitionScheme
+    public var topology: Topology
+    /// Gather parameters and compute Ξ² every this many rounds (and on the last).
+    public var metricsEvery: Int
+    /// Evaluate x̄ (and the workers' models) on the test set every this many rounds (and on the last).
+    public var evalEvery: Int
+    public var evaluateWorkers: Bool
+    /// A silent peer is declared dead after this long.
+    public var peerTimeoutSeconds: Double
+
+    public init(
+        runName: String, seed: UInt64, rounds: Int, workers: Int, model: ModelSpec, batchSize: Int, localSteps: Int,
+        algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
+        topology: Topology, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool, peerTimeoutSeconds: Double
+    ) {
+        self.runName = runName
+        self.seed = seed
+        self.rounds = rounds
+        self.workers = workers
+        self.model = model
+        self.batchSize = batchSize
+        self.localSteps = localSteps
+        self.algorithm = algorithm
+        self.optimizer = optimizer
+        self.data = data
+        self.partition = partition
+        self.topology = topology
+        self.metricsEvery = metricsEvery
+        self.evalEvery = evalEvery
+        self.evaluateWorkers = evaluateWorkers
+        self.peerTimeoutSeconds = peerTimeoutSeconds
+    }
+
+    /// Cross-field checks; each message names the flag at fault.
+    public func validate() throws(ConfigurationError) {
+        func check(_ condition: Bool, _ field: String, _ reason: String) throws(ConfigurationError) {
+            if !condition { throw ConfigurationError(field: field, reason: reason) }
+        }
+        try check(workers >= 1, "--workers", "must be at least 1, got \(workers)")
+        try check(rounds >= 1, "--rounds", "must be at least 1, got \(rounds)")
+        try check(batchSize >= 1, "--batch", "must be at least 1, got \(batchSize)")
+        try check(localSteps >= 1, "--local-steps", "must be at least 1, got \(localSteps)")
+        try check(metricsEvery >= 1, "--metrics-every", "must be at least 1, got \(metricsEvery)")
+        try check(evalEvery >= 1, "--eval-every", "must be at least 1, got \(evalEvery)")
+        try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
+        try check(
+            topology.nodeCount == workers, "--topology",
+            "\(topology.name) has \(topology.nodeCount) nodes but \(workers) workers were requested")
+        let rate = optimizer.schedule.learningRate(atStep: 0)
+        try check(rate.isFinite && rate > 0, "--lr", "learning rate must be positive and finite, got \(rate)")
+        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "--momentum", "must be in [0, 1), got \(optimizer.momentum)")
+        try check(optimizer.weightDecay >= 0, "--weight-decay", "must be non-negative, got \(optimizer.weightDecay)")
+    }
+
+    /// Whether workers send their parameters to the coordinator after round `round` (1-based).
+    public func gathersParameters(afterRound round: Int) -> Bool {
+        round % metricsEvery == 0 || round % evalEvery == 0 || round == rounds
+    }
+
+    public func evaluates(afterRound round: Int) -> Bool { round % evalEvery == 0 || round == rounds }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var field: String
+    public var reason: String
+    public init(field: String, reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+    public var description: String { "\(field): \(reason)" }
+}

@@ -1,0 +1,127 @@
+import Datasets
+import Foundation
+import Topologies
+
+/// `summary.json`.
+public struct RunSummary: Codable, Sendable {
+    public var status: String
+    public var reason: String?
+    public var runName: String
+    public var runID: String
+    /// Rounds recorded (equal to `roundsPlanned` when completed).
+    public var rounds: Int
+    public var roundsPlanned: Int
+    public var workers: Int
+    public var topology: String
+    public var algorithm: String
+    public var data: DataDescription?
+    public var finalTestAccuracy: Double?
+    public var finalTestLoss: Double?
+    public var finalTrainLoss: Double?
+    public var finalConsensusDistanceSquared: Double?
+    public var wallSeconds: Double
+    public var roundsPerSecond: Double
+    public var bytesSent: Int?
+    public var workerPeakResidentBytes: [Int]?
+
+    enum CodingKeys: String, CodingKey {
+        case status, reason, rounds, workers, topology, algorithm, data
+        case runName = "run_name"
+        case runID = "run_id"
+        case roundsPlanned = "rounds_planned"
+        case finalTestAccuracy = "final_test_accuracy"
+        case finalTestLoss = "final_test_loss"
+        case finalTrainLoss = "final_train_loss"
+        case finalConsensusDistanceSquared = "final_consensus_distance_sq"
+        case wallSeconds = "wall_seconds"
+        case roundsPerSecond = "rounds_per_second"
+        case bytesSent = "bytes_sent"
+        case workerPeakResidentBytes = "worker_peak_resident_bytes"
+    }
+}
+
+/// `config.json`: the configuration plus what is needed to reproduce and identify the run.
+public struct RunManifest: Codable, Sendable {
+    public var configuration: RunConfiguration
+    public var topologyHash: String
+    public var topologyEdges: String
+    public var data: DataDescription
+    public var gitCommit: String
+    public var createdAt: String
+    public var command: [String]
+    public var openBLASCore: String
+
+    public init(
+        configuration: RunConfiguration, data: DataDescription, gitCommit: String, command: [String], openBLASCore: String
+    ) {
+        self.configuration = configuration
+        topologyHash = configuration.topology.hash
+        topologyEdges = TopologyFile.format(configuration.topology)
+        self.data = data
+        self.gitCommit = gitCommit
+        createdAt = ISO8601DateFormatter().string(from: Date())
+        self.command = command
+        self.openBLASCore = openBLASCore
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case configuration, data, command
+        case topologyHash = "topology_hash"
+        case topologyEdges = "topology_edges"
+        case gitCommit = "git_commit"
+        case createdAt = "created_at"
+        case openBLASCore = "openblas_core"
+    }
+}
+
+/// Writes a run folder: config.json, rounds.jsonl, rounds.csv (appended and flushed every
+/// round, so a failed run keeps every completed round) and summary.json.
+public final class RunReport {
+    public let directory: URL
+    private let jsonl: FileHandle
+    private let csv: FileHandle
+    private let encoder: JSONEncoder
+
+    public init(directory: URL) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for name in ["rounds.jsonl", "rounds.csv", "summary.json"] {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+        let jsonlURL = directory.appendingPathComponent("rounds.jsonl")
+        let csvURL = directory.appendingPathComponent("rounds.csv")
+        _ = FileManager.default.createFile(atPath: jsonlURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: csvURL.path, contents: Data((RoundRecord.csvHeader + "\n").utf8))
+        jsonl = try FileHandle(forWritingTo: jsonlURL)
+        csv = try FileHandle(forWritingTo: csvURL)
+        try csv.seekToEnd()
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    deinit {
+        try? jsonl.close()
+        try? csv.close()
+    }
+
+    public func writeManifest(_ manifest: RunManifest) throws {
+        let pretty = JSONEncoder()
+        pretty.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try pretty.encode(manifest).write(to: directory.appendingPathComponent("config.json"))
+    }
+
+    public func append(_ record: RoundRecord) throws {
+        var line = try encoder.encode(record)
+        line.append(0x0A)
+        try jsonl.write(contentsOf: line)
+        try csv.write(contentsOf: Data((record.csvRow + "\n").utf8))
+    }
+
+    public func writeSummary(_ summary: RunSummary) throws {
+        let pretty = JSONEncoder()
+        pretty.outputFormatting = [.prettyPrinted, .sortedKeys]
+        pretty.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try pretty.encode(summary).write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+    }
+}

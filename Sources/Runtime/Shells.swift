@@ -1,0 +1,261 @@
+import Datasets
+import Foundation
+import Transport
+
+/// How a node's run ended.
+public enum NodeOutcome: Equatable, Sendable {
+    case running
+    case completed
+    case failed(String)
+}
+
+/// Runs a `WorkerMachine` over a `Transport`: performs its directives (sends, connects, data
+/// loading, the local-training turn) and feeds it received messages.
+public final class WorkerShell {
+    public private(set) var machine: WorkerMachine
+    public let transport: any Transport
+    public private(set) var outcome = NodeOutcome.running
+    private let log: (String) -> Void
+    private let loadShard: (Int, RunConfiguration) throws -> Dataset
+
+    public init(
+        machine: WorkerMachine, transport: any Transport, log: @escaping (String) -> Void,
+        loadShard: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
+            try DataLoader.loadShard(
+                configuration.data, partition: configuration.partition, workers: configuration.workers, seed: configuration.seed,
+                rank: rank)
+        }
+    ) {
+        self.machine = machine
+        self.transport = transport
+        self.log = log
+        self.loadShard = loadShard
+    }
+
+    /// Connects to the coordinator and registers.
+    public func start(coordinatorEndpoint: String) {
+        do {
+            try transport.connect(.coordinator, endpoint: coordinatorEndpoint)
+        } catch {
+            outcome = .failed("cannot connect to the coordinator at \(coordinatorEndpoint): \(error)")
+            return
+        }
+        perform(machine.onStart(localEndpoint: transport.localEndpoint))
+    }
+
+    /// Handles at most one incoming message; returns whether one arrived.
+    @discardableResult
+    public func step(timeoutMilliseconds: Int) -> Bool {
+        guard outcome == .running else { return false }
+        do {
+            switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
+            case .none: return false
+            case .rejected(let error):
+                log("worker \(machine.rank.map(String.init) ?? "?"): rejected: \(error)")
+                return true
+            case .envelope(let envelope):
+                perform(machine.onEnvelope(envelope))
+                return true
+            }
+        } catch {
+            fail("receive failed: \(error)")
+            return false
+        }
+    }
+
+    /// Reports a failure to the coordinator (best effort) and stops.
+    public func fail(_ reason: String) {
+        guard outcome == .running else { return }
+        outcome = .failed(reason)
+        try? transport.send(machine.abortMessage(reason: reason), to: .coordinator)
+    }
+
+    private func perform(_ directives: [WorkerDirective]) {
+        var queue = directives[...]
+        while let directive = queue.popFirst(), outcome == .running {
+            switch directive {
+            case .connect(let peer, let endpoint):
+                do { try transport.connect(peer, endpoint: endpoint) } catch { fail("cannot connect to \(peer) at \(endpoint): \(error)") }
+            case .send(let envelope, let peer):
+                do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
+            case .loadShard(let rank, let configuration):
+                do {
+                    let shard = try loadShard(rank, configuration)
+                    queue = machine.onShardLoaded(shard)[...] + queue
+                } catch {
+                    fail("cannot load data: \(error)")
+                }
+            case .trainLocally:
+                queue = machine.onTrainTurn()[...] + queue
+            case .log(let message):
+                log(message)
+            case .finish:
+                outcome = .completed
+            case .fail(let reason):
+                fail(reason)
+            }
+        }
+    }
+}
+
+/// Runs a `CoordinatorMachine` over a `Transport`, writes the run folder and shows progress.
+public final class CoordinatorShell {
+    public private(set) var machine: CoordinatorMachine
+    public let transport: any Transport
+    public private(set) var outcome = NodeOutcome.running
+    public let report: RunReport?
+    public private(set) var records: [RoundRecord] = []
+    private let log: (String) -> Void
+    private let progress: ProgressLine?
+    private let clock = ContinuousClock()
+    private var startedAt: ContinuousClock.Instant?
+    private var finishedAt: ContinuousClock.Instant?
+    private var lastMessageAt: ContinuousClock.Instant
+    private let data: DataDescription?
+    private var summaries: [WorkerSummary] = []
+
+    public init(
+        machine: CoordinatorMachine, transport: any Transport, report: RunReport?, data: DataDescription?,
+        progress: ProgressLine?, log: @escaping (String) -> Void
+    ) {
+        self.machine = machine
+        self.transport = transport
+        self.report = report
+        self.data = data
+        self.progress = progress
+        self.log = log
+        lastMessageAt = clock.now
+    }
+
+    /// Handles at most one incoming message; declares the run failed after the peer timeout.
+    @discardableResult
+    public func step(timeoutMilliseconds: Int) -> Bool {
+        guard outcome == .running else { return false }
+        do {
+            switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
+            case .none:
+                let silent = (clock.now - lastMessageAt) / .seconds(1)
+                if silent > machine.configuration.peerTimeoutSeconds { perform(machine.onSilence(seconds: silent)) }
+                return false
+            case .rejected(let error):
+                log("coordinator: rejected: \(error)")
+                return true
+            case .envelope(let envelope):
+                lastMessageAt = clock.now
+                perform(machine.onEnvelope(envelope))
+                return true
+            }
+        } catch {
+            fail("receive failed: \(error)")
+            return false
+        }
+    }
+
+    /// Marks the run failed, tells the workers, and writes the summary.
+    public func fail(_ reason: String) {
+        guard outcome == .running else { return }
+        outcome = .failed(reason)
+        finishedAt = clock.now
+        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason) { try? transport.send(envelope, to: peer) }
+        progress?.finish()
+        writeSummary()
+    }
+
+    public var elapsedSeconds: Double {
+        guard let startedAt else { return 0 }
+        return ((finishedAt ?? clock.now) - startedAt) / .seconds(1)
+    }
+
+    private func perform(_ directives: [CoordinatorDirective]) {
+        for directive in directives where outcome == .running {
+            switch directive {
+            case .connect(let peer, let endpoint):
+                do { try transport.connect(peer, endpoint: endpoint) } catch { fail("cannot connect to \(peer) at \(endpoint): \(error)") }
+            case .send(let envelope, let peer):
+                do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
+            case .started:
+                startedAt = clock.now
+            case .record(var record):
+                record.elapsedSeconds = elapsedSeconds
+                records.append(record)
+                do { try report?.append(record) } catch { fail("cannot write the round report: \(error)") }
+                progress?.update(record: record, elapsed: elapsedSeconds, totalRounds: machine.configuration.rounds)
+            case .log(let message):
+                log(message)
+            case .complete(let summaries):
+                self.summaries = summaries
+                outcome = .completed
+                finishedAt = clock.now
+                progress?.finish()
+                writeSummary()
+            case .fail(let reason):
+                fail(reason)
+            }
+        }
+    }
+
+    public var summary: RunSummary {
+        let configuration = machine.configuration
+        let rounds = records.count
+        let wall = elapsedSeconds
+        let lastEvaluated = records.last { $0.testAccuracy != nil }
+        var status = "completed"
+        var reason: String?
+        if case .failed(let why) = outcome {
+            status = "failed"
+            reason = why
+        }
+        let runID = String(machine.runID, radix: 16)
+        return RunSummary(
+            status: status, reason: reason, runName: configuration.runName,
+            runID: String(repeating: "0", count: 16 - runID.count) + runID, rounds: rounds,
+            roundsPlanned: configuration.rounds, workers: configuration.workers, topology: configuration.topology.name,
+            algorithm: configuration.algorithm.rawValue, data: data,
+            finalTestAccuracy: lastEvaluated?.testAccuracy,
+            finalTestLoss: lastEvaluated?.testLoss, finalTrainLoss: records.last?.trainLoss,
+            finalConsensusDistanceSquared: records.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared,
+            wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0, bytesSent: records.last?.bytesSent,
+            workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes))
+    }
+
+    private func writeSummary() {
+        do { try report?.writeSummary(summary) } catch { log("cannot write summary.json: \(error)") }
+    }
+}
+
+/// The live progress line: round/total, elapsed, ETA, rounds/s, train loss, test accuracy, Ξ².
+public final class ProgressLine {
+    private let interactive: Bool
+    private let write: (String) -> Void
+    private var lastPrinted = -Double.infinity
+    private var lastTestAccuracy: Double?
+    private var lastLine = ""
+    private let minimumInterval: Double
+
+    public init(interactive: Bool, minimumInterval: Double = 1, write: @escaping (String) -> Void) {
+        self.interactive = interactive
+        self.write = write
+        self.minimumInterval = minimumInterval
+    }
+
+    func update(record: RoundRecord, elapsed: Double, totalRounds: Int) {
+        if let accuracy = record.testAccuracy { lastTestAccuracy = accuracy }
+        let rate = elapsed > 0 ? Double(record.round) / elapsed : 0
+        let eta = rate > 0 ? Double(totalRounds - record.round) / rate : 0
+        var line = "round \(record.round)/\(totalRounds) | \(format(elapsed, 1))s elapsed, ETA \(format(eta, 0))s | \(format(rate, 1)) rounds/s"
+        line += " | train loss \(format(record.trainLoss, 4))"
+        if let accuracy = lastTestAccuracy { line += " | test acc \(format(accuracy * 100, 2))%" }
+        if let xi = record.consensusDistanceSquared { line += " | Ξ² \(scientific(xi))" }
+        lastLine = line
+        guard elapsed - lastPrinted >= minimumInterval || record.round == totalRounds else { return }
+        lastPrinted = elapsed
+        write(interactive ? "\r\u{1B}[K" + line : line + "\n")
+    }
+
+    func finish() {
+        if interactive && !lastLine.isEmpty { write("\n") }
+    }
+
+    private func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+    private func scientific(_ value: Double) -> String { String(format: "%.3e", value) }
+}

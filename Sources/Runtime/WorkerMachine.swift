@@ -1,0 +1,252 @@
+import Algorithms
+import Datasets
+import LearningCore
+import Topologies
+import Transport
+
+/// What a worker asks its shell to do.
+public enum WorkerDirective {
+    case connect(Peer, endpoint: String)
+    case send(Envelope, to: Peer)
+    /// Load this worker's shard, then call `onShardLoaded`.
+    case loadShard(rank: Int, configuration: RunConfiguration)
+    /// Run the local steps now by calling `onTrainTurn` (after the preceding sends are on their way).
+    case trainLocally
+    case log(String)
+    /// All rounds done; the process may exit 0.
+    case finish
+    /// Stop with an error; the process exits non-zero.
+    case fail(String)
+}
+
+/// A gossip worker as a state machine in the style of SWIM.Instance: events in, directives out,
+/// no sockets, files or clocks. The shell (`WorkerShell`) runs it over any `Transport`.
+///
+/// Round t (0-based; reported as t + 1):
+/// - ATC: train H local steps, send xᵢ to out-neighbours, wait for every in-neighbour's round-t
+///   model, xᵢ ← Wᵢᵢxᵢ + Σⱼ Wᵢⱼxⱼ.
+/// - CTA (D-PSGD): send xᵢ, train H local steps while the models travel, wait, then
+///   xᵢ ← Σⱼ Wᵢⱼxⱼ + Δᵢ.
+/// Messages for later rounds are buffered; stale, duplicate, foreign-run or malformed ones are
+/// rejected with a log line and never mixed in.
+public struct WorkerMachine {
+    public let nonce: UInt64
+    private let host: String
+    private let processID: Int32
+    private let requestedRank: Int?
+    private let peakResidentBytes: () -> Int
+
+    public private(set) var rank: Int?
+    public private(set) var configuration: RunConfiguration?
+    private var runID: UInt64 = 0
+    private var trainer: LocalTrainer?
+    /// The worker's current model xᵢ.
+    public private(set) var parameters: [Float] = []
+    /// Next round to complete (0-based).
+    public private(set) var round = 0
+    private var started = false
+    private var trainedThisRound = false
+    private var roundLoss = 0.0
+    private var roundLearningRate = 0.0
+    /// What this worker sent for the current round (its pre-mix model).
+    private var sentThisRound: FloatPayload?
+    /// round → sender → model.
+    private var pending: [Int: [Int: FloatPayload]] = [:]
+    private var inNeighbors: [Int] = []
+    private var outNeighbors: [Int] = []
+    private var weights: [Int: Float] = [:]
+    private var selfWeight: Float = 1
+    public private(set) var bytesSent = 0
+    public private(set) var rejectedMessages = 0
+
+    public init(nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int) {
+        self.nonce = nonce
+        self.host = host
+        self.processID = processID
+        self.requestedRank = requestedRank
+        self.peakResidentBytes = peakResidentBytes
+    }
+
+    /// First event: register with the coordinator (whose route the shell has set up).
+    public mutating func onStart(localEndpoint: String) -> [WorkerDirective] {
+        let registration = Registration(
+            nonce: nonce, endpoint: localEndpoint, host: host, processID: processID, requestedRank: requestedRank)
+        return [send(Envelope(header: header(.register, round: 0), body: Body.encode(registration)), to: .coordinator)]
+    }
+
+    public mutating func onEnvelope(_ envelope: Envelope) -> [WorkerDirective] {
+        let kind = envelope.header.kind
+        if kind != .assignment && envelope.header.runID != runID {
+            return reject("\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)")
+        }
+        switch kind {
+        case .assignment:
+            guard configuration == nil else { return reject("a second assignment arrived") }
+            do {
+                let assignment = try Body.decode(Assignment.self, from: envelope)
+                return onAssignment(assignment)
+            } catch {
+                return [.fail("cannot decode the assignment: \(error)")]
+            }
+        case .start:
+            guard trainer != nil, !started else { return reject("start before the shard was loaded, or twice") }
+            started = true
+            return beginRound()
+        case .parameters:
+            return onParameters(envelope)
+        case .abort:
+            return [.fail("coordinator aborted the run: \(String(decoding: envelope.body, as: UTF8.self))")]
+        case .register, .ready, .metrics, .finished:
+            return reject("workers do not accept \(kind) messages")
+        }
+    }
+
+    private mutating func onAssignment(_ assignment: Assignment) -> [WorkerDirective] {
+        let configuration = assignment.configuration
+        guard (0..<configuration.workers).contains(assignment.rank), assignment.workerEndpoints.count == configuration.workers else {
+            return [.fail("invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints")]
+        }
+        self.configuration = configuration
+        rank = assignment.rank
+        runID = assignment.runID
+        let topology = configuration.topology
+        inNeighbors = topology.inNeighbors(of: assignment.rank)
+        outNeighbors = topology.outNeighbors(of: assignment.rank)
+        for entry in topology.mixing[assignment.rank] {
+            if entry.node == assignment.rank { selfWeight = Float(entry.weight) } else { weights[entry.node] = Float(entry.weight) }
+        }
+        var directives: [WorkerDirective] = outNeighbors.map { .connect(.worker($0), endpoint: assignment.workerEndpoints[$0]) }
+        directives.append(.loadShard(rank: assignment.rank, configuration: configuration))
+        return directives
+    }
+
+    /// The shell loaded the shard.
+    public mutating func onShardLoaded(_ shard: Dataset) -> [WorkerDirective] {
+        guard let configuration, let rank else { return [.fail("shard loaded before assignment")] }
+        let network = Network(spec: configuration.model)
+        guard shard.featureCount == network.inputWidth else {
+            return [.fail("data has \(shard.featureCount) features per example but the model \(configuration.model) takes \(network.inputWidth)")]
+        }
+        guard shard.classCount <= network.classCount else {
+            return [.fail("data has \(shard.classCount) classes but the model \(configuration.model) outputs \(network.classCount)")]
+        }
+        // Every worker starts from the same x₀ (seeded), as in the D-SGD literature.
+        parameters = network.initialParameters(seed: configuration.seed)
+        trainer = LocalTrainer(
+            network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
+            optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
+        return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
+    }
+
+    private mutating func beginRound() -> [WorkerDirective] {
+        guard let configuration else { return [] }
+        trainedThisRound = false
+        sentThisRound = nil
+        switch configuration.algorithm {
+        case .combineThenAdapt:
+            let snapshot = FloatPayload(copying: parameters)
+            sentThisRound = snapshot
+            return sendModel(snapshot) + [.trainLocally]
+        case .adaptThenCombine:
+            return [.trainLocally]
+        }
+    }
+
+    /// The shell's turn to run this round's local steps.
+    public mutating func onTrainTurn() -> [WorkerDirective] {
+        guard let configuration, var trainer, !trainedThisRound else { return [] }
+        let (loss, learningRate) = trainer.train(&parameters)
+        self.trainer = trainer
+        roundLoss = loss
+        roundLearningRate = learningRate
+        trainedThisRound = true
+        var directives: [WorkerDirective] = []
+        if !loss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(loss)")] }
+        if configuration.algorithm == .adaptThenCombine {
+            let snapshot = FloatPayload(copying: parameters)
+            sentThisRound = snapshot
+            directives += sendModel(snapshot)
+        }
+        return directives + combineIfReady()
+    }
+
+    private mutating func sendModel(_ snapshot: FloatPayload) -> [WorkerDirective] {
+        outNeighbors.map { send(Envelope(header: header(.parameters, round: round), payload: snapshot), to: .worker($0)) }
+    }
+
+    private mutating func onParameters(_ envelope: Envelope) -> [WorkerDirective] {
+        guard let configuration else { return reject("parameters before assignment") }
+        let sender = Int(envelope.header.sender)
+        let messageRound = Int(envelope.header.round)
+        guard inNeighbors.contains(sender) else { return reject("parameters from worker \(sender), which is not an in-neighbour") }
+        guard messageRound >= round, messageRound < configuration.rounds else {
+            return reject("parameters from worker \(sender) for round \(messageRound + 1), but this worker is at round \(round + 1) of \(configuration.rounds)")
+        }
+        guard let payload = envelope.payload, payload.count == parameters.count else {
+            return reject("parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)")
+        }
+        guard pending[messageRound]?[sender] == nil else {
+            return reject("duplicate parameters from worker \(sender) for round \(messageRound + 1)")
+        }
+        guard payload.isFinite else { return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf") }
+        pending[messageRound, default: [:]][sender] = payload
+        return messageRound == round ? combineIfReady() : []
+    }
+
+    private mutating func combineIfReady() -> [WorkerDirective] {
+        guard let configuration, trainedThisRound else { return [] }
+        let received = pending[round] ?? [:]
+        guard received.count == inNeighbors.count else { return [] }
+        let terms = inNeighbors.map { sender in Gossip.Term(weight: weights[sender]!, values: received[sender]!.buffer) }
+        withExtendedLifetime(received) {
+            switch configuration.algorithm {
+            case .adaptThenCombine:
+                Gossip.adaptThenCombine(&parameters, selfWeight: selfWeight, neighbors: terms)
+            case .combineThenAdapt:
+                let sent = sentThisRound!
+                withExtendedLifetime(sent) {
+                    Gossip.combineThenAdapt(&parameters, sent: sent.buffer, selfWeight: selfWeight, neighbors: terms)
+                }
+            }
+        }
+        pending.removeValue(forKey: round)
+        round += 1
+        var directives = [reportRound(configuration)]
+        if round == configuration.rounds {
+            let summary = WorkerSummary(
+                rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
+                shardSize: trainer?.sampler.shard.count ?? 0)
+            directives.append(send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator))
+            directives.append(.finish)
+            return directives
+        }
+        return directives + beginRound()
+    }
+
+    private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
+        let metrics = WorkerMetrics(
+            round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
+            epoch: trainer?.sampler.epoch ?? 0)
+        let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: parameters) : nil
+        return send(Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload), to: .coordinator)
+    }
+
+    /// The message that tells the coordinator this worker is giving up.
+    public func abortMessage(reason: String) -> Envelope {
+        Envelope(header: header(.abort, round: round), body: Array(reason.utf8))
+    }
+
+    private func header(_ kind: MessageKind, round: Int) -> MessageHeader {
+        MessageHeader(kind: kind, runID: runID, round: Int64(round), sender: Int32(rank ?? -1))
+    }
+
+    private mutating func send(_ envelope: Envelope, to peer: Peer) -> WorkerDirective {
+        bytesSent += envelope.estimatedWireBytes
+        return .send(envelope, to: peer)
+    }
+
+    private mutating func reject(_ reason: String) -> [WorkerDirective] {
+        rejectedMessages += 1
+        return [.log("worker \(rank.map(String.init) ?? "?"): rejected: \(reason)")]
+    }
+}

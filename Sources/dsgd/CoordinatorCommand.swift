@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import LearningCore
+import Runtime
+import ZeroMQTransport
+
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Assign ranks, release the workers, record every round and write the run folder.")
+
+    @OptionGroup var options: RunOptions
+
+    @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
+    var bind: String = "tcp://127.0.0.1:*"
+
+    @Option(help: "Write the bound endpoint to this file once listening (for launchers).")
+    var endpointFile: String?
+
+    func run() throws {
+        BLAS.useSingleThread()
+        let (configuration, directory) = try options.makeConfiguration()
+        let (testSet, data) = try prepareEvaluation(configuration)
+        let report = try RunReport(directory: directory)
+        try report.writeManifest(
+            RunManifest(
+                configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
+                openBLASCore: BLAS.coreName))
+        let context = try ZeroMQContext()
+        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
+        if let endpointFile {
+            try Data((transport.localEndpoint + "\n").utf8).write(to: URL(fileURLWithPath: endpointFile), options: .atomic)
+        }
+        logLine("coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))")
+        installInterruptHandlers()
+        var generator = SystemRandomNumberGenerator()
+        let shell = CoordinatorShell(
+            machine: CoordinatorMachine(configuration: configuration, runID: generator.next() | 1, testSet: testSet),
+            transport: transport, report: report, data: data,
+            progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) { FileHandle.standardError.write(Data($0.utf8)) },
+            log: logLine)
+        while shell.outcome == .running {
+            shell.step(timeoutMilliseconds: 200)
+            let signalNumber = interruptSignal.load(ordering: .relaxed)
+            if signalNumber != 0 { shell.fail("interrupted by signal \(signalNumber)") }
+        }
+        let summary = shell.summary
+        switch shell.outcome {
+        case .completed:
+            let accuracy = summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
+            logLine(
+                "coordinator: completed \(summary.rounds) rounds in \(String(format: "%.1f", summary.wallSeconds)) s; final test accuracy of x̄ \(accuracy); report in \(directory.path)")
+        case .failed(let reason):
+            logLine("coordinator: run FAILED after \(summary.rounds) rounds: \(reason); partial report in \(directory.path)")
+            throw ExitCode(1)
+        case .running:
+            break
+        }
+    }
+}

@@ -1,0 +1,183 @@
+import Algorithms
+import ArgumentParser
+import Datasets
+import Foundation
+import LearningCore
+import Optimizers
+import Runtime
+import Topologies
+
+/// The flags that define a run, shared by `coordinator` and `simulate`.
+struct RunOptions: ParsableArguments {
+    @Option(help: "Number of worker processes.")
+    var workers: Int = 8
+
+    @Option(help: "'ring', 'complete' (uniform 1/n: C-SGD, exact all-reduce), or a .edges file.")
+    var topology: String = "ring"
+
+    @Option(help: "Gossip rounds.")
+    var rounds: Int = 500
+
+    @Option(help: "MLP layer widths, e.g. 784-256-256-10 (784-10 is logistic regression); add :tanh for tanh.")
+    var model: String = "784-256-256-10"
+
+    @Option(help: "Mini-batch size per worker and local step.")
+    var batch: Int = 32
+
+    @Option(name: .customLong("lr"), help: "Base learning rate η.")
+    var learningRate: Double = 0.05
+
+    @Option(help: "Learning-rate schedule: constant, step:EVERY:FACTOR (in optimizer steps) or cosine[:MINIMUM].")
+    var lrSchedule: String = "constant"
+
+    @Option(help: "Linear warm-up over this many optimizer steps (0: none).")
+    var warmupSteps: Int = 0
+
+    @Option(help: "Momentum coefficient (0: plain SGD).")
+    var momentum: Double = 0
+
+    @Flag(help: "Nesterov momentum instead of heavy ball.")
+    var nesterov = false
+
+    @Option(help: "Weight decay coefficient.")
+    var weightDecay: Double = 0
+
+    @Option(help: "Weight decay mode: coupled (L2 in the gradient) or decoupled (SGDW).")
+    var weightDecayMode: WeightDecayMode = .coupled
+
+    @Option(help: "Local SGD steps H per gossip round.")
+    var localSteps: Int = 1
+
+    @Option(help: "atc (adapt-then-combine) or cta (combine-then-adapt, D-PSGD).")
+    var algorithm: GossipAlgorithm = .adaptThenCombine
+
+    @Option(help: "'auto' (Fashion-MNIST if installed, else synthetic), 'synthetic', 'synthetic:SEED', or a folder of IDX files.")
+    var data: String = "auto"
+
+    @Option(help: "Partition across workers: iid or dirichlet:α.")
+    var partition: String = "iid"
+
+    @Option(help: "Seed for initialisation, partitions and batch order.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Gather parameters and compute the consensus distance every k rounds.")
+    var metricsEvery: Int = 1
+
+    @Option(help: "Evaluate x̄ and the workers on the test set every k rounds (and after the last).")
+    var evalEvery: Int = 25
+
+    @Flag(help: "Do not evaluate each worker's own model (only x̄).")
+    var noEvalWorkers = false
+
+    @Option(help: "Seconds of silence after which a peer is declared dead.")
+    var peerTimeout: Double = 60
+
+    @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
+    var runDir: String?
+
+    func makeConfiguration() throws -> (RunConfiguration, URL) {
+        let spec: ModelSpec
+        do { spec = try ModelSpec(parsing: model) } catch { throw ValidationError("--model: \(error)") }
+        let partitionScheme: PartitionScheme
+        do { partitionScheme = try PartitionScheme(parsing: partition) } catch { throw ValidationError("--partition: \(error)") }
+        let dataSource: DataSource
+        do { dataSource = try DataLoader.resolve(data) } catch { throw ValidationError("--data: \(error)") }
+        let graph = try makeTopology()
+        let totalSteps = rounds * localSteps
+        var schedule: LearningRateSchedule
+        let parts = lrSchedule.split(separator: ":").map(String.init)
+        switch parts.first {
+        case "constant" where parts.count == 1:
+            schedule = .constant(learningRate)
+        case "step" where parts.count == 3:
+            guard let every = Int(parts[1]), every > 0, let factor = Double(parts[2]), factor > 0 else {
+                throw ValidationError("--lr-schedule: step:EVERY:FACTOR needs a positive integer and a positive factor, got '\(lrSchedule)'")
+            }
+            schedule = .step(base: learningRate, every: every, factor: factor)
+        case "cosine" where parts.count <= 2:
+            let minimum = parts.count == 2 ? Double(parts[1]) : 0
+            guard let minimum, minimum >= 0 else { throw ValidationError("--lr-schedule: cosine:MINIMUM needs a number ≥ 0") }
+            schedule = .cosine(base: learningRate, totalSteps: max(totalSteps - warmupSteps, 1), minimum: minimum)
+        default:
+            throw ValidationError("--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR or cosine[:MINIMUM]")
+        }
+        if warmupSteps > 0 { schedule = .warmup(steps: warmupSteps, then: schedule) }
+        let optimizer = OptimizerSettings(
+            schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall), momentum: momentum,
+            weightDecay: weightDecay, weightDecayMode: weightDecayMode)
+        let directory = URL(fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name))
+        let configuration = RunConfiguration(
+            runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec, batchSize: batch,
+            localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource, partition: partitionScheme,
+            topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
+            peerTimeoutSeconds: peerTimeout)
+        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        return (configuration, directory)
+    }
+
+    private func makeTopology() throws -> Topology {
+        guard workers >= 1 else { throw ValidationError("--workers: must be at least 1, got \(workers)") }
+        do {
+            switch topology {
+            case "ring": return try .ring(nodeCount: workers)
+            case "complete": return try .complete(nodeCount: workers)
+            default:
+                guard let data = FileManager.default.contents(atPath: topology) else {
+                    throw ValidationError("--topology: '\(topology)' is not 'ring', 'complete' or a readable .edges file")
+                }
+                let graph = try TopologyFile.parse(String(decoding: data, as: UTF8.self), name: topology)
+                guard graph.nodeCount == workers else {
+                    throw ValidationError("--topology: \(topology) declares \(graph.nodeCount) nodes but --workers is \(workers)")
+                }
+                return graph
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("--topology: \(error)")
+        }
+    }
+
+    private func defaultRunDirectory(topologyName: String) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        let base = (topologyName as NSString).lastPathComponent.replacingOccurrences(of: ".edges", with: "")
+        return "runs/\(formatter.string(from: Date()))-\(base)-n\(workers)"
+    }
+}
+
+extension WeightDecayMode: ExpressibleByArgument {}
+extension GossipAlgorithm: ExpressibleByArgument {}
+
+/// Logs to standard error, one line each.
+func logLine(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+func gitCommit() -> String {
+    if let fromEnvironment = ProcessInfo.processInfo.environment["DSGD_GIT_COMMIT"], !fromEnvironment.isEmpty {
+        return fromEnvironment
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["git", "rev-parse", "HEAD"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do {
+        try process.run()
+        process.waitUntilExit()
+    } catch {
+        return "unknown"
+    }
+    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    return process.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
+}
+
+/// Loads the test set and describes the data for the reports.
+func prepareEvaluation(_ configuration: RunConfiguration) throws -> (Dataset, DataDescription) {
+    let test = try DataLoader.loadTestSet(configuration.data)
+    let trainCount = try DataLoader.trainLabels(configuration.data).labels.count
+    return (test, DataLoader.describe(configuration.data, trainCount: trainCount, test: test))
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import LearningCore
+import Runtime
+import ZeroMQTransport
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "One worker process: register, load its shard, train and gossip.")
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://127.0.0.1:5555.")
+    var coordinator: String
+
+    @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
+    var bind: String = "tcp://127.0.0.1:*"
+
+    @Option(help: "Ask for this rank (launchers that assign ranks); default: assigned on arrival.")
+    var rank: Int?
+
+    @Option(help: "Seconds of silence (before the configuration arrives) after which the worker gives up.")
+    var peerTimeout: Double = 60
+
+    @Option(help: "Write the final parameters to DIR/worker-<rank>.f32 (raw little-endian Float32).")
+    var dumpParameters: String?
+
+    func run() throws {
+        BLAS.useSingleThread()
+        let context = try ZeroMQContext()
+        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
+        var generator = SystemRandomNumberGenerator()
+        let machine = WorkerMachine(
+            nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
+            processID: ProcessInfo.processInfo.processIdentifier, requestedRank: rank,
+            peakResidentBytes: ProcessResources.peakResidentBytes)
+        let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
+        shell.start(coordinatorEndpoint: coordinator)
+        let clock = ContinuousClock()
+        var lastMessage = clock.now
+        while shell.outcome == .running {
+            if shell.step(timeoutMilliseconds: 200) {
+                lastMessage = clock.now
+                continue
+            }
+            let timeout = shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout
+            let silent = (clock.now - lastMessage) / .seconds(1)
+            if silent > timeout {
+                let rank = shell.machine.rank.map(String.init) ?? "?"
+                shell.fail("worker \(rank): no message for \(Int(silent)) s at round \(shell.machine.round + 1) (coordinator or neighbours gone?)")
+            }
+        }
+        if case .failed(let reason) = shell.outcome {
+            logLine("worker \(shell.machine.rank.map(String.init) ?? "?"): FAILED: \(reason)")
+            throw ExitCode(1)
+        }
+        if let dumpParameters, let rank = shell.machine.rank {
+            try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
+            let data = shell.machine.parameters.withUnsafeBytes { Data($0) }
+            try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
+        }
+    }
+}
