@@ -32,7 +32,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "_TestSupport", dependencies: ["LearningCore"]),
+        .target(name: "_TestSupport", dependencies: ["LearningCore", "Optimizers", "Datasets", "Topologies", "Algorithms"]),
         .executableTarget(
             name: "dsgd",
             dependencies: [
@@ -49,10 +49,10 @@ let package = Package(
             name: "RuntimeTests",
             dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
         ),
-        .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire"]),
+        .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire", "CZeroMQ"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Runtime", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport"]
+            dependencies: ["Runtime", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd"]
         ),
     ]
 )

@@ -15,6 +15,8 @@ public struct SyntheticClassification: Sendable {
     public let latentDimension: Int
     /// Standard deviation of the latent noise around each class mean (the means are N(0, I)).
     public let latentNoise: Double
+    /// Width of the uniform pixel noise in projected units.
+    public let pixelNoise: Float = 1
     private let classMeans: [[Double]]
     private let projection: [Double]  // featureCount × latentDimension
 
@@ -51,24 +53,52 @@ public struct SyntheticClassification: Sendable {
     public var trainLabels: [UInt8] { (0..<trainCount).map(label(of:)) }
 
     /// The examples `indices` of the training split (or of the test split with `test: true`).
+    /// Latent points are drawn per example, projected to pixel space with one SGEMM, and pixel
+    /// noise (uniform, ±0.5·pixelNoise) is added from the example's own stream.
     public func examples(_ indices: [Int], test: Bool = false) -> Dataset {
-        var features = [UInt8](repeating: 0, count: indices.count * featureCount)
-        var labels = [UInt8](repeating: 0, count: indices.count)
-        var latent = [Double](repeating: 0, count: latentDimension)
+        let rows = indices.count
+        var labels = [UInt8](repeating: 0, count: rows)
+        var latent = [Float](repeating: 0, count: max(rows * latentDimension, 1))
+        var generators: [SplitMix64] = []
+        generators.reserveCapacity(rows)
         for (row, trainIndex) in indices.enumerated() {
             let index = test ? trainCount + trainIndex : trainIndex
             let label = label(of: index)
             labels[row] = label
             var generator = SplitMix64(seed: seed, stream: 0x5_a3b2, substream: UInt64(index))
             for d in 0..<latentDimension {
-                latent[d] = classMeans[Int(label)][d] + latentNoise * generator.nextStandardNormal()
+                latent[row * latentDimension + d] = Float(classMeans[Int(label)][d] + latentNoise * generator.nextStandardNormal())
             }
-            for j in 0..<featureCount {
-                var value = 0.0
-                for d in 0..<latentDimension { value += projection[j * latentDimension + d] * latent[d] }
-                value += 0.3 * generator.nextStandardNormal()
-                let pixel = 127.5 + 40 * value
-                features[row * featureCount + j] = UInt8(max(0, min(255, pixel.rounded())))
+            generators.append(generator)
+        }
+        var projected = [Float](repeating: 0, count: max(rows * featureCount, 1))
+        if rows > 0 {
+            let projection = self.projection.map(Float.init)
+            latent.withUnsafeBufferPointer { l in
+                projection.withUnsafeBufferPointer { p in
+                    projected.withUnsafeMutableBufferPointer { y in
+                        BLAS.gemm(
+                            transposeA: false, transposeB: true, m: rows, n: featureCount, k: latentDimension, alpha: 1,
+                            a: l.baseAddress!, lda: latentDimension, b: p.baseAddress!, ldb: latentDimension, beta: 0,
+                            c: y.baseAddress!, ldc: featureCount)
+                    }
+                }
+            }
+        }
+        var features = [UInt8](repeating: 0, count: rows * featureCount)
+        features.withUnsafeMutableBufferPointer { out in
+            projected.withUnsafeBufferPointer { values in
+                for row in 0..<rows {
+                    var generator = generators[row]
+                    var bits: UInt64 = 0
+                    for j in 0..<featureCount {
+                        if j % 4 == 0 { bits = generator.next() }
+                        let uniform = Float(bits & 0xFFFF) * (1 / 65536) - 0.5
+                        bits >>= 16
+                        let value = values[row * featureCount + j] + pixelNoise * uniform
+                        out[row * featureCount + j] = UInt8(max(0, min(255, (127.5 + 40 * value).rounded())))
+                    }
+                }
             }
         }
         return Dataset(features: features, labels: labels, featureCount: featureCount, classCount: classCount)

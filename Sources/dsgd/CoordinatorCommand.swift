@@ -17,6 +17,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Write the bound endpoint to this file once listening (for launchers).")
     var endpointFile: String?
 
+    @Option(help: "On SIGTERM, read the cause of the stop from this file if it exists (launchers write it).")
+    var abortReasonFile: String?
+
     func run() throws {
         BLAS.useSingleThread()
         let (configuration, directory) = try options.makeConfiguration()
@@ -42,7 +45,11 @@ struct CoordinatorCommand: ParsableCommand {
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 200)
             let signalNumber = interruptSignal.load(ordering: .relaxed)
-            if signalNumber != 0 { shell.fail("interrupted by signal \(signalNumber)") }
+            if signalNumber != 0 {
+                let cause = abortReasonFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                shell.fail(cause.map { "stopped by the launcher: \($0)" } ?? "interrupted by signal \(signalNumber)")
+            }
         }
         let summary = shell.summary
         switch shell.outcome {

@@ -1,0 +1,42 @@
+import Wire
+import XCTest
+
+final class EnvelopeTests: XCTestCase {
+    func testFirstFrame_RoundTrips() throws {
+        let payload = FloatPayload(copying: [1, 2, 3])
+        let envelope = Envelope(
+            header: MessageHeader(kind: .parameters, runID: 0xABCD_EF01_2345_6789, round: 17, sender: 5), body: [9, 8],
+            payload: payload)
+        let (header, body) = try envelope.firstFrame.withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+        XCTAssertEqual(header, envelope.header)
+        XCTAssertEqual(header.payloadCount, 3)
+        XCTAssertEqual(body, [9, 8])
+    }
+
+    func testDecode_RejectsMalformedFrames() {
+        let good = Envelope(header: MessageHeader(kind: .start, runID: 1, sender: -1)).firstFrame
+        func decode(_ bytes: [UInt8]) throws { _ = try bytes.withUnsafeBytes { try Envelope.decodeFirstFrame($0) } }
+        XCTAssertThrowsError(try decode(Array(good.prefix(10)))) { XCTAssertTrue("\($0)".contains("shorter")) }
+        var magic = good
+        magic[0] = 0
+        XCTAssertThrowsError(try decode(magic)) { XCTAssertTrue("\($0)".contains("magic")) }
+        var kind = good
+        kind[6] = 99
+        XCTAssertThrowsError(try decode(kind)) { XCTAssertTrue("\($0)".contains("unknown message kind 99")) }
+        var version = good
+        version[4] = 7
+        XCTAssertThrowsError(try decode(version)) { XCTAssertEqual($0 as? WireError, .versionMismatch(received: 7, expected: 1)) }
+    }
+
+    func testPayloadFrames_SplitAtFourMebibytes() {
+        XCTAssertEqual(Envelope.payloadFrameRanges(count: 10), [0..<10])
+        let perFrame = (4 << 20) / 4
+        XCTAssertEqual(Envelope.payloadFrameRanges(count: perFrame * 2 + 1), [0..<perFrame, perFrame..<(2 * perFrame), (2 * perFrame)..<(2 * perFrame + 1)])
+    }
+
+    func testPayload_FiniteCheck() {
+        XCTAssertTrue(FloatPayload(copying: [1, -2]).isFinite)
+        XCTAssertFalse(FloatPayload(copying: [1, .nan]).isFinite)
+        XCTAssertFalse(FloatPayload(copying: [.infinity]).isFinite)
+    }
+}

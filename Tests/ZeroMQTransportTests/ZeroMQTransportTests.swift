@@ -1,0 +1,76 @@
+import Transport
+import XCTest
+
+@testable import ZeroMQTransport
+
+/// Loopback only. Every receive has a timeout, so a lost message fails the test instead of hanging it.
+final class ZeroMQTransportTests: XCTestCase {
+    private func receiveEnvelope(_ transport: ZeroMQTransport, file: StaticString = #filePath, line: UInt = #line) throws -> Envelope {
+        for _ in 0..<50 {
+            if case .envelope(let envelope) = try transport.receive(timeoutMilliseconds: 100) { return envelope }
+        }
+        XCTFail("nothing arrived within 5 s", file: file, line: line)
+        throw TransportError("timeout")
+    }
+
+    func testSmallAndMultiFrameMessages_ArriveIntactAndInOrder() throws {
+        let context = try ZeroMQContext()
+        let a = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let b = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try a.connect(.worker(1), endpoint: b.localEndpoint)
+        let big = (0..<2_500_000).map { Float($0) * 0.5 }  // 10 MB: three frames
+        try a.send(Envelope(header: MessageHeader(kind: .start, runID: 3, sender: -1), body: Array("hi".utf8)), to: .worker(1))
+        try a.send(Envelope(header: MessageHeader(kind: .parameters, runID: 3, round: 4, sender: 0), payload: FloatPayload(copying: big)), to: .worker(1))
+        let first = try receiveEnvelope(b)
+        XCTAssertEqual(first.header.kind, .start)
+        XCTAssertEqual(first.body, Array("hi".utf8))
+        XCTAssertNil(first.payload)
+        let second = try receiveEnvelope(b)
+        XCTAssertEqual(second.header.round, 4)
+        XCTAssertEqual(second.payload?.count, big.count)
+        XCTAssertEqual(second.payload?.array, big)
+        XCTAssertGreaterThan(a.bytesSent, big.count * 4)
+    }
+
+    func testIPC_Works() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-ipc-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let context = try ZeroMQContext()
+        let a = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let b = try ZeroMQTransport(context: context, bindEndpoint: "ipc://\(directory.path)/b")
+        try a.connect(.coordinator, endpoint: b.localEndpoint)
+        try a.send(Envelope(header: MessageHeader(kind: .ready, runID: 9, sender: 2), payload: FloatPayload(copying: [1, 2])), to: .coordinator)
+        XCTAssertEqual(try receiveEnvelope(b).payload?.array, [1, 2])
+    }
+
+    func testMalformedFrames_AreRejectedNotThrown() throws {
+        let context = try ZeroMQContext()
+        let b = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let raw = try ZeroMQSocket(context: context, type: ZMQ_PUSH_VALUE, lingerMilliseconds: 0)
+        try raw.connect(b.localEndpoint)
+        // A header that declares 3 floats followed by 8 bytes of payload.
+        let header = Envelope(header: MessageHeader(kind: .parameters, runID: 1, sender: 0), payload: FloatPayload(copying: [1, 2, 3])).firstFrame
+        try rawSend(raw, [header, [UInt8](repeating: 0, count: 8)])
+        try rawSend(raw, [Array("garbage".utf8)])
+        var reasons: [String] = []
+        for _ in 0..<50 where reasons.count < 2 {
+            if case .rejected(let error) = try b.receive(timeoutMilliseconds: 100) { reasons.append("\(error)") }
+        }
+        XCTAssertEqual(reasons.count, 2)
+        XCTAssertTrue(reasons[0].contains("declares 3 floats"), reasons.first ?? "")
+        XCTAssertTrue(reasons[1].contains("shorter"), reasons.last ?? "")
+    }
+}
+
+import CZeroMQ
+
+let ZMQ_PUSH_VALUE = ZMQ_PUSH
+
+func rawSend(_ socket: ZeroMQSocket, _ frames: [[UInt8]]) throws {
+    for (index, frame) in frames.enumerated() {
+        let flags = index + 1 < frames.count ? ZMQ_SNDMORE : 0
+        let result = frame.withUnsafeBytes { zmq_send(socket.handle, $0.baseAddress, $0.count, flags) }
+        if result < 0 { throw ZeroMQError.last("zmq_send") }
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Launch a local dsgd cluster: one coordinator and N worker processes on 127.0.0.1.
+#
+#   launch/local.sh [--workers N] [--topology FILE|ring|complete] [--rounds R] [--model SPEC]
+#                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
+#                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--build-dir DIR] [--no-build]
+#                   [-- further dsgd flags]
+#
+# Builds dsgd in release mode (incremental), starts everything with free ports, streams the
+# coordinator's progress, and on success, failure or Ctrl-C stops every process it started.
+# Exit status: 0 when the run completed, non-zero otherwise. Prints where the report is.
+# DSGD_BIN=/path/to/dsgd skips the build and uses that binary (the tests use the debug build).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+
+workers=8
+topology=ring
+rounds=500
+model=784-256-256-10
+batch=32
+lr=0.05
+data=auto
+partition=iid
+seed=0
+run_dir=""
+transport=tcp
+build_dir="${DSGD_BUILD_DIR:-$root/.build}"
+build=1
+extra=()
+
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+need() { [[ $# -ge 2 && -n "$2" ]] || { echo "local.sh: $1 needs a value" >&2; exit 2; }; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --workers) need "$@"; workers="$2"; shift 2 ;;
+        --topology) need "$@"; topology="$2"; shift 2 ;;
+        --rounds) need "$@"; rounds="$2"; shift 2 ;;
+        --model) need "$@"; model="$2"; shift 2 ;;
+        --batch) need "$@"; batch="$2"; shift 2 ;;
+        --lr) need "$@"; lr="$2"; shift 2 ;;
+        --data) need "$@"; data="$2"; shift 2 ;;
+        --partition) need "$@"; partition="$2"; shift 2 ;;
+        --seed) need "$@"; seed="$2"; shift 2 ;;
+        --run-dir) need "$@"; run_dir="$2"; shift 2 ;;
+        --transport) need "$@"; transport="$2"; shift 2 ;;
+        --build-dir) need "$@"; build_dir="$2"; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        *) echo "local.sh: unknown flag '$1' (see --help; dsgd flags go after --)" >&2; exit 2 ;;
+    esac
+done
+
+[[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
+[[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
+if [[ "$topology" != ring && "$topology" != complete && ! -f "$topology" ]]; then
+    echo "local.sh: --topology '$topology' is not ring, complete or an existing file" >&2; exit 2
+fi
+
+if [[ -n "${DSGD_BIN:-}" ]]; then
+    build=0
+fi
+if [[ $build -eq 1 ]]; then
+    echo "local.sh: building dsgd (release)..." >&2
+    swift build -c release --package-path "$root" --scratch-path "$build_dir" --product dsgd >&2
+fi
+bin="${DSGD_BIN:-$(swift build -c release --package-path "$root" --scratch-path "$build_dir" --show-bin-path)/dsgd}"
+[[ -x "$bin" ]] || { echo "local.sh: $bin not found (build first or drop --no-build)" >&2; exit 2; }
+
+if [[ -z "$run_dir" ]]; then
+    base="$(basename "$topology" .edges)"
+    run_dir="$root/runs/$(date -u +%Y%m%d-%H%M%S)-$base-n$workers"
+fi
+mkdir -p "$run_dir"
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/dsgd-run.XXXXXX")"
+endpoint_file="$scratch/coordinator.endpoint"
+if [[ "$transport" == ipc ]]; then
+    coordinator_bind="ipc://$scratch/coordinator"
+    worker_bind() { echo "ipc://$scratch/worker-$1"; }
+else
+    coordinator_bind="tcp://127.0.0.1:*"
+    worker_bind() { echo "tcp://127.0.0.1:*"; }
+fi
+
+pids=()
+names=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [[ $alive -eq 0 ]] && break
+        sleep 0.2
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$scratch"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'echo "local.sh: interrupted; stopping every process" >&2; exit 130' INT TERM
+
+export OPENBLAS_NUM_THREADS=1
+export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+
+"$bin" coordinator --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" \
+    --batch "$batch" --lr "$lr" --data "$data" --partition "$partition" --seed "$seed" \
+    --run-dir "$run_dir" --bind "$coordinator_bind" --endpoint-file "$endpoint_file" \
+    --abort-reason-file "$scratch/abort-reason" "${extra[@]}" &
+coordinator_pid=$!
+pids+=("$coordinator_pid"); names+=("coordinator")
+
+for _ in $(seq 1 300); do
+    [[ -s "$endpoint_file" ]] && break
+    kill -0 "$coordinator_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ ! -s "$endpoint_file" ]]; then
+    wait "$coordinator_pid" || true
+    echo "local.sh: the coordinator did not start (see the message above)" >&2
+    exit 1
+fi
+endpoint="$(cat "$endpoint_file")"
+
+for ((rank = 0; rank < workers; rank++)); do
+    "$bin" worker --coordinator "$endpoint" --bind "$(worker_bind "$rank")" --rank "$rank" \
+        2> >(sed -u "s/^/[worker $rank] /" >&2) &
+    pids+=("$!"); names+=("worker $rank")
+done
+
+# Wait for the coordinator; if any worker dies first, the run has failed.
+status=0
+live=("${pids[@]}")
+while [[ ${#live[@]} -gt 0 ]]; do
+    finished_pid=""
+    set +e
+    wait -n -p finished_pid "${live[@]}"
+    code=$?
+    set -e
+    [[ -z "$finished_pid" ]] && break
+    name="?"
+    for i in "${!pids[@]}"; do [[ "${pids[$i]}" == "$finished_pid" ]] && name="${names[$i]}"; done
+    remaining=()
+    for pid in "${live[@]}"; do [[ "$pid" != "$finished_pid" ]] && remaining+=("$pid"); done
+    live=("${remaining[@]}")
+    if [[ "$name" == coordinator ]]; then
+        status=$code
+        break
+    fi
+    if [[ $code -ne 0 ]]; then
+        cause="$name (pid $finished_pid) exited with status $code"
+        [[ $code -gt 128 ]] && cause="$cause (killed by signal $((code - 128)))"
+        echo "local.sh: $cause; stopping the run" >&2
+        echo "$cause" > "$scratch/abort-reason"
+        kill -TERM "$coordinator_pid" 2>/dev/null || true
+        wait "$coordinator_pid" 2>/dev/null || true
+        status=1
+        break
+    fi
+done
+
+if [[ $status -eq 0 ]]; then
+    echo "local.sh: run completed; report in $run_dir" >&2
+else
+    echo "local.sh: run FAILED (status $status); partial report in $run_dir" >&2
+fi
+exit "$status"
