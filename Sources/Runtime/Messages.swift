@@ -18,6 +18,13 @@ public struct Assignment: Codable, Sendable {
     public var configuration: RunConfiguration
     /// Inbox endpoint of every worker, by rank.
     public var workerEndpoints: [String]
+
+    public init(rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String]) {
+        self.rank = rank
+        self.runID = runID
+        self.configuration = configuration
+        self.workerEndpoints = workerEndpoints
+    }
 }
 
 /// worker → coordinator, once per round.

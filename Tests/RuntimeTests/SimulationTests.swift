@@ -1,0 +1,152 @@
+import Algorithms
+import Datasets
+import Diagnostics
+import LearningCore
+import Optimizers
+import Runtime
+import Topologies
+import XCTest
+import _TestSupport
+
+/// Small synthetic workloads so every case runs in well under a second in debug builds.
+func smallConfiguration(
+    workers: Int = 8, topology: Topology? = nil, algorithm: GossipAlgorithm = .adaptThenCombine, rounds: Int = 20,
+    localSteps: Int = 1, momentum: Double = 0, batchSize: Int = 8, metricsEvery: Int = 1, evalEvery: Int = 5,
+    seed: UInt64 = 3
+) -> RunConfiguration {
+    RunConfiguration(
+        runName: "test", seed: seed, rounds: rounds, workers: workers, model: ModelSpec(widths: [20, 12, 10]),
+        batchSize: batchSize, localSteps: localSteps, algorithm: algorithm,
+        optimizer: OptimizerSettings(schedule: .constant(0.1), momentumKind: momentum == 0 ? .none : .heavyBall, momentum: momentum),
+        data: .synthetic(seed: 2, trainCount: 400, testCount: 100, featureCount: 20), partition: .iid,
+        topology: topology ?? (try! Topology.ring(nodeCount: workers)), metricsEvery: metricsEvery, evalEvery: evalEvery,
+        evaluateWorkers: true, peerTimeoutSeconds: 10)
+}
+
+func simulate(_ configuration: RunConfiguration) throws -> (CoordinatorShell, [WorkerShell]) {
+    let test = try DataLoader.loadTestSet(configuration.data)
+    let result = Simulation.run(
+        configuration: configuration, runID: 42, testSet: test, report: nil, data: nil, progress: nil, log: { _ in })
+    XCTAssertEqual(result.coordinator.outcome, .completed)
+    return result
+}
+
+func shards(_ configuration: RunConfiguration) throws -> [Dataset] {
+    try (0..<configuration.workers).map {
+        try DataLoader.loadShard(configuration.data, partition: configuration.partition, workers: configuration.workers, seed: configuration.seed, rank: $0)
+    }
+}
+
+final class SimulationTests: XCTestCase {
+    /// Gossip over the in-memory transport equals the dense X ← W·X reference with the same local
+    /// updates. Tolerance 1e-5 relative (norm-wise): the two sum the same terms in different
+    /// orders, ≈1e-7 per round in Float32 over 20 rounds; a wrong weight, a missing or stale
+    /// neighbour is off by ≥1e-2.
+    func testSimulation_MatchesDenseReference_ATCAndCTA() throws {
+        for algorithm in GossipAlgorithm.allCases {
+            for topology in [try Topology.ring(nodeCount: 8), try TopologyFile.parse("8\n0 1\n0 2\n0 3\n0 4\n0 5\n0 6\n0 7\n", name: "star")] {
+                let configuration = smallConfiguration(topology: topology, algorithm: algorithm, localSteps: 2, momentum: 0.9)
+                let (_, workers) = try simulate(configuration)
+                let reference = denseReferenceDSGD(
+                    network: Network(spec: configuration.model), shards: try shards(configuration), topology: topology,
+                    algorithm: algorithm, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
+                    optimizer: configuration.optimizer, seed: configuration.seed, rounds: configuration.rounds)
+                for worker in workers {
+                    let rank = worker.machine.rank!
+                    let distance = relativeDistance(worker.machine.parameters, reference[rank])
+                    XCTAssertLessThan(distance, 1e-5, "\(algorithm) on \(topology.name), worker \(rank)")
+                }
+                // The models must have moved apart and back: a reference that ignores gossip would differ.
+                XCTAssertGreaterThan(directConsensusDistanceSquared(reference), 0)
+            }
+        }
+    }
+
+    /// On the complete graph with uniform 1/n weights, one round of ATC with one plain SGD step is
+    /// SGD with the n per-worker batches concatenated (the mean of the n batch-mean gradients is
+    /// the mean over n·b samples). Tolerance 1e-5 relative, as above.
+    func testCompleteGraph_EqualsLargeBatchSGD() throws {
+        let workers = 4
+        let configuration = smallConfiguration(workers: workers, topology: try .complete(nodeCount: workers), rounds: 15, batchSize: 6)
+        let (_, shells) = try simulate(configuration)
+        let network = Network(spec: configuration.model)
+        var samplers = try shards(configuration).enumerated().map { ShardSampler(shard: $1, seed: configuration.seed, rank: $0) }
+        var x = network.initialParameters(seed: configuration.seed)
+        let batch = configuration.batchSize
+        let workspace = NetworkWorkspace(network: network, capacity: workers * batch)
+        var gradient = [Float](repeating: 0, count: network.parameterCount)
+        for _ in 0..<configuration.rounds {
+            for rank in 0..<workers {
+                let indices = samplers[rank].nextIndices(batchSize: batch)
+                samplers[rank].shard.copyRows(
+                    indices, into: workspace.input + rank * batch * network.inputWidth, labels: workspace.labels + rank * batch)
+            }
+            x.withUnsafeBufferPointer { p in
+                gradient.withUnsafeMutableBufferPointer { g in
+                    _ = workspace.lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: workers * batch)
+                }
+            }
+            x.addScaled(gradient, by: -0.1)
+        }
+        for shell in shells {
+            XCTAssertLessThan(relativeDistance(shell.machine.parameters, x), 1e-5, "worker \(shell.machine.rank!)")
+        }
+    }
+
+    /// The coordinator's Ξ² equals a plain Float64 computation from the workers' final models
+    /// (relative 1e-9: both accumulate in Float64; only x̄ is rounded to Float32 in the coordinator,
+    /// whose first-order effect on Ξ² cancels because Σᵢ(xᵢ − x̄) = 0).
+    func testCoordinatorConsensusDistance_EqualsDirectComputation() throws {
+        let configuration = smallConfiguration(rounds: 12, metricsEvery: 4)
+        let (coordinator, workers) = try simulate(configuration)
+        let models = workers.sorted { $0.machine.rank! < $1.machine.rank! }.map(\.machine.parameters)
+        let direct = directConsensusDistanceSquared(models)
+        let recorded = try XCTUnwrap(coordinator.records.last?.consensusDistanceSquared)
+        XCTAssertGreaterThan(direct, 0)
+        XCTAssertEqual(recorded, direct, accuracy: 1e-6 * direct)
+        // Gathering only every 4th round: rounds in between carry no Ξ².
+        XCTAssertEqual(coordinator.records.map { $0.consensusDistanceSquared != nil }, (1...12).map { $0 % 4 == 0 || $0 % 5 == 0 || $0 == 12 })
+        XCTAssertEqual(coordinator.records.map(\.round), Array(1...12))
+    }
+
+    func testSameSeed_SameNumbers_DifferentSeed_Different() throws {
+        let a = try simulate(smallConfiguration(rounds: 6)).0.records
+        let b = try simulate(smallConfiguration(rounds: 6)).0.records
+        let c = try simulate(smallConfiguration(rounds: 6, seed: 4)).0.records
+        func strip(_ records: [RoundRecord]) -> [RoundRecord] {
+            records.map { var r = $0; r.elapsedSeconds = nil; return r }
+        }
+        XCTAssertEqual(strip(a), strip(b))
+        XCTAssertNotEqual(strip(a).map(\.trainLoss), strip(c).map(\.trainLoss))
+    }
+
+    func testEvaluation_ReportsTestAccuracyOfAverageAndWorkers() throws {
+        let (coordinator, _) = try simulate(smallConfiguration(rounds: 10, evalEvery: 5))
+        let evaluated = coordinator.records.filter { $0.testAccuracy != nil }.map(\.round)
+        XCTAssertEqual(evaluated, [5, 10])
+        let last = try XCTUnwrap(coordinator.records.last)
+        XCTAssertLessThanOrEqual(last.workerTestAccuracyMin!, last.workerTestAccuracyMax!)
+        XCTAssertTrue((0...1).contains(last.testAccuracy!))
+        XCTAssertEqual(coordinator.summary.status, "completed")
+        XCTAssertEqual(coordinator.summary.finalTestAccuracy, last.testAccuracy)
+    }
+
+    func testSingleWorker_IsPlainLocalSGD() throws {
+        let configuration = smallConfiguration(workers: 1, rounds: 5)
+        let (_, workers) = try simulate(configuration)
+        let reference = denseReferenceDSGD(
+            network: Network(spec: configuration.model), shards: try shards(configuration), topology: configuration.topology,
+            algorithm: .adaptThenCombine, batchSize: configuration.batchSize, localSteps: 1, optimizer: configuration.optimizer,
+            seed: configuration.seed, rounds: 5)
+        XCTAssertEqual(workers[0].machine.parameters, reference[0])
+    }
+
+    func testConfigurationValidation_NamesTheFlag() {
+        var configuration = smallConfiguration()
+        configuration.workers = 5
+        XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".contains("--topology: ring has 8 nodes but 5 workers")) }
+        configuration = smallConfiguration()
+        configuration.batchSize = 0
+        XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".hasPrefix("--batch")) }
+    }
+}

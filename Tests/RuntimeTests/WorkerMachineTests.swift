@@ -1,0 +1,103 @@
+import Datasets
+import Foundation
+import LearningCore
+import Runtime
+import Topologies
+import Transport
+import XCTest
+
+/// The worker state machine fed events directly: no sockets, no sleeps.
+final class WorkerMachineTests: XCTestCase {
+    private let runID: UInt64 = 77
+
+    /// A ring of 4; this is worker 1, whose neighbours are 0 and 2.
+    private func startedWorker(rounds: Int = 5) throws -> (WorkerMachine, RunConfiguration) {
+        let configuration = smallConfiguration(workers: 4, rounds: rounds)
+        var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 1, peakResidentBytes: { 0 })
+        _ = machine.onStart(localEndpoint: "inmemory://w1")
+        let assignment = Assignment(rank: 1, runID: runID, configuration: configuration, workerEndpoints: ["a", "b", "c", "d"])
+        let body = Array(try JSONEncoder().encode(assignment))
+        let directives = machine.onEnvelope(Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: body))
+        let connected: [Peer] = directives.compactMap { if case .connect(let peer, _) = $0 { return peer } else { return nil } }
+        XCTAssertEqual(connected, [Peer.worker(0), Peer.worker(2)])
+        let shard = try DataLoader.loadShard(configuration.data, partition: .iid, workers: 4, seed: configuration.seed, rank: 1)
+        _ = machine.onShardLoaded(shard)
+        let start = machine.onEnvelope(Envelope(header: MessageHeader(kind: .start, runID: runID, sender: -1)))
+        XCTAssertTrue(start.contains { if case .trainLocally = $0 { return true } else { return false } })
+        return (machine, configuration)
+    }
+
+    private func parameters(from sender: Int, round: Int, count: Int, value: Float = 0.5, runID: UInt64? = nil) -> Envelope {
+        Envelope(
+            header: MessageHeader(kind: .parameters, runID: runID ?? self.runID, round: Int64(round), sender: Int32(sender)),
+            payload: FloatPayload(copying: [Float](repeating: value, count: count)))
+    }
+
+    private func sends(_ directives: [WorkerDirective]) -> [(MessageKind, Peer, Int64)] {
+        directives.compactMap { if case .send(let e, let peer) = $0 { return (e.header.kind, peer, e.header.round) } else { return nil } }
+    }
+
+    private func logs(_ directives: [WorkerDirective]) -> [String] {
+        directives.compactMap { if case .log(let message) = $0 { return message } else { return nil } }
+    }
+
+    func test_onTrainTurn_shouldSendToBothNeighbors_andWaitForBoth() throws {
+        var (machine, _) = try startedWorker()
+        let count = machine.parameters.count
+        let trained = machine.onTrainTurn()
+        let sent = sends(trained)
+        XCTAssertEqual(sent.map(\.0), [.parameters, .parameters])
+        XCTAssertEqual(sent.map(\.1), [Peer.worker(0), Peer.worker(2)])
+        XCTAssertTrue(sends(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).isEmpty, "one neighbour is not enough")
+        XCTAssertEqual(machine.round, 0)
+        let combined = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
+        XCTAssertEqual(machine.round, 1)
+        XCTAssertEqual(sends(combined).first?.0, .metrics)
+    }
+
+    func test_onParameters_shouldBufferLaterRounds_andNeverMixThemEarly() throws {
+        var (machine, _) = try startedWorker()
+        let count = machine.parameters.count
+        _ = machine.onEnvelope(parameters(from: 0, round: 1, count: count, value: 100))
+        _ = machine.onEnvelope(parameters(from: 2, round: 1, count: count, value: 100))
+        _ = machine.onTrainTurn()
+        XCTAssertEqual(machine.round, 0, "round-2 models must not complete round 1")
+        let trainedModel = machine.parameters
+        _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count, value: 0))
+        _ = machine.onEnvelope(parameters(from: 2, round: 0, count: count, value: 0))
+        XCTAssertEqual(machine.round, 1)
+        // Ring weights are 1/3 each: x ← x/3 + 0 + 0.
+        for (after, before) in zip(machine.parameters, trainedModel) { XCTAssertEqual(after, before / 3, accuracy: 1e-6) }
+        // Round 2 completes from the buffer as soon as this worker has trained.
+        _ = machine.onTrainTurn()
+        XCTAssertEqual(machine.round, 2)
+    }
+
+    func test_onParameters_shouldRejectStaleDuplicateForeignAndMalformed() throws {
+        var (machine, _) = try startedWorker()
+        let count = machine.parameters.count
+        _ = machine.onTrainTurn()
+        _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).first!.contains("duplicate"))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 3, round: 0, count: count))).first!.contains("not an in-neighbour"))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count - 1))).first!.contains("expected \(count)"))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, value: .nan))).first!.contains("NaN"))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, runID: 5))).first!.contains("run id"))
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 99, count: count))).first!.contains("round 100"))
+        XCTAssertEqual(machine.round, 0, "nothing rejected may complete the round")
+        XCTAssertEqual(machine.rejectedMessages, 6)
+        _ = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
+        XCTAssertEqual(machine.round, 1)
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count))).first!.contains("at round 2"), "stale")
+    }
+
+    func test_lastRound_shouldReportFinishedAndFinish() throws {
+        var (machine, _) = try startedWorker(rounds: 1)
+        let count = machine.parameters.count
+        _ = machine.onTrainTurn()
+        _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count))
+        let last = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
+        XCTAssertEqual(sends(last).map(\.0), [.metrics, .finished])
+        XCTAssertTrue(last.contains { if case .finish = $0 { return true } else { return false } })
+    }
+}
