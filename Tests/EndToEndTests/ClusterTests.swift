@@ -1,0 +1,150 @@
+import Algorithms
+import Datasets
+import Foundation
+import LearningCore
+import Optimizers
+import Runtime
+import Topologies
+import XCTest
+import _TestSupport
+
+/// Real processes over ZeroMQ on loopback, and the launcher script.
+final class ClusterTests: XCTestCase {
+    private let workers = 8
+    private let rounds = 20
+
+    private func runArguments(data: URL, runDirectory: URL, algorithm: String) -> [String] {
+        [
+            "--workers", "\(workers)", "--rounds", "\(rounds)", "--model", "64-16-10", "--batch", "8", "--lr", "0.1",
+            "--momentum", "0.9", "--data", data.path, "--seed", "5", "--eval-every", "10", "--algorithm", algorithm,
+            "--run-dir", runDirectory.path, "--peer-timeout", "30",
+        ]
+    }
+
+    /// 8 worker processes on a ring for 20 rounds equal the dense X ← W·X reference (relative
+    /// 1e-5, see SimulationTests for the tolerance) and, bit for bit, `dsgd simulate`; the
+    /// coordinator's Ξ² equals a direct computation from the dumped parameters.
+    func testZeroMQRing_MatchesDenseReference_AndSimulation() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("cluster")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let data = scratch.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyIDX(to: data)
+
+        for algorithm in ["atc", "cta"] {
+            let run = scratch.appendingPathComponent("run-\(algorithm)")
+            let endpointFile = scratch.appendingPathComponent("endpoint-\(algorithm)")
+            let coordinator = try Child(
+                binary, ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm) + ["--endpoint-file", endpointFile.path],
+                output: scratch.appendingPathComponent("coordinator-\(algorithm).log"))
+            var endpoint = ""
+            for _ in 0..<500 where endpoint.isEmpty {
+                endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                if endpoint.isEmpty { usleep(20_000) }
+            }
+            XCTAssertFalse(endpoint.isEmpty, coordinator.text)
+            let dumps = scratch.appendingPathComponent("dump-\(algorithm)")
+            let children = try (0..<workers).map { index in
+                try Child(
+                    binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
+                    output: scratch.appendingPathComponent("worker-\(algorithm)-\(index).log"))
+            }
+            for child in children { XCTAssertEqual(child.wait(seconds: 120), 0, child.text) }
+            XCTAssertEqual(coordinator.wait(seconds: 60), 0, coordinator.text)
+
+            let models = try (0..<workers).map { try readFloats(dumps.appendingPathComponent("worker-\($0).f32")) }
+            let configuration = try JSONDecoder().decode(RunManifest.self, from: Data(contentsOf: run.appendingPathComponent("config.json"))).configuration
+            let shards = try (0..<workers).map {
+                try DataLoader.loadShard(configuration.data, partition: .iid, workers: workers, seed: 5, rank: $0)
+            }
+            let reference = denseReferenceDSGD(
+                network: Network(spec: configuration.model), shards: shards, topology: try .ring(nodeCount: workers),
+                algorithm: configuration.algorithm, batchSize: 8, localSteps: 1, optimizer: configuration.optimizer, seed: 5,
+                rounds: rounds)
+            for rank in 0..<workers {
+                XCTAssertLessThan(relativeDistance(models[rank], reference[rank]), 1e-5, "\(algorithm) worker \(rank)")
+            }
+            let lines = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
+            XCTAssertEqual(lines.count, rounds)
+            let recorded = try XCTUnwrap(lines.last?["consensus_distance_sq"] as? Double)
+            let direct = directConsensusDistanceSquared(models)
+            XCTAssertEqual(recorded, direct, accuracy: 1e-6 * direct)
+
+            // The same run in one process: identical numbers.
+            let simulated = scratch.appendingPathComponent("sim-\(algorithm)")
+            let simulation = try Child(
+                binary, ["simulate"] + runArguments(data: data, runDirectory: simulated, algorithm: algorithm) + ["--dump-parameters", simulated.appendingPathComponent("dump").path],
+                output: scratch.appendingPathComponent("simulate-\(algorithm).log"))
+            XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
+            for rank in 0..<workers {
+                XCTAssertEqual(try readFloats(simulated.appendingPathComponent("dump/worker-\(rank).f32")), models[rank], "simulate differs at worker \(rank)")
+            }
+            let simulatedLines = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
+            for key in ["train_loss", "consensus_distance_sq", "test_accuracy", "test_loss"] {
+                XCTAssertEqual(simulatedLines.map { $0[key] as? Double }, lines.map { $0[key] as? Double }, key)
+            }
+        }
+    }
+
+    func testLocalScript_FourWorkersThirtyRounds_WritesThirtyRows() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("local")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "4", "--rounds", "30", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "10"],
+            environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("local.log"))
+        XCTAssertEqual(script.wait(seconds: 180), 0, script.text)
+        XCTAssertEqual(try jsonLines(run.appendingPathComponent("rounds.jsonl")).count, 30)
+        let csv = try String(contentsOf: run.appendingPathComponent("rounds.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.count, 31)
+        XCTAssertTrue(csv[0].hasPrefix("round,train_loss,"))
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "completed")
+        XCTAssertEqual(summary["rounds"] as? Int, 30)
+        XCTAssertEqual(summary["workers"] as? Int, 4)
+        XCTAssertEqual(summary["topology"] as? String, "ring")
+        XCTAssertNotNil(summary["final_test_accuracy"] as? Double)
+        XCTAssertNotNil(summary["wall_seconds"] as? Double)
+        XCTAssertNotNil(summary["rounds_per_second"] as? Double)
+        XCTAssertEqual((summary["data"] as? [String: Any])?["name"] as? String, "synthetic")
+        let config = try json(run.appendingPathComponent("config.json"))
+        XCTAssertNotNil(config["git_commit"] as? String)
+        XCTAssertEqual((config["topology_hash"] as? String)?.count, 16)
+        XCTAssertTrue(script.text.contains("report in \(run.path)"), script.text)
+    }
+
+    func testLocalScript_KilledWorker_FailsAndLeavesNoProcess() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("kill")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "3", "--rounds", "1000000", "--model", "784-16-10", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "1000000"],
+            environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("local.log"))
+        // Wait until training is under way.
+        var rows = 0
+        for _ in 0..<600 where rows < 5 {
+            rows = ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(separator: "\n").count
+            usleep(50_000)
+        }
+        XCTAssertGreaterThanOrEqual(rows, 5, script.text)
+        let listening = try XCTUnwrap(script.text.split(separator: "\n").first { $0.contains("listening on") })
+        let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("tcp://") }).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+        let workerPIDs = processes(containing: "worker --coordinator \(endpoint) ")
+        XCTAssertEqual(workerPIDs.count, 3, script.text)
+        guard workerPIDs.count == 3 else { return }
+        kill(workerPIDs[1], SIGKILL)
+        XCTAssertNotEqual(script.wait(seconds: 60), 0, script.text)
+        XCTAssertTrue(script.text.contains("killed by signal 9"), script.text)
+        XCTAssertEqual(processes(containing: endpoint + " "), [], "worker processes left behind")
+        XCTAssertEqual(processes(containing: run.path), [], "coordinator left behind")
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "failed")
+        XCTAssertTrue((summary["reason"] as? String ?? "").contains("killed by signal 9"), "\(summary)")
+        XCTAssertGreaterThanOrEqual(summary["rounds"] as? Int ?? 0, 5)
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import XCTest
+import _TestSupport
+
+/// Bad inputs give a clear error naming the file, line or flag, and a non-zero exit.
+final class CommandLineErrorTests: XCTestCase {
+    private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
+        let child = try Child(
+            try dsgdBinary(), ["simulate", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
+            output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
+        return (child.wait(seconds: 60), child.text)
+    }
+
+    func testBadDataFiles_NameTheFile() throws {
+        let scratch = try temporaryDirectory("baddata")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try writeTinyIDX(to: scratch, trainCount: 100, testCount: 20)
+        let small = ["--workers", "2", "--rounds", "2", "--model", "64-10", "--data", scratch.path]
+        XCTAssertEqual(try simulate(small, in: scratch).0, 0)
+
+        let testImages = scratch.appendingPathComponent("t10k-images-idx3-ubyte")
+        let original = try Data(contentsOf: testImages)
+        try original.dropLast(7).write(to: testImages)
+        var (status, text) = try simulate(small, in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("\(testImages.path): truncated"), text)
+
+        var wrongMagic = original
+        wrongMagic[0] = 0x42
+        try wrongMagic.write(to: testImages)
+        (status, text) = try simulate(small, in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("\(testImages.path): bad IDX magic"), text)
+        try original.write(to: testImages)
+
+        let trainLabels = scratch.appendingPathComponent("train-labels-idx1-ubyte")
+        try Data(TinyIDX.labels(count: 99, seed: 1)).write(to: trainLabels)
+        (status, text) = try simulate(small, in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("holds 100 images but train-labels-idx1-ubyte holds 99 labels"), text)
+
+        try FileManager.default.removeItem(at: trainLabels)
+        (status, text) = try simulate(small, in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("missing train-labels-idx1-ubyte"), text)
+    }
+
+    func testBadTopologyAndFlags_NameTheLineOrFlag() throws {
+        let scratch = try temporaryDirectory("badflags")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let file = scratch.appendingPathComponent("bad.edges")
+        try "4\n0 1\n1 2\n2 7\n".write(to: file, atomically: true, encoding: .utf8)
+        var (status, text) = try simulate(["--workers", "4", "--topology", file.path, "--data", "synthetic"], in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("\(file.path):4: node id out of range"), text)
+
+        let ring16 = packageRoot.appendingPathComponent("topologies/ring-16.edges").path
+        (status, text) = try simulate(["--workers", "8", "--topology", ring16, "--data", "synthetic"], in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("declares 16 nodes but --workers is 8"), text)
+
+        (status, text) = try simulate(["--model", "784-x-10", "--data", "synthetic"], in: scratch)
+        XCTAssertTrue(text.contains("--model") && text.contains("'x'"), text)
+        (status, text) = try simulate(["--partition", "dirichlet:0", "--data", "synthetic"], in: scratch)
+        XCTAssertTrue(text.contains("--partition"), text)
+        (status, text) = try simulate(["--data", scratch.appendingPathComponent("nope").path], in: scratch)
+        XCTAssertTrue(text.contains("not a directory"), text)
+        (status, text) = try simulate(["--lr-schedule", "wavy", "--data", "synthetic"], in: scratch)
+        XCTAssertTrue(text.contains("--lr-schedule"), text)
+        XCTAssertNotEqual(status, 0)
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+import _TestSupport
+
+/// The package root (two levels above this file's folder).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The `dsgd` executable built alongside the tests (or `DSGD_BIN`).
+func dsgdBinary() throws -> URL {
+    if let path = ProcessInfo.processInfo.environment["DSGD_BIN"] { return URL(fileURLWithPath: path) }
+    let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var directory = testBinary.deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = directory.appendingPathComponent("dsgd")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    let fallback = packageRoot.appendingPathComponent(".build/debug/dsgd")
+    guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+        throw XCTSkip("dsgd binary not found next to \(testBinary.path); build it or set DSGD_BIN")
+    }
+    return fallback
+}
+
+func temporaryDirectory(_ name: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-\(name)-\(UUID().uuidString.prefix(8))")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// A started child process whose output goes to files (no pipe can fill up and block it).
+final class Child {
+    let process = Process()
+    let output: URL
+
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], output: URL) throws {
+        self.output = output
+        process.executableURL = executable
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Waits up to `seconds`; kills the process and fails if it does not exit.
+    @discardableResult
+    func wait(seconds: Double, file: StaticString = #filePath, line: UInt = #line) -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            usleep(500_000)
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            XCTFail("\(process.executableURL!.lastPathComponent) \(process.arguments ?? []) did not exit within \(seconds) s:\n\(text)", file: file, line: line)
+            return -1
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+}
+
+/// Writes the tiny IDX data set (gzipped training images, the rest raw) into `directory`.
+func writeTinyIDX(to directory: URL, trainCount: Int = 800, testCount: Int = 200) throws {
+    try Data(TinyIDX.labels(count: trainCount, seed: 1)).write(to: directory.appendingPathComponent("train-labels-idx1-ubyte"))
+    try Data(TinyIDX.images(count: testCount, seed: 2)).write(to: directory.appendingPathComponent("t10k-images-idx3-ubyte"))
+    try Data(TinyIDX.labels(count: testCount, seed: 2)).write(to: directory.appendingPathComponent("t10k-labels-idx1-ubyte"))
+    let images = directory.appendingPathComponent("train-images-idx3-ubyte")
+    try Data(TinyIDX.images(count: trainCount, seed: 1)).write(to: images)
+    let gzip = Process()
+    gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    gzip.arguments = ["gzip", "-f", images.path]
+    try gzip.run()
+    gzip.waitUntilExit()
+    XCTAssertEqual(gzip.terminationStatus, 0)
+}
+
+func readFloats(_ url: URL) throws -> [Float] {
+    let data = try Data(contentsOf: url)
+    return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+}
+
+func jsonLines(_ url: URL) throws -> [[String: Any]] {
+    try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {
+        try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+    }
+}
+
+func json(_ url: URL) throws -> [String: Any] {
+    try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+}
+
+/// Processes whose command line contains `marker`.
+func processes(containing marker: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry in
+        guard let pid = Int32(entry), pid != getpid(),
+            let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+        else { return nil }
+        let command = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        return command.contains(marker) ? pid : nil
+    }
+}
