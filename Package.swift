@@ -32,7 +32,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "_TestSupport", dependencies: ["LearningCore", "Optimizers", "Datasets", "Topologies", "Algorithms"]),
+        .target(
+            name: "_TestSupport", dependencies: ["LearningCore", "Optimizers", "Datasets", "Topologies", "Algorithms"]),
         .executableTarget(
             name: "dsgd",
             dependencies: [

@@ -8,7 +8,9 @@ public final class Evaluator {
     private let chunkSize: Int
 
     public init(network: Network, dataset: Dataset, chunkSize: Int = 500) {
-        precondition(dataset.featureCount == network.inputWidth, "data has \(dataset.featureCount) features, model expects \(network.inputWidth)")
+        precondition(
+            dataset.featureCount == network.inputWidth,
+            "data has \(dataset.featureCount) features, model expects \(network.inputWidth)")
         self.dataset = dataset
         self.chunkSize = chunkSize
         workspace = NetworkWorkspace(network: network, capacity: chunkSize)

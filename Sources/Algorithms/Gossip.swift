@@ -31,7 +31,9 @@ public enum Gossip {
 
     /// CTA (D-PSGD): with `trained` = x after the local steps and `sent` = x before them,
     /// x ← Σⱼ Wᵢⱼ xⱼ + (trained − sent) = trained + (selfWeight − 1)·sent + Σ terms.
-    public static func combineThenAdapt(_ trained: inout [Float], sent: UnsafeBufferPointer<Float>, selfWeight: Float, neighbors: [Term]) {
+    public static func combineThenAdapt(
+        _ trained: inout [Float], sent: UnsafeBufferPointer<Float>, selfWeight: Float, neighbors: [Term]
+    ) {
         let count = trained.count
         precondition(sent.count == count)
         trained.withUnsafeMutableBufferPointer {
@@ -44,7 +46,8 @@ public enum Gossip {
         let count = x.count
         x.withUnsafeMutableBufferPointer { y in
             for term in terms {
-                precondition(term.values.count == count, "neighbour model has \(term.values.count) values, expected \(count)")
+                precondition(
+                    term.values.count == count, "neighbour model has \(term.values.count) values, expected \(count)")
                 BLAS.axpy(count: count, alpha: term.weight, x: term.values.baseAddress!, y: y.baseAddress!)
             }
         }

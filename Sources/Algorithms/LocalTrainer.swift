@@ -37,7 +37,9 @@ public struct LocalTrainer {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
-                    workspace.lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize).loss
+                    workspace.lossAndGradient(
+                        parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize
+                    ).loss
                 }
             }
             lossSum += loss

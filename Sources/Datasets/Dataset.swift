@@ -24,7 +24,8 @@ public struct Dataset: Sendable {
         for index in indices {
             features.append(contentsOf: self.features[(index * featureCount)..<((index + 1) * featureCount)])
         }
-        return Dataset(features: features, labels: indices.map { labels[$0] }, featureCount: featureCount, classCount: classCount)
+        return Dataset(
+            features: features, labels: indices.map { labels[$0] }, featureCount: featureCount, classCount: classCount)
     }
 
     /// Writes rows `range` as floats x/255 into `destination` and labels into `labels`.

@@ -45,7 +45,9 @@ public final class GzipInflater {
             }
             if status == Z_STREAM_END {
                 finished = true
-                if stream.avail_in > 0 { throw DataError(file: name, reason: "unexpected data after the end of the gzip stream") }
+                if stream.avail_in > 0 {
+                    throw DataError(file: name, reason: "unexpected data after the end of the gzip stream")
+                }
                 return
             }
             if status == Z_BUF_ERROR && produced == 0 { return }

@@ -12,17 +12,23 @@ public struct IDXHeader: Sendable, Equatable {
     /// Parses the header at the start of `bytes`; `name` labels errors (usually the file path).
     public static func parse(_ bytes: some Collection<UInt8>, name: String) throws(DataError) -> IDXHeader {
         let b = Array(bytes.prefix(4 + 4 * 4))
-        guard b.count >= 4 else { throw DataError(file: name, reason: "file is \(b.count) bytes, too short for an IDX header") }
+        guard b.count >= 4 else {
+            throw DataError(file: name, reason: "file is \(b.count) bytes, too short for an IDX header")
+        }
         guard b[0] == 0, b[1] == 0 else {
             let magic = b.prefix(4).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-            throw DataError(file: name, reason: "bad IDX magic number 0x\(magic) (expected 0x000008 followed by the rank)")
+            throw DataError(
+                file: name, reason: "bad IDX magic number 0x\(magic) (expected 0x000008 followed by the rank)")
         }
         guard b[2] == 0x08 else {
-            throw DataError(file: name, reason: "IDX element type 0x\(String(b[2], radix: 16)) is not unsigned byte (0x08)")
+            throw DataError(
+                file: name, reason: "IDX element type 0x\(String(b[2], radix: 16)) is not unsigned byte (0x08)")
         }
         let rank = Int(b[3])
         guard (1...4).contains(rank) else { throw DataError(file: name, reason: "IDX rank \(rank) is outside 1...4") }
-        guard b.count >= 4 + 4 * rank else { throw DataError(file: name, reason: "truncated IDX header (rank \(rank))") }
+        guard b.count >= 4 + 4 * rank else {
+            throw DataError(file: name, reason: "truncated IDX header (rank \(rank))")
+        }
         var dimensions: [Int] = []
         for d in 0..<rank {
             let o = 4 + 4 * d
@@ -36,10 +42,14 @@ public struct IDXHeader: Sendable, Equatable {
     public func checkLength(_ byteCount: Int, name: String) throws(DataError) {
         let expected = headerLength + elementCount
         if byteCount < expected {
-            throw DataError(file: name, reason: "truncated: header declares \(dimensions) (\(expected) bytes) but the file has \(byteCount)")
+            throw DataError(
+                file: name,
+                reason: "truncated: header declares \(dimensions) (\(expected) bytes) but the file has \(byteCount)")
         }
         if byteCount > expected {
-            throw DataError(file: name, reason: "\(byteCount - expected) trailing bytes after the \(dimensions) data the header declares")
+            throw DataError(
+                file: name,
+                reason: "\(byteCount - expected) trailing bytes after the \(dimensions) data the header declares")
         }
     }
 }

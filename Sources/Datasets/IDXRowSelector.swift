@@ -45,7 +45,8 @@ public struct IDXRowSelector {
         var offset = 0
         while offset < piece.count {
             if itemIndex >= header.itemCount {
-                throw DataError(file: name, reason: "trailing bytes after the \(header.dimensions) data the header declares")
+                throw DataError(
+                    file: name, reason: "trailing bytes after the \(header.dimensions) data the header declares")
             }
             let wanted = nextSelection < selection.count && selection[nextSelection] == itemIndex
             let take = min(itemLength - rowFill, piece.count - offset)
@@ -61,11 +62,15 @@ public struct IDXRowSelector {
     }
     /// Call after the last piece: checks that the file held every item its header declared.
     public func finish() throws {
-        guard let header else { throw DataError(file: name, reason: "file is \(bytesSeen) bytes, too short for an IDX header") }
+        guard let header else {
+            throw DataError(file: name, reason: "file is \(bytesSeen) bytes, too short for an IDX header")
+        }
         if itemIndex < header.itemCount || rowFill != 0 {
             throw DataError(
                 file: name,
-                reason: "truncated: header declares \(header.itemCount) items of \(header.itemLength) bytes but the data ends in item \(itemIndex)")
+                reason:
+                    "truncated: header declares \(header.itemCount) items of \(header.itemLength) bytes but the data ends in item \(itemIndex)"
+            )
         }
     }
 }

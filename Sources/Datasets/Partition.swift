@@ -14,7 +14,9 @@ public enum PartitionScheme: Sendable, Equatable, Codable, CustomStringConvertib
             self = .iid
             return
         }
-        if text.hasPrefix("dirichlet:"), let alpha = Double(text.dropFirst("dirichlet:".count)), alpha > 0, alpha.isFinite {
+        if text.hasPrefix("dirichlet:"), let alpha = Double(text.dropFirst("dirichlet:".count)), alpha > 0,
+            alpha.isFinite
+        {
             self = .dirichlet(alpha: alpha)
             return
         }
@@ -58,14 +60,17 @@ public enum PartitionScheme: Sendable, Equatable, Codable, CustomStringConvertib
                     var start = 0
                     for worker in 0..<workers {
                         cumulative += draws[worker] / total
-                        let end = worker == workers - 1 ? members.count : min(members.count, Int((cumulative * Double(members.count)).rounded()))
+                        let end =
+                            worker == workers - 1
+                            ? members.count : min(members.count, Int((cumulative * Double(members.count)).rounded()))
                         if end > start { shards[worker].append(contentsOf: members[start..<end]) }
                         start = max(start, end)
                     }
                 }
                 if shards.allSatisfy({ !$0.isEmpty }) { return shards.map { $0.sorted() } }
             }
-            throw PartitionError(reason: "dirichlet:\(alpha) left a worker with no data in 1000 draws; raise α or use fewer workers")
+            throw PartitionError(
+                reason: "dirichlet:\(alpha) left a worker with no data in 1000 draws; raise α or use fewer workers")
         }
     }
 }

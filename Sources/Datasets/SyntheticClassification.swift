@@ -67,7 +67,8 @@ public struct SyntheticClassification: Sendable {
             labels[row] = label
             var generator = SplitMix64(seed: seed, stream: 0x5_a3b2, substream: UInt64(index))
             for d in 0..<latentDimension {
-                latent[row * latentDimension + d] = Float(classMeans[Int(label)][d] + latentNoise * generator.nextStandardNormal())
+                latent[row * latentDimension + d] = Float(
+                    classMeans[Int(label)][d] + latentNoise * generator.nextStandardNormal())
             }
             generators.append(generator)
         }

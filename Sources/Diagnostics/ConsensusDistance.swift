@@ -21,22 +21,24 @@ public struct ConsensusDistance: Sendable {
                 BLAS.axpy(count: d, alpha: 1 / Float(n), x: model.baseAddress!, y: y.baseAddress!)
             }
         }
+        // One difference vector per model (copy + axpy), then squared norms per slice (dsdot,
+        // Float64 accumulation); the total is the sum over slices, so no extra pass.
+        let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
         var difference = [Float](repeating: 0, count: d)
-        var total = 0.0
-        var sliceTotals = [Double](repeating: 0, count: layout?.slices.count ?? 0)
+        var sliceTotals = [Double](repeating: 0, count: slices.count)
         for model in models {
             difference.withUnsafeMutableBufferPointer { diff in
                 BLAS.copy(count: d, x: model.baseAddress!, y: diff.baseAddress!)
                 average.withUnsafeBufferPointer { BLAS.axpy(count: d, alpha: -1, x: $0.baseAddress!, y: diff.baseAddress!) }
-                total += BLAS.doubleDot(count: d, x: diff.baseAddress!, y: diff.baseAddress!)
-                for (index, slice) in (layout?.slices ?? []).enumerated() {
-                    let start = diff.baseAddress! + slice.offset
-                    sliceTotals[index] += BLAS.doubleDot(count: slice.count, x: start, y: start)
+                for (index, slice) in slices.enumerated() {
+                    let start = diff.baseAddress! + slice.1
+                    sliceTotals[index] += BLAS.doubleDot(count: slice.2, x: start, y: start)
                 }
             }
         }
+        let total = sliceTotals.reduce(0, +)
         self.average = average
         distanceSquared = total / Double(n)
-        perSlice = zip(layout?.slices ?? [], sliceTotals).map { ($0.name, $1 / Double(n)) }
+        perSlice = layout == nil ? [] : zip(slices, sliceTotals).map { ($0.0, $1 / Double(n)) }
     }
 }

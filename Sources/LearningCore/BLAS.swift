@@ -77,7 +77,8 @@ extension Array where Element == Float {
         precondition(count == other.count, "length mismatch \(count) vs \(other.count)")
         let n = count
         withUnsafeMutableBufferPointer { y in
-            other.withUnsafeBufferPointer { x in BLAS.axpy(count: n, alpha: alpha, x: x.baseAddress!, y: y.baseAddress!) }
+            other.withUnsafeBufferPointer { x in BLAS.axpy(count: n, alpha: alpha, x: x.baseAddress!, y: y.baseAddress!)
+            }
         }
     }
 

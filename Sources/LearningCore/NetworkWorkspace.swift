@@ -73,7 +73,9 @@ public final class NetworkWorkspace {
 
 extension NetworkWorkspace {
     /// Array convenience for tests and cold paths.
-    public func lossAndGradient(parameters: [Float], inputs: [Float], labels: [Int32]) -> (loss: Double, gradient: [Float]) {
+    public func lossAndGradient(parameters: [Float], inputs: [Float], labels: [Int32]) -> (
+        loss: Double, gradient: [Float]
+    ) {
         let batchSize = labels.count
         precondition(inputs.count == batchSize * network.inputWidth)
         inputs.withUnsafeBufferPointer { input.update(from: $0.baseAddress!, count: inputs.count) }

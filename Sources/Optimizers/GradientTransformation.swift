@@ -21,7 +21,9 @@ public struct Chain<First: GradientTransformation, Second: GradientTransformatio
     public func initialState(parameterCount: Int) -> (First.State, Second.State) {
         (first.initialState(parameterCount: parameterCount), second.initialState(parameterCount: parameterCount))
     }
-    public func update(_ updates: inout [Float], state: inout (First.State, Second.State), parameters: [Float], step: Int) {
+    public func update(
+        _ updates: inout [Float], state: inout (First.State, Second.State), parameters: [Float], step: Int
+    ) {
         first.update(&updates, state: &state.0, parameters: parameters, step: step)
         second.update(&updates, state: &state.1, parameters: parameters, step: step)
     }

@@ -56,7 +56,8 @@ public struct Optimizer: @unchecked Sendable {
 
     /// Builds SGD from settings: chain(coupled decay?, trace?, scale by −η, decoupled decay?).
     public init(settings: OptimizerSettings, parameterCount: Int) {
-        let coupled = AddDecayedWeights(weightDecay: settings.weightDecayMode == .coupled ? Float(settings.weightDecay) : 0)
+        let coupled = AddDecayedWeights(
+            weightDecay: settings.weightDecayMode == .coupled ? Float(settings.weightDecay) : 0)
         let decoupled = DecoupledWeightDecay(
             weightDecay: settings.weightDecayMode == .decoupled ? Float(settings.weightDecay) : 0,
             schedule: settings.schedule)

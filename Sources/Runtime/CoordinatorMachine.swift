@@ -33,12 +33,14 @@ public struct CoordinatorMachine {
     /// round → rank → metrics and, on gathering rounds, parameters.
     private var reports: [Int: [Int: (WorkerMetrics, FloatPayload?)]] = [:]
     public private(set) var nextRoundToRecord = 1
+    private var firstUnacknowledged = 1
     private var summaries: [Int: WorkerSummary] = [:]
     public private(set) var lastRecord: RoundRecord?
     /// The last average model x̄ formed.
     public private(set) var averageModel: [Float]?
-    /// Every worker's model at the last gathering round, by rank.
-    public private(set) var lastWorkerModels: [[Float]] = []
+    /// Every worker's model at the last gathering round, by rank (shared, not copied).
+    private var lastGathered: [FloatPayload] = []
+    public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
     public private(set) var rejectedMessages = 0
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
@@ -71,7 +73,9 @@ public struct CoordinatorMachine {
     public mutating func onEnvelope(_ envelope: Envelope) -> [CoordinatorDirective] {
         let kind = envelope.header.kind
         if kind != .register && envelope.header.runID != runID {
-            return reject("\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)")
+            return reject(
+                "\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)"
+            )
         }
         let sender = Int(envelope.header.sender)
         if kind != .register && !(0..<configuration.workers).contains(sender) {
@@ -98,12 +102,16 @@ public struct CoordinatorMachine {
             guard phase == .running else { return reject("metrics from worker \(sender) before the start") }
             let metrics: WorkerMetrics
             do { metrics = try Body.decode(WorkerMetrics.self, from: envelope) } catch { return reject("\(error)") }
-            guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds, reports[metrics.round]?[sender] == nil else {
+            guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds,
+                reports[metrics.round]?[sender] == nil
+            else {
                 return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")
             }
             let gathers = configuration.gathersParameters(afterRound: metrics.round)
             if gathers && envelope.payload?.count != network.parameterCount {
-                return reject("metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters")
+                return reject(
+                    "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
+                )
             }
             reports[metrics.round, default: [:]][sender] = (metrics, gathers ? envelope.payload : nil)
             return recordCompleteRounds()
@@ -118,20 +126,28 @@ public struct CoordinatorMachine {
         case .abort:
             phase = .done
             return [.fail("worker \(sender) aborted: \(String(decoding: envelope.body, as: UTF8.self))")]
-        case .assignment, .start, .parameters:
+        case .assignment, .start, .parameters, .acknowledge:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }
 
     private mutating func onRegistration(_ registration: Registration) -> [CoordinatorDirective] {
         guard phase == .registering else {
-            return [.log("ignored a registration from \(registration.host) pid \(registration.processID): all \(configuration.workers) workers are registered")]
+            return [
+                .log(
+                    "ignored a registration from \(registration.host) pid \(registration.processID): all \(configuration.workers) workers are registered"
+                )
+            ]
         }
         let rank: Int
         if let requested = registration.requestedRank {
             guard (0..<configuration.workers).contains(requested), registrations[requested] == nil else {
                 phase = .done
-                return [.fail("worker \(registration.host) pid \(registration.processID) asked for rank \(requested), which is out of range 0..<\(configuration.workers) or taken")]
+                return [
+                    .fail(
+                        "worker \(registration.host) pid \(registration.processID) asked for rank \(requested), which is out of range 0..<\(configuration.workers) or taken"
+                    )
+                ]
             }
             rank = requested
         } else {
@@ -144,9 +160,11 @@ public struct CoordinatorMachine {
         let endpoints = (0..<configuration.workers).map { registrations[$0]!.endpoint }
         var directives: [CoordinatorDirective] = []
         for rank in 0..<configuration.workers {
-            let assignment = Assignment(rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints)
+            let assignment = Assignment(
+                rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints)
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
-            directives.append(.send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
+            directives.append(
+                .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
         }
         return directives
     }
@@ -158,10 +176,15 @@ public struct CoordinatorMachine {
             reports.removeValue(forKey: nextRoundToRecord)
             nextRoundToRecord += 1
         }
+        if nextRoundToRecord > firstUnacknowledged {
+            firstUnacknowledged = nextRoundToRecord
+            directives += acknowledgements(recorded: nextRoundToRecord - 1)
+        }
         return directives + completeIfDone()
     }
 
-    private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord {
+    private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
+    {
         let ordered = (0..<configuration.workers).map { reports[$0]! }
         let losses = ordered.map(\.0.trainLoss)
         var record = RoundRecord(
@@ -175,16 +198,19 @@ public struct CoordinatorMachine {
                 ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
             }
             record.consensusDistanceSquared = consensus.distanceSquared
-            record.consensusDistanceSquaredByLayer = Dictionary(uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })
+            record.consensusDistanceSquaredByLayer = Dictionary(
+                uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })
             record.averageModelNorm = consensus.average.squaredNorm.squareRoot()
             averageModel = consensus.average
-            lastWorkerModels = models.map(\.array)
+            lastGathered = models
             if configuration.evaluates(afterRound: roundNumber), let evaluator {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy
                 if configuration.evaluateWorkers {
-                    let accuracies = withExtendedLifetime(models) { models.map { evaluator.evaluate($0.buffer).accuracy } }
+                    let accuracies = withExtendedLifetime(models) {
+                        models.map { evaluator.evaluate($0.buffer).accuracy }
+                    }
                     record.workerTestAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
                     record.workerTestAccuracyMin = accuracies.min()
                     record.workerTestAccuracyMax = accuracies.max()
@@ -196,21 +222,35 @@ public struct CoordinatorMachine {
     }
 
     private mutating func completeIfDone() -> [CoordinatorDirective] {
-        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers else { return [] }
+        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers else {
+            return []
+        }
         phase = .done
-        return [.complete((0..<configuration.workers).map { summaries[$0]! })]
+        // Every round is recorded and every worker finished: release them all.
+        return acknowledgements(recorded: configuration.rounds + 1) + [
+            .complete((0..<configuration.workers).map { summaries[$0]! })
+        ]
+    }
+
+    private func acknowledgements(recorded: Int) -> [CoordinatorDirective] {
+        (0..<configuration.workers).map {
+            .send(Envelope(header: MessageHeader(kind: .acknowledge, runID: runID, round: Int64(recorded), sender: -1)), to: .worker($0))
+        }
     }
 
     /// The shell saw no message for the peer timeout.
     public mutating func onSilence(seconds: Double) -> [CoordinatorDirective] {
         guard phase != .done else { return [] }
+        let waitingFor = waitingOn
         phase = .done
-        return [.fail("no message for \(Int(seconds)) s while waiting for \(waitingOn)")]
+        return [.fail("no message for \(Int(seconds)) s while waiting for \(waitingFor)")]
     }
 
     /// Tells every registered worker to stop (best effort, on failure or interrupt).
     public func abortMessages(reason: String) -> [CoordinatorDirective] {
-        registrations.keys.sorted().map { .send(Envelope(header: header(.abort), body: Array(reason.utf8)), to: .worker($0)) }
+        registrations.keys.sorted().map {
+            .send(Envelope(header: header(.abort), body: Array(reason.utf8)), to: .worker($0))
+        }
     }
 
     private func header(_ kind: MessageKind) -> MessageHeader {

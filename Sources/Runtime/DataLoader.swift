@@ -22,13 +22,18 @@ public enum DataLoader {
         default:
             if argument.hasPrefix("synthetic:") {
                 guard let seed = UInt64(argument.dropFirst("synthetic:".count)) else {
-                    throw DataError(file: "--data", reason: "'\(argument)': expected synthetic:SEED with a non-negative integer seed")
+                    throw DataError(
+                        file: "--data",
+                        reason: "'\(argument)': expected synthetic:SEED with a non-negative integer seed")
                 }
                 return synthetic(seed: seed)
             }
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw DataError(file: argument, reason: "--data: not a directory (use a folder of IDX files, 'synthetic' or 'auto')")
+            guard FileManager.default.fileExists(atPath: argument, isDirectory: &isDirectory), isDirectory.boolValue
+            else {
+                throw DataError(
+                    file: argument, reason: "--data: not a directory (use a folder of IDX files, 'synthetic' or 'auto')"
+                )
             }
             _ = try locate(trainImages, in: argument)
             return .idx(directory: argument)
@@ -37,12 +42,15 @@ public enum DataLoader {
 
     static func synthetic(seed: UInt64) -> DataSource {
         let defaults = SyntheticClassification(seed: seed)
-        return .synthetic(seed: seed, trainCount: defaults.trainCount, testCount: defaults.testCount, featureCount: defaults.featureCount)
+        return .synthetic(
+            seed: seed, trainCount: defaults.trainCount, testCount: defaults.testCount,
+            featureCount: defaults.featureCount)
     }
 
     static func generator(_ source: DataSource) -> SyntheticClassification? {
         guard case .synthetic(let seed, let trainCount, let testCount, let featureCount) = source else { return nil }
-        return SyntheticClassification(seed: seed, featureCount: featureCount, trainCount: trainCount, testCount: testCount)
+        return SyntheticClassification(
+            seed: seed, featureCount: featureCount, trainCount: trainCount, testCount: testCount)
     }
 
     /// Path of `name.gz` or `name` in `directory`.
@@ -56,14 +64,18 @@ public enum DataLoader {
 
     /// Reads a whole file, decompressing gzip if it starts with the gzip magic.
     static func readWhole(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw DataError(file: path, reason: "cannot read file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError(file: path, reason: "cannot read file")
+        }
         let bytes = [UInt8](data)
         return GzipInflater.isGzip(bytes) ? try GzipInflater.decompress(bytes, name: path) : bytes
     }
 
     /// Streams an IDX item file, keeping only the items at sorted `indices`.
     static func readItems(_ path: String, indices: [Int]) throws -> (IDXHeader, [UInt8]) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw DataError(file: path, reason: "cannot open file") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw DataError(file: path, reason: "cannot open file")
+        }
         defer { try? handle.close() }
         var selector = IDXRowSelector(name: path, selection: indices)
         var inflater: GzipInflater?
@@ -99,21 +111,28 @@ public enum DataLoader {
 
     /// One worker's shard of the training split: the partition is computed from all labels
     /// (identically in every worker), then only the worker's rows are kept.
-    public static func loadShard(_ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int) throws -> Dataset {
+    public static func loadShard(
+        _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int
+    ) throws -> Dataset {
         let (labels, classCount) = try trainLabels(source)
         let shards = try partition.assign(labels: labels, classCount: classCount, workers: workers, seed: seed)
         return try loadTrainExamples(source, indices: shards[rank], labels: labels, classCount: classCount)
     }
 
-    static func loadTrainExamples(_ source: DataSource, indices: [Int], labels: [UInt8], classCount: Int) throws -> Dataset {
+    static func loadTrainExamples(_ source: DataSource, indices: [Int], labels: [UInt8], classCount: Int) throws
+        -> Dataset
+    {
         if let generator = generator(source) { return generator.examples(indices) }
         guard case .idx(let directory) = source else { fatalError() }
         let path = try locate(trainImages, in: directory)
         let (header, features) = try readItems(path, indices: indices)
         guard header.itemCount == labels.count else {
-            throw DataError(file: path, reason: "holds \(header.itemCount) images but \(trainLabels) holds \(labels.count) labels")
+            throw DataError(
+                file: path, reason: "holds \(header.itemCount) images but \(trainLabels) holds \(labels.count) labels")
         }
-        return Dataset(features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength, classCount: classCount)
+        return Dataset(
+            features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength,
+            classCount: classCount)
     }
 
     /// The whole test split.
@@ -125,7 +144,9 @@ public enum DataLoader {
         let imagePath = try locate(testImages, in: directory)
         let (header, features) = try readItems(imagePath, indices: Array(labels.indices))
         guard header.itemCount == labels.count else {
-            throw DataError(file: imagePath, reason: "holds \(header.itemCount) images but \(labelPath) holds \(labels.count) labels")
+            throw DataError(
+                file: imagePath,
+                reason: "holds \(header.itemCount) images but \(labelPath) holds \(labels.count) labels")
         }
         return Dataset(features: features, labels: labels, featureCount: header.itemLength, classCount: 10)
     }
@@ -136,7 +157,8 @@ public enum DataLoader {
         guard case .idx(let directory) = source else { fatalError() }
         let name = directory.lowercased().contains("fashion") ? "fashion-mnist" : "idx"
         return DataDescription(
-            name: name, source: directory, trainCount: trainCount, testCount: test.count, featureCount: test.featureCount,
+            name: name, source: directory, trainCount: trainCount, testCount: test.count,
+            featureCount: test.featureCount,
             classCount: test.classCount)
     }
 }

@@ -59,7 +59,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         return [
             "\(round)", number(trainLoss), number(trainLossMin), number(trainLossMax), number(learningRate),
             number(consensusDistanceSquared), number(averageModelNorm), number(testLoss), number(testAccuracy),
-            number(workerTestAccuracyMean), number(workerTestAccuracyMin), number(workerTestAccuracyMax), "\(bytesSent)",
+            number(workerTestAccuracyMean), number(workerTestAccuracyMin), number(workerTestAccuracyMax),
+            "\(bytesSent)",
             number(epoch), number(elapsedSeconds),
         ].joined(separator: ",")
     }

@@ -44,11 +44,15 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var evaluateWorkers: Bool
     /// A silent peer is declared dead after this long.
     public var peerTimeoutSeconds: Double
+    /// Flow control: a worker may complete at most this many rounds that the coordinator has not
+    /// yet recorded, which bounds the coordinator's backlog (and its memory) when it is slower.
+    public var maxRoundsAhead: Int
 
     public init(
         runName: String, seed: UInt64, rounds: Int, workers: Int, model: ModelSpec, batchSize: Int, localSteps: Int,
         algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
-        topology: Topology, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool, peerTimeoutSeconds: Double
+        topology: Topology, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool, peerTimeoutSeconds: Double,
+        maxRoundsAhead: Int = 8
     ) {
         self.runName = runName
         self.seed = seed
@@ -66,6 +70,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         self.evalEvery = evalEvery
         self.evaluateWorkers = evaluateWorkers
         self.peerTimeoutSeconds = peerTimeoutSeconds
+        self.maxRoundsAhead = maxRoundsAhead
     }
 
     /// Cross-field checks; each message names the flag at fault.
@@ -79,13 +84,16 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(localSteps >= 1, "--local-steps", "must be at least 1, got \(localSteps)")
         try check(metricsEvery >= 1, "--metrics-every", "must be at least 1, got \(metricsEvery)")
         try check(evalEvery >= 1, "--eval-every", "must be at least 1, got \(evalEvery)")
+        try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(
             topology.nodeCount == workers, "--topology",
             "\(topology.name) has \(topology.nodeCount) nodes but \(workers) workers were requested")
         let rate = optimizer.schedule.learningRate(atStep: 0)
         try check(rate.isFinite && rate > 0, "--lr", "learning rate must be positive and finite, got \(rate)")
-        try check(optimizer.momentum >= 0 && optimizer.momentum < 1, "--momentum", "must be in [0, 1), got \(optimizer.momentum)")
+        try check(
+            optimizer.momentum >= 0 && optimizer.momentum < 1, "--momentum",
+            "must be in [0, 1), got \(optimizer.momentum)")
         try check(optimizer.weightDecay >= 0, "--weight-decay", "must be non-negative, got \(optimizer.weightDecay)")
     }
 

@@ -52,7 +52,8 @@ public struct RunManifest: Codable, Sendable {
     public var openBLASCore: String
 
     public init(
-        configuration: RunConfiguration, data: DataDescription, gitCommit: String, command: [String], openBLASCore: String
+        configuration: RunConfiguration, data: DataDescription, gitCommit: String, command: [String],
+        openBLASCore: String
     ) {
         self.configuration = configuration
         topologyHash = configuration.topology.hash
@@ -97,7 +98,8 @@ public final class RunReport {
         try csv.seekToEnd()
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     }
 
     deinit {
@@ -121,7 +123,8 @@ public final class RunReport {
     public func writeSummary(_ summary: RunSummary) throws {
         let pretty = JSONEncoder()
         pretty.outputFormatting = [.prettyPrinted, .sortedKeys]
-        pretty.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        pretty.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try pretty.encode(summary).write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
     }
 }

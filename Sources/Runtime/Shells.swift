@@ -22,7 +22,8 @@ public final class WorkerShell {
         machine: WorkerMachine, transport: any Transport, log: @escaping (String) -> Void,
         loadShard: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadShard(
-                configuration.data, partition: configuration.partition, workers: configuration.workers, seed: configuration.seed,
+                configuration.data, partition: configuration.partition, workers: configuration.workers,
+                seed: configuration.seed,
                 rank: rank)
         }
     ) {
@@ -75,7 +76,9 @@ public final class WorkerShell {
         while let directive = queue.popFirst(), outcome == .running {
             switch directive {
             case .connect(let peer, let endpoint):
-                do { try transport.connect(peer, endpoint: endpoint) } catch { fail("cannot connect to \(peer) at \(endpoint): \(error)") }
+                do { try transport.connect(peer, endpoint: endpoint) } catch {
+                    fail("cannot connect to \(peer) at \(endpoint): \(error)")
+                }
             case .send(let envelope, let peer):
                 do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .loadShard(let rank, let configuration):
@@ -156,7 +159,9 @@ public final class CoordinatorShell {
         guard outcome == .running else { return }
         outcome = .failed(reason)
         finishedAt = clock.now
-        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason) { try? transport.send(envelope, to: peer) }
+        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason) {
+            try? transport.send(envelope, to: peer)
+        }
         progress?.finish()
         writeSummary()
     }
@@ -170,7 +175,9 @@ public final class CoordinatorShell {
         for directive in directives where outcome == .running {
             switch directive {
             case .connect(let peer, let endpoint):
-                do { try transport.connect(peer, endpoint: endpoint) } catch { fail("cannot connect to \(peer) at \(endpoint): \(error)") }
+                do { try transport.connect(peer, endpoint: endpoint) } catch {
+                    fail("cannot connect to \(peer) at \(endpoint): \(error)")
+                }
             case .send(let envelope, let peer):
                 do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .started:
@@ -213,8 +220,10 @@ public final class CoordinatorShell {
             algorithm: configuration.algorithm.rawValue, data: data,
             finalTestAccuracy: lastEvaluated?.testAccuracy,
             finalTestLoss: lastEvaluated?.testLoss, finalTrainLoss: records.last?.trainLoss,
-            finalConsensusDistanceSquared: records.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared,
-            wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0, bytesSent: records.last?.bytesSent,
+            finalConsensusDistanceSquared: records.last { $0.consensusDistanceSquared != nil }?
+                .consensusDistanceSquared,
+            wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0,
+            bytesSent: records.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes))
     }
 
@@ -242,7 +251,8 @@ public final class ProgressLine {
         if let accuracy = record.testAccuracy { lastTestAccuracy = accuracy }
         let rate = elapsed > 0 ? Double(record.round) / elapsed : 0
         let eta = rate > 0 ? Double(totalRounds - record.round) / rate : 0
-        var line = "round \(record.round)/\(totalRounds) | \(format(elapsed, 1))s elapsed, ETA \(format(eta, 0))s | \(format(rate, 1)) rounds/s"
+        var line =
+            "round \(record.round)/\(totalRounds) | \(format(elapsed, 1))s elapsed, ETA \(format(eta, 0))s | \(format(rate, 1)) rounds/s"
         line += " | train loss \(format(record.trainLoss, 4))"
         if let accuracy = lastTestAccuracy { line += " | test acc \(format(accuracy * 100, 2))%" }
         if let xi = record.consensusDistanceSquared { line += " | Ξ² \(scientific(xi))" }

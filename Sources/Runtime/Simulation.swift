@@ -32,15 +32,20 @@ public enum Simulation {
                 if case .failed(let reason) = worker.outcome {
                     // The worker's abort message is in the coordinator's inbox; let it be read.
                     while coordinator.step(timeoutMilliseconds: 0) {}
-                    if coordinator.outcome == .running { coordinator.fail("worker \(worker.machine.rank ?? -1): \(reason)") }
+                    if coordinator.outcome == .running {
+                        coordinator.fail("worker \(worker.machine.rank ?? -1): \(reason)")
+                    }
                     return (coordinator, workers)
                 }
             }
             while coordinator.step(timeoutMilliseconds: 0) { progressed = true }
             if !progressed && coordinator.outcome == .running {
-                coordinator.fail("simulation stalled: no messages in flight while waiting for \(coordinator.machine.waitingOn)")
+                coordinator.fail(
+                    "simulation stalled: no messages in flight while waiting for \(coordinator.machine.waitingOn)")
             }
         }
+        // Deliver the coordinator's final acknowledgements, so the workers finish too.
+        for worker in workers { while worker.step(timeoutMilliseconds: 0) {} }
         return (coordinator, workers)
     }
 }

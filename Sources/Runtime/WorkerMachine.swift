@@ -56,10 +56,18 @@ public struct WorkerMachine {
     private var outNeighbors: [Int] = []
     private var weights: [Int: Float] = [:]
     private var selfWeight: Float = 1
+    /// Rounds the coordinator has recorded (flow control).
+    private var acknowledgedRounds = 0
+    /// The next round is due but waits for the coordinator to catch up.
+    private var roundDeferred = false
+    /// All rounds done and reported; waiting for the coordinator's final acknowledgement.
+    private var awaitingRelease = false
     public private(set) var bytesSent = 0
     public private(set) var rejectedMessages = 0
 
-    public init(nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int) {
+    public init(
+        nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int
+    ) {
         self.nonce = nonce
         self.host = host
         self.processID = processID
@@ -77,7 +85,9 @@ public struct WorkerMachine {
     public mutating func onEnvelope(_ envelope: Envelope) -> [WorkerDirective] {
         let kind = envelope.header.kind
         if kind != .assignment && envelope.header.runID != runID {
-            return reject("\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)")
+            return reject(
+                "\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)"
+            )
         }
         switch kind {
         case .assignment:
@@ -96,6 +106,8 @@ public struct WorkerMachine {
             return onParameters(envelope)
         case .abort:
             return [.fail("coordinator aborted the run: \(String(decoding: envelope.body, as: UTF8.self))")]
+        case .acknowledge:
+            return onAcknowledge(Int(envelope.header.round))
         case .register, .ready, .metrics, .finished:
             return reject("workers do not accept \(kind) messages")
         }
@@ -103,8 +115,14 @@ public struct WorkerMachine {
 
     private mutating func onAssignment(_ assignment: Assignment) -> [WorkerDirective] {
         let configuration = assignment.configuration
-        guard (0..<configuration.workers).contains(assignment.rank), assignment.workerEndpoints.count == configuration.workers else {
-            return [.fail("invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints")]
+        guard (0..<configuration.workers).contains(assignment.rank),
+            assignment.workerEndpoints.count == configuration.workers
+        else {
+            return [
+                .fail(
+                    "invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints"
+                )
+            ]
         }
         self.configuration = configuration
         rank = assignment.rank
@@ -113,9 +131,15 @@ public struct WorkerMachine {
         inNeighbors = topology.inNeighbors(of: assignment.rank)
         outNeighbors = topology.outNeighbors(of: assignment.rank)
         for entry in topology.mixing[assignment.rank] {
-            if entry.node == assignment.rank { selfWeight = Float(entry.weight) } else { weights[entry.node] = Float(entry.weight) }
+            if entry.node == assignment.rank {
+                selfWeight = Float(entry.weight)
+            } else {
+                weights[entry.node] = Float(entry.weight)
+            }
         }
-        var directives: [WorkerDirective] = outNeighbors.map { .connect(.worker($0), endpoint: assignment.workerEndpoints[$0]) }
+        var directives: [WorkerDirective] = outNeighbors.map {
+            .connect(.worker($0), endpoint: assignment.workerEndpoints[$0])
+        }
         directives.append(.loadShard(rank: assignment.rank, configuration: configuration))
         return directives
     }
@@ -125,10 +149,18 @@ public struct WorkerMachine {
         guard let configuration, let rank else { return [.fail("shard loaded before assignment")] }
         let network = Network(spec: configuration.model)
         guard shard.featureCount == network.inputWidth else {
-            return [.fail("data has \(shard.featureCount) features per example but the model \(configuration.model) takes \(network.inputWidth)")]
+            return [
+                .fail(
+                    "data has \(shard.featureCount) features per example but the model \(configuration.model) takes \(network.inputWidth)"
+                )
+            ]
         }
         guard shard.classCount <= network.classCount else {
-            return [.fail("data has \(shard.classCount) classes but the model \(configuration.model) outputs \(network.classCount)")]
+            return [
+                .fail(
+                    "data has \(shard.classCount) classes but the model \(configuration.model) outputs \(network.classCount)"
+                )
+            ]
         }
         // Every worker starts from the same x₀ (seeded), as in the D-SGD literature.
         parameters = network.initialParameters(seed: configuration.seed)
@@ -138,8 +170,22 @@ public struct WorkerMachine {
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
     }
 
+    private mutating func onAcknowledge(_ recorded: Int) -> [WorkerDirective] {
+        guard let configuration else { return reject("acknowledgement before assignment") }
+        acknowledgedRounds = max(acknowledgedRounds, recorded)
+        if awaitingRelease && acknowledgedRounds > configuration.rounds { return [.finish] }
+        if roundDeferred { return beginRound() }
+        return []
+    }
+
     private mutating func beginRound() -> [WorkerDirective] {
         guard let configuration else { return [] }
+        // Completed rounds = `round`; stay within maxRoundsAhead of what the coordinator recorded.
+        guard round - acknowledgedRounds < configuration.maxRoundsAhead else {
+            roundDeferred = true
+            return []
+        }
+        roundDeferred = false
         trainedThisRound = false
         sentThisRound = nil
         switch configuration.algorithm {
@@ -171,24 +217,34 @@ public struct WorkerMachine {
     }
 
     private mutating func sendModel(_ snapshot: FloatPayload) -> [WorkerDirective] {
-        outNeighbors.map { send(Envelope(header: header(.parameters, round: round), payload: snapshot), to: .worker($0)) }
+        outNeighbors.map {
+            send(Envelope(header: header(.parameters, round: round), payload: snapshot), to: .worker($0))
+        }
     }
 
     private mutating func onParameters(_ envelope: Envelope) -> [WorkerDirective] {
         guard let configuration else { return reject("parameters before assignment") }
         let sender = Int(envelope.header.sender)
         let messageRound = Int(envelope.header.round)
-        guard inNeighbors.contains(sender) else { return reject("parameters from worker \(sender), which is not an in-neighbour") }
+        guard inNeighbors.contains(sender) else {
+            return reject("parameters from worker \(sender), which is not an in-neighbour")
+        }
         guard messageRound >= round, messageRound < configuration.rounds else {
-            return reject("parameters from worker \(sender) for round \(messageRound + 1), but this worker is at round \(round + 1) of \(configuration.rounds)")
+            return reject(
+                "parameters from worker \(sender) for round \(messageRound + 1), but this worker is at round \(round + 1) of \(configuration.rounds)"
+            )
         }
         guard let payload = envelope.payload, payload.count == parameters.count else {
-            return reject("parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)")
+            return reject(
+                "parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)"
+            )
         }
         guard pending[messageRound]?[sender] == nil else {
             return reject("duplicate parameters from worker \(sender) for round \(messageRound + 1)")
         }
-        guard payload.isFinite else { return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf") }
+        guard payload.isFinite else {
+            return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
+        }
         pending[messageRound, default: [:]][sender] = payload
         return messageRound == round ? combineIfReady() : []
     }
@@ -197,7 +253,8 @@ public struct WorkerMachine {
         guard let configuration, trainedThisRound else { return [] }
         let received = pending[round] ?? [:]
         guard received.count == inNeighbors.count else { return [] }
-        let terms = inNeighbors.map { sender in Gossip.Term(weight: weights[sender]!, values: received[sender]!.buffer) }
+        let terms = inNeighbors.map { sender in Gossip.Term(weight: weights[sender]!, values: received[sender]!.buffer)
+        }
         withExtendedLifetime(received) {
             switch configuration.algorithm {
             case .adaptThenCombine:
@@ -216,8 +273,11 @@ public struct WorkerMachine {
             let summary = WorkerSummary(
                 rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
                 shardSize: trainer?.sampler.shard.count ?? 0)
-            directives.append(send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator))
-            directives.append(.finish)
+            directives.append(
+                send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator))
+            // Exit only once the coordinator has everything (its final acknowledgement): leaving
+            // earlier could drop queued messages when the socket's linger runs out.
+            awaitingRelease = true
             return directives
         }
         return directives + beginRound()
@@ -228,7 +288,9 @@ public struct WorkerMachine {
             round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
             epoch: trainer?.sampler.epoch ?? 0)
         let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: parameters) : nil
-        return send(Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload), to: .coordinator)
+        return send(
+            Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
+            to: .coordinator)
     }
 
     /// The message that tells the coordinator this worker is giving up.

@@ -54,13 +54,16 @@ public struct Topology: Sendable, Equatable, Codable {
                     case .uniform: w = 1 / Double(1 + neighbors[i].count)
                     }
                 }
-                guard w.isFinite, w >= 0 else { throw TopologyError(reason: "edge \(i) \(j): weight \(w) is negative or not finite") }
+                guard w.isFinite, w >= 0 else {
+                    throw TopologyError(reason: "edge \(i) \(j): weight \(w) is negative or not finite")
+                }
                 row.append(MixingEntry(node: j, weight: w))
                 offDiagonal += w
             }
             let selfWeight = 1 - offDiagonal
             guard selfWeight >= -1e-9 else {
-                throw TopologyError(reason: "node \(i): its edge weights sum to \(offDiagonal) > 1, leaving a negative self weight")
+                throw TopologyError(
+                    reason: "node \(i): its edge weights sum to \(offDiagonal) > 1, leaving a negative self weight")
             }
             row.append(MixingEntry(node: i, weight: max(selfWeight, 0)))
             row.sort { $0.node < $1.node }
@@ -129,7 +132,8 @@ public struct TopologyError: Error, CustomStringConvertible, Equatable {
 
 extension Topology {
     /// Ring on n nodes (node i ↔ i ± 1 mod n). n = 2 is one edge; n = 1 has none.
-    public static func ring(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError) -> Topology {
+    public static func ring(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError) -> Topology
+    {
         var edges: [(Int, Int)] = []
         if nodeCount == 2 { edges = [(0, 1)] }
         if nodeCount > 2 { edges = (0..<nodeCount).map { ($0, ($0 + 1) % nodeCount) } }
@@ -138,7 +142,9 @@ extension Topology {
 
     /// Complete graph; with Metropolis–Hastings (or uniform) weights every entry is exactly 1/n,
     /// so one gossip step is exact all-reduce averaging: C-SGD.
-    public static func complete(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError) -> Topology {
+    public static func complete(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError)
+        -> Topology
+    {
         var edges: [(Int, Int)] = []
         for i in 0..<nodeCount { for j in (i + 1)..<max(nodeCount, i + 1) { edges.append((i, j)) } }
         return try Topology(name: "complete", nodeCount: nodeCount, edges: edges, weights: weights)

@@ -16,10 +16,16 @@ public enum TopologyFile {
             let content = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "," })
             if fields.isEmpty { continue }
-            func fail(_ reason: String) -> TopologyFileError { TopologyFileError(file: name, line: lineNumber, reason: reason) }
+            func fail(_ reason: String) -> TopologyFileError {
+                TopologyFileError(file: name, line: lineNumber, reason: reason)
+            }
             if fields[0] == "weights" {
-                guard nodeCount != nil, edges.isEmpty, fields.count == 2, let parsed = WeightRule(rawValue: String(fields[1])) else {
-                    throw fail("expected 'weights metropolis-hastings' or 'weights uniform' after the node count, before the edges")
+                guard nodeCount != nil, edges.isEmpty, fields.count == 2,
+                    let parsed = WeightRule(rawValue: String(fields[1]))
+                else {
+                    throw fail(
+                        "expected 'weights metropolis-hastings' or 'weights uniform' after the node count, before the edges"
+                    )
                 }
                 rule = parsed
                 continue
@@ -31,12 +37,15 @@ public enum TopologyFile {
                 nodeCount = n
                 continue
             }
-            guard fields.count == 2 || fields.count == 3 else { throw fail("expected 'u v' or 'u v w', got '\(content.trimmed)'") }
+            guard fields.count == 2 || fields.count == 3 else {
+                throw fail("expected 'u v' or 'u v w', got '\(content.trimmed)'")
+            }
             guard let u = Int(fields[0]), let v = Int(fields[1]) else {
                 throw fail("node ids must be integers, got '\(fields[0])' and '\(fields[1])'")
             }
             guard (0..<count).contains(u), (0..<count).contains(v) else {
-                throw fail("node id out of range: edge \(u) \(v) but the file declares \(count) nodes (ids 0...\(count - 1))")
+                throw fail(
+                    "node id out of range: edge \(u) \(v) but the file declares \(count) nodes (ids 0...\(count - 1))")
             }
             guard u != v else { throw fail("self-loop \(u) \(v): self weights are implied, do not list them") }
             let key = min(u, v) * count + max(u, v)
@@ -57,21 +66,25 @@ public enum TopologyFile {
             edgeLines.append(lineNumber)
         }
         guard let count = nodeCount else {
-            throw TopologyFileError(file: name, line: 1, reason: "empty topology file: the first line must be the node count")
+            throw TopologyFileError(
+                file: name, line: 1, reason: "empty topology file: the first line must be the node count")
         }
         if weightedLines > 0 && weightedLines < edges.count {
             let line = zip(weights, edgeLines).first { $0.0.isNaN }!.1
-            throw TopologyFileError(file: name, line: line, reason: "this edge has no weight but others do: give all or none")
+            throw TopologyFileError(
+                file: name, line: line, reason: "this edge has no weight but others do: give all or none")
         }
         let topology: Topology
         do {
             topology = try Topology(
-                name: name, nodeCount: count, edges: edges, weights: rule, explicitWeights: weightedLines > 0 ? weights : nil)
+                name: name, nodeCount: count, edges: edges, weights: rule,
+                explicitWeights: weightedLines > 0 ? weights : nil)
         } catch {
             throw TopologyFileError(file: name, line: nil, reason: error.reason)
         }
         guard topology.isConnected else {
-            throw TopologyFileError(file: name, line: nil, reason: "the graph is disconnected: gossip cannot reach consensus")
+            throw TopologyFileError(
+                file: name, line: nil, reason: "the graph is disconnected: gossip cannot reach consensus")
         }
         return topology
     }
@@ -95,6 +108,7 @@ public struct TopologyFileError: Error, CustomStringConvertible, Equatable {
 
 extension Substring {
     fileprivate var trimmed: String {
-        String(self.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed())
+        String(
+            self.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed())
     }
 }

@@ -16,6 +16,9 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case finished = 7
     /// either way: stop the run; body is the reason (UTF-8).
     case abort = 8
+    /// coordinator → worker: rounds 1...`round` are recorded (flow control); `round` beyond the
+    /// last round means the run is complete and the worker may exit.
+    case acknowledge = 9
 }
 
 /// The fixed header of every message.
@@ -88,13 +91,18 @@ public struct Envelope: Sendable {
     /// Decodes frame 0 into a header and body, rejecting anything malformed with a reason.
     public static func decodeFirstFrame(_ frame: UnsafeRawBufferPointer) throws(WireError) -> (MessageHeader, [UInt8]) {
         guard frame.count >= MessageHeader.byteCount else {
-            throw WireError.malformed("first frame is \(frame.count) bytes, shorter than the \(MessageHeader.byteCount)-byte header")
+            throw WireError.malformed(
+                "first frame is \(frame.count) bytes, shorter than the \(MessageHeader.byteCount)-byte header")
         }
-        guard Array(frame[0..<4]) == MessageHeader.magic else { throw WireError.malformed("bad magic: not a dsgd message") }
+        guard Array(frame[0..<4]) == MessageHeader.magic else {
+            throw WireError.malformed("bad magic: not a dsgd message")
+        }
         var offset = 4
         func get<T: FixedWidthInteger>(_: T.Type) -> T {
             var value: T = 0
-            withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + MemoryLayout<T>.size)])) }
+            withUnsafeMutableBytes(of: &value) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: frame[offset..<(offset + MemoryLayout<T>.size)]))
+            }
             offset += MemoryLayout<T>.size
             return T(littleEndian: value)
         }
@@ -103,7 +111,9 @@ public struct Envelope: Sendable {
             throw WireError.versionMismatch(received: version, expected: MessageHeader.currentVersion)
         }
         let rawKind = get(UInt16.self)
-        guard let kind = MessageKind(rawValue: rawKind) else { throw WireError.malformed("unknown message kind \(rawKind)") }
+        guard let kind = MessageKind(rawValue: rawKind) else {
+            throw WireError.malformed("unknown message kind \(rawKind)")
+        }
         var header = MessageHeader(kind: kind, runID: get(UInt64.self), round: get(Int64.self), sender: get(Int32.self))
         header.payloadCount = get(UInt32.self)
         return (header, Array(frame[MessageHeader.byteCount...]))

@@ -74,7 +74,8 @@ public final class ZeroMQTransport: Transport {
     private func sendError(to peer: Peer) -> Error {
         let code = zmq_errno()
         if code == EAGAIN {
-            return TransportError("send to \(peer) at \(endpoints[peer] ?? "?") timed out after \(sendTimeoutMilliseconds) ms")
+            return TransportError(
+                "send to \(peer) at \(endpoints[peer] ?? "?") timed out after \(sendTimeoutMilliseconds) ms")
         }
         return ZeroMQError(call: "zmq_send to \(peer)", code: code)
     }
@@ -107,7 +108,9 @@ public final class ZeroMQTransport: Transport {
         let declared = Int(header.payloadCount)
         let received = payloadFrames.reduce(0) { $0 + $1.count }
         guard received == declared * 4 else {
-            throw WireError.malformed("header declares \(declared) floats (\(declared * 4) bytes) but the payload frames hold \(received) bytes")
+            throw WireError.malformed(
+                "header declares \(declared) floats (\(declared * 4) bytes) but the payload frames hold \(received) bytes"
+            )
         }
         var envelope = Envelope(header: header, body: body)
         envelope.header.payloadCount = header.payloadCount
@@ -121,10 +124,15 @@ public final class ZeroMQTransport: Transport {
                 let storage = UnsafeMutablePointer<Float>.allocate(capacity: declared)
                 var offset = 0
                 for frame in payloadFrames {
-                    frame.withUnsafeBytes { UnsafeMutableRawPointer(storage).advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    frame.withUnsafeBytes {
+                        UnsafeMutableRawPointer(storage).advanced(by: offset).copyMemory(
+                            from: $0.baseAddress!, byteCount: $0.count)
+                    }
                     offset += frame.count
                 }
-                envelope.payload = FloatPayload(wrapping: UnsafePointer(storage), count: declared) { storage.deallocate() }
+                envelope.payload = FloatPayload(wrapping: UnsafePointer(storage), count: declared) {
+                    storage.deallocate()
+                }
             }
         }
         return envelope

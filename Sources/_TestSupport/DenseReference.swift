@@ -9,13 +9,15 @@ import Topologies
 /// seeds, same shards) that the workers use. Only the plumbing differs from the real run, so a
 /// mismatch points at the message passing, buffering or mixing.
 public func denseReferenceDSGD(
-    network: Network, shards: [Dataset], topology: Topology, algorithm: GossipAlgorithm, batchSize: Int, localSteps: Int,
+    network: Network, shards: [Dataset], topology: Topology, algorithm: GossipAlgorithm, batchSize: Int,
+    localSteps: Int,
     optimizer: OptimizerSettings, seed: UInt64, rounds: Int
 ) -> [[Float]] {
     let start = network.initialParameters(seed: seed)
     var trainers = shards.enumerated().map { rank, shard in
         LocalTrainer(
-            network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer, seed: seed,
+            network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
+            seed: seed,
             rank: rank)
     }
     var models = [[Float]](repeating: start, count: shards.count)

@@ -1,11 +1,225 @@
 import ArgumentParser
+import Datasets
+import Foundation
+import LearningCore
+import Optimizers
+import Runtime
+import Transport
+import ZeroMQTransport
 
+/// `dsgd bench`: throughput figures, each reported next to a baseline measured in the same run.
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure throughput (see README).")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure step throughput vs bare GEMMs, transport vs memcpy, cluster rounds/s vs the CPU ceiling, and memory.")
+
+    @Option(help: "Rounds of each cluster run in part (c).")
+    var rounds: Int = 300
+
+    @Option(help: "Workers in part (c).")
+    var workers: Int = 8
+
+    @Option(help: "Data for part (c): auto, synthetic or a folder of IDX files.")
+    var data: String = "auto"
+
+    @Option(help: "Seconds per throughput sample in parts (a) and (b).")
+    var sampleSeconds: Double = 1
+
+    @Flag(help: "Skip part (c) and (d) (the multi-process cluster runs).")
+    var skipCluster = false
+
+    func run() throws {
+        BLAS.useSingleThread()
+        print("dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")")
+        let stepsPerSecond = try benchTrainingStep()
+        try benchTransfer()
+        if !skipCluster { try benchCluster(stepsPerSecond: stepsPerSecond) }
+    }
+
+    /// Best rate (iterations per second) over 3 samples of about `sampleSeconds` each.
+    private func rate(_ body: () -> Void) -> Double {
+        let clock = ContinuousClock()
+        var best = 0.0
+        for _ in 0..<3 {
+            var iterations = 0
+            let start = clock.now
+            var elapsed = 0.0
+            repeat {
+                body()
+                iterations += 1
+                elapsed = (clock.now - start) / .seconds(1)
+            } while elapsed < sampleSeconds
+            best = max(best, Double(iterations) / elapsed)
+        }
+        return best
+    }
+
+    /// (a) One SGD step of 784-256-256-10 at batch 32 against the bare SGEMMs of the same shapes.
+    private func benchTrainingStep() throws -> Double {
+        let network = Network(spec: try ModelSpec(parsing: "784-256-256-10"))
+        let batch = 32
+        let shard = SyntheticClassification(trainCount: 1024, testCount: 1).examples(Array(0..<1024))
+        var sampler = ShardSampler(shard: shard, seed: 1, rank: 0)
+        let workspace = NetworkWorkspace(network: network, capacity: batch)
+        var parameters = network.initialParameters(seed: 1)
+        var gradient = [Float](repeating: 0, count: network.parameterCount)
+        var optimizer = Optimizer(settings: OptimizerSettings(schedule: .constant(0.01)), parameterCount: network.parameterCount)
+        let steps = rate {
+            sampler.fillNextBatch(workspace, batchSize: batch)
+            parameters.withUnsafeBufferPointer { p in
+                gradient.withUnsafeMutableBufferPointer { g in
+                    _ = workspace.lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batch)
+                }
+            }
+            optimizer.apply(gradient: &gradient, to: &parameters)
+        }
+        // The GEMMs of one step: forward X·Wᵀ per layer, weight gradients dYᵀ·X per layer, and
+        // input gradients dY·W for every layer but the first.
+        let widths = network.spec.widths
+        var shapes: [(Bool, Bool, Int, Int, Int)] = []
+        for l in 0..<(widths.count - 1) { shapes.append((false, true, batch, widths[l + 1], widths[l])) }
+        for l in 0..<(widths.count - 1) { shapes.append((true, false, widths[l + 1], widths[l], batch)) }
+        for l in 1..<(widths.count - 1) { shapes.append((false, false, batch, widths[l], widths[l + 1])) }
+        let largest = widths.max()! * widths.max()!
+        let a = [Float](repeating: 0.01, count: largest)
+        let b = [Float](repeating: 0.02, count: largest)
+        var c = [Float](repeating: 0, count: largest)
+        let gemms = rate {
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        for (ta, tb, m, n, k) in shapes {
+                            BLAS.gemm(
+                                transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!, lda: ta ? m : k,
+                                b: bp.baseAddress!, ldb: tb ? k : n, beta: 0, c: cp.baseAddress!, ldc: n)
+                        }
+                    }
+                }
+            }
+        }
+        print("\n(a) training step, MLP 784-256-256-10, batch 32, one thread")
+        print(String(format: "    full step (batch fill + forward + backward + SGD): %8.1f steps/s  (%.3f ms)", steps, 1000 / steps))
+        print(String(format: "    bare SGEMMs of the same shapes (%d calls):         %8.1f sets/s   (%.3f ms)", shapes.count, gemms, 1000 / gemms))
+        print(String(format: "    step time / GEMM time: %.2f   (target ≤ 1.5)", gemms / steps))
+        return steps
+    }
+
+    /// (b) Parameter transfer between two processes through `ZeroMQTransport`, against memcpy.
+    private func benchTransfer() throws {
+        print("\n(b) parameter transfer between two processes (a fresh snapshot per message, as workers send)")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let context = try ZeroMQContext()
+        for scheme in ["tcp", "ipc"] {
+            for megabytes in [1, 8] {
+                let bytes = megabytes << 20
+                let bind = scheme == "tcp" ? "tcp://127.0.0.1:*" : "ipc://\(scratch.path)/bench-\(megabytes)"
+                let inbox = try ZeroMQTransport(context: context, bindEndpoint: bind)
+                let count = max(20, 400 / megabytes)
+                let child = Process()
+                child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
+                child.arguments = ["bench-peer", "--endpoint", inbox.localEndpoint, "--bytes", "\(bytes)", "--count", "\(count + 1)"]
+                try child.run()
+                let clock = ContinuousClock()
+                var received = 0
+                var start = clock.now
+                while received < count + 1 {
+                    guard case .envelope(let envelope) = try inbox.receive(timeoutMilliseconds: 10_000) else {
+                        child.terminate()
+                        throw ValidationError("bench: transfer over \(scheme) stalled")
+                    }
+                    if received == 0 { start = clock.now }
+                    precondition(envelope.payload?.byteCount == bytes)
+                    received += 1
+                }
+                let seconds = (clock.now - start) / .seconds(1)
+                child.waitUntilExit()
+                let transfer = Double(count * bytes) / seconds / 1e9
+                let source = [UInt8](repeating: 1, count: bytes)
+                var destination = [UInt8](repeating: 0, count: bytes)
+                let copies = rate { destination.withUnsafeMutableBytes { d in source.withUnsafeBytes { d.copyMemory(from: $0) } } }
+                let memcpy = copies * Double(bytes) / 1e9
+                print(String(format: "    %@ %d MB: %6.2f GB/s   memcpy %6.2f GB/s   ratio %.3f", scheme, megabytes, transfer, memcpy, transfer / memcpy))
+            }
+        }
+    }
+
+    /// (c) and (d): an n-worker ring on the default workload, launched as real processes.
+    private func benchCluster(stepsPerSecond: Double) throws {
+        print("\n(c) \(workers)-worker ring, MLP 784-256-256-10, batch 32, \(rounds) rounds, data \(data)")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-cluster-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var results: [(Int, Double, [Int])] = []
+        for every in [1, 10] {
+            let run = scratch.appendingPathComponent("every-\(every)")
+            let summary = try launchCluster(runDirectory: run, metricsEvery: every)
+            guard summary.status == "completed" else { throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")") }
+            results.append((every, summary.roundsPerSecond, summary.workerPeakResidentBytes ?? []))
+        }
+        let ceiling = 2 * stepsPerSecond / Double(workers)
+        for (every, roundsPerSecond, _) in results {
+            print(String(format: "    consensus distance every %2d round(s): %7.2f rounds/s   %.0f%% of the ceiling", every, roundsPerSecond, 100 * roundsPerSecond / ceiling))
+        }
+        print(String(format: "    cost of gathering every round: %+.1f%% time   (target ≤ 10%%)", 100 * (results[1].1 / results[0].1 - 1)))
+        print(String(format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)", stepsPerSecond, workers, ceiling))
+        let peaks = results.flatMap(\.2)
+        if let worst = peaks.max() {
+            print(String(format: "\n(d) peak resident memory per worker: max %.1f MB, mean %.1f MB   (target ≤ 100 MB)", Double(worst) / 1e6, Double(peaks.reduce(0, +)) / Double(peaks.count) / 1e6))
+        }
+    }
+
+    private func launchCluster(runDirectory: URL, metricsEvery: Int) throws -> RunSummary {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
+        let endpointFile = runDirectory.appendingPathComponent("endpoint")
+        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        func start(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = binary
+            process.arguments = arguments
+            process.environment = environment
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let coordinator = try start([
+            "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--metrics-every", "\(metricsEvery)",
+            "--eval-every", "\(rounds)", "--no-eval-workers", "--run-dir", runDirectory.path, "--endpoint-file", endpointFile.path,
+        ])
+        var endpoint = ""
+        for _ in 0..<600 where endpoint.isEmpty && coordinator.isRunning {
+            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            usleep(50_000)
+        }
+        guard !endpoint.isEmpty else { throw ValidationError("bench: the coordinator did not start") }
+        let children = try (0..<workers).map { _ in try start(["worker", "--coordinator", endpoint]) }
+        coordinator.waitUntilExit()
+        for child in children { child.waitUntilExit() }
+        return try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: runDirectory.appendingPathComponent("summary.json")))
+    }
 }
 
+/// The far end of part (b): connects to the parent's inbox and sends `count` snapshots.
 struct BenchPeerCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench-peer", abstract: "Internal: the far end of bench's transfer test.", shouldDisplay: false)
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "bench-peer", abstract: "Internal: the far end of bench's transfer test.", shouldDisplay: false)
+
+    @Option var endpoint: String
+    @Option var bytes: Int
+    @Option var count: Int
+
+    func run() throws {
+        let context = try ZeroMQContext()
+        let transport = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try transport.connect(.coordinator, endpoint: endpoint)
+        let parameters = [Float](repeating: 0.5, count: bytes / 4)
+        for round in 0..<count {
+            let payload = FloatPayload(copying: parameters)
+            try transport.send(
+                Envelope(header: MessageHeader(kind: .parameters, runID: 1, round: Int64(round), sender: 0), payload: payload),
+                to: .coordinator)
+        }
+    }
 }

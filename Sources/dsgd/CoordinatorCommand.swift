@@ -32,15 +32,20 @@ struct CoordinatorCommand: ParsableCommand {
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         if let endpointFile {
-            try Data((transport.localEndpoint + "\n").utf8).write(to: URL(fileURLWithPath: endpointFile), options: .atomic)
+            try Data((transport.localEndpoint + "\n").utf8).write(
+                to: URL(fileURLWithPath: endpointFile), options: .atomic)
         }
-        logLine("coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))")
+        logLine(
+            "coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))"
+        )
         installInterruptHandlers()
         var generator = SystemRandomNumberGenerator()
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(configuration: configuration, runID: generator.next() | 1, testSet: testSet),
             transport: transport, report: report, data: data,
-            progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) { FileHandle.standardError.write(Data($0.utf8)) },
+            progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
+                FileHandle.standardError.write(Data($0.utf8))
+            },
             log: logLine)
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 200)
@@ -56,9 +61,12 @@ struct CoordinatorCommand: ParsableCommand {
         case .completed:
             let accuracy = summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"
             logLine(
-                "coordinator: completed \(summary.rounds) rounds in \(String(format: "%.1f", summary.wallSeconds)) s; final test accuracy of x̄ \(accuracy); report in \(directory.path)")
+                "coordinator: completed \(summary.rounds) rounds in \(String(format: "%.1f", summary.wallSeconds)) s; final test accuracy of x̄ \(accuracy); report in \(directory.path)"
+            )
         case .failed(let reason):
-            logLine("coordinator: run FAILED after \(summary.rounds) rounds: \(reason); partial report in \(directory.path)")
+            logLine(
+                "coordinator: run FAILED after \(summary.rounds) rounds: \(reason); partial report in \(directory.path)"
+            )
             throw ExitCode(1)
         case .running:
             break

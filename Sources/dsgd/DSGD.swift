@@ -5,5 +5,7 @@ struct DSGD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dsgd",
         abstract: "A decentralized-SGD simulator whose workers are real processes talking ZeroMQ.",
-        subcommands: [CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, BenchCommand.self, BenchPeerCommand.self])
+        subcommands: [
+            CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, BenchCommand.self, BenchPeerCommand.self,
+        ])
 }

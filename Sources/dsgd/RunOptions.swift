@@ -51,7 +51,10 @@ struct RunOptions: ParsableArguments {
     @Option(help: "atc (adapt-then-combine) or cta (combine-then-adapt, D-PSGD).")
     var algorithm: GossipAlgorithm = .adaptThenCombine
 
-    @Option(help: "'auto' (Fashion-MNIST if installed, else synthetic), 'synthetic', 'synthetic:SEED', or a folder of IDX files.")
+    @Option(
+        help:
+            "'auto' (Fashion-MNIST if installed, else synthetic), 'synthetic', 'synthetic:SEED', or a folder of IDX files."
+    )
     var data: String = "auto"
 
     @Option(help: "Partition across workers: iid or dirichlet:α.")
@@ -72,6 +75,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Seconds of silence after which a peer is declared dead.")
     var peerTimeout: Double = 60
 
+    @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
+    var maxRoundsAhead: Int = 8
+
     @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
     var runDir: String?
 
@@ -79,7 +85,9 @@ struct RunOptions: ParsableArguments {
         let spec: ModelSpec
         do { spec = try ModelSpec(parsing: model) } catch { throw ValidationError("--model: \(error)") }
         let partitionScheme: PartitionScheme
-        do { partitionScheme = try PartitionScheme(parsing: partition) } catch { throw ValidationError("--partition: \(error)") }
+        do { partitionScheme = try PartitionScheme(parsing: partition) } catch {
+            throw ValidationError("--partition: \(error)")
+        }
         let dataSource: DataSource
         do { dataSource = try DataLoader.resolve(data) } catch { throw ValidationError("--data: \(error)") }
         let graph = try makeTopology()
@@ -91,26 +99,34 @@ struct RunOptions: ParsableArguments {
             schedule = .constant(learningRate)
         case "step" where parts.count == 3:
             guard let every = Int(parts[1]), every > 0, let factor = Double(parts[2]), factor > 0 else {
-                throw ValidationError("--lr-schedule: step:EVERY:FACTOR needs a positive integer and a positive factor, got '\(lrSchedule)'")
+                throw ValidationError(
+                    "--lr-schedule: step:EVERY:FACTOR needs a positive integer and a positive factor, got '\(lrSchedule)'"
+                )
             }
             schedule = .step(base: learningRate, every: every, factor: factor)
         case "cosine" where parts.count <= 2:
             let minimum = parts.count == 2 ? Double(parts[1]) : 0
-            guard let minimum, minimum >= 0 else { throw ValidationError("--lr-schedule: cosine:MINIMUM needs a number ≥ 0") }
+            guard let minimum, minimum >= 0 else {
+                throw ValidationError("--lr-schedule: cosine:MINIMUM needs a number ≥ 0")
+            }
             schedule = .cosine(base: learningRate, totalSteps: max(totalSteps - warmupSteps, 1), minimum: minimum)
         default:
-            throw ValidationError("--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR or cosine[:MINIMUM]")
+            throw ValidationError(
+                "--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR or cosine[:MINIMUM]")
         }
         if warmupSteps > 0 { schedule = .warmup(steps: warmupSteps, then: schedule) }
         let optimizer = OptimizerSettings(
-            schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall), momentum: momentum,
+            schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
+            momentum: momentum,
             weightDecay: weightDecay, weightDecayMode: weightDecayMode)
         let directory = URL(fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name))
         let configuration = RunConfiguration(
-            runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec, batchSize: batch,
-            localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource, partition: partitionScheme,
+            runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec,
+            batchSize: batch,
+            localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource,
+            partition: partitionScheme,
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
-            peerTimeoutSeconds: peerTimeout)
+            peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }
@@ -123,11 +139,13 @@ struct RunOptions: ParsableArguments {
             case "complete": return try .complete(nodeCount: workers)
             default:
                 guard let data = FileManager.default.contents(atPath: topology) else {
-                    throw ValidationError("--topology: '\(topology)' is not 'ring', 'complete' or a readable .edges file")
+                    throw ValidationError(
+                        "--topology: '\(topology)' is not 'ring', 'complete' or a readable .edges file")
                 }
                 let graph = try TopologyFile.parse(String(decoding: data, as: UTF8.self), name: topology)
                 guard graph.nodeCount == workers else {
-                    throw ValidationError("--topology: \(topology) declares \(graph.nodeCount) nodes but --workers is \(workers)")
+                    throw ValidationError(
+                        "--topology: \(topology) declares \(graph.nodeCount) nodes but --workers is \(workers)")
                 }
                 return graph
             }

@@ -5,7 +5,9 @@ import Synchronization
 let interruptSignal = Atomic<Int32>(0)
 
 func installInterruptHandlers() {
-    let handler: @convention(c) (Int32) -> Void = { signalNumber in interruptSignal.store(signalNumber, ordering: .relaxed) }
+    let handler: @convention(c) (Int32) -> Void = { signalNumber in
+        interruptSignal.store(signalNumber, ordering: .relaxed)
+    }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
 }

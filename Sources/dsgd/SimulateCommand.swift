@@ -22,11 +22,15 @@ struct SimulateCommand: ParsableCommand {
             RunManifest(
                 configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
                 openBLASCore: BLAS.coreName))
-        logLine("simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)")
+        logLine(
+            "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
+        )
         var generator = SystemRandomNumberGenerator()
         let (coordinator, workers) = Simulation.run(
             configuration: configuration, runID: generator.next() | 1, testSet: testSet, report: report, data: data,
-            progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) { FileHandle.standardError.write(Data($0.utf8)) },
+            progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
+                FileHandle.standardError.write(Data($0.utf8))
+            },
             log: logLine)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
@@ -42,6 +46,7 @@ struct SimulateCommand: ParsableCommand {
         }
         let summary = coordinator.summary
         logLine(
-            "simulate: completed \(summary.rounds) rounds in \(String(format: "%.1f", summary.wallSeconds)) s; final test accuracy \(summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"); report in \(directory.path)")
+            "simulate: completed \(summary.rounds) rounds in \(String(format: "%.1f", summary.wallSeconds)) s; final test accuracy \(summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"); report in \(directory.path)"
+        )
     }
 }

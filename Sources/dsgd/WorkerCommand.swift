@@ -45,7 +45,9 @@ struct WorkerCommand: ParsableCommand {
             let silent = (clock.now - lastMessage) / .seconds(1)
             if silent > timeout {
                 let rank = shell.machine.rank.map(String.init) ?? "?"
-                shell.fail("worker \(rank): no message for \(Int(silent)) s at round \(shell.machine.round + 1) (coordinator or neighbours gone?)")
+                shell.fail(
+                    "worker \(rank): no message for \(Int(silent)) s at round \(shell.machine.round + 1) (coordinator or neighbours gone?)"
+                )
             }
         }
         if case .failed(let reason) = shell.outcome {

@@ -1,4 +1,5 @@
 import Datasets
+import Foundation
 import XCTest
 import _TestSupport
 
@@ -19,7 +20,9 @@ final class IDXTests: XCTestCase {
         }
         var wrongType = TinyIDX.images(count: 5, seed: 1)
         wrongType[2] = 0x0D
-        XCTAssertThrowsError(try IDXHeader.parse(wrongType, name: "f")) { XCTAssertTrue("\($0)".contains("unsigned byte")) }
+        XCTAssertThrowsError(try IDXHeader.parse(wrongType, name: "f")) {
+            XCTAssertTrue("\($0)".contains("unsigned byte"))
+        }
     }
 
     func testDecodeLabels_TruncatedAndTrailing_Fail() {
@@ -28,13 +31,17 @@ final class IDXTests: XCTestCase {
         XCTAssertThrowsError(try IDXHeader.decodeLabels(Array(labels.dropLast(3)), name: "labels.idx")) { error in
             XCTAssertTrue("\(error)".contains("labels.idx: truncated"), "\(error)")
         }
-        XCTAssertThrowsError(try IDXHeader.decodeLabels(labels + [1], name: "l")) { XCTAssertTrue("\($0)".contains("trailing")) }
+        XCTAssertThrowsError(try IDXHeader.decodeLabels(labels + [1], name: "l")) {
+            XCTAssertTrue("\($0)".contains("trailing"))
+        }
         XCTAssertThrowsError(try IDXHeader.decodeLabels(TinyIDX.images(count: 2, seed: 1), name: "l")) {
             XCTAssertTrue("\($0)".contains("rank 1"))
         }
         var badLabel = labels
         badLabel[10] = 42
-        XCTAssertThrowsError(try IDXHeader.decodeLabels(badLabel, name: "l")) { XCTAssertTrue("\($0)".contains("label 42")) }
+        XCTAssertThrowsError(try IDXHeader.decodeLabels(badLabel, name: "l")) {
+            XCTAssertTrue("\($0)".contains("label 42"))
+        }
     }
 
     func testRowSelector_KeepsExactlyTheSelectedRows_InAnyChunking() throws {
@@ -89,5 +96,3 @@ final class IDXTests: XCTestCase {
         XCTAssertThrowsError(try GzipInflater.decompress(corrupt, name: "x.gz"))
     }
 }
-
-import Foundation

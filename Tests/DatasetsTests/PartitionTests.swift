@@ -34,7 +34,8 @@ final class PartitionTests: XCTestCase {
 
     func testDirichlet_SmallAlphaSkewsLabels() throws {
         func meanDistinctMajorityShare(_ alpha: Double) throws -> Double {
-            let shards = try PartitionScheme.dirichlet(alpha: alpha).assign(labels: labels, classCount: 10, workers: 5, seed: 3)
+            let shards = try PartitionScheme.dirichlet(alpha: alpha).assign(
+                labels: labels, classCount: 10, workers: 5, seed: 3)
             return shards.map { shard in
                 var counts = [Int](repeating: 0, count: 10)
                 for index in shard { counts[Int(labels[index])] += 1 }
@@ -52,7 +53,8 @@ final class PartitionTests: XCTestCase {
     }
 
     func testSampler_EachEpochVisitsEveryExampleOnce_AndReshuffles() {
-        let shard = Dataset(features: [UInt8](repeating: 0, count: 10), labels: Array(0..<10), featureCount: 1, classCount: 10)
+        let shard = Dataset(
+            features: [UInt8](repeating: 0, count: 10), labels: Array(0..<10), featureCount: 1, classCount: 10)
         var sampler = ShardSampler(shard: shard, seed: 1, rank: 0)
         var drawn: [Int] = []
         for _ in 0..<10 { drawn += sampler.nextIndices(batchSize: 3) }
@@ -68,7 +70,9 @@ final class PartitionTests: XCTestCase {
         let some = data.examples([5, 50, 99])
         XCTAssertEqual(some.features, all.subset([5, 50, 99]).features)
         XCTAssertEqual(some.labels, [all.labels[5], all.labels[50], all.labels[99]])
-        XCTAssertNotEqual(SyntheticClassification(seed: 4, featureCount: 12).examples([0, 1]).features, data.examples([0, 1]).features)
+        XCTAssertNotEqual(
+            SyntheticClassification(seed: 4, featureCount: 12).examples([0, 1]).features,
+            data.examples([0, 1]).features)
         XCTAssertEqual(Set(data.trainLabels).count, 10)
     }
 }

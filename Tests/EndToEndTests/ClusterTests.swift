@@ -36,11 +36,15 @@ final class ClusterTests: XCTestCase {
             let run = scratch.appendingPathComponent("run-\(algorithm)")
             let endpointFile = scratch.appendingPathComponent("endpoint-\(algorithm)")
             let coordinator = try Child(
-                binary, ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm) + ["--endpoint-file", endpointFile.path],
+                binary,
+                ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm) + [
+                    "--endpoint-file", endpointFile.path,
+                ],
                 output: scratch.appendingPathComponent("coordinator-\(algorithm).log"))
             var endpoint = ""
             for _ in 0..<500 where endpoint.isEmpty {
-                endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                    in: .whitespacesAndNewlines)
                 if endpoint.isEmpty { usleep(20_000) }
             }
             XCTAssertFalse(endpoint.isEmpty, coordinator.text)
@@ -54,13 +58,16 @@ final class ClusterTests: XCTestCase {
             XCTAssertEqual(coordinator.wait(seconds: 60), 0, coordinator.text)
 
             let models = try (0..<workers).map { try readFloats(dumps.appendingPathComponent("worker-\($0).f32")) }
-            let configuration = try JSONDecoder().decode(RunManifest.self, from: Data(contentsOf: run.appendingPathComponent("config.json"))).configuration
+            let configuration = try JSONDecoder().decode(
+                RunManifest.self, from: Data(contentsOf: run.appendingPathComponent("config.json"))
+            ).configuration
             let shards = try (0..<workers).map {
                 try DataLoader.loadShard(configuration.data, partition: .iid, workers: workers, seed: 5, rank: $0)
             }
             let reference = denseReferenceDSGD(
                 network: Network(spec: configuration.model), shards: shards, topology: try .ring(nodeCount: workers),
-                algorithm: configuration.algorithm, batchSize: 8, localSteps: 1, optimizer: configuration.optimizer, seed: 5,
+                algorithm: configuration.algorithm, batchSize: 8, localSteps: 1, optimizer: configuration.optimizer,
+                seed: 5,
                 rounds: rounds)
             for rank in 0..<workers {
                 XCTAssertLessThan(relativeDistance(models[rank], reference[rank]), 1e-5, "\(algorithm) worker \(rank)")
@@ -74,11 +81,16 @@ final class ClusterTests: XCTestCase {
             // The same run in one process: identical numbers.
             let simulated = scratch.appendingPathComponent("sim-\(algorithm)")
             let simulation = try Child(
-                binary, ["simulate"] + runArguments(data: data, runDirectory: simulated, algorithm: algorithm) + ["--dump-parameters", simulated.appendingPathComponent("dump").path],
+                binary,
+                ["simulate"] + runArguments(data: data, runDirectory: simulated, algorithm: algorithm) + [
+                    "--dump-parameters", simulated.appendingPathComponent("dump").path,
+                ],
                 output: scratch.appendingPathComponent("simulate-\(algorithm).log"))
             XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
             for rank in 0..<workers {
-                XCTAssertEqual(try readFloats(simulated.appendingPathComponent("dump/worker-\(rank).f32")), models[rank], "simulate differs at worker \(rank)")
+                XCTAssertEqual(
+                    try readFloats(simulated.appendingPathComponent("dump/worker-\(rank).f32")), models[rank],
+                    "simulate differs at worker \(rank)")
             }
             let simulatedLines = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
             for key in ["train_loss", "consensus_distance_sq", "test_accuracy", "test_loss"] {
@@ -94,11 +106,15 @@ final class ClusterTests: XCTestCase {
         let run = scratch.appendingPathComponent("run")
         let script = try Child(
             URL(fileURLWithPath: "/bin/bash"),
-            [packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "4", "--rounds", "30", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "10"],
+            [
+                packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "4", "--rounds", "30",
+                "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "10",
+            ],
             environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("local.log"))
         XCTAssertEqual(script.wait(seconds: 180), 0, script.text)
         XCTAssertEqual(try jsonLines(run.appendingPathComponent("rounds.jsonl")).count, 30)
-        let csv = try String(contentsOf: run.appendingPathComponent("rounds.csv"), encoding: .utf8).split(separator: "\n")
+        let csv = try String(contentsOf: run.appendingPathComponent("rounds.csv"), encoding: .utf8).split(
+            separator: "\n")
         XCTAssertEqual(csv.count, 31)
         XCTAssertTrue(csv[0].hasPrefix("round,train_loss,"))
         let summary = try json(run.appendingPathComponent("summary.json"))
@@ -123,17 +139,24 @@ final class ClusterTests: XCTestCase {
         let run = scratch.appendingPathComponent("run")
         let script = try Child(
             URL(fileURLWithPath: "/bin/bash"),
-            [packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "3", "--rounds", "1000000", "--model", "784-16-10", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "1000000"],
+            [
+                packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "3", "--rounds", "1000000",
+                "--model", "784-16-10", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "1000000",
+            ],
             environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("local.log"))
         // Wait until training is under way.
         var rows = 0
         for _ in 0..<600 where rows < 5 {
-            rows = ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(separator: "\n").count
+            rows =
+                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
+                    separator: "\n"
+                ).count
             usleep(50_000)
         }
         XCTAssertGreaterThanOrEqual(rows, 5, script.text)
         let listening = try XCTUnwrap(script.text.split(separator: "\n").first { $0.contains("listening on") })
-        let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("tcp://") }).trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+        let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("tcp://") })
+            .trimmingCharacters(in: CharacterSet(charactersIn: ";"))
         let workerPIDs = processes(containing: "worker --coordinator \(endpoint) ")
         XCTAssertEqual(workerPIDs.count, 3, script.text)
         guard workerPIDs.count == 3 else { return }

@@ -50,7 +50,8 @@ final class CommandLineErrorTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let file = scratch.appendingPathComponent("bad.edges")
         try "4\n0 1\n1 2\n2 7\n".write(to: file, atomically: true, encoding: .utf8)
-        var (status, text) = try simulate(["--workers", "4", "--topology", file.path, "--data", "synthetic"], in: scratch)
+        var (status, text) = try simulate(
+            ["--workers", "4", "--topology", file.path, "--data", "synthetic"], in: scratch)
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(text.contains("\(file.path):4: node id out of range"), text)
 

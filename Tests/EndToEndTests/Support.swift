@@ -3,7 +3,8 @@ import XCTest
 import _TestSupport
 
 /// The package root (two levels above this file's folder).
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 /// The `dsgd` executable built alongside the tests (or `DSGD_BIN`).
 func dsgdBinary() throws -> URL {
@@ -23,7 +24,8 @@ func dsgdBinary() throws -> URL {
 }
 
 func temporaryDirectory(_ name: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-\(name)-\(UUID().uuidString.prefix(8))")
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "dsgd-\(name)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }
@@ -59,7 +61,9 @@ final class Child {
             usleep(500_000)
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            XCTFail("\(process.executableURL!.lastPathComponent) \(process.arguments ?? []) did not exit within \(seconds) s:\n\(text)", file: file, line: line)
+            XCTFail(
+                "\(process.executableURL!.lastPathComponent) \(process.arguments ?? []) did not exit within \(seconds) s:\n\(text)",
+                file: file, line: line)
             return -1
         }
         process.waitUntilExit()
@@ -71,9 +75,12 @@ final class Child {
 
 /// Writes the tiny IDX data set (gzipped training images, the rest raw) into `directory`.
 func writeTinyIDX(to directory: URL, trainCount: Int = 800, testCount: Int = 200) throws {
-    try Data(TinyIDX.labels(count: trainCount, seed: 1)).write(to: directory.appendingPathComponent("train-labels-idx1-ubyte"))
-    try Data(TinyIDX.images(count: testCount, seed: 2)).write(to: directory.appendingPathComponent("t10k-images-idx3-ubyte"))
-    try Data(TinyIDX.labels(count: testCount, seed: 2)).write(to: directory.appendingPathComponent("t10k-labels-idx1-ubyte"))
+    try Data(TinyIDX.labels(count: trainCount, seed: 1)).write(
+        to: directory.appendingPathComponent("train-labels-idx1-ubyte"))
+    try Data(TinyIDX.images(count: testCount, seed: 2)).write(
+        to: directory.appendingPathComponent("t10k-images-idx3-ubyte"))
+    try Data(TinyIDX.labels(count: testCount, seed: 2)).write(
+        to: directory.appendingPathComponent("t10k-labels-idx1-ubyte"))
     let images = directory.appendingPathComponent("train-images-idx3-ubyte")
     try Data(TinyIDX.images(count: trainCount, seed: 1)).write(to: images)
     let gzip = Process()

@@ -12,7 +12,9 @@ import _TestSupport
 /// transposed weight, a missing term, a sign) is off by O(1) relative, far outside this band.
 /// ReLU kinks are avoided by checking that no pre-activation lies within h of zero.
 final class GradientTests: XCTestCase {
-    private func checkGradient(spec: ModelSpec, batchSize: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+    private func checkGradient(
+        spec: ModelSpec, batchSize: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
+    ) {
         let network = Network(spec: spec)
         var parameters = network.initialParameters(seed: seed)
         var generator = SplitMix64(seed: seed &+ 1)
@@ -82,9 +84,12 @@ final class GradientTests: XCTestCase {
     func testLayout_NamesEverySliceContiguously() {
         let network = Network(spec: ModelSpec(widths: [784, 256, 256, 10]))
         XCTAssertEqual(network.parameterCount, 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10)
-        XCTAssertEqual(network.layout.slices.map(\.name), [
-            "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias",
-        ])
+        XCTAssertEqual(
+            network.layout.slices.map(\.name),
+            [
+                "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "layers.4.weight",
+                "layers.4.bias",
+            ])
         XCTAssertEqual(network.layout["layers.2.weight"]?.offset, 784 * 256 + 256)
     }
 

@@ -26,14 +26,16 @@ final class OptimizerTests: XCTestCase {
 
     func testHeavyBallMomentum() {
         // m1 = 1, x1 = 1 − 0.1·1 = 0.9; m2 = 0.9·1 + 1 = 1.9, x2 = 0.9 − 0.19 = 0.71
-        let t = run(.init(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9), gradients: [[1], [1]], start: [1])
+        let t = run(
+            .init(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9), gradients: [[1], [1]], start: [1])
         XCTAssertEqual(t[0][0], 0.9, accuracy: 1e-6)
         XCTAssertEqual(t[1][0], 0.71, accuracy: 1e-6)
     }
 
     func testNesterovMomentum() {
         // m1 = 1, u1 = 1 + 0.9·1 = 1.9, x1 = 1 − 0.19 = 0.81; m2 = 1.9, u2 = 1 + 1.71 = 2.71, x2 = 0.81 − 0.271
-        let t = run(.init(schedule: .constant(0.1), momentumKind: .nesterov, momentum: 0.9), gradients: [[1], [1]], start: [1])
+        let t = run(
+            .init(schedule: .constant(0.1), momentumKind: .nesterov, momentum: 0.9), gradients: [[1], [1]], start: [1])
         XCTAssertEqual(t[0][0], 0.81, accuracy: 1e-6)
         XCTAssertEqual(t[1][0], 0.539, accuracy: 1e-6)
     }
@@ -41,7 +43,8 @@ final class OptimizerTests: XCTestCase {
     func testCoupledWeightDecayPassesThroughMomentum() {
         // g' = g + 0.5·x = 0 + 1 = 1 → same as heavy ball with g = 1 at first step
         let t = run(
-            .init(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9, weightDecay: 0.5), gradients: [[0], [0]],
+            .init(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9, weightDecay: 0.5),
+            gradients: [[0], [0]],
             start: [2])
         XCTAssertEqual(t[0][0], 1.9, accuracy: 1e-6)
         // m2 = 0.9·1 + 0.5·1.9 = 1.85; x2 = 1.9 − 0.185
@@ -51,14 +54,17 @@ final class OptimizerTests: XCTestCase {
     func testDecoupledWeightDecayBypassesMomentum() {
         // x1 = 2 − 0.1·0 − 0.1·0.5·2 = 1.9; m stays 0, so x2 = 1.9 − 0.1·0.5·1.9 = 1.805
         let t = run(
-            .init(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9, weightDecay: 0.5, weightDecayMode: .decoupled),
+            .init(
+                schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9, weightDecay: 0.5,
+                weightDecayMode: .decoupled),
             gradients: [[0], [0]], start: [2])
         XCTAssertEqual(t[0][0], 1.9, accuracy: 1e-6)
         XCTAssertEqual(t[1][0], 1.805, accuracy: 1e-6)
     }
 
     func testSchedules() {
-        XCTAssertEqual(LearningRateSchedule.step(base: 1, every: 10, factor: 0.1).learningRate(atStep: 25), 0.01, accuracy: 1e-12)
+        XCTAssertEqual(
+            LearningRateSchedule.step(base: 1, every: 10, factor: 0.1).learningRate(atStep: 25), 0.01, accuracy: 1e-12)
         let cosine = LearningRateSchedule.cosine(base: 1, totalSteps: 100, minimum: 0)
         XCTAssertEqual(cosine.learningRate(atStep: 0), 1, accuracy: 1e-12)
         XCTAssertEqual(cosine.learningRate(atStep: 50), 0.5, accuracy: 1e-12)

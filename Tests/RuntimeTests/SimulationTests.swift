@@ -17,9 +17,11 @@ func smallConfiguration(
     RunConfiguration(
         runName: "test", seed: seed, rounds: rounds, workers: workers, model: ModelSpec(widths: [20, 12, 10]),
         batchSize: batchSize, localSteps: localSteps, algorithm: algorithm,
-        optimizer: OptimizerSettings(schedule: .constant(0.1), momentumKind: momentum == 0 ? .none : .heavyBall, momentum: momentum),
+        optimizer: OptimizerSettings(
+            schedule: .constant(0.1), momentumKind: momentum == 0 ? .none : .heavyBall, momentum: momentum),
         data: .synthetic(seed: 2, trainCount: 400, testCount: 100, featureCount: 20), partition: .iid,
-        topology: topology ?? (try! Topology.ring(nodeCount: workers)), metricsEvery: metricsEvery, evalEvery: evalEvery,
+        topology: topology ?? (try! Topology.ring(nodeCount: workers)), metricsEvery: metricsEvery,
+        evalEvery: evalEvery,
         evaluateWorkers: true, peerTimeoutSeconds: 10)
 }
 
@@ -33,7 +35,9 @@ func simulate(_ configuration: RunConfiguration) throws -> (CoordinatorShell, [W
 
 func shards(_ configuration: RunConfiguration) throws -> [Dataset] {
     try (0..<configuration.workers).map {
-        try DataLoader.loadShard(configuration.data, partition: configuration.partition, workers: configuration.workers, seed: configuration.seed, rank: $0)
+        try DataLoader.loadShard(
+            configuration.data, partition: configuration.partition, workers: configuration.workers,
+            seed: configuration.seed, rank: $0)
     }
 }
 
@@ -44,8 +48,12 @@ final class SimulationTests: XCTestCase {
     /// neighbour is off by ≥1e-2.
     func testSimulation_MatchesDenseReference_ATCAndCTA() throws {
         for algorithm in GossipAlgorithm.allCases {
-            for topology in [try Topology.ring(nodeCount: 8), try TopologyFile.parse("8\n0 1\n0 2\n0 3\n0 4\n0 5\n0 6\n0 7\n", name: "star")] {
-                let configuration = smallConfiguration(topology: topology, algorithm: algorithm, localSteps: 2, momentum: 0.9)
+            for topology in [
+                try Topology.ring(nodeCount: 8),
+                try TopologyFile.parse("8\n0 1\n0 2\n0 3\n0 4\n0 5\n0 6\n0 7\n", name: "star"),
+            ] {
+                let configuration = smallConfiguration(
+                    topology: topology, algorithm: algorithm, localSteps: 2, momentum: 0.9)
                 let (_, workers) = try simulate(configuration)
                 let reference = denseReferenceDSGD(
                     network: Network(spec: configuration.model), shards: try shards(configuration), topology: topology,
@@ -67,10 +75,13 @@ final class SimulationTests: XCTestCase {
     /// the mean over n·b samples). Tolerance 1e-5 relative, as above.
     func testCompleteGraph_EqualsLargeBatchSGD() throws {
         let workers = 4
-        let configuration = smallConfiguration(workers: workers, topology: try .complete(nodeCount: workers), rounds: 15, batchSize: 6)
+        let configuration = smallConfiguration(
+            workers: workers, topology: try .complete(nodeCount: workers), rounds: 15, batchSize: 6)
         let (_, shells) = try simulate(configuration)
         let network = Network(spec: configuration.model)
-        var samplers = try shards(configuration).enumerated().map { ShardSampler(shard: $1, seed: configuration.seed, rank: $0) }
+        var samplers = try shards(configuration).enumerated().map {
+            ShardSampler(shard: $1, seed: configuration.seed, rank: $0)
+        }
         var x = network.initialParameters(seed: configuration.seed)
         let batch = configuration.batchSize
         let workspace = NetworkWorkspace(network: network, capacity: workers * batch)
@@ -79,11 +90,13 @@ final class SimulationTests: XCTestCase {
             for rank in 0..<workers {
                 let indices = samplers[rank].nextIndices(batchSize: batch)
                 samplers[rank].shard.copyRows(
-                    indices, into: workspace.input + rank * batch * network.inputWidth, labels: workspace.labels + rank * batch)
+                    indices, into: workspace.input + rank * batch * network.inputWidth,
+                    labels: workspace.labels + rank * batch)
             }
             x.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
-                    _ = workspace.lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: workers * batch)
+                    _ = workspace.lossAndGradient(
+                        parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: workers * batch)
                 }
             }
             x.addScaled(gradient, by: -0.1)
@@ -105,7 +118,9 @@ final class SimulationTests: XCTestCase {
         XCTAssertGreaterThan(direct, 0)
         XCTAssertEqual(recorded, direct, accuracy: 1e-6 * direct)
         // Gathering only every 4th round: rounds in between carry no Ξ².
-        XCTAssertEqual(coordinator.records.map { $0.consensusDistanceSquared != nil }, (1...12).map { $0 % 4 == 0 || $0 % 5 == 0 || $0 == 12 })
+        XCTAssertEqual(
+            coordinator.records.map { $0.consensusDistanceSquared != nil },
+            (1...12).map { $0 % 4 == 0 || $0 % 5 == 0 || $0 == 12 })
         XCTAssertEqual(coordinator.records.map(\.round), Array(1...12))
     }
 
@@ -114,7 +129,9 @@ final class SimulationTests: XCTestCase {
         let b = try simulate(smallConfiguration(rounds: 6)).0.records
         let c = try simulate(smallConfiguration(rounds: 6, seed: 4)).0.records
         func strip(_ records: [RoundRecord]) -> [RoundRecord] {
-            records.map { var r = $0; r.elapsedSeconds = nil; return r }
+            records.map {
+                var r = $0; r.elapsedSeconds = nil; return r
+            }
         }
         XCTAssertEqual(strip(a), strip(b))
         XCTAssertNotEqual(strip(a).map(\.trainLoss), strip(c).map(\.trainLoss))
@@ -135,8 +152,10 @@ final class SimulationTests: XCTestCase {
         let configuration = smallConfiguration(workers: 1, rounds: 5)
         let (_, workers) = try simulate(configuration)
         let reference = denseReferenceDSGD(
-            network: Network(spec: configuration.model), shards: try shards(configuration), topology: configuration.topology,
-            algorithm: .adaptThenCombine, batchSize: configuration.batchSize, localSteps: 1, optimizer: configuration.optimizer,
+            network: Network(spec: configuration.model), shards: try shards(configuration),
+            topology: configuration.topology,
+            algorithm: .adaptThenCombine, batchSize: configuration.batchSize, localSteps: 1,
+            optimizer: configuration.optimizer,
             seed: configuration.seed, rounds: 5)
         XCTAssertEqual(workers[0].machine.parameters, reference[0])
     }
@@ -144,7 +163,9 @@ final class SimulationTests: XCTestCase {
     func testConfigurationValidation_NamesTheFlag() {
         var configuration = smallConfiguration()
         configuration.workers = 5
-        XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".contains("--topology: ring has 8 nodes but 5 workers")) }
+        XCTAssertThrowsError(try configuration.validate()) {
+            XCTAssertTrue("\($0)".contains("--topology: ring has 8 nodes but 5 workers"))
+        }
         configuration = smallConfiguration()
         configuration.batchSize = 0
         XCTAssertThrowsError(try configuration.validate()) { XCTAssertTrue("\($0)".hasPrefix("--batch")) }

@@ -15,26 +15,36 @@ final class WorkerMachineTests: XCTestCase {
         let configuration = smallConfiguration(workers: 4, rounds: rounds)
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 1, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "inmemory://w1")
-        let assignment = Assignment(rank: 1, runID: runID, configuration: configuration, workerEndpoints: ["a", "b", "c", "d"])
+        let assignment = Assignment(
+            rank: 1, runID: runID, configuration: configuration, workerEndpoints: ["a", "b", "c", "d"])
         let body = Array(try JSONEncoder().encode(assignment))
-        let directives = machine.onEnvelope(Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: body))
-        let connected: [Peer] = directives.compactMap { if case .connect(let peer, _) = $0 { return peer } else { return nil } }
+        let directives = machine.onEnvelope(
+            Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: body))
+        let connected: [Peer] = directives.compactMap {
+            if case .connect(let peer, _) = $0 { return peer } else { return nil }
+        }
         XCTAssertEqual(connected, [Peer.worker(0), Peer.worker(2)])
-        let shard = try DataLoader.loadShard(configuration.data, partition: .iid, workers: 4, seed: configuration.seed, rank: 1)
+        let shard = try DataLoader.loadShard(
+            configuration.data, partition: .iid, workers: 4, seed: configuration.seed, rank: 1)
         _ = machine.onShardLoaded(shard)
         let start = machine.onEnvelope(Envelope(header: MessageHeader(kind: .start, runID: runID, sender: -1)))
         XCTAssertTrue(start.contains { if case .trainLocally = $0 { return true } else { return false } })
         return (machine, configuration)
     }
 
-    private func parameters(from sender: Int, round: Int, count: Int, value: Float = 0.5, runID: UInt64? = nil) -> Envelope {
+    private func parameters(from sender: Int, round: Int, count: Int, value: Float = 0.5, runID: UInt64? = nil)
+        -> Envelope
+    {
         Envelope(
-            header: MessageHeader(kind: .parameters, runID: runID ?? self.runID, round: Int64(round), sender: Int32(sender)),
+            header: MessageHeader(
+                kind: .parameters, runID: runID ?? self.runID, round: Int64(round), sender: Int32(sender)),
             payload: FloatPayload(copying: [Float](repeating: value, count: count)))
     }
 
     private func sends(_ directives: [WorkerDirective]) -> [(MessageKind, Peer, Int64)] {
-        directives.compactMap { if case .send(let e, let peer) = $0 { return (e.header.kind, peer, e.header.round) } else { return nil } }
+        directives.compactMap {
+            if case .send(let e, let peer) = $0 { return (e.header.kind, peer, e.header.round) } else { return nil }
+        }
     }
 
     private func logs(_ directives: [WorkerDirective]) -> [String] {
@@ -48,7 +58,9 @@ final class WorkerMachineTests: XCTestCase {
         let sent = sends(trained)
         XCTAssertEqual(sent.map(\.0), [.parameters, .parameters])
         XCTAssertEqual(sent.map(\.1), [Peer.worker(0), Peer.worker(2)])
-        XCTAssertTrue(sends(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).isEmpty, "one neighbour is not enough")
+        XCTAssertTrue(
+            sends(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).isEmpty,
+            "one neighbour is not enough")
         XCTAssertEqual(machine.round, 0)
         let combined = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
         XCTAssertEqual(machine.round, 1)
@@ -67,7 +79,9 @@ final class WorkerMachineTests: XCTestCase {
         _ = machine.onEnvelope(parameters(from: 2, round: 0, count: count, value: 0))
         XCTAssertEqual(machine.round, 1)
         // Ring weights are 1/3 each: x ← x/3 + 0 + 0.
-        for (after, before) in zip(machine.parameters, trainedModel) { XCTAssertEqual(after, before / 3, accuracy: 1e-6) }
+        for (after, before) in zip(machine.parameters, trainedModel) {
+            XCTAssertEqual(after, before / 3, accuracy: 1e-6)
+        }
         // Round 2 completes from the buffer as soon as this worker has trained.
         _ = machine.onTrainTurn()
         XCTAssertEqual(machine.round, 2)
@@ -78,26 +92,67 @@ final class WorkerMachineTests: XCTestCase {
         let count = machine.parameters.count
         _ = machine.onTrainTurn()
         _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).first!.contains("duplicate"))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 3, round: 0, count: count))).first!.contains("not an in-neighbour"))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count - 1))).first!.contains("expected \(count)"))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, value: .nan))).first!.contains("NaN"))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, runID: 5))).first!.contains("run id"))
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 99, count: count))).first!.contains("round 100"))
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).first!.contains("duplicate"))
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 3, round: 0, count: count))).first!.contains("not an in-neighbour")
+        )
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count - 1))).first!.contains(
+                "expected \(count)"))
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, value: .nan))).first!.contains("NaN"))
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, runID: 5))).first!.contains("run id"))
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 2, round: 99, count: count))).first!.contains("round 100"))
         XCTAssertEqual(machine.round, 0, "nothing rejected may complete the round")
         XCTAssertEqual(machine.rejectedMessages, 6)
         _ = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
         XCTAssertEqual(machine.round, 1)
-        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count))).first!.contains("at round 2"), "stale")
+        XCTAssertTrue(
+            logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count))).first!.contains("at round 2"), "stale"
+        )
     }
 
-    func test_lastRound_shouldReportFinishedAndFinish() throws {
+    private func acknowledge(_ recorded: Int) -> Envelope {
+        Envelope(header: MessageHeader(kind: .acknowledge, runID: runID, round: Int64(recorded), sender: -1))
+    }
+
+    private func finishes(_ directives: [WorkerDirective]) -> Bool {
+        directives.contains { if case .finish = $0 { return true } else { return false } }
+    }
+
+    func test_lastRound_shouldReportFinished_andExitOnlyWhenReleased() throws {
         var (machine, _) = try startedWorker(rounds: 1)
         let count = machine.parameters.count
         _ = machine.onTrainTurn()
         _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count))
         let last = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
         XCTAssertEqual(sends(last).map(\.0), [.metrics, .finished])
-        XCTAssertTrue(last.contains { if case .finish = $0 { return true } else { return false } })
+        XCTAssertFalse(finishes(last), "must wait for the coordinator's release")
+        XCTAssertFalse(finishes(machine.onEnvelope(acknowledge(1))))
+        XCTAssertTrue(finishes(machine.onEnvelope(acknowledge(2))))
+    }
+
+    func test_flowControl_shouldWaitForTheCoordinator() throws {
+        var configuration = smallConfiguration(workers: 2, rounds: 10)
+        configuration.maxRoundsAhead = 2
+        var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 0, peakResidentBytes: { 0 })
+        _ = machine.onStart(localEndpoint: "x")
+        let assignment = Assignment(rank: 0, runID: runID, configuration: configuration, workerEndpoints: ["a", "b"])
+        _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: Array(try JSONEncoder().encode(assignment))))
+        _ = machine.onShardLoaded(try DataLoader.loadShard(configuration.data, partition: .iid, workers: 2, seed: 3, rank: 0))
+        _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .start, runID: runID, sender: -1)))
+        let count = machine.parameters.count
+        func trainsNext(_ directives: [WorkerDirective]) -> Bool {
+            directives.contains { if case .trainLocally = $0 { return true } else { return false } }
+        }
+        _ = machine.onTrainTurn()
+        XCTAssertTrue(trainsNext(machine.onEnvelope(parameters(from: 1, round: 0, count: count))))
+        _ = machine.onTrainTurn()
+        XCTAssertFalse(trainsNext(machine.onEnvelope(parameters(from: 1, round: 1, count: count))), "2 rounds ahead: wait")
+        XCTAssertEqual(machine.round, 2)
+        XCTAssertTrue(trainsNext(machine.onEnvelope(acknowledge(1))), "the coordinator caught up by one round")
     }
 }

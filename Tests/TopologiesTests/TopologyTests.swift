@@ -1,3 +1,4 @@
+import Foundation
 import Topologies
 import XCTest
 import _TestSupport
@@ -43,7 +44,9 @@ final class TopologyTests: XCTestCase {
             1 2 0.5
             """
         let path = try TopologyFile.parse(text, name: "path.edges")
-        XCTAssertEqual(path.mixing[1], [MixingEntry(node: 0, weight: 0.25), MixingEntry(node: 1, weight: 0.25), MixingEntry(node: 2, weight: 0.5)])
+        XCTAssertEqual(
+            path.mixing[1],
+            [MixingEntry(node: 0, weight: 0.25), MixingEntry(node: 1, weight: 0.25), MixingEntry(node: 2, weight: 0.5)])
         XCTAssertEqual(path.mixing[0].first { $0.node == 0 }!.weight, 0.75)
         let again = try TopologyFile.parse(TopologyFile.format(path), name: "again")
         XCTAssertEqual(again.mixing, path.mixing)
@@ -51,8 +54,10 @@ final class TopologyTests: XCTestCase {
     }
 
     func testParse_ShippedFiles() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("topologies").path).filter { $0.hasSuffix(".edges") }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("topologies").path)
+            .filter { $0.hasSuffix(".edges") }
         XCTAssertFalse(files.isEmpty)
         for file in files {
             let text = try String(contentsOf: root.appendingPathComponent("topologies/\(file)"), encoding: .utf8)
@@ -89,5 +94,3 @@ final class TopologyTests: XCTestCase {
         XCTAssertNotEqual(try Topology.ring(nodeCount: 8).hash, try Topology.complete(nodeCount: 8).hash)
     }
 }
-
-import Foundation

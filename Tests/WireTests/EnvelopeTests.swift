@@ -25,13 +25,17 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertThrowsError(try decode(kind)) { XCTAssertTrue("\($0)".contains("unknown message kind 99")) }
         var version = good
         version[4] = 7
-        XCTAssertThrowsError(try decode(version)) { XCTAssertEqual($0 as? WireError, .versionMismatch(received: 7, expected: 1)) }
+        XCTAssertThrowsError(try decode(version)) {
+            XCTAssertEqual($0 as? WireError, .versionMismatch(received: 7, expected: 1))
+        }
     }
 
     func testPayloadFrames_SplitAtFourMebibytes() {
         XCTAssertEqual(Envelope.payloadFrameRanges(count: 10), [0..<10])
         let perFrame = (4 << 20) / 4
-        XCTAssertEqual(Envelope.payloadFrameRanges(count: perFrame * 2 + 1), [0..<perFrame, perFrame..<(2 * perFrame), (2 * perFrame)..<(2 * perFrame + 1)])
+        XCTAssertEqual(
+            Envelope.payloadFrameRanges(count: perFrame * 2 + 1),
+            [0..<perFrame, perFrame..<(2 * perFrame), (2 * perFrame)..<(2 * perFrame + 1)])
     }
 
     func testPayload_FiniteCheck() {

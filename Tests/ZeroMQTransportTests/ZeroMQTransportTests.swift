@@ -1,3 +1,4 @@
+import CZeroMQ
 import Transport
 import XCTest
 
@@ -5,7 +6,9 @@ import XCTest
 
 /// Loopback only. Every receive has a timeout, so a lost message fails the test instead of hanging it.
 final class ZeroMQTransportTests: XCTestCase {
-    private func receiveEnvelope(_ transport: ZeroMQTransport, file: StaticString = #filePath, line: UInt = #line) throws -> Envelope {
+    private func receiveEnvelope(_ transport: ZeroMQTransport, file: StaticString = #filePath, line: UInt = #line)
+        throws -> Envelope
+    {
         for _ in 0..<50 {
             if case .envelope(let envelope) = try transport.receive(timeoutMilliseconds: 100) { return envelope }
         }
@@ -19,8 +22,12 @@ final class ZeroMQTransportTests: XCTestCase {
         let b = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
         try a.connect(.worker(1), endpoint: b.localEndpoint)
         let big = (0..<2_500_000).map { Float($0) * 0.5 }  // 10 MB: three frames
-        try a.send(Envelope(header: MessageHeader(kind: .start, runID: 3, sender: -1), body: Array("hi".utf8)), to: .worker(1))
-        try a.send(Envelope(header: MessageHeader(kind: .parameters, runID: 3, round: 4, sender: 0), payload: FloatPayload(copying: big)), to: .worker(1))
+        try a.send(
+            Envelope(header: MessageHeader(kind: .start, runID: 3, sender: -1), body: Array("hi".utf8)), to: .worker(1))
+        try a.send(
+            Envelope(
+                header: MessageHeader(kind: .parameters, runID: 3, round: 4, sender: 0),
+                payload: FloatPayload(copying: big)), to: .worker(1))
         let first = try receiveEnvelope(b)
         XCTAssertEqual(first.header.kind, .start)
         XCTAssertEqual(first.body, Array("hi".utf8))
@@ -40,7 +47,9 @@ final class ZeroMQTransportTests: XCTestCase {
         let a = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
         let b = try ZeroMQTransport(context: context, bindEndpoint: "ipc://\(directory.path)/b")
         try a.connect(.coordinator, endpoint: b.localEndpoint)
-        try a.send(Envelope(header: MessageHeader(kind: .ready, runID: 9, sender: 2), payload: FloatPayload(copying: [1, 2])), to: .coordinator)
+        try a.send(
+            Envelope(header: MessageHeader(kind: .ready, runID: 9, sender: 2), payload: FloatPayload(copying: [1, 2])),
+            to: .coordinator)
         XCTAssertEqual(try receiveEnvelope(b).payload?.array, [1, 2])
     }
 
@@ -50,7 +59,9 @@ final class ZeroMQTransportTests: XCTestCase {
         let raw = try ZeroMQSocket(context: context, type: ZMQ_PUSH_VALUE, lingerMilliseconds: 0)
         try raw.connect(b.localEndpoint)
         // A header that declares 3 floats followed by 8 bytes of payload.
-        let header = Envelope(header: MessageHeader(kind: .parameters, runID: 1, sender: 0), payload: FloatPayload(copying: [1, 2, 3])).firstFrame
+        let header = Envelope(
+            header: MessageHeader(kind: .parameters, runID: 1, sender: 0), payload: FloatPayload(copying: [1, 2, 3])
+        ).firstFrame
         try rawSend(raw, [header, [UInt8](repeating: 0, count: 8)])
         try rawSend(raw, [Array("garbage".utf8)])
         var reasons: [String] = []
@@ -62,8 +73,6 @@ final class ZeroMQTransportTests: XCTestCase {
         XCTAssertTrue(reasons[1].contains("shorter"), reasons.last ?? "")
     }
 }
-
-import CZeroMQ
 
 let ZMQ_PUSH_VALUE = ZMQ_PUSH
 
