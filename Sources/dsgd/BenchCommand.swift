@@ -150,26 +150,42 @@ struct BenchCommand: ParsableCommand {
         print("\n(c) \(workers)-worker ring, MLP 784-256-256-10, batch 32, \(rounds) rounds, data \(data)")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-cluster-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        var results: [(Int, Double, [Int])] = []
-        for every in [1, 10] {
-            let run = scratch.appendingPathComponent("every-\(every)")
-            let summary = try launchCluster(runDirectory: run, metricsEvery: every)
-            guard summary.status == "completed" else { throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")") }
-            results.append((every, summary.roundsPerSecond, summary.workerPeakResidentBytes ?? []))
+        var results: [(String, Int, Double, [Int])] = []
+        for scheme in ["tcp", "ipc"] {
+            for every in [1, 10] {
+                let run = scratch.appendingPathComponent("\(scheme)-every-\(every)")
+                let summary = try launchCluster(runDirectory: run, metricsEvery: every, ipc: scheme == "ipc")
+                guard summary.status == "completed" else {
+                    throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
+                }
+                results.append((scheme, every, summary.roundsPerSecond, summary.workerPeakResidentBytes ?? []))
+            }
         }
         let ceiling = 2 * stepsPerSecond / Double(workers)
-        for (every, roundsPerSecond, _) in results {
-            print(String(format: "    consensus distance every %2d round(s): %7.2f rounds/s   %.0f%% of the ceiling", every, roundsPerSecond, 100 * roundsPerSecond / ceiling))
+        for (scheme, every, roundsPerSecond, _) in results {
+            print(
+                String(
+                    format: "    %@, consensus distance every %2d round(s): %7.2f rounds/s   %4.1f%% of the ceiling", scheme, every,
+                    roundsPerSecond, 100 * roundsPerSecond / ceiling))
         }
-        print(String(format: "    cost of gathering every round: %+.1f%% time   (target ≤ 10%%)", 100 * (results[1].1 / results[0].1 - 1)))
-        print(String(format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)", stepsPerSecond, workers, ceiling))
-        let peaks = results.flatMap(\.2)
+        for scheme in ["tcp", "ipc"] {
+            let pair = results.filter { $0.0 == scheme }
+            print(
+                String(
+                    format: "    %@: cost of gathering every round instead of every 10th: %+.1f%% time   (target ≤ 10%%)", scheme,
+                    100 * (pair[1].2 / pair[0].2 - 1)))
+        }
+        print(
+            String(
+                format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)", stepsPerSecond,
+                workers, ceiling))
+        let peaks = results.flatMap(\.3)
         if let worst = peaks.max() {
             print(String(format: "\n(d) peak resident memory per worker: max %.1f MB, mean %.1f MB   (target ≤ 100 MB)", Double(worst) / 1e6, Double(peaks.reduce(0, +)) / Double(peaks.count) / 1e6))
         }
     }
 
-    private func launchCluster(runDirectory: URL, metricsEvery: Int) throws -> RunSummary {
+    private func launchCluster(runDirectory: URL, metricsEvery: Int, ipc: Bool) throws -> RunSummary {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
         let endpointFile = runDirectory.appendingPathComponent("endpoint")
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
@@ -184,9 +200,11 @@ struct BenchCommand: ParsableCommand {
             try process.run()
             return process
         }
+        let bind = { (name: String) in ipc ? "ipc://\(runDirectory.path)/\(name)" : "tcp://127.0.0.1:*" }
         let coordinator = try start([
             "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--metrics-every", "\(metricsEvery)",
             "--eval-every", "\(rounds)", "--no-eval-workers", "--run-dir", runDirectory.path, "--endpoint-file", endpointFile.path,
+            "--bind", bind("coordinator"),
         ])
         var endpoint = ""
         for _ in 0..<600 where endpoint.isEmpty && coordinator.isRunning {
@@ -194,7 +212,7 @@ struct BenchCommand: ParsableCommand {
             usleep(50_000)
         }
         guard !endpoint.isEmpty else { throw ValidationError("bench: the coordinator did not start") }
-        let children = try (0..<workers).map { _ in try start(["worker", "--coordinator", endpoint]) }
+        let children = try (0..<workers).map { try start(["worker", "--coordinator", endpoint, "--bind", bind("worker-\($0)")]) }
         coordinator.waitUntilExit()
         for child in children { child.waitUntilExit() }
         return try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: runDirectory.appendingPathComponent("summary.json")))
