@@ -29,7 +29,9 @@ public struct ConsensusDistance: Sendable {
         for model in models {
             difference.withUnsafeMutableBufferPointer { diff in
                 BLAS.copy(count: d, x: model.baseAddress!, y: diff.baseAddress!)
-                average.withUnsafeBufferPointer { BLAS.axpy(count: d, alpha: -1, x: $0.baseAddress!, y: diff.baseAddress!) }
+                average.withUnsafeBufferPointer {
+                    BLAS.axpy(count: d, alpha: -1, x: $0.baseAddress!, y: diff.baseAddress!)
+                }
                 for (index, slice) in slices.enumerated() {
                     let start = diff.baseAddress! + slice.1
                     sliceTotals[index] += BLAS.doubleDot(count: slice.2, x: start, y: start)

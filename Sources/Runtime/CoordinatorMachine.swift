@@ -25,6 +25,7 @@ public struct CoordinatorMachine {
     public let runID: UInt64
     private let network: Network
     private let evaluator: Evaluator?
+    private let workerEvaluator: Evaluator?
 
     private enum Phase { case registering, loading, running, done }
     private var phase = Phase.registering
@@ -50,6 +51,14 @@ public struct CoordinatorMachine {
         let network = Network(spec: configuration.model)
         self.network = network
         evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
+        workerEvaluator = testSet.map { test in
+            let size = configuration.workerEvaluationSize
+            guard size > 0, size < test.count else { return Evaluator(network: network, dataset: test) }
+            var indices = Array(0..<test.count)
+            var generator = SplitMix64(seed: configuration.seed, stream: 0xE7A1)
+            generator.shuffle(&indices)
+            return Evaluator(network: network, dataset: test.subset(Array(indices.prefix(size)).sorted()))
+        }
     }
 
     public var isRunning: Bool { phase == .running }
@@ -209,7 +218,7 @@ public struct CoordinatorMachine {
                 record.testAccuracy = result.accuracy
                 if configuration.evaluateWorkers {
                     let accuracies = withExtendedLifetime(models) {
-                        models.map { evaluator.evaluate($0.buffer).accuracy }
+                        models.map { workerEvaluator!.evaluate($0.buffer).accuracy }
                     }
                     record.workerTestAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
                     record.workerTestAccuracyMin = accuracies.min()
@@ -222,7 +231,8 @@ public struct CoordinatorMachine {
     }
 
     private mutating func completeIfDone() -> [CoordinatorDirective] {
-        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers else {
+        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers
+        else {
             return []
         }
         phase = .done
@@ -234,7 +244,9 @@ public struct CoordinatorMachine {
 
     private func acknowledgements(recorded: Int) -> [CoordinatorDirective] {
         (0..<configuration.workers).map {
-            .send(Envelope(header: MessageHeader(kind: .acknowledge, runID: runID, round: Int64(recorded), sender: -1)), to: .worker($0))
+            .send(
+                Envelope(header: MessageHeader(kind: .acknowledge, runID: runID, round: Int64(recorded), sender: -1)),
+                to: .worker($0))
         }
     }
 

@@ -42,6 +42,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Evaluate x̄ (and the workers' models) on the test set every this many rounds (and on the last).
     public var evalEvery: Int
     public var evaluateWorkers: Bool
+    /// The workers' own models are evaluated on a fixed, seeded subset of this many test examples
+    /// (0: the whole test set); x̄ always uses the whole test set.
+    public var workerEvaluationSize: Int
     /// A silent peer is declared dead after this long.
     public var peerTimeoutSeconds: Double
     /// Flow control: a worker may complete at most this many rounds that the coordinator has not
@@ -52,7 +55,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         runName: String, seed: UInt64, rounds: Int, workers: Int, model: ModelSpec, batchSize: Int, localSteps: Int,
         algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
         topology: Topology, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool, peerTimeoutSeconds: Double,
-        maxRoundsAhead: Int = 8
+        maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 2_000
     ) {
         self.runName = runName
         self.seed = seed
@@ -71,6 +74,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         self.evaluateWorkers = evaluateWorkers
         self.peerTimeoutSeconds = peerTimeoutSeconds
         self.maxRoundsAhead = maxRoundsAhead
+        self.workerEvaluationSize = workerEvaluationSize
     }
 
     /// Cross-field checks; each message names the flag at fault.
@@ -84,6 +88,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(localSteps >= 1, "--local-steps", "must be at least 1, got \(localSteps)")
         try check(metricsEvery >= 1, "--metrics-every", "must be at least 1, got \(metricsEvery)")
         try check(evalEvery >= 1, "--eval-every", "must be at least 1, got \(evalEvery)")
+        try check(workerEvaluationSize >= 0, "--worker-eval-size", "must be ≥ 0, got \(workerEvaluationSize)")
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(

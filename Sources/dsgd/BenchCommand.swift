@@ -11,7 +11,9 @@ import ZeroMQTransport
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure step throughput vs bare GEMMs, transport vs memcpy, cluster rounds/s vs the CPU ceiling, and memory.")
+        abstract:
+            "Measure step throughput vs bare GEMMs, transport vs memcpy, cluster rounds/s vs the CPU ceiling, and memory."
+    )
 
     @Option(help: "Rounds of each cluster run in part (c).")
     var rounds: Int = 300
@@ -30,7 +32,9 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        print("dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")")
+        print(
+            "dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")"
+        )
         let stepsPerSecond = try benchTrainingStep()
         try benchTransfer()
         if !skipCluster { try benchCluster(stepsPerSecond: stepsPerSecond) }
@@ -63,12 +67,14 @@ struct BenchCommand: ParsableCommand {
         let workspace = NetworkWorkspace(network: network, capacity: batch)
         var parameters = network.initialParameters(seed: 1)
         var gradient = [Float](repeating: 0, count: network.parameterCount)
-        var optimizer = Optimizer(settings: OptimizerSettings(schedule: .constant(0.01)), parameterCount: network.parameterCount)
+        var optimizer = Optimizer(
+            settings: OptimizerSettings(schedule: .constant(0.01)), parameterCount: network.parameterCount)
         let steps = rate {
             sampler.fillNextBatch(workspace, batchSize: batch)
             parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
-                    _ = workspace.lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batch)
+                    _ = workspace.lossAndGradient(
+                        parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batch)
                 }
             }
             optimizer.apply(gradient: &gradient, to: &parameters)
@@ -90,7 +96,8 @@ struct BenchCommand: ParsableCommand {
                     c.withUnsafeMutableBufferPointer { cp in
                         for (ta, tb, m, n, k) in shapes {
                             BLAS.gemm(
-                                transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!, lda: ta ? m : k,
+                                transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 1, a: ap.baseAddress!,
+                                lda: ta ? m : k,
                                 b: bp.baseAddress!, ldb: tb ? k : n, beta: 0, c: cp.baseAddress!, ldc: n)
                         }
                     }
@@ -98,8 +105,14 @@ struct BenchCommand: ParsableCommand {
             }
         }
         print("\n(a) training step, MLP 784-256-256-10, batch 32, one thread")
-        print(String(format: "    full step (batch fill + forward + backward + SGD): %8.1f steps/s  (%.3f ms)", steps, 1000 / steps))
-        print(String(format: "    bare SGEMMs of the same shapes (%d calls):         %8.1f sets/s   (%.3f ms)", shapes.count, gemms, 1000 / gemms))
+        print(
+            String(
+                format: "    full step (batch fill + forward + backward + SGD): %8.1f steps/s  (%.3f ms)", steps,
+                1000 / steps))
+        print(
+            String(
+                format: "    bare SGEMMs of the same shapes (%d calls):         %8.1f sets/s   (%.3f ms)", shapes.count,
+                gemms, 1000 / gemms))
         print(String(format: "    step time / GEMM time: %.2f   (target ≤ 1.5)", gemms / steps))
         return steps
     }
@@ -119,7 +132,9 @@ struct BenchCommand: ParsableCommand {
                 let count = max(20, 400 / megabytes)
                 let child = Process()
                 child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
-                child.arguments = ["bench-peer", "--endpoint", inbox.localEndpoint, "--bytes", "\(bytes)", "--count", "\(count + 1)"]
+                child.arguments = [
+                    "bench-peer", "--endpoint", inbox.localEndpoint, "--bytes", "\(bytes)", "--count", "\(count + 1)",
+                ]
                 try child.run()
                 let clock = ContinuousClock()
                 var received = 0
@@ -138,9 +153,14 @@ struct BenchCommand: ParsableCommand {
                 let transfer = Double(count * bytes) / seconds / 1e9
                 let source = [UInt8](repeating: 1, count: bytes)
                 var destination = [UInt8](repeating: 0, count: bytes)
-                let copies = rate { destination.withUnsafeMutableBytes { d in source.withUnsafeBytes { d.copyMemory(from: $0) } } }
+                let copies = rate {
+                    destination.withUnsafeMutableBytes { d in source.withUnsafeBytes { d.copyMemory(from: $0) } }
+                }
                 let memcpy = copies * Double(bytes) / 1e9
-                print(String(format: "    %@ %d MB: %6.2f GB/s   memcpy %6.2f GB/s   ratio %.3f", scheme, megabytes, transfer, memcpy, transfer / memcpy))
+                print(
+                    String(
+                        format: "    %@ %d MB: %6.2f GB/s   memcpy %6.2f GB/s   ratio %.3f", scheme, megabytes,
+                        transfer, memcpy, transfer / memcpy))
             }
         }
     }
@@ -165,23 +185,30 @@ struct BenchCommand: ParsableCommand {
         for (scheme, every, roundsPerSecond, _) in results {
             print(
                 String(
-                    format: "    %@, consensus distance every %2d round(s): %7.2f rounds/s   %4.1f%% of the ceiling", scheme, every,
+                    format: "    %@, consensus distance every %2d round(s): %7.2f rounds/s   %4.1f%% of the ceiling",
+                    scheme, every,
                     roundsPerSecond, 100 * roundsPerSecond / ceiling))
         }
         for scheme in ["tcp", "ipc"] {
             let pair = results.filter { $0.0 == scheme }
             print(
                 String(
-                    format: "    %@: cost of gathering every round instead of every 10th: %+.1f%% time   (target ≤ 10%%)", scheme,
+                    format:
+                        "    %@: cost of gathering every round instead of every 10th: %+.1f%% time   (target ≤ 10%%)",
+                    scheme,
                     100 * (pair[1].2 / pair[0].2 - 1)))
         }
         print(
             String(
-                format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)", stepsPerSecond,
+                format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)",
+                stepsPerSecond,
                 workers, ceiling))
         let peaks = results.flatMap(\.3)
         if let worst = peaks.max() {
-            print(String(format: "\n(d) peak resident memory per worker: max %.1f MB, mean %.1f MB   (target ≤ 100 MB)", Double(worst) / 1e6, Double(peaks.reduce(0, +)) / Double(peaks.count) / 1e6))
+            print(
+                String(
+                    format: "\n(d) peak resident memory per worker: max %.1f MB, mean %.1f MB   (target ≤ 100 MB)",
+                    Double(worst) / 1e6, Double(peaks.reduce(0, +)) / Double(peaks.count) / 1e6))
         }
     }
 
@@ -202,20 +229,26 @@ struct BenchCommand: ParsableCommand {
         }
         let bind = { (name: String) in ipc ? "ipc://\(runDirectory.path)/\(name)" : "tcp://127.0.0.1:*" }
         let coordinator = try start([
-            "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--metrics-every", "\(metricsEvery)",
-            "--eval-every", "\(rounds)", "--no-eval-workers", "--run-dir", runDirectory.path, "--endpoint-file", endpointFile.path,
+            "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--metrics-every",
+            "\(metricsEvery)",
+            "--eval-every", "\(rounds)", "--no-eval-workers", "--run-dir", runDirectory.path, "--endpoint-file",
+            endpointFile.path,
             "--bind", bind("coordinator"),
         ])
         var endpoint = ""
         for _ in 0..<600 where endpoint.isEmpty && coordinator.isRunning {
-            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines)
             usleep(50_000)
         }
         guard !endpoint.isEmpty else { throw ValidationError("bench: the coordinator did not start") }
-        let children = try (0..<workers).map { try start(["worker", "--coordinator", endpoint, "--bind", bind("worker-\($0)")]) }
+        let children = try (0..<workers).map {
+            try start(["worker", "--coordinator", endpoint, "--bind", bind("worker-\($0)")])
+        }
         coordinator.waitUntilExit()
         for child in children { child.waitUntilExit() }
-        return try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: runDirectory.appendingPathComponent("summary.json")))
+        return try JSONDecoder().decode(
+            RunSummary.self, from: Data(contentsOf: runDirectory.appendingPathComponent("summary.json")))
     }
 }
 
@@ -236,7 +269,9 @@ struct BenchPeerCommand: ParsableCommand {
         for round in 0..<count {
             let payload = FloatPayload(copying: parameters)
             try transport.send(
-                Envelope(header: MessageHeader(kind: .parameters, runID: 1, round: Int64(round), sender: 0), payload: payload),
+                Envelope(
+                    header: MessageHeader(kind: .parameters, runID: 1, round: Int64(round), sender: 0), payload: payload
+                ),
                 to: .coordinator)
         }
     }

@@ -67,10 +67,13 @@ struct RunOptions: ParsableArguments {
     var metricsEvery: Int = 1
 
     @Option(help: "Evaluate x̄ and the workers on the test set every k rounds (and after the last).")
-    var evalEvery: Int = 25
+    var evalEvery: Int = 50
 
     @Flag(help: "Do not evaluate each worker's own model (only x̄).")
     var noEvalWorkers = false
+
+    @Option(help: "Evaluate each worker's own model on a fixed seeded subset of this many test examples (0: all).")
+    var workerEvalSize: Int = 2_000
 
     @Option(help: "Seconds of silence after which a peer is declared dead.")
     var peerTimeout: Double = 60
@@ -126,7 +129,8 @@ struct RunOptions: ParsableArguments {
             localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource,
             partition: partitionScheme,
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
-            peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead)
+            peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
+            workerEvaluationSize: workerEvalSize)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }

@@ -141,8 +141,12 @@ final class WorkerMachineTests: XCTestCase {
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 0, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "x")
         let assignment = Assignment(rank: 0, runID: runID, configuration: configuration, workerEndpoints: ["a", "b"])
-        _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: Array(try JSONEncoder().encode(assignment))))
-        _ = machine.onShardLoaded(try DataLoader.loadShard(configuration.data, partition: .iid, workers: 2, seed: 3, rank: 0))
+        _ = machine.onEnvelope(
+            Envelope(
+                header: MessageHeader(kind: .assignment, runID: runID, sender: -1),
+                body: Array(try JSONEncoder().encode(assignment))))
+        _ = machine.onShardLoaded(
+            try DataLoader.loadShard(configuration.data, partition: .iid, workers: 2, seed: 3, rank: 0))
         _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .start, runID: runID, sender: -1)))
         let count = machine.parameters.count
         func trainsNext(_ directives: [WorkerDirective]) -> Bool {
@@ -151,7 +155,8 @@ final class WorkerMachineTests: XCTestCase {
         _ = machine.onTrainTurn()
         XCTAssertTrue(trainsNext(machine.onEnvelope(parameters(from: 1, round: 0, count: count))))
         _ = machine.onTrainTurn()
-        XCTAssertFalse(trainsNext(machine.onEnvelope(parameters(from: 1, round: 1, count: count))), "2 rounds ahead: wait")
+        XCTAssertFalse(
+            trainsNext(machine.onEnvelope(parameters(from: 1, round: 1, count: count))), "2 rounds ahead: wait")
         XCTAssertEqual(machine.round, 2)
         XCTAssertTrue(trainsNext(machine.onEnvelope(acknowledge(1))), "the coordinator caught up by one round")
     }
