@@ -200,6 +200,15 @@ func gitCommit() -> String {
 /// Loads the test set and describes the data for the reports.
 func prepareEvaluation(_ configuration: RunConfiguration) throws -> (Dataset, DataDescription) {
     let test = try DataLoader.loadTestSet(configuration.data)
+    let model = configuration.model
+    guard test.featureCount == model.inputWidth else {
+        throw ValidationError(
+            "--model \(model) takes \(model.inputWidth) inputs but --data \(configuration.data) has \(test.featureCount) features per example")
+    }
+    guard test.classCount <= model.classCount else {
+        throw ValidationError(
+            "--model \(model) has \(model.classCount) outputs but --data \(configuration.data) has \(test.classCount) classes")
+    }
     let trainCount = try DataLoader.trainLabels(configuration.data).labels.count
     return (test, DataLoader.describe(configuration.data, trainCount: trainCount, test: test))
 }
