@@ -22,13 +22,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory) = try options.makeConfiguration()
-        let (testSet, data) = try prepareEvaluation(configuration)
-        let report = try RunReport(directory: directory)
-        try report.writeManifest(
-            RunManifest(
-                configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
-                openBLASCore: BLAS.coreName))
+        let (configuration, directory, testSet, data, report) = try prepareRun(options)
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         if let endpointFile {

@@ -197,17 +197,34 @@ func gitCommit() -> String {
     return process.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
 }
 
+/// Everything a run needs before it starts: the checked configuration, the run folder with its
+/// `config.json` written, the test set and the data description.
+func prepareRun(_ options: RunOptions) throws -> (
+    configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport
+) {
+    let (configuration, directory) = try options.makeConfiguration()
+    let (testSet, data) = try prepareEvaluation(configuration)
+    let report = try RunReport(directory: directory)
+    try report.writeManifest(
+        RunManifest(
+            configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
+            openBLASCore: BLAS.coreName))
+    return (configuration, directory, testSet, data, report)
+}
+
 /// Loads the test set and describes the data for the reports.
 func prepareEvaluation(_ configuration: RunConfiguration) throws -> (Dataset, DataDescription) {
     let test = try DataLoader.loadTestSet(configuration.data)
     let model = configuration.model
     guard test.featureCount == model.inputWidth else {
         throw ValidationError(
-            "--model \(model) takes \(model.inputWidth) inputs but --data \(configuration.data) has \(test.featureCount) features per example")
+            "--model \(model) takes \(model.inputWidth) inputs but --data \(configuration.data) has \(test.featureCount) features per example"
+        )
     }
     guard test.classCount <= model.classCount else {
         throw ValidationError(
-            "--model \(model) has \(model.classCount) outputs but --data \(configuration.data) has \(test.classCount) classes")
+            "--model \(model) has \(model.classCount) outputs but --data \(configuration.data) has \(test.classCount) classes"
+        )
     }
     let trainCount = try DataLoader.trainLabels(configuration.data).labels.count
     return (test, DataLoader.describe(configuration.data, trainCount: trainCount, test: test))

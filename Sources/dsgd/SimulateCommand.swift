@@ -15,13 +15,7 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory) = try options.makeConfiguration()
-        let (testSet, data) = try prepareEvaluation(configuration)
-        let report = try RunReport(directory: directory)
-        try report.writeManifest(
-            RunManifest(
-                configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
-                openBLASCore: BLAS.coreName))
+        let (configuration, directory, testSet, data, report) = try prepareRun(options)
         logLine(
             "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
         )
