@@ -186,8 +186,6 @@ public struct WorkerMachine {
             return []
         }
         roundDeferred = false
-        trainedThisRound = false
-        sentThisRound = nil
         switch configuration.algorithm {
         case .combineThenAdapt:
             let snapshot = FloatPayload(copying: parameters)
@@ -267,6 +265,10 @@ public struct WorkerMachine {
             }
         }
         pending.removeValue(forKey: round)
+        // The round is over: until the next one begins (which flow control may defer), nothing may
+        // complete it, however many neighbour models arrive for it.
+        trainedThisRound = false
+        sentThisRound = nil
         round += 1
         var directives = [reportRound(configuration)]
         if round == configuration.rounds {

@@ -158,6 +158,13 @@ final class WorkerMachineTests: XCTestCase {
         XCTAssertFalse(
             trainsNext(machine.onEnvelope(parameters(from: 1, round: 1, count: count))), "2 rounds ahead: wait")
         XCTAssertEqual(machine.round, 2)
+        // The neighbour, less constrained, sends its round-3 model while this worker waits: it must
+        // be buffered, not combined into an untrained, unsent round.
+        XCTAssertTrue(sends(machine.onEnvelope(parameters(from: 1, round: 2, count: count))).isEmpty)
+        XCTAssertEqual(machine.round, 2)
         XCTAssertTrue(trainsNext(machine.onEnvelope(acknowledge(1))), "the coordinator caught up by one round")
+        let trained = machine.onTrainTurn()
+        XCTAssertEqual(sends(trained).map(\.0), [.parameters, .metrics], "sends its own model, then completes from the buffer")
+        XCTAssertEqual(machine.round, 3)
     }
 }
