@@ -1,16 +1,21 @@
 import Datasets
+import LearningCore
 import Transport
 
 /// All workers and the coordinator in one process over `InMemoryTransport`, driven round-robin
 /// on one thread: the same state machines as the multi-process run, so the same seed gives the
 /// same numbers, bit for bit.
+///
+/// With `interleavingSeed`, nodes are instead pumped in a seeded random order, a random number of
+/// messages at a time, and each inbox delivers from a random sender (FIFO per sender only), as
+/// between real processes: the tests use it to check that the numbers do not depend on timing.
 public enum Simulation {
     public static func run(
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, report: RunReport?, data: DataDescription?,
         progress: ProgressLine?, log: @escaping (String) -> Void,
-        loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil
+        loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
-        let hub = InMemoryHub()
+        let hub = InMemoryHub(reorderingSeed: interleavingSeed)
         let coordinator = CoordinatorShell(
             machine: CoordinatorMachine(configuration: configuration, runID: runID, testSet: testSet),
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
@@ -25,6 +30,9 @@ public enum Simulation {
             return WorkerShell(machine: machine, transport: transport, log: log)
         }
         for worker in workers { worker.start(coordinatorEndpoint: coordinator.transport.localEndpoint) }
+        if let interleavingSeed {
+            runInterleaved(coordinator: coordinator, workers: workers, hub: hub, seed: interleavingSeed)
+        }
         while coordinator.outcome == .running {
             var progressed = false
             for worker in workers {
@@ -47,5 +55,22 @@ public enum Simulation {
         // Deliver the coordinator's final acknowledgements, so the workers finish too.
         for worker in workers { while worker.step(timeoutMilliseconds: 0) {} }
         return (coordinator, workers)
+    }
+
+    private static func runInterleaved(
+        coordinator: CoordinatorShell, workers: [WorkerShell], hub: InMemoryHub, seed: UInt64
+    ) {
+        var generator = SplitMix64(seed: seed)
+        while coordinator.outcome == .running && hub.pendingCount > 0 {
+            let node = Int(generator.next() % UInt64(workers.count + 1))
+            let budget = 1 + Int(generator.next() % 3)
+            for _ in 0..<budget {
+                let stepped =
+                    node == workers.count
+                    ? coordinator.step(timeoutMilliseconds: 0) : workers[node].step(timeoutMilliseconds: 0)
+                if !stepped { break }
+            }
+            if workers.contains(where: { $0.outcome != .running && $0.outcome != .completed }) { return }
+        }
     }
 }

@@ -1,28 +1,62 @@
-/// A process-local hub of inboxes, for `dsgd simulate` and tests. Delivery is FIFO per inbox and
-/// payloads are shared by reference, never copied.
+/// A process-local hub of inboxes, for `dsgd simulate` and tests. Payloads are shared by
+/// reference, never copied. Single-threaded by design.
+///
+/// Delivery is FIFO per inbox by default. With a `reorderingSeed`, each receive takes the oldest
+/// message of a randomly chosen sender: order is kept per sender–receiver pair (as ZeroMQ keeps it
+/// per connection) but not across senders, as between real processes.
 public final class InMemoryHub: @unchecked Sendable {
-    fileprivate var inboxes: [String: [Envelope]] = [:]
+    fileprivate struct Inbox {
+        var messages: [(sender: String, envelope: Envelope)] = []
+        var head = 0
+
+        mutating func pop(using generator: inout SplitMix64Lite?) -> Envelope? {
+            guard head < messages.count else { return nil }
+            var index = head
+            if var random = generator {
+                var senders: [String] = []
+                for item in messages[head...] where !senders.contains(item.sender) { senders.append(item.sender) }
+                let chosen = senders[Int(random.next() % UInt64(senders.count))]
+                generator = random
+                index = messages[head...].firstIndex { $0.sender == chosen }!
+                if index != head {
+                    let item = messages.remove(at: index)
+                    messages.insert(item, at: head)
+                }
+            }
+            let envelope = messages[head].envelope
+            head += 1
+            if head > 64 && head * 2 > messages.count {
+                messages.removeFirst(head)
+                head = 0
+            }
+            return envelope
+        }
+    }
+
+    fileprivate var inboxes: [String: Inbox] = [:]
+    fileprivate var generator: SplitMix64Lite?
     private var counter = 0
 
-    public init() {}
+    public init(reorderingSeed: UInt64? = nil) {
+        generator = reorderingSeed.map(SplitMix64Lite.init(seed:))
+    }
 
     /// A new node with its own inbox.
     public func makeTransport(name: String) -> InMemoryTransport {
         counter += 1
         let endpoint = "inmemory://\(name)#\(counter)"
-        inboxes[endpoint] = []
+        inboxes[endpoint] = Inbox()
         return InMemoryTransport(hub: self, endpoint: endpoint)
     }
 
-    /// Messages waiting in all inboxes.
-    public var pendingCount: Int { inboxes.values.reduce(0) { $0 + $1.count } }
+    /// Messages sent but not yet received, over all inboxes.
+    public var pendingCount: Int { inboxes.values.reduce(0) { $0 + $1.messages.count - $1.head } }
 }
 
 public final class InMemoryTransport: Transport {
     private let hub: InMemoryHub
     public let localEndpoint: String
     private var routes: [Peer: String] = [:]
-    private var head = 0
     public private(set) var bytesSent = 0
 
     fileprivate init(hub: InMemoryHub, endpoint: String) {
@@ -37,20 +71,25 @@ public final class InMemoryTransport: Transport {
 
     public func send(_ envelope: Envelope, to peer: Peer) throws {
         guard let endpoint = routes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
-        hub.inboxes[endpoint]!.append(envelope)
+        hub.inboxes[endpoint]!.messages.append((localEndpoint, envelope))
         bytesSent += MessageHeader.byteCount + envelope.body.count + (envelope.payload?.byteCount ?? 0)
     }
 
     public func receive(timeoutMilliseconds: Int) throws -> Received? {
         // Single-threaded: waiting cannot make a message appear, so the timeout is ignored.
-        guard var queue = hub.inboxes[localEndpoint], head < queue.count else { return nil }
-        let envelope = queue[head]
-        head += 1
-        if head > 64 && head * 2 > queue.count {
-            queue.removeFirst(head)
-            head = 0
-            hub.inboxes[localEndpoint] = queue
-        }
-        return .envelope(envelope)
+        hub.inboxes[localEndpoint]!.pop(using: &hub.generator).map { .envelope($0) }
+    }
+}
+
+/// A minimal SplitMix64 (Transport does not depend on LearningCore).
+struct SplitMix64Lite {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -164,7 +164,8 @@ final class WorkerMachineTests: XCTestCase {
         XCTAssertEqual(machine.round, 2)
         XCTAssertTrue(trainsNext(machine.onEnvelope(acknowledge(1))), "the coordinator caught up by one round")
         let trained = machine.onTrainTurn()
-        XCTAssertEqual(sends(trained).map(\.0), [.parameters, .metrics], "sends its own model, then completes from the buffer")
+        XCTAssertEqual(
+            sends(trained).map(\.0), [.parameters, .metrics], "sends its own model, then completes from the buffer")
         XCTAssertEqual(machine.round, 3)
     }
 }
