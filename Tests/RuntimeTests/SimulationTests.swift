@@ -188,8 +188,8 @@ final class InterleavingTests: XCTestCase {
                         log: { _ in },
                         interleavingSeed: seed)
                     XCTAssertEqual(coordinator.outcome, .completed, "\(algorithm) window \(window) seed \(seed)")
-                    XCTAssertEqual(
-                        workers.map(\.machine.parameters), reference, "\(algorithm) window \(window) seed \(seed)")
+                    XCTAssertTrue(
+                        workers.map(\.machine.parameters) == reference, "\(algorithm) window \(window) seed \(seed): models differ")
                     XCTAssertEqual(workers.map(\.outcome), Array(repeating: .completed, count: 6))
                 }
             }
