@@ -189,7 +189,8 @@ final class InterleavingTests: XCTestCase {
                         interleavingSeed: seed)
                     XCTAssertEqual(coordinator.outcome, .completed, "\(algorithm) window \(window) seed \(seed)")
                     XCTAssertTrue(
-                        workers.map(\.machine.parameters) == reference, "\(algorithm) window \(window) seed \(seed): models differ")
+                        workers.map(\.machine.parameters) == reference,
+                        "\(algorithm) window \(window) seed \(seed): models differ")
                     XCTAssertEqual(workers.map(\.outcome), Array(repeating: .completed, count: 6))
                 }
             }
