@@ -83,12 +83,19 @@ public final class RunReport {
     private let csv: FileHandle
     private let encoder: JSONEncoder
 
-    public init(directory: URL) throws {
+    /// Creates the folder; refuses to replace an earlier run's report unless `overwrite` is set.
+    public init(directory: URL, overwrite: Bool = false) throws {
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        for name in ["rounds.jsonl", "rounds.csv", "summary.json"] {
-            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        let names = ["config.json", "rounds.jsonl", "rounds.csv", "summary.json"]
+        let existing = names.filter { FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path) }
+        if !existing.isEmpty && !overwrite {
+            throw RunReportError(
+                reason:
+                    "\(directory.path) already holds a run report (\(existing.joined(separator: ", "))); choose another --run-dir or pass --overwrite"
+            )
         }
+        for name in names { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
         let jsonlURL = directory.appendingPathComponent("rounds.jsonl")
         let csvURL = directory.appendingPathComponent("rounds.csv")
         _ = FileManager.default.createFile(atPath: jsonlURL.path, contents: nil)
@@ -127,4 +134,9 @@ public final class RunReport {
             positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try pretty.encode(summary).write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
     }
+}
+
+public struct RunReportError: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { reason }
 }

@@ -81,6 +81,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
+    @Flag(help: "Replace the report already in --run-dir (otherwise that is an error).")
+    var overwrite = false
+
     @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
     var runDir: String?
 
@@ -204,7 +207,7 @@ func prepareRun(_ options: RunOptions) throws -> (
 ) {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
-    let report = try RunReport(directory: directory)
+    let report = try RunReport(directory: directory, overwrite: options.overwrite)
     try report.writeManifest(
         RunManifest(
             configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
