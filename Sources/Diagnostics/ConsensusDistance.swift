@@ -9,38 +9,53 @@ public struct ConsensusDistance: Sendable {
     /// Ξ² restricted to each named slice of the layout, in layout order.
     public var perSlice: [(name: String, distanceSquared: Double)]
 
+    /// Coordinates processed together: x̄ and the difference for one block stay in L1/L2 while
+    /// every model's block is read once from memory (instead of three passes over whole vectors).
+    static let blockLength = 4_096
+
     /// Computes x̄ and Ξ² for `models` (all the same length), in the given (rank) order.
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil) {
         let n = models.count
         precondition(n > 0)
         let d = models[0].count
-        var average = [Float](repeating: 0, count: d)
-        average.withUnsafeMutableBufferPointer { y in
-            for model in models {
-                precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)")
-                BLAS.axpy(count: d, alpha: 1 / Float(n), x: model.baseAddress!, y: y.baseAddress!)
-            }
-        }
-        // One difference vector per model (copy + axpy), then squared norms per slice (dsdot,
-        // Float64 accumulation); the total is the sum over slices, so no extra pass.
+        for model in models { precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)") }
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
-        var difference = [Float](repeating: 0, count: d)
+        var average = [Float](repeating: 0, count: d)
         var sliceTotals = [Double](repeating: 0, count: slices.count)
-        for model in models {
-            difference.withUnsafeMutableBufferPointer { diff in
-                BLAS.copy(count: d, x: model.baseAddress!, y: diff.baseAddress!)
-                average.withUnsafeBufferPointer {
-                    BLAS.axpy(count: d, alpha: -1, x: $0.baseAddress!, y: diff.baseAddress!)
-                }
-                for (index, slice) in slices.enumerated() {
-                    let start = diff.baseAddress! + slice.1
-                    sliceTotals[index] += BLAS.doubleDot(count: slice.2, x: start, y: start)
+        var difference = [Float](repeating: 0, count: Self.blockLength)
+        var sum = [Double](repeating: 0, count: Self.blockLength)
+        average.withUnsafeMutableBufferPointer { averageBuffer in
+            difference.withUnsafeMutableBufferPointer { differenceBuffer in
+                sum.withUnsafeMutableBufferPointer { sumBuffer in
+                    let diff = differenceBuffer.baseAddress!
+                    let total = sumBuffer.baseAddress!
+                    for (index, slice) in slices.enumerated() {
+                        var start = slice.1
+                        let end = slice.1 + slice.2
+                        while start < end {
+                            let length = min(Self.blockLength, end - start)
+                            let mean = averageBuffer.baseAddress! + start
+                            // x̄ block: the sum in Float64, in rank order, rounded once to Float32,
+                            // so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly.
+                            total.update(repeating: 0, count: length)
+                            for model in models {
+                                let x = model.baseAddress! + start
+                                for j in 0..<length { total[j] += Double(x[j]) }
+                            }
+                            for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                            for model in models {
+                                BLAS.copy(count: length, x: model.baseAddress! + start, y: diff)
+                                BLAS.axpy(count: length, alpha: -1, x: mean, y: diff)
+                                sliceTotals[index] += BLAS.doubleDot(count: length, x: diff, y: diff)
+                            }
+                            start += length
+                        }
+                    }
                 }
             }
         }
-        let total = sliceTotals.reduce(0, +)
         self.average = average
-        distanceSquared = total / Double(n)
+        distanceSquared = sliceTotals.reduce(0, +) / Double(n)
         perSlice = layout == nil ? [] : zip(slices, sliceTotals).map { ($0.0, $1 / Double(n)) }
     }
 }

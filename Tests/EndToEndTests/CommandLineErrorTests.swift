@@ -6,7 +6,8 @@ import _TestSupport
 final class CommandLineErrorTests: XCTestCase {
     private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
         let child = try Child(
-            try dsgdBinary(), ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
+            try dsgdBinary(),
+            ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
             output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
         return (child.wait(seconds: 60), child.text)
     }
@@ -72,11 +73,19 @@ final class CommandLineErrorTests: XCTestCase {
         XCTAssertTrue(text.contains("has 5 outputs but --data synthetic has 10 classes"), text)
         let used = scratch.appendingPathComponent("used")
         let first = try Child(
-            try dsgdBinary(), ["simulate", "--workers", "2", "--rounds", "1", "--model", "784-10", "--data", "synthetic", "--run-dir", used.path],
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "2", "--rounds", "1", "--model", "784-10", "--data", "synthetic", "--run-dir",
+                used.path,
+            ],
             output: scratch.appendingPathComponent("first.log"))
         XCTAssertEqual(first.wait(seconds: 60), 0, first.text)
         let second = try Child(
-            try dsgdBinary(), ["simulate", "--workers", "2", "--rounds", "1", "--model", "784-10", "--data", "synthetic", "--run-dir", used.path],
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "2", "--rounds", "1", "--model", "784-10", "--data", "synthetic", "--run-dir",
+                used.path,
+            ],
             output: scratch.appendingPathComponent("second.log"))
         XCTAssertNotEqual(second.wait(seconds: 60), 0)
         XCTAssertTrue(second.text.contains("already holds a run report"), second.text)

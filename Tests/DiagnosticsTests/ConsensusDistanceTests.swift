@@ -1,0 +1,51 @@
+import Diagnostics
+import LearningCore
+import XCTest
+import _TestSupport
+
+/// Ξ² against a plain Float64 oracle, per slice and in total, with slices that straddle the
+/// block length. Tolerance 1e-9 relative: both sides accumulate in Float64 and only x̄ is rounded
+/// to Float32 in the implementation, whose first-order effect cancels (Σᵢ(xᵢ − x̄) = 0).
+final class ConsensusDistanceTests: XCTestCase {
+    func testMatchesDirectComputation_PerSliceAndTotal() {
+        var layout = ParameterLayout()
+        layout.append("a", shape: [3])
+        layout.append("b", shape: [5_000])
+        layout.append("c", shape: [97, 50])
+        var generator = SplitMix64(seed: 1)
+        let models: [[Float]] = (0..<5).map { worker in
+            (0..<layout.count).map { _ in Float(generator.nextStandardNormal() * 0.01 + Double(worker) * 1e-3 + 3) }
+        }
+        let result = withExtendedLifetime(models) {
+            ConsensusDistance(models: models.map { $0.withUnsafeBufferPointer { $0 } }, layout: layout)
+        }
+        let direct = directConsensusDistanceSquared(models)
+        XCTAssertEqual(result.distanceSquared, direct, accuracy: 1e-6 * direct)
+        for (index, slice) in layout.slices.enumerated() {
+            let part = directConsensusDistanceSquared(models.map { Array($0[slice.range]) })
+            XCTAssertEqual(result.perSlice[index].name, slice.name)
+            XCTAssertEqual(result.perSlice[index].distanceSquared, part, accuracy: 1e-6 * part)
+        }
+        for k in [0, 4_000, layout.count - 1] {
+            let mean = models.reduce(0.0) { $0 + Double($1[k]) } / 5
+            XCTAssertEqual(Double(result.average[k]), mean, accuracy: 1e-6)
+        }
+    }
+
+    func testIdenticalModels_HaveZeroDistance() {
+        let model: [Float] = (0..<10_000).map { Float($0) * 0.001 }
+        let result = model.withUnsafeBufferPointer { ConsensusDistance(models: [$0, $0, $0]) }
+        XCTAssertEqual(result.distanceSquared, 0)
+        XCTAssertEqual(result.average, model)
+    }
+
+    func testTwoModels_ClosedForm() {
+        // x₁ = 0, x₂ = 2·1: x̄ = 1, Ξ² = (1/2)(d + d) = d.
+        let zero = [Float](repeating: 0, count: 9_000)
+        let two = [Float](repeating: 2, count: 9_000)
+        let result = withExtendedLifetime((zero, two)) {
+            ConsensusDistance(models: [zero.withUnsafeBufferPointer { $0 }, two.withUnsafeBufferPointer { $0 }])
+        }
+        XCTAssertEqual(result.distanceSquared, 9_000)
+    }
+}
