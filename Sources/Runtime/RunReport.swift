@@ -88,11 +88,14 @@ public final class RunReport {
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let names = ["config.json", "rounds.jsonl", "rounds.csv", "summary.json"]
-        let existing = names.filter { FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path) }
+        let existing = names.filter {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
         if !existing.isEmpty && !overwrite {
             throw RunReportError(
                 reason:
-                    "\(directory.path) already holds a run report (\(existing.joined(separator: ", "))); choose another --run-dir or pass --overwrite"
+                    "\(directory.path) already holds a run report (\(existing.joined(separator: ", ")));"
+                    + " choose another --run-dir or pass --overwrite"
             )
         }
         for name in names { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
