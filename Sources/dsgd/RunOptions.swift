@@ -81,6 +81,12 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
+    @Option(
+        help:
+            "Repeat a run: take every run setting from its config.json (other run flags are ignored; --run-dir still applies)."
+    )
+    var config: String?
+
     @Flag(help: "Replace the report already in --run-dir (otherwise that is an error).")
     var overwrite = false
 
@@ -88,6 +94,7 @@ struct RunOptions: ParsableArguments {
     var runDir: String?
 
     func makeConfiguration() throws -> (RunConfiguration, URL) {
+        if let config { return try loadConfiguration(config) }
         let spec: ModelSpec
         do { spec = try ModelSpec(parsing: model) } catch { throw ValidationError("--model: \(error)") }
         let partitionScheme: PartitionScheme
@@ -125,7 +132,8 @@ struct RunOptions: ParsableArguments {
             schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
             momentum: momentum,
             weightDecay: weightDecay, weightDecayMode: weightDecayMode)
-        let directory = URL(fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name))
+        let directory = URL(
+            fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
         let configuration = RunConfiguration(
             runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec,
             batchSize: batch,
@@ -135,6 +143,25 @@ struct RunOptions: ParsableArguments {
             peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
             workerEvaluationSize: workerEvalSize)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        return (configuration, directory)
+    }
+
+    /// The configuration recorded in an earlier run's config.json.
+    private func loadConfiguration(_ path: String) throws -> (RunConfiguration, URL) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("--config: cannot read '\(path)'")
+        }
+        var configuration: RunConfiguration
+        do {
+            configuration = try JSONDecoder().decode(RunManifest.self, from: data).configuration
+        } catch {
+            throw ValidationError("--config: \(path) is not a dsgd config.json: \(error)")
+        }
+        let directory = URL(
+            fileURLWithPath: runDir
+                ?? defaultRunDirectory(topologyName: configuration.topology.name, workerCount: configuration.workers))
+        configuration.runName = directory.lastPathComponent
+        do { try configuration.validate() } catch { throw ValidationError("--config: \(path): \(error)") }
         return (configuration, directory)
     }
 
@@ -163,12 +190,12 @@ struct RunOptions: ParsableArguments {
         }
     }
 
-    private func defaultRunDirectory(topologyName: String) -> String {
+    private func defaultRunDirectory(topologyName: String, workerCount: Int) -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         formatter.timeZone = TimeZone(identifier: "UTC")
         let base = (topologyName as NSString).lastPathComponent.replacingOccurrences(of: ".edges", with: "")
-        return "runs/\(formatter.string(from: Date()))-\(base)-n\(workers)"
+        return "runs/\(formatter.string(from: Date()))-\(base)-n\(workerCount)"
     }
 }
 

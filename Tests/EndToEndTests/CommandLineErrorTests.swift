@@ -94,3 +94,34 @@ final class CommandLineErrorTests: XCTestCase {
         XCTAssertNotEqual(status, 0)
     }
 }
+
+final class RerunTests: XCTestCase {
+    /// A run repeated from its config.json gives the same numbers.
+    func testRerunFromConfig_GivesTheSameNumbers() throws {
+        let scratch = try temporaryDirectory("rerun")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let first = scratch.appendingPathComponent("first")
+        let original = try Child(
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "3", "--rounds", "6", "--model", "784-8-10", "--data", "synthetic:7",
+                "--partition",
+                "dirichlet:0.5", "--momentum", "0.9", "--nesterov", "--lr-schedule", "cosine", "--warmup-steps", "2",
+                "--algorithm", "cta", "--seed", "11", "--eval-every", "3", "--run-dir", first.path,
+            ], output: scratch.appendingPathComponent("first.log"))
+        XCTAssertEqual(original.wait(seconds: 60), 0, original.text)
+        let second = scratch.appendingPathComponent("second")
+        let rerun = try Child(
+            try dsgdBinary(),
+            ["simulate", "--config", first.appendingPathComponent("config.json").path, "--run-dir", second.path],
+            output: scratch.appendingPathComponent("second.log"))
+        XCTAssertEqual(rerun.wait(seconds: 60), 0, rerun.text)
+        let a = try jsonLines(first.appendingPathComponent("rounds.jsonl"))
+        let b = try jsonLines(second.appendingPathComponent("rounds.jsonl"))
+        XCTAssertEqual(a.count, 6)
+        for key in ["train_loss", "learning_rate", "consensus_distance_sq", "test_accuracy", "test_loss"] {
+            XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key)
+        }
+        XCTAssertNotEqual(a.map { $0["learning_rate"] as? Double }.compactMap { $0 }.count, 0)
+    }
+}
