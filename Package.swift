@@ -19,7 +19,7 @@ let package = Package(
         .target(name: "LearningCore", dependencies: ["COpenBLAS"]),
         .target(name: "Optimizers", dependencies: ["LearningCore"]),
         .target(name: "Datasets", dependencies: ["LearningCore", "CZlib"]),
-        .target(name: "Topologies", dependencies: []),
+        .target(name: "Topologies", dependencies: ["LearningCore", "COpenBLAS"]),
         .target(name: "Diagnostics", dependencies: ["LearningCore"]),
         .target(name: "Algorithms", dependencies: ["LearningCore", "Optimizers", "Topologies", "Datasets"]),
         .target(name: "Wire", dependencies: ["LearningCore"]),

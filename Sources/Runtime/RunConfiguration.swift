@@ -36,7 +36,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var optimizer: OptimizerSettings
     public var data: DataSource
     public var partition: PartitionScheme
-    public var topology: Topology
+    /// The topology of every round (fixed, periodic or random).
+    public var topology: TopologySchedule
     /// Gather parameters and compute Ξ² every this many rounds (and on the last).
     public var metricsEvery: Int
     /// Evaluate x̄ (and the workers' models) on the test set every this many rounds (and on the last).
@@ -54,7 +55,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public init(
         runName: String, seed: UInt64, rounds: Int, workers: Int, model: ModelSpec, batchSize: Int, localSteps: Int,
         algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
-        topology: Topology, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool, peerTimeoutSeconds: Double,
+        topology: TopologySchedule, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool,
+        peerTimeoutSeconds: Double,
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 2_000
     ) {
         self.runName = runName

@@ -27,6 +27,11 @@ public enum WorkerDirective {
 ///   model, xᵢ ← Wᵢᵢxᵢ + Σⱼ Wᵢⱼxⱼ.
 /// - CTA (D-PSGD): send xᵢ, train H local steps while the models travel, wait, then
 ///   xᵢ ← Σⱼ Wᵢⱼxⱼ + Δᵢ.
+/// The neighbours and weights of round t come from `configuration.topology.topology(atRound: t)`,
+/// so fixed, periodic and random schedules run the same way. When W is column- but not
+/// row-stochastic (directed graphs), the worker runs push-sum as in SGP (Assran et al., ICML 2019):
+/// it keeps a numerator xᵢ and a weight wᵢ (initially 1), trains from the de-biased zᵢ = xᵢ/wᵢ and
+/// adds the update to xᵢ, mixes both xᵢ and wᵢ with W, and reports zᵢ.
 /// Messages for later rounds are buffered; stale, duplicate, foreign-run or malformed ones are
 /// rejected with a log line and never mixed in.
 public struct WorkerMachine {
@@ -40,8 +45,11 @@ public struct WorkerMachine {
     public private(set) var configuration: RunConfiguration?
     private var runID: UInt64 = 0
     private var trainer: LocalTrainer?
-    /// The worker's current model xᵢ.
+    /// The worker's current model xᵢ (the push-sum numerator when push-sum runs).
     public private(set) var parameters: [Float] = []
+    /// Push-sum weight wᵢ (1 and unused for plain gossip).
+    public private(set) var pushSumWeight = 1.0
+    private var pushSum = false
     /// Next round to complete (0-based).
     public private(set) var round = 0
     private var started = false
@@ -50,12 +58,12 @@ public struct WorkerMachine {
     private var roundLearningRate = 0.0
     /// What this worker sent for the current round (its pre-mix model).
     private var sentThisRound: FloatPayload?
-    /// round → sender → model.
-    private var pending: [Int: [Int: FloatPayload]] = [:]
-    private var inNeighbors: [Int] = []
-    private var outNeighbors: [Int] = []
-    private var weights: [Int: Float] = [:]
-    private var selfWeight: Float = 1
+    /// round → sender → (model, push-sum weight).
+    private var pending: [Int: [Int: (FloatPayload, Double)]] = [:]
+    /// This worker's view of the topology of nearby rounds.
+    private var views: [Int: RoundView] = [:]
+    /// What this worker sent for the current round's push-sum weight.
+    private var sentWeightThisRound = 1.0
     /// Rounds the coordinator has recorded (flow control).
     private var acknowledgedRounds = 0
     /// The next round is due but waits for the coordinator to catch up.
@@ -64,6 +72,38 @@ public struct WorkerMachine {
     private var awaitingRelease = false
     public private(set) var bytesSent = 0
     public private(set) var rejectedMessages = 0
+
+    /// Round t's neighbours and weights as seen from this worker.
+    struct RoundView {
+        var inNeighbors: [Int]
+        var outNeighbors: [Int]
+        var selfWeight: Double
+        var weights: [Int: Double]
+    }
+
+    /// The de-biased model zᵢ = xᵢ/wᵢ under push-sum; xᵢ otherwise.
+    public var model: [Float] {
+        guard pushSum else { return parameters }
+        var z = parameters
+        z.scale(by: Float(1 / pushSumWeight))
+        return z
+    }
+
+    private mutating func view(_ t: Int) -> RoundView {
+        if let cached = views[t] { return cached }
+        let topology = configuration!.topology.topology(atRound: t)
+        let rank = self.rank!
+        var weights: [Int: Double] = [:]
+        var selfWeight = 0.0
+        for entry in topology.mixing[rank] {
+            if entry.node == rank { selfWeight = entry.weight } else { weights[entry.node] = entry.weight }
+        }
+        let view = RoundView(
+            inNeighbors: topology.inNeighbors(of: rank), outNeighbors: topology.outNeighbors(of: rank),
+            selfWeight: selfWeight, weights: weights)
+        views[t] = view
+        return view
+    }
 
     public init(
         nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int
@@ -127,17 +167,15 @@ public struct WorkerMachine {
         self.configuration = configuration
         rank = assignment.rank
         runID = assignment.runID
-        let topology = configuration.topology
-        inNeighbors = topology.inNeighbors(of: assignment.rank)
-        outNeighbors = topology.outNeighbors(of: assignment.rank)
-        for entry in topology.mixing[assignment.rank] {
-            if entry.node == assignment.rank {
-                selfWeight = Float(entry.weight)
-            } else {
-                weights[entry.node] = Float(entry.weight)
-            }
+        pushSum = configuration.topology.requiresPushSum
+        // A fixed graph needs routes to its out-neighbours only; a changing one may use any peer.
+        let peers: [Int]
+        if case .fixed(let topology) = configuration.topology {
+            peers = topology.outNeighbors(of: assignment.rank)
+        } else {
+            peers = (0..<configuration.workers).filter { $0 != assignment.rank }
         }
-        var directives: [WorkerDirective] = outNeighbors.map {
+        var directives: [WorkerDirective] = peers.map {
             .connect(.worker($0), endpoint: assignment.workerEndpoints[$0])
         }
         directives.append(.loadShard(rank: assignment.rank, configuration: configuration))
@@ -190,6 +228,7 @@ public struct WorkerMachine {
         case .combineThenAdapt:
             let snapshot = FloatPayload(copying: parameters)
             sentThisRound = snapshot
+            sentWeightThisRound = pushSumWeight
             return sendModel(snapshot) + [.trainLocally]
         case .adaptThenCombine:
             return [.trainLocally]
@@ -199,7 +238,18 @@ public struct WorkerMachine {
     /// The shell's turn to run this round's local steps.
     public mutating func onTrainTurn() -> [WorkerDirective] {
         guard let configuration, var trainer, !trainedThisRound else { return [] }
-        let (loss, learningRate) = trainer.train(&parameters)
+        let loss: Double
+        let learningRate: Double
+        if pushSum {
+            // Train from the de-biased zᵢ = xᵢ/wᵢ and add the update to the numerator xᵢ.
+            let start = model
+            var z = start
+            (loss, learningRate) = trainer.train(&z)
+            z.addScaled(start, by: -1)
+            parameters.addScaled(z, by: 1)
+        } else {
+            (loss, learningRate) = trainer.train(&parameters)
+        }
         self.trainer = trainer
         roundLoss = loss
         roundLearningRate = learningRate
@@ -209,14 +259,17 @@ public struct WorkerMachine {
         if configuration.algorithm == .adaptThenCombine {
             let snapshot = FloatPayload(copying: parameters)
             sentThisRound = snapshot
+            sentWeightThisRound = pushSumWeight
             directives += sendModel(snapshot)
         }
         return directives + combineIfReady()
     }
 
     private mutating func sendModel(_ snapshot: FloatPayload) -> [WorkerDirective] {
-        outNeighbors.map {
-            send(Envelope(header: header(.parameters, round: round), payload: snapshot), to: .worker($0))
+        // Under push-sum the body carries wᵢ as a little-endian Float64.
+        let body = pushSum ? withUnsafeBytes(of: pushSumWeight.bitPattern.littleEndian) { Array($0) } : []
+        return view(round).outNeighbors.map {
+            send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
         }
     }
 
@@ -224,9 +277,6 @@ public struct WorkerMachine {
         guard let configuration else { return reject("parameters before assignment") }
         let sender = Int(envelope.header.sender)
         let messageRound = Int(envelope.header.round)
-        guard inNeighbors.contains(sender) else {
-            return reject("parameters from worker \(sender), which is not an in-neighbour")
-        }
         guard messageRound >= round, messageRound < configuration.rounds else {
             return reject(
                 "parameters from worker \(sender) for round \(messageRound + 1), but this worker is at round \(round + 1) of \(configuration.rounds)"
@@ -237,22 +287,39 @@ public struct WorkerMachine {
                 "parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)"
             )
         }
+        guard view(messageRound).inNeighbors.contains(sender) else {
+            return reject("parameters from worker \(sender), which is not an in-neighbour in round \(messageRound + 1)")
+        }
+        var senderWeight = 1.0
+        if pushSum {
+            guard envelope.body.count == 8 else {
+                return reject("push-sum parameters from worker \(sender) lack their 8-byte weight")
+            }
+            senderWeight = Double(
+                bitPattern: UInt64(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+            guard senderWeight.isFinite, senderWeight > 0 else {
+                return reject("push-sum weight \(senderWeight) from worker \(sender) is not a positive number")
+            }
+        }
         guard pending[messageRound]?[sender] == nil else {
             return reject("duplicate parameters from worker \(sender) for round \(messageRound + 1)")
         }
         guard payload.isFinite else {
             return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
         }
-        pending[messageRound, default: [:]][sender] = payload
+        pending[messageRound, default: [:]][sender] = (payload, senderWeight)
         return messageRound == round ? combineIfReady() : []
     }
 
     private mutating func combineIfReady() -> [WorkerDirective] {
         guard let configuration, trainedThisRound else { return [] }
         let received = pending[round] ?? [:]
-        guard received.count == inNeighbors.count else { return [] }
-        let terms = inNeighbors.map { sender in Gossip.Term(weight: weights[sender]!, values: received[sender]!.buffer)
+        let view = view(round)
+        guard received.count == view.inNeighbors.count else { return [] }
+        let terms = view.inNeighbors.map { sender in
+            Gossip.Term(weight: Float(view.weights[sender]!), values: received[sender]!.0.buffer)
         }
+        let selfWeight = Float(view.selfWeight)
         withExtendedLifetime(received) {
             switch configuration.algorithm {
             case .adaptThenCombine:
@@ -264,6 +331,12 @@ public struct WorkerMachine {
                 }
             }
         }
+        if pushSum {
+            pushSumWeight =
+                view.selfWeight * sentWeightThisRound
+                + view.inNeighbors.reduce(0) { $0 + view.weights[$1]! * received[$1]!.1 }
+        }
+        views.removeValue(forKey: round)
         pending.removeValue(forKey: round)
         // The round is over: until the next one begins (which flow control may defer), nothing may
         // complete it, however many neighbour models arrive for it.
@@ -289,7 +362,7 @@ public struct WorkerMachine {
         let metrics = WorkerMetrics(
             round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
             epoch: trainer?.sampler.epoch ?? 0)
-        let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: parameters) : nil
+        let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: model) : nil
         return send(
             Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
             to: .coordinator)

@@ -8,149 +8,261 @@ public struct MixingEntry: Sendable, Equatable, Codable {
     }
 }
 
-/// An undirected gossip graph with its mixing matrix W. Row i lists, sorted by node, the weights
-/// node i gives to itself and to its neighbours; xᵢ ← Σⱼ Wᵢⱼ xⱼ. Stored sparsely.
+/// How mixing weights are derived from the graph when a file does not give them.
+public enum WeightRule: String, Sendable, Codable, CaseIterable {
+    /// Wᵢⱼ = 1 / (1 + max(dᵢ, dⱼ)) (Xiao and Boyd, "Fast linear iterations for distributed
+    /// averaging", 2004): symmetric and doubly stochastic on any undirected graph.
+    case metropolisHastings = "metropolis-hastings"
+    /// Wᵢⱼ = 1 / (1 + dᵢ⁻) over in-neighbours: row-stochastic; doubly stochastic only on regular graphs.
+    case uniform
+    /// Wᵢⱼ = 1 / (1 + Δ) with Δ the maximum degree, Wᵢᵢ = 1 − dᵢ/(1 + Δ) (a lazy walk): symmetric
+    /// and doubly stochastic on undirected graphs.
+    case maximumDegree = "maximum-degree"
+    /// Sinkhorn–Knopp scaling of the uniform weights on the support (edges and self-loops) until
+    /// every row and column sums to 1 within 1e-12 (Sinkhorn and Knopp, 1967).
+    case sinkhorn
+    /// Push-sum weights for directed graphs: node j splits its mass equally among itself and its
+    /// out-neighbours, Aᵢⱼ = 1 / (1 + dⱼ⁺): column-stochastic (Kempe et al., FOCS 2003).
+    case columnStochastic = "column-stochastic"
+}
+
+/// A gossip topology: a graph and its mixing matrix W, stored sparsely. Row i lists, sorted by
+/// node, the weights node i applies to itself and to its in-neighbours: xᵢ ← Σⱼ Wᵢⱼ xⱼ.
 public struct Topology: Sendable, Equatable, Codable {
-    public let nodeCount: Int
-    /// Sorted neighbour lists (no self).
-    public let neighbors: [[Int]]
+    /// A short human name: a generator spec such as `ring` or `torus:4x4`, or a file name.
+    public let name: String
+    public let graph: Graph
     /// Sparse rows of W, each including the self weight, sorted by node.
     public let mixing: [[MixingEntry]]
-    /// A short human name: `ring`, `complete`, or the file name.
-    public let name: String
+    /// A disconnected graph was explicitly allowed (`solo`, or `allow-disconnected` in a file).
+    public let allowsDisconnected: Bool
 
-    /// Builds a topology from undirected edges and a weight rule.
-    /// - Parameter explicitWeights: if given, W[u][v] = W[v][u] for each listed edge, and the self
-    ///   weight is 1 − Σ (must be ≥ 0).
-    public init(
-        name: String, nodeCount: Int, edges: [(Int, Int)], weights rule: WeightRule = .metropolisHastings,
-        explicitWeights: [Double]? = nil
-    ) throws(TopologyError) {
-        guard nodeCount >= 1 else { throw TopologyError(reason: "node count must be at least 1, got \(nodeCount)") }
-        var neighborSets = [Set<Int>](repeating: [], count: nodeCount)
-        var weightOf: [Int: Double] = [:]
-        for (index, (u, v)) in edges.enumerated() {
-            guard (0..<nodeCount).contains(u), (0..<nodeCount).contains(v) else {
-                throw TopologyError(reason: "edge \(u) \(v): node id out of range 0...\(nodeCount - 1)")
+    /// Tolerance for row and column sums and for symmetry: weights written with six or more
+    /// significant digits pass; a genuinely wrong row is off by far more.
+    public static let tolerance = 1e-6
+
+    /// Weights from a rule. Disconnected graphs are an error unless `allowDisconnected`.
+    public init(name: String, graph: Graph, weights rule: WeightRule, allowDisconnected: Bool = false)
+        throws(TopologyError)
+    {
+        let n = graph.nodeCount
+        var rows: [[MixingEntry]] = []
+        switch rule {
+        case .metropolisHastings, .uniform, .maximumDegree:
+            if graph.isDirected && rule != .uniform {
+                throw TopologyError(
+                    reason: "\(rule.rawValue) weights need an undirected graph; use uniform or column-stochastic")
             }
-            guard u != v else { throw TopologyError(reason: "edge \(u) \(v) is a self-loop; self weights are implied") }
-            guard !neighborSets[u].contains(v) else { throw TopologyError(reason: "duplicate edge \(u) \(v)") }
-            neighborSets[u].insert(v)
-            neighborSets[v].insert(u)
-            if let explicitWeights { weightOf[min(u, v) * nodeCount + max(u, v)] = explicitWeights[index] }
-        }
-        let neighbors = neighborSets.map { $0.sorted() }
-        var mixing: [[MixingEntry]] = []
-        for i in 0..<nodeCount {
-            var row: [MixingEntry] = []
-            var offDiagonal = 0.0
-            for j in neighbors[i] {
-                let w: Double
-                if explicitWeights != nil {
-                    w = weightOf[min(i, j) * nodeCount + max(i, j)]!
-                } else {
+            let maximumDegree = (0..<n).map { graph.inNeighbors[$0].count }.max() ?? 0
+            for i in 0..<n {
+                var row: [MixingEntry] = []
+                for j in graph.inNeighbors[i] {
+                    let w: Double
                     switch rule {
-                    case .metropolisHastings: w = 1 / Double(1 + max(neighbors[i].count, neighbors[j].count))
-                    case .uniform: w = 1 / Double(1 + neighbors[i].count)
+                    case .metropolisHastings:
+                        w = 1 / Double(1 + max(graph.inNeighbors[i].count, graph.inNeighbors[j].count))
+                    case .uniform: w = 1 / Double(1 + graph.inNeighbors[i].count)
+                    default: w = 1 / Double(1 + maximumDegree)
                     }
+                    row.append(MixingEntry(node: j, weight: w))
                 }
-                guard w.isFinite, w >= 0 else {
-                    throw TopologyError(reason: "edge \(i) \(j): weight \(w) is negative or not finite")
-                }
-                row.append(MixingEntry(node: j, weight: w))
-                offDiagonal += w
+                row.append(MixingEntry(node: i, weight: max(0, 1 - row.reduce(0) { $0 + $1.weight })))
+                rows.append(row.sorted { $0.node < $1.node })
             }
-            let selfWeight = 1 - offDiagonal
-            guard selfWeight >= -1e-9 else {
+        case .columnStochastic:
+            for i in 0..<n {
+                var row = graph.inNeighbors[i].map {
+                    MixingEntry(node: $0, weight: 1 / Double(1 + graph.outNeighbors[$0].count))
+                }
+                row.append(MixingEntry(node: i, weight: 1 / Double(1 + graph.outNeighbors[i].count)))
+                rows.append(row.sorted { $0.node < $1.node })
+            }
+        case .sinkhorn:
+            rows = try Self.sinkhorn(graph)
+        }
+        try self.init(
+            name: name, graph: graph, mixing: rows, allowDisconnected: allowDisconnected,
+            requireRowStochastic: rule != .columnStochastic)
+    }
+
+    /// Explicit weights: `weights[k]` is what the target of edge k gives its source (both ways when
+    /// undirected); each node keeps 1 − Σ of its row.
+    public init(
+        name: String, graph: Graph, explicitWeights: [Double], allowDisconnected: Bool = false
+    ) throws(TopologyError) {
+        let edges = graph.edges
+        precondition(explicitWeights.count == edges.count, "one weight per edge")
+        var rowMaps = [[Int: Double]](repeating: [:], count: graph.nodeCount)
+        for ((u, v), w) in zip(edges, explicitWeights) {
+            guard w.isFinite, w >= 0 else {
+                throw TopologyError(reason: "edge \(u) \(v): weight \(w) is negative or not finite")
+            }
+            rowMaps[v][u] = w
+            if !graph.isDirected { rowMaps[u][v] = w }
+        }
+        var rows: [[MixingEntry]] = []
+        for i in 0..<graph.nodeCount {
+            // Summed in node order, as the rules do, so the self weight is the same bits every time.
+            var row = rowMaps[i].sorted { $0.key < $1.key }.map { MixingEntry(node: $0.key, weight: $0.value) }
+            let offDiagonal = row.reduce(0) { $0 + $1.weight }
+            guard offDiagonal <= 1 + Self.tolerance else {
                 throw TopologyError(
                     reason: "node \(i): its edge weights sum to \(offDiagonal) > 1, leaving a negative self weight")
             }
-            row.append(MixingEntry(node: i, weight: max(selfWeight, 0)))
-            row.sort { $0.node < $1.node }
-            mixing.append(row)
+            row.append(MixingEntry(node: i, weight: max(0, 1 - offDiagonal)))
+            rows.append(row.sorted { $0.node < $1.node })
         }
-        self.name = name
-        self.nodeCount = nodeCount
-        self.neighbors = neighbors
-        self.mixing = mixing
+        try self.init(
+            name: name, graph: graph, mixing: rows, allowDisconnected: allowDisconnected, requireRowStochastic: true)
     }
 
-    /// Number of undirected edges.
-    public var edgeCount: Int { neighbors.reduce(0) { $0 + $1.count } / 2 }
+    /// A full matrix W (row-major n×n); the graph is its off-diagonal support.
+    public init(name: String, denseMatrix w: [[Double]], directed: Bool, allowDisconnected: Bool = false)
+        throws(TopologyError)
+    {
+        let n = w.count
+        var edges: [(Int, Int)] = []
+        var rows: [[MixingEntry]] = []
+        for i in 0..<n {
+            guard w[i].count == n else {
+                throw TopologyError(reason: "row \(i) has \(w[i].count) entries, expected \(n)")
+            }
+            var row: [MixingEntry] = []
+            for j in 0..<n {
+                let value = w[i][j]
+                guard value.isFinite, value >= 0 else {
+                    throw TopologyError(reason: "W[\(i)][\(j)] = \(value) is negative or not finite")
+                }
+                if value > 0 || i == j { row.append(MixingEntry(node: j, weight: value)) }
+                if value > 0 && i != j && (directed || j < i) { edges.append((j, i)) }
+            }
+            rows.append(row)
+        }
+        if !directed {
+            for i in 0..<n {
+                for j in 0..<i where abs(w[i][j] - w[j][i]) > Self.tolerance {
+                    throw TopologyError(
+                        reason:
+                            "W[\(i)][\(j)] = \(w[i][j]) but W[\(j)][\(i)] = \(w[j][i]): an undirected matrix must be symmetric (or declare 'directed')"
+                    )
+                }
+            }
+        }
+        let graph = try Graph(nodeCount: n, edges: edges, directed: directed)
+        let rowSums = rows.map { $0.reduce(0) { $0 + $1.weight } }
+        let columnStochastic = !rowSums.allSatisfy({ abs($0 - 1) <= Self.tolerance }) && directed
+        try self.init(
+            name: name, graph: graph, mixing: rows, allowDisconnected: allowDisconnected,
+            requireRowStochastic: !columnStochastic)
+    }
 
-    /// Each node's in-neighbours (equal to its neighbours: the graph is undirected).
-    public func inNeighbors(of node: Int) -> [Int] { neighbors[node] }
-    public func outNeighbors(of node: Int) -> [Int] { neighbors[node] }
+    private init(
+        name: String, graph: Graph, mixing: [[MixingEntry]], allowDisconnected: Bool, requireRowStochastic: Bool
+    ) throws(TopologyError) {
+        self.name = name
+        self.graph = graph
+        self.mixing = mixing
+        self.allowsDisconnected = allowDisconnected
+        if requireRowStochastic {
+            if let (row, sum) = rowSums.enumerated().first(where: { abs($0.element - 1) > Self.tolerance }).map({
+                ($0.offset, $0.element)
+            }) {
+                throw TopologyError(reason: "row \(row) of W sums to \(sum), not 1 (tolerance \(Self.tolerance))")
+            }
+        } else if let (column, sum) = columnSums.enumerated().first(where: { abs($0.element - 1) > Self.tolerance })
+            .map({ ($0.offset, $0.element) })
+        {
+            throw TopologyError(
+                reason: "column \(column) of W sums to \(sum), not 1 (tolerance \(Self.tolerance)), as push-sum needs")
+        }
+        if !graph.isDirected && !isSymmetric {
+            throw TopologyError(reason: "the graph is undirected but W is not symmetric")
+        }
+        if !allowDisconnected && graph.nodeCount > 1 && !graph.isConnected {
+            throw TopologyError(
+                reason:
+                    "the graph is disconnected: gossip cannot reach consensus (declare 'allow-disconnected' if intended)"
+            )
+        }
+    }
 
-    /// W as a dense row-major n×n matrix (for tests and small reports).
+    private static func sinkhorn(_ graph: Graph) throws(TopologyError) -> [[MixingEntry]] {
+        let n = graph.nodeCount
+        var rows = (0..<n).map { i in (graph.inNeighbors[i] + [i]).sorted().map { MixingEntry(node: $0, weight: 1) } }
+        for _ in 0..<10_000 {
+            for i in 0..<n {
+                let sum = rows[i].reduce(0) { $0 + $1.weight }
+                for k in rows[i].indices { rows[i][k].weight /= sum }
+            }
+            var columns = [Double](repeating: 0, count: n)
+            for row in rows { for entry in row { columns[entry.node] += entry.weight } }
+            if columns.allSatisfy({ abs($0 - 1) < 1e-12 }) { return rows }
+            for i in 0..<n { for k in rows[i].indices { rows[i][k].weight /= columns[rows[i][k].node] } }
+        }
+        throw TopologyError(
+            reason:
+                "Sinkhorn scaling did not converge in 10,000 iterations: this support has no doubly stochastic scaling")
+    }
+
+    // MARK: - Queries
+
+    public var nodeCount: Int { graph.nodeCount }
+    public var isDirected: Bool { graph.isDirected }
+    public var edgeCount: Int { graph.edgeCount }
+    /// Neighbour lists (out-neighbours; equal to in-neighbours when undirected).
+    public var neighbors: [[Int]] { graph.outNeighbors }
+    public func inNeighbors(of node: Int) -> [Int] { graph.inNeighbors[node] }
+    public func outNeighbors(of node: Int) -> [Int] { graph.outNeighbors[node] }
+    public var isConnected: Bool { graph.isConnected }
+
+    public var rowSums: [Double] { mixing.map { $0.reduce(0) { $0 + $1.weight } } }
+    public var columnSums: [Double] {
+        var sums = [Double](repeating: 0, count: nodeCount)
+        for row in mixing { for entry in row { sums[entry.node] += entry.weight } }
+        return sums
+    }
+    public var isRowStochastic: Bool { rowSums.allSatisfy { abs($0 - 1) <= Self.tolerance } }
+    public var isColumnStochastic: Bool { columnSums.allSatisfy { abs($0 - 1) <= Self.tolerance } }
+    public var isDoublyStochastic: Bool { isRowStochastic && isColumnStochastic }
+    public var isSymmetric: Bool {
+        var lookup = [Int: Double]()
+        for (i, row) in mixing.enumerated() { for entry in row { lookup[i * nodeCount + entry.node] = entry.weight } }
+        return lookup.allSatisfy { key, value in
+            let (i, j) = (key / nodeCount, key % nodeCount)
+            return abs((lookup[j * nodeCount + i] ?? 0) - value) <= Self.tolerance
+        }
+    }
+    /// W is column- but not row-stochastic: plain averaging would drift, push-sum is needed.
+    public var requiresPushSum: Bool { !isRowStochastic && isColumnStochastic }
+
+    /// Largest deviation of any row or column sum from 1.
+    public var stochasticityError: Double {
+        max(rowSums.map { abs($0 - 1) }.max() ?? 0, columnSums.map { abs($0 - 1) }.max() ?? 0)
+    }
+
+    /// W as a dense row-major n×n matrix (for tests and spectra).
     public var denseMixingMatrix: [Double] {
         var dense = [Double](repeating: 0, count: nodeCount * nodeCount)
         for (i, row) in mixing.enumerated() { for entry in row { dense[i * nodeCount + entry.node] = entry.weight } }
         return dense
     }
 
-    /// True when every node can reach every other.
-    public var isConnected: Bool {
-        var seen = [Bool](repeating: false, count: nodeCount)
-        var stack = [0]
-        seen[0] = true
-        while let node = stack.popLast() {
-            for next in neighbors[node] where !seen[next] {
-                seen[next] = true
-                stack.append(next)
+    /// The same topology with node i renamed permutation[i] (weights travel with their edges).
+    public func relabeled(by permutation: [Int], name: String? = nil) -> Topology {
+        var rows = [[MixingEntry]](repeating: [], count: nodeCount)
+        for (i, row) in mixing.enumerated() {
+            rows[permutation[i]] = row.map { MixingEntry(node: permutation[$0.node], weight: $0.weight) }.sorted {
+                $0.node < $1.node
             }
         }
-        return seen.allSatisfy { $0 }
+        // A relabelled valid topology is valid.
+        return try! Topology(
+            name: name ?? self.name, graph: graph.relabeled(by: permutation), mixing: rows,
+            allowDisconnected: allowsDisconnected,
+            requireRowStochastic: isRowStochastic)
     }
 
-    /// Largest deviation of any row or column sum from 1.
-    public var stochasticityError: Double {
-        var columns = [Double](repeating: 0, count: nodeCount)
-        var worst = 0.0
-        for row in mixing {
-            worst = max(worst, abs(row.reduce(0) { $0 + $1.weight } - 1))
-            for entry in row { columns[entry.node] += entry.weight }
-        }
-        return max(worst, columns.map { abs($0 - 1) }.max() ?? 0)
-    }
-}
-
-/// How mixing weights are derived from the graph when a file does not give them.
-public enum WeightRule: String, Sendable, Codable, CaseIterable {
-    /// Wᵢⱼ = 1 / (1 + max(dᵢ, dⱼ)) (Xiao and Boyd, "Fast linear iterations for distributed
-    /// averaging", 2004): symmetric and doubly stochastic on any undirected graph.
-    case metropolisHastings = "metropolis-hastings"
-    /// Wᵢⱼ = 1 / (1 + dᵢ): row-stochastic; doubly stochastic only on regular graphs.
-    case uniform
-}
-
-public struct TopologyError: Error, CustomStringConvertible, Equatable {
-    public var reason: String
-    public init(reason: String) { self.reason = reason }
-    public var description: String { reason }
-}
-
-extension Topology {
-    /// Ring on n nodes (node i ↔ i ± 1 mod n). n = 2 is one edge; n = 1 has none.
-    public static func ring(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError) -> Topology
-    {
-        var edges: [(Int, Int)] = []
-        if nodeCount == 2 { edges = [(0, 1)] }
-        if nodeCount > 2 { edges = (0..<nodeCount).map { ($0, ($0 + 1) % nodeCount) } }
-        return try Topology(name: "ring", nodeCount: nodeCount, edges: edges, weights: weights)
-    }
-
-    /// Complete graph; with Metropolis–Hastings (or uniform) weights every entry is exactly 1/n,
-    /// so one gossip step is exact all-reduce averaging: C-SGD.
-    public static func complete(nodeCount: Int, weights: WeightRule = .metropolisHastings) throws(TopologyError)
-        -> Topology
-    {
-        var edges: [(Int, Int)] = []
-        for i in 0..<nodeCount { for j in (i + 1)..<max(nodeCount, i + 1) { edges.append((i, j)) } }
-        return try Topology(name: "complete", nodeCount: nodeCount, edges: edges, weights: weights)
-    }
-
-    /// A stable 64-bit FNV-1a hash of the canonical edge-list text, recorded in run configs.
+    /// A stable 64-bit FNV-1a hash of the canonical text, recorded in run configs.
     public var hash: String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in TopologyFile.format(self).utf8 {
@@ -160,4 +272,10 @@ extension Topology {
         let hex = String(h, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
+}
+
+public struct TopologyError: Error, CustomStringConvertible, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { reason }
 }

@@ -5,13 +5,14 @@ import Optimizers
 import Topologies
 
 /// D-SGD computed the dense way, as an oracle: all n models in one matrix X and one SGEMM
-/// X ← W·X per round, with each worker's local update made by the same `LocalTrainer` (same
+/// X ← W_t·X per round t, with each worker's local update made by the same `LocalTrainer` (same
 /// seeds, same shards) that the workers use. Only the plumbing differs from the real run, so a
-/// mismatch points at the message passing, buffering or mixing.
+/// mismatch points at the message passing, buffering, scheduling or mixing. With push-sum the
+/// weights w ← W_t·w are mixed alongside and the de-biased X/w is returned.
 public func denseReferenceDSGD(
-    network: Network, shards: [Dataset], topology: Topology, algorithm: GossipAlgorithm, batchSize: Int,
-    localSteps: Int,
-    optimizer: OptimizerSettings, seed: UInt64, rounds: Int
+    network: Network, shards: [Dataset], topology schedule: TopologySchedule, algorithm: GossipAlgorithm,
+    batchSize: Int,
+    localSteps: Int, optimizer: OptimizerSettings, seed: UInt64, rounds: Int
 ) -> [[Float]] {
     let start = network.initialParameters(seed: seed)
     var trainers = shards.enumerated().map { rank, shard in
@@ -20,23 +21,55 @@ public func denseReferenceDSGD(
             seed: seed,
             rank: rank)
     }
-    var models = [[Float]](repeating: start, count: shards.count)
-    for _ in 0..<rounds {
+    let n = shards.count
+    let pushSum = schedule.requiresPushSum
+    var models = [[Float]](repeating: start, count: n)
+    var weights = [Double](repeating: 1, count: n)
+    func debiased(_ rank: Int) -> [Float] {
+        var z = models[rank]
+        if pushSum { z.scale(by: Float(1 / weights[rank])) }
+        return z
+    }
+    for round in 0..<rounds {
+        let topology = schedule.topology(atRound: round)
+        // Each worker's local update, computed exactly as the worker computes it.
+        var updates = [[Float]]()
+        for rank in 0..<n {
+            if !pushSum && algorithm == .adaptThenCombine {
+                _ = trainers[rank].train(&models[rank])
+                continue
+            }
+            let before = debiased(rank)
+            var after = before
+            _ = trainers[rank].train(&after)
+            after.addScaled(before, by: -1)
+            updates.append(after)
+        }
         switch algorithm {
         case .adaptThenCombine:
-            for rank in models.indices { _ = trainers[rank].train(&models[rank]) }
+            if pushSum { for rank in 0..<n { models[rank].addScaled(updates[rank], by: 1) } }
             models = Gossip.denseMix(models, mixing: topology)
         case .combineThenAdapt:
-            var updates = models
-            for rank in models.indices {
-                _ = trainers[rank].train(&updates[rank])
-                updates[rank].addScaled(models[rank], by: -1)
-            }
             models = Gossip.denseMix(models, mixing: topology)
-            for rank in models.indices { models[rank].addScaled(updates[rank], by: 1) }
+            for rank in 0..<n { models[rank].addScaled(updates[rank], by: 1) }
+        }
+        if pushSum {
+            let w = topology.denseMixingMatrix
+            weights = (0..<n).map { i in (0..<n).reduce(0.0) { $0 + w[i * n + $1] * weights[$1] } }
         }
     }
-    return models
+    return (0..<n).map(debiased)
+}
+
+/// The fixed-topology convenience.
+public func denseReferenceDSGD(
+    network: Network, shards: [Dataset], topology: Topology, algorithm: GossipAlgorithm, batchSize: Int,
+    localSteps: Int,
+    optimizer: OptimizerSettings, seed: UInt64, rounds: Int
+) -> [[Float]] {
+    denseReferenceDSGD(
+        network: network, shards: shards, topology: .fixed(topology), algorithm: algorithm, batchSize: batchSize,
+        localSteps: localSteps, optimizer: optimizer, seed: seed, rounds: rounds)
 }
 
 /// Ξ² computed plainly in Float64, with no BLAS: (1/n)·Σᵢ Σₖ (xᵢₖ − x̄ₖ)².

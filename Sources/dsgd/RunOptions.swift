@@ -12,7 +12,10 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Number of worker processes.")
     var workers: Int = 8
 
-    @Option(help: "'ring', 'complete' (uniform 1/n: C-SGD, exact all-reduce), or a .edges file.")
+    @Option(
+        help:
+            "A generator (\(GraphGenerator.names.joined(separator: ", "))), a schedule (\(TopologySchedule.names.joined(separator: ", "))), or a file; 'complete' is C-SGD."
+    )
     var topology: String = "ring"
 
     @Option(help: "Gossip rounds.")
@@ -20,6 +23,11 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: "MLP layer widths, e.g. 784-256-256-10 (784-10 is logistic regression); add :tanh for tanh.")
     var model: String = "784-256-256-10"
+
+    @Option(
+        help: "Mixing weights for a generated topology: \(WeightRule.allCases.map(\.rawValue).joined(separator: ", "))."
+    )
+    var weights: WeightRule?
 
     @Option(help: "Mini-batch size per worker and local step.")
     var batch: Int = 32
@@ -165,29 +173,14 @@ struct RunOptions: ParsableArguments {
         return (configuration, directory)
     }
 
-    private func makeTopology() throws -> Topology {
+    private func makeTopology() throws -> TopologySchedule {
         guard workers >= 1 else { throw ValidationError("--workers: must be at least 1, got \(workers)") }
-        do {
-            switch topology {
-            case "ring": return try .ring(nodeCount: workers)
-            case "complete": return try .complete(nodeCount: workers)
-            default:
-                guard let data = FileManager.default.contents(atPath: topology) else {
-                    throw ValidationError(
-                        "--topology: '\(topology)' is not 'ring', 'complete' or a readable .edges file")
-                }
-                let graph = try TopologyFile.parse(String(decoding: data, as: UTF8.self), name: topology)
-                guard graph.nodeCount == workers else {
-                    throw ValidationError(
-                        "--topology: \(topology) declares \(graph.nodeCount) nodes but --workers is \(workers)")
-                }
-                return graph
-            }
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            throw ValidationError("--topology: \(error)")
+        let schedule = try loadSchedule(topology, nodeCount: workers, seed: seed, weights: weights, flag: "--topology")
+        guard schedule.nodeCount == workers else {
+            throw ValidationError(
+                "--topology: \(topology) declares \(schedule.nodeCount) nodes but --workers is \(workers)")
         }
+        return schedule
     }
 
     private func defaultRunDirectory(topologyName: String, workerCount: Int) -> String {
@@ -200,6 +193,7 @@ struct RunOptions: ParsableArguments {
 }
 
 extension WeightDecayMode: ExpressibleByArgument {}
+extension WeightRule: ExpressibleByArgument {}
 extension GossipAlgorithm: ExpressibleByArgument {}
 
 /// Logs to standard error, one line each.
@@ -258,4 +252,31 @@ func prepareEvaluation(_ configuration: RunConfiguration) throws -> (Dataset, Da
     }
     let trainCount = try DataLoader.trainLabels(configuration.data).labels.count
     return (test, DataLoader.describe(configuration.data, trainCount: trainCount, test: test))
+}
+
+/// Resolves a topology argument: a generator name, a schedule name, or a topology file.
+func loadSchedule(_ spec: String, nodeCount: Int, seed: UInt64, weights: WeightRule?, flag: String) throws
+    -> TopologySchedule
+{
+    do {
+        if let generator = GraphGenerator(parsing: spec) {
+            return .fixed(try Topology.generated(generator, nodeCount: nodeCount, seed: seed, weights: weights))
+        }
+        if let schedule = try TopologySchedule.parse(spec, nodeCount: nodeCount, seed: seed) { return schedule }
+    } catch {
+        throw ValidationError("\(flag): \(spec): \(error)")
+    }
+    guard let data = FileManager.default.contents(atPath: spec) else {
+        throw ValidationError(
+            "\(flag): '\(spec)' is not a generator (\(GraphGenerator.names.joined(separator: ", "))), a schedule (\(TopologySchedule.names.joined(separator: ", "))) or a readable file"
+        )
+    }
+    if weights != nil {
+        throw ValidationError("--weights applies to generated topologies; a file states its own weights")
+    }
+    do {
+        return try TopologyFile.parseSchedule(String(decoding: data, as: UTF8.self), name: spec)
+    } catch {
+        throw ValidationError("\(flag): \(error)")
+    }
 }

@@ -20,7 +20,7 @@ func smallConfiguration(
         optimizer: OptimizerSettings(
             schedule: .constant(0.1), momentumKind: momentum == 0 ? .none : .heavyBall, momentum: momentum),
         data: .synthetic(seed: 2, trainCount: 400, testCount: 100, featureCount: 20), partition: .iid,
-        topology: topology ?? (try! Topology.ring(nodeCount: workers)), metricsEvery: metricsEvery,
+        topology: .fixed(topology ?? (try! Topology.ring(nodeCount: workers))), metricsEvery: metricsEvery,
         evalEvery: evalEvery,
         evaluateWorkers: true, peerTimeoutSeconds: 10)
 }

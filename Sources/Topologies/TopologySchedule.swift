@@ -1,0 +1,164 @@
+import LearningCore
+
+/// The topology of every round: fixed, periodic (a schedule file), or a seeded random process.
+/// `topology(atRound:)` is a pure function of the round (and the seed), so every worker derives
+/// the same graph for the same round without any coordination.
+public enum TopologySchedule: Sendable, Equatable, Codable {
+    case fixed(Topology)
+    /// Round t uses phase t mod T (a schedule file).
+    case periodic(name: String, phases: [Topology])
+    /// Round t: every node sends to the one peer at distance 2^(t mod ⌈log₂ n⌉) and keeps half
+    /// its model (Ying et al., "Exponential graph is provably efficient for decentralized deep
+    /// training", NeurIPS 2021). The product over one period is exact averaging when n is a power of 2.
+    case onePeerExponential(nodeCount: Int)
+    /// A fresh uniformly random perfect matching each round (one node idles when n is odd);
+    /// matched pairs average (weights 1/2).
+    case randomMatching(nodeCount: Int, seed: UInt64)
+    /// The base topology with its nodes randomly permuted each round (the "random shuffle" setting
+    /// of Zhu et al., ICML 2023).
+    case randomPermutation(base: Topology, seed: UInt64)
+    /// A fresh random d-regular graph each round, Metropolis–Hastings weights.
+    case randomRegular(nodeCount: Int, degree: Int, seed: UInt64)
+
+    public var nodeCount: Int {
+        switch self {
+        case .fixed(let topology): topology.nodeCount
+        case .periodic(_, let phases): phases[0].nodeCount
+        case .onePeerExponential(let n), .randomMatching(let n, _), .randomRegular(let n, _, _): n
+        case .randomPermutation(let base, _): base.nodeCount
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .fixed(let topology): topology.name
+        case .periodic(let name, _): name
+        case .onePeerExponential: "one-peer-exponential"
+        case .randomMatching: "random-matching"
+        case .randomPermutation(let base, _): "random-permutation:\(base.name)"
+        case .randomRegular(_, let degree, _): "random-regular-each-round:\(degree)"
+        }
+    }
+
+    /// Rounds after which the sequence repeats; nil for random schedules.
+    public var period: Int? {
+        switch self {
+        case .fixed: 1
+        case .periodic(_, let phases): phases.count
+        case .onePeerExponential(let n): Self.exponentialPeriod(n)
+        case .randomMatching, .randomPermutation, .randomRegular: nil
+        }
+    }
+
+    public var isStatic: Bool { if case .fixed = self { true } else { false } }
+
+    /// Whether the workers must run push-sum (some round's W is column- but not row-stochastic).
+    public var requiresPushSum: Bool {
+        switch self {
+        case .fixed(let topology): topology.requiresPushSum
+        case .periodic(_, let phases): phases.contains { $0.requiresPushSum }
+        case .randomPermutation(let base, _): base.requiresPushSum
+        case .onePeerExponential, .randomMatching, .randomRegular: false
+        }
+    }
+
+    /// The phase of round t (0-based) for periodic schedules.
+    public func phase(atRound t: Int) -> Int? { period.map { t % $0 } }
+
+    static func exponentialPeriod(_ n: Int) -> Int {
+        var period = 0
+        while (1 << period) < n { period += 1 }
+        return max(period, 1)
+    }
+
+    /// The topology of round t (0-based).
+    public func topology(atRound t: Int) -> Topology {
+        switch self {
+        case .fixed(let topology):
+            return topology
+        case .periodic(_, let phases):
+            return phases[t % phases.count]
+        case .onePeerExponential(let n):
+            let hop = (1 << (t % Self.exponentialPeriod(n))) % max(n, 1)
+            var edges: [(Int, Int)] = []
+            if n > 1 && hop != 0 {
+                for i in 0..<n where !(2 * hop == n && i >= hop) { edges.append((i, (i + hop) % n)) }
+            }
+            let directed = !(n > 1 && 2 * hop == n)
+            let graph = try! Graph(nodeCount: n, edges: edges, directed: directed)
+            let weights = directed ? WeightRule.uniform : .metropolisHastings
+            return try! Topology(
+                name: "one-peer-exponential[hop \(hop)]", graph: graph, weights: weights, allowDisconnected: true)
+        case .randomMatching(let n, let seed):
+            var generator = SplitMix64(seed: seed, stream: 0x3A7C, substream: UInt64(t))
+            var order = Array(0..<n)
+            generator.shuffle(&order)
+            let edges = stride(from: 0, to: n - 1, by: 2).map {
+                (min(order[$0], order[$0 + 1]), max(order[$0], order[$0 + 1]))
+            }
+            let graph = try! Graph(nodeCount: n, edges: edges, directed: false)
+            return try! Topology(
+                name: "random-matching", graph: graph, weights: .metropolisHastings, allowDisconnected: true)
+        case .randomPermutation(let base, let seed):
+            var generator = SplitMix64(seed: seed, stream: 0x9E27, substream: UInt64(t))
+            var permutation = Array(0..<base.nodeCount)
+            generator.shuffle(&permutation)
+            return base.relabeled(by: permutation)
+        case .randomRegular(let n, let degree, let seed):
+            var generator = SplitMix64(seed: seed, stream: 0x4E6A, substream: UInt64(t))
+            // Validated when the schedule was made, so sampling succeeds.
+            let graph = try! GraphGenerator.randomRegular(n: n, degree: degree, using: &generator)
+            return try! Topology(
+                name: "random-regular:\(degree)", graph: graph, weights: .metropolisHastings, allowDisconnected: true)
+        }
+    }
+
+    /// Schedule names for `--topology`: `one-peer-exponential`, `random-matching`,
+    /// `random-permutation:BASE`, `random-regular-each-round:D`.
+    public static let names = [
+        "one-peer-exponential", "random-matching", "random-permutation:GENERATOR", "random-regular-each-round:D",
+    ]
+
+    /// Parses a schedule name; nil when `text` is not one.
+    public static func parse(_ text: String, nodeCount: Int, seed: UInt64) throws(TopologyError) -> TopologySchedule? {
+        if text == "one-peer-exponential" { return .onePeerExponential(nodeCount: nodeCount) }
+        if text == "random-matching" { return .randomMatching(nodeCount: nodeCount, seed: seed) }
+        if text.hasPrefix("random-permutation:") {
+            let baseName = String(text.dropFirst("random-permutation:".count))
+            guard let base = GraphGenerator(parsing: baseName) else {
+                throw TopologyError(
+                    reason:
+                        "random-permutation: '\(baseName)' is not a generator (\(GraphGenerator.names.joined(separator: ", ")))"
+                )
+            }
+            return .randomPermutation(base: try Topology.generated(base, nodeCount: nodeCount, seed: seed), seed: seed)
+        }
+        if text.hasPrefix("random-regular-each-round:") {
+            guard let degree = Int(text.dropFirst("random-regular-each-round:".count)) else {
+                throw TopologyError(reason: "'\(text)': expected random-regular-each-round:D with an integer D")
+            }
+            var generator = SplitMix64(seed: seed)
+            _ = try GraphGenerator.randomRegular(n: nodeCount, degree: degree, using: &generator)
+            return .randomRegular(nodeCount: nodeCount, degree: degree, seed: seed)
+        }
+        return nil
+    }
+
+    /// A stable hash for run configs.
+    public var hash: String {
+        let text: String
+        switch self {
+        case .fixed(let topology): return topology.hash
+        case .periodic(_, let phases): text = phases.map { TopologyFile.format($0) }.joined(separator: "phase\n")
+        case .randomPermutation(let base, let seed): text = "random-permutation \(seed)\n" + TopologyFile.format(base)
+        default: text = "\(name) \(nodeCount) \(self)"
+        }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            h ^= UInt64(byte)
+            h = h &* 0x100_0000_01b3
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
