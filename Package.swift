@@ -44,7 +44,8 @@ let package = Package(
         ),
         .testTarget(name: "LearningCoreTests", dependencies: ["LearningCore", "Optimizers", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "_TestSupport"]),
-        .testTarget(name: "TopologiesTests", dependencies: ["Topologies", "_TestSupport"]),
+        .testTarget(
+            name: "TopologiesTests", dependencies: ["Topologies", "Algorithms", "LearningCore", "_TestSupport"]),
         .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "_TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
         .testTarget(

@@ -157,7 +157,8 @@ public struct Topology: Sendable, Equatable, Codable {
     }
 
     private init(
-        name: String, graph: Graph, mixing: [[MixingEntry]], allowDisconnected: Bool, requireRowStochastic: Bool
+        name: String, graph: Graph, mixing: [[MixingEntry]], allowDisconnected: Bool, requireRowStochastic: Bool,
+        requireSymmetric: Bool = false
     ) throws(TopologyError) {
         self.name = name
         self.graph = graph
@@ -175,7 +176,7 @@ public struct Topology: Sendable, Equatable, Codable {
             throw TopologyError(
                 reason: "column \(column) of W sums to \(sum), not 1 (tolerance \(Self.tolerance)), as push-sum needs")
         }
-        if !graph.isDirected && !isSymmetric {
+        if requireSymmetric && !graph.isDirected && !isSymmetric {
             throw TopologyError(reason: "the graph is undirected but W is not symmetric")
         }
         if !allowDisconnected && graph.nodeCount > 1 && !graph.isConnected {

@@ -7,6 +7,9 @@
 /// - Schedule: a `schedule` header line, then one edge list or matrix per phase, each introduced
 ///   by a `phase` line; round t uses phase t mod (number of phases).
 public enum TopologyFile {
+    /// Larger graphs are rejected before anything is allocated for them.
+    public static let maximumNodeCount = 100_000
+
     /// Parses a static topology (an edge list or a matrix).
     public static func parse(_ text: String, name: String) throws(TopologyFileError) -> Topology {
         let lines = numberedLines(text)
@@ -143,6 +146,9 @@ public enum TopologyFile {
                 guard fields.count == 1, let n = Int(fields[0]), n >= 1 else {
                     throw fail(line, "the first line must be the node count (a positive integer), got '\(line.text)'")
                 }
+                guard n <= maximumNodeCount else {
+                    throw fail(line, "node count \(n) exceeds the supported maximum of \(maximumNodeCount)")
+                }
                 nodeCount = n
                 continue
             }
@@ -237,12 +243,25 @@ public enum TopologyFile {
         }
     }
 
-    /// Canonical text: an edge list with explicit weights for row-stochastic W, a matrix otherwise.
+    /// Canonical text: the edge list with a `weights RULE` header when a rule reproduces W exactly,
+    /// with explicit weights when W is row-stochastic and symmetric, and the matrix form otherwise.
     public static func format(_ topology: Topology) -> String {
         var lines: [String] = []
         if topology.isDirected { lines.append("directed") }
         if topology.allowsDisconnected { lines.append("allow-disconnected") }
-        if !topology.isRowStochastic {
+        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
+        if let rule = rules.first(where: { rule in
+            (try? Topology(name: topology.name, graph: topology.graph, weights: rule, allowDisconnected: true))?.mixing
+                == topology.mixing
+        }) {
+            if rule != (topology.isDirected ? .columnStochastic : .metropolisHastings) {
+                lines.append("weights \(rule.rawValue)")
+            }
+            lines.append("\(topology.nodeCount)")
+            for (u, v) in topology.graph.edges { lines.append("\(u) \(v)") }
+            return lines.joined(separator: "\n") + "\n"
+        }
+        if !topology.isRowStochastic || (!topology.isDirected && !topology.isSymmetric) {
             lines.append("matrix")
             let dense = topology.denseMixingMatrix
             let n = topology.nodeCount
