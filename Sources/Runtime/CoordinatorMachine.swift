@@ -201,6 +201,9 @@ public struct CoordinatorMachine {
             trainLossMax: losses.max()!, learningRate: ordered[0].0.learningRate,
             bytesSent: ordered.reduce(0) { $0 + $1.0.bytesSent },
             epoch: Double(ordered.reduce(0) { $0 + $1.0.epoch }) / Double(ordered.count))
+        if let period = configuration.topology.period, period > 1 {
+            record.topologyPhase = (roundNumber - 1) % period
+        }
         let models = ordered.compactMap(\.1)
         if models.count == configuration.workers {
             let consensus = withExtendedLifetime(models) {

@@ -27,6 +27,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var epoch: Double
     /// Seconds since the start barrier when the coordinator recorded the round (set by the shell).
     public var elapsedSeconds: Double?
+    /// For periodic schedules, the phase (round − 1) mod period the round used.
+    public var topologyPhase: Int?
 
     public enum CodingKeys: String, CodingKey {
         case round
@@ -45,13 +47,14 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case bytesSent = "bytes_sent"
         case epoch
         case elapsedSeconds = "elapsed_seconds"
+        case topologyPhase = "topology_phase"
     }
 
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).
     public static let csvColumns: [CodingKeys] = [
         .round, .trainLoss, .trainLossMin, .trainLossMax, .learningRate, .consensusDistanceSquared, .averageModelNorm,
         .testLoss, .testAccuracy, .workerTestAccuracyMean, .workerTestAccuracyMin, .workerTestAccuracyMax, .bytesSent,
-        .epoch, .elapsedSeconds,
+        .epoch, .elapsedSeconds, .topologyPhase,
     ]
 
     public var csvRow: String {
@@ -61,7 +64,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
             number(consensusDistanceSquared), number(averageModelNorm), number(testLoss), number(testAccuracy),
             number(workerTestAccuracyMean), number(workerTestAccuracyMin), number(workerTestAccuracyMax),
             "\(bytesSent)",
-            number(epoch), number(elapsedSeconds),
+            number(epoch), number(elapsedSeconds), topologyPhase.map(String.init) ?? "",
         ].joined(separator: ",")
     }
 

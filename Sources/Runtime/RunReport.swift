@@ -23,6 +23,8 @@ public struct RunSummary: Codable, Sendable {
     public var roundsPerSecond: Double
     public var bytesSent: Int?
     public var workerPeakResidentBytes: [Int]?
+    /// Spectral gap of W (of the product over one period for schedules).
+    public var spectralGap: Double?
 
     enum CodingKeys: String, CodingKey {
         case status, reason, rounds, workers, topology, algorithm, data
@@ -37,6 +39,7 @@ public struct RunSummary: Codable, Sendable {
         case roundsPerSecond = "rounds_per_second"
         case bytesSent = "bytes_sent"
         case workerPeakResidentBytes = "worker_peak_resident_bytes"
+        case spectralGap = "spectral_gap"
     }
 }
 
@@ -50,14 +53,21 @@ public struct RunManifest: Codable, Sendable {
     public var createdAt: String
     public var command: [String]
     public var openBLASCore: String
+    /// Spectra of the mixing (per phase and over one period).
+    public var topologySpectrum: ScheduleSpectrum?
 
     public init(
         configuration: RunConfiguration, data: DataDescription, gitCommit: String, command: [String],
-        openBLASCore: String
+        openBLASCore: String, topologySpectrum: ScheduleSpectrum? = nil
     ) {
+        self.topologySpectrum = topologySpectrum
         self.configuration = configuration
         topologyHash = configuration.topology.hash
-        topologyEdges = TopologyFile.format(configuration.topology)
+        if configuration.topology.period == nil {
+            topologyEdges = "# \(configuration.topology.name): a new random graph every round, seeded by the run seed\n"
+        } else {
+            topologyEdges = TopologyFile.format(configuration.topology)
+        }
         self.data = data
         self.gitCommit = gitCommit
         createdAt = ISO8601DateFormatter().string(from: Date())
@@ -72,6 +82,7 @@ public struct RunManifest: Codable, Sendable {
         case gitCommit = "git_commit"
         case createdAt = "created_at"
         case openBLASCore = "openblas_core"
+        case topologySpectrum = "topology_spectrum"
     }
 }
 

@@ -116,6 +116,8 @@ public final class CoordinatorShell {
     private var lastMessageAt: ContinuousClock.Instant
     private let data: DataDescription?
     private var summaries: [WorkerSummary] = []
+    /// Recorded in summary.json (computed by the caller, which may skip it for huge graphs).
+    public var spectralGap: Double?
 
     public init(
         machine: CoordinatorMachine, transport: any Transport, report: RunReport?, data: DataDescription?,
@@ -224,7 +226,8 @@ public final class CoordinatorShell {
                 .consensusDistanceSquared,
             wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0,
             bytesSent: records.last?.bytesSent,
-            workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes))
+            workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),
+            spectralGap: spectralGap)
     }
 
     private func writeSummary() {

@@ -13,12 +13,14 @@ public enum Simulation {
     public static func run(
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, report: RunReport?, data: DataDescription?,
         progress: ProgressLine?, log: @escaping (String) -> Void,
-        loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil
+        loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil,
+        spectralGap: Double? = nil
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
         let hub = InMemoryHub(reorderingSeed: interleavingSeed)
         let coordinator = CoordinatorShell(
             machine: CoordinatorMachine(configuration: configuration, runID: runID, testSet: testSet),
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
+        coordinator.spectralGap = spectralGap
         let workers = (0..<configuration.workers).map { index in
             let machine = WorkerMachine(
                 nonce: UInt64(index), host: "simulation", processID: 0, requestedRank: index,

@@ -165,6 +165,24 @@ public struct ScheduleSpectrum: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case phases, product
         case productRounds = "product_rounds"
+        case spectralGap = "spectral_gap"
+        case consensusContractionPerRound = "consensus_contraction_per_round"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        phases = try container.decode([SpectralSummary].self, forKey: .phases)
+        product = try container.decode(SpectralSummary.self, forKey: .product)
+        productRounds = try container.decode(Int.self, forKey: .productRounds)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(phases, forKey: .phases)
+        try container.encode(product, forKey: .product)
+        try container.encode(productRounds, forKey: .productRounds)
+        try container.encode(product.spectralGap, forKey: .spectralGap)
+        try container.encodeIfPresent(consensusContractionPerRound, forKey: .consensusContractionPerRound)
     }
 }
 

@@ -22,7 +22,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory, testSet, data, report) = try prepareRun(options)
+        let (configuration, directory, testSet, data, report, spectralGap) = try prepareRun(options)
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         if let endpointFile {
@@ -41,6 +41,7 @@ struct CoordinatorCommand: ParsableCommand {
                 FileHandle.standardError.write(Data($0.utf8))
             },
             log: logLine)
+        shell.spectralGap = spectralGap
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 200)
             let signalNumber = interruptSignal.load(ordering: .relaxed)

@@ -224,16 +224,18 @@ func gitCommit() -> String {
 /// Everything a run needs before it starts: the checked configuration, the run folder with its
 /// `config.json` written, the test set and the data description.
 func prepareRun(_ options: RunOptions) throws -> (
-    configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport
+    configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport,
+    spectralGap: Double
 ) {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
     let report = try RunReport(directory: directory, overwrite: options.overwrite)
+    let spectrum = ScheduleSpectrum(configuration.topology)
     try report.writeManifest(
         RunManifest(
             configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
-            openBLASCore: BLAS.coreName))
-    return (configuration, directory, testSet, data, report)
+            openBLASCore: BLAS.coreName, topologySpectrum: spectrum))
+    return (configuration, directory, testSet, data, report, spectrum.product.spectralGap)
 }
 
 /// Loads the test set and describes the data for the reports.

@@ -15,7 +15,7 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory, testSet, data, report) = try prepareRun(options)
+        let (configuration, directory, testSet, data, report, spectralGap) = try prepareRun(options)
         logLine(
             "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
         )
@@ -25,12 +25,12 @@ struct SimulateCommand: ParsableCommand {
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))
             },
-            log: logLine)
+            log: logLine, spectralGap: spectralGap)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {
                 guard let rank = worker.machine.rank else { continue }
-                let data = worker.machine.parameters.withUnsafeBytes { Data($0) }
+                let data = worker.machine.model.withUnsafeBytes { Data($0) }
                 try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
             }
         }

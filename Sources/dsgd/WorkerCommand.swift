@@ -20,7 +20,8 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Seconds of silence (before the configuration arrives) after which the worker gives up.")
     var peerTimeout: Double = 60
 
-    @Option(help: "Write the final parameters to DIR/worker-<rank>.f32 (raw little-endian Float32).")
+    @Option(
+        help: "Write the final model (de-biased under push-sum) to DIR/worker-<rank>.f32 (raw little-endian Float32).")
     var dumpParameters: String?
 
     func run() throws {
@@ -56,7 +57,7 @@ struct WorkerCommand: ParsableCommand {
         }
         if let dumpParameters, let rank = shell.machine.rank {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
-            let data = shell.machine.parameters.withUnsafeBytes { Data($0) }
+            let data = shell.machine.model.withUnsafeBytes { Data($0) }
             try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
         }
     }

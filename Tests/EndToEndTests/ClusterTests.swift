@@ -13,34 +13,42 @@ final class ClusterTests: XCTestCase {
     private let workers = 8
     private let rounds = 20
 
-    private func runArguments(data: URL, runDirectory: URL, algorithm: String) -> [String] {
+    private func runArguments(data: URL, runDirectory: URL, algorithm: String, topology: String) -> [String] {
         [
             "--workers", "\(workers)", "--rounds", "\(rounds)", "--model", "64-16-10", "--batch", "8", "--lr", "0.1",
             "--momentum", "0.9", "--data", data.path, "--seed", "5", "--eval-every", "10", "--algorithm", algorithm,
-            "--run-dir", runDirectory.path, "--peer-timeout", "30",
+            "--run-dir", runDirectory.path, "--peer-timeout", "30", "--topology", topology,
         ]
     }
 
-    /// 8 worker processes on a ring for 20 rounds equal the dense X ← W·X reference (relative
-    /// 1e-5, see SimulationTests for the tolerance) and, bit for bit, `dsgd simulate`; the
-    /// coordinator's Ξ² equals a direct computation from the dumped parameters.
-    func testZeroMQRing_MatchesDenseReference_AndSimulation() throws {
+    /// 8 worker processes for 20 rounds — on a ring (ATC and CTA), on the one-peer exponential
+    /// schedule, and on an irregular directed graph with push-sum — equal the dense reference that
+    /// applies the same per-round matrices (relative 1e-5, see SimulationTests for the tolerance)
+    /// and, bit for bit, `dsgd simulate`; the coordinator's Ξ² equals a direct computation from the
+    /// dumped models.
+    func testZeroMQ_MatchesDenseReference_AndSimulation() throws {
         let binary = try dsgdBinary()
         let scratch = try temporaryDirectory("cluster")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let data = scratch.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
         try writeTinyIDX(to: data)
+        let directed = scratch.appendingPathComponent("directed.edges")
+        try "directed\n8\n0 1\n1 2\n2 3\n3 4\n4 5\n5 6\n6 7\n7 0\n0 4\n0 2\n3 7\n5 1\n".write(
+            to: directed, atomically: true, encoding: .utf8)
 
-        for algorithm in ["atc", "cta"] {
-            let run = scratch.appendingPathComponent("run-\(algorithm)")
-            let endpointFile = scratch.appendingPathComponent("endpoint-\(algorithm)")
+        for (index, (algorithm, topology)) in [
+            ("atc", "ring"), ("cta", "ring"), ("atc", "one-peer-exponential"), ("cta", directed.path),
+        ].enumerated() {
+            let run = scratch.appendingPathComponent("run-\(index)")
+            let endpointFile = scratch.appendingPathComponent("endpoint-\(index)")
             let coordinator = try Child(
                 binary,
-                ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm) + [
-                    "--endpoint-file", endpointFile.path,
-                ],
-                output: scratch.appendingPathComponent("coordinator-\(algorithm).log"))
+                ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm, topology: topology)
+                    + [
+                        "--endpoint-file", endpointFile.path,
+                    ],
+                output: scratch.appendingPathComponent("coordinator-\(index).log"))
             var endpoint = ""
             for _ in 0..<500 where endpoint.isEmpty {
                 endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
@@ -48,11 +56,11 @@ final class ClusterTests: XCTestCase {
                 if endpoint.isEmpty { usleep(20_000) }
             }
             XCTAssertFalse(endpoint.isEmpty, coordinator.text)
-            let dumps = scratch.appendingPathComponent("dump-\(algorithm)")
-            let children = try (0..<workers).map { index in
+            let dumps = scratch.appendingPathComponent("dump-\(index)")
+            let children = try (0..<workers).map { rank in
                 try Child(
                     binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
-                    output: scratch.appendingPathComponent("worker-\(algorithm)-\(index).log"))
+                    output: scratch.appendingPathComponent("worker-\(index)-\(rank).log"))
             }
             for child in children { XCTAssertEqual(child.wait(seconds: 120), 0, child.text) }
             XCTAssertEqual(coordinator.wait(seconds: 60), 0, coordinator.text)
@@ -65,12 +73,13 @@ final class ClusterTests: XCTestCase {
                 try DataLoader.loadShard(configuration.data, partition: .iid, workers: workers, seed: 5, rank: $0)
             }
             let reference = denseReferenceDSGD(
-                network: Network(spec: configuration.model), shards: shards, topology: try .ring(nodeCount: workers),
+                network: Network(spec: configuration.model), shards: shards, topology: configuration.topology,
                 algorithm: configuration.algorithm, batchSize: 8, localSteps: 1, optimizer: configuration.optimizer,
                 seed: 5,
                 rounds: rounds)
             for rank in 0..<workers {
-                XCTAssertLessThan(relativeDistance(models[rank], reference[rank]), 1e-5, "\(algorithm) worker \(rank)")
+                XCTAssertLessThan(
+                    relativeDistance(models[rank], reference[rank]), 1e-5, "\(algorithm) \(topology) worker \(rank)")
             }
             let lines = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
             XCTAssertEqual(lines.count, rounds)
@@ -79,13 +88,14 @@ final class ClusterTests: XCTestCase {
             XCTAssertEqual(recorded, direct, accuracy: 1e-6 * direct)
 
             // The same run in one process: identical numbers.
-            let simulated = scratch.appendingPathComponent("sim-\(algorithm)")
+            let simulated = scratch.appendingPathComponent("sim-\(index)")
             let simulation = try Child(
                 binary,
-                ["simulate"] + runArguments(data: data, runDirectory: simulated, algorithm: algorithm) + [
-                    "--dump-parameters", simulated.appendingPathComponent("dump").path,
-                ],
-                output: scratch.appendingPathComponent("simulate-\(algorithm).log"))
+                ["simulate"]
+                    + runArguments(data: data, runDirectory: simulated, algorithm: algorithm, topology: topology) + [
+                        "--dump-parameters", simulated.appendingPathComponent("dump").path,
+                    ],
+                output: scratch.appendingPathComponent("simulate-\(index).log"))
             XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
             for rank in 0..<workers {
                 XCTAssertEqual(
