@@ -3,10 +3,14 @@ import Foundation
 import LearningCore
 import Topologies
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 struct TopologyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topology", abstract: "Inspect or generate gossip topologies.",
-        subcommands: [Inspect.self, Generate.self])
+        subcommands: [Inspect.self, Generate.self, Bench.self])
 
     struct Source: ParsableArguments {
         @Argument(help: "A generator, a schedule name, or a topology file.")
@@ -135,6 +139,65 @@ struct TopologyCommand: ParsableCommand {
                 "# \(schedule.name), \(schedule.nodeCount) nodes, written by dsgd topology generate (seed \(source.seed))\n"
             text += TopologyFile.format(schedule, rounds: rounds)
             FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Time generation, validation (weights, checks, file round trip) and the spectral gap for n = 64, 256, 1024."
+        )
+
+        @Option(parsing: .upToNextOption, help: "Node counts.")
+        var nodes: [Int] = [64, 256, 1024]
+
+        func run() throws {
+            BLAS.useSingleThread()
+            let clock = ContinuousClock()
+            func seconds(_ body: () throws -> Void) rethrows -> Double {
+                let start = clock.now
+                try body()
+                return (clock.now - start) / .seconds(1)
+            }
+            print("generator              n   generate   validate  file r/t   spectrum   spectral gap")
+            for spec in ["ring", "torus", "exponential", "random-regular:4", "erdos-renyi", "one-peer-exponential"] {
+                for n in nodes {
+                    var graph: Graph?
+                    var topology: Topology?
+                    var gap = 0.0
+                    let side = Int(Double(n).squareRoot())
+                    let generator: GraphGenerator? =
+                        switch spec {
+                        case "torus": .torus(rows: side, columns: n / side)
+                        case "erdos-renyi": .erdosRenyi(probability: min(1, 3 * log(Double(n)) / Double(n)))
+                        default: GraphGenerator(parsing: spec)
+                        }
+                    var generate = 0.0
+                    var validate = 0.0
+                    var roundTrip = 0.0
+                    var spectrum = 0.0
+                    if let generator {
+                        generate = try seconds { graph = try generator.make(nodeCount: n, seed: 1) }
+                        validate = try seconds {
+                            topology = try Topology(name: spec, graph: graph!, weights: generator.defaultWeights)
+                        }
+                        roundTrip = try seconds {
+                            _ = try TopologyFile.parse(TopologyFile.format(topology!), name: spec)
+                        }
+                        spectrum = seconds { gap = Spectrum.summary(of: topology!).spectralGap }
+                    } else {
+                        let schedule = TopologySchedule.onePeerExponential(nodeCount: n)
+                        generate = seconds { topology = schedule.topology(atRound: 0) }
+                        spectrum = seconds { gap = ScheduleSpectrum(schedule).product.spectralGap }
+                    }
+                    print(
+                        String(
+                            format: "%@ %5d %9.4fs %9.4fs %9.4fs %9.4fs   %.6g",
+                            spec.padding(toLength: 20, withPad: " ", startingAt: 0), n, generate, validate, roundTrip,
+                            spectrum, gap))
+                }
+            }
+            print("(one-peer-exponential: the spectrum column covers every phase and the product over one period)")
         }
     }
 }
