@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch a local dsgd cluster: one coordinator and N worker processes on 127.0.0.1.
 #
-#   launch/local.sh [--workers N] [--topology FILE|ring|complete] [--rounds R] [--model SPEC]
+#   launch/local.sh [--workers N] [--topology FILE|GENERATOR|SCHEDULE] [--rounds R] [--model SPEC]
 #                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
 #                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--build-dir DIR] [--no-build]
 #                   [-- further dsgd flags]
@@ -56,9 +56,6 @@ done
 
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
-if [[ "$topology" != ring && "$topology" != complete && ! -f "$topology" ]]; then
-    echo "local.sh: --topology '$topology' is not ring, complete or an existing file" >&2; exit 2
-fi
 
 if [[ -n "${DSGD_BIN:-}" ]]; then
     build=0

@@ -56,13 +56,19 @@ final class TopologyTests: XCTestCase {
     func testParse_ShippedFiles() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
-        let files = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("topologies").path)
-            .filter { $0.hasSuffix(".edges") }
-        XCTAssertFalse(files.isEmpty)
+        let folder = root.appendingPathComponent("topologies")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter {
+            $0.hasSuffix(".edges") || $0.hasSuffix(".schedule")
+        }
+        XCTAssertGreaterThanOrEqual(files.count, 27)
         for file in files {
-            let text = try String(contentsOf: root.appendingPathComponent("topologies/\(file)"), encoding: .utf8)
-            let topology = try TopologyFile.parse(text, name: file)
-            XCTAssertLessThan(topology.stochasticityError, 1e-12, file)
+            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            let schedule = try TopologyFile.parseSchedule(text, name: file)
+            for t in 0..<(schedule.period ?? 1) {
+                XCTAssertLessThan(schedule.topology(atRound: t).stochasticityError, 1e-12, file)
+            }
+            let expected = Int(file.split(separator: "-").last!.split(separator: ".").first!)!
+            XCTAssertEqual(schedule.nodeCount, expected, file)
         }
     }
 
