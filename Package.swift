@@ -20,7 +20,7 @@ let package = Package(
         .target(name: "Optimizers", dependencies: ["LearningCore"]),
         .target(name: "Datasets", dependencies: ["LearningCore", "CZlib"]),
         .target(name: "Topologies", dependencies: ["LearningCore", "COpenBLAS"]),
-        .target(name: "Diagnostics", dependencies: ["LearningCore"]),
+        .target(name: "Diagnostics", dependencies: ["LearningCore", "Datasets"]),
         .target(name: "Algorithms", dependencies: ["LearningCore", "Optimizers", "Topologies", "Datasets"]),
         .target(name: "Wire", dependencies: ["LearningCore"]),
         .target(name: "Transport", dependencies: ["Wire"]),
@@ -46,7 +46,8 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "_TestSupport"]),
         .testTarget(
             name: "TopologiesTests", dependencies: ["Topologies", "Algorithms", "LearningCore", "_TestSupport"]),
-        .testTarget(name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "_TestSupport"]),
+        .testTarget(
+            name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "Datasets", "_TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
         .testTarget(
             name: "RuntimeTests",

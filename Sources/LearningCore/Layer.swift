@@ -19,6 +19,21 @@ public protocol Layer: Sendable {
         input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
         inputGradient: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
         parameterGradient: UnsafeMutablePointer<Float>)
+
+    /// Pearlmutter's R-operator, forward: the directional derivative R{output} = d output/dε at
+    /// θ + εV, given R{input} (Pearlmutter, "Fast exact multiplication by the Hessian", 1994).
+    func rForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
+        outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
+        direction: UnsafePointer<Float>)
+
+    /// R-operator, backward: given ∂L/∂output and its R{·}, writes R{∂L/∂parameters} (the layer's
+    /// part of H·V, overwriting) and, when non-nil, R{∂L/∂input} (overwriting).
+    func rBackward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
+        outputR: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, outputGradientR: UnsafePointer<Float>,
+        inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
+        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>)
 }
 
 extension Layer {

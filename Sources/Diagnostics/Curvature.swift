@@ -1,0 +1,197 @@
+import LearningCore
+
+/// Hessian spectra and traces from Hessian-vector products alone.
+public enum Curvature {
+    /// A symmetric linear operator v ↦ H·v on vectors of `dimension` entries (Float64 in and out).
+    public typealias Operator = ([Double]) -> [Double]
+
+    /// The operator of a loss surface's Hessian at x, optionally restricted to one block (a named
+    /// parameter slice): the block's diagonal block H_bb.
+    public static func hessian(of surface: LossSurface, at x: [Float], block: Range<Int>? = nil) -> (Operator, Int) {
+        guard let block else {
+            return ({ v in surface.hessianVectorProduct(at: x, v.map(Float.init)).map(Double.init) }, surface.dimension)
+        }
+        let operator_: Operator = { v in
+            var full = [Float](repeating: 0, count: surface.dimension)
+            for (i, value) in v.enumerated() { full[block.lowerBound + i] = Float(value) }
+            return surface.hessianVectorProduct(at: x, full)[block].map(Double.init)
+        }
+        return (operator_, block.count)
+    }
+
+    /// Lanczos with full re-orthogonalisation (Golub and Van Loan, §10.1): `iterations` products
+    /// give a tridiagonal T whose eigenvalues (Ritz values) approximate H's extreme eigenvalues of
+    /// both signs. Returns Ritz values ascending and, for quadrature, the squared first components
+    /// of T's eigenvectors.
+    public static func lanczos(_ apply: Operator, dimension: Int, iterations: Int, start: [Double]) -> (
+        ritzValues: [Double], weights: [Double]
+    ) {
+        let k = min(iterations, dimension)
+        var basis: [[Double]] = []
+        var alphas: [Double] = []
+        var betas: [Double] = []
+        var q = start
+        let norm = dot(q, q).squareRoot()
+        for i in q.indices { q[i] /= norm }
+        for step in 0..<k {
+            basis.append(q)
+            var w = apply(q)
+            let alpha = dot(w, q)
+            alphas.append(alpha)
+            // Full re-orthogonalisation, twice (numerically it is "twice is enough").
+            for _ in 0..<2 {
+                for b in basis {
+                    let c = dot(w, b)
+                    for i in w.indices { w[i] -= c * b[i] }
+                }
+            }
+            let beta = dot(w, w).squareRoot()
+            if step == k - 1 || beta < 1e-10 * max(abs(alpha), 1) { break }
+            betas.append(beta)
+            for i in w.indices { w[i] /= beta }
+            q = w
+        }
+        let m = alphas.count
+        var t = [Double](repeating: 0, count: m * m)
+        for i in 0..<m {
+            t[i * m + i] = alphas[i]
+            if i + 1 < m {
+                t[i * m + i + 1] = betas[i]
+                t[(i + 1) * m + i] = betas[i]
+            }
+        }
+        let (values, vectors) = LAPACK.symmetricEigen(t, n: m, vectors: true)
+        return (values, vectors.map { $0[0] * $0[0] })
+    }
+
+    /// Top eigenvalues of both signs: the `count` largest algebraic and the most negative.
+    public struct Eigenvalues: Sendable, Equatable, Codable {
+        public var largest: [Double]
+        public var mostNegative: Double
+    }
+
+    public static func topEigenvalues(
+        _ apply: Operator, dimension: Int, count: Int = 3, iterations: Int = 30, seed: UInt64 = 0
+    ) -> Eigenvalues {
+        var generator = SplitMix64(seed: seed, stream: 0x1A9C)
+        let start = (0..<dimension).map { _ in generator.nextStandardNormal() }
+        let ritz = lanczos(apply, dimension: dimension, iterations: iterations, start: start).ritzValues
+        return Eigenvalues(largest: Array(ritz.reversed().prefix(count)), mostNegative: ritz.first ?? 0)
+    }
+
+    /// A trace estimate with its standard error.
+    public struct TraceEstimate: Sendable, Equatable, Codable {
+        public var value: Double
+        public var standardError: Double
+        public var products: Int
+
+        enum CodingKeys: String, CodingKey {
+            case value
+            case standardError = "standard_error"
+            case products
+        }
+    }
+
+    /// Hutchinson's estimator with Rademacher probes (Hutchinson, 1990): tr(H) = E[zᵀHz]; the
+    /// standard error is the sample standard deviation over √probes.
+    public static func hutchinson(_ apply: Operator, dimension: Int, probes: Int, seed: UInt64 = 0) -> TraceEstimate {
+        var generator = SplitMix64(seed: seed, stream: 0x7ACE)
+        var samples: [Double] = []
+        for _ in 0..<probes {
+            let z = rademacher(dimension, &generator)
+            samples.append(dot(z, apply(z)))
+        }
+        let mean = samples.reduce(0, +) / Double(probes)
+        let variance = probes > 1 ? samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(probes - 1) : 0
+        return TraceEstimate(value: mean, standardError: (variance / Double(probes)).squareRoot(), products: probes)
+    }
+
+    /// Hutch++ (Meyer, Musco, Musco and Woodruff, SOSA 2021) with `products` Hessian-vector
+    /// products: exact trace on the span of H·S (S with products/3 Rademacher columns), Hutchinson
+    /// on the rest. Its standard error is that of the Hutchinson part.
+    public static func hutchPlusPlus(_ apply: Operator, dimension: Int, products: Int, seed: UInt64 = 0)
+        -> TraceEstimate
+    {
+        var generator = SplitMix64(seed: seed, stream: 0x4C2B)
+        let third = max(1, products / 3)
+        var q: [[Double]] = []
+        for _ in 0..<third {
+            var y = apply(rademacher(dimension, &generator))
+            for _ in 0..<2 { for b in q { let c = dot(y, b); for i in y.indices { y[i] -= c * b[i] } } }
+            let norm = dot(y, y).squareRoot()
+            if norm > 1e-12 { q.append(y.map { $0 / norm }) }
+        }
+        var lowRank = 0.0
+        for b in q { lowRank += dot(b, apply(b)) }
+        var samples: [Double] = []
+        for _ in 0..<max(1, products - third - q.count) {
+            var g = rademacher(dimension, &generator)
+            for b in q { let c = dot(g, b); for i in g.indices { g[i] -= c * b[i] } }
+            samples.append(dot(g, apply(g)))
+        }
+        let mean = samples.reduce(0, +) / Double(samples.count)
+        let variance =
+            samples.count > 1 ? samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1) : 0
+        return TraceEstimate(
+            value: lowRank + mean, standardError: (variance / Double(samples.count)).squareRoot(),
+            products: third + q.count + samples.count)
+    }
+
+    /// A spectral density by stochastic Lanczos quadrature (Ubaru, Chen and Saad, SIMAX 2017;
+    /// Ghorbani, Krishnan and Xiao, ICML 2019): per probe, Ritz values θⱼ with weights τⱼ²; the
+    /// density is their average over probes.
+    public struct SpectralDensity: Sendable, Equatable, Codable {
+        public var nodes: [Double]
+        public var weights: [Double]
+
+        /// ∫ λ^p dμ(λ): the p-th moment, estimating tr(H^p)/d.
+        public func moment(_ p: Int) -> Double {
+            zip(nodes, weights).reduce(0) { $0 + $1.1 * pow($1.0, Double(p)) }
+        }
+
+        /// A histogram with `bins` equal bins between the extreme nodes: (lower edges, masses).
+        public func histogram(bins: Int) -> (edges: [Double], masses: [Double]) {
+            guard let low = nodes.min(), let high = nodes.max(), high > low else { return ([nodes.first ?? 0], [1]) }
+            let width = (high - low) / Double(bins)
+            var masses = [Double](repeating: 0, count: bins)
+            for (node, weight) in zip(nodes, weights) { masses[min(bins - 1, Int((node - low) / width))] += weight }
+            return ((0..<bins).map { low + Double($0) * width }, masses)
+        }
+    }
+
+    public static func spectralDensity(
+        _ apply: Operator, dimension: Int, probes: Int, iterations: Int, seed: UInt64 = 0
+    ) -> SpectralDensity {
+        var generator = SplitMix64(seed: seed, stream: 0x5D0C)
+        var nodes: [Double] = []
+        var weights: [Double] = []
+        for _ in 0..<probes {
+            let start = rademacher(dimension, &generator)
+            let result = lanczos(apply, dimension: dimension, iterations: iterations, start: start)
+            nodes += result.ritzValues
+            weights += result.weights.map { $0 / Double(probes) }
+        }
+        return SpectralDensity(nodes: nodes, weights: weights)
+    }
+
+    static func rademacher(_ dimension: Int, _ generator: inout SplitMix64) -> [Double] {
+        var z = [Double](repeating: 0, count: dimension)
+        var bits: UInt64 = 0
+        for i in 0..<dimension {
+            if i % 64 == 0 { bits = generator.next() }
+            z[i] = bits & 1 == 1 ? 1 : -1
+            bits >>= 1
+        }
+        return z
+    }
+
+    static func dot(_ a: [Double], _ b: [Double]) -> Double {
+        var sum = 0.0
+        for i in a.indices { sum += a[i] * b[i] }
+        return sum
+    }
+}
+
+#if canImport(Glibc)
+    import Glibc
+#endif

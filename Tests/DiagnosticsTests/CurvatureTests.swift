@@ -1,0 +1,193 @@
+import Datasets
+import Diagnostics
+import LearningCore
+import XCTest
+import _TestSupport
+
+/// Exact quadratic L(x) = ½(x − c)ᵀA(x − c) with A symmetric.
+struct Quadratic: LossSurface {
+    let a: [Double]
+    let center: [Float]
+    var dimension: Int { center.count }
+    func product(_ v: [Double]) -> [Double] {
+        (0..<dimension).map { i in (0..<dimension).reduce(0.0) { $0 + a[i * dimension + $1] * v[$1] } }
+    }
+    func loss(at x: [Float]) -> Double {
+        let d = (0..<dimension).map { Double(x[$0]) - Double(center[$0]) }
+        return 0.5 * zip(d, product(d)).reduce(0) { $0 + $1.0 * $1.1 }
+    }
+    func lossAndGradient(at x: [Float]) -> (loss: Double, gradient: [Float]) {
+        let d = (0..<dimension).map { Double(x[$0]) - Double(center[$0]) }
+        return (loss(at: x), product(d).map(Float.init))
+    }
+    func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float] { product(v.map(Double.init)).map(Float.init) }
+
+    static func random(dimension n: Int, seed: UInt64) -> Quadratic {
+        var generator = SplitMix64(seed: seed)
+        let b = (0..<(n * n)).map { _ in generator.nextStandardNormal() }
+        var a = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { for k in 0..<n { a[i * n + j] += b[i * n + k] * b[j * n + k] / Double(n) } } }
+        return Quadratic(a: a, center: (0..<n).map { _ in Float(generator.nextStandardNormal()) })
+    }
+}
+
+/// A small network loss (≈ 1,000 parameters) on seeded synthetic data.
+func smallNetworkLoss(_ spec: ModelSpec, seed: UInt64 = 1) -> (NetworkLoss, [Float]) {
+    let data = SyntheticClassification(seed: 3, featureCount: spec.inputWidth, trainCount: 200, testCount: 1).examples(
+        Array(0..<200))
+    let network = Network(spec: spec)
+    var x = network.initialParameters(seed: seed)
+    var generator = SplitMix64(seed: seed + 7)
+    for i in x.indices { x[i] += Float(generator.nextStandardNormal() * 0.05) }
+    return (NetworkLoss(network: network, dataset: data, chunkSize: 64), x)
+}
+
+/// The dense Hessian, column by column from Hessian-vector products.
+func denseHessian(_ surface: LossSurface, at x: [Float]) -> [Double] {
+    let d = surface.dimension
+    var h = [Double](repeating: 0, count: d * d)
+    for j in 0..<d {
+        var e = [Float](repeating: 0, count: d)
+        e[j] = 1
+        let column = surface.hessianVectorProduct(at: x, e)
+        for i in 0..<d { h[i * d + j] = Double(column[i]) }
+    }
+    return h
+}
+
+final class CurvatureTests: XCTestCase {
+    let specs = [
+        ModelSpec(widths: [40, 10]), ModelSpec(widths: [30, 24, 10]),
+        ModelSpec(widths: [20, 30, 10], activation: .tanh),
+    ]
+
+    /// H·v against central differences of the gradient. h = 1e-4: small enough that (almost) no
+    /// ReLU pre-activation crosses its kink (at h = 1e-3 a few percent do, and the difference
+    /// quotient stops estimating H·v), large enough that Float32 rounding, O(ε/h) ≈ 1e-3, stays
+    /// small. Accept 1e-2 relative to ‖Hv‖; a missing R-term is off by O(1).
+    func testHessianVectorProduct_MatchesFiniteDifferences() {
+        for spec in specs {
+            let (surface, x) = smallNetworkLoss(spec)
+            var generator = SplitMix64(seed: 5)
+            let v = (0..<surface.dimension).map { _ in Float(generator.nextStandardNormal()) }
+            let hv = surface.hessianVectorProduct(at: x, v)
+            let h: Float = 1e-4
+            var plus = x
+            plus.addScaled(v, by: h)
+            var minus = x
+            minus.addScaled(v, by: -h)
+            let gp = surface.lossAndGradient(at: plus).gradient
+            let gm = surface.lossAndGradient(at: minus).gradient
+            let numeric = zip(gp, gm).map { ($0 - $1) / (2 * h) }
+            XCTAssertLessThan(relativeDistance(hv, numeric), 1e-2, "\(spec)")
+        }
+    }
+
+    /// Lanczos top eigenvalues (both signs) against the dense Hessian's, within 1e-3 relative to
+    /// the spectral radius; Hutchinson within 3 standard errors of the exact trace, its error
+    /// shrinking as 1/√probes; Hutch++ close; SLQ moments against tr(Hᵖ)/d.
+    func testEstimators_MatchTheDenseHessian() {
+        for spec in specs {
+            let (surface, x) = smallNetworkLoss(spec)
+            let d = surface.dimension
+            var h = denseHessian(surface, at: x)
+            for i in 0..<d {
+                for j in 0..<i { let s = (h[i * d + j] + h[j * d + i]) / 2; h[i * d + j] = s; h[j * d + i] = s }
+            }
+            let exact = LAPACK.symmetricEigen(h, n: d).values
+            let radius = max(abs(exact.first!), abs(exact.last!))
+            let (apply, dimension) = Curvature.hessian(of: surface, at: x)
+            let top = Curvature.topEigenvalues(apply, dimension: dimension, count: 3, iterations: 120)
+            for k in 0..<3 {
+                XCTAssertEqual(top.largest[k], exact[d - 1 - k], accuracy: 1e-3 * radius, "\(spec) λ\(k + 1)")
+            }
+            XCTAssertEqual(top.mostNegative, exact[0], accuracy: 1e-3 * radius, "\(spec) most negative")
+
+            let trace = exact.reduce(0, +)
+            let few = Curvature.hutchinson(apply, dimension: dimension, probes: 25, seed: 1)
+            let many = Curvature.hutchinson(apply, dimension: dimension, probes: 400, seed: 2)
+            XCTAssertEqual(many.value, trace, accuracy: 3 * many.standardError, "\(spec)")
+            XCTAssertEqual(few.value, trace, accuracy: 3 * few.standardError, "\(spec)")
+            let ratio = few.standardError / many.standardError
+            // 16× the probes: 4× smaller, up to the noise of a 25-sample standard deviation.
+            XCTAssertTrue((2...8).contains(ratio), "standard error should shrink 4× for 16× probes, got \(ratio)")
+            let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: 90, seed: 3)
+            XCTAssertEqual(
+                plus.value, trace, accuracy: max(3 * plus.standardError, 1e-6 * abs(trace)), "\(spec) Hutch++")
+
+            let density = Curvature.spectralDensity(apply, dimension: dimension, probes: 30, iterations: 40, seed: 4)
+            XCTAssertEqual(density.moment(0), 1, accuracy: 1e-9)
+            let squares = exact.reduce(0) { $0 + $1 * $1 } / Double(d)
+            XCTAssertEqual(
+                density.moment(1), trace / Double(d), accuracy: 0.15 * (squares.squareRoot()), "\(spec) first moment")
+            XCTAssertEqual(density.moment(2), squares, accuracy: 0.2 * squares, "\(spec) second moment")
+        }
+    }
+
+    /// The estimators restricted to one layer see that layer's diagonal block exactly.
+    func testPerLayerBlock_MatchesDenseBlock() {
+        let (surface, x) = smallNetworkLoss(ModelSpec(widths: [30, 24, 10]))
+        let d = surface.dimension
+        let h = denseHessian(surface, at: x)
+        for slice in surface.network.layout.slices {
+            let block = slice.range
+            let (apply, dimension) = Curvature.hessian(of: surface, at: x, block: block)
+            var sub = [Double](repeating: 0, count: block.count * block.count)
+            for (a, i) in block.enumerated() {
+                for (b, j) in block.enumerated() { sub[a * block.count + b] = (h[i * d + j] + h[j * d + i]) / 2 }
+            }
+            let exact = LAPACK.symmetricEigen(sub, n: block.count).values
+            let top = Curvature.topEigenvalues(apply, dimension: dimension, count: 1, iterations: min(120, block.count))
+            let scale = max(abs(exact.last!), abs(exact.first!), 1e-12)
+            XCTAssertEqual(top.largest[0], exact.last!, accuracy: 1e-3 * scale, slice.name)
+        }
+    }
+
+    func testSAM_IsHalfRhoSquaredLambdaMax_NearAMinimumOfAQuadratic() {
+        let q = Quadratic.random(dimension: 30, seed: 8)
+        let (values, vectors) = LAPACK.symmetricEigen(q.a, n: 30, vectors: true)
+        let lambdaMax = values.last!
+        let rho = 0.05
+        // Slightly off the minimum along the top eigenvector.
+        let x = (0..<30).map { q.center[$0] + Float(1e-5 * vectors.last![$0]) }
+        XCTAssertEqual(
+            Sharpness.worstCase(q, at: x, radius: rho), rho * rho / 2 * lambdaMax,
+            accuracy: 0.01 * rho * rho / 2 * lambdaMax)
+        // From a random nearby point, projected ascent finds the top direction.
+        var generator = SplitMix64(seed: 1)
+        let y = (0..<30).map { q.center[$0] + Float(1e-5 * generator.nextStandardNormal()) }
+        let oneStep = Sharpness.worstCase(q, at: y, radius: rho)
+        let ascended = Sharpness.worstCase(q, at: y, radius: rho, ascentSteps: 100)
+        XCTAssertGreaterThanOrEqual(ascended, oneStep)
+        XCTAssertEqual(ascended, rho * rho / 2 * lambdaMax, accuracy: 0.05 * rho * rho / 2 * lambdaMax)
+    }
+
+    func testGaussianSharpness_IsHalfSigmaSquaredTrace() {
+        let q = Quadratic.random(dimension: 30, seed: 9)
+        let trace = (0..<30).reduce(0.0) { $0 + q.a[$1 * 30 + $1] }
+        let sigma = 0.01
+        let estimate = Sharpness.gaussian(q, at: q.center, sigma: sigma, samples: 400)
+        XCTAssertEqual(estimate.value, sigma * sigma / 2 * trace, accuracy: 3 * estimate.standardError)
+        XCTAssertGreaterThan(estimate.standardError, 0)
+    }
+
+    func testAverageDirectionSharpness() {
+        let q = Quadratic.random(dimension: 20, seed: 10)
+        let same = Array(repeating: q.center, count: 4)
+        let zero = Sharpness.averageDirection(q, average: q.center, workers: same, samples: 10)
+        XCTAssertEqual(zero.value, 0)
+        XCTAssertEqual(zero.standardError, 0)
+        // ½·tr(H·Ξ) with Ξ = (1/n)Σ dⱼdⱼᵀ.
+        var generator = SplitMix64(seed: 3)
+        let workers = (0..<5).map { _ in (0..<20).map { q.center[$0] + Float(0.01 * generator.nextStandardNormal()) } }
+        var average = [Float](repeating: 0, count: 20)
+        for w in workers { average.addScaled(w, by: 0.2) }
+        var expected = 0.0
+        for w in workers {
+            let d = (0..<20).map { Double(w[$0]) - Double(average[$0]) }
+            expected += 0.5 * zip(d, q.product(d)).reduce(0) { $0 + $1.0 * $1.1 } / 5
+        }
+        let estimate = Sharpness.averageDirection(q, average: average, workers: workers, samples: 600)
+        XCTAssertEqual(estimate.value, expected, accuracy: 3 * estimate.standardError + 1e-12)
+    }
+}
