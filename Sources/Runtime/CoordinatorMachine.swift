@@ -15,6 +15,16 @@ public enum CoordinatorDirective {
     /// Every round recorded and every worker finished.
     case complete([WorkerSummary])
     case fail(String)
+    /// Measure curvature and sharpness on this snapshot (off the message loop).
+    case measureSharpness(SharpnessJob)
+}
+
+/// A snapshot for the sharpness thread: x̄, every worker's model, and the round's learning rate.
+public struct SharpnessJob: Sendable {
+    public var round: Int
+    public var learningRate: Double
+    public var average: [Float]
+    public var workers: [[Float]]
 }
 
 /// The coordinator as a state machine: registration and rank assignment, the start barrier, and
@@ -26,6 +36,8 @@ public struct CoordinatorMachine {
     private let network: Network
     private let evaluator: Evaluator?
     private let workerEvaluator: Evaluator?
+    private let trainEvaluator: Evaluator?
+    private let initialParameters: [Float]
 
     private enum Phase { case registering, loading, running, done }
     private var phase = Phase.registering
@@ -45,12 +57,15 @@ public struct CoordinatorMachine {
     public private(set) var rejectedMessages = 0
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
-    public init(configuration: RunConfiguration, runID: UInt64, testSet: Dataset?) {
+    /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
+    public init(configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, trainSubset: Dataset? = nil) {
         self.configuration = configuration
         self.runID = runID
         let network = Network(spec: configuration.model)
         self.network = network
         evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
+        trainEvaluator = trainSubset.map { Evaluator(network: network, dataset: $0) }
+        initialParameters = network.initialParameters(seed: configuration.seed)
         workerEvaluator = testSet.map { test in
             let size = configuration.workerEvaluationSize
             guard size > 0, size < test.count else { return Evaluator(network: network, dataset: test) }
@@ -181,7 +196,15 @@ public struct CoordinatorMachine {
     private mutating func recordCompleteRounds() -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
         while let round = reports[nextRoundToRecord], round.count == configuration.workers {
-            directives.append(.record(makeRecord(nextRoundToRecord, reports: round)))
+            let record = makeRecord(nextRoundToRecord, reports: round)
+            directives.append(.record(record))
+            if configuration.measuresSharpness(afterRound: nextRoundToRecord), let average = averageModel {
+                directives.append(
+                    .measureSharpness(
+                        SharpnessJob(
+                            round: nextRoundToRecord, learningRate: record.learningRate, average: average,
+                            workers: lastGathered.map(\.array))))
+            }
             reports.removeValue(forKey: nextRoundToRecord)
             nextRoundToRecord += 1
         }
@@ -215,10 +238,22 @@ public struct CoordinatorMachine {
             record.averageModelNorm = consensus.average.squaredNorm.squareRoot()
             averageModel = consensus.average
             lastGathered = models
+            var fromInit = consensus.average
+            fromInit.addScaled(initialParameters, by: -1)
+            record.distanceFromInit = fromInit.squaredNorm.squareRoot()
+            record.distanceFromInitByLayer = Dictionary(
+                uniqueKeysWithValues: network.layout.slices.map { slice in
+                    (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
+                })
             if configuration.evaluates(afterRound: roundNumber), let evaluator {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy
+                if let trainEvaluator {
+                    let train = consensus.average.withUnsafeBufferPointer { trainEvaluator.evaluate($0) }
+                    record.trainLossAverageModel = train.loss
+                    record.trainAccuracyAverageModel = train.accuracy
+                }
                 if configuration.evaluateWorkers {
                     let accuracies = withExtendedLifetime(models) {
                         models.map { workerEvaluator!.evaluate($0.buffer).accuracy }

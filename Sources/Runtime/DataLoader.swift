@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import LearningCore
 
 /// Reads data sets from disk (the I/O edge of the data pipeline; the parsing is in `Datasets`).
 public enum DataLoader {
@@ -133,6 +134,16 @@ public enum DataLoader {
         return Dataset(
             features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength,
             classCount: classCount)
+    }
+
+    /// A fixed, seeded subset of `count` training examples (the sharpness and train-loss set of x̄).
+    public static func loadTrainSubset(_ source: DataSource, count: Int, seed: UInt64) throws -> Dataset {
+        let (labels, classCount) = try trainLabels(source)
+        var order = Array(labels.indices)
+        var generator = SplitMix64(seed: seed, stream: 0x5AB5)
+        generator.shuffle(&order)
+        return try loadTrainExamples(
+            source, indices: Array(order.prefix(count)).sorted(), labels: labels, classCount: classCount)
     }
 
     /// The whole test split.

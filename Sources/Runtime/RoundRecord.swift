@@ -17,6 +17,12 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     /// x̄ on the test set, on evaluation rounds.
     public var testLoss: Double?
     public var testAccuracy: Double?
+    /// x̄ on the fixed training subset (the sharpness evaluation set), on evaluation rounds.
+    public var trainLossAverageModel: Double?
+    public var trainAccuracyAverageModel: Double?
+    /// ‖x̄_t − x₀‖ overall and per named slice, on gathering rounds.
+    public var distanceFromInit: Double?
+    public var distanceFromInitByLayer: [String: Double]?
     /// Each worker's own model on the test set, on evaluation rounds (when enabled).
     public var workerTestAccuracyMean: Double?
     public var workerTestAccuracyMin: Double?
@@ -41,6 +47,10 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case averageModelNorm = "average_model_norm"
         case testLoss = "test_loss"
         case testAccuracy = "test_accuracy"
+        case trainLossAverageModel = "train_loss_average_model"
+        case trainAccuracyAverageModel = "train_accuracy_average_model"
+        case distanceFromInit = "distance_from_init"
+        case distanceFromInitByLayer = "distance_from_init_by_layer"
         case workerTestAccuracyMean = "worker_test_accuracy_mean"
         case workerTestAccuracyMin = "worker_test_accuracy_min"
         case workerTestAccuracyMax = "worker_test_accuracy_max"
@@ -53,7 +63,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).
     public static let csvColumns: [CodingKeys] = [
         .round, .trainLoss, .trainLossMin, .trainLossMax, .learningRate, .consensusDistanceSquared, .averageModelNorm,
-        .testLoss, .testAccuracy, .workerTestAccuracyMean, .workerTestAccuracyMin, .workerTestAccuracyMax, .bytesSent,
+        .testLoss, .testAccuracy, .trainLossAverageModel, .trainAccuracyAverageModel, .distanceFromInit,
+        .workerTestAccuracyMean, .workerTestAccuracyMin, .workerTestAccuracyMax, .bytesSent,
         .epoch, .elapsedSeconds, .topologyPhase,
     ]
 
@@ -62,6 +73,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         return [
             "\(round)", number(trainLoss), number(trainLossMin), number(trainLossMax), number(learningRate),
             number(consensusDistanceSquared), number(averageModelNorm), number(testLoss), number(testAccuracy),
+            number(trainLossAverageModel), number(trainAccuracyAverageModel), number(distanceFromInit),
             number(workerTestAccuracyMean), number(workerTestAccuracyMin), number(workerTestAccuracyMax),
             "\(bytesSent)",
             number(epoch), number(elapsedSeconds), topologyPhase.map(String.init) ?? "",

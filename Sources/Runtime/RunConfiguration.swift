@@ -1,5 +1,6 @@
 import Algorithms
 import Datasets
+import Diagnostics
 import LearningCore
 import Optimizers
 import Topologies
@@ -46,6 +47,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// The workers' own models are evaluated on a fixed, seeded subset of this many test examples
     /// (0: the whole test set); x̄ always uses the whole test set.
     public var workerEvaluationSize: Int
+    /// Curvature and sharpness measurements (see `SharpnessSettings`).
+    public var sharpness: SharpnessSettings
     /// A silent peer is declared dead after this long.
     public var peerTimeoutSeconds: Double
     /// Flow control: a worker may complete at most this many rounds that the coordinator has not
@@ -57,7 +60,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
         topology: TopologySchedule, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool,
         peerTimeoutSeconds: Double,
-        maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 2_000
+        maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 2_000,
+        sharpness: SharpnessSettings = SharpnessSettings()
     ) {
         self.runName = runName
         self.seed = seed
@@ -77,6 +81,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         self.peerTimeoutSeconds = peerTimeoutSeconds
         self.maxRoundsAhead = maxRoundsAhead
         self.workerEvaluationSize = workerEvaluationSize
+        self.sharpness = sharpness
     }
 
     /// Cross-field checks; each message names the flag at fault.
@@ -91,6 +96,17 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(metricsEvery >= 1, "--metrics-every", "must be at least 1, got \(metricsEvery)")
         try check(evalEvery >= 1, "--eval-every", "must be at least 1, got \(evalEvery)")
         try check(workerEvaluationSize >= 0, "--worker-eval-size", "must be ≥ 0, got \(workerEvaluationSize)")
+        try check(sharpness.every >= 0, "--sharpness-every", "must be ≥ 0 (0 turns it off), got \(sharpness.every)")
+        try check(sharpness.examples >= 1, "--sharpness-examples", "must be at least 1, got \(sharpness.examples)")
+        try check(
+            sharpness.lanczosIterations >= 1 && sharpness.hutchinsonProbes >= 2,
+            "--lanczos-iterations/--hutchinson-probes",
+            "need at least 1 Lanczos iteration and 2 Hutchinson probes")
+        try check(sharpness.samRadius > 0, "--sam-radius", "must be positive, got \(sharpness.samRadius)")
+        try check(sharpness.gaussianSigma > 0, "--gaussian-sigma", "must be positive, got \(sharpness.gaussianSigma)")
+        if let bad = sharpness.workers.first(where: { !(0..<workers).contains($0) }) {
+            throw ConfigurationError(field: "--sharpness-workers", reason: "worker \(bad) is not in 0..<\(workers)")
+        }
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(
@@ -106,7 +122,12 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
 
     /// Whether workers send their parameters to the coordinator after round `round` (1-based).
     public func gathersParameters(afterRound round: Int) -> Bool {
-        round % metricsEvery == 0 || round % evalEvery == 0 || round == rounds
+        round % metricsEvery == 0 || round % evalEvery == 0 || round == rounds || measuresSharpness(afterRound: round)
+    }
+
+    /// Whether curvature and sharpness are measured after round `round` (1-based).
+    public func measuresSharpness(afterRound round: Int) -> Bool {
+        sharpness.every > 0 && (round % sharpness.every == 0 || round == rounds)
     }
 
     public func evaluates(afterRound round: Int) -> Bool { round % evalEvery == 0 || round == rounds }

@@ -1,4 +1,5 @@
 import Datasets
+import Diagnostics
 import Foundation
 import Topologies
 
@@ -98,7 +99,7 @@ public final class RunReport {
     public init(directory: URL, overwrite: Bool = false) throws {
         self.directory = directory
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let names = ["config.json", "rounds.jsonl", "rounds.csv", "summary.json"]
+        let names = ["config.json", "rounds.jsonl", "rounds.csv", "summary.json", "sharpness.jsonl", "report.html"]
         let existing = names.filter {
             FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
         }
@@ -139,6 +140,19 @@ public final class RunReport {
         line.append(0x0A)
         try jsonl.write(contentsOf: line)
         try csv.write(contentsOf: Data((record.csvRow + "\n").utf8))
+    }
+
+    public func appendSharpness(_ record: SharpnessRecord) throws {
+        var line = try encoder.encode(record)
+        line.append(0x0A)
+        let url = directory.appendingPathComponent("sharpness.jsonl")
+        if !FileManager.default.fileExists(atPath: url.path) {
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: url)
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: line)
     }
 
     public func writeSummary(_ summary: RunSummary) throws {

@@ -1,4 +1,5 @@
 import Datasets
+import Diagnostics
 import Foundation
 import Transport
 
@@ -118,6 +119,9 @@ public final class CoordinatorShell {
     private var summaries: [WorkerSummary] = []
     /// Recorded in summary.json (computed by the caller, which may skip it for huge graphs).
     public var spectralGap: Double?
+    /// Measures curvature and sharpness off the message loop, when configured.
+    public var sharpness: SharpnessRunner?
+    public private(set) var sharpnessRecords: [SharpnessRecord] = []
 
     public init(
         machine: CoordinatorMachine, transport: any Transport, report: RunReport?, data: DataDescription?,
@@ -136,6 +140,7 @@ public final class CoordinatorShell {
     @discardableResult
     public func step(timeoutMilliseconds: Int) -> Bool {
         guard outcome == .running else { return false }
+        defer { collectSharpness() }
         do {
             switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
             case .none:
@@ -165,6 +170,7 @@ public final class CoordinatorShell {
             try? transport.send(envelope, to: peer)
         }
         progress?.finish()
+        finishSharpness(cancel: true)
         writeSummary()
     }
 
@@ -196,11 +202,33 @@ public final class CoordinatorShell {
                 outcome = .completed
                 finishedAt = clock.now
                 progress?.finish()
+                finishSharpness(cancel: false)
                 writeSummary()
             case .fail(let reason):
                 fail(reason)
+            case .measureSharpness(let job):
+                sharpness?.submit(job)
             }
         }
+    }
+
+    private func collectSharpness() {
+        guard let sharpness else { return }
+        for record in sharpness.drain() {
+            sharpnessRecords.append(record)
+            do { try report?.appendSharpness(record) } catch { log("cannot write sharpness.jsonl: \(error)") }
+        }
+    }
+
+    /// Lets queued sharpness measurements finish (or drops them on failure) and records them.
+    private func finishSharpness(cancel: Bool) {
+        guard let sharpness else { return }
+        if sharpness.pending > 0 && !cancel {
+            log("coordinator: finishing \(sharpness.pending) sharpness measurement(s)")
+        }
+        sharpness.close(cancel: cancel)
+        collectSharpness()
+        self.sharpness = nil
     }
 
     public var summary: RunSummary {

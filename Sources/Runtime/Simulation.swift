@@ -14,13 +14,15 @@ public enum Simulation {
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, report: RunReport?, data: DataDescription?,
         progress: ProgressLine?, log: @escaping (String) -> Void,
         loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil,
-        spectralGap: Double? = nil
+        spectralGap: Double? = nil, trainSubset: Dataset? = nil, sharpness: SharpnessRunner? = nil
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
         let hub = InMemoryHub(reorderingSeed: interleavingSeed)
         let coordinator = CoordinatorShell(
-            machine: CoordinatorMachine(configuration: configuration, runID: runID, testSet: testSet),
+            machine: CoordinatorMachine(
+                configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset),
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
         coordinator.spectralGap = spectralGap
+        coordinator.sharpness = sharpness
         let workers = (0..<configuration.workers).map { index in
             let machine = WorkerMachine(
                 nonce: UInt64(index), host: "simulation", processID: 0, requestedRank: index,

@@ -22,7 +22,8 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory, testSet, data, report, spectralGap) = try prepareRun(options)
+        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness) = try prepareRun(
+            options)
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         if let endpointFile {
@@ -35,13 +36,15 @@ struct CoordinatorCommand: ParsableCommand {
         installInterruptHandlers()
         var generator = SystemRandomNumberGenerator()
         let shell = CoordinatorShell(
-            machine: CoordinatorMachine(configuration: configuration, runID: generator.next() | 1, testSet: testSet),
+            machine: CoordinatorMachine(
+                configuration: configuration, runID: generator.next() | 1, testSet: testSet, trainSubset: trainSubset),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))
             },
             log: logLine)
         shell.spectralGap = spectralGap
+        shell.sharpness = sharpness
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 200)
             let signalNumber = interruptSignal.load(ordering: .relaxed)

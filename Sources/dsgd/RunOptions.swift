@@ -1,6 +1,7 @@
 import Algorithms
 import ArgumentParser
 import Datasets
+import Diagnostics
 import Foundation
 import LearningCore
 import Optimizers
@@ -86,6 +87,34 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Seconds of silence after which a peer is declared dead.")
     var peerTimeout: Double = 60
 
+    @Option(help: "Measure curvature and sharpness of x̄ every k rounds and after the last (0: off).")
+    var sharpnessEvery: Int = 250
+
+    @Option(
+        help: "Training examples (a fixed seeded subset) that curvature, sharpness and x̄'s train loss are measured on.")
+    var sharpnessExamples: Int = 512
+
+    @Option(help: "Also measure these workers' own models, e.g. 0,3.")
+    var sharpnessWorkers: String = ""
+
+    @Option(help: "Lanczos iterations for the top Hessian eigenvalues.")
+    var lanczosIterations: Int = 15
+
+    @Option(help: "Hutchinson probes for the Hessian trace (Hutch++ uses as many products).")
+    var hutchinsonProbes: Int = 8
+
+    @Flag(help: "Skip the per-layer top eigenvalue and trace.")
+    var noPerLayerCurvature = false
+
+    @Option(help: "SAM radius ρ (also for ASAM and m-sharpness).")
+    var samRadius: Double = 0.05
+
+    @Option(help: "σ of the Gaussian average sharpness.")
+    var gaussianSigma: Double = 0.01
+
+    @Option(help: "Samples for the Gaussian and average-direction sharpness.")
+    var perturbationSamples: Int = 8
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -149,9 +178,28 @@ struct RunOptions: ParsableArguments {
             partition: partitionScheme,
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
             peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
-            workerEvaluationSize: workerEvalSize)
+            workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings())
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
+    }
+
+    private func makeSharpnessSettings() throws -> SharpnessSettings {
+        var settings = SharpnessSettings()
+        settings.every = sharpnessEvery
+        settings.examples = sharpnessExamples
+        settings.lanczosIterations = lanczosIterations
+        settings.hutchinsonProbes = hutchinsonProbes
+        settings.perLayer = !noPerLayerCurvature
+        settings.samRadius = samRadius
+        settings.gaussianSigma = gaussianSigma
+        settings.perturbationSamples = perturbationSamples
+        settings.workers = try sharpnessWorkers.split(separator: ",").map { text in
+            guard let worker = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--sharpness-workers: '\(text)' is not a worker number")
+            }
+            return worker
+        }
+        return settings
     }
 
     /// The configuration recorded in an earlier run's config.json.
@@ -225,7 +273,7 @@ func gitCommit() -> String {
 /// `config.json` written, the test set and the data description.
 func prepareRun(_ options: RunOptions) throws -> (
     configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport,
-    spectralGap: Double
+    spectralGap: Double, trainSubset: Dataset, sharpness: SharpnessRunner?
 ) {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
@@ -235,7 +283,14 @@ func prepareRun(_ options: RunOptions) throws -> (
         RunManifest(
             configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
             openBLASCore: BLAS.coreName, topologySpectrum: spectrum))
-    return (configuration, directory, testSet, data, report, spectrum.product.spectralGap)
+    let trainSubset = try DataLoader.loadTrainSubset(
+        configuration.data, count: configuration.sharpness.examples, seed: configuration.seed)
+    let sharpness =
+        configuration.sharpness.every > 0
+        ? SharpnessRunner(
+            network: Network(spec: configuration.model), evaluationSet: trainSubset, settings: configuration.sharpness,
+            seed: configuration.seed) : nil
+    return (configuration, directory, testSet, data, report, spectrum.product.spectralGap, trainSubset, sharpness)
 }
 
 /// Loads the test set and describes the data for the reports.

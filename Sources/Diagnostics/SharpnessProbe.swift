@@ -1,0 +1,186 @@
+import LearningCore
+
+/// What the coordinator measures every `every` rounds, and with how much work (each Hessian-vector
+/// product costs about two gradient evaluations on the evaluation set).
+public struct SharpnessSettings: Sendable, Equatable, Codable {
+    /// Measure every this many rounds (and after the last); 0 turns sharpness off.
+    public var every: Int = 250
+    /// Size of the fixed, seeded subset of the training data the curvature is measured on.
+    public var examples: Int = 512
+    public var lanczosIterations: Int = 15
+    public var topEigenvalueCount: Int = 3
+    public var hutchinsonProbes: Int = 8
+    public var slqProbes: Int = 1
+    public var slqIterations: Int = 15
+    public var densityBins: Int = 40
+    /// Per-layer (per named slice) top eigenvalue and trace.
+    public var perLayer: Bool = true
+    public var perLayerIterations: Int = 6
+    public var perLayerProbes: Int = 3
+    /// SAM ρ (also used by ASAM and m-sharpness).
+    public var samRadius: Double = 0.05
+    public var samAscentSteps: Int = 5
+    public var mSharpnessBatch: Int = 64
+    /// σ of the Gaussian average sharpness.
+    public var gaussianSigma: Double = 0.01
+    public var perturbationSamples: Int = 8
+    /// Workers whose own models are measured too (x̄ always is).
+    public var workers: [Int] = []
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case every, examples, perLayer, workers
+        case lanczosIterations = "lanczos_iterations"
+        case topEigenvalueCount = "top_eigenvalue_count"
+        case hutchinsonProbes = "hutchinson_probes"
+        case slqProbes = "slq_probes"
+        case slqIterations = "slq_iterations"
+        case densityBins = "density_bins"
+        case perLayerIterations = "per_layer_iterations"
+        case perLayerProbes = "per_layer_probes"
+        case samRadius = "sam_radius"
+        case samAscentSteps = "sam_ascent_steps"
+        case mSharpnessBatch = "m_sharpness_batch"
+        case gaussianSigma = "gaussian_sigma"
+        case perturbationSamples = "perturbation_samples"
+    }
+}
+
+/// One line of `sharpness.jsonl`: curvature and sharpness of one model at one round.
+public struct SharpnessRecord: Sendable, Equatable, Codable {
+    public struct Layer: Sendable, Equatable, Codable {
+        public var name: String
+        public var lambdaMax: Double
+        public var trace: Double
+        public var traceStandardError: Double
+        enum CodingKeys: String, CodingKey {
+            case name
+            case lambdaMax = "lambda_max"
+            case trace
+            case traceStandardError = "trace_standard_error"
+        }
+    }
+
+    public var round: Int
+    /// `average` for x̄, `worker N` for a worker's own model.
+    public var model: String
+    public var learningRate: Double
+    /// 2/η: gradient descent is unstable along directions with λ > 2/η (edge of stability).
+    public var twoOverLearningRate: Double
+    public var loss: Double
+    public var lambdaMax: Double
+    public var topEigenvalues: [Double]
+    public var mostNegativeEigenvalue: Double
+    public var trace: Double
+    public var traceStandardError: Double
+    public var traceHutchPlusPlus: Double
+    public var densityEdges: [Double]
+    public var densityMasses: [Double]
+    public var layers: [Layer]
+    public var samSharpness: Double
+    public var samSharpnessAscent: Double
+    public var adaptiveSharpness: Double
+    public var mSharpness: Double
+    public var gaussianSharpness: Double
+    public var gaussianSharpnessStandardError: Double
+    /// Only for x̄ with more than one worker.
+    public var averageDirectionSharpness: Double?
+    public var averageDirectionSharpnessStandardError: Double?
+    public var hessianVectorProducts: Int
+    public var seconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case round, model, loss, trace, layers, seconds
+        case learningRate = "learning_rate"
+        case twoOverLearningRate = "two_over_learning_rate"
+        case lambdaMax = "lambda_max"
+        case topEigenvalues = "top_eigenvalues"
+        case mostNegativeEigenvalue = "most_negative_eigenvalue"
+        case traceStandardError = "trace_standard_error"
+        case traceHutchPlusPlus = "trace_hutch_plus_plus"
+        case densityEdges = "density_edges"
+        case densityMasses = "density_masses"
+        case samSharpness = "sam_sharpness"
+        case samSharpnessAscent = "sam_sharpness_ascent"
+        case adaptiveSharpness = "adaptive_sharpness"
+        case mSharpness = "m_sharpness"
+        case gaussianSharpness = "gaussian_sharpness"
+        case gaussianSharpnessStandardError = "gaussian_sharpness_standard_error"
+        case averageDirectionSharpness = "average_direction_sharpness"
+        case averageDirectionSharpnessStandardError = "average_direction_sharpness_standard_error"
+        case hessianVectorProducts = "hessian_vector_products"
+    }
+}
+
+public enum SharpnessProbe {
+    /// Measures one model. `workers` (all the workers' models) enables average-direction
+    /// sharpness, which is defined at x̄.
+    public static func measure(
+        _ surface: NetworkLoss, at x: [Float], model: String, round: Int, learningRate: Double,
+        settings: SharpnessSettings,
+        workers: [[Float]]? = nil, seed: UInt64
+    ) -> SharpnessRecord {
+        let counting = CountingSurface(surface)
+        let (apply, dimension) = Curvature.hessian(of: counting, at: x)
+        let top = Curvature.topEigenvalues(
+            apply, dimension: dimension, count: settings.topEigenvalueCount, iterations: settings.lanczosIterations,
+            seed: seed)
+        let trace = Curvature.hutchinson(apply, dimension: dimension, probes: settings.hutchinsonProbes, seed: seed)
+        let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: settings.hutchinsonProbes, seed: seed)
+        let density = Curvature.spectralDensity(
+            apply, dimension: dimension, probes: settings.slqProbes, iterations: settings.slqIterations, seed: seed)
+        let histogram = density.histogram(bins: settings.densityBins)
+        var layers: [SharpnessRecord.Layer] = []
+        if settings.perLayer {
+            for slice in surface.network.layout.slices where slice.count > 1 {
+                let (block, size) = Curvature.hessian(of: counting, at: x, block: slice.range)
+                let layerTop = Curvature.topEigenvalues(
+                    block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size), seed: seed)
+                let layerTrace = Curvature.hutchinson(
+                    block, dimension: size, probes: settings.perLayerProbes, seed: seed)
+                layers.append(
+                    .init(
+                        name: slice.name, lambdaMax: layerTop.largest.first ?? 0, trace: layerTrace.value,
+                        traceStandardError: layerTrace.standardError))
+            }
+        }
+        let loss = surface.loss(at: x)
+        let sam = Sharpness.worstCase(surface, at: x, radius: settings.samRadius)
+        let samAscent = Sharpness.worstCase(
+            surface, at: x, radius: settings.samRadius, ascentSteps: settings.samAscentSteps)
+        let adaptive = Sharpness.adaptive(surface, at: x, radius: settings.samRadius)
+        let m = Sharpness.mSharpness(surface, at: x, radius: settings.samRadius, batchSize: settings.mSharpnessBatch)
+        let gaussian = Sharpness.gaussian(
+            surface, at: x, sigma: settings.gaussianSigma, samples: settings.perturbationSamples, seed: seed)
+        var averageDirection: Sharpness.Estimate?
+        if let workers, workers.count > 1 {
+            averageDirection = Sharpness.averageDirection(
+                surface, average: x, workers: workers, samples: settings.perturbationSamples, seed: seed)
+        }
+        return SharpnessRecord(
+            round: round, model: model, learningRate: learningRate, twoOverLearningRate: 2 / learningRate, loss: loss,
+            lambdaMax: top.largest.first ?? 0, topEigenvalues: top.largest, mostNegativeEigenvalue: top.mostNegative,
+            trace: trace.value, traceStandardError: trace.standardError, traceHutchPlusPlus: plus.value,
+            densityEdges: histogram.edges, densityMasses: histogram.masses, layers: layers, samSharpness: sam,
+            samSharpnessAscent: samAscent, adaptiveSharpness: adaptive, mSharpness: m.value,
+            gaussianSharpness: gaussian.value,
+            gaussianSharpnessStandardError: gaussian.standardError, averageDirectionSharpness: averageDirection?.value,
+            averageDirectionSharpnessStandardError: averageDirection?.standardError,
+            hessianVectorProducts: counting.products, seconds: nil)
+    }
+}
+
+/// Counts Hessian-vector products (for the report's cost column).
+final class CountingSurface: LossSurface {
+    let base: LossSurface
+    private(set) var products = 0
+    init(_ base: LossSurface) { self.base = base }
+    var dimension: Int { base.dimension }
+    func loss(at x: [Float]) -> Double { base.loss(at: x) }
+    func lossAndGradient(at x: [Float]) -> (loss: Double, gradient: [Float]) { base.lossAndGradient(at: x) }
+    func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float] {
+        products += 1
+        return base.hessianVectorProduct(at: x, v)
+    }
+}

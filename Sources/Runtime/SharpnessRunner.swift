@@ -1,0 +1,97 @@
+import Datasets
+import Diagnostics
+import Foundation
+import LearningCore
+import Synchronization
+
+/// Measures curvature and sharpness on a thread of its own, so the coordinator keeps receiving
+/// and recording rounds (and the workers keep training) while it works. Jobs run in order;
+/// finished records are collected with `drain()`.
+public final class SharpnessRunner: @unchecked Sendable {
+    private struct State {
+        var queue: [SharpnessJob] = []
+        var finished: [SharpnessRecord] = []
+        var running = false
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    private let signal = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private let network: Network
+    private let subset: Dataset
+    private let settings: SharpnessSettings
+    private let seed: UInt64
+
+    public init(network: Network, evaluationSet: Dataset, settings: SharpnessSettings, seed: UInt64) {
+        self.network = network
+        subset = evaluationSet
+        self.settings = settings
+        self.seed = seed
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "sharpness"
+        thread.start()
+    }
+
+    public func submit(_ job: SharpnessJob) {
+        state.withLock { $0.queue.append(job) }
+        signal.signal()
+    }
+
+    /// Jobs queued or running.
+    public var pending: Int { state.withLock { $0.queue.count + ($0.running ? 1 : 0) } }
+
+    /// Records finished since the last call, in round order.
+    public func drain() -> [SharpnessRecord] {
+        state.withLock { state in
+            defer { state.finished = [] }
+            return state.finished
+        }
+    }
+
+    /// Finishes the queued jobs (or drops them when `cancel`), then stops the thread.
+    public func close(cancel: Bool = false) {
+        state.withLock {
+            $0.closed = true
+            if cancel { $0.queue = [] }
+        }
+        signal.signal()
+        done.wait()
+    }
+
+    private func loop() {
+        let surface = NetworkLoss(network: network, dataset: subset)
+        while true {
+            signal.wait()
+            while let job = state.withLock({ state -> SharpnessJob? in
+                guard !state.queue.isEmpty else { return nil }
+                state.running = true
+                return state.queue.removeFirst()
+            }) {
+                var records: [SharpnessRecord] = []
+                let started = Date()
+                var record = SharpnessProbe.measure(
+                    surface, at: job.average, model: "average", round: job.round, learningRate: job.learningRate,
+                    settings: settings, workers: job.workers, seed: seed &+ UInt64(job.round))
+                record.seconds = Date().timeIntervalSince(started)
+                records.append(record)
+                for worker in settings.workers where worker < job.workers.count {
+                    let workerStarted = Date()
+                    var workerRecord = SharpnessProbe.measure(
+                        surface, at: job.workers[worker], model: "worker \(worker)", round: job.round,
+                        learningRate: job.learningRate, settings: settings, seed: seed &+ UInt64(job.round))
+                    workerRecord.seconds = Date().timeIntervalSince(workerStarted)
+                    records.append(workerRecord)
+                }
+                state.withLock {
+                    $0.finished += records
+                    $0.running = false
+                }
+            }
+            if state.withLock({ $0.closed && $0.queue.isEmpty }) {
+                done.signal()
+                return
+            }
+        }
+    }
+}
