@@ -32,12 +32,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "Reports", dependencies: ["Runtime", "Diagnostics", "Topologies"]),
         .target(
             name: "_TestSupport", dependencies: ["LearningCore", "Optimizers", "Datasets", "Topologies", "Algorithms"]),
         .executableTarget(
             name: "dsgd",
             dependencies: [
-                "Runtime", "ZeroMQTransport", "CZeroMQ",
+                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,7 +57,7 @@ let package = Package(
         .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire", "CZeroMQ"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Runtime", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd"]
+            dependencies: ["Runtime", "Reports", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd"]
         ),
     ]
 )

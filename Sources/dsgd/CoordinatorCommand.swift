@@ -55,6 +55,7 @@ struct CoordinatorCommand: ParsableCommand {
             }
         }
         let summary = shell.summary
+        do { try writeReport(directory) } catch { logLine("coordinator: could not write report.html: \(error)") }
         switch shell.outcome {
         case .completed:
             let accuracy = summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "n/a"

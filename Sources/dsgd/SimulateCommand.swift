@@ -35,6 +35,7 @@ struct SimulateCommand: ParsableCommand {
                 try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
             }
         }
+        do { try writeReport(directory) } catch { logLine("simulate: could not write report.html: \(error)") }
         if case .failed(let reason) = coordinator.outcome {
             logLine("simulate: run FAILED: \(reason)")
             throw ExitCode(1)

@@ -1,0 +1,246 @@
+import Diagnostics
+import Foundation
+import Runtime
+import Topologies
+
+/// The self-contained `report.html` of a run: inline SVG charts and CSS, no scripts, no network.
+public enum ReportPage {
+    static let style = """
+        body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
+        h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+        .grid2 { display: flex; flex-wrap: wrap; gap: 16px; }
+        table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+        th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+        .chart .title { font-size: 13px; font-weight: 600; } .chart .tick { font-size: 10px; fill: #555; }
+        .chart .axis { font-size: 11px; fill: #333; } .chart .legend { font-size: 11px; }
+        .chart .frame { fill: none; stroke: #999; } .chart .grid { stroke: #eee; } .chart .empty { fill: #a00; font-size: 14px; }
+        .status-failed { color: #b00; } .status-completed { color: #070; }
+        pre { background: #f7f7f7; padding: 12px; font-size: 11px; overflow-x: auto; max-height: 480px; }
+        .note { color: #555; font-size: 12px; }
+        """
+
+    /// Least-squares fit d ≈ a + b·ln t over the recorded distances from initialisation.
+    public static func logFit(_ points: [(Double, Double)]) -> (a: Double, b: Double)? {
+        let usable = points.filter { $0.0 >= 1 && $0.1.isFinite }
+        guard usable.count >= 2 else { return nil }
+        let xs = usable.map { log($0.0) }
+        let ys = usable.map(\.1)
+        let mx = xs.reduce(0, +) / Double(xs.count)
+        let my = ys.reduce(0, +) / Double(ys.count)
+        let sxx = xs.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
+        guard sxx > 0 else { return nil }
+        let b = zip(xs, ys).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / sxx
+        return (my - b * mx, b)
+    }
+
+    public static func html(_ run: RunFolder) -> String {
+        let configuration = run.manifest.configuration
+        let rounds = run.rounds
+        let evaluated = rounds.filter { $0.testAccuracy != nil }
+        let x = { (r: RoundRecord) in Double(r.round) }
+        var sections: [String] = []
+
+        let accuracy = Chart(
+            title: "Accuracy", xLabel: "round", yLabel: "accuracy",
+            series: [
+                .init(
+                    name: "x̄ test", color: "#1f77b4", points: evaluated.map { (x($0), $0.testAccuracy!) },
+                    band: evaluated.compactMap { r in
+                        guard let low = r.workerTestAccuracyMin, let high = r.workerTestAccuracyMax else { return nil }
+                        return (x(r), low, high)
+                    }),
+                .init(
+                    name: "workers' test (mean)", color: "#ff7f0e",
+                    points: evaluated.compactMap { r in r.workerTestAccuracyMean.map { (x(r), $0) } }, dashed: true),
+                .init(
+                    name: "x̄ train (subset)", color: "#2ca02c",
+                    points: evaluated.compactMap { r in r.trainAccuracyAverageModel.map { (x(r), $0) } }),
+            ])
+        let loss = Chart(
+            title: "Loss", xLabel: "round", yLabel: "cross-entropy",
+            series: [
+                .init(
+                    name: "workers' train (mean)", color: "#ff7f0e", points: rounds.map { (x($0), $0.trainLoss) },
+                    band: rounds.map { (x($0), $0.trainLossMin, $0.trainLossMax) }),
+                .init(name: "x̄ test", color: "#1f77b4", points: evaluated.compactMap { r in r.testLoss.map { (x(r), $0) } }),
+                .init(
+                    name: "x̄ train (subset)", color: "#2ca02c",
+                    points: evaluated.compactMap { r in r.trainLossAverageModel.map { (x(r), $0) } }),
+            ])
+        let consensus = Chart(
+            title: "Consensus distance Ξ² = (1/n)Σ‖xᵢ − x̄‖²", xLabel: "round", yLabel: "Ξ² (log scale)",
+            series: [
+                .init(
+                    name: "Ξ²", color: "#9467bd",
+                    points: rounds.compactMap { r in r.consensusDistanceSquared.map { (x(r), $0) } })
+            ], logY: true)
+
+        let averageSharpness = run.sharpness.filter { $0.model == "average" }
+        let twoOverEta = averageSharpness.map { (Double($0.round), $0.twoOverLearningRate) }
+        let curvature = Chart(
+            title: "Top Hessian eigenvalue of x̄ against 2/η (edge of stability)", xLabel: "round", yLabel: "λ_max",
+            series: [
+                .init(name: "λ_max", color: "#d62728", points: averageSharpness.map { (Double($0.round), $0.lambdaMax) }, markers: true),
+                .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
+            ])
+        let trace = Chart(
+            title: "Hessian trace of x̄ against 2/η (SGD linear stability)", xLabel: "round", yLabel: "tr(H)",
+            series: [
+                .init(
+                    name: "tr(H) (Hutchinson, ±1 s.e.)", color: "#8c564b",
+                    points: averageSharpness.map { (Double($0.round), $0.trace) },
+                    band: averageSharpness.map { (Double($0.round), $0.trace - $0.traceStandardError, $0.trace + $0.traceStandardError) },
+                    markers: true),
+                .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
+            ])
+        let last = averageSharpness.last
+        let density = BarChart(
+            title: "Hessian spectral density of x̄ (SLQ), round \(last.map { String($0.round) } ?? "–")", xLabel: "eigenvalue",
+            edges: last?.densityEdges ?? [], masses: last?.densityMasses ?? [])
+
+        let distances = rounds.compactMap { r in r.distanceFromInit.map { (x(r), $0) } }
+        let fit = logFit(distances)
+        var distanceSeries: [Chart.Series] = [.init(name: "‖x̄ₜ − x₀‖", color: "#17becf", points: distances)]
+        if let fit {
+            distanceSeries.append(
+                .init(
+                    name: String(format: "fit %.3g + %.3g·ln t", fit.a, fit.b), color: "#333333",
+                    points: distances.map { ($0.0, fit.a + fit.b * log($0.0)) }, dashed: true))
+        }
+        let distance = Chart(
+            title: "Distance of x̄ from its initialisation", xLabel: "round (log scale)", yLabel: "‖x̄ₜ − x₀‖",
+            series: distanceSeries, logX: true)
+
+        // Header and summary table.
+        let summary = run.summary
+        let status = summary?.status ?? "running"
+        let spectrum = run.manifest.topologySpectrum
+        var table: [(String, String)] = [
+            ("status", status + (summary?.reason.map { ": \(escape($0))" } ?? "")),
+            ("data", escape("\(run.manifest.data.name) (\(run.manifest.data.source))")),
+            ("workers · topology", "\(configuration.workers) · \(escape(configuration.topology.name))"),
+            ("model · batch · local steps", "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"),
+            ("algorithm", configuration.algorithm.rawValue),
+            ("rounds", "\(rounds.count) of \(configuration.rounds)"),
+        ]
+        if let summary {
+            table += [
+                ("final test accuracy of x̄", summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "–"),
+                ("final test loss of x̄", summary.finalTestLoss.map { String(format: "%.4f", $0) } ?? "–"),
+                ("final Ξ²", summary.finalConsensusDistanceSquared.map { String(format: "%.4e", $0) } ?? "–"),
+                ("wall time", String(format: "%.1f s (%.1f rounds/s)", summary.wallSeconds, summary.roundsPerSecond)),
+            ]
+        }
+        if let spectrum {
+            table.append(("spectral gap", String(format: "%.6g", spectrum.product.spectralGap)))
+        }
+        if let fit { table.append(("distance fit", String(format: "%.4g + %.4g·ln t", fit.a, fit.b))) }
+        sections.append(
+            "<table>" + table.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined() + "</table>")
+        sections.append("<h2>Training</h2><div class=\"grid2\">\(accuracy.svg(id: "accuracy"))\(loss.svg(id: "loss"))</div>")
+        sections.append("<h2>Consensus and weights</h2><div class=\"grid2\">\(consensus.svg(id: "consensus"))\(distance.svg(id: "distance"))</div>")
+        sections.append(
+            "<h2>Curvature and stability</h2><div class=\"grid2\">\(curvature.svg(id: "lambda"))\(trace.svg(id: "trace"))\(density.svg(id: "density"))</div>"
+        )
+        if let last {
+            var rows = [
+                ("SAM ρ-sharpness (1 step)", String(format: "%.4g", last.samSharpness)),
+                ("SAM ρ-sharpness (\(configuration.sharpness.samAscentSteps)-step ascent)", String(format: "%.4g", last.samSharpnessAscent)),
+                ("adaptive (ASAM)", String(format: "%.4g", last.adaptiveSharpness)),
+                ("m-sharpness (m = \(configuration.sharpness.mSharpnessBatch))", String(format: "%.4g", last.mSharpness)),
+                ("Gaussian (σ = \(configuration.sharpness.gaussianSigma))", String(format: "%.4g ± %.2g", last.gaussianSharpness, last.gaussianSharpnessStandardError)),
+                ("trace (Hutchinson / Hutch++)", String(format: "%.4g ± %.2g / %.4g", last.trace, last.traceStandardError, last.traceHutchPlusPlus)),
+                ("top eigenvalues", last.topEigenvalues.map { String(format: "%.4g", $0) }.joined(separator: ", ")),
+                ("most negative eigenvalue", String(format: "%.4g", last.mostNegativeEigenvalue)),
+            ]
+            if let value = last.averageDirectionSharpness, let error = last.averageDirectionSharpnessStandardError {
+                rows.insert(("average-direction (Zhu et al. 2023)", String(format: "%.4g ± %.2g", value, error)), at: 4)
+            }
+            var html = "<p class=\"note\">x̄ at round \(last.round), on \(configuration.sharpness.examples) training examples; \(last.hessianVectorProducts) Hessian-vector products.</p><table>"
+            html += rows.map { "<tr><th>\(escape($0.0))</th><td>\($0.1)</td></tr>" }.joined() + "</table>"
+            if !last.layers.isEmpty {
+                html += "<p class=\"note\">Per layer (diagonal blocks of H):</p><table><tr><th>slice</th><th>λ_max</th><th>trace</th></tr>"
+                html += last.layers.map {
+                    "<tr><td>\(escape($0.name))</td><td>\(String(format: "%.4g", $0.lambdaMax))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
+                }.joined() + "</table>"
+            }
+            sections.append("<h2>Sharpness (latest)</h2>" + html)
+        }
+        let topology = configuration.topology.topology(atRound: 0)
+        sections.append(
+            "<h2>Topology</h2><p class=\"note\">\(escape(configuration.topology.name))\(configuration.topology.isStatic ? "" : " (round 1 shown)"); spectral gap \(spectrum.map { String(format: "%.6g", $0.product.spectralGap) } ?? "–")\(spectrum?.consensusContractionPerRound.map { String(format: "; predicted Ξ² contraction per round ≤ %.4g", $0) } ?? "").</p>"
+                + TopologyPicture.svg(topology))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let config = (try? encoder.encode(run.manifest)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        sections.append("<h2>Configuration</h2><pre>\(escape(config))</pre>")
+        return """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>dsgd run \(escape(configuration.runName))</title>
+            <style>\(style)</style></head>
+            <body><h1>dsgd run <code>\(escape(configuration.runName))</code> <span class="status-\(status)">\(status)</span></h1>
+            \(sections.joined(separator: "\n"))
+            </body></html>
+
+            """
+    }
+
+    /// Several runs overlaid (test accuracy and Ξ²), and a table of final figures.
+    public static func comparison(_ runs: [RunFolder]) -> (html: String, table: String) {
+        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        func label(_ run: RunFolder) -> String { run.manifest.configuration.runName }
+        let accuracy = Chart(
+            title: "Test accuracy of x̄", xLabel: "round", yLabel: "accuracy",
+            series: runs.enumerated().map { i, run in
+                .init(
+                    name: label(run), color: colors[i % colors.count],
+                    points: run.rounds.compactMap { r in r.testAccuracy.map { (Double(r.round), $0) } })
+            })
+        let consensus = Chart(
+            title: "Consensus distance Ξ²", xLabel: "round", yLabel: "Ξ² (log scale)",
+            series: runs.enumerated().map { i, run in
+                .init(
+                    name: label(run), color: colors[i % colors.count],
+                    points: run.rounds.compactMap { r in r.consensusDistanceSquared.map { (Double(r.round), $0) } })
+            }, logY: true)
+        let lambda = Chart(
+            title: "λ_max of x̄", xLabel: "round", yLabel: "λ_max",
+            series: runs.enumerated().map { i, run in
+                .init(
+                    name: label(run), color: colors[i % colors.count],
+                    points: run.sharpness.filter { $0.model == "average" }.map { (Double($0.round), $0.lambdaMax) }, markers: true)
+            })
+        let header = ["run", "topology", "gap", "batch", "rounds", "test acc", "test loss", "gen. gap", "final Ξ²", "λ_max", "tr(H)", "wall s"]
+        var rows: [[String]] = []
+        for run in runs {
+            let c = run.manifest.configuration
+            let lastEval = run.rounds.last { $0.testAccuracy != nil }
+            let gap = lastEval.flatMap { r in r.trainAccuracyAverageModel.map { $0 - r.testAccuracy! } }
+            let sharp = run.sharpness.last { $0.model == "average" }
+            rows.append([
+                c.runName, c.topology.name, run.manifest.topologySpectrum.map { String(format: "%.4g", $0.product.spectralGap) } ?? "–",
+                "\(c.batchSize)", "\(run.rounds.count)", lastEval?.testAccuracy.map { String(format: "%.4f", $0) } ?? "–",
+                lastEval?.testLoss.map { String(format: "%.4f", $0) } ?? "–", gap.map { String(format: "%+.4f", $0) } ?? "–",
+                run.rounds.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared.map { String(format: "%.3e", $0) } ?? "–",
+                sharp.map { String(format: "%.4g", $0.lambdaMax) } ?? "–", sharp.map { String(format: "%.4g", $0.trace) } ?? "–",
+                run.summary.map { String(format: "%.1f", $0.wallSeconds) } ?? "–",
+            ])
+        }
+        let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
+        let text = ([header] + rows).map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }.joined(separator: "\n")
+        let htmlTable =
+            "<table><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>"
+            + rows.map { "<tr>" + $0.map { "<td>\(escape($0))</td>" }.joined() + "</tr>" }.joined() + "</table>"
+        let html = """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8"><title>dsgd comparison</title><style>\(style)</style></head>
+            <body><h1>dsgd: \(runs.count) runs compared</h1>\(htmlTable)
+            <div class="grid2">\(accuracy.svg(id: "accuracy"))\(consensus.svg(id: "consensus"))\(lambda.svg(id: "lambda"))</div>
+            </body></html>
+
+            """
+        return (html, text)
+    }
+}

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Reports
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Build a run's report.html, or compare several runs.",
+        subcommands: [Build.self, Compare.self], defaultSubcommand: Build.self)
+
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Rebuild RUN_DIR/report.html from the run's files.")
+
+        @Argument(help: "A run folder.")
+        var runDirectory: String
+
+        func run() throws {
+            let path = try writeReport(URL(fileURLWithPath: runDirectory))
+            print(path)
+        }
+    }
+
+    struct Compare: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Overlay several runs (test accuracy, Ξ², λ_max) and print a table of final figures.")
+
+        @Argument(help: "Run folders.")
+        var runDirectories: [String]
+
+        @Option(help: "Where to write the comparison page.")
+        var output: String = "comparison.html"
+
+        func run() throws {
+            guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
+            let runs: [RunFolder]
+            do { runs = try runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) } } catch let error as ReportError {
+                throw ValidationError(error.description)
+            }
+            let (html, table) = ReportPage.comparison(runs)
+            try Data(html.utf8).write(to: URL(fileURLWithPath: output))
+            print(table)
+            print("comparison page: \(output)")
+        }
+    }
+}
+
+/// Builds and writes `report.html` for a run folder; errors name the file and line at fault.
+@discardableResult
+func writeReport(_ directory: URL) throws -> String {
+    let run: RunFolder
+    do { run = try RunFolder.load(directory) } catch let error as ReportError { throw ValidationError(error.description) }
+    let url = directory.appendingPathComponent("report.html")
+    try Data(ReportPage.html(run).utf8).write(to: url, options: .atomic)
+    return url.path
+}
