@@ -1,0 +1,98 @@
+import Diagnostics
+import Foundation
+import Reports
+import Runtime
+import XCTest
+
+final class ReportTests: XCTestCase {
+    /// Values of the series `name` inside the SVG element with id `chart`, as the page shows them.
+    private func seriesValues(_ html: String, chart: String, series name: String) -> [Double] {
+        guard let start = html.range(of: "<svg id=\"\(chart)\"") else { return [] }
+        let rest = html[start.upperBound...]
+        let end = rest.range(of: "</svg>")!.lowerBound
+        let svg = rest[..<end]
+        guard let marker = svg.range(of: "data-series=\"\(name)\" data-values=\"") else { return [] }
+        let values = svg[marker.upperBound...].prefix { $0 != "\"" }
+        return values.split(separator: " ").map { Double($0.split(separator: ":")[1])! }
+    }
+
+    func testEveryChartHasData_AndShowsTheRecordedNumbers() throws {
+        let scratch = try temporaryDirectory("report")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let child = try Child(
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "4", "--rounds", "12", "--model", "784-16-10", "--data", "synthetic", "--eval-every", "4",
+                "--sharpness-every", "4", "--sharpness-examples", "128", "--lanczos-iterations", "6", "--hutchinson-probes", "3",
+                "--run-dir", run.path,
+            ], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+        let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertFalse(html.contains("no data"), "every chart has data")
+        XCTAssertFalse(html.contains("http://") && html.contains("<script src"), "self-contained")
+        for id in ["accuracy", "loss", "consensus", "distance", "lambda", "trace", "density"] {
+            XCTAssertTrue(html.contains("<svg id=\"\(id)\""), id)
+        }
+        // JSONDecoder reads the files exactly (JSONSerialization on Linux rounds the last digit).
+        let decoder = JSONDecoder()
+        func lines<T: Decodable>(_ name: String, as type: T.Type) throws -> [T] {
+            try String(contentsOf: run.appendingPathComponent(name), encoding: .utf8).split(separator: "\n").map {
+                try decoder.decode(T.self, from: Data($0.utf8))
+            }
+        }
+        let rounds = try lines("rounds.jsonl", as: RoundRecord.self)
+        let sharpness = try lines("sharpness.jsonl", as: SharpnessRecord.self)
+        XCTAssertEqual(rounds.count, 12)
+        XCTAssertEqual(sharpness.count, 3)
+        XCTAssertEqual(seriesValues(html, chart: "accuracy", series: "x̄ test"), rounds.compactMap(\.testAccuracy))
+        XCTAssertEqual(seriesValues(html, chart: "consensus", series: "Ξ²"), rounds.compactMap(\.consensusDistanceSquared))
+        XCTAssertEqual(seriesValues(html, chart: "loss", series: "workers' train (mean)"), rounds.map(\.trainLoss))
+        XCTAssertEqual(seriesValues(html, chart: "lambda", series: "λ_max"), sharpness.map(\.lambdaMax))
+        XCTAssertEqual(seriesValues(html, chart: "lambda", series: "2/η"), sharpness.map(\.twoOverLearningRate))
+        XCTAssertEqual(seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, ±1 s.e.)"), sharpness.map(\.trace))
+        XCTAssertEqual(seriesValues(html, chart: "distance", series: "‖x̄ₜ − x₀‖"), rounds.compactMap(\.distanceFromInit))
+
+        // Rebuilding gives the same page; comparing two runs prints a table.
+        let rebuilt = try Child(try dsgdBinary(), ["report", run.path], output: scratch.appendingPathComponent("rebuild"))
+        XCTAssertEqual(rebuilt.wait(seconds: 60), 0, rebuilt.text)
+        XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8), html)
+        let output = scratch.appendingPathComponent("compare.html")
+        let compare = try Child(
+            try dsgdBinary(), ["report", "compare", run.path, run.path, "--output", output.path],
+            output: scratch.appendingPathComponent("compare"))
+        XCTAssertEqual(compare.wait(seconds: 60), 0, compare.text)
+        XCTAssertTrue(compare.text.contains("test acc"), compare.text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: output.path))
+
+        // Corrupt and truncated folders: clear errors naming file and line, never a crash.
+        let broken = scratch.appendingPathComponent("broken")
+        try FileManager.default.copyItem(at: run, to: broken)
+        let roundsFile = broken.appendingPathComponent("rounds.jsonl")
+        let original = try Data(contentsOf: roundsFile)
+        try original.dropLast(40).write(to: roundsFile)
+        try expectReportError(broken, "rounds.jsonl:12: truncated record", scratch)
+        var lines = String(decoding: original, as: UTF8.self).split(separator: "\n").map(String.init)
+        lines.swapAt(2, 3)
+        try (lines.joined(separator: "\n") + "\n").write(to: roundsFile, atomically: true, encoding: .utf8)
+        try expectReportError(broken, "rounds.jsonl:3: round 4 where round 3 was expected", scratch)
+        try original.write(to: roundsFile)
+        try "{\"configuration\": 3}".write(to: broken.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try expectReportError(broken, "config.json: not a valid RunManifest", scratch)
+        try expectReportError(scratch.appendingPathComponent("nope"), "not a run folder", scratch)
+    }
+
+    private func expectReportError(_ folder: URL, _ message: String, _ scratch: URL, line: UInt = #line) throws {
+        let child = try Child(try dsgdBinary(), ["report", folder.path], output: scratch.appendingPathComponent("err-\(line)"))
+        XCTAssertNotEqual(child.wait(seconds: 30), 0, child.text, line: line)
+        XCTAssertTrue(child.text.contains(message), child.text, line: line)
+    }
+
+    func testLogFit_RecoversAnExactLogLaw() throws {
+        let points = (1...50).map { (Double($0), 0.7 + 1.3 * log(Double($0))) }
+        let fit = try XCTUnwrap(ReportPage.logFit(points))
+        XCTAssertEqual(fit.a, 0.7, accuracy: 1e-12)
+        XCTAssertEqual(fit.b, 1.3, accuracy: 1e-12)
+        XCTAssertNil(ReportPage.logFit([(1, 1)]))
+    }
+}
