@@ -62,7 +62,9 @@ public enum ReportPage {
                 .init(
                     name: "workers' train (mean)", color: "#ff7f0e", points: rounds.map { (x($0), $0.trainLoss) },
                     band: rounds.map { (x($0), $0.trainLossMin, $0.trainLossMax) }),
-                .init(name: "x̄ test", color: "#1f77b4", points: evaluated.compactMap { r in r.testLoss.map { (x(r), $0) } }),
+                .init(
+                    name: "x̄ test", color: "#1f77b4",
+                    points: evaluated.compactMap { r in r.testLoss.map { (x(r), $0) } }),
                 .init(
                     name: "x̄ train (subset)", color: "#2ca02c",
                     points: evaluated.compactMap { r in r.trainLossAverageModel.map { (x(r), $0) } }),
@@ -80,7 +82,9 @@ public enum ReportPage {
         let curvature = Chart(
             title: "Top Hessian eigenvalue of x̄ against 2/η (edge of stability)", xLabel: "round", yLabel: "λ_max",
             series: [
-                .init(name: "λ_max", color: "#d62728", points: averageSharpness.map { (Double($0.round), $0.lambdaMax) }, markers: true),
+                .init(
+                    name: "λ_max", color: "#d62728", points: averageSharpness.map { (Double($0.round), $0.lambdaMax) },
+                    markers: true),
                 .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
             ])
         let trace = Chart(
@@ -89,13 +93,16 @@ public enum ReportPage {
                 .init(
                     name: "tr(H) (Hutchinson, ±1 s.e.)", color: "#8c564b",
                     points: averageSharpness.map { (Double($0.round), $0.trace) },
-                    band: averageSharpness.map { (Double($0.round), $0.trace - $0.traceStandardError, $0.trace + $0.traceStandardError) },
+                    band: averageSharpness.map {
+                        (Double($0.round), $0.trace - $0.traceStandardError, $0.trace + $0.traceStandardError)
+                    },
                     markers: true),
                 .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
             ])
         let last = averageSharpness.last
         let density = BarChart(
-            title: "Hessian spectral density of x̄ (SLQ), round \(last.map { String($0.round) } ?? "–")", xLabel: "eigenvalue",
+            title: "Hessian spectral density of x̄ (SLQ), round \(last.map { String($0.round) } ?? "–")",
+            xLabel: "eigenvalue",
             edges: last?.densityEdges ?? [], masses: last?.densityMasses ?? [])
 
         let distances = rounds.compactMap { r in r.distanceFromInit.map { (x(r), $0) } }
@@ -119,7 +126,10 @@ public enum ReportPage {
             ("status", status + (summary?.reason.map { ": \(escape($0))" } ?? "")),
             ("data", escape("\(run.manifest.data.name) (\(run.manifest.data.source))")),
             ("workers · topology", "\(configuration.workers) · \(escape(configuration.topology.name))"),
-            ("model · batch · local steps", "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"),
+            (
+                "model · batch · local steps",
+                "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"
+            ),
             ("algorithm", configuration.algorithm.rawValue),
             ("rounds", "\(rounds.count) of \(configuration.rounds)"),
         ]
@@ -137,32 +147,50 @@ public enum ReportPage {
         if let fit { table.append(("distance fit", String(format: "%.4g + %.4g·ln t", fit.a, fit.b))) }
         sections.append(
             "<table>" + table.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined() + "</table>")
-        sections.append("<h2>Training</h2><div class=\"grid2\">\(accuracy.svg(id: "accuracy"))\(loss.svg(id: "loss"))</div>")
-        sections.append("<h2>Consensus and weights</h2><div class=\"grid2\">\(consensus.svg(id: "consensus"))\(distance.svg(id: "distance"))</div>")
+        sections.append(
+            "<h2>Training</h2><div class=\"grid2\">\(accuracy.svg(id: "accuracy"))\(loss.svg(id: "loss"))</div>")
+        sections.append(
+            "<h2>Consensus and weights</h2><div class=\"grid2\">\(consensus.svg(id: "consensus"))\(distance.svg(id: "distance"))</div>"
+        )
         sections.append(
             "<h2>Curvature and stability</h2><div class=\"grid2\">\(curvature.svg(id: "lambda"))\(trace.svg(id: "trace"))\(density.svg(id: "density"))</div>"
         )
         if let last {
             var rows = [
                 ("SAM ρ-sharpness (1 step)", String(format: "%.4g", last.samSharpness)),
-                ("SAM ρ-sharpness (\(configuration.sharpness.samAscentSteps)-step ascent)", String(format: "%.4g", last.samSharpnessAscent)),
+                (
+                    "SAM ρ-sharpness (\(configuration.sharpness.samAscentSteps)-step ascent)",
+                    String(format: "%.4g", last.samSharpnessAscent)
+                ),
                 ("adaptive (ASAM)", String(format: "%.4g", last.adaptiveSharpness)),
-                ("m-sharpness (m = \(configuration.sharpness.mSharpnessBatch))", String(format: "%.4g", last.mSharpness)),
-                ("Gaussian (σ = \(configuration.sharpness.gaussianSigma))", String(format: "%.4g ± %.2g", last.gaussianSharpness, last.gaussianSharpnessStandardError)),
-                ("trace (Hutchinson / Hutch++)", String(format: "%.4g ± %.2g / %.4g", last.trace, last.traceStandardError, last.traceHutchPlusPlus)),
+                (
+                    "m-sharpness (m = \(configuration.sharpness.mSharpnessBatch))",
+                    String(format: "%.4g", last.mSharpness)
+                ),
+                (
+                    "Gaussian (σ = \(configuration.sharpness.gaussianSigma))",
+                    String(format: "%.4g ± %.2g", last.gaussianSharpness, last.gaussianSharpnessStandardError)
+                ),
+                (
+                    "trace (Hutchinson / Hutch++)",
+                    String(format: "%.4g ± %.2g / %.4g", last.trace, last.traceStandardError, last.traceHutchPlusPlus)
+                ),
                 ("top eigenvalues", last.topEigenvalues.map { String(format: "%.4g", $0) }.joined(separator: ", ")),
                 ("most negative eigenvalue", String(format: "%.4g", last.mostNegativeEigenvalue)),
             ]
             if let value = last.averageDirectionSharpness, let error = last.averageDirectionSharpnessStandardError {
                 rows.insert(("average-direction (Zhu et al. 2023)", String(format: "%.4g ± %.2g", value, error)), at: 4)
             }
-            var html = "<p class=\"note\">x̄ at round \(last.round), on \(configuration.sharpness.examples) training examples; \(last.hessianVectorProducts) Hessian-vector products.</p><table>"
+            var html =
+                "<p class=\"note\">x̄ at round \(last.round), on \(configuration.sharpness.examples) training examples; \(last.hessianVectorProducts) Hessian-vector products.</p><table>"
             html += rows.map { "<tr><th>\(escape($0.0))</th><td>\($0.1)</td></tr>" }.joined() + "</table>"
             if !last.layers.isEmpty {
-                html += "<p class=\"note\">Per layer (diagonal blocks of H):</p><table><tr><th>slice</th><th>λ_max</th><th>trace</th></tr>"
-                html += last.layers.map {
-                    "<tr><td>\(escape($0.name))</td><td>\(String(format: "%.4g", $0.lambdaMax))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
-                }.joined() + "</table>"
+                html +=
+                    "<p class=\"note\">Per layer (diagonal blocks of H):</p><table><tr><th>slice</th><th>λ_max</th><th>trace</th></tr>"
+                html +=
+                    last.layers.map {
+                        "<tr><td>\(escape($0.name))</td><td>\(String(format: "%.4g", $0.lambdaMax))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
+                    }.joined() + "</table>"
             }
             sections.append("<h2>Sharpness (latest)</h2>" + html)
         }
@@ -187,7 +215,10 @@ public enum ReportPage {
 
     /// Several runs overlaid (test accuracy and Ξ²), and a table of final figures.
     public static func comparison(_ runs: [RunFolder]) -> (html: String, table: String) {
-        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        let colors = [
+            "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf",
+        ]
         func label(_ run: RunFolder) -> String { run.manifest.configuration.runName }
         let accuracy = Chart(
             title: "Test accuracy of x̄", xLabel: "round", yLabel: "accuracy",
@@ -208,9 +239,13 @@ public enum ReportPage {
             series: runs.enumerated().map { i, run in
                 .init(
                     name: label(run), color: colors[i % colors.count],
-                    points: run.sharpness.filter { $0.model == "average" }.map { (Double($0.round), $0.lambdaMax) }, markers: true)
+                    points: run.sharpness.filter { $0.model == "average" }.map { (Double($0.round), $0.lambdaMax) },
+                    markers: true)
             })
-        let header = ["run", "topology", "gap", "batch", "rounds", "test acc", "test loss", "gen. gap", "final Ξ²", "λ_max", "tr(H)", "wall s"]
+        let header = [
+            "run", "topology", "gap", "batch", "rounds", "test acc", "test loss", "gen. gap", "final Ξ²", "λ_max",
+            "tr(H)", "wall s",
+        ]
         var rows: [[String]] = []
         for run in runs {
             let c = run.manifest.configuration
@@ -218,17 +253,24 @@ public enum ReportPage {
             let gap = lastEval.flatMap { r in r.trainAccuracyAverageModel.map { $0 - r.testAccuracy! } }
             let sharp = run.sharpness.last { $0.model == "average" }
             rows.append([
-                c.runName, c.topology.name, run.manifest.topologySpectrum.map { String(format: "%.4g", $0.product.spectralGap) } ?? "–",
-                "\(c.batchSize)", "\(run.rounds.count)", lastEval?.testAccuracy.map { String(format: "%.4f", $0) } ?? "–",
-                lastEval?.testLoss.map { String(format: "%.4f", $0) } ?? "–", gap.map { String(format: "%+.4f", $0) } ?? "–",
-                run.rounds.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared.map { String(format: "%.3e", $0) } ?? "–",
-                sharp.map { String(format: "%.4g", $0.lambdaMax) } ?? "–", sharp.map { String(format: "%.4g", $0.trace) } ?? "–",
+                c.runName, c.topology.name,
+                run.manifest.topologySpectrum.map { String(format: "%.4g", $0.product.spectralGap) } ?? "–",
+                "\(c.batchSize)", "\(run.rounds.count)",
+                lastEval?.testAccuracy.map { String(format: "%.4f", $0) } ?? "–",
+                lastEval?.testLoss.map { String(format: "%.4f", $0) } ?? "–",
+                gap.map { String(format: "%+.4f", $0) } ?? "–",
+                run.rounds.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared.map {
+                    String(format: "%.3e", $0)
+                } ?? "–",
+                sharp.map { String(format: "%.4g", $0.lambdaMax) } ?? "–",
+                sharp.map { String(format: "%.4g", $0.trace) } ?? "–",
                 run.summary.map { String(format: "%.1f", $0.wallSeconds) } ?? "–",
             ])
         }
         let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
         let text = ([header] + rows).map { row in
-            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
         }.joined(separator: "\n")
         let htmlTable =
             "<table><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>"

@@ -13,18 +13,24 @@ public struct RunFolder {
 
     public static func load(_ directory: URL) throws -> RunFolder {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue
+        else {
             throw ReportError("\(directory.path): not a run folder (no such directory)")
         }
         let manifest: RunManifest = try decodeFile(directory.appendingPathComponent("config.json"))
         let rounds: [RoundRecord] = try decodeLines(directory.appendingPathComponent("rounds.jsonl"), required: true)
-        let sharpness: [SharpnessRecord] = try decodeLines(directory.appendingPathComponent("sharpness.jsonl"), required: false)
+        let sharpness: [SharpnessRecord] = try decodeLines(
+            directory.appendingPathComponent("sharpness.jsonl"), required: false)
         let summaryURL = directory.appendingPathComponent("summary.json")
-        let summary: RunSummary? = FileManager.default.fileExists(atPath: summaryURL.path) ? try decodeFile(summaryURL) : nil
+        let summary: RunSummary? =
+            FileManager.default.fileExists(atPath: summaryURL.path) ? try decodeFile(summaryURL) : nil
         for (index, record) in rounds.enumerated() where record.round != index + 1 {
-            throw ReportError("\(directory.appendingPathComponent("rounds.jsonl").path):\(index + 1): round \(record.round) where round \(index + 1) was expected")
+            throw ReportError(
+                "\(directory.appendingPathComponent("rounds.jsonl").path):\(index + 1): round \(record.round) where round \(index + 1) was expected"
+            )
         }
-        return RunFolder(directory: directory, manifest: manifest, rounds: rounds, sharpness: sharpness, summary: summary)
+        return RunFolder(
+            directory: directory, manifest: manifest, rounds: rounds, sharpness: sharpness, summary: summary)
     }
 
     static func decodeFile<T: Decodable>(_ url: URL) throws -> T {
@@ -52,7 +58,8 @@ public struct RunFolder {
             } catch {
                 let truncated = index == lines.count - 1 && !text.hasSuffix("\n")
                 throw ReportError(
-                    "\(url.path):\(index + 1): \(truncated ? "truncated record (the file ends mid-line)" : "not a valid record"): \(describe(error))")
+                    "\(url.path):\(index + 1): \(truncated ? "truncated record (the file ends mid-line)" : "not a valid record"): \(describe(error))"
+                )
             }
         }
         return records

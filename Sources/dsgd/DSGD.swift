@@ -6,7 +6,8 @@ struct DSGD: ParsableCommand {
         commandName: "dsgd",
         abstract: "A decentralized-SGD simulator whose workers are real processes talking ZeroMQ.",
         subcommands: [
-            CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, TopologyCommand.self, ReportCommand.self, BenchCommand.self,
+            CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, TopologyCommand.self, ReportCommand.self,
+            BenchCommand.self,
             BenchPeerCommand.self,
         ])
 }

@@ -32,7 +32,9 @@ struct ReportCommand: ParsableCommand {
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs: [RunFolder]
-            do { runs = try runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) } } catch let error as ReportError {
+            do { runs = try runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) } } catch let error
+                as ReportError
+            {
                 throw ValidationError(error.description)
             }
             let (html, table) = ReportPage.comparison(runs)
@@ -47,7 +49,9 @@ struct ReportCommand: ParsableCommand {
 @discardableResult
 func writeReport(_ directory: URL) throws -> String {
     let run: RunFolder
-    do { run = try RunFolder.load(directory) } catch let error as ReportError { throw ValidationError(error.description) }
+    do { run = try RunFolder.load(directory) } catch let error as ReportError {
+        throw ValidationError(error.description)
+    }
     let url = directory.appendingPathComponent("report.html")
     try Data(ReportPage.html(run).utf8).write(to: url, options: .atomic)
     return url.path

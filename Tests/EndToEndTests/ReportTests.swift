@@ -23,8 +23,10 @@ final class ReportTests: XCTestCase {
         let child = try Child(
             try dsgdBinary(),
             [
-                "simulate", "--workers", "4", "--rounds", "12", "--model", "784-16-10", "--data", "synthetic", "--eval-every", "4",
-                "--sharpness-every", "4", "--sharpness-examples", "128", "--lanczos-iterations", "6", "--hutchinson-probes", "3",
+                "simulate", "--workers", "4", "--rounds", "12", "--model", "784-16-10", "--data", "synthetic",
+                "--eval-every", "4",
+                "--sharpness-every", "4", "--sharpness-examples", "128", "--lanczos-iterations", "6",
+                "--hutchinson-probes", "3",
                 "--run-dir", run.path,
             ], output: scratch.appendingPathComponent("log"))
         XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
@@ -46,15 +48,19 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(rounds.count, 12)
         XCTAssertEqual(sharpness.count, 3)
         XCTAssertEqual(seriesValues(html, chart: "accuracy", series: "x̄ test"), rounds.compactMap(\.testAccuracy))
-        XCTAssertEqual(seriesValues(html, chart: "consensus", series: "Ξ²"), rounds.compactMap(\.consensusDistanceSquared))
+        XCTAssertEqual(
+            seriesValues(html, chart: "consensus", series: "Ξ²"), rounds.compactMap(\.consensusDistanceSquared))
         XCTAssertEqual(seriesValues(html, chart: "loss", series: "workers' train (mean)"), rounds.map(\.trainLoss))
         XCTAssertEqual(seriesValues(html, chart: "lambda", series: "λ_max"), sharpness.map(\.lambdaMax))
         XCTAssertEqual(seriesValues(html, chart: "lambda", series: "2/η"), sharpness.map(\.twoOverLearningRate))
-        XCTAssertEqual(seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, ±1 s.e.)"), sharpness.map(\.trace))
-        XCTAssertEqual(seriesValues(html, chart: "distance", series: "‖x̄ₜ − x₀‖"), rounds.compactMap(\.distanceFromInit))
+        XCTAssertEqual(
+            seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, ±1 s.e.)"), sharpness.map(\.trace))
+        XCTAssertEqual(
+            seriesValues(html, chart: "distance", series: "‖x̄ₜ − x₀‖"), rounds.compactMap(\.distanceFromInit))
 
         // Rebuilding gives the same page; comparing two runs prints a table.
-        let rebuilt = try Child(try dsgdBinary(), ["report", run.path], output: scratch.appendingPathComponent("rebuild"))
+        let rebuilt = try Child(
+            try dsgdBinary(), ["report", run.path], output: scratch.appendingPathComponent("rebuild"))
         XCTAssertEqual(rebuilt.wait(seconds: 60), 0, rebuilt.text)
         XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8), html)
         let output = scratch.appendingPathComponent("compare.html")
@@ -77,13 +83,15 @@ final class ReportTests: XCTestCase {
         try (lines.joined(separator: "\n") + "\n").write(to: roundsFile, atomically: true, encoding: .utf8)
         try expectReportError(broken, "rounds.jsonl:3: round 4 where round 3 was expected", scratch)
         try original.write(to: roundsFile)
-        try "{\"configuration\": 3}".write(to: broken.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try "{\"configuration\": 3}".write(
+            to: broken.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         try expectReportError(broken, "config.json: not a valid RunManifest", scratch)
         try expectReportError(scratch.appendingPathComponent("nope"), "not a run folder", scratch)
     }
 
     private func expectReportError(_ folder: URL, _ message: String, _ scratch: URL, line: UInt = #line) throws {
-        let child = try Child(try dsgdBinary(), ["report", folder.path], output: scratch.appendingPathComponent("err-\(line)"))
+        let child = try Child(
+            try dsgdBinary(), ["report", folder.path], output: scratch.appendingPathComponent("err-\(line)"))
         XCTAssertNotEqual(child.wait(seconds: 30), 0, child.text, line: line)
         XCTAssertTrue(child.text.contains(message), child.text, line: line)
     }
