@@ -6,17 +6,17 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
     /// Measure every this many rounds (and after the last); 0 turns sharpness off.
     public var every: Int = 250
     /// Size of the fixed, seeded subset of the training data the curvature is measured on.
-    public var examples: Int = 512
-    public var lanczosIterations: Int = 15
+    public var examples: Int = 256
+    public var lanczosIterations: Int = 10
     public var topEigenvalueCount: Int = 3
-    public var hutchinsonProbes: Int = 8
+    public var hutchinsonProbes: Int = 4
     public var slqProbes: Int = 1
-    public var slqIterations: Int = 15
+    public var slqIterations: Int = 10
     public var densityBins: Int = 40
     /// Per-layer (per named slice) top eigenvalue and trace.
     public var perLayer: Bool = true
-    public var perLayerIterations: Int = 6
-    public var perLayerProbes: Int = 3
+    public var perLayerIterations: Int = 3
+    public var perLayerProbes: Int = 2
     /// SAM ρ (also used by ASAM and m-sharpness).
     public var samRadius: Double = 0.05
     public var samAscentSteps: Int = 5
@@ -133,7 +133,9 @@ public enum SharpnessProbe {
         let histogram = density.histogram(bins: settings.densityBins)
         var layers: [SharpnessRecord.Layer] = []
         if settings.perLayer {
-            for slice in surface.network.layout.slices where slice.count > 1 {
+            // Weight matrices only: a block product costs a full Hessian-vector product, and the
+            // bias blocks are tiny in curvature as in size.
+            for slice in surface.network.layout.slices where slice.shape.count > 1 {
                 let (block, size) = Curvature.hessian(of: counting, at: x, block: slice.range)
                 let layerTop = Curvature.topEigenvalues(
                     block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size), seed: seed)

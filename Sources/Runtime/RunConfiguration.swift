@@ -60,7 +60,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         algorithm: GossipAlgorithm, optimizer: OptimizerSettings, data: DataSource, partition: PartitionScheme,
         topology: TopologySchedule, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool,
         peerTimeoutSeconds: Double,
-        maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 2_000,
+        maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings()
     ) {
         self.runName = runName

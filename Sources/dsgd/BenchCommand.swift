@@ -30,6 +30,12 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip part (c) and (d) (the multi-process cluster runs).")
     var skipCluster = false
 
+    @Option(help: "Rounds of each run in part (e), the cost of diagnostics.")
+    var diagnosticsRounds: Int = 1_000
+
+    @Flag(help: "Skip part (e).")
+    var skipDiagnostics = false
+
     func run() throws {
         BLAS.useSingleThread()
         print(
@@ -38,6 +44,54 @@ struct BenchCommand: ParsableCommand {
         let stepsPerSecond = try benchTrainingStep()
         try benchTransfer()
         if !skipCluster { try benchCluster(stepsPerSecond: stepsPerSecond) }
+        if !skipDiagnostics { try benchDiagnostics() }
+    }
+
+    /// (e) Run time with diagnostics off, with the consensus distance only, and with the default
+    /// schedule (Ξ² every round, evaluation every 50 rounds, sharpness every 250), as ratios.
+    private func benchDiagnostics() throws {
+        print(
+            "\n(e) cost of the diagnostics: \(workers)-worker ring, default workload, \(diagnosticsRounds) rounds, data \(data)"
+        )
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "dsgd-bench-diagnostics-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let never = "\(diagnosticsRounds)"
+        let cases: [(String, [String])] = [
+            (
+                "off (x̄ evaluated once, at the end)",
+                ["--metrics-every", never, "--eval-every", never, "--sharpness-every", "0", "--no-eval-workers"]
+            ),
+            (
+                "consensus distance every round",
+                ["--metrics-every", "1", "--eval-every", never, "--sharpness-every", "0", "--no-eval-workers"]
+            ),
+            ("default (Ξ² every round, eval every 100, sharpness every 250)", []),
+        ]
+        var times: [Double] = []
+        for (index, (label, arguments)) in cases.enumerated() {
+            let started = Date()
+            let summary = try launchCluster(
+                runDirectory: scratch.appendingPathComponent("case-\(index)"), metricsEvery: nil, ipc: false,
+                rounds: diagnosticsRounds,
+                extra: arguments)
+            guard summary.status == "completed" else {
+                throw ValidationError("bench: run failed: \(summary.reason ?? "?")")
+            }
+            let seconds = Date().timeIntervalSince(started)
+            times.append(seconds)
+            print(
+                String(
+                    format: "    %@ %7.1f s   ×%.3f   (%.1f rounds/s in the coordinator's clock)",
+                    label.padding(toLength: 62, withPad: " ", startingAt: 0), seconds, seconds / times[0],
+                    summary.roundsPerSecond))
+        }
+        print(String(format: "    default diagnostics vs off: %+.1f%% run time", 100 * (times[2] / times[0] - 1)))
+        print(
+            String(
+                format:
+                    "    evaluation and sharpness on top of the consensus distance: %+.1f%% run time (target ≤ 15%%)",
+                100 * (times[2] / times[1] - 1)))
     }
 
     /// Best rate (iterations per second) over 3 samples of about `sampleSeconds` each.
@@ -174,7 +228,9 @@ struct BenchCommand: ParsableCommand {
         for scheme in ["tcp", "ipc"] {
             for every in [1, 10] {
                 let run = scratch.appendingPathComponent("\(scheme)-every-\(every)")
-                let summary = try launchCluster(runDirectory: run, metricsEvery: every, ipc: scheme == "ipc")
+                let summary = try launchCluster(
+                    runDirectory: run, metricsEvery: every, ipc: scheme == "ipc", rounds: rounds,
+                    extra: ["--eval-every", "\(rounds)", "--no-eval-workers", "--sharpness-every", "0"])
                 guard summary.status == "completed" else {
                     throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
                 }
@@ -212,7 +268,9 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func launchCluster(runDirectory: URL, metricsEvery: Int, ipc: Bool) throws -> RunSummary {
+    private func launchCluster(runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String]) throws
+        -> RunSummary
+    {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
         let endpointFile = runDirectory.appendingPathComponent("endpoint")
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
@@ -228,13 +286,12 @@ struct BenchCommand: ParsableCommand {
             return process
         }
         let bind = { (name: String) in ipc ? "ipc://\(runDirectory.path)/\(name)" : "tcp://127.0.0.1:*" }
-        let coordinator = try start([
-            "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--metrics-every",
-            "\(metricsEvery)",
-            "--eval-every", "\(rounds)", "--no-eval-workers", "--run-dir", runDirectory.path, "--endpoint-file",
-            endpointFile.path,
-            "--bind", bind("coordinator"),
-        ])
+        let coordinator = try start(
+            [
+                "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--run-dir",
+                runDirectory.path,
+                "--endpoint-file", endpointFile.path, "--bind", bind("coordinator"), "--overwrite",
+            ] + (metricsEvery.map { ["--metrics-every", "\($0)"] } ?? []) + extra)
         var endpoint = ""
         for _ in 0..<600 where endpoint.isEmpty && coordinator.isRunning {
             endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(

@@ -76,13 +76,13 @@ struct RunOptions: ParsableArguments {
     var metricsEvery: Int = 1
 
     @Option(help: "Evaluate x̄ and the workers on the test set every k rounds (and after the last).")
-    var evalEvery: Int = 50
+    var evalEvery: Int = 100
 
     @Flag(help: "Do not evaluate each worker's own model (only x̄).")
     var noEvalWorkers = false
 
     @Option(help: "Evaluate each worker's own model on a fixed seeded subset of this many test examples (0: all).")
-    var workerEvalSize: Int = 2_000
+    var workerEvalSize: Int = 1_000
 
     @Option(help: "Seconds of silence after which a peer is declared dead.")
     var peerTimeout: Double = 60
@@ -92,16 +92,16 @@ struct RunOptions: ParsableArguments {
 
     @Option(
         help: "Training examples (a fixed seeded subset) that curvature, sharpness and x̄'s train loss are measured on.")
-    var sharpnessExamples: Int = 512
+    var sharpnessExamples: Int = 256
 
     @Option(help: "Also measure these workers' own models, e.g. 0,3.")
     var sharpnessWorkers: String = ""
 
     @Option(help: "Lanczos iterations for the top Hessian eigenvalues.")
-    var lanczosIterations: Int = 15
+    var lanczosIterations: Int = 10
 
     @Option(help: "Hutchinson probes for the Hessian trace (Hutch++ uses as many products).")
-    var hutchinsonProbes: Int = 8
+    var hutchinsonProbes: Int = 4
 
     @Flag(help: "Skip the per-layer top eigenvalue and trace.")
     var noPerLayerCurvature = false
