@@ -4,7 +4,7 @@ import LearningCore
 /// product costs about two gradient evaluations on the evaluation set).
 public struct SharpnessSettings: Sendable, Equatable, Codable {
     /// Measure every this many rounds (and after the last); 0 turns sharpness off.
-    public var every: Int = 250
+    public var every: Int = 500
     /// Size of the fixed, seeded subset of the training data the curvature is measured on.
     public var examples: Int = 256
     public var lanczosIterations: Int = 10

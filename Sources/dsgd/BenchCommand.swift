@@ -66,7 +66,7 @@ struct BenchCommand: ParsableCommand {
                 "consensus distance every round",
                 ["--metrics-every", "1", "--eval-every", never, "--sharpness-every", "0", "--no-eval-workers"]
             ),
-            ("default (Ξ² every round, eval every 100, sharpness every 250)", []),
+            ("default (Ξ² every round, eval every 100, sharpness every 500)", []),
         ]
         var times: [Double] = []
         for (index, (label, arguments)) in cases.enumerated() {

@@ -88,7 +88,7 @@ struct RunOptions: ParsableArguments {
     var peerTimeout: Double = 60
 
     @Option(help: "Measure curvature and sharpness of x̄ every k rounds and after the last (0: off).")
-    var sharpnessEvery: Int = 250
+    var sharpnessEvery: Int = 500
 
     @Option(
         help: "Training examples (a fixed seeded subset) that curvature, sharpness and x̄'s train loss are measured on.")
