@@ -31,7 +31,8 @@ public struct SharpnessJob: Sendable {
 /// per-round aggregation of the workers' metrics into `RoundRecord`s (Ξ², x̄'s test loss and
 /// accuracy, the workers' own accuracies). No sockets, files or clocks.
 public struct CoordinatorMachine {
-    public let configuration: RunConfiguration
+    /// The run's configuration; its topology changes when failed workers are removed.
+    public private(set) var configuration: RunConfiguration
     public let runID: UInt64
     private let network: Network
     private let evaluator: Evaluator?
@@ -55,6 +56,10 @@ public struct CoordinatorMachine {
     private var lastGathered: [FloatPayload] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
     public private(set) var rejectedMessages = 0
+    /// Workers still in the run.
+    public private(set) var alive: [Int] = []
+    /// Failures and what was done about them, for the report.
+    public private(set) var events: [String] = []
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -87,7 +92,7 @@ public struct CoordinatorMachine {
             return "workers \(missing) to load their data"
         case .running:
             let have = reports[nextRoundToRecord].map { Set($0.keys) } ?? []
-            let missing = (0..<configuration.workers).filter { !have.contains($0) }
+            let missing = alive.filter { !have.contains($0) }
             if missing.isEmpty { return "workers to finish" }
             return "round \(nextRoundToRecord) metrics from workers \(missing)"
         case .done: return "nothing"
@@ -124,6 +129,7 @@ public struct CoordinatorMachine {
             return directives
         case .metrics:
             guard phase == .running else { return reject("metrics from worker \(sender) before the start") }
+            guard alive.contains(sender) else { return reject("metrics from worker \(sender), which was removed") }
             let metrics: WorkerMetrics
             do { metrics = try Body.decode(WorkerMetrics.self, from: envelope) } catch { return reject("\(error)") }
             guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds,
@@ -150,7 +156,9 @@ public struct CoordinatorMachine {
         case .abort:
             phase = .done
             return [.fail("worker \(sender) aborted: \(String(decoding: envelope.body, as: UTF8.self))")]
-        case .assignment, .start, .parameters, .acknowledge:
+        case .heartbeat:
+            return []
+        case .assignment, .start, .parameters, .acknowledge, .membership:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }
@@ -181,6 +189,7 @@ public struct CoordinatorMachine {
         registrations[rank] = registration
         guard registrations.count == configuration.workers else { return [] }
         phase = .loading
+        alive = Array(0..<configuration.workers)
         let endpoints = (0..<configuration.workers).map { registrations[$0]!.endpoint }
         var directives: [CoordinatorDirective] = []
         for rank in 0..<configuration.workers {
@@ -195,7 +204,7 @@ public struct CoordinatorMachine {
 
     private mutating func recordCompleteRounds() -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
-        while let round = reports[nextRoundToRecord], round.count == configuration.workers {
+        while let round = reports[nextRoundToRecord], alive.allSatisfy({ round[$0] != nil }) {
             let record = makeRecord(nextRoundToRecord, reports: round)
             directives.append(.record(record))
             if configuration.measuresSharpness(afterRound: nextRoundToRecord), let average = averageModel {
@@ -217,7 +226,7 @@ public struct CoordinatorMachine {
 
     private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
     {
-        let ordered = (0..<configuration.workers).map { reports[$0]! }
+        let ordered = alive.map { reports[$0]! }
         let losses = ordered.map(\.0.trainLoss)
         var record = RoundRecord(
             round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count), trainLossMin: losses.min()!,
@@ -228,7 +237,8 @@ public struct CoordinatorMachine {
             record.topologyPhase = (roundNumber - 1) % period
         }
         let models = ordered.compactMap(\.1)
-        if models.count == configuration.workers {
+        if alive.count < configuration.workers { record.workersAlive = alive.count }
+        if models.count == alive.count {
             let consensus = withExtendedLifetime(models) {
                 ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
             }
@@ -269,23 +279,48 @@ public struct CoordinatorMachine {
     }
 
     private mutating func completeIfDone() -> [CoordinatorDirective] {
-        guard phase == .running, nextRoundToRecord > configuration.rounds, summaries.count == configuration.workers
+        guard phase == .running, nextRoundToRecord > configuration.rounds, alive.allSatisfy({ summaries[$0] != nil })
         else {
             return []
         }
         phase = .done
         // Every round is recorded and every worker finished: release them all.
         return acknowledgements(recorded: configuration.rounds + 1) + [
-            .complete((0..<configuration.workers).map { summaries[$0]! })
+            .complete(alive.map { summaries[$0]! })
         ]
     }
 
     private func acknowledgements(recorded: Int) -> [CoordinatorDirective] {
-        (0..<configuration.workers).map {
+        alive.map {
             .send(
                 Envelope(header: MessageHeader(kind: .acknowledge, runID: runID, round: Int64(recorded), sender: -1)),
                 to: .worker($0))
         }
+    }
+
+    /// A worker has been silent longer than the failure timeout (the shell watches heartbeats).
+    public mutating func onWorkerSilent(_ rank: Int, seconds: Double) -> [CoordinatorDirective] {
+        guard phase == .running || phase == .loading, alive.contains(rank) else { return [] }
+        let host = registrations[rank].map { "\($0.host) pid \($0.processID)" } ?? "?"
+        let cause =
+            "worker \(rank) (\(host)) sent nothing for \(String(format: "%.1f", seconds)) s (failure timeout \(configuration.failureTimeoutSeconds) s) while the coordinator was at round \(nextRoundToRecord)"
+        guard configuration.failurePolicy == .continue, phase == .running, alive.count > 1 else {
+            phase = .done
+            events.append("round \(nextRoundToRecord): \(cause); run aborted")
+            return [.fail(cause)]
+        }
+        alive.removeAll { $0 == rank }
+        configuration.topology = configuration.topology.removing([rank])
+        let event =
+            "round \(nextRoundToRecord): \(cause); removed, \(alive.count) workers continue on \(configuration.topology.name)"
+        events.append(event)
+        let change = MembershipChange(removed: [rank], topology: configuration.topology, reason: cause)
+        var directives: [CoordinatorDirective] = [.log("coordinator: " + event)]
+        for peer in alive {
+            directives.append(
+                .send(Envelope(header: header(.membership), body: Body.encode(change)), to: .worker(peer)))
+        }
+        return directives + recordCompleteRounds()
     }
 
     /// The shell saw no message for the peer timeout.
@@ -298,7 +333,7 @@ public struct CoordinatorMachine {
 
     /// Tells every registered worker to stop (best effort, on failure or interrupt).
     public func abortMessages(reason: String) -> [CoordinatorDirective] {
-        registrations.keys.sorted().map {
+        registrations.keys.sorted().filter { alive.isEmpty || alive.contains($0) }.map {
             .send(Envelope(header: header(.abort), body: Array(reason.utf8)), to: .worker($0))
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Topologies
 import Transport
 
 /// worker → coordinator.
@@ -63,4 +64,11 @@ enum Body {
 
 extension Envelope {
     var estimatedWireBytes: Int { MessageHeader.byteCount + body.count + (payload?.byteCount ?? 0) }
+}
+
+/// coordinator → workers: who is gone, and the topology the survivors use from now on.
+public struct MembershipChange: Codable, Sendable {
+    public var removed: [Int]
+    public var topology: TopologySchedule
+    public var reason: String
 }

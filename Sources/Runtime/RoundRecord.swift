@@ -35,6 +35,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var elapsedSeconds: Double?
     /// For periodic schedules, the phase (round − 1) mod period the round used.
     public var topologyPhase: Int?
+    /// Workers still in the run, when failures removed some (`--on-failure continue`).
+    public var workersAlive: Int?
 
     public enum CodingKeys: String, CodingKey {
         case round
@@ -58,6 +60,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case epoch
         case elapsedSeconds = "elapsed_seconds"
         case topologyPhase = "topology_phase"
+        case workersAlive = "workers_alive"
     }
 
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).

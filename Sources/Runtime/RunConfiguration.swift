@@ -21,6 +21,14 @@ public enum DataSource: Sendable, Equatable, Codable, CustomStringConvertible {
     }
 }
 
+/// What the run does when a worker stops responding.
+public enum FailurePolicy: String, Sendable, Codable, CaseIterable {
+    /// Record every completed round, mark the run failed with the cause, stop everything.
+    case abort
+    /// Remove the dead worker from the topology, recompute the survivors' mixing weights, go on.
+    case `continue`
+}
+
 /// Everything that determines a run's numbers. Sent by the coordinator to every worker and
 /// written to `config.json`, so a run can be repeated exactly.
 public struct RunConfiguration: Sendable, Equatable, Codable {
@@ -49,6 +57,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var workerEvaluationSize: Int
     /// Curvature and sharpness measurements (see `SharpnessSettings`).
     public var sharpness: SharpnessSettings
+    public var failurePolicy: FailurePolicy
+    /// A worker (or the coordinator) silent this long is declared dead.
+    public var failureTimeoutSeconds: Double
+    public var heartbeatIntervalSeconds: Double
     /// A silent peer is declared dead after this long.
     public var peerTimeoutSeconds: Double
     /// Flow control: a worker may complete at most this many rounds that the coordinator has not
@@ -61,8 +73,12 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         topology: TopologySchedule, metricsEvery: Int, evalEvery: Int, evaluateWorkers: Bool,
         peerTimeoutSeconds: Double,
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
-        sharpness: SharpnessSettings = SharpnessSettings()
+        sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
+        failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5
     ) {
+        self.failurePolicy = failurePolicy
+        self.failureTimeoutSeconds = failureTimeoutSeconds
+        self.heartbeatIntervalSeconds = heartbeatIntervalSeconds
         self.runName = runName
         self.seed = seed
         self.rounds = rounds
@@ -107,6 +123,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         if let bad = sharpness.workers.first(where: { !(0..<workers).contains($0) }) {
             throw ConfigurationError(field: "--sharpness-workers", reason: "worker \(bad) is not in 0..<\(workers)")
         }
+        try check(
+            heartbeatIntervalSeconds > 0 && failureTimeoutSeconds >= 2 * heartbeatIntervalSeconds, "--failure-timeout",
+            "must be at least twice --heartbeat-interval (\(heartbeatIntervalSeconds) s), got \(failureTimeoutSeconds)")
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(

@@ -26,6 +26,8 @@ public struct RunSummary: Codable, Sendable {
     public var workerPeakResidentBytes: [Int]?
     /// Spectral gap of W (of the product over one period for schedules).
     public var spectralGap: Double?
+    /// Failures and faults during the run, with the round they happened at.
+    public var events: [String]?
 
     enum CodingKeys: String, CodingKey {
         case status, reason, rounds, workers, topology, algorithm, data
@@ -41,6 +43,7 @@ public struct RunSummary: Codable, Sendable {
         case bytesSent = "bytes_sent"
         case workerPeakResidentBytes = "worker_peak_resident_bytes"
         case spectralGap = "spectral_gap"
+        case events
     }
 }
 

@@ -56,6 +56,7 @@ public final class WorkerShell {
                 log("worker \(machine.rank.map(String.init) ?? "?"): rejected: \(error)")
                 return true
             case .envelope(let envelope):
+                if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 perform(machine.onEnvelope(envelope))
                 return true
             }
@@ -70,6 +71,29 @@ public final class WorkerShell {
         guard outcome == .running else { return }
         outcome = .failed(reason)
         try? transport.send(machine.abortMessage(reason: reason), to: .coordinator)
+    }
+
+    private let clock = ContinuousClock()
+    private var lastHeartbeat: ContinuousClock.Instant?
+    private var lastFromCoordinator: ContinuousClock.Instant?
+
+    /// Sends a heartbeat when one is due and gives up when the coordinator has been silent longer
+    /// than the failure timeout; call between steps (processes only, not in simulation).
+    public func watch() {
+        guard outcome == .running, let configuration = machine.configuration else { return }
+        let now = clock.now
+        if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
+            lastHeartbeat = now
+            try? transport.send(machine.heartbeatMessage(), to: .coordinator)
+        }
+        let heard = lastFromCoordinator ?? now
+        if lastFromCoordinator == nil { lastFromCoordinator = now }
+        let silent = (now - heard) / .seconds(1)
+        if silent > configuration.failureTimeoutSeconds {
+            fail(
+                "the coordinator sent nothing for \(String(format: "%.1f", silent)) s (failure timeout \(configuration.failureTimeoutSeconds) s)"
+            )
+        }
     }
 
     private func perform(_ directives: [WorkerDirective]) {
@@ -121,6 +145,12 @@ public final class CoordinatorShell {
     public var spectralGap: Double?
     /// Measures curvature and sharpness off the message loop, when configured.
     public var sharpness: SharpnessRunner?
+    /// Heartbeats and failure detection need real time: on for processes, off in simulation.
+    public var detectsFailures = false
+    private var lastHeard: [Int: ContinuousClock.Instant] = [:]
+    private var lastHeartbeat: ContinuousClock.Instant?
+    /// Faults injected on purpose (recorded in the summary).
+    public var faultEvents: [String] = []
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
 
     public init(
@@ -152,12 +182,38 @@ public final class CoordinatorShell {
                 return true
             case .envelope(let envelope):
                 lastMessageAt = clock.now
+                if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
+                    lastHeard[Int(envelope.header.sender)] = clock.now
+                }
                 perform(machine.onEnvelope(envelope))
                 return true
             }
         } catch {
             fail("receive failed: \(error)")
             return false
+        }
+    }
+
+    /// Sends heartbeats and declares silent workers dead; call between steps.
+    public func watch() {
+        guard detectsFailures, outcome == .running, !machine.alive.isEmpty else { return }
+        let now = clock.now
+        let configuration = machine.configuration
+        if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
+            lastHeartbeat = now
+            let beat = Envelope(header: MessageHeader(kind: .heartbeat, runID: machine.runID, sender: -1))
+            for rank in machine.alive { try? transport.send(beat, to: .worker(rank)) }
+        }
+        // Detection starts at the start barrier: loading data may legitimately take a while.
+        guard machine.isRunning else { return }
+        for rank in machine.alive {
+            let heard = lastHeard[rank] ?? now
+            if lastHeard[rank] == nil { lastHeard[rank] = now }
+            let silent = (now - heard) / .seconds(1)
+            if silent > configuration.failureTimeoutSeconds {
+                lastHeard[rank] = now
+                perform(machine.onWorkerSilent(rank, seconds: silent))
+            }
         }
     }
 
@@ -255,7 +311,8 @@ public final class CoordinatorShell {
             wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0,
             bytesSent: records.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),
-            spectralGap: spectralGap)
+            spectralGap: spectralGap,
+            events: (machine.events + faultEvents).isEmpty ? nil : machine.events + faultEvents)
     }
 
     private func writeSummary() {

@@ -64,6 +64,8 @@ public struct WorkerMachine {
     private var views: [Int: RoundView] = [:]
     /// What this worker sent for the current round's push-sum weight.
     private var sentWeightThisRound = 1.0
+    /// Workers removed from the run after failures.
+    public private(set) var removed: Set<Int> = []
     /// Rounds the coordinator has recorded (flow control).
     private var acknowledgedRounds = 0
     /// The next round is due but waits for the coordinator to catch up.
@@ -148,6 +150,14 @@ public struct WorkerMachine {
             return [.fail("coordinator aborted the run: \(String(decoding: envelope.body, as: UTF8.self))")]
         case .acknowledge:
             return onAcknowledge(Int(envelope.header.round))
+        case .heartbeat:
+            return []
+        case .membership:
+            do {
+                return onMembership(try Body.decode(MembershipChange.self, from: envelope))
+            } catch {
+                return reject("\(error)")
+            }
         case .register, .ready, .metrics, .finished:
             return reject("workers do not accept \(kind) messages")
         }
@@ -206,6 +216,32 @@ public struct WorkerMachine {
             network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
+    }
+
+    /// Workers were removed: adopt the survivors' topology for every round not yet completed, drop
+    /// the removed workers' models, and send this round's model to any new out-neighbour.
+    private mutating func onMembership(_ change: MembershipChange) -> [WorkerDirective] {
+        guard var configuration, let rank else { return reject("membership change before assignment") }
+        if change.removed.contains(rank) { return [.fail("removed from the run: \(change.reason)")] }
+        let previousOut = view(round).outNeighbors
+        removed.formUnion(change.removed)
+        configuration.topology = change.topology
+        self.configuration = configuration
+        views = [:]
+        for key in pending.keys { for dead in change.removed { pending[key]?.removeValue(forKey: dead) } }
+        var directives: [WorkerDirective] = [
+            .log("worker \(rank): workers \(change.removed) removed (\(change.reason)); continuing")
+        ]
+        if let snapshot = sentThisRound {
+            let body = pushSum ? withUnsafeBytes(of: sentWeightThisRound.bitPattern.littleEndian) { Array($0) } : []
+            for peer in view(round).outNeighbors where !previousOut.contains(peer) {
+                directives.append(
+                    send(
+                        Envelope(header: header(.parameters, round: round), body: body, payload: snapshot),
+                        to: .worker(peer)))
+            }
+        }
+        return directives + combineIfReady()
     }
 
     private mutating func onAcknowledge(_ recorded: Int) -> [WorkerDirective] {
@@ -287,8 +323,10 @@ public struct WorkerMachine {
                 "parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)"
             )
         }
-        guard view(messageRound).inNeighbors.contains(sender) else {
-            return reject("parameters from worker \(sender), which is not an in-neighbour in round \(messageRound + 1)")
+        // Models from any live worker are buffered (a membership change can make it an in-neighbour
+        // for this round); only the round's in-neighbours are mixed.
+        guard (0..<configuration.workers).contains(sender), sender != rank, !removed.contains(sender) else {
+            return reject("parameters from worker \(sender), which is not a live peer")
         }
         var senderWeight = 1.0
         if pushSum {
@@ -315,7 +353,7 @@ public struct WorkerMachine {
         guard let configuration, trainedThisRound else { return [] }
         let received = pending[round] ?? [:]
         let view = view(round)
-        guard received.count == view.inNeighbors.count else { return [] }
+        guard view.inNeighbors.allSatisfy({ received[$0] != nil }) else { return [] }
         let terms = view.inNeighbors.map { sender in
             Gossip.Term(weight: Float(view.weights[sender]!), values: received[sender]!.0.buffer)
         }
@@ -367,6 +405,8 @@ public struct WorkerMachine {
             Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
             to: .coordinator)
     }
+
+    public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }
 
     /// The message that tells the coordinator this worker is giving up.
     public func abortMessage(reason: String) -> Envelope {

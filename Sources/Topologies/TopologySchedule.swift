@@ -19,6 +19,8 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
     case randomPermutation(base: Topology, seed: UInt64)
     /// A fresh random d-regular graph each round, Metropolis–Hastings weights.
     case randomRegular(nodeCount: Int, degree: Int, seed: UInt64)
+    /// Another schedule with some nodes removed from every round (after failures).
+    indirect case withoutNodes(TopologySchedule, removed: [Int])
 
     public var nodeCount: Int {
         switch self {
@@ -26,6 +28,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .periodic(_, let phases): phases[0].nodeCount
         case .onePeerExponential(let n), .randomMatching(let n, _), .randomRegular(let n, _, _): n
         case .randomPermutation(let base, _): base.nodeCount
+        case .withoutNodes(let base, _): base.nodeCount
         }
     }
 
@@ -37,6 +40,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .randomMatching: "random-matching"
         case .randomPermutation(let base, _): "random-permutation:\(base.name)"
         case .randomRegular(_, let degree, _): "random-regular-each-round:\(degree)"
+        case .withoutNodes(let base, let removed): "\(base.name) without \(removed)"
         }
     }
 
@@ -47,6 +51,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .periodic(_, let phases): phases.count
         case .onePeerExponential(let n): Self.exponentialPeriod(n)
         case .randomMatching, .randomPermutation, .randomRegular: nil
+        case .withoutNodes(let base, _): base.period
         }
     }
 
@@ -59,6 +64,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .periodic(_, let phases): phases.contains { $0.requiresPushSum }
         case .randomPermutation(let base, _): base.requiresPushSum
         case .onePeerExponential, .randomMatching, .randomRegular: false
+        case .withoutNodes(let base, _): base.requiresPushSum
         }
     }
 
@@ -110,6 +116,8 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
             let graph = try! GraphGenerator.randomRegular(n: n, degree: degree, using: &generator)
             return try! Topology(
                 name: "random-regular:\(degree)", graph: graph, weights: .metropolisHastings, allowDisconnected: true)
+        case .withoutNodes(let base, let removed):
+            return base.topology(atRound: t).removing(Set(removed))
         }
     }
 
@@ -160,5 +168,67 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         }
         let hex = String(h, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+extension Topology {
+    /// The topology without `removed` nodes: their edges are dropped, they keep only themselves
+    /// (weight 1), and the survivors' weights are recomputed with the rule that produced this
+    /// topology (Metropolis–Hastings, or column-stochastic for directed graphs, when none did).
+    /// If that leaves the survivors disconnected, the removed nodes' former neighbours are joined
+    /// in a chain, so gossip can still reach consensus.
+    public func removing(_ removed: Set<Int>) -> Topology {
+        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
+        let rule =
+            rules.first {
+                (try? Topology(name: name, graph: graph, weights: $0, allowDisconnected: true))?.mixing == mixing
+            }
+            ?? (isDirected ? .columnStochastic : .metropolisHastings)
+        var edges = graph.edges.filter { !removed.contains($0.0) && !removed.contains($0.1) }
+        func survivorsConnected(_ edges: [(Int, Int)]) -> Bool {
+            let survivors = (0..<nodeCount).filter { !removed.contains($0) }
+            guard let first = survivors.first else { return true }
+            var adjacency = [[Int]](repeating: [], count: nodeCount)
+            for (u, v) in edges {
+                adjacency[u].append(v)
+                adjacency[v].append(u)
+            }
+            var seen = Set([first])
+            var stack = [first]
+            while let node = stack.popLast() {
+                for next in adjacency[node] where seen.insert(next).inserted { stack.append(next) }
+            }
+            return seen.count == survivors.count
+        }
+        if !survivorsConnected(edges) {
+            let former = Set(removed.flatMap { graph.inNeighbors[$0] + graph.outNeighbors[$0] }).subtracting(removed)
+                .sorted()
+            let existing = Set(edges.map { "\($0.0)-\($0.1)" })
+            for (u, v) in zip(former, former.dropFirst())
+            where !existing.contains("\(u)-\(v)") && !existing.contains("\(v)-\(u)") {
+                edges.append((u, v))
+                if isDirected { edges.append((v, u)) }
+            }
+        }
+        // Removing nodes from a valid topology keeps ids in range and edges distinct.
+        let smaller = try! Graph(nodeCount: nodeCount, edges: edges, directed: isDirected)
+        let label = name.hasSuffix("]") && name.contains(" without [") ? name : "\(name) without \(removed.sorted())"
+        return (try? Topology(name: label, graph: smaller, weights: rule, allowDisconnected: true))
+            ?? (try! Topology(
+                name: label, graph: smaller, weights: isDirected ? .columnStochastic : .metropolisHastings,
+                allowDisconnected: true))
+    }
+}
+
+extension TopologySchedule {
+    /// This schedule with `removed` nodes taken out of every round (see `Topology.removing`).
+    public func removing(_ removed: Set<Int>) -> TopologySchedule {
+        switch self {
+        case .fixed(let topology): return .fixed(topology.removing(removed))
+        case .periodic(let name, let phases): return .periodic(name: name, phases: phases.map { $0.removing(removed) })
+        case .withoutNodes(let base, let earlier):
+            return .withoutNodes(base, removed: Set(earlier).union(removed).sorted())
+        default: return .withoutNodes(self, removed: removed.sorted())
+        }
     }
 }

@@ -19,6 +19,10 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// coordinator → worker: rounds 1...`round` are recorded (flow control); `round` beyond the
     /// last round means the run is complete and the worker may exit.
     case acknowledge = 9
+    /// either way, every heartbeat interval: "still here".
+    case heartbeat = 10
+    /// coordinator → workers: workers removed from the run (body `MembershipChange` JSON).
+    case membership = 11
 }
 
 /// The fixed header of every message.

@@ -45,8 +45,10 @@ struct CoordinatorCommand: ParsableCommand {
             log: logLine)
         shell.spectralGap = spectralGap
         shell.sharpness = sharpness
+        shell.detectsFailures = true
         while shell.outcome == .running {
-            shell.step(timeoutMilliseconds: 200)
+            shell.step(timeoutMilliseconds: 100)
+            shell.watch()
             let signalNumber = interruptSignal.load(ordering: .relaxed)
             if signalNumber != 0 {
                 let cause = abortReasonFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?

@@ -115,6 +115,17 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Samples for the Gaussian and average-direction sharpness.")
     var perturbationSamples: Int = 8
 
+    @Option(help: "When a worker stops responding: abort (flush the report, stop everything) or continue without it.")
+    var onFailure: FailurePolicy = .abort
+
+    @Option(
+        help:
+            "Seconds without a heartbeat after which a worker (or, for the workers, the coordinator) is declared dead.")
+    var failureTimeout: Double = 5
+
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeatInterval: Double = 0.5
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -178,7 +189,8 @@ struct RunOptions: ParsableArguments {
             partition: partitionScheme,
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
             peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
-            workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings())
+            workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
+            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }
@@ -242,6 +254,7 @@ struct RunOptions: ParsableArguments {
 
 extension WeightDecayMode: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
+extension FailurePolicy: ExpressibleByArgument {}
 extension GossipAlgorithm: ExpressibleByArgument {}
 
 /// Logs to standard error, one line each.

@@ -38,7 +38,9 @@ struct WorkerCommand: ParsableCommand {
         let clock = ContinuousClock()
         var lastMessage = clock.now
         while shell.outcome == .running {
-            if shell.step(timeoutMilliseconds: 200) {
+            let received = shell.step(timeoutMilliseconds: 100)
+            shell.watch()
+            if received {
                 lastMessage = clock.now
                 continue
             }

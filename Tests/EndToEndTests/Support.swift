@@ -117,3 +117,14 @@ func processes(containing marker: String) -> [Int32] {
         return command.contains(marker) ? pid : nil
     }
 }
+
+/// The complete lines of a JSONL file that another process may be appending to (a partial last
+/// line is left out).
+func completeJSONLines(_ url: URL) -> [[String: Any]] {
+    guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+    var text = String(decoding: data, as: UTF8.self)
+    if let lastNewline = text.lastIndex(of: "\n") { text = String(text[...lastNewline]) } else { return [] }
+    return text.split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import XCTest
+
+/// Real processes killed with SIGKILL; real reports inspected.
+final class FailureTests: XCTestCase {
+    private struct Cluster {
+        var coordinator: Child
+        var workers: [Child]
+        var run: URL
+    }
+
+    private func start(_ scratch: URL, workers: Int = 4, extra: [String]) throws -> Cluster {
+        let binary = try dsgdBinary()
+        let run = scratch.appendingPathComponent("run")
+        let endpointFile = scratch.appendingPathComponent("endpoint")
+        let coordinator = try Child(
+            binary,
+            [
+                "coordinator", "--workers", "\(workers)", "--rounds", "100000", "--model", "784-16-10", "--data",
+                "synthetic",
+                "--sharpness-every", "0", "--eval-every", "100000", "--failure-timeout", "2", "--heartbeat-interval",
+                "0.25",
+                "--run-dir", run.path, "--endpoint-file", endpointFile.path,
+            ] + extra, output: scratch.appendingPathComponent("coordinator.log"))
+        var endpoint = ""
+        for _ in 0..<600 where endpoint.isEmpty {
+            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            if endpoint.isEmpty { usleep(20_000) }
+        }
+        let children = try (0..<workers).map { rank in
+            try Child(
+                binary, ["worker", "--coordinator", endpoint, "--rank", "\(rank)"],
+                output: scratch.appendingPathComponent("worker-\(rank).log"))
+        }
+        // Wait until training is under way.
+        var rows = 0
+        for _ in 0..<600 where rows < 20 {
+            rows =
+                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
+                    separator: "\n"
+                ).count
+            usleep(20_000)
+        }
+        XCTAssertGreaterThanOrEqual(rows, 20, coordinator.text)
+        return Cluster(coordinator: coordinator, workers: children, run: run)
+    }
+
+    func testKilledWorker_Abort_FlushesTheReportAndStopsEveryone() throws {
+        let scratch = try temporaryDirectory("abort")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let cluster = try start(scratch, extra: [])
+        let killedAt = Date()
+        kill(cluster.workers[2].process.processIdentifier, SIGKILL)
+        XCTAssertNotEqual(cluster.coordinator.wait(seconds: 20), 0, cluster.coordinator.text)
+        let detection = Date().timeIntervalSince(killedAt)
+        XCTAssertLessThan(detection, 2 + 3, "detected within the 2 s failure timeout plus slack")
+        for (rank, worker) in cluster.workers.enumerated() where rank != 2 {
+            XCTAssertNotEqual(worker.wait(seconds: 10), 0, "worker \(rank) exits on its own: \(worker.text)")
+        }
+        let summary = try json(cluster.run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "failed")
+        XCTAssertTrue((summary["reason"] as? String ?? "").contains("worker 2"), "\(summary)")
+        let recorded = summary["rounds"] as? Int ?? 0
+        XCTAssertEqual(
+            try jsonLines(cluster.run.appendingPathComponent("rounds.jsonl")).count, recorded,
+            "every completed round is in the report")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: cluster.run.appendingPathComponent("report.html").path))
+    }
+
+    func testKilledWorker_Continue_FinishesWithTheSurvivors() throws {
+        let scratch = try temporaryDirectory("continue")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var cluster = try start(scratch, extra: ["--on-failure", "continue"])
+        kill(cluster.workers[1].process.processIdentifier, SIGKILL)
+        // Let the survivors go on for a while, then stop the run cleanly with SIGINT.
+        var alive = 0
+        for _ in 0..<500 where alive == 0 {
+            let last = completeJSONLines(cluster.run.appendingPathComponent("rounds.jsonl")).last ?? [:]
+            alive = (last["workers_alive"] as? Int) ?? 0
+            usleep(20_000)
+        }
+        XCTAssertEqual(alive, 3, cluster.coordinator.text)
+        let before = completeJSONLines(cluster.run.appendingPathComponent("rounds.jsonl")).count
+        usleep(500_000)
+        let after = completeJSONLines(cluster.run.appendingPathComponent("rounds.jsonl")).count
+        XCTAssertGreaterThan(after, before, "the survivors keep training")
+        kill(cluster.coordinator.process.processIdentifier, SIGINT)
+        XCTAssertNotEqual(cluster.coordinator.wait(seconds: 20), 0)
+        for worker in cluster.workers { _ = worker.wait(seconds: 10) }
+        let summary = try json(cluster.run.appendingPathComponent("summary.json"))
+        let events = summary["events"] as? [String] ?? []
+        XCTAssertTrue(events.contains { $0.contains("worker 1") && $0.contains("removed") }, "\(summary)")
+        cluster.workers = []
+    }
+
+    func testKilledCoordinator_WorkersExitOnTheirOwn() throws {
+        let scratch = try temporaryDirectory("orphans")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let cluster = try start(scratch, workers: 3, extra: [])
+        kill(cluster.coordinator.process.processIdentifier, SIGKILL)
+        let killedAt = Date()
+        for worker in cluster.workers {
+            XCTAssertNotEqual(worker.wait(seconds: 15), 0, worker.text)
+            XCTAssertTrue(worker.text.contains("coordinator sent nothing"), worker.text)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 2 + 4, "no orphans past the failure timeout")
+    }
+}

@@ -1,0 +1,103 @@
+import Diagnostics
+import Foundation
+import LearningCore
+import Runtime
+import Topologies
+import Transport
+import XCTest
+
+/// The coordinator state machine under worker failures, fed events directly.
+final class CoordinatorFailureTests: XCTestCase {
+    private let runID: UInt64 = 5
+
+    private func machine(policy: FailurePolicy, workers: Int = 3, rounds: Int = 4) -> (CoordinatorMachine, Int) {
+        var configuration = smallConfiguration(workers: workers, rounds: rounds, metricsEvery: 1_000, evalEvery: 1_000)
+        configuration.failurePolicy = policy
+        configuration.sharpness.every = 0
+        var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
+        for rank in 0..<workers {
+            let registration = try! JSONEncoder().encode(
+                RegistrationForTests(
+                    nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
+            _ = machine.onEnvelope(
+                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
+        }
+        for rank in 0..<workers {
+            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
+        }
+        XCTAssertTrue(machine.isRunning)
+        return (machine, Network(spec: configuration.model).parameterCount)
+    }
+
+    private func metrics(_ rank: Int, round: Int, parameters: Int?) -> Envelope {
+        let body = try! JSONEncoder().encode(
+            MetricsForTests(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0))
+        return Envelope(
+            header: MessageHeader(kind: .metrics, runID: runID, round: Int64(round), sender: Int32(rank)),
+            body: Array(body),
+            payload: parameters.map { FloatPayload(copying: [Float](repeating: Float(rank), count: $0)) })
+    }
+
+    private func finished(_ rank: Int) -> Envelope {
+        let body = try! JSONEncoder().encode(
+            SummaryForTests(rank: rank, peakResidentBytes: 1, bytesSent: 1, shardSize: 1))
+        return Envelope(header: MessageHeader(kind: .finished, runID: runID, sender: Int32(rank)), body: Array(body))
+    }
+
+    func test_onWorkerSilent_continue_shouldRemoveItAndFinishWithTheSurvivors() {
+        var (machine, count) = machine(policy: .continue)
+        for rank in 0..<3 { _ = machine.onEnvelope(metrics(rank, round: 1, parameters: nil)) }
+        _ = machine.onEnvelope(metrics(0, round: 2, parameters: nil))
+        let directives = machine.onWorkerSilent(1, seconds: 6)
+        XCTAssertEqual(machine.alive, [0, 2])
+        let memberships = directives.compactMap {
+            if case .send(let e, let p) = $0, e.header.kind == .membership { return p } else { return nil }
+        }
+        XCTAssertEqual(memberships, [Peer.worker(0), Peer.worker(2)])
+        XCTAssertTrue(machine.configuration.topology.topology(atRound: 0).inNeighbors(of: 1).isEmpty)
+        var completed = false
+        for round in 2...4 {
+            for rank in [0, 2] where !(rank == 0 && round == 2) {
+                let out = machine.onEnvelope(metrics(rank, round: round, parameters: round == 4 ? count : nil))
+                completed = completed || out.contains { if case .complete = $0 { return true } else { return false } }
+            }
+        }
+        for rank in [0, 2] {
+            let out = machine.onEnvelope(finished(rank))
+            completed = completed || out.contains { if case .complete = $0 { return true } else { return false } }
+        }
+        XCTAssertTrue(completed, "the run completes with the survivors")
+        XCTAssertEqual(machine.nextRoundToRecord, 5)
+        XCTAssertEqual(machine.events.count, 1)
+    }
+
+    func test_onWorkerSilent_abort_shouldFailTheRun() {
+        var (machine, _) = machine(policy: .abort)
+        let directives = machine.onWorkerSilent(2, seconds: 5.5)
+        guard case .fail(let reason) = directives.last else { return XCTFail("expected a failure") }
+        XCTAssertTrue(reason.contains("worker 2"), reason)
+        XCTAssertTrue(reason.contains("5.5 s"), reason)
+    }
+}
+
+// Mirrors of the wire bodies (the real ones are internal to Runtime's encoding).
+struct RegistrationForTests: Codable {
+    var nonce: UInt64
+    var endpoint: String
+    var host: String
+    var processID: Int32
+    var requestedRank: Int?
+}
+struct MetricsForTests: Codable {
+    var round: Int
+    var trainLoss: Double
+    var learningRate: Double
+    var bytesSent: Int
+    var epoch: Int
+}
+struct SummaryForTests: Codable {
+    var rank: Int
+    var peakResidentBytes: Int
+    var bytesSent: Int
+    var shardSize: Int
+}
