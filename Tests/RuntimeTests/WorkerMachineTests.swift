@@ -94,9 +94,11 @@ final class WorkerMachineTests: XCTestCase {
         _ = machine.onEnvelope(parameters(from: 0, round: 0, count: count))
         XCTAssertTrue(
             logs(machine.onEnvelope(parameters(from: 0, round: 0, count: count))).first!.contains("duplicate"))
+        // A live non-neighbour's model is kept (a membership change could make it an in-neighbour)
+        // but never mixed; an unknown sender is rejected.
+        XCTAssertTrue(logs(machine.onEnvelope(parameters(from: 3, round: 0, count: count))).isEmpty)
         XCTAssertTrue(
-            logs(machine.onEnvelope(parameters(from: 3, round: 0, count: count))).first!.contains("not an in-neighbour")
-        )
+            logs(machine.onEnvelope(parameters(from: 9, round: 0, count: count))).first!.contains("not a live peer"))
         XCTAssertTrue(
             logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count - 1))).first!.contains(
                 "expected \(count)"))
