@@ -130,7 +130,15 @@ for ((rank = 0; rank < workers; rank++)); do
     pids+=("$!"); names+=("worker $rank")
 done
 
-# Wait for the coordinator; if any worker dies first, the run has failed.
+# Wait for the coordinator; if any worker dies first, the run has failed — unless the run was
+# started with '--on-failure continue', where the coordinator removes the dead worker and goes on.
+continue_on_failure=0
+previous=""
+for arg in "${extra[@]+"${extra[@]}"}"; do
+    [[ "$previous" == "--on-failure" && "$arg" == "continue" ]] && continue_on_failure=1
+    [[ "$arg" == "--on-failure=continue" ]] && continue_on_failure=1
+    previous="$arg"
+done
 status=0
 live=("${pids[@]}")
 while [[ ${#live[@]} -gt 0 ]]; do
@@ -148,6 +156,10 @@ while [[ ${#live[@]} -gt 0 ]]; do
     if [[ "$name" == coordinator ]]; then
         status=$code
         break
+    fi
+    if [[ $code -ne 0 && $continue_on_failure -eq 1 ]]; then
+        echo "local.sh: $name (pid $finished_pid) exited with status $code; the coordinator continues without it" >&2
+        continue
     fi
     if [[ $code -ne 0 ]]; then
         cause="$name (pid $finished_pid) exited with status $code"

@@ -147,6 +147,9 @@ public enum ReportPage {
         if let fit { table.append(("distance fit", String(format: "%.4g + %.4g·ln t", fit.a, fit.b))) }
         sections.append(
             "<table>" + table.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined() + "</table>")
+        if let events = summary?.events, !events.isEmpty {
+            sections.append("<h2>Events</h2><ul>" + events.map { "<li>\(escape($0))</li>" }.joined() + "</ul>")
+        }
         sections.append(
             "<h2>Training</h2><div class=\"grid2\">\(accuracy.svg(id: "accuracy"))\(loss.svg(id: "loss"))</div>")
         sections.append(

@@ -58,6 +58,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Curvature and sharpness measurements (see `SharpnessSettings`).
     public var sharpness: SharpnessSettings
     public var failurePolicy: FailurePolicy
+    /// Faults injected on purpose (see `Fault`); dropped links are already in `topology`.
+    public var faults: [Fault]
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -74,8 +76,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         peerTimeoutSeconds: Double,
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
-        failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5
+        failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = []
     ) {
+        self.faults = faults
         self.failurePolicy = failurePolicy
         self.failureTimeoutSeconds = failureTimeoutSeconds
         self.heartbeatIntervalSeconds = heartbeatIntervalSeconds

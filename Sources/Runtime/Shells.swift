@@ -76,10 +76,58 @@ public final class WorkerShell {
     private let clock = ContinuousClock()
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastFromCoordinator: ContinuousClock.Instant?
+    /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
+    public var allowsSelfKill = false
+    private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
+
+    /// Faults that apply to this worker's next round's local steps.
+    private func injectBeforeTraining() {
+        guard let configuration = machine.configuration, let rank = machine.rank else { return }
+        let round = machine.round + 1
+        for fault in configuration.faults {
+            switch fault {
+            case .straggler(let worker, let seconds, let rounds) where worker == rank && rounds.contains(round):
+                Thread.sleep(forTimeInterval: seconds)
+            case .kill(let worker, let at) where worker == rank && at == round:
+                if allowsSelfKill { kill(getpid(), SIGKILL) }
+                fail("killed by fault injection before round \(round)")
+            default:
+                break
+            }
+        }
+    }
+
+    /// The delay a `delayLink` fault puts on this message, if any.
+    private func linkDelay(_ envelope: Envelope, to peer: Peer) -> Double? {
+        guard envelope.header.kind == .parameters, case .worker(let target) = peer, let rank = machine.rank,
+            let configuration = machine.configuration
+        else { return nil }
+        let round = Int(envelope.header.round) + 1
+        for case .delayLink(let u, let v, let seconds, let rounds) in configuration.faults
+        where u == rank && v == target && rounds.contains(round) {
+            return seconds
+        }
+        return nil
+    }
+
+    public var hasDelayedSends: Bool { !delayedSends.isEmpty }
+
+    /// Sends the delayed messages that are due (all of them with `force`, as the simulation does:
+    /// it has no wall clock, so a delay there only reorders delivery).
+    public func flushDelayedSends(force: Bool = false) {
+        let now = clock.now
+        while let first = delayedSends.first, force || first.due <= now {
+            delayedSends.removeFirst()
+            do { try transport.send(first.envelope, to: first.peer) } catch {
+                fail("send to \(first.peer) failed: \(error)")
+            }
+        }
+    }
 
     /// Sends a heartbeat when one is due and gives up when the coordinator has been silent longer
     /// than the failure timeout; call between steps (processes only, not in simulation).
     public func watch() {
+        flushDelayedSends()
         guard outcome == .running, let configuration = machine.configuration else { return }
         let now = clock.now
         if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
@@ -105,6 +153,11 @@ public final class WorkerShell {
                     fail("cannot connect to \(peer) at \(endpoint): \(error)")
                 }
             case .send(let envelope, let peer):
+                if let delay = linkDelay(envelope, to: peer) {
+                    delayedSends.append((clock.now + .milliseconds(Int(delay * 1000)), envelope, peer))
+                    delayedSends.sort { $0.due < $1.due }
+                    continue
+                }
                 do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .loadShard(let rank, let configuration):
                 do {
@@ -114,6 +167,8 @@ public final class WorkerShell {
                     fail("cannot load data: \(error)")
                 }
             case .trainLocally:
+                injectBeforeTraining()
+                guard outcome == .running else { break }
                 queue = machine.onTrainTurn()[...] + queue
             case .log(let message):
                 log(message)
@@ -164,6 +219,7 @@ public final class CoordinatorShell {
         self.progress = progress
         self.log = log
         lastMessageAt = clock.now
+        faultEvents = machine.configuration.faults.map { "fault injected: \($0)" }
     }
 
     /// Handles at most one incoming message; declares the run failed after the peer timeout.

@@ -51,6 +51,10 @@ public enum Simulation {
                 }
             }
             while coordinator.step(timeoutMilliseconds: 0) { progressed = true }
+            if !progressed, let delayed = workers.first(where: \.hasDelayedSends) {
+                delayed.flushDelayedSends(force: true)
+                continue
+            }
             if !progressed && coordinator.outcome == .running {
                 coordinator.fail(
                     "simulation stalled: no messages in flight while waiting for \(coordinator.machine.waitingOn)")

@@ -21,6 +21,8 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
     case randomRegular(nodeCount: Int, degree: Int, seed: UInt64)
     /// Another schedule with some nodes removed from every round (after failures).
     indirect case withoutNodes(TopologySchedule, removed: [Int])
+    /// Another schedule with links absent in some rounds (fault injection).
+    indirect case withDroppedLinks(TopologySchedule, links: [DroppedLink])
 
     public var nodeCount: Int {
         switch self {
@@ -28,7 +30,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .periodic(_, let phases): phases[0].nodeCount
         case .onePeerExponential(let n), .randomMatching(let n, _), .randomRegular(let n, _, _): n
         case .randomPermutation(let base, _): base.nodeCount
-        case .withoutNodes(let base, _): base.nodeCount
+        case .withoutNodes(let base, _), .withDroppedLinks(let base, _): base.nodeCount
         }
     }
 
@@ -41,6 +43,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .randomPermutation(let base, _): "random-permutation:\(base.name)"
         case .randomRegular(_, let degree, _): "random-regular-each-round:\(degree)"
         case .withoutNodes(let base, let removed): "\(base.name) without \(removed)"
+        case .withDroppedLinks(let base, _): base.name
         }
     }
 
@@ -52,6 +55,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .onePeerExponential(let n): Self.exponentialPeriod(n)
         case .randomMatching, .randomPermutation, .randomRegular: nil
         case .withoutNodes(let base, _): base.period
+        case .withDroppedLinks: nil
         }
     }
 
@@ -64,7 +68,7 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
         case .periodic(_, let phases): phases.contains { $0.requiresPushSum }
         case .randomPermutation(let base, _): base.requiresPushSum
         case .onePeerExponential, .randomMatching, .randomRegular: false
-        case .withoutNodes(let base, _): base.requiresPushSum
+        case .withoutNodes(let base, _), .withDroppedLinks(let base, _): base.requiresPushSum
         }
     }
 
@@ -118,6 +122,10 @@ public enum TopologySchedule: Sendable, Equatable, Codable {
                 name: "random-regular:\(degree)", graph: graph, weights: .metropolisHastings, allowDisconnected: true)
         case .withoutNodes(let base, let removed):
             return base.topology(atRound: t).removing(Set(removed))
+        case .withDroppedLinks(let base, let links):
+            let topology = base.topology(atRound: t)
+            let dropped = links.filter { ($0.from...$0.to).contains(t + 1) }
+            return dropped.isEmpty ? topology : topology.removingLinks(dropped.map { ($0.u, $0.v) })
         }
     }
 
@@ -230,5 +238,37 @@ extension TopologySchedule {
             return .withoutNodes(base, removed: Set(earlier).union(removed).sorted())
         default: return .withoutNodes(self, removed: removed.sorted())
         }
+    }
+}
+
+/// A link absent in rounds from...to (1-based, inclusive).
+public struct DroppedLink: Sendable, Equatable, Codable {
+    public var u: Int
+    public var v: Int
+    public var from: Int
+    public var to: Int
+    public init(u: Int, v: Int, from: Int, to: Int) {
+        self.u = u
+        self.v = v
+        self.from = from
+        self.to = to
+    }
+}
+
+extension Topology {
+    /// The topology without the given links (both directions), weights recomputed with the rule
+    /// that produced it; the graph may become disconnected for the rounds concerned.
+    public func removingLinks(_ links: [(Int, Int)]) -> Topology {
+        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
+        let rule =
+            rules.first {
+                (try? Topology(name: name, graph: graph, weights: $0, allowDisconnected: true))?.mixing == mixing
+            }
+            ?? (isDirected ? .columnStochastic : .metropolisHastings)
+        let gone = Set(links.flatMap { ["\($0.0)-\($0.1)", "\($0.1)-\($0.0)"] })
+        let edges = graph.edges.filter { !gone.contains("\($0.0)-\($0.1)") }
+        let smaller = try! Graph(nodeCount: nodeCount, edges: edges, directed: isDirected)
+        return (try? Topology(name: name, graph: smaller, weights: rule, allowDisconnected: true))
+            ?? (try! Topology(name: name, graph: smaller, weights: .metropolisHastings, allowDisconnected: true))
     }
 }

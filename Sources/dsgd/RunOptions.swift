@@ -126,6 +126,26 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Seconds between heartbeats.")
     var heartbeatInterval: Double = 0.5
 
+    @Option(
+        help:
+            "Fault injection: worker W sleeps SECONDS before its local steps (in rounds FROM-TO). Repeatable: W:SECONDS[:FROM-TO]."
+    )
+    var straggler: [String] = []
+
+    @Option(
+        help: "Fault injection: the link U–V is absent in rounds FROM-TO (weights recomputed). Repeatable: U:V:FROM-TO."
+    )
+    var dropLink: [String] = []
+
+    @Option(
+        help:
+            "Fault injection: models from U to V arrive SECONDS late in rounds FROM-TO. Repeatable: U:V:SECONDS:FROM-TO."
+    )
+    var delayLink: [String] = []
+
+    @Option(help: "Fault injection: worker W kills itself (SIGKILL) before round R. Repeatable: W:R.")
+    var killWorker: [String] = []
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -151,7 +171,21 @@ struct RunOptions: ParsableArguments {
         }
         let dataSource: DataSource
         do { dataSource = try DataLoader.resolve(data) } catch { throw ValidationError("--data: \(error)") }
-        let graph = try makeTopology()
+        var graph = try makeTopology()
+        var faults: [Fault] = []
+        do {
+            for (kind, values) in [
+                ("straggler", straggler), ("drop-link", dropLink), ("delay-link", delayLink),
+                ("kill-worker", killWorker),
+            ] {
+                for value in values {
+                    faults.append(try Fault.parse(value, kind: kind, workers: workers, rounds: rounds))
+                }
+            }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        graph = graph.dropping(faults)
         let totalSteps = rounds * localSteps
         var schedule: LearningRateSchedule
         let parts = lrSchedule.split(separator: ":").map(String.init)
@@ -190,7 +224,7 @@ struct RunOptions: ParsableArguments {
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
             peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
             workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
-            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval)
+            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }

@@ -34,6 +34,7 @@ struct WorkerCommand: ParsableCommand {
             processID: ProcessInfo.processInfo.processIdentifier, requestedRank: rank,
             peakResidentBytes: ProcessResources.peakResidentBytes)
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
+        shell.allowsSelfKill = true
         shell.start(coordinatorEndpoint: coordinator)
         let clock = ContinuousClock()
         var lastMessage = clock.now

@@ -106,4 +106,34 @@ final class FailureTests: XCTestCase {
         }
         XCTAssertLessThan(Date().timeIntervalSince(killedAt), 2 + 4, "no orphans past the failure timeout")
     }
+
+    /// `--kill-worker` through launch/local.sh with `--on-failure continue`: the run completes
+    /// with the survivors and the report records both the fault and the removal.
+    func testKillWorkerFault_ContinueThroughTheLauncher() throws {
+        let scratch = try temporaryDirectory("killfault")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [
+                packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "4", "--rounds", "400",
+                "--model", "784-16-10",
+                "--data", "synthetic", "--run-dir", run.path, "--", "--sharpness-every", "0", "--eval-every", "200",
+                "--kill-worker",
+                "3:100", "--on-failure", "continue", "--failure-timeout", "1.5", "--heartbeat-interval", "0.25",
+            ], environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(script.wait(seconds: 120), 0, script.text)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "completed")
+        let events = summary["events"] as? [String] ?? []
+        XCTAssertTrue(events.contains("fault injected: worker 3 killed before round 100"), "\(events)")
+        XCTAssertTrue(
+            events.contains { $0.contains("worker 3") && $0.contains("removed, 3 workers continue") }, "\(events)")
+        let rows = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
+        XCTAssertEqual(rows.count, 400)
+        XCTAssertEqual(rows.last?["workers_alive"] as? Int, 3)
+        XCTAssertNil(rows[50]["workers_alive"])
+        let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("<h2>Events</h2>"))
+    }
 }

@@ -260,3 +260,49 @@ final class ScheduleSimulationTests: XCTestCase {
         for i in 0..<n { XCTAssertEqual(x[i] / w[i], mean, accuracy: 1e-9) }
     }
 }
+
+final class FaultInjectionTests: XCTestCase {
+    /// Stragglers and slow links change timing, never numbers; a dropped link changes the mixing
+    /// exactly as the dense reference with that link absent in those rounds.
+    func testFaults_ChangeTimingNotNumbers_DroppedLinksMatchTheReference() throws {
+        let base = smallConfiguration(workers: 5, rounds: 10)
+        let reference = try simulate(base).1.map(\.machine.parameters)
+        var slow = base
+        slow.faults = [
+            .straggler(worker: 1, seconds: 0.001, rounds: 2...4), .delayLink(u: 0, v: 1, seconds: 0.01, rounds: 3...6),
+        ]
+        XCTAssertTrue(
+            try simulate(slow).1.map(\.machine.parameters) == reference, "timing faults must not change the numbers")
+
+        var dropped = base
+        dropped.faults = [.dropLink(u: 0, v: 1, rounds: 3...6)]
+        dropped.topology = dropped.topology.dropping(dropped.faults)
+        XCTAssertTrue(dropped.topology.topology(atRound: 3).inNeighbors(of: 0).contains(4))
+        XCTAssertFalse(dropped.topology.topology(atRound: 3).inNeighbors(of: 0).contains(1))
+        XCTAssertTrue(dropped.topology.topology(atRound: 7).inNeighbors(of: 0).contains(1))
+        let (_, workers) = try simulate(dropped)
+        let expected = denseReferenceDSGD(
+            network: Network(spec: dropped.model), shards: try shards(dropped), topology: dropped.topology,
+            algorithm: dropped.algorithm, batchSize: dropped.batchSize, localSteps: 1, optimizer: dropped.optimizer,
+            seed: dropped.seed, rounds: dropped.rounds)
+        for worker in workers {
+            XCTAssertLessThan(relativeDistance(worker.machine.model, expected[worker.machine.rank!]), 1e-5)
+        }
+        XCTAssertFalse(workers.map(\.machine.parameters) == reference)
+    }
+
+    func testFaultFlags_ParseAndReject() throws {
+        XCTAssertEqual(
+            try Fault.parse("2:0.5", kind: "straggler", workers: 4, rounds: 10),
+            .straggler(worker: 2, seconds: 0.5, rounds: 1...10))
+        XCTAssertEqual(
+            try Fault.parse("0:3:5-9", kind: "drop-link", workers: 4, rounds: 10), .dropLink(u: 0, v: 3, rounds: 5...9))
+        XCTAssertEqual(try Fault.parse("1:7", kind: "kill-worker", workers: 4, rounds: 10), .kill(worker: 1, round: 7))
+        XCTAssertThrowsError(try Fault.parse("9:1", kind: "kill-worker", workers: 4, rounds: 10)) {
+            XCTAssertTrue("\($0)".contains("--kill-worker: '9:1': '9' is not a worker"), "\($0)")
+        }
+        XCTAssertThrowsError(try Fault.parse("0:1:9-3", kind: "drop-link", workers: 4, rounds: 10)) {
+            XCTAssertTrue("\($0)".contains("round range"), "\($0)")
+        }
+    }
+}
