@@ -34,6 +34,9 @@ public final class WorkerShell {
         self.loadShard = loadShard
     }
 
+    /// The inbox endpoint other processes should connect to (defaults to the bound one).
+    public var advertisedEndpoint: String?
+
     /// Connects to the coordinator and registers.
     public func start(coordinatorEndpoint: String) {
         do {
@@ -42,7 +45,7 @@ public final class WorkerShell {
             outcome = .failed("cannot connect to the coordinator at \(coordinatorEndpoint): \(error)")
             return
         }
-        perform(machine.onStart(localEndpoint: transport.localEndpoint))
+        perform(machine.onStart(localEndpoint: advertisedEndpoint ?? transport.localEndpoint))
     }
 
     /// Handles at most one incoming message; returns whether one arrived.

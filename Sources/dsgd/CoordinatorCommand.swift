@@ -17,17 +17,24 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Write the bound endpoint to this file once listening (for launchers).")
     var endpointFile: String?
 
+    @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
+    var allowRemote = false
+
+    @Option(help: "Host name or address to advertise when bound to a wildcard address.")
+    var advertiseHost: String?
+
     @Option(help: "On SIGTERM, read the cause of the stop from this file if it exists (launchers write it).")
     var abortReasonFile: String?
 
     func run() throws {
         BLAS.useSingleThread()
+        try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
         let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness) = try prepareRun(
             options)
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         if let endpointFile {
-            try Data((transport.localEndpoint + "\n").utf8).write(
+            try Data((Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost) + "\n").utf8).write(
                 to: URL(fileURLWithPath: endpointFile), options: .atomic)
         }
         logLine(

@@ -14,8 +14,20 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
     var bind: String = "tcp://127.0.0.1:*"
 
-    @Option(help: "Ask for this rank (launchers that assign ranks); default: assigned on arrival.")
+    @Option(
+        help:
+            "Ask for this rank; default: the launcher's (OMPI_COMM_WORLD_RANK, SLURM_PROCID, minus --rank-offset), else assigned on arrival."
+    )
     var rank: Int?
+
+    @Option(help: "Subtracted from the launcher's rank (1 when the launcher's rank 0 is the coordinator).")
+    var rankOffset: Int = 0
+
+    @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
+    var allowRemote = false
+
+    @Option(help: "Host name or address to advertise when bound to a wildcard address.")
+    var advertiseHost: String?
 
     @Option(help: "Seconds of silence (before the configuration arrives) after which the worker gives up.")
     var peerTimeout: Double = 60
@@ -26,14 +38,17 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
+        try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
         let context = try ZeroMQContext()
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
         var generator = SystemRandomNumberGenerator()
         let machine = WorkerMachine(
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
-            processID: ProcessInfo.processInfo.processIdentifier, requestedRank: rank,
+            processID: ProcessInfo.processInfo.processIdentifier,
+            requestedRank: rank ?? Endpoints.launcherRank(offset: rankOffset),
             peakResidentBytes: ProcessResources.peakResidentBytes)
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
+        shell.advertisedEndpoint = Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost)
         shell.allowsSelfKill = true
         shell.start(coordinatorEndpoint: coordinator)
         let clock = ContinuousClock()

@@ -1,0 +1,39 @@
+import Foundation
+import XCTest
+
+/// launch/mpirun.sh on this machine (mpirun --oversubscribe over loopback).
+final class LauncherTests: XCTestCase {
+    func testMpirunLaunch_MatchesTheSimulation() throws {
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+        guard mpirun != nil else {
+            print(
+                "LauncherTests: skipped: mpirun is not installed (apt-get install -y openmpi-bin; .ci/run installs it)")
+            throw XCTSkip("mpirun is not installed")
+        }
+        let scratch = try temporaryDirectory("mpirun")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let flags = ["--workers", "3", "--rounds", "25", "--data", "synthetic", "--model", "784-16-10", "--seed", "4"]
+        let dsgdFlags = ["--sharpness-every", "0", "--eval-every", "5"]
+        let launch = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [packageRoot.appendingPathComponent("launch/mpirun.sh").path] + flags + ["--run-dir", run.path, "--"]
+                + dsgdFlags,
+            environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("mpirun.log"))
+        XCTAssertEqual(launch.wait(seconds: 120), 0, launch.text)
+        let simulated = scratch.appendingPathComponent("sim")
+        let simulate = try Child(
+            try dsgdBinary(), ["simulate"] + flags + dsgdFlags + ["--run-dir", simulated.path],
+            output: scratch.appendingPathComponent("sim.log"))
+        XCTAssertEqual(simulate.wait(seconds: 60), 0, simulate.text)
+        let a = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
+        let b = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
+        XCTAssertEqual(a.count, 25)
+        for key in ["train_loss", "consensus_distance_sq", "test_accuracy"] {
+            XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key)
+        }
+        XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
+    }
+}
