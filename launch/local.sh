@@ -3,7 +3,7 @@
 #
 #   launch/local.sh [--workers N] [--topology FILE|GENERATOR|SCHEDULE] [--rounds R] [--model SPEC]
 #                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
-#                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--build-dir DIR] [--no-build]
+#                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--curve-keys DIR] [--build-dir DIR] [--no-build]
 #                   [-- further dsgd flags]
 #
 # Builds dsgd in release mode (incremental), starts everything with free ports, streams the
@@ -28,6 +28,7 @@ run_dir=""
 transport=tcp
 build_dir="${DSGD_BUILD_DIR:-$root/.build}"
 build=1
+curve_keys=""
 extra=()
 
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -46,6 +47,7 @@ while [[ $# -gt 0 ]]; do
         --seed) need "$@"; seed="$2"; shift 2 ;;
         --run-dir) need "$@"; run_dir="$2"; shift 2 ;;
         --transport) need "$@"; transport="$2"; shift 2 ;;
+        --curve-keys) need "$@"; curve_keys="$2"; shift 2 ;;
         --build-dir) need "$@"; build_dir="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -103,12 +105,14 @@ trap cleanup EXIT
 trap 'echo "local.sh: interrupted; stopping every process" >&2; exit 130' INT TERM
 
 export OPENBLAS_NUM_THREADS=1
+security=()
+[[ -n "$curve_keys" ]] && security=(--curve-keys "$curve_keys")
 export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 
 "$bin" coordinator --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" \
     --batch "$batch" --lr "$lr" --data "$data" --partition "$partition" --seed "$seed" \
     --run-dir "$run_dir" --bind "$coordinator_bind" --endpoint-file "$endpoint_file" \
-    --abort-reason-file "$scratch/abort-reason" "${extra[@]}" &
+    --abort-reason-file "$scratch/abort-reason" "${security[@]+"${security[@]}"}" "${extra[@]+"${extra[@]}"}" &
 coordinator_pid=$!
 pids+=("$coordinator_pid"); names+=("coordinator")
 
@@ -125,7 +129,7 @@ fi
 endpoint="$(cat "$endpoint_file")"
 
 for ((rank = 0; rank < workers; rank++)); do
-    "$bin" worker --coordinator "$endpoint" --bind "$(worker_bind "$rank")" --rank "$rank" \
+    "$bin" worker --coordinator "$endpoint" --bind "$(worker_bind "$rank")" --rank "$rank" "${security[@]+"${security[@]}"}" \
         2> >(sed -u "s/^/[worker $rank] /" >&2) &
     pids+=("$!"); names+=("worker $rank")
 done

@@ -2,13 +2,14 @@
 # Launches dsgd with Open MPI's mpirun (no MPI calls in dsgd: ZeroMQ carries all traffic).
 # mpirun starts N+1 ranks; rank 0 is the coordinator, ranks 1..N the workers.
 #
-#   launch/mpirun.sh [--hostfile FILE] [--coordinator-host H] [--port P] [--workers N]
+#   launch/mpirun.sh [--hostfile FILE] [--coordinator-host H] [--port P] [--curve-keys DIR] [--workers N]
 #                    [--topology T] [--rounds R] [--model SPEC] [--batch B] [--lr η] [--data D]
 #                    [--partition P] [--seed S] [--run-dir DIR] [--no-build] [-- further dsgd flags]
 #
 # Without --hostfile everything runs on this machine over loopback. With one, the coordinator runs
 # on the first host of the file (or --coordinator-host), everything listens on all interfaces
-# (--allow-remote) and advertises its host name; use --curve-keys (after --) across hosts.
+# (--allow-remote) and advertises its host name; use --curve-keys DIR across hosts (the folder
+# must exist at the same path on every host).
 # The run folder is written on the coordinator's host. Exit status: mpirun's (non-zero if any
 # rank failed; mpirun then stops the others).
 set -euo pipefail
@@ -23,6 +24,7 @@ while [[ $# -gt 0 ]]; do
         --hostfile) need "$@"; hostfile="$2"; shift 2 ;;
         --coordinator-host) need "$@"; coordinator_host="$2"; shift 2 ;;
         --port) need "$@"; port="$2"; shift 2 ;;
+        --curve-keys) need "$@"; export DSGD_CURVE_KEYS="$2"; shift 2 ;;
         --workers) need "$@"; workers="$2"; shift 2 ;;
         --topology) need "$@"; topology="$2"; shift 2 ;;
         --rounds) need "$@"; rounds="$2"; shift 2 ;;
@@ -61,13 +63,14 @@ if [[ -z "$port" ]]; then
 fi
 run_dir="${run_dir:-$root/runs/$(date -u +%Y%m%d-%H%M%S)-$(basename "$topology" .edges)-n$workers}"
 mkdir -p "$(dirname "$run_dir")"
+export DSGD_CURVE_KEYS="${DSGD_CURVE_KEYS:-}"
 export DSGD_COORDINATOR_HOST="$coordinator_host" DSGD_PORT="$port" DSGD_REMOTE="$remote" DSGD_RUN_DIR="$run_dir"
 export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 root_flags=()
 [[ $(id -u) -eq 0 ]] && root_flags=(--allow-run-as-root)
 set +e
 mpirun "${root_flags[@]+"${root_flags[@]}"}" --oversubscribe "${mpi_hosts[@]+"${mpi_hosts[@]}"}" -np $((workers + 1)) \
-    -x OPENBLAS_NUM_THREADS=1 -x DSGD_BIN -x DSGD_COORDINATOR_HOST -x DSGD_PORT -x DSGD_REMOTE -x DSGD_RUN_DIR -x DSGD_GIT_COMMIT \
+    -x OPENBLAS_NUM_THREADS=1 -x DSGD_BIN -x DSGD_COORDINATOR_HOST -x DSGD_PORT -x DSGD_REMOTE -x DSGD_RUN_DIR -x DSGD_GIT_COMMIT -x DSGD_CURVE_KEYS \
     "$here/rank.sh" --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" --batch "$batch" \
     --lr "$lr" --data "$data" --partition "$partition" --seed "$seed" "${extra[@]+"${extra[@]}"}"
 status=$?

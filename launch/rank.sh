@@ -2,7 +2,8 @@
 # One rank of a multi-host launch (used by launch/mpirun.sh and launch/slurm.sbatch): the
 # launcher's rank 0 runs the coordinator, every other rank a worker (worker rank = rank − 1).
 # Settings come from the environment: DSGD_BIN, DSGD_COORDINATOR_HOST, DSGD_PORT, DSGD_REMOTE (1 to
-# listen on all interfaces), DSGD_RUN_DIR; the arguments are the coordinator's run flags.
+# listen on all interfaces), DSGD_RUN_DIR, DSGD_CURVE_KEYS (optional); the arguments are the
+# coordinator's run flags.
 set -euo pipefail
 rank="${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${SLURM_PROCID:-}}}"
 [[ -n "$rank" ]] || { echo "rank.sh: no launcher rank (OMPI_COMM_WORLD_RANK or SLURM_PROCID)" >&2; exit 2; }
@@ -11,9 +12,10 @@ bin="${DSGD_BIN:?rank.sh: DSGD_BIN is not set}"
 host="${DSGD_COORDINATOR_HOST:-127.0.0.1}"
 port="${DSGD_PORT:?rank.sh: DSGD_PORT is not set}"
 remote=()
+[[ -n "${DSGD_CURVE_KEYS:-}" ]] && remote+=(--curve-keys "$DSGD_CURVE_KEYS")
 bind_host=127.0.0.1
 if [[ "${DSGD_REMOTE:-0}" == 1 ]]; then
-    remote=(--allow-remote --advertise-host "$(hostname -f 2>/dev/null || hostname)")
+    remote+=(--allow-remote --advertise-host "$(hostname -f 2>/dev/null || hostname)")
     bind_host=0.0.0.0
 fi
 if [[ "$rank" == 0 ]]; then

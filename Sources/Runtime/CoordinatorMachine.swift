@@ -164,6 +164,8 @@ public struct CoordinatorMachine {
     }
 
     private mutating func onRegistration(_ registration: Registration) -> [CoordinatorDirective] {
+        // A registration seen twice (a reconnecting socket may deliver it again) changes nothing.
+        if registrations.values.contains(where: { $0.nonce == registration.nonce }) { return [] }
         guard phase == .registering else {
             return [
                 .log(

@@ -22,15 +22,20 @@ public final class ZeroMQTransport: Transport {
     private let sendTimeoutMilliseconds: Int32
 
     /// Binds the inbox at `bindEndpoint` (e.g. `tcp://127.0.0.1:*` or `ipc:///tmp/run/w3`).
+    /// CURVE keys: when set, the inbox is a CURVE server and every connection a CURVE client.
+    private let curve: CurveKeys?
+
     public init(
         context: ZeroMQContext, bindEndpoint: String, lingerMilliseconds: Int32 = 2_000,
-        sendTimeoutMilliseconds: Int32 = 60_000
+        sendTimeoutMilliseconds: Int32 = 60_000, curve: CurveKeys? = nil
     ) throws {
         self.context = context
+        self.curve = curve
         self.lingerMilliseconds = lingerMilliseconds
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
         inbox = try ZeroMQSocket(context: context, type: ZMQ_PULL, lingerMilliseconds: 0)
         try inbox.setOption(ZMQ_RCVHWM, 0)
+        if let curve { try inbox.makeCurveServer(curve) }
         localEndpoint = try inbox.bind(bindEndpoint)
     }
 
@@ -39,6 +44,7 @@ public final class ZeroMQTransport: Transport {
         let socket = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: lingerMilliseconds)
         try socket.setOption(ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
         try socket.setOption(ZMQ_SNDHWM, 0)
+        if let curve { try socket.makeCurveClient(curve) }
         try socket.connect(endpoint)
         outboxes[peer] = socket
         endpoints[peer] = endpoint

@@ -20,6 +20,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
     var allowRemote = false
 
+    @Option(help: "Encrypt and authenticate every connection with the CurveZMQ keys in DIR (dsgd keys generate DIR).")
+    var curveKeys: String?
+
     @Option(help: "Host name or address to advertise when bound to a wildcard address.")
     var advertiseHost: String?
 
@@ -32,7 +35,9 @@ struct CoordinatorCommand: ParsableCommand {
         let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness) = try prepareRun(
             options)
         let context = try ZeroMQContext()
-        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
+        let security = try curveSecurity(curveKeys, context: context, role: "coordinator")
+        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
+        _ = security?.1
         if let endpointFile {
             try Data((Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost) + "\n").utf8).write(
                 to: URL(fileURLWithPath: endpointFile), options: .atomic)

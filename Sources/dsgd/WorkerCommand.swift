@@ -26,6 +26,9 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
     var allowRemote = false
 
+    @Option(help: "Encrypt and authenticate every connection with the CurveZMQ keys in DIR (dsgd keys generate DIR).")
+    var curveKeys: String?
+
     @Option(help: "Host name or address to advertise when bound to a wildcard address.")
     var advertiseHost: String?
 
@@ -40,7 +43,9 @@ struct WorkerCommand: ParsableCommand {
         BLAS.useSingleThread()
         try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
         let context = try ZeroMQContext()
-        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind)
+        let security = try curveSecurity(curveKeys, context: context, role: "worker")
+        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
+        _ = security?.1
         var generator = SystemRandomNumberGenerator()
         let machine = WorkerMachine(
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
