@@ -138,7 +138,8 @@ public struct WorkerMachine {
                 let assignment = try Body.decode(Assignment.self, from: envelope)
                 return onAssignment(assignment)
             } catch {
-                return [.fail("cannot decode the assignment: \(error)")]
+                // Garbage is not a reason to stop: a real assignment may still come.
+                return reject("an assignment that does not decode: \(error)")
             }
         case .start:
             guard trainer != nil, !started else { return reject("start before the shard was loaded, or twice") }
@@ -168,11 +169,9 @@ public struct WorkerMachine {
         guard (0..<configuration.workers).contains(assignment.rank),
             assignment.workerEndpoints.count == configuration.workers
         else {
-            return [
-                .fail(
-                    "invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints"
-                )
-            ]
+            return reject(
+                "invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints"
+            )
         }
         self.configuration = configuration
         rank = assignment.rank
