@@ -54,8 +54,12 @@ public final class ZeroMQTransport: Transport {
         guard let socket = outboxes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
         let first = envelope.firstFrame
         let ranges = envelope.payload.map { Envelope.payloadFrameRanges(count: $0.count) } ?? []
+        // Heartbeats and aborts are best effort: they never wait for a peer that is not there.
+        let bestEffort = envelope.header.kind == .heartbeat || envelope.header.kind == .abort
         let firstResult = first.withUnsafeBytes {
-            zmq_send(socket.handle, $0.baseAddress, $0.count, ranges.isEmpty ? 0 : ZMQ_SNDMORE)
+            zmq_send(
+                socket.handle, $0.baseAddress, $0.count,
+                (ranges.isEmpty ? 0 : ZMQ_SNDMORE) | (bestEffort ? ZMQ_DONTWAIT : 0))
         }
         guard firstResult >= 0 else { throw sendError(to: peer) }
         if let payload = envelope.payload {
