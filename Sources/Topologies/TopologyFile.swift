@@ -249,11 +249,7 @@ public enum TopologyFile {
         var lines: [String] = []
         if topology.isDirected { lines.append("directed") }
         if topology.allowsDisconnected { lines.append("allow-disconnected") }
-        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
-        if let rule = rules.first(where: { rule in
-            (try? Topology(name: topology.name, graph: topology.graph, weights: rule, allowDisconnected: true))?.mixing
-                == topology.mixing
-        }) {
+        if let rule = topology.weightRule {
             if rule != (topology.isDirected ? .columnStochastic : .metropolisHastings) {
                 lines.append("weights \(rule.rawValue)")
             }

@@ -186,12 +186,7 @@ extension Topology {
     /// If that leaves the survivors disconnected, the removed nodes' former neighbours are joined
     /// in a chain, so gossip can still reach consensus.
     public func removing(_ removed: Set<Int>) -> Topology {
-        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
-        let rule =
-            rules.first {
-                (try? Topology(name: name, graph: graph, weights: $0, allowDisconnected: true))?.mixing == mixing
-            }
-            ?? (isDirected ? .columnStochastic : .metropolisHastings)
+        let rule = weightRule ?? (isDirected ? .columnStochastic : .metropolisHastings)
         var edges = graph.edges.filter { !removed.contains($0.0) && !removed.contains($0.1) }
         func survivorsConnected(_ edges: [(Int, Int)]) -> Bool {
             let survivors = (0..<nodeCount).filter { !removed.contains($0) }
@@ -259,16 +254,21 @@ extension Topology {
     /// The topology without the given links (both directions), weights recomputed with the rule
     /// that produced it; the graph may become disconnected for the rounds concerned.
     public func removingLinks(_ links: [(Int, Int)]) -> Topology {
-        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
-        let rule =
-            rules.first {
-                (try? Topology(name: name, graph: graph, weights: $0, allowDisconnected: true))?.mixing == mixing
-            }
-            ?? (isDirected ? .columnStochastic : .metropolisHastings)
+        let rule = weightRule ?? (isDirected ? .columnStochastic : .metropolisHastings)
         let gone = Set(links.flatMap { ["\($0.0)-\($0.1)", "\($0.1)-\($0.0)"] })
         let edges = graph.edges.filter { !gone.contains("\($0.0)-\($0.1)") }
         let smaller = try! Graph(nodeCount: nodeCount, edges: edges, directed: isDirected)
         return (try? Topology(name: name, graph: smaller, weights: rule, allowDisconnected: true))
             ?? (try! Topology(name: name, graph: smaller, weights: .metropolisHastings, allowDisconnected: true))
+    }
+}
+
+extension Topology {
+    /// The weight rule that reproduces this topology's W exactly, if any (explicit weights have none).
+    public var weightRule: WeightRule? {
+        let rules: [WeightRule] = [.metropolisHastings, .uniform, .maximumDegree, .columnStochastic, .sinkhorn]
+        return rules.first { rule in
+            (try? Topology(name: name, graph: graph, weights: rule, allowDisconnected: true))?.mixing == mixing
+        }
     }
 }

@@ -20,7 +20,7 @@ public struct CurveKeys: Sendable {
         var publicKey = [CChar](repeating: 0, count: 41)
         var secretKey = [CChar](repeating: 0, count: 41)
         guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZeroMQError.last("zmq_curve_keypair") }
-        return (String(cString: publicKey), String(cString: secretKey))
+        return (text(publicKey), text(secretKey))
     }
 
     /// Writes a new set of keys into `directory` (secret files readable by the owner only).
@@ -145,7 +145,7 @@ public final class ZAPAuthenticator: @unchecked Sendable {
                 var encoded = ""
                 if mechanism == "CURVE", frames[6].count == 32 {
                     _ = frames[6].withUnsafeBufferPointer { zmq_z85_encode(&key, $0.baseAddress, 32) }
-                    encoded = String(cString: key)
+                    encoded = text(key)
                     accepted = authorized.contains(encoded)
                 }
                 if !accepted {
@@ -174,4 +174,9 @@ public final class ZAPAuthenticator: @unchecked Sendable {
 struct UnsafeSendableHandle: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
+}
+
+/// The text of a NUL-terminated C buffer.
+func text(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -49,12 +49,7 @@ final class ClusterTests: XCTestCase {
                         "--endpoint-file", endpointFile.path,
                     ],
                 output: scratch.appendingPathComponent("coordinator-\(index).log"))
-            var endpoint = ""
-            for _ in 0..<500 where endpoint.isEmpty {
-                endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
-                    in: .whitespacesAndNewlines)
-                if endpoint.isEmpty { usleep(20_000) }
-            }
+            let endpoint = waitForEndpoint(endpointFile)
             XCTAssertFalse(endpoint.isEmpty, coordinator.text)
             let dumps = scratch.appendingPathComponent("dump-\(index)")
             let children = try (0..<workers).map { rank in

@@ -22,12 +22,7 @@ final class FailureTests: XCTestCase {
                 "0.25",
                 "--run-dir", run.path, "--endpoint-file", endpointFile.path,
             ] + extra, output: scratch.appendingPathComponent("coordinator.log"))
-        var endpoint = ""
-        for _ in 0..<600 where endpoint.isEmpty {
-            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            if endpoint.isEmpty { usleep(20_000) }
-        }
+        let endpoint = waitForEndpoint(endpointFile)
         let children = try (0..<workers).map { rank in
             try Child(
                 binary, ["worker", "--coordinator", endpoint, "--rank", "\(rank)"],

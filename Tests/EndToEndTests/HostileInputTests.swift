@@ -21,12 +21,7 @@ final class HostileInputTests: XCTestCase {
                 "--run-dir", run.path, "--endpoint-file", endpointFile.path, "--peer-timeout", "60",
             ],
             output: scratch.appendingPathComponent("coordinator.log"))
-        var endpoint = ""
-        for _ in 0..<500 where endpoint.isEmpty {
-            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            if endpoint.isEmpty { usleep(20_000) }
-        }
+        let endpoint = waitForEndpoint(endpointFile)
         let workerInbox = "ipc://\(scratch.path)/worker-0"
         let workers = try (0..<3).map { rank in
             try Child(

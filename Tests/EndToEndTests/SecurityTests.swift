@@ -33,12 +33,7 @@ final class SecurityTests: XCTestCase {
                 "--run-dir", run.path, "--endpoint-file", endpointFile.path, "--curve-keys", keys.path,
                 "--peer-timeout", "30",
             ], output: scratch.appendingPathComponent("coordinator.log"))
-        var endpoint = ""
-        for _ in 0..<500 where endpoint.isEmpty {
-            endpoint = ((try? String(contentsOf: endpointFile, encoding: .utf8)) ?? "").trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            if endpoint.isEmpty { usleep(20_000) }
-        }
+        let endpoint = waitForEndpoint(endpointFile)
         let intruder = try Child(
             binary, ["worker", "--coordinator", endpoint, "--curve-keys", other.path, "--peer-timeout", "3"],
             output: scratch.appendingPathComponent("intruder.log"))

@@ -128,3 +128,14 @@ func completeJSONLines(_ url: URL) -> [[String: Any]] {
         try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
     }
 }
+
+/// Waits (up to 10 s) for a launcher-style endpoint file and returns its endpoint.
+func waitForEndpoint(_ file: URL) -> String {
+    var endpoint = ""
+    for _ in 0..<500 where endpoint.isEmpty {
+        endpoint = ((try? String(contentsOf: file, encoding: .utf8)) ?? "").trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        if endpoint.isEmpty { usleep(20_000) }
+    }
+    return endpoint
+}
