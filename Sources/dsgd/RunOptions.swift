@@ -66,7 +66,10 @@ struct RunOptions: ParsableArguments {
     )
     var data: String = "auto"
 
-    @Option(help: "Partition across workers: iid or dirichlet:α.")
+    @Option(
+        help:
+            "Partition across workers: iid, dirichlet:α (label skew), pathological:K (K classes each) or lognormal:σ (unbalanced sizes)."
+    )
     var partition: String = "iid"
 
     @Option(help: "Seed for initialisation, partitions and batch order.")

@@ -9,7 +9,11 @@ final class PartitionTests: XCTestCase {
     }()
 
     func testEverySchemeUsesEverySampleExactlyOnce() throws {
-        for scheme in [PartitionScheme.iid, .dirichlet(alpha: 0.1), .dirichlet(alpha: 1), .dirichlet(alpha: 100)] {
+        for scheme in [
+            PartitionScheme.iid, .dirichlet(alpha: 0.1), .dirichlet(alpha: 1), .dirichlet(alpha: 100),
+            .pathological(classesPerWorker: 2),
+            .logNormal(sigma: 1),
+        ] {
             for workers in [1, 3, 8] {
                 let shards = try scheme.assign(labels: labels, classCount: 10, workers: workers, seed: 7)
                 XCTAssertEqual(shards.count, workers)
@@ -45,7 +49,45 @@ final class PartitionTests: XCTestCase {
         XCTAssertGreaterThan(try meanDistinctMajorityShare(0.05), try meanDistinctMajorityShare(100) + 0.2)
     }
 
+    func testPathological_GivesEachWorkerAboutKClasses() throws {
+        let shards = try PartitionScheme.pathological(classesPerWorker: 2).assign(
+            labels: labels, classCount: 10, workers: 8, seed: 4)
+        for shard in shards {
+            let classes = Set(shard.map { labels[$0] })
+            XCTAssertLessThanOrEqual(classes.count, 4, "two shards of sorted labels span at most a few classes")
+        }
+        XCTAssertLessThan(shards.map { Set($0.map { labels[$0] }).count }.reduce(0, +), 8 * 4)
+    }
+
+    func testLogNormal_SizesAreUnbalanced() throws {
+        let sizes = try PartitionScheme.logNormal(sigma: 1).assign(labels: labels, classCount: 10, workers: 10, seed: 2)
+            .map(\.count)
+        XCTAssertTrue(sizes.allSatisfy { $0 >= 1 })
+        XCTAssertGreaterThan(Double(sizes.max()!) / Double(sizes.min()!), 2)
+        let even = try PartitionScheme.logNormal(sigma: 0).assign(labels: labels, classCount: 10, workers: 10, seed: 2)
+            .map(\.count)
+        XCTAssertLessThanOrEqual(even.max()! - even.min()!, 1, "σ = 0 is an even split")
+    }
+
+    func testClientTestSplit_FollowsTheClientsLabelDistribution() throws {
+        let shards = try PartitionScheme.pathological(classesPerWorker: 1).assign(
+            labels: labels, classCount: 10, workers: 10, seed: 1)
+        let testLabels: [UInt8] = (0..<1_000).map { UInt8($0 % 10) }
+        for (worker, shard) in shards.enumerated() {
+            let split = PartitionScheme.clientTestSplit(
+                testLabels: testLabels, trainLabels: shard.map { labels[$0] }, size: 50, classCount: 10, seed: 3,
+                worker: worker)
+            XCTAssertEqual(
+                Set(split.map { testLabels[$0] }), Set(shard.map { labels[$0] }), "only the client's own classes")
+            XCTAssertEqual(Set(split).count, split.count, "without replacement")
+            XCTAssertGreaterThanOrEqual(split.count, 45)
+        }
+    }
+
     func testParsing() throws {
+        XCTAssertEqual(try PartitionScheme(parsing: "pathological:2"), .pathological(classesPerWorker: 2))
+        XCTAssertEqual(try PartitionScheme(parsing: "lognormal:0.5"), .logNormal(sigma: 0.5))
+        XCTAssertThrowsError(try PartitionScheme(parsing: "pathological:0"))
         XCTAssertEqual(try PartitionScheme(parsing: "iid"), .iid)
         XCTAssertEqual(try PartitionScheme(parsing: "dirichlet:0.3"), .dirichlet(alpha: 0.3))
         XCTAssertThrowsError(try PartitionScheme(parsing: "dirichlet:-1"))
