@@ -60,6 +60,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var failurePolicy: FailurePolicy
     /// Faults injected on purpose (see `Fault`); dropped links are already in `topology`.
     public var faults: [Fault]
+    /// Personalization over gossip: parameter slices (names, or name prefixes such as
+    /// `layers.4`) that stay on their worker — never sent, never mixed (FedPer-style personal head).
+    public var personalLayers: [String]
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -76,9 +79,11 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         peerTimeoutSeconds: Double,
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
-        failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = []
+        failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
+        personalLayers: [String] = []
     ) {
         self.faults = faults
+        self.personalLayers = personalLayers
         self.failurePolicy = failurePolicy
         self.failureTimeoutSeconds = failureTimeoutSeconds
         self.heartbeatIntervalSeconds = heartbeatIntervalSeconds
@@ -129,6 +134,18 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(
             heartbeatIntervalSeconds > 0 && failureTimeoutSeconds >= 2 * heartbeatIntervalSeconds, "--failure-timeout",
             "must be at least twice --heartbeat-interval (\(heartbeatIntervalSeconds) s), got \(failureTimeoutSeconds)")
+        let layout = Network(spec: model).layout
+        for name in personalLayers
+        where !layout.slices.contains(where: { $0.name == name || $0.name.hasPrefix(name + ".") }) {
+            throw ConfigurationError(
+                field: "--personal-layers",
+                reason:
+                    "'\(name)' names no parameter slice of \(model) (\(layout.slices.map(\.name).joined(separator: ", ")))"
+            )
+        }
+        try check(
+            personalLayers.isEmpty || !topology.requiresPushSum, "--personal-layers",
+            "personal layers do not combine with push-sum")
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(
@@ -163,4 +180,12 @@ public struct ConfigurationError: Error, CustomStringConvertible {
         self.reason = reason
     }
     public var description: String { "\(field): \(reason)" }
+}
+
+extension RunConfiguration {
+    /// The coordinates of the personal slices in `layout`.
+    public func personalRanges(in layout: ParameterLayout) -> [Range<Int>] {
+        layout.slices.filter { slice in personalLayers.contains { slice.name == $0 || slice.name.hasPrefix($0 + ".") } }
+            .map(\.range)
+    }
 }

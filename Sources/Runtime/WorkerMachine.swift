@@ -66,6 +66,8 @@ public struct WorkerMachine {
     private var sentWeightThisRound = 1.0
     /// Workers removed from the run after failures.
     public private(set) var removed: Set<Int> = []
+    /// Coordinates that stay on this worker (personal layers).
+    private var personal: [Range<Int>] = []
     /// Rounds the coordinator has recorded (flow control).
     private var acknowledgedRounds = 0
     /// The next round is due but waits for the coordinator to catch up.
@@ -211,6 +213,7 @@ public struct WorkerMachine {
         }
         // Every worker starts from the same x₀ (seeded), as in the D-SGD literature.
         parameters = network.initialParameters(seed: configuration.seed)
+        personal = configuration.personalRanges(in: network.layout)
         trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
@@ -300,9 +303,16 @@ public struct WorkerMachine {
         return directives + combineIfReady()
     }
 
-    private mutating func sendModel(_ snapshot: FloatPayload) -> [WorkerDirective] {
+    private mutating func sendModel(_ model: FloatPayload) -> [WorkerDirective] {
         // Under push-sum the body carries wᵢ as a little-endian Float64.
         let body = pushSum ? withUnsafeBytes(of: pushSumWeight.bitPattern.littleEndian) { Array($0) } : []
+        // Personal layers never leave the worker: neighbours get zeros there (and never mix them).
+        var snapshot = model
+        if !personal.isEmpty {
+            var values = model.array
+            for range in personal { for i in range { values[i] = 0 } }
+            snapshot = FloatPayload(copying: values)
+        }
         return view(round).outNeighbors.map {
             send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
         }
@@ -357,6 +367,7 @@ public struct WorkerMachine {
             Gossip.Term(weight: Float(view.weights[sender]!), values: received[sender]!.0.buffer)
         }
         let selfWeight = Float(view.selfWeight)
+        let kept = personal.map { Array(parameters[$0]) }
         withExtendedLifetime(received) {
             switch configuration.algorithm {
             case .adaptThenCombine:
@@ -368,6 +379,7 @@ public struct WorkerMachine {
                 }
             }
         }
+        for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
         if pushSum {
             pushSumWeight =
                 view.selfWeight * sentWeightThisRound

@@ -12,7 +12,7 @@ import Topologies
 public func denseReferenceDSGD(
     network: Network, shards: [Dataset], topology schedule: TopologySchedule, algorithm: GossipAlgorithm,
     batchSize: Int,
-    localSteps: Int, optimizer: OptimizerSettings, seed: UInt64, rounds: Int
+    localSteps: Int, optimizer: OptimizerSettings, seed: UInt64, rounds: Int, personal: [Range<Int>] = []
 ) -> [[Float]] {
     let start = network.initialParameters(seed: seed)
     var trainers = shards.enumerated().map { rank, shard in
@@ -45,6 +45,11 @@ public func denseReferenceDSGD(
             after.addScaled(before, by: -1)
             updates.append(after)
         }
+        // Personal coordinates are not mixed: they keep each worker's trained value.
+        var trained = models
+        if algorithm == .combineThenAdapt || pushSum {
+            for rank in 0..<n { trained[rank].addScaled(updates[rank], by: 1) }
+        }
         switch algorithm {
         case .adaptThenCombine:
             if pushSum { for rank in 0..<n { models[rank].addScaled(updates[rank], by: 1) } }
@@ -53,6 +58,7 @@ public func denseReferenceDSGD(
             models = Gossip.denseMix(models, mixing: topology)
             for rank in 0..<n { models[rank].addScaled(updates[rank], by: 1) }
         }
+        for rank in 0..<n { for range in personal { models[rank].replaceSubrange(range, with: trained[rank][range]) } }
         if pushSum {
             let w = topology.denseMixingMatrix
             weights = (0..<n).map { i in (0..<n).reduce(0.0) { $0 + w[i * n + $1] * weights[$1] } }

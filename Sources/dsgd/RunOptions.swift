@@ -149,6 +149,16 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Fault injection: worker W kills itself (SIGKILL) before round R. Repeatable: W:R.")
     var killWorker: [String] = []
 
+    @Option(
+        help:
+            "Personalization over gossip: parameter slices (or prefixes, e.g. layers.4) that stay on each worker, comma-separated."
+    )
+    var personalLayers: String = ""
+
+    @Flag(
+        help: "Keep the output layer personal (FedPer over gossip): shorthand for --personal-layers of the last layer.")
+    var personalHead = false
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -227,7 +237,9 @@ struct RunOptions: ParsableArguments {
             topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
             peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
             workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
-            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults)
+            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
+            personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                + (personalHead ? ["layers.\(Network(spec: spec).layers.count - 1)"] : []))
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }

@@ -306,3 +306,38 @@ final class FaultInjectionTests: XCTestCase {
         }
     }
 }
+
+final class PersonalizationTests: XCTestCase {
+    /// Personal layers over gossip: shared slices follow the masked dense reference, personal
+    /// slices are never mixed (they differ between workers) and never sent.
+    func testPersonalHead_IsNeverMixed_AndMatchesTheMaskedReference() throws {
+        for algorithm in GossipAlgorithm.allCases {
+            var configuration = smallConfiguration(workers: 4, algorithm: algorithm, rounds: 10)
+            configuration.partition = .pathological(classesPerWorker: 2)
+            configuration.personalLayers = ["layers.2"]
+            try configuration.validate()
+            let network = Network(spec: configuration.model)
+            let personal = configuration.personalRanges(in: network.layout)
+            XCTAssertEqual(
+                personal, [network.layout["layers.2.weight"]!.range, network.layout["layers.2.bias"]!.range])
+            let (_, workers) = try simulate(configuration)
+            let reference = denseReferenceDSGD(
+                network: network, shards: try shards(configuration), topology: configuration.topology,
+                algorithm: algorithm,
+                batchSize: configuration.batchSize, localSteps: 1, optimizer: configuration.optimizer,
+                seed: configuration.seed,
+                rounds: configuration.rounds, personal: personal)
+            for worker in workers {
+                XCTAssertLessThan(
+                    relativeDistance(worker.machine.parameters, reference[worker.machine.rank!]), 1e-5, "\(algorithm)")
+            }
+            let heads = workers.map { Array($0.machine.parameters[personal[0]]) }
+            XCTAssertNotEqual(heads[0], heads[1], "personal heads stay apart")
+        }
+        var bad = smallConfiguration(workers: 4)
+        bad.personalLayers = ["layers.9"]
+        XCTAssertThrowsError(try bad.validate()) {
+            XCTAssertTrue("\($0)".contains("--personal-layers: 'layers.9' names no parameter slice"))
+        }
+    }
+}

@@ -11,8 +11,9 @@ final class WorkerMachineTests: XCTestCase {
     private let runID: UInt64 = 77
 
     /// A ring of 4; this is worker 1, whose neighbours are 0 and 2.
-    private func startedWorker(rounds: Int = 5) throws -> (WorkerMachine, RunConfiguration) {
-        let configuration = smallConfiguration(workers: 4, rounds: rounds)
+    private func startedWorker(rounds: Int = 5, personal: [String] = []) throws -> (WorkerMachine, RunConfiguration) {
+        var configuration = smallConfiguration(workers: 4, rounds: rounds)
+        configuration.personalLayers = personal
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 1, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "inmemory://w1")
         let assignment = Assignment(
@@ -169,5 +170,21 @@ final class WorkerMachineTests: XCTestCase {
         XCTAssertEqual(
             sends(trained).map(\.0), [.parameters, .metrics], "sends its own model, then completes from the buffer")
         XCTAssertEqual(machine.round, 3)
+    }
+
+    func test_personalLayers_shouldNeverLeaveTheWorker() throws {
+        var (machine, configuration) = try startedWorker(personal: ["layers.2"])
+        let head = configuration.personalRanges(in: Network(spec: configuration.model).layout)
+        let sent = machine.onTrainTurn().compactMap { directive -> FloatPayload? in
+            if case .send(let envelope, _) = directive, envelope.header.kind == .parameters { return envelope.payload }
+            return nil
+        }
+        XCTAssertEqual(sent.count, 2)
+        for payload in sent {
+            let values = payload.array
+            for range in head { XCTAssertTrue(values[range].allSatisfy { $0 == 0 }, "personal slice sent") }
+            XCTAssertFalse(values[0..<head[0].lowerBound].allSatisfy { $0 == 0 }, "shared slices are sent")
+        }
+        XCTAssertFalse(machine.parameters[head[0]].allSatisfy { $0 == 0 }, "the worker keeps its own head")
     }
 }
