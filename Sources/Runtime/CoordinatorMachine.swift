@@ -38,6 +38,8 @@ public struct CoordinatorMachine {
     private let evaluator: Evaluator?
     private let workerEvaluator: Evaluator?
     private let trainEvaluator: Evaluator?
+    /// Per worker, its own test split (honest per-client evaluation).
+    private let clientEvaluators: [Evaluator]
     private let initialParameters: [Float]
 
     private enum Phase { case registering, loading, running, done }
@@ -63,13 +65,17 @@ public struct CoordinatorMachine {
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
-    public init(configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, trainSubset: Dataset? = nil) {
+    public init(
+        configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, trainSubset: Dataset? = nil,
+        clientTests: [Dataset] = []
+    ) {
         self.configuration = configuration
         self.runID = runID
         let network = Network(spec: configuration.model)
         self.network = network
         evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
         trainEvaluator = trainSubset.map { Evaluator(network: network, dataset: $0) }
+        clientEvaluators = clientTests.map { Evaluator(network: network, dataset: $0) }
         initialParameters = network.initialParameters(seed: configuration.seed)
         workerEvaluator = testSet.map { test in
             let size = configuration.workerEvaluationSize
@@ -261,6 +267,27 @@ public struct CoordinatorMachine {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy
+                if clientEvaluators.count == configuration.workers {
+                    let ranked = zip(alive, models).map { rank, model in
+                        (
+                            clientEvaluators[rank].evaluate(model.buffer).accuracy,
+                            Double(clientEvaluators[rank].dataset.count)
+                        )
+                    }
+                    let accuracies = ranked.map(\.0)
+                    let mean = accuracies.reduce(0, +) / Double(accuracies.count)
+                    record.clientAccuracy = accuracies
+                    record.clientAccuracyMean = mean
+                    record.clientAccuracyWeightedMean =
+                        ranked.reduce(0) { $0 + $1.0 * $1.1 } / max(ranked.reduce(0) { $0 + $1.1 }, 1)
+                    record.clientAccuracyStandardDeviation =
+                        (accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(accuracies.count))
+                        .squareRoot()
+                    let sorted = accuracies.sorted()
+                    record.clientAccuracyWorst = sorted.first
+                    let tenth = max(1, sorted.count / 10)
+                    record.clientAccuracyWorstTenth = sorted.prefix(tenth).reduce(0, +) / Double(tenth)
+                }
                 if let trainEvaluator {
                     let train = consensus.average.withUnsafeBufferPointer { trainEvaluator.evaluate($0) }
                     record.trainLossAverageModel = train.loss

@@ -37,6 +37,14 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var topologyPhase: Int?
     /// Workers still in the run, when failures removed some (`--on-failure continue`).
     public var workersAlive: Int?
+    /// Each worker's own model on its own test split (by rank), and summaries of them.
+    public var clientAccuracy: [Double]?
+    public var clientAccuracyMean: Double?
+    public var clientAccuracyWeightedMean: Double?
+    public var clientAccuracyStandardDeviation: Double?
+    public var clientAccuracyWorst: Double?
+    /// Mean accuracy of the worst 10 % of clients (at least one).
+    public var clientAccuracyWorstTenth: Double?
 
     public enum CodingKeys: String, CodingKey {
         case round
@@ -61,6 +69,12 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case elapsedSeconds = "elapsed_seconds"
         case topologyPhase = "topology_phase"
         case workersAlive = "workers_alive"
+        case clientAccuracy = "client_accuracy"
+        case clientAccuracyMean = "client_accuracy_mean"
+        case clientAccuracyWeightedMean = "client_accuracy_weighted_mean"
+        case clientAccuracyStandardDeviation = "client_accuracy_std"
+        case clientAccuracyWorst = "client_accuracy_worst"
+        case clientAccuracyWorstTenth = "client_accuracy_worst_10pct"
     }
 
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).

@@ -63,6 +63,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Personalization over gossip: parameter slices (names, or name prefixes such as
     /// `layers.4`) that stay on their worker — never sent, never mixed (FedPer-style personal head).
     public var personalLayers: [String]
+    /// Honest per-client evaluation: each worker's own model on a test split of this many examples
+    /// drawn from that worker's own label distribution (0: off).
+    public var clientTestSize: Int
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -80,8 +83,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
         failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
-        personalLayers: [String] = []
+        personalLayers: [String] = [], clientTestSize: Int = 0
     ) {
+        self.clientTestSize = clientTestSize
         self.faults = faults
         self.personalLayers = personalLayers
         self.failurePolicy = failurePolicy
@@ -146,6 +150,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(
             personalLayers.isEmpty || !topology.requiresPushSum, "--personal-layers",
             "personal layers do not combine with push-sum")
+        try check(clientTestSize >= 0, "--client-test-size", "must be ≥ 0, got \(clientTestSize)")
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(

@@ -28,6 +28,12 @@ public struct RunSummary: Codable, Sendable {
     public var spectralGap: Double?
     /// Failures and faults during the run, with the round they happened at.
     public var events: [String]?
+    /// Per-client evaluation (each worker's own model on its own test split): the unweighted mean
+    /// and the worst client at the last evaluation, and the best mean with its round.
+    public var clientAccuracyMeanLast: Double?
+    public var clientAccuracyWorstLast: Double?
+    public var clientAccuracyMeanBest: Double?
+    public var clientAccuracyBestRound: Int?
 
     enum CodingKeys: String, CodingKey {
         case status, reason, rounds, workers, topology, algorithm, data
@@ -44,6 +50,10 @@ public struct RunSummary: Codable, Sendable {
         case workerPeakResidentBytes = "worker_peak_resident_bytes"
         case spectralGap = "spectral_gap"
         case events
+        case clientAccuracyMeanLast = "client_accuracy_mean_last"
+        case clientAccuracyWorstLast = "client_accuracy_worst_last"
+        case clientAccuracyMeanBest = "client_accuracy_mean_best"
+        case clientAccuracyBestRound = "client_accuracy_best_round"
     }
 }
 

@@ -351,6 +351,9 @@ public final class CoordinatorShell {
         let rounds = records.count
         let wall = elapsedSeconds
         let lastEvaluated = records.last { $0.testAccuracy != nil }
+        let clientRounds = records.filter { $0.clientAccuracyMean != nil }
+        let lastClient = clientRounds.last
+        let bestClient = clientRounds.max { $0.clientAccuracyMean! < $1.clientAccuracyMean! }
         var status = "completed"
         var reason: String?
         if case .failed(let why) = outcome {
@@ -371,7 +374,10 @@ public final class CoordinatorShell {
             bytesSent: records.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),
             spectralGap: spectralGap,
-            events: (machine.events + faultEvents).isEmpty ? nil : machine.events + faultEvents)
+            events: (machine.events + faultEvents).isEmpty ? nil : machine.events + faultEvents,
+            clientAccuracyMeanLast: lastClient?.clientAccuracyMean,
+            clientAccuracyWorstLast: lastClient?.clientAccuracyWorst,
+            clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round)
     }
 
     private func writeSummary() {

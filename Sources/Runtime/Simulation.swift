@@ -14,12 +14,14 @@ public enum Simulation {
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, report: RunReport?, data: DataDescription?,
         progress: ProgressLine?, log: @escaping (String) -> Void,
         loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil,
-        spectralGap: Double? = nil, trainSubset: Dataset? = nil, sharpness: SharpnessRunner? = nil
+        spectralGap: Double? = nil, trainSubset: Dataset? = nil, sharpness: SharpnessRunner? = nil,
+        clientTests: [Dataset] = []
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
         let hub = InMemoryHub(reorderingSeed: interleavingSeed)
         let coordinator = CoordinatorShell(
             machine: CoordinatorMachine(
-                configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset),
+                configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset,
+                clientTests: clientTests),
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
         coordinator.spectralGap = spectralGap
         coordinator.sharpness = sharpness

@@ -32,8 +32,9 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         BLAS.useSingleThread()
         try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
-        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness) = try prepareRun(
-            options)
+        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness, clientTests) =
+            try prepareRun(
+                options)
         let context = try ZeroMQContext()
         let security = try curveSecurity(curveKeys, context: context, role: "coordinator")
         let transport = try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
@@ -49,7 +50,8 @@ struct CoordinatorCommand: ParsableCommand {
         var generator = SystemRandomNumberGenerator()
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(
-                configuration: configuration, runID: generator.next() | 1, testSet: testSet, trainSubset: trainSubset),
+                configuration: configuration, runID: generator.next() | 1, testSet: testSet, trainSubset: trainSubset,
+                clientTests: clientTests),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))

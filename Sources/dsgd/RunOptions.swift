@@ -159,6 +159,12 @@ struct RunOptions: ParsableArguments {
         help: "Keep the output layer personal (FedPer over gossip): shorthand for --personal-layers of the last layer.")
     var personalHead = false
 
+    @Option(
+        help:
+            "Evaluate each worker's own model on a test split of this many examples drawn from its own label distribution (0: off)."
+    )
+    var clientTestSize: Int = 0
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -239,7 +245,8 @@ struct RunOptions: ParsableArguments {
             workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
             failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
             personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                + (personalHead ? ["layers.\(Network(spec: spec).layers.count - 1)"] : []))
+                + (personalHead ? ["layers.\(Network(spec: spec).layers.count - 1)"] : []),
+            clientTestSize: clientTestSize)
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }
@@ -335,7 +342,7 @@ func gitCommit() -> String {
 /// `config.json` written, the test set and the data description.
 func prepareRun(_ options: RunOptions) throws -> (
     configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport,
-    spectralGap: Double, trainSubset: Dataset, sharpness: SharpnessRunner?
+    spectralGap: Double, trainSubset: Dataset, sharpness: SharpnessRunner?, clientTests: [Dataset]
 ) {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
@@ -352,7 +359,10 @@ func prepareRun(_ options: RunOptions) throws -> (
         ? SharpnessRunner(
             network: Network(spec: configuration.model), evaluationSet: trainSubset, settings: configuration.sharpness,
             seed: configuration.seed) : nil
-    return (configuration, directory, testSet, data, report, spectrum.product.spectralGap, trainSubset, sharpness)
+    return (
+        configuration, directory, testSet, data, report, spectrum.product.spectralGap, trainSubset, sharpness,
+        try clientTestSplits(configuration, testSet: testSet)
+    )
 }
 
 /// Loads the test set and describes the data for the reports.
@@ -397,5 +407,19 @@ func loadSchedule(_ spec: String, nodeCount: Int, seed: UInt64, weights: WeightR
         return try TopologyFile.parseSchedule(String(decoding: data, as: UTF8.self), name: spec)
     } catch {
         throw ValidationError("\(flag): \(error)")
+    }
+}
+
+/// Each worker's own test split (drawn from its training shard's label distribution), when asked for.
+func clientTestSplits(_ configuration: RunConfiguration, testSet: Dataset) throws -> [Dataset] {
+    guard configuration.clientTestSize > 0 else { return [] }
+    let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
+    let shards = try configuration.partition.assign(
+        labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
+    return shards.enumerated().map { worker, shard in
+        testSet.subset(
+            PartitionScheme.clientTestSplit(
+                testLabels: testSet.labels, trainLabels: shard.map { labels[$0] }, size: configuration.clientTestSize,
+                classCount: max(classCount, testSet.classCount), seed: configuration.seed, worker: worker))
     }
 }

@@ -15,8 +15,9 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness) = try prepareRun(
-            options)
+        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness, clientTests) =
+            try prepareRun(
+                options)
         logLine(
             "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
         )
@@ -26,7 +27,8 @@ struct SimulateCommand: ParsableCommand {
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))
             },
-            log: logLine, spectralGap: spectralGap, trainSubset: trainSubset, sharpness: sharpness)
+            log: logLine, spectralGap: spectralGap, trainSubset: trainSubset, sharpness: sharpness,
+            clientTests: clientTests)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {

@@ -340,4 +340,41 @@ final class PersonalizationTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("--personal-layers: 'layers.9' names no parameter slice"))
         }
     }
+
+    /// Per-client accuracy is each worker's own (personalized) model on its own test split: the
+    /// coordinator's figures equal a direct evaluation of the final models.
+    func testClientEvaluation_UsesEachWorkersOwnModelAndSplit() throws {
+        var configuration = smallConfiguration(workers: 4, rounds: 6, evalEvery: 3)
+        configuration.partition = .pathological(classesPerWorker: 2)
+        configuration.personalLayers = ["layers.2"]
+        configuration.clientTestSize = 40
+        let test = try DataLoader.loadTestSet(configuration.data)
+        let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
+        let assignment = try configuration.partition.assign(
+            labels: labels, classCount: classCount, workers: 4, seed: configuration.seed)
+        let splits = assignment.enumerated().map { worker, shard in
+            test.subset(
+                PartitionScheme.clientTestSplit(
+                    testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: 40, classCount: 10,
+                    seed: configuration.seed,
+                    worker: worker))
+        }
+        let result = Simulation.run(
+            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
+            clientTests: splits)
+        XCTAssertEqual(result.coordinator.outcome, .completed)
+        let last = try XCTUnwrap(result.coordinator.records.last)
+        let network = Network(spec: configuration.model)
+        let direct = result.workers.sorted { $0.machine.rank! < $1.machine.rank! }.map { worker in
+            worker.machine.parameters.withUnsafeBufferPointer {
+                Evaluator(network: network, dataset: splits[worker.machine.rank!]).evaluate($0).accuracy
+            }
+        }
+        XCTAssertEqual(last.clientAccuracy, direct)
+        XCTAssertEqual(last.clientAccuracyWorst, direct.min())
+        XCTAssertEqual(last.clientAccuracyMean!, direct.reduce(0, +) / 4, accuracy: 1e-12)
+        let summary = result.coordinator.summary
+        XCTAssertEqual(summary.clientAccuracyMeanLast, last.clientAccuracyMean)
+        XCTAssertNotNil(summary.clientAccuracyBestRound)
+    }
 }
