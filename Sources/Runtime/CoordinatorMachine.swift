@@ -62,6 +62,7 @@ public struct CoordinatorMachine {
     public private(set) var alive: [Int] = []
     /// Failures and what was done about them, for the report.
     public private(set) var events: [String] = []
+    private var previousBytes: [Int: Int] = [:]
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -246,6 +247,10 @@ public struct CoordinatorMachine {
         }
         let models = ordered.compactMap(\.1)
         if alive.count < configuration.workers { record.workersAlive = alive.count }
+        record.bytesSentByWorker = zip(alive, ordered).map { rank, report in
+            defer { previousBytes[rank] = report.0.bytesSent }
+            return report.0.bytesSent - (previousBytes[rank] ?? 0)
+        }
         if models.count == alive.count {
             let consensus = withExtendedLifetime(models) {
                 ConsensusDistance(models: models.map(\.buffer), layout: network.layout)

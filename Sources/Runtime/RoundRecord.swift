@@ -35,6 +35,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var elapsedSeconds: Double?
     /// For periodic schedules, the phase (round − 1) mod period the round used.
     public var topologyPhase: Int?
+    /// Bytes each worker sent during this round (by rank, live workers).
+    public var bytesSentByWorker: [Int]?
     /// Workers still in the run, when failures removed some (`--on-failure continue`).
     public var workersAlive: Int?
     /// Each worker's own model on its own test split (by rank), and summaries of them.
@@ -68,6 +70,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case epoch
         case elapsedSeconds = "elapsed_seconds"
         case topologyPhase = "topology_phase"
+        case bytesSentByWorker = "bytes_sent_by_worker"
         case workersAlive = "workers_alive"
         case clientAccuracy = "client_accuracy"
         case clientAccuracyMean = "client_accuracy_mean"

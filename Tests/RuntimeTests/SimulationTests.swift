@@ -377,4 +377,17 @@ final class PersonalizationTests: XCTestCase {
         XCTAssertEqual(summary.clientAccuracyMeanLast, last.clientAccuracyMean)
         XCTAssertNotNil(summary.clientAccuracyBestRound)
     }
+
+    func testBytesPerWorkerPerRound_AreTheGossipTraffic() throws {
+        let configuration = smallConfiguration(workers: 4, rounds: 6, metricsEvery: 1_000, evalEvery: 1_000)
+        let (coordinator, _) = try simulate(configuration)
+        let model = Network(spec: configuration.model).parameterCount * 4
+        for record in coordinator.records.dropFirst().dropLast() {
+            for bytes in record.bytesSentByWorker! {
+                // Two ring neighbours get the model (plus headers); the metrics message is small.
+                XCTAssertGreaterThanOrEqual(bytes, 2 * model)
+                XCTAssertLessThan(bytes, 2 * model + 1_024)
+            }
+        }
+    }
 }
