@@ -28,7 +28,11 @@ public struct LocalTrainer {
 
     /// Runs `localSteps` steps on `parameters`; returns the mean mini-batch loss (measured before
     /// each step, as PyTorch loops report it) and the learning rate of the first step.
-    public mutating func train(_ parameters: inout [Float]) -> (meanLoss: Double, learningRate: Double) {
+    /// With `proximal` (μ, anchor), each gradient gets μ·(x − anchor) added: FedProx's proximal
+    /// term (μ/2)‖x − x_global‖² (Li et al., MLSys 2020).
+    public mutating func train(_ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil) -> (
+        meanLoss: Double, learningRate: Double
+    ) {
         var lossSum = 0.0
         let learningRate = optimizer.currentLearningRate
         let workspace = self.workspace
@@ -43,6 +47,10 @@ public struct LocalTrainer {
                 }
             }
             lossSum += loss
+            if let proximal, proximal.mu != 0 {
+                gradient.addScaled(parameters, by: proximal.mu)
+                gradient.addScaled(proximal.anchor, by: -proximal.mu)
+            }
             optimizer.apply(gradient: &gradient, to: &parameters)
         }
         return (lossSum / Double(localSteps), learningRate)

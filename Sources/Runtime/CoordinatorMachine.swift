@@ -63,6 +63,8 @@ public struct CoordinatorMachine {
     /// Failures and what was done about them, for the report.
     public private(set) var events: [String] = []
     private var previousBytes: [Int: Int] = [:]
+    /// Federated: the global model just aggregated, broadcast after the round is recorded.
+    private var federatedGlobal: [Float]?
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -144,7 +146,9 @@ public struct CoordinatorMachine {
             else {
                 return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")
             }
-            let gathers = configuration.gathersParameters(afterRound: metrics.round)
+            let gathers =
+                configuration.federated == nil
+                ? configuration.gathersParameters(afterRound: metrics.round) : metrics.sampled == true
             if gathers && envelope.payload?.count != network.parameterCount {
                 return reject(
                     "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
@@ -165,7 +169,7 @@ public struct CoordinatorMachine {
             return [.fail("worker \(sender) aborted: \(String(decoding: envelope.body, as: UTF8.self))")]
         case .heartbeat:
             return []
-        case .assignment, .start, .parameters, .acknowledge, .membership:
+        case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }
@@ -216,6 +220,18 @@ public struct CoordinatorMachine {
         while let round = reports[nextRoundToRecord], alive.allSatisfy({ round[$0] != nil }) {
             let record = makeRecord(nextRoundToRecord, reports: round)
             directives.append(.record(record))
+            if configuration.federated != nil, let global = federatedGlobal {
+                let payload = FloatPayload(copying: global)
+                for peer in alive {
+                    directives.append(
+                        .send(
+                            Envelope(
+                                header: MessageHeader(
+                                    kind: .globalModel, runID: runID, round: Int64(nextRoundToRecord), sender: -1),
+                                payload: payload),
+                            to: .worker(peer)))
+                }
+            }
             if configuration.measuresSharpness(afterRound: nextRoundToRecord), let average = averageModel {
                 directives.append(
                     .measureSharpness(
@@ -236,7 +252,8 @@ public struct CoordinatorMachine {
     private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
     {
         let ordered = alive.map { reports[$0]! }
-        let losses = ordered.map(\.0.trainLoss)
+        // Federated rounds: only the sampled clients trained.
+        let losses = ordered.filter { $0.0.sampled != false }.map(\.0.trainLoss)
         var record = RoundRecord(
             round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count), trainLossMin: losses.min()!,
             trainLossMax: losses.max()!, learningRate: ordered[0].0.learningRate,
@@ -251,9 +268,25 @@ public struct CoordinatorMachine {
             defer { previousBytes[rank] = report.0.bytesSent }
             return report.0.bytesSent - (previousBytes[rank] ?? 0)
         }
-        if models.count == alive.count {
-            let consensus = withExtendedLifetime(models) {
+        if models.count == alive.count || (configuration.federated != nil && !models.isEmpty) {
+            var consensus = withExtendedLifetime(models) {
                 ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
+            }
+            if configuration.federated != nil {
+                // The server's model: the sampled clients' models weighted by their data size.
+                let weights = ordered.filter { $0.1 != nil }.map { Double($0.0.shardSize ?? 1) }
+                let total = weights.reduce(0, +)
+                var global = [Float](repeating: 0, count: network.parameterCount)
+                withExtendedLifetime(models) {
+                    for (model, weight) in zip(models, weights) {
+                        global.withUnsafeMutableBufferPointer {
+                            BLAS.axpy(
+                                count: $0.count, alpha: Float(weight / total), x: model.pointer, y: $0.baseAddress!)
+                        }
+                    }
+                }
+                consensus.average = global
+                federatedGlobal = global
             }
             record.consensusDistanceSquared = consensus.distanceSquared
             record.consensusDistanceSquaredByLayer = Dictionary(

@@ -37,6 +37,10 @@ public struct WorkerMetrics: Codable, Sendable {
     /// Cumulative bytes this worker has sent so far.
     public var bytesSent: Int
     public var epoch: Int
+    /// Federated mode: whether this client was sampled this round, and its shard size (the
+    /// aggregation weight).
+    public var sampled: Bool? = nil
+    public var shardSize: Int? = nil
 }
 
 /// worker → coordinator, at the end.

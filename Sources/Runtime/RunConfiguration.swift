@@ -29,6 +29,29 @@ public enum FailurePolicy: String, Sendable, Codable, CaseIterable {
     case `continue`
 }
 
+/// Federated learning with the coordinator as the server (star topology): each round it samples
+/// a fraction of the clients (seeded), they run the local steps from the global model, and the
+/// server averages their models weighted by data size (McMahan et al., AISTATS 2017), optionally
+/// with FedProx's proximal term μ (Li et al., MLSys 2020).
+public struct FederatedSettings: Sendable, Equatable, Codable {
+    public var clientFraction: Double
+    public var proximalMu: Double
+
+    public init(clientFraction: Double, proximalMu: Double) {
+        self.clientFraction = clientFraction
+        self.proximalMu = proximalMu
+    }
+
+    /// The clients sampled in round t (0-based): ⌈fraction·n⌉ of them, seeded, at least one.
+    public func sampled(round t: Int, workers: Int, seed: UInt64) -> [Int] {
+        let count = max(1, min(workers, Int((clientFraction * Double(workers)).rounded(.up))))
+        var generator = SplitMix64(seed: seed, stream: 0xFED, substream: UInt64(t))
+        var order = Array(0..<workers)
+        generator.shuffle(&order)
+        return Array(order.prefix(count)).sorted()
+    }
+}
+
 /// Everything that determines a run's numbers. Sent by the coordinator to every worker and
 /// written to `config.json`, so a run can be repeated exactly.
 public struct RunConfiguration: Sendable, Equatable, Codable {
@@ -66,6 +89,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Honest per-client evaluation: each worker's own model on a test split of this many examples
     /// drawn from that worker's own label distribution (0: off).
     public var clientTestSize: Int
+    /// Federated mode (the coordinator is the server); nil for gossip.
+    public var federated: FederatedSettings?
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -83,8 +108,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
         failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
-        personalLayers: [String] = [], clientTestSize: Int = 0
+        personalLayers: [String] = [], clientTestSize: Int = 0, federated: FederatedSettings? = nil
     ) {
+        self.federated = federated
         self.clientTestSize = clientTestSize
         self.faults = faults
         self.personalLayers = personalLayers
@@ -150,6 +176,13 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(
             personalLayers.isEmpty || !topology.requiresPushSum, "--personal-layers",
             "personal layers do not combine with push-sum")
+        if let federated {
+            try check(
+                federated.clientFraction > 0 && federated.clientFraction <= 1, "--client-fraction",
+                "must be in (0, 1], got \(federated.clientFraction)")
+            try check(federated.proximalMu >= 0, "--proximal-mu", "must be ≥ 0, got \(federated.proximalMu)")
+            try check(!topology.requiresPushSum, "--federated", "federated mode uses the server, not push-sum")
+        }
         try check(clientTestSize >= 0, "--client-test-size", "must be ≥ 0, got \(clientTestSize)")
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
@@ -166,7 +199,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
 
     /// Whether workers send their parameters to the coordinator after round `round` (1-based).
     public func gathersParameters(afterRound round: Int) -> Bool {
-        round % metricsEvery == 0 || round % evalEvery == 0 || round == rounds || measuresSharpness(afterRound: round)
+        federated != nil || round % metricsEvery == 0 || round % evalEvery == 0 || round == rounds
+            || measuresSharpness(afterRound: round)
     }
 
     /// Whether curvature and sharpness are measured after round `round` (1-based).

@@ -68,6 +68,8 @@ public struct WorkerMachine {
     public private(set) var removed: Set<Int> = []
     /// Coordinates that stay on this worker (personal layers).
     private var personal: [Range<Int>] = []
+    /// Federated: the global model this round started from (FedProx's anchor).
+    private var federatedAnchor: [Float]?
     /// Rounds the coordinator has recorded (flow control).
     private var acknowledgedRounds = 0
     /// The next round is due but waits for the coordinator to catch up.
@@ -155,6 +157,8 @@ public struct WorkerMachine {
             return onAcknowledge(Int(envelope.header.round))
         case .heartbeat:
             return []
+        case .globalModel:
+            return onGlobalModel(envelope)
         case .membership:
             do {
                 return onMembership(try Body.decode(MembershipChange.self, from: envelope))
@@ -256,6 +260,16 @@ public struct WorkerMachine {
 
     private mutating func beginRound() -> [WorkerDirective] {
         guard let configuration else { return [] }
+        if let federated = configuration.federated {
+            // Federated: train only when sampled, then wait for the server's global model.
+            if federated.sampled(round: round, workers: configuration.workers, seed: configuration.seed).contains(rank!)
+            {
+                federatedAnchor = parameters
+                return [.trainLocally]
+            }
+            federatedAnchor = nil
+            return [federatedReport(sampled: false)]
+        }
         // Completed rounds = `round`; stay within maxRoundsAhead of what the coordinator recorded.
         guard round - acknowledgedRounds < configuration.maxRoundsAhead else {
             roundDeferred = true
@@ -276,6 +290,13 @@ public struct WorkerMachine {
     /// The shell's turn to run this round's local steps.
     public mutating func onTrainTurn() -> [WorkerDirective] {
         guard let configuration, var trainer, !trainedThisRound else { return [] }
+        if let federated = configuration.federated {
+            let proximal = federatedAnchor.map { (mu: Float(federated.proximalMu), anchor: $0) }
+            (roundLoss, roundLearningRate) = trainer.train(&parameters, proximal: proximal)
+            self.trainer = trainer
+            if !roundLoss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(roundLoss)")] }
+            return [federatedReport(sampled: true)]
+        }
         let loss: Double
         let learningRate: Double
         if pushSum {
@@ -405,6 +426,52 @@ public struct WorkerMachine {
             return directives
         }
         return directives + beginRound()
+    }
+
+    /// Federated: this round's report to the server; a sampled client's carries its model (personal
+    /// slices zeroed: they never leave the worker).
+    private mutating func federatedReport(sampled: Bool) -> WorkerDirective {
+        var metrics = WorkerMetrics(
+            round: round + 1, trainLoss: sampled ? roundLoss : 0, learningRate: roundLearningRate, bytesSent: bytesSent,
+            epoch: trainer?.sampler.epoch ?? 0)
+        metrics.sampled = sampled
+        metrics.shardSize = trainer?.sampler.shard.count
+        var payload: FloatPayload?
+        if sampled {
+            var values = parameters
+            for range in personal { for i in range { values[i] = 0 } }
+            payload = FloatPayload(copying: values)
+        }
+        return send(
+            Envelope(header: header(.metrics, round: round + 1), body: Body.encode(metrics), payload: payload),
+            to: .coordinator)
+    }
+
+    /// Federated: the server's global model after round `round` (1-based).
+    private mutating func onGlobalModel(_ envelope: Envelope) -> [WorkerDirective] {
+        guard let configuration, configuration.federated != nil else {
+            return reject("a global model outside federated mode")
+        }
+        guard Int(envelope.header.round) == round + 1 else {
+            return reject("global model for round \(envelope.header.round) while at round \(round + 1)")
+        }
+        guard let payload = envelope.payload, payload.count == parameters.count, payload.isFinite else {
+            return reject("global model of the wrong size or with NaN/Inf")
+        }
+        let kept = personal.map { Array(parameters[$0]) }
+        parameters = payload.array
+        for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
+        round += 1
+        if round == configuration.rounds {
+            let summary = WorkerSummary(
+                rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
+                shardSize: trainer?.sampler.shard.count ?? 0)
+            awaitingRelease = true
+            return [
+                send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
+            ]
+        }
+        return beginRound()
     }
 
     private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {

@@ -23,6 +23,8 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case heartbeat = 10
     /// coordinator → workers: workers removed from the run (body `MembershipChange` JSON).
     case membership = 11
+    /// coordinator (federated server) → clients: the aggregated global model after a round.
+    case globalModel = 12
 }
 
 /// The fixed header of every message.

@@ -165,6 +165,18 @@ struct RunOptions: ParsableArguments {
     )
     var clientTestSize: Int = 0
 
+    @Option(
+        help:
+            "Federated mode with the coordinator as the server: fedavg or fedprox (workers then talk only to the server)."
+    )
+    var federated: FederatedAlgorithm?
+
+    @Option(help: "Federated: fraction of the clients sampled each round (seeded).")
+    var clientFraction: Double = 1
+
+    @Option(help: "FedProx: the proximal coefficient μ.")
+    var proximalMu: Double = 0.01
+
     @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
     var maxRoundsAhead: Int = 8
 
@@ -205,6 +217,10 @@ struct RunOptions: ParsableArguments {
             throw ValidationError("\(error)")
         }
         graph = graph.dropping(faults)
+        if federated != nil {
+            // Federated clients talk only to the server.
+            graph = .fixed(try! Topology.generated(.solo, nodeCount: workers))
+        }
         let totalSteps = rounds * localSteps
         var schedule: LearningRateSchedule
         let parts = lrSchedule.split(separator: ":").map(String.init)
@@ -246,7 +262,10 @@ struct RunOptions: ParsableArguments {
             failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
             personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 + (personalHead ? ["layers.\(Network(spec: spec).layers.count - 1)"] : []),
-            clientTestSize: clientTestSize)
+            clientTestSize: clientTestSize,
+            federated: federated.map {
+                FederatedSettings(clientFraction: clientFraction, proximalMu: $0 == .fedprox ? proximalMu : 0)
+            })
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         return (configuration, directory)
     }
@@ -311,6 +330,11 @@ struct RunOptions: ParsableArguments {
 extension WeightDecayMode: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
 extension FailurePolicy: ExpressibleByArgument {}
+
+enum FederatedAlgorithm: String, ExpressibleByArgument {
+    case fedavg
+    case fedprox
+}
 extension GossipAlgorithm: ExpressibleByArgument {}
 
 /// Logs to standard error, one line each.

@@ -391,3 +391,44 @@ final class PersonalizationTests: XCTestCase {
         }
     }
 }
+
+final class FederatedTests: XCTestCase {
+    /// FedAvg and FedProx against a direct sequential computation: each round the sampled clients
+    /// train from the global model (FedProx adds μ(x − global) to every gradient) and the server
+    /// averages them weighted by shard size. Relative 1e-5 (summation order differs).
+    func testFederated_MatchesTheSequentialServer() throws {
+        for mu in [0.0, 0.1] {
+            var configuration = smallConfiguration(workers: 5, rounds: 8, localSteps: 3)
+            configuration.partition = .logNormal(sigma: 1)
+            configuration.federated = FederatedSettings(clientFraction: 0.6, proximalMu: mu)
+            configuration.topology = .fixed(try .generated(.solo, nodeCount: 5))
+            try configuration.validate()
+            let (coordinator, workers) = try simulate(configuration)
+            let network = Network(spec: configuration.model)
+            let shardSets = try shards(configuration)
+            var trainers = shardSets.enumerated().map { rank, shard in
+                LocalTrainer(
+                    network: network, shard: shard, batchSize: configuration.batchSize, localSteps: 3,
+                    optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
+            }
+            var global = network.initialParameters(seed: configuration.seed)
+            for round in 0..<configuration.rounds {
+                let sampled = configuration.federated!.sampled(round: round, workers: 5, seed: configuration.seed)
+                XCTAssertEqual(sampled.count, 3)
+                let total = sampled.reduce(0.0) { $0 + Double(shardSets[$1].count) }
+                var next = [Float](repeating: 0, count: global.count)
+                for client in sampled {
+                    var x = global
+                    _ = trainers[client].train(&x, proximal: (mu: Float(mu), anchor: global))
+                    next.addScaled(x, by: Float(Double(shardSets[client].count) / total))
+                }
+                global = next
+            }
+            for worker in workers {
+                XCTAssertLessThan(relativeDistance(worker.machine.parameters, global), 1e-5, "μ = \(mu)")
+            }
+            XCTAssertEqual(coordinator.records.count, 8)
+            XCTAssertNotNil(coordinator.records.last?.testAccuracy)
+        }
+    }
+}
