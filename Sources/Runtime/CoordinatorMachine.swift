@@ -305,11 +305,21 @@ public struct CoordinatorMachine {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy
-                if clientEvaluators.count == configuration.workers {
-                    let ranked = zip(alive, models).map { rank, model in
+                // Federated clients all hold the global model (personal slices stay on the clients,
+                // so with personal layers per-client figures are not available here).
+                let federatedGlobal =
+                    configuration.federated != nil && configuration.personalLayers.isEmpty ? federatedGlobal : nil
+                if clientEvaluators.count == configuration.workers,
+                    configuration.federated == nil || federatedGlobal != nil
+                {
+                    let evaluators = clientEvaluators
+                    let ranked = alive.enumerated().map { index, rank in
                         (
-                            clientEvaluators[rank].evaluate(model.buffer).accuracy,
-                            Double(clientEvaluators[rank].dataset.count)
+                            federatedGlobal.map { global in
+                                global.withUnsafeBufferPointer { evaluators[rank].evaluate($0).accuracy }
+                            }
+                                ?? evaluators[rank].evaluate(models[index].buffer).accuracy,
+                            Double(evaluators[rank].dataset.count)
                         )
                     }
                     let accuracies = ranked.map(\.0)

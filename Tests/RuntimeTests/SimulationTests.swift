@@ -431,4 +431,34 @@ final class FederatedTests: XCTestCase {
             XCTAssertNotNil(coordinator.records.last?.testAccuracy)
         }
     }
+
+    /// Per-client evaluation in federated mode scores the global model (what every client holds) on
+    /// each client's own split, for all clients, sampled or not.
+    func testFederatedClientEvaluation_ScoresTheGlobalModelOnEveryClientsSplit() throws {
+        var configuration = smallConfiguration(workers: 4, rounds: 4, evalEvery: 2)
+        configuration.partition = .pathological(classesPerWorker: 2)
+        configuration.federated = FederatedSettings(clientFraction: 0.5, proximalMu: 0)
+        configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
+        configuration.clientTestSize = 30
+        let test = try DataLoader.loadTestSet(configuration.data)
+        let (labels, _) = try DataLoader.trainLabels(configuration.data)
+        let assignment = try configuration.partition.assign(
+            labels: labels, classCount: 10, workers: 4, seed: configuration.seed)
+        let splits = assignment.enumerated().map { worker, shard in
+            test.subset(
+                PartitionScheme.clientTestSplit(
+                    testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: 30, classCount: 10,
+                    seed: configuration.seed,
+                    worker: worker))
+        }
+        let result = Simulation.run(
+            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
+            clientTests: splits)
+        let global = try XCTUnwrap(result.workers.first?.machine.parameters)
+        let network = Network(spec: configuration.model)
+        let expected = splits.map { split in
+            global.withUnsafeBufferPointer { Evaluator(network: network, dataset: split).evaluate($0).accuracy }
+        }
+        XCTAssertEqual(result.coordinator.records.last?.clientAccuracy, expected)
+    }
 }
