@@ -349,16 +349,7 @@ final class PersonalizationTests: XCTestCase {
         configuration.personalLayers = ["layers.2"]
         configuration.clientTestSize = 40
         let test = try DataLoader.loadTestSet(configuration.data)
-        let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
-        let assignment = try configuration.partition.assign(
-            labels: labels, classCount: classCount, workers: 4, seed: configuration.seed)
-        let splits = assignment.enumerated().map { worker, shard in
-            test.subset(
-                PartitionScheme.clientTestSplit(
-                    testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: 40, classCount: 10,
-                    seed: configuration.seed,
-                    worker: worker))
-        }
+        let splits = try clientSplits(configuration, test: test)
         let result = Simulation.run(
             configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
             clientTests: splits)
@@ -441,16 +432,7 @@ final class FederatedTests: XCTestCase {
         configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
         configuration.clientTestSize = 30
         let test = try DataLoader.loadTestSet(configuration.data)
-        let (labels, _) = try DataLoader.trainLabels(configuration.data)
-        let assignment = try configuration.partition.assign(
-            labels: labels, classCount: 10, workers: 4, seed: configuration.seed)
-        let splits = assignment.enumerated().map { worker, shard in
-            test.subset(
-                PartitionScheme.clientTestSplit(
-                    testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: 30, classCount: 10,
-                    seed: configuration.seed,
-                    worker: worker))
-        }
+        let splits = try clientSplits(configuration, test: test)
         let result = Simulation.run(
             configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
             clientTests: splits)
@@ -460,5 +442,18 @@ final class FederatedTests: XCTestCase {
             global.withUnsafeBufferPointer { Evaluator(network: network, dataset: split).evaluate($0).accuracy }
         }
         XCTAssertEqual(result.coordinator.records.last?.clientAccuracy, expected)
+    }
+}
+
+/// Each worker's own test split, as the command line builds them (`--client-test-size`).
+func clientSplits(_ configuration: RunConfiguration, test: Dataset) throws -> [Dataset] {
+    let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
+    let assignment = try configuration.partition.assign(
+        labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
+    return assignment.enumerated().map { worker, shard in
+        test.subset(
+            PartitionScheme.clientTestSplit(
+                testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: configuration.clientTestSize,
+                classCount: classCount, seed: configuration.seed, worker: worker))
     }
 }
