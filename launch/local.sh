@@ -15,48 +15,27 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 
-workers=8
-topology=ring
-rounds=500
-model=784-256-256-10
-batch=32
-lr=0.05
-data=auto
-partition=iid
-seed=0
-run_dir=""
+launcher=local.sh
+# shellcheck source=launch/common.sh
+source "$here/common.sh"
 transport=tcp
 build_dir="${DSGD_BUILD_DIR:-$root/.build}"
-build=1
-curve_keys=""
-extra=()
 
 usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-need() { [[ $# -ge 2 && -n "$2" ]] || { echo "local.sh: $1 needs a value" >&2; exit 2; }; }
 
 while [[ $# -gt 0 ]]; do
+    run_flag "$@"
+    if [[ $consumed -gt 0 ]]; then shift "$consumed"; continue; fi
     case "$1" in
-        --workers) need "$@"; workers="$2"; shift 2 ;;
-        --topology) need "$@"; topology="$2"; shift 2 ;;
-        --rounds) need "$@"; rounds="$2"; shift 2 ;;
-        --model) need "$@"; model="$2"; shift 2 ;;
-        --batch) need "$@"; batch="$2"; shift 2 ;;
-        --lr) need "$@"; lr="$2"; shift 2 ;;
-        --data) need "$@"; data="$2"; shift 2 ;;
-        --partition) need "$@"; partition="$2"; shift 2 ;;
-        --seed) need "$@"; seed="$2"; shift 2 ;;
-        --run-dir) need "$@"; run_dir="$2"; shift 2 ;;
         --transport) need "$@"; transport="$2"; shift 2 ;;
-        --curve-keys) need "$@"; curve_keys="$2"; shift 2 ;;
         --build-dir) need "$@"; build_dir="$2"; shift 2 ;;
-        --no-build) build=0; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "local.sh: unknown flag '$1' (see --help; dsgd flags go after --)" >&2; exit 2 ;;
     esac
 done
 
-[[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
+check_workers
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
 
 if [[ -n "${DSGD_BIN:-}" ]]; then
@@ -69,10 +48,7 @@ fi
 bin="${DSGD_BIN:-$(swift build -c release --package-path "$root" --scratch-path "$build_dir" --show-bin-path)/dsgd}"
 [[ -x "$bin" ]] || { echo "local.sh: $bin not found (build first or drop --no-build)" >&2; exit 2; }
 
-if [[ -z "$run_dir" ]]; then
-    base="$(basename "$topology" .edges)"
-    run_dir="$root/runs/$(date -u +%Y%m%d-%H%M%S)-$base-n$workers"
-fi
+[[ -n "$run_dir" ]] || run_dir="$(default_run_dir "$root")"
 mkdir -p "$run_dir"
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/dsgd-run.XXXXXX")"
 endpoint_file="$scratch/coordinator.endpoint"
@@ -109,8 +85,8 @@ security=()
 [[ -n "$curve_keys" ]] && security=(--curve-keys "$curve_keys")
 export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 
-"$bin" coordinator --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" \
-    --batch "$batch" --lr "$lr" --data "$data" --partition "$partition" --seed "$seed" \
+mapfile -t run_args < <(run_arguments)
+"$bin" coordinator "${run_args[@]}" \
     --run-dir "$run_dir" --bind "$coordinator_bind" --endpoint-file "$endpoint_file" \
     --abort-reason-file "$scratch/abort-reason" "${security[@]+"${security[@]}"}" "${extra[@]+"${extra[@]}"}" &
 coordinator_pid=$!

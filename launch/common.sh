@@ -1,0 +1,54 @@
+# Shared by launch/local.sh and launch/mpirun.sh (sourced, not run): the run flags both take, their
+# defaults, and how the coordinator's run arguments are formed from them.
+# shellcheck shell=bash
+
+workers=8
+topology=ring
+rounds=500
+model=784-256-256-10
+batch=32
+lr=0.05
+data=auto
+partition=iid
+seed=0
+run_dir=""
+curve_keys=""
+build=1
+extra=()
+
+need() { [[ $# -ge 2 && -n "$2" ]] || { echo "$launcher: $1 needs a value" >&2; exit 2; }; }
+
+# Handles one shared flag at "$@"; sets `consumed` to the arguments it used (0: not a shared flag).
+run_flag() {
+    consumed=2
+    case "$1" in
+        --workers) need "$@"; workers="$2" ;;
+        --topology) need "$@"; topology="$2" ;;
+        --rounds) need "$@"; rounds="$2" ;;
+        --model) need "$@"; model="$2" ;;
+        --batch) need "$@"; batch="$2" ;;
+        --lr) need "$@"; lr="$2" ;;
+        --data) need "$@"; data="$2" ;;
+        --partition) need "$@"; partition="$2" ;;
+        --seed) need "$@"; seed="$2" ;;
+        --run-dir) need "$@"; run_dir="$2" ;;
+        --curve-keys) need "$@"; curve_keys="$2" ;;
+        --no-build) build=0; consumed=1 ;;
+        *) consumed=0 ;;
+    esac
+}
+
+check_workers() {
+    [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "$launcher: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
+}
+
+# The coordinator's run arguments.
+run_arguments() {
+    printf '%s\n' --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" --batch "$batch" \
+        --lr "$lr" --data "$data" --partition "$partition" --seed "$seed"
+}
+
+# A run folder name from the time, the topology and the worker count.
+default_run_dir() {
+    echo "$1/runs/$(date -u +%Y%m%d-%H%M%S)-$(basename "$topology" .edges)-n$workers"
+}
