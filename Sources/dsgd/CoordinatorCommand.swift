@@ -11,36 +11,24 @@ struct CoordinatorCommand: ParsableCommand {
 
     @OptionGroup var options: RunOptions
 
-    @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
-    var bind: String = "tcp://127.0.0.1:*"
+    @OptionGroup var network: NetworkOptions
 
     @Option(help: "Write the bound endpoint to this file once listening (for launchers).")
     var endpointFile: String?
-
-    @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
-    var allowRemote = false
-
-    @Option(help: "Encrypt and authenticate every connection with the CurveZMQ keys in DIR (dsgd keys generate DIR).")
-    var curveKeys: String?
-
-    @Option(help: "Host name or address to advertise when bound to a wildcard address.")
-    var advertiseHost: String?
 
     @Option(help: "On SIGTERM, read the cause of the stop from this file if it exists (launchers write it).")
     var abortReasonFile: String?
 
     func run() throws {
         BLAS.useSingleThread()
-        try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
+        try network.checkBind()
         let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness, clientTests) =
             try prepareRun(
                 options)
         let context = try ZeroMQContext()
-        let security = try curveSecurity(curveKeys, context: context, role: "coordinator")
-        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
-        _ = security?.1
+        let transport = try network.makeTransport(context: context, role: "coordinator")
         if let endpointFile {
-            try Data((Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost) + "\n").utf8).write(
+            try Data((network.advertised(transport) + "\n").utf8).write(
                 to: URL(fileURLWithPath: endpointFile), options: .atomic)
         }
         logLine(

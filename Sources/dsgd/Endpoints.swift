@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ZeroMQTransport
 
 /// Binding safety and reachable endpoints: dsgd listens on loopback unless told otherwise.
 enum Endpoints {
@@ -33,5 +34,33 @@ enum Endpoints {
             if let value = environment[key].flatMap(Int.init) { return value - offset }
         }
         return nil
+    }
+}
+
+/// The network flags of every process: where to listen, whether other hosts may connect, what to
+/// advertise, and the CurveZMQ keys.
+struct NetworkOptions: ParsableArguments {
+    @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
+    var bind: String = "tcp://127.0.0.1:*"
+
+    @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
+    var allowRemote = false
+
+    @Option(help: "Encrypt and authenticate every connection with the CurveZMQ keys in DIR (dsgd keys generate DIR).")
+    var curveKeys: String?
+
+    @Option(help: "Host name or address to advertise when bound to a wildcard address.")
+    var advertiseHost: String?
+
+    func checkBind() throws { try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind") }
+
+    /// The inbox, with CURVE and its ZAP handler when keys are given.
+    func makeTransport(context: ZeroMQContext, role: String) throws -> ZeroMQTransport {
+        let security = try curveSecurity(curveKeys, context: context, role: role)
+        return try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
+    }
+
+    func advertised(_ transport: ZeroMQTransport) -> String {
+        Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost)
     }
 }

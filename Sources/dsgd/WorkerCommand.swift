@@ -11,8 +11,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "The coordinator's endpoint, e.g. tcp://127.0.0.1:5555.")
     var coordinator: String
 
-    @Option(help: "Inbox endpoint to bind (tcp://127.0.0.1:* picks a free port).")
-    var bind: String = "tcp://127.0.0.1:*"
+    @OptionGroup var network: NetworkOptions
 
     @Option(
         help:
@@ -23,15 +22,6 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Subtracted from the launcher's rank (1 when the launcher's rank 0 is the coordinator).")
     var rankOffset: Int = 0
 
-    @Flag(help: "Allow binding to addresses other than loopback (other hosts can then connect).")
-    var allowRemote = false
-
-    @Option(help: "Encrypt and authenticate every connection with the CurveZMQ keys in DIR (dsgd keys generate DIR).")
-    var curveKeys: String?
-
-    @Option(help: "Host name or address to advertise when bound to a wildcard address.")
-    var advertiseHost: String?
-
     @Option(help: "Seconds of silence (before the configuration arrives) after which the worker gives up.")
     var peerTimeout: Double = 60
 
@@ -41,11 +31,9 @@ struct WorkerCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind")
+        try network.checkBind()
         let context = try ZeroMQContext()
-        let security = try curveSecurity(curveKeys, context: context, role: "worker")
-        let transport = try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
-        _ = security?.1
+        let transport = try network.makeTransport(context: context, role: "worker")
         var generator = SystemRandomNumberGenerator()
         let machine = WorkerMachine(
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
@@ -53,7 +41,7 @@ struct WorkerCommand: ParsableCommand {
             requestedRank: rank ?? Endpoints.launcherRank(offset: rankOffset),
             peakResidentBytes: ProcessResources.peakResidentBytes)
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
-        shell.advertisedEndpoint = Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost)
+        shell.advertisedEndpoint = network.advertised(transport)
         shell.allowsSelfKill = true
         shell.start(coordinatorEndpoint: coordinator)
         let clock = ContinuousClock()
