@@ -46,11 +46,7 @@ final class HostileInputTests: XCTestCase {
             binary, ["simulate"] + flags + ["--run-dir", simulated.path],
             output: scratch.appendingPathComponent("sim.log"))
         XCTAssertEqual(simulate.wait(seconds: 120), 0, simulate.text)
-        let attacked = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
-        let clean = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
-        XCTAssertEqual(attacked.count, 1500)
-        for key in ["train_loss", "consensus_distance_sq", "test_accuracy"] {
-            XCTAssertEqual(attacked.map { $0[key] as? Double }, clean.map { $0[key] as? Double }, key)
-        }
+        try assertSameRecords(
+            run, simulated, count: 1500, keys: ["train_loss", "consensus_distance_sq", "test_accuracy"])
     }
 }

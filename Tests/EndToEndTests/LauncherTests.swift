@@ -28,12 +28,8 @@ final class LauncherTests: XCTestCase {
             try dsgdBinary(), ["simulate"] + flags + dsgdFlags + ["--run-dir", simulated.path],
             output: scratch.appendingPathComponent("sim.log"))
         XCTAssertEqual(simulate.wait(seconds: 60), 0, simulate.text)
-        let a = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
-        let b = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
-        XCTAssertEqual(a.count, 25)
-        for key in ["train_loss", "consensus_distance_sq", "test_accuracy"] {
-            XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key)
-        }
+        try assertSameRecords(
+            run, simulated, count: 25, keys: ["train_loss", "consensus_distance_sq", "test_accuracy"])
         XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
     }
 }

@@ -82,11 +82,6 @@ final class NetworkNamespaceTests: XCTestCase {
             binary, ["simulate"] + flags + ["--run-dir", simulated.path],
             output: scratch.appendingPathComponent("sim.log"))
         XCTAssertEqual(simulate.wait(seconds: 60), 0, simulate.text)
-        let a = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
-        let b = try jsonLines(simulated.appendingPathComponent("rounds.jsonl"))
-        XCTAssertEqual(a.count, 30)
-        for key in ["train_loss", "consensus_distance_sq"] {
-            XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key)
-        }
+        try assertSameRecords(run, simulated, count: 30, keys: ["train_loss", "consensus_distance_sq"])
     }
 }

@@ -139,3 +139,15 @@ func waitForEndpoint(_ file: URL) -> String {
     }
     return endpoint
 }
+
+/// Asserts that two run folders recorded `count` rounds with equal values for `keys`.
+func assertSameRecords(
+    _ first: URL, _ second: URL, count: Int, keys: [String], file: StaticString = #filePath, line: UInt = #line
+) throws {
+    let a = try jsonLines(first.appendingPathComponent("rounds.jsonl"))
+    let b = try jsonLines(second.appendingPathComponent("rounds.jsonl"))
+    XCTAssertEqual(a.count, count, file: file, line: line)
+    for key in keys {
+        XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key, file: file, line: line)
+    }
+}
