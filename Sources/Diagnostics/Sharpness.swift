@@ -76,7 +76,7 @@ public enum Sharpness {
         var generator = SplitMix64(seed: seed, stream: 0x6A55)
         let base = surface.loss(at: x)
         let values = (0..<samples).map { _ in
-            let delta = (0..<x.count).map { _ in Float(sigma * generator.nextStandardNormal()) }
+            let delta = surface.zeroingFrozen((0..<x.count).map { _ in Float(sigma * generator.nextStandardNormal()) })
             return surface.loss(at: add(x, delta)) - base
         }
         return estimate(values)
@@ -95,7 +95,7 @@ public enum Sharpness {
         let deviations = workers.map { worker -> [Float] in
             var d = worker
             d.addScaled(average, by: -1)
-            return d
+            return surface.zeroingFrozen(d)
         }
         let base = surface.loss(at: average)
         let values = (0..<samples).map { _ in

@@ -2,7 +2,7 @@ extension Linear {
     public func rForward(
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>
+        direction: UnsafePointer<Float>, context: LayerContext
     ) {
         // R{z} = R{a}·Wᵀ + a·V_Wᵀ + 1·V_bᵀ
         let directionBias = direction + inputWidth * outputWidth
@@ -19,7 +19,7 @@ extension Linear {
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, outputGradientR: UnsafePointer<Float>,
         inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>
+        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext
     ) {
         // R{∂W} = R{g}ᵀ·a + gᵀ·R{a};  R{∂b} = Σ R{g};  R{∂a} = R{g}·W + g·V_W
         BLAS.gemm(
@@ -52,7 +52,7 @@ extension ReLU {
     public func rForward(
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>
+        direction: UnsafePointer<Float>, context: LayerContext
     ) {
         for i in 0..<(batchSize * inputWidth) { outputR[i] = input[i] > 0 ? inputR[i] : 0 }
     }
@@ -61,7 +61,7 @@ extension ReLU {
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, outputGradientR: UnsafePointer<Float>,
         inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>
+        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext
     ) {
         // The indicator's derivative is zero almost everywhere.
         guard let inputGradientR else { return }
@@ -73,7 +73,7 @@ extension Tanh {
     public func rForward(
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>
+        direction: UnsafePointer<Float>, context: LayerContext
     ) {
         for i in 0..<(batchSize * inputWidth) { outputR[i] = (1 - output[i] * output[i]) * inputR[i] }
     }
@@ -82,7 +82,7 @@ extension Tanh {
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, outputGradientR: UnsafePointer<Float>,
         inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
-        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>
+        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext
     ) {
         // ∂z = g·(1 − y²)  ⇒  R{∂z} = R{g}·(1 − y²) − 2·g·y·R{y}
         guard let inputGradientR else { return }
@@ -103,6 +103,7 @@ public final class CurvatureWorkspace {
     private let gradients: [UnsafeMutablePointer<Float>]
     private let gradientsR: [UnsafeMutablePointer<Float>]
     private let scratchGradient: UnsafeMutablePointer<Float>
+    private let layerScratch: UnsafeMutablePointer<Float>?
     public let labels: UnsafeMutablePointer<Int32>
 
     public init(network: Network, capacity: Int) {
@@ -116,10 +117,13 @@ public final class CurvatureWorkspace {
         activationsR[0].update(repeating: 0, count: widths[0] * capacity)
         scratchGradient = .allocate(capacity: max(network.parameterCount, 1))
         labels = .allocate(capacity: capacity)
+        let scratchCount = network.layers.map(\.scratchCount).max() ?? 0
+        layerScratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
     }
 
     deinit {
         (activations + activationsR + gradients + gradientsR).forEach { $0.deallocate() }
+        layerScratch?.deallocate()
         scratchGradient.deallocate()
         labels.deallocate()
     }
@@ -128,23 +132,29 @@ public final class CurvatureWorkspace {
     public var input: UnsafeMutablePointer<Float> { activations[0] }
 
     /// H·v of the mean loss over the first `batchSize` rows, written to `product` (overwriting);
-    /// the gradient goes to `gradient` when non-nil. Returns the mean loss.
+    /// the gradient goes to `gradient` when non-nil. Returns the mean loss. State (running
+    /// statistics) is a constant: `direction` should be zero there, and `product` is zero there.
+    /// With batch statistics the Hessian includes the dependence of the statistics on the
+    /// parameters (the training loss); with running statistics it is the inference loss's.
     @discardableResult
     public func hessianVectorProduct(
         parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>,
-        gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int
+        gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int,
+        normalization: NormalizationMode = .runningStatistics
     ) -> Double {
         precondition(batchSize <= capacity)
+        let context = LayerContext(normalization: normalization, scratch: layerScratch)
         let layers = network.layers
         let offsets = network.layerOffsets
         for (k, layer) in layers.enumerated() {
             layer.forward(
                 input: activations[k], output: activations[k + 1], batchSize: batchSize,
-                parameters: parameters + offsets[k])
+                parameters: parameters + offsets[k], context: context)
             layer.rForward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1],
-                batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k])
+                batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
+                context: context)
         }
         let last = layers.count
         let classes = network.classCount
@@ -174,14 +184,14 @@ public final class CurvatureWorkspace {
             layer.backward(
                 input: activations[k], output: activations[k + 1], outputGradient: gradients[k + 1],
                 inputGradient: k > 0 ? gradients[k] : nil, batchSize: batchSize, parameters: parameters + offsets[k],
-                parameterGradient: gradientOut + offsets[k])
+                parameterGradient: gradientOut + offsets[k], context: context)
             layer.rBackward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1],
                 outputGradient: gradients[k + 1], outputGradientR: gradientsR[k + 1],
                 inputGradientR: k > 0 ? gradientsR[k] : nil,
                 batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
-                parameterGradientR: product + offsets[k])
+                parameterGradientR: product + offsets[k], context: context)
         }
         return lossSum / Double(batchSize)
     }

@@ -8,6 +8,8 @@ public final class NetworkWorkspace {
     /// gradients[k] is ∂L/∂activations[k] (index 0 unused).
     let gradients: [UnsafeMutablePointer<Float>]
     public let labels: UnsafeMutablePointer<Int32>
+    /// Scratch shared by the layers (they run one at a time): the largest `scratchCount`.
+    let scratch: UnsafeMutablePointer<Float>?
 
     public init(network: Network, capacity: Int) {
         precondition(capacity > 0)
@@ -18,12 +20,15 @@ public final class NetworkWorkspace {
         activations = widths.map { .allocate(capacity: $0 * capacity) }
         gradients = widths.map { .allocate(capacity: $0 * capacity) }
         labels = .allocate(capacity: capacity)
+        let scratchCount = network.layers.map(\.scratchCount).max() ?? 0
+        scratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
     }
 
     deinit {
         activations.forEach { $0.deallocate() }
         gradients.forEach { $0.deallocate() }
         labels.deallocate()
+        scratch?.deallocate()
     }
 
     /// The input rows (capacity × inputWidth) to fill before `lossAndGradient` or `evaluate`.
@@ -33,22 +38,26 @@ public final class NetworkWorkspace {
     public var logits: UnsafePointer<Float> { UnsafePointer(activations[activations.count - 1]) }
 
     /// Runs the forward pass on the first `batchSize` rows of `input`.
-    public func forward(parameters: UnsafePointer<Float>, batchSize: Int) {
+    public func forward(parameters: UnsafePointer<Float>, batchSize: Int, normalization: NormalizationMode) {
         precondition(batchSize <= capacity, "batch \(batchSize) exceeds workspace capacity \(capacity)")
+        let context = LayerContext(normalization: normalization, scratch: scratch)
         for (index, layer) in network.layers.enumerated() {
             layer.forward(
                 input: activations[index], output: activations[index + 1], batchSize: batchSize,
-                parameters: parameters + network.layerOffsets[index])
+                parameters: parameters + network.layerOffsets[index], context: context)
         }
     }
 
     /// Mean softmax cross-entropy over the batch and its gradient with respect to every parameter
-    /// (written into `gradient`, overwriting it). Inputs and labels must already be in place.
+    /// (written into `gradient`, overwriting it; zero on state). Inputs and labels must already be
+    /// in place. Batch norm uses batch statistics (training) unless told otherwise.
     @discardableResult
     public func lossAndGradient(
-        parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, batchSize: Int
+        parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, batchSize: Int,
+        normalization: NormalizationMode = .batchStatistics(ghostBatchSize: nil)
     ) -> (loss: Double, correct: Int) {
-        forward(parameters: parameters, batchSize: batchSize)
+        forward(parameters: parameters, batchSize: batchSize, normalization: normalization)
+        let context = LayerContext(normalization: normalization, scratch: scratch)
         let last = network.layers.count
         let (lossSum, correct) = SoftmaxCrossEntropy.evaluate(
             logits: activations[last], labels: labels, batchSize: batchSize, classCount: network.classCount,
@@ -58,14 +67,30 @@ public final class NetworkWorkspace {
                 input: activations[index], output: activations[index + 1], outputGradient: gradients[index + 1],
                 inputGradient: index > 0 ? gradients[index] : nil, batchSize: batchSize,
                 parameters: parameters + network.layerOffsets[index],
-                parameterGradient: gradient + network.layerOffsets[index])
+                parameterGradient: gradient + network.layerOffsets[index], context: context)
         }
         return (lossSum / Double(batchSize), correct)
     }
 
-    /// Summed loss and number correct on the batch in place, without gradients.
-    public func evaluate(parameters: UnsafePointer<Float>, batchSize: Int) -> (lossSum: Double, correct: Int) {
-        forward(parameters: parameters, batchSize: batchSize)
+    /// Folds the statistics of the last training forward pass (same rows, same parameters) into
+    /// the running statistics of every batch-norm layer, in place in `parameters`.
+    public func updateRunningStatistics(
+        parameters: UnsafeMutablePointer<Float>, batchSize: Int, ghostBatchSize: Int?, rule: RunningStatisticsRule,
+        momentum: Float
+    ) {
+        for (index, layer) in network.layers.enumerated() where !layer.stateShapes.isEmpty {
+            layer.updateRunningStatistics(
+                input: activations[index], batchSize: batchSize, ghostBatchSize: ghostBatchSize ?? batchSize,
+                rule: rule, momentum: momentum, parameters: parameters + network.layerOffsets[index])
+        }
+    }
+
+    /// Summed loss and number correct on the batch in place, without gradients. Batch norm uses
+    /// its running statistics (inference) unless told otherwise.
+    public func evaluate(
+        parameters: UnsafePointer<Float>, batchSize: Int, normalization: NormalizationMode = .runningStatistics
+    ) -> (lossSum: Double, correct: Int) {
+        forward(parameters: parameters, batchSize: batchSize, normalization: normalization)
         return SoftmaxCrossEntropy.evaluate(
             logits: logits, labels: labels, batchSize: batchSize, classCount: network.classCount, gradient: nil)
     }
@@ -73,9 +98,10 @@ public final class NetworkWorkspace {
 
 extension NetworkWorkspace {
     /// Array convenience for tests and cold paths.
-    public func lossAndGradient(parameters: [Float], inputs: [Float], labels: [Int32]) -> (
-        loss: Double, gradient: [Float]
-    ) {
+    public func lossAndGradient(
+        parameters: [Float], inputs: [Float], labels: [Int32],
+        normalization: NormalizationMode = .batchStatistics(ghostBatchSize: nil)
+    ) -> (loss: Double, gradient: [Float]) {
         let batchSize = labels.count
         precondition(inputs.count == batchSize * network.inputWidth)
         inputs.withUnsafeBufferPointer { input.update(from: $0.baseAddress!, count: inputs.count) }
@@ -83,7 +109,10 @@ extension NetworkWorkspace {
         var gradient = [Float](repeating: 0, count: network.parameterCount)
         let loss = parameters.withUnsafeBufferPointer { p in
             gradient.withUnsafeMutableBufferPointer { g in
-                lossAndGradient(parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize).loss
+                lossAndGradient(
+                    parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize,
+                    normalization: normalization
+                ).loss
             }
         }
         return (loss, gradient)

@@ -31,16 +31,38 @@ struct Quadratic: LossSurface {
     }
 }
 
-/// A small network loss (≈ 1,000 parameters) on seeded synthetic data.
-func smallNetworkLoss(_ spec: ModelSpec, seed: UInt64 = 1) -> (NetworkLoss, [Float]) {
+/// A small network loss (≈ 1,000 parameters) on seeded synthetic data. Batch-norm running
+/// statistics are set to seeded non-trivial values (mean ±0.3, variance 0.5–1.5).
+func smallNetworkLoss(
+    _ spec: ModelSpec, seed: UInt64 = 1, normalization: NormalizationMode = .runningStatistics
+) -> (NetworkLoss, [Float]) {
     let data = SyntheticClassification(seed: 3, featureCount: spec.inputWidth, trainCount: 200, testCount: 1).examples(
         Array(0..<200))
     let network = Network(spec: spec)
     var x = network.initialParameters(seed: seed)
     var generator = SplitMix64(seed: seed + 7)
     for i in x.indices { x[i] += Float(generator.nextStandardNormal() * 0.05) }
-    return (NetworkLoss(network: network, dataset: data, chunkSize: 64), x)
+    for slice in network.layout.slices where slice.role == .state {
+        for i in slice.range {
+            x[i] = Float(
+                slice.name.hasSuffix("running_var")
+                    ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
+        }
+    }
+    return (NetworkLoss(network: network, dataset: data, chunkSize: 64, normalization: normalization), x)
 }
+
+/// The networks and modes the curvature oracles run on: with batch norm, both the inference loss
+/// (running statistics) and the training loss (batch statistics of each 64-row chunk, or ghosts
+/// of 16 rows).
+let curvatureCases: [(spec: ModelSpec, normalization: NormalizationMode)] = [
+    (ModelSpec(widths: [40, 10]), .runningStatistics),
+    (ModelSpec(widths: [30, 24, 10]), .runningStatistics),
+    (ModelSpec(widths: [20, 30, 10], activation: .tanh), .runningStatistics),
+    (ModelSpec(widths: [20, 24, 10], activation: .tanh, batchNorm: true), .runningStatistics),
+    (ModelSpec(widths: [20, 24, 10], activation: .tanh, batchNorm: true), .batchStatistics(ghostBatchSize: nil)),
+    (ModelSpec(widths: [20, 24, 10], activation: .tanh, batchNorm: true), .batchStatistics(ghostBatchSize: 16)),
+]
 
 /// The dense Hessian, column by column from Hessian-vector products.
 func denseHessian(_ surface: LossSurface, at x: [Float]) -> [Double] {
@@ -56,20 +78,16 @@ func denseHessian(_ surface: LossSurface, at x: [Float]) -> [Double] {
 }
 
 final class CurvatureTests: XCTestCase {
-    let specs = [
-        ModelSpec(widths: [40, 10]), ModelSpec(widths: [30, 24, 10]),
-        ModelSpec(widths: [20, 30, 10], activation: .tanh),
-    ]
 
     /// H·v against central differences of the gradient. h = 1e-4: small enough that (almost) no
     /// ReLU pre-activation crosses its kink (at h = 1e-3 a few percent do, and the difference
     /// quotient stops estimating H·v), large enough that Float32 rounding, O(ε/h) ≈ 1e-3, stays
     /// small. Accept 1e-2 relative to ‖Hv‖; a missing R-term is off by O(1).
     func testHessianVectorProduct_MatchesFiniteDifferences() {
-        for spec in specs {
-            let (surface, x) = smallNetworkLoss(spec)
+        for (spec, normalization) in curvatureCases {
+            let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
             var generator = SplitMix64(seed: 5)
-            let v = (0..<surface.dimension).map { _ in Float(generator.nextStandardNormal()) }
+            let v = surface.zeroingFrozen((0..<surface.dimension).map { _ in Float(generator.nextStandardNormal()) })
             let hv = surface.hessianVectorProduct(at: x, v)
             let h: Float = 1e-4
             var plus = x
@@ -79,7 +97,7 @@ final class CurvatureTests: XCTestCase {
             let gp = surface.lossAndGradient(at: plus).gradient
             let gm = surface.lossAndGradient(at: minus).gradient
             let numeric = zip(gp, gm).map { ($0 - $1) / (2 * h) }
-            XCTAssertLessThan(relativeDistance(hv, numeric), 1e-2, "\(spec)")
+            XCTAssertLessThan(relativeDistance(hv, numeric), 1e-2, "\(spec) \(normalization)")
         }
     }
 
@@ -87,8 +105,8 @@ final class CurvatureTests: XCTestCase {
     /// the spectral radius; Hutchinson within 3 standard errors of the exact trace, its error
     /// shrinking as 1/√probes; Hutch++ close; SLQ moments against tr(Hᵖ)/d.
     func testEstimators_MatchTheDenseHessian() {
-        for spec in specs {
-            let (surface, x) = smallNetworkLoss(spec)
+        for (spec, normalization) in curvatureCases {
+            let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
             let d = surface.dimension
             var h = denseHessian(surface, at: x)
             for i in 0..<d {
@@ -99,28 +117,33 @@ final class CurvatureTests: XCTestCase {
             let (apply, dimension) = Curvature.hessian(of: surface, at: x)
             let top = Curvature.topEigenvalues(apply, dimension: dimension, count: 3, iterations: 120)
             for k in 0..<3 {
-                XCTAssertEqual(top.largest[k], exact[d - 1 - k], accuracy: 1e-3 * radius, "\(spec) λ\(k + 1)")
+                XCTAssertEqual(
+                    top.largest[k], exact[d - 1 - k], accuracy: 1e-3 * radius, "\(spec) \(normalization) λ\(k + 1)")
             }
-            XCTAssertEqual(top.mostNegative, exact[0], accuracy: 1e-3 * radius, "\(spec) most negative")
+            XCTAssertEqual(
+                top.mostNegative, exact[0], accuracy: 1e-3 * radius, "\(spec) \(normalization) most negative")
 
             let trace = exact.reduce(0, +)
             let few = Curvature.hutchinson(apply, dimension: dimension, probes: 25, seed: 1)
             let many = Curvature.hutchinson(apply, dimension: dimension, probes: 400, seed: 2)
-            XCTAssertEqual(many.value, trace, accuracy: 3 * many.standardError, "\(spec)")
-            XCTAssertEqual(few.value, trace, accuracy: 3 * few.standardError, "\(spec)")
+            XCTAssertEqual(many.value, trace, accuracy: 3 * many.standardError, "\(spec) \(normalization)")
+            XCTAssertEqual(few.value, trace, accuracy: 3 * few.standardError, "\(spec) \(normalization)")
             let ratio = few.standardError / many.standardError
             // 16× the probes: 4× smaller, up to the noise of a 25-sample standard deviation.
             XCTAssertTrue((2...8).contains(ratio), "standard error should shrink 4× for 16× probes, got \(ratio)")
             let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: 90, seed: 3)
             XCTAssertEqual(
-                plus.value, trace, accuracy: max(3 * plus.standardError, 1e-6 * abs(trace)), "\(spec) Hutch++")
+                plus.value, trace, accuracy: max(3 * plus.standardError, 1e-6 * abs(trace)),
+                "\(spec) \(normalization) Hutch++")
 
             let density = Curvature.spectralDensity(apply, dimension: dimension, probes: 30, iterations: 40, seed: 4)
             XCTAssertEqual(density.moment(0), 1, accuracy: 1e-9)
             let squares = exact.reduce(0) { $0 + $1 * $1 } / Double(d)
             XCTAssertEqual(
-                density.moment(1), trace / Double(d), accuracy: 0.15 * (squares.squareRoot()), "\(spec) first moment")
-            XCTAssertEqual(density.moment(2), squares, accuracy: 0.2 * squares, "\(spec) second moment")
+                density.moment(1), trace / Double(d), accuracy: 0.15 * (squares.squareRoot()),
+                "\(spec) \(normalization) first moment")
+            XCTAssertEqual(
+                density.moment(2), squares, accuracy: 0.2 * squares, "\(spec) \(normalization) second moment")
         }
     }
 

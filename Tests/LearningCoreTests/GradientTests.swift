@@ -1,6 +1,7 @@
-import LearningCore
 import XCTest
 import _TestSupport
+
+@testable import LearningCore
 
 /// Finite-difference checks of every layer's gradient.
 ///
@@ -12,35 +13,6 @@ import _TestSupport
 /// transposed weight, a missing term, a sign) is off by O(1) relative, far outside this band.
 /// ReLU kinks are avoided by checking that no pre-activation lies within h of zero.
 final class GradientTests: XCTestCase {
-    private func checkGradient(
-        spec: ModelSpec, batchSize: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
-    ) {
-        let network = Network(spec: spec)
-        var parameters = network.initialParameters(seed: seed)
-        var generator = SplitMix64(seed: seed &+ 1)
-        for i in parameters.indices { parameters[i] += Float(generator.nextStandardNormal() * 0.05) }
-        let inputs = (0..<(batchSize * network.inputWidth)).map { _ in Float(generator.nextStandardNormal()) }
-        let labels = (0..<batchSize).map { _ in Int32(generator.next() % UInt64(network.classCount)) }
-        let workspace = NetworkWorkspace(network: network, capacity: batchSize)
-        let (_, gradient) = workspace.lossAndGradient(parameters: parameters, inputs: inputs, labels: labels)
-        let h: Float = 1e-2
-        var checked = 0
-        for index in stride(from: 0, to: parameters.count, by: max(1, parameters.count / 150)) {
-            var plus = parameters
-            plus[index] += h
-            var minus = parameters
-            minus[index] -= h
-            let lossPlus = workspace.lossAndGradient(parameters: plus, inputs: inputs, labels: labels).loss
-            let lossMinus = workspace.lossAndGradient(parameters: minus, inputs: inputs, labels: labels).loss
-            let numeric = (lossPlus - lossMinus) / Double(2 * h)
-            XCTAssertTrue(
-                isClose(Double(gradient[index]), numeric, relative: 2e-2, absolute: 2e-4),
-                "\(spec) parameter \(index): analytic \(gradient[index]) vs numeric \(numeric)", file: file, line: line)
-            checked += 1
-        }
-        XCTAssertGreaterThan(checked, 10)
-    }
-
     func testLinearSoftmax_MatchesFiniteDifferences() {
         checkGradient(spec: ModelSpec(widths: [7, 4]), batchSize: 5, seed: 1)
     }
@@ -106,4 +78,98 @@ final class GradientTests: XCTestCase {
         XCTAssertTrue(a[last.range].allSatisfy { abs($0) <= limit }, "Glorot uniform bound")
         XCTAssertTrue(a[network.layout["layers.0.bias"]!.range].allSatisfy { $0 == 0 })
     }
+}
+
+/// With batch norm, `normalization` picks the training loss (batch or ghost statistics) or the
+/// inference loss (running statistics, set to random positive values here); state coordinates
+/// must get a zero gradient and are not perturbed.
+func checkGradient(
+    spec: ModelSpec, batchSize: Int, seed: UInt64,
+    normalization: NormalizationMode = .batchStatistics(ghostBatchSize: nil), h: Float = 1e-2,
+    file: StaticString = #filePath, line: UInt = #line
+) {
+    let network = Network(spec: spec)
+    var parameters = network.initialParameters(seed: seed)
+    var generator = SplitMix64(seed: seed &+ 1)
+    for i in parameters.indices { parameters[i] += Float(generator.nextStandardNormal() * 0.05) }
+    let state = Set(network.stateRanges.flatMap { $0 })
+    // Batch-normalised values are centred on zero, exactly where a following ReLU has its kink;
+    // γ ≈ 0.5 and β ≈ 2 keep them positive (|x̂| ≤ √(n − 1)), so the difference quotient is smooth.
+    for (index, layer) in network.layers.enumerated() {
+        guard let norm = layer as? BatchNorm else { continue }
+        for c in 0..<norm.channels {
+            parameters[network.layerOffsets[index] + c] = 0.5 + Float(generator.nextStandardNormal() * 0.05)
+            parameters[network.layerOffsets[index] + norm.channels + c] =
+                2 + Float(generator.nextStandardNormal() * 0.05)
+        }
+    }
+    for slice in network.layout.slices where slice.role == .state {
+        for i in slice.range {
+            parameters[i] = Float(
+                slice.name.hasSuffix("running_var")
+                    ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
+        }
+    }
+    let inputs = (0..<(batchSize * network.inputWidth)).map { _ in Float(generator.nextStandardNormal()) }
+    let labels = (0..<batchSize).map { _ in Int32(generator.next() % UInt64(network.classCount)) }
+    let workspace = NetworkWorkspace(network: network, capacity: batchSize)
+    let (_, gradient) = workspace.lossAndGradient(
+        parameters: parameters, inputs: inputs, labels: labels, normalization: normalization)
+    for i in state { XCTAssertEqual(gradient[i], 0, "state coordinate \(i) got a gradient", file: file, line: line) }
+    var checked = 0
+    var straddling = 0
+    let basePattern = kinkPattern(workspace, batchSize: batchSize)
+    for index in stride(from: 0, to: parameters.count, by: max(1, parameters.count / 150))
+    where !state.contains(index) {
+        var plus = parameters
+        plus[index] += h
+        var minus = parameters
+        minus[index] -= h
+        let lossPlus = workspace.lossAndGradient(
+            parameters: plus, inputs: inputs, labels: labels, normalization: normalization
+        ).loss
+        let lossMinus = workspace.lossAndGradient(
+            parameters: minus, inputs: inputs, labels: labels, normalization: normalization
+        ).loss
+        let minusPattern = kinkPattern(workspace, batchSize: batchSize)
+        _ = workspace.lossAndGradient(parameters: plus, inputs: inputs, labels: labels, normalization: normalization)
+        guard kinkPattern(workspace, batchSize: batchSize) == basePattern, minusPattern == basePattern else {
+            straddling += 1
+            continue
+        }
+        let numeric = (lossPlus - lossMinus) / Double(2 * h)
+        XCTAssertTrue(
+            isClose(Double(gradient[index]), numeric, relative: 2e-2, absolute: 2e-4),
+            "\(spec) \(normalization) parameter \(index): analytic \(gradient[index]) vs numeric \(numeric)",
+            file: file, line: line)
+        checked += 1
+    }
+    XCTAssertGreaterThan(checked, 10, file: file, line: line)
+    XCTAssertLessThan(straddling, checked, "most differences should not straddle a kink", file: file, line: line)
+}
+
+/// Where the last forward pass sits on each piecewise-linear layer: the sign of every ReLU input
+/// and the position of every max-pooling window's maximum. A central difference is only an
+/// estimate of the derivative when the pattern is the same at x − h, x and x + h.
+func kinkPattern(_ workspace: NetworkWorkspace, batchSize: Int) -> [UInt8] {
+    var pattern: [UInt8] = []
+    for (index, layer) in workspace.network.layers.enumerated() {
+        let input = workspace.activations[index]
+        if layer is ReLU {
+            for i in 0..<(batchSize * layer.inputWidth) { pattern.append(input[i] > 0 ? 1 : 0) }
+        } else if let pool = layer as? MaxPool2D {
+            for plane in 0..<(batchSize * pool.channels) {
+                for oy in 0..<(pool.height / 2) {
+                    for ox in 0..<(pool.width / 2) {
+                        let corner = plane * pool.height * pool.width + 2 * oy * pool.width + 2 * ox
+                        let window = [corner, corner + 1, corner + pool.width, corner + pool.width + 1]
+                        var best = 0
+                        for k in 1..<4 where input[window[k]] > input[window[best]] { best = k }
+                        pattern.append(UInt8(best))
+                    }
+                }
+            }
+        }
+    }
+    return pattern
 }

@@ -1,0 +1,279 @@
+/// Batch normalisation per feature (dense inputs, `spatialSize` 1) or per channel (convolution
+/// outputs stored channel-major, `spatialSize` = height·width): y = γ·(x − μ)/√(σ² + ε) + β
+/// (Ioffe and Szegedy, ICML 2015). With `.batchStatistics(ghostBatchSize:)` each ghost batch is
+/// normalised with its own biased mean and variance and gradients flow through them (ghost batch
+/// norm, Hoffer et al., NeurIPS 2017); with `.runningStatistics` the layer is the affine map given
+/// by the running mean and variance in its state.
+///
+/// Block layout: `weight` γ [C], `bias` β [C], then state `running_mean` [C], `running_var` [C].
+/// Running statistics follow PyTorch's convention: running ← (1 − m)·running + m·batch, with the
+/// unbiased (n/(n − 1)) variance; `RunningStatisticsRule` says how ghost batches enter.
+public struct BatchNorm: Layer {
+    public let channels: Int
+    public let spatialSize: Int
+    public let epsilon: Float
+
+    public init(channels: Int, spatialSize: Int, epsilon: Float = 1e-5) {
+        precondition(channels > 0 && spatialSize > 0)
+        self.channels = channels
+        self.spatialSize = spatialSize
+        self.epsilon = epsilon
+    }
+
+    public var inputWidth: Int { channels * spatialSize }
+    public var outputWidth: Int { inputWidth }
+    public var parameterShapes: [(name: String, shape: [Int])] { [("weight", [channels]), ("bias", [channels])] }
+    public var stateShapes: [(name: String, shape: [Int])] {
+        [("running_mean", [channels]), ("running_var", [channels])]
+    }
+
+    /// The normalisation groups of one pass: for each, its first row and row count.
+    private func groups(batchSize: Int, mode: NormalizationMode) -> StrideTo<Int> {
+        stride(from: 0, to: batchSize, by: mode.groupSize(batchSize: batchSize))
+    }
+
+    /// Calls `body(index)` for every element of channel `channel` in rows `rows`, in a fixed order.
+    @inline(__always)
+    private func forEach(channel: Int, rows: Range<Int>, _ body: (Int) -> Void) {
+        let width = inputWidth
+        for row in rows {
+            let base = row * width + channel * spatialSize
+            for s in 0..<spatialSize { body(base + s) }
+        }
+    }
+
+    /// Mean and 1/√(biased variance + ε) of a channel over `rows`, accumulated in Float64.
+    private func statistics(_ x: UnsafePointer<Float>, channel: Int, rows: Range<Int>) -> (
+        mean: Float, inverseDeviation: Float, variance: Double, count: Int
+    ) {
+        let count = rows.count * spatialSize
+        var sum = 0.0
+        forEach(channel: channel, rows: rows) { sum += Double(x[$0]) }
+        let mean = sum / Double(count)
+        var squares = 0.0
+        forEach(channel: channel, rows: rows) {
+            let d = Double(x[$0]) - mean
+            squares += d * d
+        }
+        let variance = squares / Double(count)
+        return (Float(mean), Float(1 / (variance + Double(epsilon)).squareRoot()), variance, count)
+    }
+
+    /// (mean, inverse deviation) for a group: batch statistics, or the running ones.
+    private func normalizer(
+        _ x: UnsafePointer<Float>, channel: Int, rows: Range<Int>, parameters: UnsafePointer<Float>,
+        mode: NormalizationMode
+    ) -> (mean: Float, inverseDeviation: Float) {
+        if mode == .runningStatistics {
+            let variance = parameters[3 * channels + channel]
+            return (parameters[2 * channels + channel], 1 / (variance + epsilon).squareRoot())
+        }
+        let s = statistics(x, channel: channel, rows: rows)
+        return (s.mean, s.inverseDeviation)
+    }
+
+    public func forward(
+        input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batchSize: Int,
+        parameters: UnsafePointer<Float>, context: LayerContext
+    ) {
+        let mode = context.normalization
+        let size = mode.groupSize(batchSize: batchSize)
+        for start in groups(batchSize: batchSize, mode: mode) {
+            let rows = start..<min(start + size, batchSize)
+            for c in 0..<channels {
+                let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
+                let (gamma, beta) = (parameters[c], parameters[channels + c])
+                forEach(channel: c, rows: rows) { output[$0] = gamma * (input[$0] - mean) * inverse + beta }
+            }
+        }
+    }
+
+    public func backward(
+        input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
+        inputGradient: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
+        parameterGradient: UnsafeMutablePointer<Float>, context: LayerContext
+    ) {
+        let mode = context.normalization
+        let size = mode.groupSize(batchSize: batchSize)
+        parameterGradient.update(repeating: 0, count: 4 * channels)
+        let g = outputGradient
+        for start in groups(batchSize: batchSize, mode: mode) {
+            let rows = start..<min(start + size, batchSize)
+            let n = Float(rows.count * spatialSize)
+            for c in 0..<channels {
+                let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
+                var sumG: Float = 0
+                var sumGXHat: Float = 0
+                forEach(channel: c, rows: rows) {
+                    sumG += g[$0]
+                    sumGXHat += g[$0] * (input[$0] - mean) * inverse
+                }
+                parameterGradient[c] += sumGXHat
+                parameterGradient[channels + c] += sumG
+                guard let dx = inputGradient else { continue }
+                let scale = parameters[c] * inverse
+                if mode == .runningStatistics {
+                    forEach(channel: c, rows: rows) { dx[$0] = scale * g[$0] }
+                } else {
+                    // ∂x = γ·s·(g − mean g − x̂·mean(g·x̂))
+                    let (meanG, meanGXHat) = (sumG / n, sumGXHat / n)
+                    forEach(channel: c, rows: rows) {
+                        let xHat = (input[$0] - mean) * inverse
+                        dx[$0] = scale * (g[$0] - meanG - xHat * meanGXHat)
+                    }
+                }
+            }
+        }
+    }
+
+    public func rForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
+        outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
+        direction: UnsafePointer<Float>, context: LayerContext
+    ) {
+        let mode = context.normalization
+        let size = mode.groupSize(batchSize: batchSize)
+        for start in groups(batchSize: batchSize, mode: mode) {
+            let rows = start..<min(start + size, batchSize)
+            for c in 0..<channels {
+                let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
+                let (gamma, gammaR, betaR) = (parameters[c], direction[c], direction[channels + c])
+                if mode == .runningStatistics {
+                    forEach(channel: c, rows: rows) {
+                        outputR[$0] = gammaR * (input[$0] - mean) * inverse + gamma * inverse * inputR[$0] + betaR
+                    }
+                    continue
+                }
+                let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: inverse)
+                forEach(channel: c, rows: rows) {
+                    let xHat = (input[$0] - mean) * inverse
+                    let xHatR = inverse * (inputR[$0] - moments.meanXR - xHat * moments.meanXHatDR)
+                    outputR[$0] = gammaR * xHat + gamma * xHatR + betaR
+                }
+            }
+        }
+    }
+
+    /// mean(ẋ) and mean(x̂·(ẋ − mean ẋ)) of a group: what R{x̂} = s·(ḋ − x̂·mean(x̂ḋ)) needs,
+    /// with ḋ = ẋ − mean ẋ.
+    private func rMoments(
+        _ x: UnsafePointer<Float>, _ xR: UnsafePointer<Float>, channel: Int, rows: Range<Int>, mean: Float,
+        inverse: Float
+    ) -> (meanXR: Float, meanXHatDR: Float) {
+        let n = Float(rows.count * spatialSize)
+        var sumXR: Float = 0
+        forEach(channel: channel, rows: rows) { sumXR += xR[$0] }
+        let meanXR = sumXR / n
+        var sum: Float = 0
+        forEach(channel: channel, rows: rows) { sum += (x[$0] - mean) * inverse * (xR[$0] - meanXR) }
+        return (meanXR, sum / n)
+    }
+
+    public func rBackward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
+        outputR: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, outputGradientR: UnsafePointer<Float>,
+        inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
+        direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext
+    ) {
+        let mode = context.normalization
+        let size = mode.groupSize(batchSize: batchSize)
+        parameterGradientR.update(repeating: 0, count: 4 * channels)
+        let (g, gR) = (outputGradient, outputGradientR)
+        for start in groups(batchSize: batchSize, mode: mode) {
+            let rows = start..<min(start + size, batchSize)
+            let n = Float(rows.count * spatialSize)
+            for c in 0..<channels {
+                let (mean, s) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
+                let (gamma, gammaR) = (parameters[c], direction[c])
+                if mode == .runningStatistics {
+                    // ∂γ = Σ g·x̂, ∂β = Σ g, ∂x = γ·s·g with x̂ = (x − μ_run)·s; only x and γ move.
+                    var sumGRXHat: Float = 0
+                    var sumGR: Float = 0
+                    var sumGXR: Float = 0
+                    forEach(channel: c, rows: rows) {
+                        sumGRXHat += gR[$0] * (input[$0] - mean) * s
+                        sumGR += gR[$0]
+                        sumGXR += g[$0] * inputR[$0] * s
+                    }
+                    parameterGradientR[c] += sumGRXHat + sumGXR
+                    parameterGradientR[channels + c] += sumGR
+                    if let dxR = inputGradientR {
+                        forEach(channel: c, rows: rows) { dxR[$0] = gammaR * s * g[$0] + gamma * s * gR[$0] }
+                    }
+                    continue
+                }
+                let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: s)
+                @inline(__always) func xHat(_ i: Int) -> Float { (input[i] - mean) * s }
+                @inline(__always) func xHatR(_ i: Int) -> Float {
+                    s * (inputR[i] - moments.meanXR - xHat(i) * moments.meanXHatDR)
+                }
+                var sumG: Float = 0
+                var sumGXHat: Float = 0
+                var sumGR: Float = 0
+                var sumGRXHat: Float = 0
+                var sumGXHatR: Float = 0
+                forEach(channel: c, rows: rows) {
+                    let (h, hR) = (xHat($0), xHatR($0))
+                    sumG += g[$0]
+                    sumGXHat += g[$0] * h
+                    sumGR += gR[$0]
+                    sumGRXHat += gR[$0] * h
+                    sumGXHatR += g[$0] * hR
+                }
+                // R{∂γ} = Σ(ġ·x̂ + g·R{x̂}),  R{∂β} = Σ ġ
+                parameterGradientR[c] += sumGRXHat + sumGXHatR
+                parameterGradientR[channels + c] += sumGR
+                guard let dxR = inputGradientR else { continue }
+                // ∂x = a·u with a = γ·s, u = g − mean g − x̂·mean(g·x̂):
+                // R{a} = γ̇·s − γ·s²·mean(x̂ḋ),  R{u} = ġ − mean ġ − R{x̂}·mean(g·x̂) − x̂·mean(ġ·x̂ + g·R{x̂}).
+                let a = gamma * s
+                let aR = gammaR * s - gamma * s * s * moments.meanXHatDR
+                let (meanG, meanGXHat, meanGR) = (sumG / n, sumGXHat / n, sumGR / n)
+                let meanMixed = (sumGRXHat + sumGXHatR) / n
+                forEach(channel: c, rows: rows) {
+                    let (h, hR) = (xHat($0), xHatR($0))
+                    let u = g[$0] - meanG - h * meanGXHat
+                    let uR = gR[$0] - meanGR - hR * meanGXHat - h * meanMixed
+                    dxR[$0] = aR * u + a * uR
+                }
+            }
+        }
+    }
+
+    public func updateRunningStatistics(
+        input: UnsafePointer<Float>, batchSize: Int, ghostBatchSize: Int, rule: RunningStatisticsRule,
+        momentum: Float, parameters: UnsafeMutablePointer<Float>
+    ) {
+        let mode = NormalizationMode.batchStatistics(ghostBatchSize: ghostBatchSize)
+        let size = mode.groupSize(batchSize: batchSize)
+        let runningMean = parameters + 2 * channels
+        let runningVariance = parameters + 3 * channels
+        let m = Double(momentum)
+        for c in 0..<channels {
+            var meanSum = 0.0
+            var varianceSum = 0.0
+            var groupCount = 0
+            var mean = Double(runningMean[c])
+            var variance = Double(runningVariance[c])
+            for start in groups(batchSize: batchSize, mode: mode) {
+                let stats = statistics(input, channel: c, rows: start..<min(start + size, batchSize))
+                let unbiased = stats.count > 1 ? stats.variance * Double(stats.count) / Double(stats.count - 1) : 0
+                switch rule {
+                case .sequential:
+                    mean = (1 - m) * mean + m * Double(stats.mean)
+                    variance = (1 - m) * variance + m * unbiased
+                case .averaged:
+                    meanSum += Double(stats.mean)
+                    varianceSum += unbiased
+                    groupCount += 1
+                }
+            }
+            if rule == .averaged {
+                mean = (1 - m) * mean + m * meanSum / Double(groupCount)
+                variance = (1 - m) * variance + m * varianceSum / Double(groupCount)
+            }
+            runningMean[c] = Float(mean)
+            runningVariance[c] = Float(variance)
+        }
+    }
+}
