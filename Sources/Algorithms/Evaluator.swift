@@ -32,3 +32,35 @@ public final class Evaluator {
         return (lossSum / Double(dataset.count), Double(correct) / Double(dataset.count))
     }
 }
+
+/// Batch-norm running statistics estimated afresh for a given set of weights (the average model,
+/// whose averaged running statistics belong to no model that was trained).
+public enum RunningStatisticsEstimator {
+    /// Sets each batch-norm layer's running mean and variance to the exact average, over the
+    /// consecutive groups of `groupSize` rows of `dataset` (a last partial group is dropped unless
+    /// it is the only one), of the group means and unbiased variances that a training-mode forward
+    /// pass sees, layer after layer: PyTorch's cumulative average (`momentum=None`), as SWA's
+    /// `update_bn` and "precise BN" use it.
+    public static func recompute(
+        _ parameters: inout [Float], network: Network, dataset: Dataset, groupSize: Int
+    ) {
+        guard !network.stateRanges.isEmpty, dataset.count > 0 else { return }
+        let size = min(groupSize, dataset.count)
+        let workspace = NetworkWorkspace(network: network, capacity: size)
+        var groups = 0
+        var start = 0
+        while start + size <= dataset.count {
+            dataset.copyRows(start..<(start + size), into: workspace.input, labels: workspace.labels)
+            parameters.withUnsafeMutableBufferPointer { p in
+                workspace.forward(
+                    parameters: p.baseAddress!, batchSize: size, normalization: .batchStatistics(ghostBatchSize: nil))
+                // momentum 1/(k + 1) on the k-th group (0-based) keeps the running value the mean of all groups so far.
+                workspace.updateRunningStatistics(
+                    parameters: p.baseAddress!, batchSize: size, ghostBatchSize: nil, rule: .sequential,
+                    momentum: 1 / Float(groups + 1))
+            }
+            groups += 1
+            start += size
+        }
+    }
+}

@@ -2,6 +2,53 @@ import Datasets
 import LearningCore
 import Optimizers
 
+/// How batch norm trains and what happens to its running statistics across workers.
+public struct BatchNormSettings: Sendable, Equatable, Codable {
+    /// Across workers: what gossip (or the server) does with the running statistics.
+    public enum Policy: String, Sendable, Codable, CaseIterable {
+        /// Mixed with the topology's weights like the parameters (one buffer, one averaging).
+        case averaged
+        /// Never sent, never mixed: each worker keeps its own (as FedBN does for the whole layer).
+        case local
+    }
+
+    /// Which running statistics x̄ (the average model) is evaluated with.
+    public enum AverageModelStatistics: String, Sendable, Codable, CaseIterable {
+        /// The average of the workers' running statistics (what averaging the buffers gives).
+        case averaged
+        /// Recomputed for x̄'s own weights on the coordinator's fixed training subset: the exact
+        /// mean of the batch statistics of consecutive batches of the training batch size.
+        case recomputed
+    }
+
+    /// Ghost batch size (Hoffer et al.'s |B_S|); nil normalises the whole per-worker batch. Must
+    /// divide the per-worker batch size.
+    public var virtualBatchSize: Int?
+    public var runningStatisticsRule: RunningStatisticsRule
+    /// PyTorch's convention: running ← (1 − momentum)·running + momentum·batch.
+    public var momentum: Double
+    public var policy: Policy
+    public var averageModelStatistics: AverageModelStatistics
+    /// Training examples the recomputation uses.
+    public var recomputeExamples: Int
+
+    public init(
+        virtualBatchSize: Int? = nil, runningStatisticsRule: RunningStatisticsRule = .sequential,
+        momentum: Double = 0.1, policy: Policy = .averaged, averageModelStatistics: AverageModelStatistics = .averaged,
+        recomputeExamples: Int = 4_096
+    ) {
+        self.recomputeExamples = recomputeExamples
+        self.virtualBatchSize = virtualBatchSize
+        self.runningStatisticsRule = runningStatisticsRule
+        self.momentum = momentum
+        self.policy = policy
+        self.averageModelStatistics = averageModelStatistics
+    }
+
+    /// The training-mode normalisation for a per-worker batch.
+    public var trainingMode: NormalizationMode { .batchStatistics(ghostBatchSize: virtualBatchSize) }
+}
+
 /// A worker's local computation: H optimizer steps on mini-batches drawn from its own shard.
 /// Pure compute, no I/O; owns its scratch memory so a step allocates nothing.
 public struct LocalTrainer {
@@ -10,14 +57,20 @@ public struct LocalTrainer {
     public let localSteps: Int
     public private(set) var sampler: ShardSampler
     public private(set) var optimizer: Optimizer
+    public let batchNorm: BatchNormSettings
     private let workspace: NetworkWorkspace
     private var gradient: [Float]
+    private let stateRanges: [Range<Int>]
+    private var savedState: [Float]
 
     public init(
         network: Network, shard: Dataset, batchSize: Int, localSteps: Int, optimizer: OptimizerSettings, seed: UInt64,
-        rank: Int
+        rank: Int, batchNorm: BatchNormSettings = BatchNormSettings()
     ) {
         self.network = network
+        self.batchNorm = batchNorm
+        stateRanges = network.stateRanges
+        savedState = [Float](repeating: 0, count: stateRanges.reduce(0) { $0 + $1.count })
         self.batchSize = batchSize
         self.localSteps = localSteps
         sampler = ShardSampler(shard: shard, seed: seed, rank: rank)
@@ -30,6 +83,10 @@ public struct LocalTrainer {
     /// each step, as PyTorch loops report it) and the learning rate of the first step.
     /// With `proximal` (μ, anchor), each gradient gets μ·(x − anchor) added: FedProx's proximal
     /// term (μ/2)‖x − x_global‖² (Li et al., MLSys 2020).
+    ///
+    /// Batch norm trains on batch (or ghost-batch) statistics; after each gradient the running
+    /// statistics absorb the step's statistics, and the optimizer step leaves them alone (weight
+    /// decay, momentum and the proximal term apply to parameters only).
     public mutating func train(_ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil) -> (
         meanLoss: Double, learningRate: Double
     ) {
@@ -37,13 +94,27 @@ public struct LocalTrainer {
         let learningRate = optimizer.currentLearningRate
         let workspace = self.workspace
         let batchSize = self.batchSize
+        let batchNorm = self.batchNorm
         for _ in 0..<localSteps {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
                     workspace.lossAndGradient(
-                        parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize
+                        parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize,
+                        normalization: batchNorm.trainingMode
                     ).loss
+                }
+            }
+            if !stateRanges.isEmpty {
+                parameters.withUnsafeMutableBufferPointer {
+                    workspace.updateRunningStatistics(
+                        parameters: $0.baseAddress!, batchSize: batchSize, ghostBatchSize: batchNorm.virtualBatchSize,
+                        rule: batchNorm.runningStatisticsRule, momentum: Float(batchNorm.momentum))
+                }
+                var position = 0
+                for range in stateRanges {
+                    savedState.replaceSubrange(position..<(position + range.count), with: parameters[range])
+                    position += range.count
                 }
             }
             lossSum += loss
@@ -52,6 +123,11 @@ public struct LocalTrainer {
                 gradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
             optimizer.apply(gradient: &gradient, to: &parameters)
+            var position = 0
+            for range in stateRanges {
+                parameters.replaceSubrange(range, with: savedState[position..<(position + range.count)])
+                position += range.count
+            }
         }
         return (lossSum / Double(localSteps), learningRate)
     }

@@ -5,6 +5,8 @@ import LearningCore
 /// against. Squared norms are accumulated in Float64.
 public struct ConsensusDistance: Sendable {
     public var average: [Float]
+    /// Over the trainable parameters: state slices (batch-norm running statistics) are not
+    /// parameters and are left out of the total, though `perSlice` reports them.
     public var distanceSquared: Double
     /// Ξ² restricted to each named slice of the layout, in layout order.
     public var perSlice: [(name: String, distanceSquared: Double)]
@@ -20,6 +22,7 @@ public struct ConsensusDistance: Sendable {
         let d = models[0].count
         for model in models { precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)") }
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
+        let trainable = layout?.slices.map { $0.role == .trainable } ?? [true]
         var average = [Float](repeating: 0, count: d)
         var sliceTotals = [Double](repeating: 0, count: slices.count)
         var difference = [Float](repeating: 0, count: Self.blockLength)
@@ -55,7 +58,7 @@ public struct ConsensusDistance: Sendable {
             }
         }
         self.average = average
-        distanceSquared = sliceTotals.reduce(0, +) / Double(n)
+        distanceSquared = zip(sliceTotals, trainable).reduce(0) { $0 + ($1.1 ? $1.0 : 0) } / Double(n)
         perSlice = layout == nil ? [] : zip(slices, sliceTotals).map { ($0.0, $1 / Double(n)) }
     }
 }

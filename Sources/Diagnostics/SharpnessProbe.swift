@@ -26,6 +26,9 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
     public var perturbationSamples: Int = 8
     /// Workers whose own models are measured too (x̄ always is).
     public var workers: [Int] = []
+    /// With batch norm: measure the training loss (batch statistics over groups of the training
+    /// batch or ghost size, what SGD descends) or the inference loss (running statistics).
+    public var batchNormLoss: BatchNormLoss = .training
 
     public init() {}
 
@@ -44,10 +47,17 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
         case mSharpnessBatch = "m_sharpness_batch"
         case gaussianSigma = "gaussian_sigma"
         case perturbationSamples = "perturbation_samples"
+        case batchNormLoss = "batch_norm_loss"
     }
 }
 
 /// One line of `sharpness.jsonl`: curvature and sharpness of one model at one round.
+/// Which loss curvature is measured on when the model has batch norm.
+public enum BatchNormLoss: String, Sendable, Codable, CaseIterable {
+    case training
+    case inference
+}
+
 public struct SharpnessRecord: Sendable, Equatable, Codable {
     public struct Layer: Sendable, Equatable, Codable {
         public var name: String
@@ -89,6 +99,8 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
     public var averageDirectionSharpnessStandardError: Double?
     public var hessianVectorProducts: Int
     public var seconds: Double?
+    /// With batch norm, which statistics the measured loss used, e.g. `batch (groups of 32)` or `running`.
+    public var batchNormStatistics: String?
 
     enum CodingKeys: String, CodingKey {
         case round, model, loss, trace, layers, seconds
@@ -108,6 +120,7 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         case gaussianSharpness = "gaussian_sharpness"
         case gaussianSharpnessStandardError = "gaussian_sharpness_standard_error"
         case averageDirectionSharpness = "average_direction_sharpness"
+        case batchNormStatistics = "batch_norm_statistics"
         case averageDirectionSharpnessStandardError = "average_direction_sharpness_standard_error"
         case hessianVectorProducts = "hessian_vector_products"
     }

@@ -29,6 +29,19 @@ public struct Chain<First: GradientTransformation, Second: GradientTransformatio
     }
 }
 
+/// Clipping by global norm: g ← g·min(1, maxNorm/‖g‖₂), the norm over the whole model
+/// (Pascanu et al., ICML 2013; PyTorch's `clip_grad_norm_`, optax's `clip_by_global_norm`).
+public struct ClipByGlobalNorm: GradientTransformation {
+    public let maxNorm: Float
+    public init(maxNorm: Float) { self.maxNorm = maxNorm }
+    public func initialState(parameterCount: Int) {}
+    public func update(_ updates: inout [Float], state: inout Void, parameters: [Float], step: Int) {
+        guard maxNorm > 0 else { return }
+        let norm = updates.squaredNorm.squareRoot()
+        if norm > Double(maxNorm) { updates.scale(by: Float(Double(maxNorm) / norm)) }
+    }
+}
+
 /// Coupled L2 regularisation: g ← g + weightDecay·x (the gradient of (weightDecay/2)‖x‖²).
 public struct AddDecayedWeights: GradientTransformation {
     public let weightDecay: Float

@@ -10,6 +10,29 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     /// whose step counter starts at the end of the warm-up.
     indirect case warmup(steps: Int, then: LearningRateSchedule)
 
+    /// The peak rate the schedule is built around (before warm-up and decay).
+    public var baseRate: Double {
+        switch self {
+        case .constant(let rate): rate
+        case .step(let base, _, _): base
+        case .cosine(let base, _, _): base
+        case .warmup(_, let then): then.baseRate
+        }
+    }
+
+    /// The same shape with every rate multiplied by `rate` and every step count by `steps`
+    /// (large-batch learning-rate scaling and regime adaptation).
+    public func scaled(rate: Double, steps: Int) -> LearningRateSchedule {
+        switch self {
+        case .constant(let value): .constant(value * rate)
+        case .step(let base, let every, let factor): .step(base: base * rate, every: every * steps, factor: factor)
+        case .cosine(let base, let totalSteps, let minimum):
+            .cosine(base: base * rate, totalSteps: totalSteps * steps, minimum: minimum * rate)
+        case .warmup(let warmupSteps, let then):
+            .warmup(steps: warmupSteps * steps, then: then.scaled(rate: rate, steps: steps))
+        }
+    }
+
     public func learningRate(atStep step: Int) -> Double {
         switch self {
         case .constant(let rate):

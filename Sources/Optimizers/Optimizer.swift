@@ -22,11 +22,14 @@ public struct OptimizerSettings: Sendable, Equatable, Codable {
     public var momentum: Double
     public var weightDecay: Double
     public var weightDecayMode: WeightDecayMode
+    /// Clip each gradient to this global L2 norm before anything else (nil: no clipping).
+    public var gradientClipNorm: Double?
 
     public init(
         schedule: LearningRateSchedule, momentumKind: MomentumKind = .none, momentum: Double = 0,
-        weightDecay: Double = 0, weightDecayMode: WeightDecayMode = .coupled
+        weightDecay: Double = 0, weightDecayMode: WeightDecayMode = .coupled, gradientClipNorm: Double? = nil
     ) {
+        self.gradientClipNorm = gradientClipNorm
         self.schedule = schedule
         self.momentumKind = momentumKind
         self.momentum = momentum
@@ -54,10 +57,11 @@ public struct Optimizer: @unchecked Sendable {
         self.settings = settings
     }
 
-    /// Builds SGD from settings: chain(coupled decay?, trace?, scale by −η, decoupled decay?).
+    /// Builds SGD from settings: chain(clip?, coupled decay?, trace?, scale by −η, decoupled decay?).
     public init(settings: OptimizerSettings, parameterCount: Int) {
-        let coupled = AddDecayedWeights(
-            weightDecay: settings.weightDecayMode == .coupled ? Float(settings.weightDecay) : 0)
+        let coupled = Chain(
+            ClipByGlobalNorm(maxNorm: Float(settings.gradientClipNorm ?? 0)),
+            AddDecayedWeights(weightDecay: settings.weightDecayMode == .coupled ? Float(settings.weightDecay) : 0))
         let decoupled = DecoupledWeightDecay(
             weightDecay: settings.weightDecayMode == .decoupled ? Float(settings.weightDecay) : 0,
             schedule: settings.schedule)

@@ -38,6 +38,7 @@ public struct CoordinatorMachine {
     private let evaluator: Evaluator?
     private let workerEvaluator: Evaluator?
     private let trainEvaluator: Evaluator?
+    private let statisticsSet: Dataset?
     /// Per worker, its own test split (honest per-client evaluation).
     private let clientEvaluators: [Evaluator]
     private let initialParameters: [Float]
@@ -68,11 +69,14 @@ public struct CoordinatorMachine {
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
+    /// - Parameter statisticsSet: training examples x̄'s batch-norm statistics are recomputed on
+    ///   (with `--average-model-bn recomputed`).
     public init(
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, trainSubset: Dataset? = nil,
-        clientTests: [Dataset] = []
+        clientTests: [Dataset] = [], statisticsSet: Dataset? = nil
     ) {
         self.configuration = configuration
+        self.statisticsSet = statisticsSet
         self.runID = runID
         let network = Network(spec: configuration.model)
         self.network = network
@@ -296,7 +300,18 @@ public struct CoordinatorMachine {
             lastGathered = models
             var fromInit = consensus.average
             fromInit.addScaled(initialParameters, by: -1)
+            for range in network.stateRanges { for i in range { fromInit[i] = 0 } }  // parameters only
             record.distanceFromInit = fromInit.squaredNorm.squareRoot()
+            if configuration.model.batchNorm, configuration.batchNorm.averageModelStatistics == .recomputed,
+                let statisticsSet,
+                configuration.evaluates(afterRound: roundNumber)
+                    || configuration.measuresSharpness(afterRound: roundNumber)
+            {
+                RunningStatisticsEstimator.recompute(
+                    &consensus.average, network: network, dataset: statisticsSet,
+                    groupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize)
+                averageModel = consensus.average
+            }
             record.distanceFromInitByLayer = Dictionary(
                 uniqueKeysWithValues: network.layout.slices.map { slice in
                     (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())

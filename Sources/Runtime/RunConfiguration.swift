@@ -52,6 +52,62 @@ public struct FederatedSettings: Sendable, Equatable, Codable {
     }
 }
 
+/// The large-batch regime of "Train longer, generalize better" (Hoffer, Hubara and Soudry,
+/// NeurIPS 2017): against a reference (small) total batch B_S, a run with total batch
+/// B_L = batch × workers scales its learning rate (none, linear as in Goyal et al. 2017, or by
+/// √(B_L/B_S) as the paper does) and, with regime adaptation, multiplies its number of rounds and
+/// every step count of its schedule (warm-up, step decay, cosine length) by ⌈B_L/B_S⌉ so it makes
+/// as many updates as the small-batch run. The configuration holds the adapted values; this
+/// records what they were derived from.
+public struct LargeBatchSettings: Sendable, Equatable, Codable {
+    public enum Scaling: String, Sendable, Codable, CaseIterable {
+        case none
+        case linear
+        case sqrt
+    }
+
+    public var referenceBatchSize: Int
+    public var learningRateScaling: Scaling
+    public var adaptRegime: Bool
+    /// B_L / B_S.
+    public var batchRatio: Double
+    public var learningRateMultiplier: Double
+    public var stepsMultiplier: Int
+    /// The learning rate and rounds asked for, before scaling.
+    public var baseLearningRate: Double
+    public var baseRounds: Int
+
+    /// Applies the regime to `configuration` (whose learning rate and rounds are the unscaled ones).
+    public static func adapting(
+        _ configuration: RunConfiguration, referenceBatchSize: Int, learningRateScaling: Scaling, adaptRegime: Bool
+    ) throws(ConfigurationError) -> RunConfiguration {
+        guard referenceBatchSize >= 1 else {
+            throw ConfigurationError(
+                field: "--reference-batch", reason: "must be at least 1, got \(referenceBatchSize)")
+        }
+        let ratio = Double(configuration.batchSize * configuration.workers) / Double(referenceBatchSize)
+        let rateMultiplier: Double
+        switch learningRateScaling {
+        case .none: rateMultiplier = 1
+        case .linear: rateMultiplier = ratio
+        case .sqrt: rateMultiplier = ratio.squareRoot()
+        }
+        let stepsMultiplier = adaptRegime ? max(1, Int(ratio.rounded(.up))) : 1
+        var adapted = configuration
+        adapted.largeBatch = LargeBatchSettings(
+            referenceBatchSize: referenceBatchSize, learningRateScaling: learningRateScaling, adaptRegime: adaptRegime,
+            batchRatio: ratio, learningRateMultiplier: rateMultiplier, stepsMultiplier: stepsMultiplier,
+            baseLearningRate: configuration.optimizer.schedule.baseRate,
+            baseRounds: configuration.rounds)
+        adapted.optimizer.schedule = configuration.optimizer.schedule.scaled(
+            rate: rateMultiplier, steps: stepsMultiplier)
+        let (rounds, overflow) = configuration.rounds.multipliedReportingOverflow(by: stepsMultiplier)
+        guard !overflow else { throw ConfigurationError(field: "--regime-adaptation", reason: "too many rounds") }
+        adapted.rounds = rounds
+        return adapted
+    }
+}
+
 /// Everything that determines a run's numbers. Sent by the coordinator to every worker and
 /// written to `config.json`, so a run can be repeated exactly.
 public struct RunConfiguration: Sendable, Equatable, Codable {
@@ -91,6 +147,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var clientTestSize: Int
     /// Federated mode (the coordinator is the server); nil for gossip.
     public var federated: FederatedSettings?
+    /// Batch norm: ghost batches, running statistics, and their policy across workers.
+    public var batchNorm: BatchNormSettings
+    /// The large-batch regime this configuration was adapted by (nil: none).
+    public var largeBatch: LargeBatchSettings?
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -108,8 +168,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         maxRoundsAhead: Int = 8, workerEvaluationSize: Int = 1_000,
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
         failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
-        personalLayers: [String] = [], clientTestSize: Int = 0, federated: FederatedSettings? = nil
+        personalLayers: [String] = [], clientTestSize: Int = 0, federated: FederatedSettings? = nil,
+        batchNorm: BatchNormSettings = BatchNormSettings()
     ) {
+        self.batchNorm = batchNorm
         self.federated = federated
         self.clientTestSize = clientTestSize
         self.faults = faults
@@ -184,6 +246,22 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             try check(!topology.requiresPushSum, "--federated", "federated mode uses the server, not push-sum")
         }
         try check(clientTestSize >= 0, "--client-test-size", "must be ≥ 0, got \(clientTestSize)")
+        if let ghost = batchNorm.virtualBatchSize {
+            try check(model.batchNorm, "--virtual-batch-size", "the model \(model) has no batch norm (add :bn)")
+            try check(
+                ghost >= 1 && batchSize % ghost == 0, "--virtual-batch-size",
+                "must divide the per-worker batch \(batchSize), got \(ghost)")
+        }
+        try check(
+            batchNorm.momentum > 0 && batchNorm.momentum <= 1, "--bn-momentum",
+            "must be in (0, 1], got \(batchNorm.momentum)")
+        try check(
+            !(model.batchNorm && federated != nil && batchNorm.policy == .local
+                && batchNorm.averageModelStatistics == .averaged), "--bn-policy",
+            "with local batch-norm statistics the server's model has none; use --average-model-bn recomputed")
+        if let clip = optimizer.gradientClipNorm {
+            try check(clip > 0 && clip.isFinite, "--clip-norm", "must be positive, got \(clip)")
+        }
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
         try check(
@@ -226,5 +304,17 @@ extension RunConfiguration {
     public func personalRanges(in layout: ParameterLayout) -> [Range<Int>] {
         layout.slices.filter { slice in personalLayers.contains { slice.name == $0 || slice.name.hasPrefix($0 + ".") } }
             .map(\.range)
+    }
+
+    /// Everything that never leaves a worker: the personal slices and, under the `local`
+    /// batch-norm policy, the running statistics.
+    public func localRanges(in layout: ParameterLayout) -> [Range<Int>] {
+        var ranges = personalRanges(in: layout)
+        if batchNorm.policy == .local {
+            for slice in layout.slices where slice.role == .state && !ranges.contains(slice.range) {
+                ranges.append(slice.range)
+            }
+        }
+        return ranges.sorted { $0.lowerBound < $1.lowerBound }
     }
 }

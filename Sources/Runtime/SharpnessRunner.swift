@@ -23,7 +23,18 @@ public final class SharpnessRunner: @unchecked Sendable {
     private let settings: SharpnessSettings
     private let seed: UInt64
 
-    public init(network: Network, evaluationSet: Dataset, settings: SharpnessSettings, seed: UInt64) {
+    private let normalization: NormalizationMode
+    private let chunkSize: Int
+
+    /// - Parameter trainingGroupSize: with batch norm and the training loss, the rows normalised
+    ///   together (the ghost or per-worker batch size): the loss is evaluated in chunks of that size.
+    public init(
+        network: Network, evaluationSet: Dataset, settings: SharpnessSettings, seed: UInt64,
+        trainingGroupSize: Int = 256
+    ) {
+        let training = !network.stateRanges.isEmpty && settings.batchNormLoss == .training
+        normalization = training ? .batchStatistics(ghostBatchSize: nil) : .runningStatistics
+        chunkSize = training ? trainingGroupSize : 256
         self.network = network
         subset = evaluationSet
         self.settings = settings
@@ -60,7 +71,11 @@ public final class SharpnessRunner: @unchecked Sendable {
     }
 
     private func loop() {
-        let surface = NetworkLoss(network: network, dataset: subset)
+        let surface = NetworkLoss(
+            network: network, dataset: subset, chunkSize: chunkSize, normalization: normalization)
+        let statistics: String? =
+            network.stateRanges.isEmpty
+            ? nil : normalization == .runningStatistics ? "running" : "batch (groups of \(chunkSize))"
         while true {
             signal.wait()
             while let job = state.withLock({ state -> SharpnessJob? in
@@ -74,6 +89,7 @@ public final class SharpnessRunner: @unchecked Sendable {
                     surface, at: job.average, model: "average", round: job.round, learningRate: job.learningRate,
                     settings: settings, workers: job.workers, seed: seed &+ UInt64(job.round))
                 record.seconds = Date().timeIntervalSince(started)
+                record.batchNormStatistics = statistics
                 records.append(record)
                 for worker in settings.workers where worker < job.workers.count {
                     let workerStarted = Date()
@@ -81,6 +97,7 @@ public final class SharpnessRunner: @unchecked Sendable {
                         surface, at: job.workers[worker], model: "worker \(worker)", round: job.round,
                         learningRate: job.learningRate, settings: settings, seed: seed &+ UInt64(job.round))
                     workerRecord.seconds = Date().timeIntervalSince(workerStarted)
+                    workerRecord.batchNormStatistics = statistics
                     records.append(workerRecord)
                 }
                 state.withLock {

@@ -66,7 +66,8 @@ public struct WorkerMachine {
     private var sentWeightThisRound = 1.0
     /// Workers removed from the run after failures.
     public private(set) var removed: Set<Int> = []
-    /// Coordinates that stay on this worker (personal layers).
+    /// Coordinates that stay on this worker (personal layers; running statistics under the local
+    /// batch-norm policy).
     private var personal: [Range<Int>] = []
     /// Federated: the global model this round started from (FedProx's anchor).
     private var federatedAnchor: [Float]?
@@ -217,10 +218,11 @@ public struct WorkerMachine {
         }
         // Every worker starts from the same x₀ (seeded), as in the D-SGD literature.
         parameters = network.initialParameters(seed: configuration.seed)
-        personal = configuration.personalRanges(in: network.layout)
+        personal = configuration.localRanges(in: network.layout)
         trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
-            optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
+            optimizer: configuration.optimizer, seed: configuration.seed, rank: rank, batchNorm: configuration.batchNorm
+        )
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
     }
 

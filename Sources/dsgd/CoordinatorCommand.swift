@@ -22,9 +22,9 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         BLAS.useSingleThread()
         try network.checkBind()
-        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness, clientTests) =
-            try prepareRun(
-                options)
+        let prepared = try prepareRun(options)
+        let (configuration, directory, data, report) =
+            (prepared.configuration, prepared.directory, prepared.data, prepared.report)
         let context = try ZeroMQContext()
         let transport = try network.makeTransport(context: context, role: "coordinator")
         if let endpointFile {
@@ -38,15 +38,16 @@ struct CoordinatorCommand: ParsableCommand {
         var generator = SystemRandomNumberGenerator()
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(
-                configuration: configuration, runID: generator.next() | 1, testSet: testSet, trainSubset: trainSubset,
-                clientTests: clientTests),
+                configuration: configuration, runID: generator.next() | 1, testSet: prepared.testSet,
+                trainSubset: prepared.trainSubset, clientTests: prepared.clientTests,
+                statisticsSet: prepared.statisticsSet),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))
             },
             log: logLine)
-        shell.spectralGap = spectralGap
-        shell.sharpness = sharpness
+        shell.spectralGap = prepared.spectralGap
+        shell.sharpness = prepared.sharpness
         shell.detectsFailures = true
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 100)

@@ -22,7 +22,10 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Gossip rounds.")
     var rounds: Int = 500
 
-    @Option(help: "MLP layer widths, e.g. 784-256-256-10 (784-10 is logistic regression); add :tanh for tanh.")
+    @Option(
+        help:
+            "Model: MLP widths, e.g. 784-256-256-10 (784-10 is logistic regression; add :tanh, :bn for batch norm), or cnn (= cnn:28x28x1-16-32-10: 3×3 conv, batch norm, ReLU, 2×2 pool per stage; :nobn without batch norm)."
+    )
     var model: String = "784-256-256-10"
 
     @Option(
@@ -182,6 +185,56 @@ struct RunOptions: ParsableArguments {
 
     @Option(
         help:
+            "Ghost batch norm: normalise each worker's batch in ghost batches of this many rows (must divide --batch; default: the whole batch)."
+    )
+    var virtualBatchSize: Int?
+
+    @Option(
+        help:
+            "Batch-norm running statistics with ghost batches: sequential (one update per ghost, as the paper's code) or averaged (one update from the mean ghost statistics, as Keras)."
+    )
+    var runningStats: RunningStatisticsRule = .sequential
+
+    @Option(help: "Batch-norm momentum m: running ← (1 − m)·running + m·batch (PyTorch convention).")
+    var bnMomentum: Double = 0.1
+
+    @Option(
+        help: "Batch-norm running statistics across workers: averaged (gossiped like parameters) or local (never sent)."
+    )
+    var bnPolicy: BatchNormSettings.Policy = .averaged
+
+    @Option(
+        help:
+            "Evaluate x̄ with the averaged running statistics, or recomputed for x̄'s weights on --bn-recompute-examples training examples."
+    )
+    var averageModelBn: BatchNormSettings.AverageModelStatistics = .averaged
+
+    @Option(help: "Training examples for --average-model-bn recomputed.")
+    var bnRecomputeExamples: Int = 4_096
+
+    @Option(help: "With batch norm, measure sharpness on the training loss (batch statistics) or the inference loss.")
+    var sharpnessBn: BatchNormLoss = .training
+
+    @Option(help: "Clip each gradient to this global L2 norm (default: no clipping).")
+    var clipNorm: Double?
+
+    @Option(
+        help:
+            "Large-batch regime: the reference (small) total batch B_S that --lr-scaling and --regime-adaptation compare batch × workers against."
+    )
+    var referenceBatch: Int?
+
+    @Option(help: "Learning-rate scaling by B_L/B_S against --reference-batch: none, linear or sqrt.")
+    var lrScaling: LargeBatchSettings.Scaling = .none
+
+    @Flag(
+        help:
+            "Regime adaptation (\"train longer\"): multiply the rounds and the schedule's step counts by ⌈B_L/B_S⌉ (needs --reference-batch)."
+    )
+    var regimeAdaptation = false
+
+    @Option(
+        help:
             "Repeat a run: take every run setting from its config.json (other run flags are ignored; --run-dir still applies)."
     )
     var config: String?
@@ -248,10 +301,10 @@ struct RunOptions: ParsableArguments {
         let optimizer = OptimizerSettings(
             schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
             momentum: momentum,
-            weightDecay: weightDecay, weightDecayMode: weightDecayMode)
+            weightDecay: weightDecay, weightDecayMode: weightDecayMode, gradientClipNorm: clipNorm)
         let directory = URL(
             fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
-        let configuration = RunConfiguration(
+        var configuration = RunConfiguration(
             runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec,
             batchSize: batch,
             localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource,
@@ -265,8 +318,23 @@ struct RunOptions: ParsableArguments {
             clientTestSize: clientTestSize,
             federated: federated.map {
                 FederatedSettings(clientFraction: clientFraction, proximalMu: $0 == .fedprox ? proximalMu : 0)
-            })
-        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+            },
+            batchNorm: BatchNormSettings(
+                virtualBatchSize: virtualBatchSize, runningStatisticsRule: runningStats, momentum: bnMomentum,
+                policy: bnPolicy, averageModelStatistics: averageModelBn, recomputeExamples: bnRecomputeExamples))
+        if referenceBatch == nil && (lrScaling != .none || regimeAdaptation) {
+            throw ValidationError("--lr-scaling and --regime-adaptation need --reference-batch (the small total batch)")
+        }
+        do {
+            if let referenceBatch {
+                configuration = try LargeBatchSettings.adapting(
+                    configuration, referenceBatchSize: referenceBatch, learningRateScaling: lrScaling,
+                    adaptRegime: regimeAdaptation)
+            }
+            try configuration.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
         return (configuration, directory)
     }
 
@@ -280,6 +348,7 @@ struct RunOptions: ParsableArguments {
         settings.samRadius = samRadius
         settings.gaussianSigma = gaussianSigma
         settings.perturbationSamples = perturbationSamples
+        settings.batchNormLoss = sharpnessBn
         settings.workers = try sharpnessWorkers.split(separator: ",").map { text in
             guard let worker = Int(text.trimmingCharacters(in: .whitespaces)) else {
                 throw ValidationError("--sharpness-workers: '\(text)' is not a worker number")
@@ -329,6 +398,11 @@ struct RunOptions: ParsableArguments {
 
 extension WeightDecayMode: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
+extension RunningStatisticsRule: ExpressibleByArgument {}
+extension BatchNormSettings.Policy: ExpressibleByArgument {}
+extension BatchNormSettings.AverageModelStatistics: ExpressibleByArgument {}
+extension BatchNormLoss: ExpressibleByArgument {}
+extension LargeBatchSettings.Scaling: ExpressibleByArgument {}
 extension FailurePolicy: ExpressibleByArgument {}
 
 enum FederatedAlgorithm: String, ExpressibleByArgument {
@@ -362,12 +436,26 @@ func gitCommit() -> String {
     return process.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
 }
 
-/// Everything a run needs before it starts: the checked configuration, the run folder with its
-/// `config.json` written, the test set and the data description.
-func prepareRun(_ options: RunOptions) throws -> (
-    configuration: RunConfiguration, directory: URL, testSet: Dataset, data: DataDescription, report: RunReport,
-    spectralGap: Double, trainSubset: Dataset, sharpness: SharpnessRunner?, clientTests: [Dataset]
-) {
+/// Everything a run needs before it starts.
+struct PreparedRun {
+    /// The checked configuration.
+    var configuration: RunConfiguration
+    /// The run folder, with `config.json` written.
+    var directory: URL
+    var testSet: Dataset
+    var data: DataDescription
+    var report: RunReport
+    var spectralGap: Double
+    /// The fixed training subset x̄'s train loss and sharpness are measured on.
+    var trainSubset: Dataset
+    var sharpness: SharpnessRunner?
+    var clientTests: [Dataset]
+    /// Training examples x̄'s batch-norm statistics are recomputed on (nil unless asked for).
+    var statisticsSet: Dataset?
+}
+
+/// Prepares a run: configuration, run folder, evaluation data, sharpness thread.
+func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
     let report = try RunReport(directory: directory, overwrite: options.overwrite)
@@ -382,11 +470,16 @@ func prepareRun(_ options: RunOptions) throws -> (
         configuration.sharpness.every > 0
         ? SharpnessRunner(
             network: Network(spec: configuration.model), evaluationSet: trainSubset, settings: configuration.sharpness,
-            seed: configuration.seed) : nil
-    return (
-        configuration, directory, testSet, data, report, spectrum.product.spectralGap, trainSubset, sharpness,
-        try clientTestSplits(configuration, testSet: testSet)
-    )
+            seed: configuration.seed,
+            trainingGroupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize) : nil
+    let recomputes = configuration.model.batchNorm && configuration.batchNorm.averageModelStatistics == .recomputed
+    return PreparedRun(
+        configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,
+        spectralGap: spectrum.product.spectralGap, trainSubset: trainSubset, sharpness: sharpness,
+        clientTests: try clientTestSplits(configuration, testSet: testSet),
+        statisticsSet: recomputes
+            ? try DataLoader.loadTrainSubset(
+                configuration.data, count: configuration.batchNorm.recomputeExamples, seed: configuration.seed) : nil)
 }
 
 /// Loads the test set and describes the data for the reports.

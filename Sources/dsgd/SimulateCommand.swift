@@ -15,20 +15,20 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         BLAS.useSingleThread()
-        let (configuration, directory, testSet, data, report, spectralGap, trainSubset, sharpness, clientTests) =
-            try prepareRun(
-                options)
+        let prepared = try prepareRun(options)
+        let (configuration, directory, data) = (prepared.configuration, prepared.directory, prepared.data)
         logLine(
             "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
         )
         var generator = SystemRandomNumberGenerator()
         let (coordinator, workers) = Simulation.run(
-            configuration: configuration, runID: generator.next() | 1, testSet: testSet, report: report, data: data,
+            configuration: configuration, runID: generator.next() | 1, testSet: prepared.testSet,
+            report: prepared.report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))
             },
-            log: logLine, spectralGap: spectralGap, trainSubset: trainSubset, sharpness: sharpness,
-            clientTests: clientTests)
+            log: logLine, spectralGap: prepared.spectralGap, trainSubset: prepared.trainSubset,
+            sharpness: prepared.sharpness, clientTests: prepared.clientTests, statisticsSet: prepared.statisticsSet)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {
