@@ -133,6 +133,11 @@ public enum ReportPage {
             ("algorithm", configuration.algorithm.rawValue),
             ("rounds", "\(rounds.count) of \(configuration.rounds)"),
         ]
+        if let text = configuration.batchNormDescription { table.append(("batch norm", escape(text))) }
+        if let text = configuration.largeBatchDescription { table.append(("large-batch regime", escape(text))) }
+        if let clip = configuration.optimizer.gradientClipNorm {
+            table.append(("gradient clipping", "global norm ≤ \(clip)"))
+        }
         if let summary {
             table += [
                 ("final test accuracy of x̄", summary.finalTestAccuracy.map { String(format: "%.4f", $0) } ?? "–"),
@@ -185,7 +190,7 @@ public enum ReportPage {
                 rows.insert(("average-direction (Zhu et al. 2023)", String(format: "%.4g ± %.2g", value, error)), at: 4)
             }
             var html =
-                "<p class=\"note\">x̄ at round \(last.round), on \(configuration.sharpness.examples) training examples; \(last.hessianVectorProducts) Hessian-vector products.</p><table>"
+                "<p class=\"note\">x̄ at round \(last.round), on \(configuration.sharpness.examples) training examples\(last.batchNormStatistics.map { ", batch norm with \($0) statistics" } ?? ""); \(last.hessianVectorProducts) Hessian-vector products.</p><table>"
             html += rows.map { "<tr><th>\(escape($0.0))</th><td>\($0.1)</td></tr>" }.joined() + "</table>"
             if !last.layers.isEmpty {
                 html +=

@@ -318,3 +318,32 @@ extension RunConfiguration {
         return ranges.sorted { $0.lowerBound < $1.lowerBound }
     }
 }
+
+extension RunConfiguration {
+    /// How batch norm trains and is evaluated, in words for reports (nil without batch norm).
+    public var batchNormDescription: String? {
+        guard model.batchNorm else { return nil }
+        let settings = batchNorm
+        let groups =
+            settings.virtualBatchSize.map { "ghost batches of \($0) (of \(batchSize))" }
+            ?? "the whole batch of \(batchSize)"
+        let average =
+            settings.averageModelStatistics == .recomputed
+            ? "recomputed for x̄ on \(settings.recomputeExamples) training examples"
+            : "averaged over the workers"
+        return
+            "training: batch statistics of \(groups), running statistics \(settings.runningStatisticsRule.rawValue), momentum \(settings.momentum); across workers: \(settings.policy == .local ? "kept local" : "averaged like parameters"); evaluation: running statistics (x̄: \(average); each worker: its own)"
+    }
+
+    /// The large-batch regime in words for reports (nil when none was applied).
+    public var largeBatchDescription: String? {
+        guard let regime = largeBatch else { return nil }
+        let ratio = String(format: "%.4g", regime.batchRatio)
+        let rate = String(format: "%.4g", regime.learningRateMultiplier)
+        return
+            "B_L/B_S = \(batchSize * workers)/\(regime.referenceBatchSize) = \(ratio); learning rate \(regime.baseLearningRate) × \(rate) (\(regime.learningRateScaling.rawValue)); "
+            + (regime.adaptRegime
+                ? "regime adaptation: \(regime.baseRounds) × \(regime.stepsMultiplier) = \(rounds) rounds"
+                : "no regime adaptation (\(rounds) rounds)")
+    }
+}

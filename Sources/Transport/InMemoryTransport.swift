@@ -36,9 +36,14 @@ public final class InMemoryHub: @unchecked Sendable {
     fileprivate var inboxes: [String: Inbox] = [:]
     fileprivate var generator: SplitMix64Lite?
     private var counter = 0
+    /// Every message sent, in order, when the hub was made with `recordingSends` (for tests that
+    /// check what left a node).
+    public fileprivate(set) var sent: [(from: String, to: String, envelope: Envelope)] = []
+    fileprivate let recordsSends: Bool
 
-    public init(reorderingSeed: UInt64? = nil) {
+    public init(reorderingSeed: UInt64? = nil, recordingSends: Bool = false) {
         generator = reorderingSeed.map(SplitMix64Lite.init(seed:))
+        recordsSends = recordingSends
     }
 
     /// A new node with its own inbox.
@@ -72,6 +77,7 @@ public final class InMemoryTransport: Transport {
     public func send(_ envelope: Envelope, to peer: Peer) throws {
         guard let endpoint = routes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
         hub.inboxes[endpoint]!.messages.append((localEndpoint, envelope))
+        if hub.recordsSends { hub.sent.append((localEndpoint, endpoint, envelope)) }
         bytesSent += MessageHeader.byteCount + envelope.body.count + (envelope.payload?.byteCount ?? 0)
     }
 

@@ -12,14 +12,15 @@ import Topologies
 public func denseReferenceDSGD(
     network: Network, shards: [Dataset], topology schedule: TopologySchedule, algorithm: GossipAlgorithm,
     batchSize: Int,
-    localSteps: Int, optimizer: OptimizerSettings, seed: UInt64, rounds: Int, personal: [Range<Int>] = []
+    localSteps: Int, optimizer: OptimizerSettings, seed: UInt64, rounds: Int, personal: [Range<Int>] = [],
+    batchNorm: BatchNormSettings = BatchNormSettings()
 ) -> [[Float]] {
     let start = network.initialParameters(seed: seed)
     var trainers = shards.enumerated().map { rank, shard in
         LocalTrainer(
             network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
             seed: seed,
-            rank: rank)
+            rank: rank, batchNorm: batchNorm)
     }
     let n = shards.count
     let pushSum = schedule.requiresPushSum
