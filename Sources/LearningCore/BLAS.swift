@@ -2,6 +2,19 @@ import COpenBLAS
 
 /// Thin, typed wrappers over CBLAS (row-major). All dense math in dsgd goes through these.
 public enum BLAS {
+    /// Time spent in `gemm`, accumulated while `gemmTimer` is set (by `dsgd bench`, on one
+    /// thread); nil, the default, costs one load and branch per call.
+    public final class GemmTimer: @unchecked Sendable {
+        public private(set) var elapsed: Duration = .zero
+        public private(set) var calls = 0
+        public init() {}
+        fileprivate func add(_ duration: Duration) {
+            elapsed += duration
+            calls += 1
+        }
+    }
+    nonisolated(unsafe) public static var gemmTimer: GemmTimer?
+
     /// C ← alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n.
     @inline(__always)
     public static func gemm(
@@ -9,6 +22,14 @@ public enum BLAS {
         alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        if let timer = gemmTimer {
+            let start = ContinuousClock.now
+            cblas_sgemm(
+                CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            timer.add(ContinuousClock.now - start)
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

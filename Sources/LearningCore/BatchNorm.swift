@@ -42,20 +42,64 @@ public struct BatchNorm: Layer {
         }
     }
 
-    /// Mean and 1/√(biased variance + ε) of a channel over `rows`, accumulated in Float64.
+    /// Calls `body(start, count, stride)` for the runs of channel `channel` in rows `rows`: one
+    /// contiguous run per row for convolution outputs, one strided run for dense features.
+    @inline(__always)
+    private func forEachRun(channel: Int, rows: Range<Int>, _ body: (Int, Int, Int) -> Void) {
+        let width = inputWidth
+        if spatialSize == 1 {
+            body(rows.lowerBound * width + channel, rows.count, width)
+        } else {
+            for row in rows { body(row * width + channel * spatialSize, spatialSize, 1) }
+        }
+    }
+
+    /// (Σa, Σa·b) over a run, in eight Float lanes per run (runs are at most a few thousand
+    /// elements), then Float64 across runs.
+    @inline(__always)
+    private static func sums(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, stride: Int) -> (
+        Double, Double
+    ) {
+        var index = 0
+        var total = 0.0
+        var products = 0.0
+        if stride == 1 {
+            var laneSums = SIMD8<Float>()
+            var laneProducts = SIMD8<Float>()
+            while index + 8 <= count {
+                let x = UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self)
+                let y = UnsafeRawPointer(b + index).loadUnaligned(as: SIMD8<Float>.self)
+                laneSums += x
+                laneProducts += x * y
+                index += 8
+            }
+            total = Double(laneSums.sum())
+            products = Double(laneProducts.sum())
+        }
+        while index < count {
+            let x = a[index * stride]
+            total += Double(x)
+            products += Double(x) * Double(b[index * stride])
+            index += 1
+        }
+        return (total, products)
+    }
+
+    /// Mean and 1/√(biased variance + ε) of a channel over `rows`: Σx and Σx² accumulated in
+    /// Float64 across runs, variance = Σx²/n − mean² (clamped at 0).
     private func statistics(_ x: UnsafePointer<Float>, channel: Int, rows: Range<Int>) -> (
         mean: Float, inverseDeviation: Float, variance: Double, count: Int
     ) {
         let count = rows.count * spatialSize
         var sum = 0.0
-        forEach(channel: channel, rows: rows) { sum += Double(x[$0]) }
-        let mean = sum / Double(count)
         var squares = 0.0
-        forEach(channel: channel, rows: rows) {
-            let d = Double(x[$0]) - mean
-            squares += d * d
+        forEachRun(channel: channel, rows: rows) { start, length, stride in
+            let (s, q) = Self.sums(x + start, x + start, count: length, stride: stride)
+            sum += s
+            squares += q
         }
-        let variance = squares / Double(count)
+        let mean = sum / Double(count)
+        let variance = max(squares / Double(count) - mean * mean, 0)
         return (Float(mean), Float(1 / (variance + Double(epsilon)).squareRoot()), variance, count)
     }
 
@@ -102,12 +146,16 @@ public struct BatchNorm: Layer {
             let n = Float(rows.count * spatialSize)
             for c in 0..<channels {
                 let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
-                var sumG: Float = 0
-                var sumGXHat: Float = 0
-                forEach(channel: c, rows: rows) {
-                    sumG += g[$0]
-                    sumGXHat += g[$0] * (input[$0] - mean) * inverse
+                // Σg and Σg·x̂ = s·(Σg·x − μ·Σg), from one pass of lane sums.
+                var sumGDouble = 0.0
+                var sumGXDouble = 0.0
+                forEachRun(channel: c, rows: rows) { start, length, stride in
+                    let (sg, sgx) = Self.sums(g + start, input + start, count: length, stride: stride)
+                    sumGDouble += sg
+                    sumGXDouble += sgx
                 }
+                let sumG = Float(sumGDouble)
+                let sumGXHat = Float((sumGXDouble - Double(mean) * sumGDouble) * Double(inverse))
                 parameterGradient[c] += sumGXHat
                 parameterGradient[channels + c] += sumG
                 guard let dx = inputGradient else { continue }

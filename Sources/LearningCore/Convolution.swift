@@ -42,18 +42,20 @@ public struct Convolution2D: Layer {
             for ky in 0..<kernelSize {
                 for kx in 0..<kernelSize {
                     let row = col + ((c * kernelSize + ky) * kernelSize + kx) * area
+                    // Output columns whose input column ox + kx − p lies inside the image.
+                    let low = max(0, padding - kx)
+                    let high = min(outW, width + padding - kx)
                     for oy in 0..<outH {
                         let iy = oy + ky - padding
                         let out = row + oy * outW
-                        guard iy >= 0 && iy < height else {
+                        guard iy >= 0 && iy < height, low < high else {
                             out.update(repeating: 0, count: outW)
                             continue
                         }
-                        let source = image + (c * height + iy) * width
-                        for ox in 0..<outW {
-                            let ix = ox + kx - padding
-                            out[ox] = ix >= 0 && ix < width ? source[ix] : 0
-                        }
+                        if low > 0 { out.update(repeating: 0, count: low) }
+                        (out + low).update(
+                            from: image + (c * height + iy) * width + low + kx - padding, count: high - low)
+                        if high < outW { (out + high).update(repeating: 0, count: outW - high) }
                     }
                 }
             }
@@ -68,15 +70,15 @@ public struct Convolution2D: Layer {
             for ky in 0..<kernelSize {
                 for kx in 0..<kernelSize {
                     let row = col + ((c * kernelSize + ky) * kernelSize + kx) * area
+                    let low = max(0, padding - kx)
+                    let high = min(outW, width + padding - kx)
+                    guard low < high else { continue }
                     for oy in 0..<outH {
                         let iy = oy + ky - padding
                         guard iy >= 0 && iy < height else { continue }
-                        let target = image + (c * height + iy) * width
-                        let source = row + oy * outW
-                        for ox in 0..<outW {
-                            let ix = ox + kx - padding
-                            if ix >= 0 && ix < width { target[ix] += source[ox] }
-                        }
+                        BLAS.axpy(
+                            count: high - low, alpha: 1, x: row + oy * outW + low,
+                            y: image + (c * height + iy) * width + low + kx - padding)
                     }
                 }
             }
@@ -236,10 +238,18 @@ public struct MaxPool2D: Layer {
             for oy in 0..<outH {
                 for ox in 0..<outW {
                     let corner = source + 2 * oy * width + 2 * ox
+                    // Carry the best value so each comparison compiles to a conditional move.
                     var best = corner
-                    if input[corner + 1] > input[best] { best = corner + 1 }
-                    if input[corner + width] > input[best] { best = corner + width }
-                    if input[corner + width + 1] > input[best] { best = corner + width + 1 }
+                    var value = input[corner]
+                    @inline(__always) func consider(_ candidate: Int) {
+                        let next = input[candidate]
+                        let better = next > value
+                        best = better ? candidate : best
+                        value = better ? next : value
+                    }
+                    consider(corner + 1)
+                    consider(corner + width)
+                    consider(corner + width + 1)
                     body(target + oy * outW + ox, best)
                 }
             }
@@ -250,7 +260,18 @@ public struct MaxPool2D: Layer {
         input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batchSize: Int,
         parameters: UnsafePointer<Float>, context: LayerContext
     ) {
-        forEachWindow(input, batchSize: batchSize) { output[$0] = input[$1] }
+        // The maximum's value does not depend on how ties are broken, so no index is needed.
+        let (outH, outW) = (height / 2, width / 2)
+        for plane in 0..<(batchSize * channels) {
+            for oy in 0..<outH {
+                let top = input + plane * height * width + 2 * oy * width
+                let bottom = top + width
+                let out = output + (plane * outH + oy) * outW
+                for ox in 0..<outW {
+                    out[ox] = max(max(top[2 * ox], top[2 * ox + 1]), max(bottom[2 * ox], bottom[2 * ox + 1]))
+                }
+            }
+        }
     }
 
     public func backward(

@@ -1,3 +1,4 @@
+import Algorithms
 import ArgumentParser
 import Datasets
 import Foundation
@@ -36,15 +37,68 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Skip part (e).")
     var skipDiagnostics = false
 
+    @Flag(help: "Skip part (f), the CNN and ghost batch norm.")
+    var skipCNN = false
+
+    @Flag(help: "Run only part (f).")
+    var onlyCNN = false
+
     func run() throws {
         BLAS.useSingleThread()
         print(
             "dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")"
         )
+        if onlyCNN { return try benchCNN() }
         let stepsPerSecond = try benchTrainingStep()
         try benchTransfer()
         if !skipCluster { try benchCluster(stepsPerSecond: stepsPerSecond) }
         if !skipDiagnostics { try benchDiagnostics() }
+        if !skipCNN { try benchCNN() }
+    }
+
+    /// (f) The CNN's training throughput and the share of its step spent in GEMM; ghost batch norm
+    /// against plain batch norm at the same batch, in the same run.
+    private func benchCNN() throws {
+        let network = Network(spec: try ModelSpec(parsing: "cnn"))
+        let shard = SyntheticClassification(featureCount: 784, trainCount: 2_048, testCount: 1).examples(
+            Array(0..<2_048))
+        func trainer(batch: Int, ghost: Int?) -> (LocalTrainer, [Float]) {
+            (
+                LocalTrainer(
+                    network: network, shard: shard, batchSize: batch, localSteps: 1,
+                    optimizer: OptimizerSettings(schedule: .constant(0.01), momentumKind: .heavyBall, momentum: 0.9),
+                    seed: 1, rank: 0, batchNorm: BatchNormSettings(virtualBatchSize: ghost)),
+                network.initialParameters(seed: 1)
+            )
+        }
+        print("\n(f) CNN \(network.spec) (\(network.parameterCount) values), one thread, SGD with momentum")
+        for batch in [16, 128, 512] {
+            var (stepper, parameters) = trainer(batch: batch, ghost: nil)
+            let steps = rate { _ = stepper.train(&parameters) }
+            let timer = BLAS.GemmTimer()
+            BLAS.gemmTimer = timer
+            let clock = ContinuousClock()
+            let start = clock.now
+            for _ in 0..<max(3, Int(steps * sampleSeconds)) { _ = stepper.train(&parameters) }
+            let total = clock.now - start
+            BLAS.gemmTimer = nil
+            print(
+                String(
+                    format: "    batch %4d: %8.0f samples/s (%.2f ms/step); GEMM %.0f%% of the step (%d calls/step)",
+                    batch, steps * Double(batch), 1000 / steps, 100 * (timer.elapsed / total),
+                    timer.calls / max(3, Int(steps * sampleSeconds))))
+        }
+        for (batch, ghost) in [(512, 128), (512, 16), (128, 16)] {
+            var (plain, plainParameters) = trainer(batch: batch, ghost: nil)
+            var (ghosted, ghostParameters) = trainer(batch: batch, ghost: ghost)
+            // Interleaved samples, best of each, so drift in the machine's speed hits both alike.
+            let plainRate = rate { _ = plain.train(&plainParameters) }
+            let ghostRate = rate { _ = ghosted.train(&ghostParameters) }
+            print(
+                String(
+                    format: "    batch %4d, ghost batches of %3d vs plain batch norm: step time ×%.3f   (target ≤ 1.2)",
+                    batch, ghost, plainRate / ghostRate))
+        }
     }
 
     /// (e) Run time with diagnostics off, with the consensus distance only, and with the default
