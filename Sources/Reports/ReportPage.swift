@@ -222,7 +222,11 @@ public enum ReportPage {
     }
 
     /// Several runs overlaid (test accuracy and Ξ²), and a table of final figures.
-    public static func comparison(_ runs: [RunFolder]) -> (html: String, table: String) {
+    /// The comparison page, a plain-text table and the same table in Markdown. "dist ~ ln t" is
+    /// the slope b of the least-squares fit ‖x̄_t − x₀‖ ≈ a + b·ln t over optimizer steps t
+    /// (Hoffer et al. 2017 observe logarithmic growth); "gen. gap" is x̄'s train accuracy (on the
+    /// fixed training subset) minus its test accuracy at the last evaluation.
+    public static func comparison(_ runs: [RunFolder]) -> (html: String, table: String, markdown: String) {
         let colors = [
             "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf",
@@ -251,8 +255,8 @@ public enum ReportPage {
                     markers: true)
             })
         let header = [
-            "run", "topology", "gap", "batch", "rounds", "test acc", "test loss", "gen. gap", "final Ξ²", "λ_max",
-            "tr(H)", "wall s",
+            "run", "topology", "gap", "batch", "total batch", "ghost", "lr", "rounds", "test acc", "train acc",
+            "gen. gap", "test loss", "final Ξ²", "λ_max", "2/η", "tr(H)", "dist ~ ln t", "wall s",
         ]
         var rows: [[String]] = []
         for run in runs {
@@ -260,21 +264,32 @@ public enum ReportPage {
             let lastEval = run.rounds.last { $0.testAccuracy != nil }
             let gap = lastEval.flatMap { r in r.trainAccuracyAverageModel.map { $0 - r.testAccuracy! } }
             let sharp = run.sharpness.last { $0.model == "average" }
+            let slope = logFit(
+                run.rounds.compactMap { r in r.distanceFromInit.map { (Double(r.round * c.localSteps), $0) } })
             rows.append([
                 c.runName, c.topology.name,
                 run.manifest.topologySpectrum.map { String(format: "%.4g", $0.product.spectralGap) } ?? "–",
-                "\(c.batchSize)", "\(run.rounds.count)",
+                "\(c.batchSize)", "\(c.batchSize * c.workers)",
+                c.model.batchNorm ? (c.batchNorm.virtualBatchSize.map(String.init) ?? "–") : "no BN",
+                String(format: "%.4g", c.optimizer.schedule.baseRate),
+                "\(run.rounds.count)",
                 lastEval?.testAccuracy.map { String(format: "%.4f", $0) } ?? "–",
-                lastEval?.testLoss.map { String(format: "%.4f", $0) } ?? "–",
+                lastEval?.trainAccuracyAverageModel.map { String(format: "%.4f", $0) } ?? "–",
                 gap.map { String(format: "%+.4f", $0) } ?? "–",
+                lastEval?.testLoss.map { String(format: "%.4f", $0) } ?? "–",
                 run.rounds.last { $0.consensusDistanceSquared != nil }?.consensusDistanceSquared.map {
                     String(format: "%.3e", $0)
                 } ?? "–",
                 sharp.map { String(format: "%.4g", $0.lambdaMax) } ?? "–",
+                sharp.map { String(format: "%.4g", $0.twoOverLearningRate) } ?? "–",
                 sharp.map { String(format: "%.4g", $0.trace) } ?? "–",
+                slope.map { String(format: "%.4g", $0.b) } ?? "–",
                 run.summary.map { String(format: "%.1f", $0.wallSeconds) } ?? "–",
             ])
         }
+        let markdown =
+            "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
+            + rows.map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n")
         let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
         let text = ([header] + rows).map { row in
             row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
@@ -291,6 +306,6 @@ public enum ReportPage {
             </body></html>
 
             """
-        return (html, text)
+        return (html, text, markdown)
     }
 }

@@ -29,6 +29,9 @@ struct ReportCommand: ParsableCommand {
         @Option(help: "Where to write the comparison page.")
         var output: String = "comparison.html"
 
+        @Option(help: "Also write the table in Markdown to this file.")
+        var markdown: String?
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs: [RunFolder]
@@ -37,8 +40,9 @@ struct ReportCommand: ParsableCommand {
             {
                 throw ValidationError(error.description)
             }
-            let (html, table) = ReportPage.comparison(runs)
+            let (html, table, markdownTable) = ReportPage.comparison(runs)
             try Data(html.utf8).write(to: URL(fileURLWithPath: output))
+            if let markdown { try Data((markdownTable + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
             print(table)
             print("comparison page: \(output)")
         }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# "Train longer, generalize better" (Hoffer, Hubara and Soudry, NeurIPS 2017) on Fashion-MNIST
+# with dsgd's CNN, 8 workers, on the complete graph (C-SGD) and the ring (D-SGD):
+#
+#   small batch      128 in total (16 per worker), learning rate η
+#   large batch     4096 in total (512 per worker), η·√32, plain batch norm, the same epochs
+#   + GBN            the same, ghost batch norm with ghost batches of 128
+#   + GBN + RA       the same, regime adaptation: 32× the rounds (as many updates as small batch)
+#
+# plus one single-worker reference run (batch 128). Writes one table (results.md) with the final
+# test accuracy of x̄, its generalization gap, λ_max and tr(H) and the slope of ‖x̄_t − x₀‖ against ln t.
+#
+#   experiments/ghost-batch-norm/run.sh [--quick] [--out DIR]
+#
+# Full: 2 epochs of small batch (938 rounds; the single-worker run: 5 epochs), about 40 minutes
+# on 2 cores. --quick: 0.1 epoch (47 rounds; single worker 0.5 epoch), a few minutes.
+# DSGD_BIN=/path/to/dsgd skips the build.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+quick=0
+out=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) quick=1; shift ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+if [[ -z "${DSGD_BIN:-}" ]]; then
+    swift build -c release --package-path "$root" --product dsgd >&2
+    DSGD_BIN="$(swift build -c release --package-path "$root" --show-bin-path)/dsgd"
+fi
+export DSGD_BIN
+if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
+    echo "run.sh: Fashion-MNIST not found; install Debian's dataset-fashion-mnist" >&2
+    exit 1
+fi
+if [[ $quick -eq 1 ]]; then
+    small_rounds=47; single_rounds=235; examples=256; out="${out:-$root/runs/ghost-batch-norm-quick}"
+else
+    small_rounds=938; single_rounds=2345; examples=1024; out="${out:-$root/runs/ghost-batch-norm}"
+fi
+ratio=32                                       # 4096 / 128
+large_rounds=$(( (small_rounds + ratio - 1) / ratio ))
+mkdir -p "$out"
+lr=0.05
+common=(--model cnn --momentum 0.9 --weight-decay 0.0001 --clip-norm 5 --data auto --seed 1
+        --sharpness-examples "$examples" --sharpness-bn inference --no-eval-workers --metrics-every 1 --overwrite)
+
+# run NAME TOPOLOGY ROUNDS BATCH [dsgd flags...]: one local cluster of 8 workers.
+run() {
+    local name="$1" topology="$2" rounds="$3" batch="$4"
+    shift 4
+    local every=$(( rounds / 10 > 0 ? rounds / 10 : 1 ))
+    echo "== $name ($topology, batch $batch per worker)" >&2
+    "$root/launch/local.sh" --no-build --workers 8 --topology "$topology" --rounds "$rounds" --batch "$batch" \
+        --lr "$lr" --run-dir "$out/$name" -- "${common[@]}" --eval-every "$every" "$@" >&2
+}
+
+runs=()
+for topology in complete ring; do
+    # Ends with a sharpness measurement after the last round (--sharpness-every = the rounds).
+    run "$topology-small-128" "$topology" "$small_rounds" 16 --sharpness-every "$small_rounds"
+    runs+=("$out/$topology-small-128")
+    large=(--reference-batch 128 --lr-scaling sqrt)
+    run "$topology-large-4096" "$topology" "$large_rounds" 512 "${large[@]}" --sharpness-every "$large_rounds"
+    run "$topology-large-4096-gbn128" "$topology" "$large_rounds" 512 "${large[@]}" --virtual-batch-size 128 \
+        --sharpness-every "$large_rounds"
+    run "$topology-large-4096-gbn128-ra" "$topology" "$large_rounds" 512 "${large[@]}" --virtual-batch-size 128 \
+        --regime-adaptation --sharpness-every $(( large_rounds * ratio ))
+    runs+=("$out/$topology-large-4096" "$out/$topology-large-4096-gbn128" "$out/$topology-large-4096-gbn128-ra")
+done
+# The single-worker reference: one process, batch 128.
+echo "== single-worker-128" >&2
+"$DSGD_BIN" simulate --workers 1 --topology solo --rounds "$single_rounds" --batch 128 --lr "$lr" \
+    --run-dir "$out/single-worker-128" "${common[@]}" --eval-every $(( single_rounds / 10 )) \
+    --sharpness-every "$single_rounds" >&2
+runs+=("$out/single-worker-128")
+"$DSGD_BIN" report compare "${runs[@]}" --output "$out/comparison.html" --markdown "$out/results.md"
+echo "table: $out/results.md; charts: $out/comparison.html"
