@@ -22,7 +22,8 @@ final class ClusterTests: XCTestCase {
     }
 
     /// 8 worker processes for 20 rounds — on a ring (ATC and CTA), on the one-peer exponential
-    /// schedule, and on an irregular directed graph with push-sum — equal the dense reference that
+    /// schedule, on an irregular directed graph with push-sum, and a ghost-batch-norm CNN whose
+    /// running statistics stay on their workers — equal the dense reference that
     /// applies the same per-round matrices (relative 1e-5, see SimulationTests for the tolerance)
     /// and, bit for bit, `dsgd simulate`; the coordinator's Ξ² equals a direct computation from the
     /// dumped models.
@@ -37,17 +38,18 @@ final class ClusterTests: XCTestCase {
         try "directed\n8\n0 1\n1 2\n2 3\n3 4\n4 5\n5 6\n6 7\n7 0\n0 4\n0 2\n3 7\n5 1\n".write(
             to: directed, atomically: true, encoding: .utf8)
 
-        for (index, (algorithm, topology)) in [
-            ("atc", "ring"), ("cta", "ring"), ("atc", "one-peer-exponential"), ("cta", directed.path),
+        // The last case is a CNN with ghost batch norm whose running statistics stay local.
+        let batchNorm = ["--model", "cnn:8x8x1-4-8-10", "--virtual-batch-size", "4", "--bn-policy", "local"]
+        for (index, (algorithm, topology, extra)) in [
+            ("atc", "ring", []), ("cta", "ring", []), ("atc", "one-peer-exponential", []), ("cta", directed.path, []),
+            ("atc", "ring", batchNorm),
         ].enumerated() {
             let run = scratch.appendingPathComponent("run-\(index)")
             let endpointFile = scratch.appendingPathComponent("endpoint-\(index)")
             let coordinator = try Child(
                 binary,
                 ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm, topology: topology)
-                    + [
-                        "--endpoint-file", endpointFile.path,
-                    ],
+                    + extra + ["--endpoint-file", endpointFile.path],
                 output: scratch.appendingPathComponent("coordinator-\(index).log"))
             let endpoint = waitForEndpoint(endpointFile)
             XCTAssertFalse(endpoint.isEmpty, coordinator.text)
@@ -70,8 +72,9 @@ final class ClusterTests: XCTestCase {
             let reference = denseReferenceDSGD(
                 network: Network(spec: configuration.model), shards: shards, topology: configuration.topology,
                 algorithm: configuration.algorithm, batchSize: 8, localSteps: 1, optimizer: configuration.optimizer,
-                seed: 5,
-                rounds: rounds)
+                seed: 5, rounds: rounds,
+                personal: configuration.localRanges(in: Network(spec: configuration.model).layout),
+                batchNorm: configuration.batchNorm)
             for rank in 0..<workers {
                 XCTAssertLessThan(
                     relativeDistance(models[rank], reference[rank]), 1e-5, "\(algorithm) \(topology) worker \(rank)")
@@ -79,7 +82,14 @@ final class ClusterTests: XCTestCase {
             let lines = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
             XCTAssertEqual(lines.count, rounds)
             let recorded = try XCTUnwrap(lines.last?["consensus_distance_sq"] as? Double)
-            let direct = directConsensusDistanceSquared(models)
+            // Ξ² is over parameters: running statistics (state) are left out.
+            let stateRanges = Network(spec: configuration.model).stateRanges
+            let direct = directConsensusDistanceSquared(
+                models.map { model in
+                    var parameters = model
+                    for range in stateRanges { for i in range { parameters[i] = 0 } }
+                    return parameters
+                })
             XCTAssertEqual(recorded, direct, accuracy: 1e-6 * direct)
 
             // The same run in one process: identical numbers.
@@ -87,9 +97,9 @@ final class ClusterTests: XCTestCase {
             let simulation = try Child(
                 binary,
                 ["simulate"]
-                    + runArguments(data: data, runDirectory: simulated, algorithm: algorithm, topology: topology) + [
-                        "--dump-parameters", simulated.appendingPathComponent("dump").path,
-                    ],
+                    + runArguments(data: data, runDirectory: simulated, algorithm: algorithm, topology: topology)
+                    + extra
+                    + ["--dump-parameters", simulated.appendingPathComponent("dump").path],
                 output: scratch.appendingPathComponent("simulate-\(index).log"))
             XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
             for rank in 0..<workers {

@@ -92,6 +92,22 @@ final class CommandLineErrorTests: XCTestCase {
         (status, text) = try simulate(["--lr-schedule", "wavy", "--data", "synthetic"], in: scratch)
         XCTAssertTrue(text.contains("--lr-schedule"), text)
         XCTAssertNotEqual(status, 0)
+        // Batch norm and the large-batch regime.
+        for (arguments, expected) in [
+            (
+                ["--model", "784-32-10:bn", "--batch", "8", "--virtual-batch-size", "3"],
+                "--virtual-batch-size: must divide"
+            ),
+            (["--model", "784-32-10", "--virtual-batch-size", "4"], "the model 784-32-10 has no batch norm"),
+            (["--model", "cnn:28x28x1-16-32-64-10"], "divisible by 2"),
+            (["--lr-scaling", "sqrt"], "need --reference-batch"),
+            (["--running-stats", "sometimes"], "--running-stats"),
+            (["--clip-norm", "0"], "--clip-norm: must be positive"),
+        ] {
+            (status, text) = try simulate(arguments + ["--data", "synthetic"], in: scratch)
+            XCTAssertNotEqual(status, 0, "\(arguments)")
+            XCTAssertTrue(text.contains(expected), "\(arguments): \(text)")
+        }
     }
 }
 
