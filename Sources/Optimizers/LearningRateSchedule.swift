@@ -1,5 +1,5 @@
 /// A learning rate as a function of the optimizer step (0-based).
-public enum LearningRateSchedule: Sendable, Equatable, Codable {
+public enum LearningRateSchedule: Sendable, Equatable, Codable, CustomStringConvertible {
     case constant(Double)
     /// base · factor^⌊step / every⌋.
     case step(base: Double, every: Int, factor: Double)
@@ -9,6 +9,17 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
     /// (Goyal et al., "Accurate, Large Minibatch SGD", 2017), then the wrapped schedule,
     /// whose step counter starts at the end of the warm-up.
     indirect case warmup(steps: Int, then: LearningRateSchedule)
+
+    /// In words, for reports: e.g. `linear warm-up over 100 steps, then 0.1 × 0.5 every 1000 steps`.
+    public var description: String {
+        switch self {
+        case .constant(let rate): "\(rate) constant"
+        case .step(let base, let every, let factor): "\(base) × \(factor) every \(every) steps"
+        case .cosine(let base, let totalSteps, let minimum):
+            "cosine from \(base) to \(minimum) over \(totalSteps) steps"
+        case .warmup(let steps, let then): "linear warm-up over \(steps) steps, then \(then)"
+        }
+    }
 
     /// The peak rate the schedule is built around (before warm-up and decay).
     public var baseRate: Double {

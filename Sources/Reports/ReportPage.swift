@@ -131,6 +131,7 @@ public enum ReportPage {
                 "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"
             ),
             ("algorithm", configuration.algorithm.rawValue),
+            ("learning rate", escape(configuration.optimizer.schedule.description)),
             ("rounds", "\(rounds.count) of \(configuration.rounds)"),
         ]
         if let text = configuration.batchNormDescription { table.append(("batch norm", escape(text))) }
