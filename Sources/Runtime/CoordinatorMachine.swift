@@ -40,7 +40,6 @@ public struct CoordinatorMachine {
     private let trainEvaluator: Evaluator?
     private let statisticsSet: Dataset?
     /// Per worker, its own test split (honest per-client evaluation).
-    private let clientEvaluators: [Evaluator]
     private let initialParameters: [Float]
 
     private enum Phase { case registering, loading, running, done }
@@ -66,6 +65,11 @@ public struct CoordinatorMachine {
     private var previousBytes: [Int: Int] = [:]
     /// Federated: the global model just aggregated, broadcast after the round is recorded.
     private var federatedGlobal: [Float]?
+    /// Records made but still waiting for the workers' own evaluations of their round (with
+    /// per-client evaluation), in round order: records are written in order.
+    private var heldRecords: [RoundRecord] = []
+    /// The workers' evaluations of their own models on their own test splits, by round and rank.
+    private var clientEvaluations: [Int: [Int: ClientEvaluation]] = [:]
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -73,7 +77,7 @@ public struct CoordinatorMachine {
     ///   (with `--average-model-bn recomputed`).
     public init(
         configuration: RunConfiguration, runID: UInt64, testSet: Dataset?, trainSubset: Dataset? = nil,
-        clientTests: [Dataset] = [], statisticsSet: Dataset? = nil
+        statisticsSet: Dataset? = nil
     ) {
         self.configuration = configuration
         self.statisticsSet = statisticsSet
@@ -82,7 +86,6 @@ public struct CoordinatorMachine {
         self.network = network
         evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
         trainEvaluator = trainSubset.map { Evaluator(network: network, dataset: $0) }
-        clientEvaluators = clientTests.map { Evaluator(network: network, dataset: $0) }
         initialParameters = network.initialParameters(seed: configuration.seed)
         workerEvaluator = testSet.map { test in
             let size = configuration.workerEvaluationSize
@@ -173,6 +176,12 @@ public struct CoordinatorMachine {
             return [.fail("worker \(sender) aborted: \(String(decoding: envelope.body, as: UTF8.self))")]
         case .heartbeat:
             return []
+        case .clientEvaluation:
+            do {
+                return onClientEvaluation(try Body.decode(ClientEvaluation.self, from: envelope), from: sender)
+            } catch {
+                return reject("\(error)")
+            }
         case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel:
             return reject("the coordinator does not accept \(kind) messages")
         }
@@ -223,7 +232,7 @@ public struct CoordinatorMachine {
         var directives: [CoordinatorDirective] = []
         while let round = reports[nextRoundToRecord], alive.allSatisfy({ round[$0] != nil }) {
             let record = makeRecord(nextRoundToRecord, reports: round)
-            directives.append(.record(record))
+            heldRecords.append(record)
             if configuration.federated != nil, let global = federatedGlobal {
                 let payload = FloatPayload(copying: global)
                 for peer in alive {
@@ -246,11 +255,50 @@ public struct CoordinatorMachine {
             reports.removeValue(forKey: nextRoundToRecord)
             nextRoundToRecord += 1
         }
+        directives += releaseRecords()
         if nextRoundToRecord > firstUnacknowledged {
             firstUnacknowledged = nextRoundToRecord
             directives += acknowledgements(recorded: nextRoundToRecord - 1)
         }
         return directives + completeIfDone()
+    }
+
+    private func awaitsClientEvaluations(_ round: Int) -> Bool {
+        configuration.clientTestSize > 0 && configuration.evaluates(afterRound: round)
+    }
+
+    /// Writes the held records whose client evaluations are all in, in round order.
+    private mutating func releaseRecords() -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective] = []
+        while var record = heldRecords.first {
+            if awaitsClientEvaluations(record.round) {
+                guard let evaluations = clientEvaluations[record.round], alive.allSatisfy({ evaluations[$0] != nil })
+                else { break }
+                record.setClientFigures(alive.map { evaluations[$0]! })
+                clientEvaluations.removeValue(forKey: record.round)
+            }
+            heldRecords.removeFirst()
+            lastRecord = record
+            directives.append(.record(record))
+        }
+        return directives
+    }
+
+    private mutating func onClientEvaluation(_ evaluation: ClientEvaluation, from sender: Int) -> [CoordinatorDirective]
+    {
+        guard alive.contains(sender), awaitsClientEvaluations(evaluation.round),
+            evaluation.round >= nextRoundToRecord - heldRecords.count
+        else {
+            return reject("unexpected client evaluation from worker \(sender) for round \(evaluation.round)")
+        }
+        guard clientEvaluations[evaluation.round]?[sender] == nil else {
+            return reject("duplicate client evaluation from worker \(sender) for round \(evaluation.round)")
+        }
+        guard (0...1).contains(evaluation.accuracy), evaluation.loss.isFinite, evaluation.examples > 0 else {
+            return reject("client evaluation from worker \(sender) out of range: \(evaluation)")
+        }
+        clientEvaluations[evaluation.round, default: [:]][sender] = evaluation
+        return releaseRecords() + completeIfDone()
     }
 
     private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
@@ -320,37 +368,6 @@ public struct CoordinatorMachine {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy
-                // Federated clients all hold the global model (personal slices stay on the clients,
-                // so with personal layers per-client figures are not available here).
-                let federatedGlobal =
-                    configuration.federated != nil && configuration.personalLayers.isEmpty ? federatedGlobal : nil
-                if clientEvaluators.count == configuration.workers,
-                    configuration.federated == nil || federatedGlobal != nil
-                {
-                    let evaluators = clientEvaluators
-                    let ranked = alive.enumerated().map { index, rank in
-                        (
-                            federatedGlobal.map { global in
-                                global.withUnsafeBufferPointer { evaluators[rank].evaluate($0).accuracy }
-                            }
-                                ?? evaluators[rank].evaluate(models[index].buffer).accuracy,
-                            Double(evaluators[rank].dataset.count)
-                        )
-                    }
-                    let accuracies = ranked.map(\.0)
-                    let mean = accuracies.reduce(0, +) / Double(accuracies.count)
-                    record.clientAccuracy = accuracies
-                    record.clientAccuracyMean = mean
-                    record.clientAccuracyWeightedMean =
-                        ranked.reduce(0) { $0 + $1.0 * $1.1 } / max(ranked.reduce(0) { $0 + $1.1 }, 1)
-                    record.clientAccuracyStandardDeviation =
-                        (accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(accuracies.count))
-                        .squareRoot()
-                    let sorted = accuracies.sorted()
-                    record.clientAccuracyWorst = sorted.first
-                    let tenth = max(1, sorted.count / 10)
-                    record.clientAccuracyWorstTenth = sorted.prefix(tenth).reduce(0, +) / Double(tenth)
-                }
                 if let trainEvaluator {
                     let train = consensus.average.withUnsafeBufferPointer { trainEvaluator.evaluate($0) }
                     record.trainLossAverageModel = train.loss
@@ -366,12 +383,12 @@ public struct CoordinatorMachine {
                 }
             }
         }
-        lastRecord = record
         return record
     }
 
     private mutating func completeIfDone() -> [CoordinatorDirective] {
-        guard phase == .running, nextRoundToRecord > configuration.rounds, alive.allSatisfy({ summaries[$0] != nil })
+        guard phase == .running, nextRoundToRecord > configuration.rounds, heldRecords.isEmpty,
+            alive.allSatisfy({ summaries[$0] != nil })
         else {
             return []
         }

@@ -136,6 +136,22 @@ public enum DataLoader {
             classCount: classCount)
     }
 
+    /// Worker `rank`'s own test split: `configuration.clientTestSize` test examples drawn from the
+    /// label distribution of its training shard (see `PartitionScheme.clientTestSplit`).
+    public static func loadClientTestSplit(_ configuration: RunConfiguration, rank: Int, testSet: Dataset? = nil)
+        throws -> Dataset
+    {
+        let test = try testSet ?? loadTestSet(configuration.data)
+        let (labels, classCount) = try trainLabels(configuration.data)
+        let shards = try configuration.partition.assign(
+            labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
+        return test.subset(
+            PartitionScheme.clientTestSplit(
+                testLabels: test.labels, trainLabels: shards[rank].map { labels[$0] },
+                size: configuration.clientTestSize,
+                classCount: max(classCount, test.classCount), seed: configuration.seed, worker: rank))
+    }
+
     /// A fixed, seeded subset of `count` training examples (the sharpness and train-loss set of x̄).
     public static func loadTrainSubset(_ source: DataSource, count: Int, seed: UInt64) throws -> Dataset {
         let (labels, classCount) = try trainLabels(source)

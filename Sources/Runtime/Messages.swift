@@ -43,6 +43,16 @@ public struct WorkerMetrics: Codable, Sendable {
     public var shardSize: Int? = nil
 }
 
+/// worker → coordinator after an evaluation round: how the worker's own (personalized) model does
+/// on the worker's own test split.
+public struct ClientEvaluation: Codable, Sendable, Equatable {
+    /// 1-based round after which the model was evaluated.
+    public var round: Int
+    public var accuracy: Double
+    public var loss: Double
+    public var examples: Int
+}
+
 /// worker → coordinator, at the end.
 public struct WorkerSummary: Codable, Sendable {
     public var rank: Int

@@ -102,3 +102,25 @@ public struct RoundRecord: Codable, Sendable, Equatable {
 
     public static var csvHeader: String { csvColumns.map(\.rawValue).joined(separator: ",") }
 }
+
+extension RoundRecord {
+    /// Fills the per-client figures from each live worker's evaluation of its own model on its own
+    /// test split (in rank order): accuracy per client, unweighted and sample-weighted means,
+    /// standard deviation, the worst client and the mean of the worst 10 % (at least one client).
+    public mutating func setClientFigures(_ evaluations: [ClientEvaluation]) {
+        guard !evaluations.isEmpty else { return }
+        let accuracies = evaluations.map(\.accuracy)
+        let mean = accuracies.reduce(0, +) / Double(accuracies.count)
+        clientAccuracy = accuracies
+        clientAccuracyMean = mean
+        let examples = evaluations.reduce(0) { $0 + $1.examples }
+        clientAccuracyWeightedMean =
+            evaluations.reduce(0) { $0 + $1.accuracy * Double($1.examples) } / Double(max(examples, 1))
+        clientAccuracyStandardDeviation =
+            (accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(accuracies.count)).squareRoot()
+        let sorted = accuracies.sorted()
+        clientAccuracyWorst = sorted.first
+        let tenth = max(1, sorted.count / 10)
+        clientAccuracyWorstTenth = sorted.prefix(tenth).reduce(0, +) / Double(tenth)
+    }
+}

@@ -18,6 +18,7 @@ public final class WorkerShell {
     public private(set) var outcome = NodeOutcome.running
     private let log: (String) -> Void
     private let loadShard: (Int, RunConfiguration) throws -> Dataset
+    private let loadClientTest: (Int, RunConfiguration) throws -> Dataset
 
     public init(
         machine: WorkerMachine, transport: any Transport, log: @escaping (String) -> Void,
@@ -26,12 +27,16 @@ public final class WorkerShell {
                 configuration.data, partition: configuration.partition, workers: configuration.workers,
                 seed: configuration.seed,
                 rank: rank)
+        },
+        loadClientTest: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
+            try DataLoader.loadClientTestSplit(configuration, rank: rank)
         }
     ) {
         self.machine = machine
         self.transport = transport
         self.log = log
         self.loadShard = loadShard
+        self.loadClientTest = loadClientTest
     }
 
     /// The inbox endpoint other processes should connect to (defaults to the bound one).
@@ -165,7 +170,8 @@ public final class WorkerShell {
             case .loadShard(let rank, let configuration):
                 do {
                     let shard = try loadShard(rank, configuration)
-                    queue = machine.onShardLoaded(shard)[...] + queue
+                    let clientTest = configuration.clientTestSize > 0 ? try loadClientTest(rank, configuration) : nil
+                    queue = machine.onShardLoaded(shard, clientTest: clientTest)[...] + queue
                 } catch {
                     fail("cannot load data: \(error)")
                 }

@@ -15,13 +15,13 @@ public enum Simulation {
         progress: ProgressLine?, log: @escaping (String) -> Void,
         loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil,
         spectralGap: Double? = nil, trainSubset: Dataset? = nil, sharpness: SharpnessRunner? = nil,
-        clientTests: [Dataset] = [], statisticsSet: Dataset? = nil, hub: InMemoryHub? = nil
+        statisticsSet: Dataset? = nil, hub: InMemoryHub? = nil
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
         let hub = hub ?? InMemoryHub(reorderingSeed: interleavingSeed)
         let coordinator = CoordinatorShell(
             machine: CoordinatorMachine(
                 configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset,
-                clientTests: clientTests, statisticsSet: statisticsSet),
+                statisticsSet: statisticsSet),
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
         coordinator.spectralGap = spectralGap
         coordinator.sharpness = sharpness

@@ -66,6 +66,8 @@ public struct WorkerMachine {
     private var sentWeightThisRound = 1.0
     /// Workers removed from the run after failures.
     public private(set) var removed: Set<Int> = []
+    /// Evaluates this worker's own model on its own test split (honest per-client evaluation).
+    private var clientEvaluator: Evaluator?
     /// Coordinates that stay on this worker (personal layers; running statistics under the local
     /// batch-norm policy).
     private var personal: [Range<Int>] = []
@@ -166,7 +168,7 @@ public struct WorkerMachine {
             } catch {
                 return reject("\(error)")
             }
-        case .register, .ready, .metrics, .finished:
+        case .register, .ready, .metrics, .finished, .clientEvaluation:
             return reject("workers do not accept \(kind) messages")
         }
     }
@@ -198,8 +200,8 @@ public struct WorkerMachine {
         return directives
     }
 
-    /// The shell loaded the shard.
-    public mutating func onShardLoaded(_ shard: Dataset) -> [WorkerDirective] {
+    /// The shell loaded the shard (and, with per-client evaluation, this worker's own test split).
+    public mutating func onShardLoaded(_ shard: Dataset, clientTest: Dataset? = nil) -> [WorkerDirective] {
         guard let configuration, let rank else { return [.fail("shard loaded before assignment")] }
         let network = Network(spec: configuration.model)
         guard shard.featureCount == network.inputWidth else {
@@ -219,6 +221,7 @@ public struct WorkerMachine {
         // Every worker starts from the same x₀ (seeded), as in the D-SGD literature.
         parameters = network.initialParameters(seed: configuration.seed)
         personal = configuration.localRanges(in: network.layout)
+        clientEvaluator = clientTest.map { Evaluator(network: network, dataset: $0) }
         trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank, batchNorm: configuration.batchNorm
@@ -415,7 +418,7 @@ public struct WorkerMachine {
         trainedThisRound = false
         sentThisRound = nil
         round += 1
-        var directives = [reportRound(configuration)]
+        var directives = [reportRound(configuration)] + evaluateForClient(configuration)
         if round == configuration.rounds {
             let summary = WorkerSummary(
                 rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
@@ -464,16 +467,18 @@ public struct WorkerMachine {
         parameters = payload.array
         for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
         round += 1
+        // The client's model after this round: the global model with its own personal slices.
+        let evaluation = evaluateForClient(configuration)
         if round == configuration.rounds {
             let summary = WorkerSummary(
                 rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
                 shardSize: trainer?.sampler.shard.count ?? 0)
             awaitingRelease = true
-            return [
+            return evaluation + [
                 send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
             ]
         }
-        return beginRound()
+        return evaluation + beginRound()
     }
 
     private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
@@ -485,6 +490,23 @@ public struct WorkerMachine {
             Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
             to: .coordinator)
     }
+
+    /// After an evaluation round: this worker's own model on its own test split, to the coordinator.
+    private mutating func evaluateForClient(_ configuration: RunConfiguration) -> [WorkerDirective] {
+        guard let clientEvaluator, configuration.evaluates(afterRound: round) else { return [] }
+        let model = personalizedModel()
+        let result = model.withUnsafeBufferPointer { clientEvaluator.evaluate($0) }
+        let evaluation = ClientEvaluation(
+            round: round, accuracy: result.accuracy, loss: result.loss, examples: clientEvaluator.dataset.count)
+        return [
+            send(
+                Envelope(header: header(.clientEvaluation, round: round), body: Body.encode(evaluation)),
+                to: .coordinator)
+        ]
+    }
+
+    /// The model this client would deploy: its parameters, personal slices included.
+    private func personalizedModel() -> [Float] { parameters }
 
     public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }
 

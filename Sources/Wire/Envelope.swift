@@ -25,6 +25,9 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case membership = 11
     /// coordinator (federated server) → clients: the aggregated global model after a round.
     case globalModel = 12
+    /// worker → coordinator: its personalized model's loss and accuracy on its own test split
+    /// after an evaluation round; body JSON.
+    case clientEvaluation = 13
 }
 
 /// The fixed header of every message.

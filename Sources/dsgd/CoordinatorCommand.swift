@@ -39,8 +39,7 @@ struct CoordinatorCommand: ParsableCommand {
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(
                 configuration: configuration, runID: generator.next() | 1, testSet: prepared.testSet,
-                trainSubset: prepared.trainSubset, clientTests: prepared.clientTests,
-                statisticsSet: prepared.statisticsSet),
+                trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 FileHandle.standardError.write(Data($0.utf8))

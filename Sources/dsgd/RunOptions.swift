@@ -449,7 +449,6 @@ struct PreparedRun {
     /// The fixed training subset x̄'s train loss and sharpness are measured on.
     var trainSubset: Dataset
     var sharpness: SharpnessRunner?
-    var clientTests: [Dataset]
     /// Training examples x̄'s batch-norm statistics are recomputed on (nil unless asked for).
     var statisticsSet: Dataset?
 }
@@ -476,7 +475,6 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     return PreparedRun(
         configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,
         spectralGap: spectrum.product.spectralGap, trainSubset: trainSubset, sharpness: sharpness,
-        clientTests: try clientTestSplits(configuration, testSet: testSet),
         statisticsSet: recomputes
             ? try DataLoader.loadTrainSubset(
                 configuration.data, count: configuration.batchNorm.recomputeExamples, seed: configuration.seed) : nil)
@@ -524,19 +522,5 @@ func loadSchedule(_ spec: String, nodeCount: Int, seed: UInt64, weights: WeightR
         return try TopologyFile.parseSchedule(String(decoding: data, as: UTF8.self), name: spec)
     } catch {
         throw ValidationError("\(flag): \(error)")
-    }
-}
-
-/// Each worker's own test split (drawn from its training shard's label distribution), when asked for.
-func clientTestSplits(_ configuration: RunConfiguration, testSet: Dataset) throws -> [Dataset] {
-    guard configuration.clientTestSize > 0 else { return [] }
-    let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
-    let shards = try configuration.partition.assign(
-        labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
-    return shards.enumerated().map { worker, shard in
-        testSet.subset(
-            PartitionScheme.clientTestSplit(
-                testLabels: testSet.labels, trainLabels: shard.map { labels[$0] }, size: configuration.clientTestSize,
-                classCount: max(classCount, testSet.classCount), seed: configuration.seed, worker: worker))
     }
 }

@@ -28,7 +28,7 @@ struct SimulateCommand: ParsableCommand {
                 FileHandle.standardError.write(Data($0.utf8))
             },
             log: logLine, spectralGap: prepared.spectralGap, trainSubset: prepared.trainSubset,
-            sharpness: prepared.sharpness, clientTests: prepared.clientTests, statisticsSet: prepared.statisticsSet)
+            sharpness: prepared.sharpness, statisticsSet: prepared.statisticsSet)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {

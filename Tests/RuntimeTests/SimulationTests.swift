@@ -349,10 +349,11 @@ final class PersonalizationTests: XCTestCase {
         configuration.personalLayers = ["layers.2"]
         configuration.clientTestSize = 40
         let test = try DataLoader.loadTestSet(configuration.data)
-        let splits = try clientSplits(configuration, test: test)
+        let splits = try (0..<configuration.workers).map {
+            try DataLoader.loadClientTestSplit(configuration, rank: $0, testSet: test)
+        }
         let result = Simulation.run(
-            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
-            clientTests: splits)
+            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in })
         XCTAssertEqual(result.coordinator.outcome, .completed)
         let last = try XCTUnwrap(result.coordinator.records.last)
         let network = Network(spec: configuration.model)
@@ -425,35 +426,37 @@ final class FederatedTests: XCTestCase {
 
     /// Per-client evaluation in federated mode scores the global model (what every client holds) on
     /// each client's own split, for all clients, sampled or not.
-    func testFederatedClientEvaluation_ScoresTheGlobalModelOnEveryClientsSplit() throws {
+    func testFederatedClientEvaluation_ScoresEachClientsOwnModelOnItsSplit() throws {
         var configuration = smallConfiguration(workers: 4, rounds: 4, evalEvery: 2)
         configuration.partition = .pathological(classesPerWorker: 2)
         configuration.federated = FederatedSettings(clientFraction: 0.5, proximalMu: 0)
         configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
         configuration.clientTestSize = 30
         let test = try DataLoader.loadTestSet(configuration.data)
-        let splits = try clientSplits(configuration, test: test)
+        let splits = try (0..<configuration.workers).map {
+            try DataLoader.loadClientTestSplit(configuration, rank: $0, testSet: test)
+        }
         let result = Simulation.run(
-            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in },
-            clientTests: splits)
+            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in })
         let global = try XCTUnwrap(result.workers.first?.machine.parameters)
         let network = Network(spec: configuration.model)
         let expected = splits.map { split in
             global.withUnsafeBufferPointer { Evaluator(network: network, dataset: split).evaluate($0).accuracy }
         }
         XCTAssertEqual(result.coordinator.records.last?.clientAccuracy, expected)
-    }
-}
 
-/// Each worker's own test split, as the command line builds them (`--client-test-size`).
-func clientSplits(_ configuration: RunConfiguration, test: Dataset) throws -> [Dataset] {
-    let (labels, classCount) = try DataLoader.trainLabels(configuration.data)
-    let assignment = try configuration.partition.assign(
-        labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
-    return assignment.enumerated().map { worker, shard in
-        test.subset(
-            PartitionScheme.clientTestSplit(
-                testLabels: test.labels, trainLabels: shard.map { labels[$0] }, size: configuration.clientTestSize,
-                classCount: classCount, seed: configuration.seed, worker: worker))
+        // With a personal head each client is scored with its own model: the global body and its
+        // own head (which the server never sees).
+        configuration.personalLayers = ["layers.2"]
+        let personalized = Simulation.run(
+            configuration: configuration, runID: 1, testSet: test, report: nil, data: nil, progress: nil, log: { _ in })
+        XCTAssertEqual(personalized.coordinator.outcome, .completed)
+        let own = personalized.workers.sorted { $0.machine.rank! < $1.machine.rank! }.map { worker in
+            worker.machine.parameters.withUnsafeBufferPointer {
+                Evaluator(network: network, dataset: splits[worker.machine.rank!]).evaluate($0).accuracy
+            }
+        }
+        XCTAssertEqual(personalized.coordinator.records.last?.clientAccuracy, own)
+        XCTAssertNotEqual(own, expected)
     }
 }
