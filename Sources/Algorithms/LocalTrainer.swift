@@ -87,15 +87,25 @@ public struct LocalTrainer {
     /// Batch norm trains on batch (or ghost-batch) statistics; after each gradient the running
     /// statistics absorb the step's statistics, and the optimizer step leaves them alone (weight
     /// decay, momentum and the proximal term apply to parameters only).
-    public mutating func train(_ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil) -> (
-        meanLoss: Double, learningRate: Double
-    ) {
+    ///
+    /// `steps` overrides the number of local steps; coordinates in `frozen` are not trained (they
+    /// keep their values through every step: FedRep's alternating head and body phases).
+    public mutating func train(
+        _ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil, steps: Int? = nil,
+        frozen: [Range<Int>] = []
+    ) -> (meanLoss: Double, learningRate: Double) {
+        let steps = steps ?? localSteps
+        guard steps > 0 else { return (0, optimizer.currentLearningRate) }
+        let kept = stateRanges + frozen
+        if savedState.count < kept.reduce(0, { $0 + $1.count }) {
+            savedState = [Float](repeating: 0, count: kept.reduce(0) { $0 + $1.count })
+        }
         var lossSum = 0.0
         let learningRate = optimizer.currentLearningRate
         let workspace = self.workspace
         let batchSize = self.batchSize
         let batchNorm = self.batchNorm
-        for _ in 0..<localSteps {
+        for _ in 0..<steps {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
@@ -111,11 +121,11 @@ public struct LocalTrainer {
                         parameters: $0.baseAddress!, batchSize: batchSize, ghostBatchSize: batchNorm.virtualBatchSize,
                         rule: batchNorm.runningStatisticsRule, momentum: Float(batchNorm.momentum))
                 }
-                var position = 0
-                for range in stateRanges {
-                    savedState.replaceSubrange(position..<(position + range.count), with: parameters[range])
-                    position += range.count
-                }
+            }
+            var position = 0
+            for range in kept {
+                savedState.replaceSubrange(position..<(position + range.count), with: parameters[range])
+                position += range.count
             }
             lossSum += loss
             if let proximal, proximal.mu != 0 {
@@ -123,12 +133,34 @@ public struct LocalTrainer {
                 gradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
             optimizer.apply(gradient: &gradient, to: &parameters)
-            var position = 0
-            for range in stateRanges {
+            position = 0
+            for range in kept {
                 parameters.replaceSubrange(range, with: savedState[position..<(position + range.count)])
                 position += range.count
             }
         }
-        return (lossSum / Double(localSteps), learningRate)
+        return (lossSum / Double(steps), learningRate)
+    }
+
+    /// The next mini-batch's mean loss and gradient at `parameters` (batch norm in training mode),
+    /// without a step: for trainers that combine gradients themselves (APFL, additive).
+    public mutating func nextBatchGradient(at parameters: [Float]) -> (loss: Double, gradient: [Float]) {
+        sampler.fillNextBatch(workspace, batchSize: batchSize)
+        let workspace = self.workspace
+        let batchSize = self.batchSize
+        let mode = batchNorm.trainingMode
+        let loss = parameters.withUnsafeBufferPointer { p in
+            gradient.withUnsafeMutableBufferPointer { g in
+                workspace.lossAndGradient(
+                    parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize, normalization: mode
+                ).loss
+            }
+        }
+        return (loss, gradient)
+    }
+
+    /// parameters ← parameters + optimizer(gradient): one step with this trainer's optimizer.
+    public mutating func applyStep(gradient: inout [Float], to parameters: inout [Float]) {
+        optimizer.apply(gradient: &gradient, to: &parameters)
     }
 }

@@ -311,6 +311,9 @@ public struct CoordinatorMachine {
             trainLossMax: losses.max()!, learningRate: ordered[0].0.learningRate,
             bytesSent: ordered.reduce(0) { $0 + $1.0.bytesSent },
             epoch: Double(ordered.reduce(0) { $0 + $1.0.epoch }) / Double(ordered.count))
+        let curriculum = ordered.first { $0.0.additiveLambda != nil }?.0
+        record.additiveLambda = curriculum?.additiveLambda
+        record.additiveMu = curriculum?.additiveMu
         if let period = configuration.topology.period, period > 1 {
             record.topologyPhase = (roundNumber - 1) % period
         }

@@ -41,6 +41,9 @@ public struct WorkerMetrics: Codable, Sendable {
     /// aggregation weight).
     public var sampled: Bool? = nil
     public var shardSize: Int? = nil
+    /// The additive model's curriculum values λ_t and μ_t used in this round's loss.
+    public var additiveLambda: Double? = nil
+    public var additiveMu: Double? = nil
 }
 
 /// worker → coordinator after an evaluation round: how the worker's own (personalized) model does

@@ -47,6 +47,9 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var clientAccuracyWorst: Double?
     /// Mean accuracy of the worst 10 % of clients (at least one).
     public var clientAccuracyWorstTenth: Double?
+    /// The additive model's curriculum values λ_t and μ_t that this round's loss used.
+    public var additiveLambda: Double?
+    public var additiveMu: Double?
 
     public enum CodingKeys: String, CodingKey {
         case round
@@ -78,6 +81,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case clientAccuracyStandardDeviation = "client_accuracy_std"
         case clientAccuracyWorst = "client_accuracy_worst"
         case clientAccuracyWorstTenth = "client_accuracy_worst_10pct"
+        case additiveLambda = "additive_lambda"
+        case additiveMu = "additive_mu"
     }
 
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).

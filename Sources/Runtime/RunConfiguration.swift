@@ -151,6 +151,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var batchNorm: BatchNormSettings
     /// The large-batch regime this configuration was adapted by (nil: none).
     public var largeBatch: LargeBatchSettings?
+    /// Personalization: the algorithm and its hyperparameters.
+    public var personalization: PersonalizationSettings
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -169,9 +171,11 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
         failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
         personalLayers: [String] = [], clientTestSize: Int = 0, federated: FederatedSettings? = nil,
-        batchNorm: BatchNormSettings = BatchNormSettings()
+        batchNorm: BatchNormSettings = BatchNormSettings(),
+        personalization: PersonalizationSettings = PersonalizationSettings()
     ) {
         self.batchNorm = batchNorm
+        self.personalization = personalization
         self.federated = federated
         self.clientTestSize = clientTestSize
         self.faults = faults
@@ -259,6 +263,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             !(model.batchNorm && federated != nil && batchNorm.policy == .local
                 && batchNorm.averageModelStatistics == .averaged), "--bn-policy",
             "with local batch-norm statistics the server's model has none; use --average-model-bn recomputed")
+        try validatePersonalization()
         if let clip = optimizer.gradientClipNorm {
             try check(clip > 0 && clip.isFinite, "--clip-norm", "must be positive, got \(clip)")
         }
@@ -320,6 +325,44 @@ extension RunConfiguration {
 }
 
 extension RunConfiguration {
+    func validatePersonalization() throws(ConfigurationError) {
+        func check(_ condition: Bool, _ field: String, _ reason: String) throws(ConfigurationError) {
+            if !condition { throw ConfigurationError(field: field, reason: reason) }
+        }
+        let settings = personalization
+        let name = settings.algorithm.rawValue
+        try check(settings.dittoLambda >= 0, "--ditto-lambda", "must be ≥ 0, got \(settings.dittoLambda)")
+        try check(settings.additiveLambda >= 0, "--additive-lambda", "must be ≥ 0, got \(settings.additiveLambda)")
+        try check(settings.additiveMu >= 0, "--additive-mu", "must be ≥ 0, got \(settings.additiveMu)")
+        try check((0...1).contains(settings.apflAlpha), "--apfl-alpha", "must be in [0, 1], got \(settings.apflAlpha)")
+        try check(
+            settings.apflAlphaLearningRate >= 0, "--apfl-alpha-lr", "must be ≥ 0, got \(settings.apflAlphaLearningRate)"
+        )
+        try check(settings.fineTuneSteps >= 1, "--fine-tune-steps", "must be at least 1, got \(settings.fineTuneSteps)")
+        try check(settings.headSteps >= 0, "--head-steps", "must be ≥ 0, got \(settings.headSteps)")
+        try check(
+            settings.curriculumRounds > 0, "--curriculum-rounds", "must be positive, got \(settings.curriculumRounds)")
+        guard settings.algorithm != .none else { return }
+        try check(!topology.requiresPushSum, "--personalization", "\(name) does not combine with push-sum")
+        switch settings.algorithm {
+        case .fedPer, .fedRep:
+            try check(!personalLayers.isEmpty, "--personalization", "\(name) needs a personal head (--personal-head)")
+        case .fedBN:
+            try check(model.batchNorm, "--personalization", "fedbn needs a model with batch norm (:bn or cnn)")
+        case .apfl, .additive:
+            try check(
+                !model.batchNorm, "--personalization",
+                "\(name) mixes or adds two models, whose batch-norm running statistics have no meaning; use a model without batch norm"
+            )
+        case .localOnly:
+            try check(
+                federated == nil && topology.topology(atRound: 0).graph.edgeCount == 0, "--personalization",
+                "local-only means no communication: use --topology solo without --federated")
+        case .none, .fineTune, .ditto:
+            break
+        }
+    }
+
     /// How batch norm trains and is evaluated, in words for reports (nil without batch norm).
     public var batchNormDescription: String? {
         guard model.batchNorm else { return nil }

@@ -45,6 +45,8 @@ public struct WorkerMachine {
     public private(set) var configuration: RunConfiguration?
     private var runID: UInt64 = 0
     private var trainer: LocalTrainer?
+    /// The client's private side of personalization (Ditto's v, the additive local part, …).
+    private var personalizer: PersonalTrainer?
     /// The worker's current model xᵢ (the push-sum numerator when push-sum runs).
     public private(set) var parameters: [Float] = []
     /// Push-sum weight wᵢ (1 and unused for plain gossip).
@@ -226,6 +228,11 @@ public struct WorkerMachine {
             network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank, batchNorm: configuration.batchNorm
         )
+        personalizer = PersonalTrainer(
+            settings: configuration.personalization, network: network, shard: shard,
+            batchSize: configuration.batchSize, optimizer: configuration.optimizer, seed: configuration.seed,
+            rank: rank, batchNorm: configuration.batchNorm, localSteps: configuration.localSteps,
+            head: configuration.personalRanges(in: network.layout), initial: parameters)
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
     }
 
@@ -294,11 +301,13 @@ public struct WorkerMachine {
 
     /// The shell's turn to run this round's local steps.
     public mutating func onTrainTurn() -> [WorkerDirective] {
-        guard let configuration, var trainer, !trainedThisRound else { return [] }
+        guard let configuration, var trainer, var personalizer, !trainedThisRound else { return [] }
         if let federated = configuration.federated {
             let proximal = federatedAnchor.map { (mu: Float(federated.proximalMu), anchor: $0) }
-            (roundLoss, roundLearningRate) = trainer.train(&parameters, proximal: proximal)
+            (roundLoss, roundLearningRate) = personalizer.trainRound(
+                &parameters, shared: &trainer, round: round + 1, proximal: proximal)
             self.trainer = trainer
+            self.personalizer = personalizer
             if !roundLoss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(roundLoss)")] }
             return [federatedReport(sampled: true)]
         }
@@ -312,9 +321,11 @@ public struct WorkerMachine {
             z.addScaled(start, by: -1)
             parameters.addScaled(z, by: 1)
         } else {
-            (loss, learningRate) = trainer.train(&parameters)
+            (loss, learningRate) = personalizer.trainRound(
+                &parameters, shared: &trainer, round: round + 1, proximal: nil)
         }
         self.trainer = trainer
+        self.personalizer = personalizer
         roundLoss = loss
         roundLearningRate = learningRate
         trainedThisRound = true
@@ -441,6 +452,8 @@ public struct WorkerMachine {
             epoch: trainer?.sampler.epoch ?? 0)
         metrics.sampled = sampled
         metrics.shardSize = trainer?.sampler.shard.count
+        metrics.additiveLambda = sampled ? personalizer?.lastLambda : nil
+        metrics.additiveMu = sampled ? personalizer?.lastMu : nil
         var payload: FloatPayload?
         if sampled {
             var values = parameters
@@ -482,9 +495,11 @@ public struct WorkerMachine {
     }
 
     private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
-        let metrics = WorkerMetrics(
+        var metrics = WorkerMetrics(
             round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
             epoch: trainer?.sampler.epoch ?? 0)
+        metrics.additiveLambda = personalizer?.lastLambda
+        metrics.additiveMu = personalizer?.lastMu
         let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: model) : nil
         return send(
             Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
@@ -505,8 +520,18 @@ public struct WorkerMachine {
         ]
     }
 
-    /// The model this client would deploy: its parameters, personal slices included.
-    private func personalizedModel() -> [Float] { parameters }
+    /// The private side of personalization (Ditto's and APFL's v, the additive local part), for
+    /// tests and dumps; it is never sent.
+    public var personalPart: [Float]? { personalizer?.personal }
+
+    /// The model this client would deploy: its parameters, personal slices included, as its
+    /// personalization algorithm turns them into a model (fine-tuned, Ditto's v, APFL's mixture,
+    /// global + local).
+    private mutating func personalizedModel() -> [Float] {
+        guard var personalizer else { return parameters }
+        defer { self.personalizer = personalizer }
+        return personalizer.deployed(parameters)
+    }
 
     public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }
 

@@ -185,6 +185,39 @@ struct RunOptions: ParsableArguments {
 
     @Option(
         help:
+            "Personalization algorithm: \(PersonalizationSettings.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")). fedper and fedrep keep the last layer as the personal head, fedbn the batch-norm layers; local-only needs --topology solo."
+    )
+    var personalization: PersonalizationSettings.Algorithm = .none
+
+    @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
+    var fineTuneSteps: Int = 20
+
+    @Option(help: "fedrep: head steps per round (body frozen) before the body's local steps.")
+    var headSteps: Int = 10
+
+    @Option(help: "ditto: λ of the personal model's pull (λ/2)‖v − w‖² towards the shared model.")
+    var dittoLambda: Double = 0.1
+
+    @Option(help: "apfl: the initial mixture weight α.")
+    var apflAlpha: Double = 0.5
+
+    @Option(help: "apfl: α's learning rate.")
+    var apflAlphaLr: Double = 0.01
+
+    @Option(help: "additive: λ of −λ·mean((local − global)²), which pushes the two parts apart.")
+    var additiveLambda: Double = 0.1
+
+    @Option(help: "additive: μ of μ·mean(|global|), which makes the shared part sparse.")
+    var additiveMu: Double = 0.001
+
+    @Option(help: "additive: the curriculum on λ and μ: tanh (λ_t = tanh(t/T)·λ) or fixed.")
+    var curriculum: PersonalizationSettings.Curriculum = .tanh
+
+    @Option(help: "additive: the curriculum's time constant T in rounds.")
+    var curriculumRounds: Double = 10
+
+    @Option(
+        help:
             "Ghost batch norm: normalise each worker's batch in ghost batches of this many rows (must divide --batch; default: the whole batch)."
     )
     var virtualBatchSize: Int?
@@ -314,14 +347,25 @@ struct RunOptions: ParsableArguments {
             workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
             failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
             personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                + (personalHead ? ["layers.\(Network(spec: spec).layers.count - 1)"] : []),
+                + (personalHead || [.fedPer, .fedRep].contains(personalization)
+                    ? ["layers.\(Network(spec: spec).layers.count - 1)"] : [])
+                + (personalization == .fedBN
+                    ? Network(spec: spec).layers.indices.filter { Network(spec: spec).layers[$0] is BatchNorm }.map {
+                        "layers.\($0)"
+                    } : []),
             clientTestSize: clientTestSize,
             federated: federated.map {
                 FederatedSettings(clientFraction: clientFraction, proximalMu: $0 == .fedprox ? proximalMu : 0)
             },
             batchNorm: BatchNormSettings(
                 virtualBatchSize: virtualBatchSize, runningStatisticsRule: runningStats, momentum: bnMomentum,
-                policy: bnPolicy, averageModelStatistics: averageModelBn, recomputeExamples: bnRecomputeExamples))
+                policy: personalization == .fedBN ? .local : bnPolicy, averageModelStatistics: averageModelBn,
+                recomputeExamples: bnRecomputeExamples),
+            personalization: PersonalizationSettings(
+                algorithm: personalization, fineTuneSteps: fineTuneSteps, headSteps: headSteps,
+                dittoLambda: dittoLambda,
+                apflAlpha: apflAlpha, apflAlphaLearningRate: apflAlphaLr, additiveLambda: additiveLambda,
+                additiveMu: additiveMu, curriculum: curriculum, curriculumRounds: curriculumRounds))
         if referenceBatch == nil && (lrScaling != .none || regimeAdaptation) {
             throw ValidationError("--lr-scaling and --regime-adaptation need --reference-batch (the small total batch)")
         }
@@ -399,6 +443,8 @@ struct RunOptions: ParsableArguments {
 extension WeightDecayMode: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
 extension RunningStatisticsRule: ExpressibleByArgument {}
+extension PersonalizationSettings.Algorithm: ExpressibleByArgument {}
+extension PersonalizationSettings.Curriculum: ExpressibleByArgument {}
 extension BatchNormSettings.Policy: ExpressibleByArgument {}
 extension BatchNormSettings.AverageModelStatistics: ExpressibleByArgument {}
 extension BatchNormLoss: ExpressibleByArgument {}

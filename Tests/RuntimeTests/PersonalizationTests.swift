@@ -1,0 +1,202 @@
+import Algorithms
+import Datasets
+import LearningCore
+import Optimizers
+import Runtime
+import Topologies
+import Transport
+import XCTest
+import _TestSupport
+
+/// The personalization algorithms: the additive objective against finite differences, the
+/// curriculum that reaches the loss, shared models that equal FedAvg when the personal side does
+/// not touch them, private parts that never travel, and the configuration errors.
+final class PersonalizationAlgorithmTests: XCTestCase {
+    private func federatedConfiguration(_ algorithm: PersonalizationSettings.Algorithm) -> RunConfiguration {
+        var configuration = smallConfiguration(workers: 4, rounds: 6, localSteps: 2, evalEvery: 3)
+        configuration.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+        configuration.topology = .fixed(try! .generated(.solo, nodeCount: 4))
+        configuration.partition = .dirichlet(alpha: 0.3)
+        configuration.clientTestSize = 30
+        configuration.personalization = PersonalizationSettings(
+            algorithm: algorithm, fineTuneSteps: 3, dittoLambda: 0.5, apflAlpha: 0.3, additiveLambda: 0.2,
+            additiveMu: 0.01, curriculumRounds: 4)
+        return configuration
+    }
+
+    private func run(_ configuration: RunConfiguration, hub: InMemoryHub? = nil) throws -> (
+        CoordinatorShell, [WorkerShell]
+    ) {
+        try configuration.validate()
+        let test = try DataLoader.loadTestSet(configuration.data)
+        let result = Simulation.run(
+            configuration: configuration, runID: 9, testSet: test, report: nil, data: nil, progress: nil,
+            log: { _ in }, hub: hub)
+        XCTAssertEqual(result.coordinator.outcome, .completed, "\(configuration.personalization.algorithm)")
+        return (result.coordinator, result.workers.sorted { $0.machine.rank! < $1.machine.rank! })
+    }
+
+    /// L(g, l) = CE(g + l) − λ·mean((l − g)²) + μ·mean(|g|): the analytic gradients with respect
+    /// to both parts against central differences of the whole objective (h = 1e-2, Float32 network
+    /// with Float64 sums: the band of GradientTests, 2e-2 relative with a 2e-4 floor). Coordinates
+    /// with |g| < h (the L1 kink) are skipped.
+    func testAdditiveObjective_GradientMatchesFiniteDifferences() {
+        let network = Network(spec: ModelSpec(widths: [6, 8, 3], activation: .tanh))
+        var generator = SplitMix64(seed: 4)
+        let global = network.initialParameters(seed: 1)
+        let local = global.map { _ in Float(generator.nextStandardNormal() * 0.2) }
+        let inputs = (0..<(5 * 6)).map { _ in Float(generator.nextStandardNormal()) }
+        let labels: [Int32] = [0, 1, 2, 1, 0]
+        let workspace = NetworkWorkspace(network: network, capacity: 5)
+        let objective = AdditiveObjective(additive: network.layout.slices.map(\.range))
+        let (lambda, mu) = (0.7, 0.3)
+        func value(_ g: [Float], _ l: [Float]) -> Double {
+            let crossEntropy = workspace.lossAndGradient(
+                parameters: objective.combined(global: g, local: l), inputs: inputs, labels: labels
+            ).loss
+            return objective.value(crossEntropy: crossEntropy, global: g, local: l, lambda: lambda, mu: mu)
+        }
+        let ce = workspace.lossAndGradient(
+            parameters: objective.combined(global: global, local: local), inputs: inputs, labels: labels)
+        let (globalGradient, localGradient, separation, sparsity) = objective.gradients(
+            crossEntropyGradient: ce.gradient, global: global, local: local, lambda: lambda, mu: mu)
+        XCTAssertGreaterThan(separation, 0)
+        XCTAssertGreaterThan(sparsity, 0)
+        let h: Float = 1e-2
+        var checked = 0
+        for index in stride(from: 0, to: global.count, by: 3) where abs(global[index]) > 2 * h {
+            for part in 0..<2 {
+                var (gPlus, lPlus, gMinus, lMinus) = (global, local, global, local)
+                if part == 0 {
+                    gPlus[index] += h
+                    gMinus[index] -= h
+                } else {
+                    lPlus[index] += h
+                    lMinus[index] -= h
+                }
+                let numeric = (value(gPlus, lPlus) - value(gMinus, lMinus)) / Double(2 * h)
+                let analytic = Double(part == 0 ? globalGradient[index] : localGradient[index])
+                XCTAssertTrue(
+                    isClose(analytic, numeric, relative: 2e-2, absolute: 2e-4),
+                    "\(part == 0 ? "global" : "local") \(index): \(analytic) vs \(numeric)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 20)
+        // Each regularizer alone moves the gradients as its formula says.
+        let noRegularizer = objective.gradients(
+            crossEntropyGradient: ce.gradient, global: global, local: local, lambda: 0, mu: 0)
+        XCTAssertEqual(noRegularizer.global, ce.gradient)
+        XCTAssertEqual(noRegularizer.local, ce.gradient)
+    }
+
+    /// The curriculum values that reached each round's loss are recorded: λ_t = tanh(t/T)·λ,
+    /// μ_t = tanh(t/T)·μ, or the fixed values.
+    func testCurriculum_IsRecordedPerRoundAndReachesTheLoss() throws {
+        for curriculum in PersonalizationSettings.Curriculum.allCases {
+            var configuration = federatedConfiguration(.additive)
+            configuration.personalization.curriculum = curriculum
+            let (coordinator, _) = try run(configuration)
+            for record in coordinator.records {
+                let factor = curriculum == .tanh ? tanh(Double(record.round) / 4) : 1
+                XCTAssertEqual(record.additiveLambda!, 0.2 * factor, accuracy: 1e-12)
+                XCTAssertEqual(record.additiveMu!, 0.01 * factor, accuracy: 1e-12)
+            }
+        }
+        // The values change the training: a fixed curriculum gives other numbers than tanh.
+        var fixed = federatedConfiguration(.additive)
+        fixed.personalization.curriculum = .fixed
+        let a = try run(fixed).1[0].machine.parameters
+        let b = try run(federatedConfiguration(.additive)).1[0].machine.parameters
+        XCTAssertNotEqual(a, b)
+    }
+
+    /// With IID data and no personal part in the shared training, the shared model of Ditto,
+    /// APFL and fine-tuning is FedAvg's, bit for bit (their personal training uses its own batch
+    /// stream and never writes the shared model); their deployed models differ from it.
+    func testSharedModel_OfDittoAPFLAndFineTune_IsFedAvgs() throws {
+        var plain = federatedConfiguration(.none)
+        plain.partition = .iid
+        let (_, reference) = try run(plain)
+        for algorithm in [PersonalizationSettings.Algorithm.ditto, .apfl, .fineTune] {
+            var configuration = federatedConfiguration(algorithm)
+            configuration.partition = .iid
+            let (coordinator, workers) = try run(configuration)
+            for (worker, expected) in zip(workers, reference) {
+                XCTAssertEqual(worker.machine.parameters, expected.machine.parameters, "\(algorithm)")
+            }
+            XCTAssertNotEqual(
+                coordinator.records.last?.clientAccuracy, nil, "\(algorithm): every client evaluated itself")
+        }
+    }
+
+    /// Ditto's v and the additive local part never leave the worker: every message a worker sends
+    /// carries at most the shared model's size, and no payload is (close to) the private vector
+    /// or the deployed model; the server's model is the average of the shared parts.
+    func testPrivateParts_NeverTravel() throws {
+        for algorithm in [PersonalizationSettings.Algorithm.ditto, .additive] {
+            let configuration = federatedConfiguration(algorithm)
+            let hub = InMemoryHub(recordingSends: true)
+            let (_, workers) = try run(configuration, hub: hub)
+            let network = Network(spec: configuration.model)
+            for worker in workers {
+                let rankSuffix = "worker-\(worker.machine.rank!)#"
+                let sent = hub.sent.filter { $0.from.contains(rankSuffix) }.compactMap(\.envelope.payload)
+                XCTAssertFalse(sent.isEmpty)
+                let personal = try XCTUnwrap(worker.machine.personalPart)
+                XCTAssertFalse(personal.allSatisfy { $0 == 0 }, "\(algorithm): the private part trained")
+                for payload in sent {
+                    XCTAssertEqual(payload.count, network.parameterCount)
+                    XCTAssertGreaterThan(relativeDistance(payload.array, personal), 1e-3, "\(algorithm)")
+                }
+            }
+        }
+    }
+
+    /// FedRep's phases: frozen coordinates keep their exact values through steps with momentum
+    /// and weight decay, while the others move.
+    func testFrozenCoordinates_AreNotTrained() throws {
+        let configuration = smallConfiguration(workers: 2, momentum: 0.9)
+        let network = Network(spec: configuration.model)
+        var settings = configuration.optimizer
+        settings.weightDecay = 0.1
+        var trainer = LocalTrainer(
+            network: network, shard: try shards(configuration)[0], batchSize: 8, localSteps: 3, optimizer: settings,
+            seed: 1, rank: 0)
+        let head = network.layout["layers.2.weight"]!.range
+        let start = network.initialParameters(seed: 1)
+        var trained = start
+        _ = trainer.train(&trained, frozen: [head])
+        XCTAssertEqual(Array(trained[head]), Array(start[head]))
+        XCTAssertNotEqual(Array(trained[0..<head.lowerBound]), Array(start[0..<head.lowerBound]))
+    }
+
+    func testBadPersonalizationConfigurations_NameTheFlag() {
+        func error(
+            _ algorithm: PersonalizationSettings.Algorithm, _ change: (inout RunConfiguration) -> Void = { _ in }
+        )
+            -> String
+        {
+            var configuration = federatedConfiguration(algorithm)
+            change(&configuration)
+            do {
+                try configuration.validate()
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertTrue(error(.ditto) { $0.personalization.dittoLambda = -1 }.hasPrefix("--ditto-lambda: must be ≥ 0"))
+        XCTAssertTrue(error(.additive) { $0.personalization.additiveLambda = -0.1 }.hasPrefix("--additive-lambda"))
+        XCTAssertTrue(error(.apfl) { $0.personalization.apflAlpha = 1.5 }.hasPrefix("--apfl-alpha"))
+        XCTAssertTrue(error(.fedBN).contains("fedbn needs a model with batch norm"))
+        XCTAssertTrue(error(.fedPer).contains("needs a personal head"))
+        XCTAssertTrue(
+            error(.localOnly) {
+                $0.federated = nil
+                $0.topology = .fixed(try! Topology.ring(nodeCount: 4))
+            }.contains("local-only means no communication"))
+        XCTAssertTrue(error(.additive) { $0.model.batchNorm = true }.contains("without batch norm"))
+        XCTAssertEqual(error(.additive), "no error")
+    }
+}
