@@ -540,7 +540,15 @@ func prepareEvaluation(_ configuration: RunConfiguration) throws -> (Dataset, Da
             "--model \(model) has \(model.classCount) outputs but --data \(configuration.data) has \(test.classCount) classes"
         )
     }
-    let trainCount = try DataLoader.trainLabels(configuration.data).labels.count
+    let (trainLabels, classCount) = try DataLoader.trainLabels(configuration.data)
+    let trainCount = trainLabels.count
+    do {
+        _ = try configuration.partition.assign(
+            labels: trainLabels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
+    } catch {
+        throw ValidationError(
+            "--partition \(configuration.partition) with --workers \(configuration.workers): \(error)")
+    }
     return (test, DataLoader.describe(configuration.data, trainCount: trainCount, test: test))
 }
 

@@ -103,6 +103,11 @@ final class CommandLineErrorTests: XCTestCase {
             (["--lr-scaling", "sqrt"], "need --reference-batch"),
             (["--running-stats", "sometimes"], "--running-stats"),
             (["--clip-norm", "0"], "--clip-norm: must be positive"),
+            (["--workers", "20000", "--topology", "solo"], "cannot be split across 20000 workers"),
+            (["--personalization", "fedbn"], "fedbn needs a model with batch norm"),
+            (["--personalization", "ditto", "--ditto-lambda=-1"], "--ditto-lambda: must be ≥ 0"),
+            (["--personalization", "magic"], "--personalization"),
+            (["--personal-layers", "layers.9"], "'layers.9' names no parameter slice"),
         ] {
             (status, text) = try simulate(arguments + ["--data", "synthetic"], in: scratch)
             XCTAssertNotEqual(status, 0, "\(arguments)")

@@ -171,6 +171,24 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         XCTAssertNotEqual(Array(trained[0..<head.lowerBound]), Array(start[0..<head.lowerBound]))
     }
 
+    /// FedAvg with one local step, every client every round and equal client sizes is C-SGD:
+    /// gossip on the complete graph (exact averaging). Tolerance 1e-5 relative: the server's
+    /// size-weighted sum and the gossip mix add the same terms in different orders.
+    func testFedAvgOneStepFullParticipation_EqualsCSGD() throws {
+        var federated = smallConfiguration(workers: 4, rounds: 8, localSteps: 1, momentum: 0.9)
+        federated.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+        federated.topology = .fixed(try .generated(.solo, nodeCount: 4))
+        var centralized = smallConfiguration(workers: 4, rounds: 8, localSteps: 1, momentum: 0.9)
+        centralized.topology = .fixed(try .generated(.complete, nodeCount: 4))
+        let shardSizes = try shards(federated).map(\.count)
+        XCTAssertEqual(Set(shardSizes).count, 1, "equal client sizes")
+        let (_, server) = try run(federated)
+        let (_, gossip) = try run(centralized)
+        for (a, b) in zip(server, gossip) {
+            XCTAssertLessThan(relativeDistance(a.machine.parameters, b.machine.parameters), 1e-5)
+        }
+    }
+
     func testBadPersonalizationConfigurations_NameTheFlag() {
         func error(
             _ algorithm: PersonalizationSettings.Algorithm, _ change: (inout RunConfiguration) -> Void = { _ in }
