@@ -153,6 +153,15 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var largeBatch: LargeBatchSettings?
     /// Personalization: the algorithm and its hyperparameters.
     public var personalization: PersonalizationSettings
+    /// E local epochs per round instead of `localSteps`: each client runs ⌈E·n_k/B⌉ steps on its
+    /// n_k examples (so clients with more data take more steps, as in FedAvg).
+    public var localEpochs: Double?
+
+    /// The local steps per round of a client with `examples` training examples.
+    public func localSteps(forExamples examples: Int) -> Int {
+        guard let localEpochs else { return localSteps }
+        return max(1, Int((localEpochs * Double(examples) / Double(batchSize)).rounded(.up)))
+    }
     /// A worker (or the coordinator) silent this long is declared dead.
     public var failureTimeoutSeconds: Double
     public var heartbeatIntervalSeconds: Double
@@ -171,9 +180,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         sharpness: SharpnessSettings = SharpnessSettings(), failurePolicy: FailurePolicy = .abort,
         failureTimeoutSeconds: Double = 5, heartbeatIntervalSeconds: Double = 0.5, faults: [Fault] = [],
         personalLayers: [String] = [], clientTestSize: Int = 0, federated: FederatedSettings? = nil,
-        batchNorm: BatchNormSettings = BatchNormSettings(),
+        batchNorm: BatchNormSettings = BatchNormSettings(), localEpochs: Double? = nil,
         personalization: PersonalizationSettings = PersonalizationSettings()
     ) {
+        self.localEpochs = localEpochs
         self.batchNorm = batchNorm
         self.personalization = personalization
         self.federated = federated
@@ -264,6 +274,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
                 && batchNorm.averageModelStatistics == .averaged), "--bn-policy",
             "with local batch-norm statistics the server's model has none; use --average-model-bn recomputed")
         try validatePersonalization()
+        if let localEpochs {
+            try check(
+                localEpochs > 0 && localEpochs.isFinite, "--local-epochs", "must be positive, got \(localEpochs)")
+        }
         if let clip = optimizer.gradientClipNorm {
             try check(clip > 0 && clip.isFinite, "--clip-norm", "must be positive, got \(clip)")
         }

@@ -225,13 +225,15 @@ public struct WorkerMachine {
         personal = configuration.localRanges(in: network.layout)
         clientEvaluator = clientTest.map { Evaluator(network: network, dataset: $0) }
         trainer = LocalTrainer(
-            network: network, shard: shard, batchSize: configuration.batchSize, localSteps: configuration.localSteps,
+            network: network, shard: shard, batchSize: configuration.batchSize,
+            localSteps: configuration.localSteps(forExamples: shard.count),
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank, batchNorm: configuration.batchNorm
         )
         personalizer = PersonalTrainer(
             settings: configuration.personalization, network: network, shard: shard,
             batchSize: configuration.batchSize, optimizer: configuration.optimizer, seed: configuration.seed,
-            rank: rank, batchNorm: configuration.batchNorm, localSteps: configuration.localSteps,
+            rank: rank, batchNorm: configuration.batchNorm,
+            localSteps: configuration.localSteps(forExamples: shard.count),
             head: configuration.personalRanges(in: network.layout), initial: parameters)
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
     }

@@ -189,6 +189,9 @@ struct RunOptions: ParsableArguments {
     )
     var personalization: PersonalizationSettings.Algorithm = .none
 
+    @Option(help: "Local epochs E per round instead of --local-steps: each client runs ⌈E·n_k/batch⌉ steps.")
+    var localEpochs: Double?
+
     @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
     var fineTuneSteps: Int = 20
 
@@ -361,6 +364,7 @@ struct RunOptions: ParsableArguments {
                 virtualBatchSize: virtualBatchSize, runningStatisticsRule: runningStats, momentum: bnMomentum,
                 policy: personalization == .fedBN ? .local : bnPolicy, averageModelStatistics: averageModelBn,
                 recomputeExamples: bnRecomputeExamples),
+            localEpochs: localEpochs,
             personalization: PersonalizationSettings(
                 algorithm: personalization, fineTuneSteps: fineTuneSteps, headSteps: headSteps,
                 dittoLambda: dittoLambda,

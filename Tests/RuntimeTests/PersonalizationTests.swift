@@ -189,6 +189,38 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         }
     }
 
+    /// E local epochs: each client runs ⌈E·n_k/B⌉ steps, so unequal clients take unequal steps;
+    /// the run equals a sequential server doing exactly that (1e-5 relative, as in SimulationTests).
+    func testLocalEpochs_GiveEachClientItsOwnStepCount() throws {
+        var configuration = smallConfiguration(workers: 4, rounds: 4)
+        configuration.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+        configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
+        configuration.partition = .logNormal(sigma: 1)
+        configuration.localEpochs = 0.25
+        let (_, workers) = try run(configuration)
+        let network = Network(spec: configuration.model)
+        let clients = try shards(configuration)
+        let steps = clients.map { configuration.localSteps(forExamples: $0.count) }
+        XCTAssertGreaterThan(Set(steps).count, 1, "unequal clients take unequal steps: \(steps)")
+        var trainers = clients.enumerated().map { rank, shard in
+            LocalTrainer(
+                network: network, shard: shard, batchSize: configuration.batchSize, localSteps: steps[rank],
+                optimizer: configuration.optimizer, seed: configuration.seed, rank: rank)
+        }
+        let total = Double(clients.reduce(0) { $0 + $1.count })
+        var global = network.initialParameters(seed: configuration.seed)
+        for _ in 0..<configuration.rounds {
+            var next = [Float](repeating: 0, count: global.count)
+            for client in 0..<4 {
+                var x = global
+                _ = trainers[client].train(&x)
+                next.addScaled(x, by: Float(Double(clients[client].count) / total))
+            }
+            global = next
+        }
+        for worker in workers { XCTAssertLessThan(relativeDistance(worker.machine.parameters, global), 1e-5) }
+    }
+
     func testBadPersonalizationConfigurations_NameTheFlag() {
         func error(
             _ algorithm: PersonalizationSettings.Algorithm, _ change: (inout RunConfiguration) -> Void = { _ in }
