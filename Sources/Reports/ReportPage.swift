@@ -309,4 +309,44 @@ public enum ReportPage {
             """
         return (html, text, markdown)
     }
+
+    /// The per-client table of several runs (honest personalized evaluation): at the last
+    /// evaluation, the unweighted and sample-weighted mean of the clients' accuracies, their
+    /// standard deviation, the worst client and the mean of the worst 10 %; the best round's
+    /// unweighted mean (labelled with its round); bytes each client sent per round on average.
+    public static func clientComparison(_ runs: [RunFolder]) -> (table: String, markdown: String) {
+        let header = [
+            "run", "algorithm", "partition", "mode", "rounds", "mean (last)", "weighted (last)", "std (last)",
+            "worst (last)", "worst 10% (last)", "mean (best round)", "bytes/client/round",
+        ]
+        var rows: [[String]] = []
+        func percent(_ value: Double?) -> String { value.map { String(format: "%.2f", 100 * $0) } ?? "–" }
+        for run in runs {
+            let c = run.manifest.configuration
+            let last = run.rounds.last { $0.clientAccuracyMean != nil }
+            let best = run.rounds.filter { $0.clientAccuracyMean != nil }.max {
+                $0.clientAccuracyMean! < $1.clientAccuracyMean!
+            }
+            let perClient = run.rounds.compactMap(\.bytesSentByWorker).flatMap { $0 }
+            let bytes = perClient.isEmpty ? nil : Double(perClient.reduce(0, +)) / Double(perClient.count)
+            rows.append([
+                c.runName, c.personalization.algorithm.rawValue, "\(c.partition)",
+                c.federated != nil ? "server" : c.topology.name, "\(run.rounds.count)",
+                percent(last?.clientAccuracyMean), percent(last?.clientAccuracyWeightedMean),
+                percent(last?.clientAccuracyStandardDeviation), percent(last?.clientAccuracyWorst),
+                percent(last?.clientAccuracyWorstTenth),
+                best.map { "\(percent($0.clientAccuracyMean)) (round \($0.round))" } ?? "–",
+                bytes.map { String(format: "%.0f", $0) } ?? "–",
+            ])
+        }
+        let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
+        let text = ([header] + rows).map { row in
+            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+        let markdown =
+            "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
+            + rows.map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n")
+        return (text, markdown)
+    }
 }

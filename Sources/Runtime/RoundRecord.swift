@@ -35,7 +35,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var elapsedSeconds: Double?
     /// For periodic schedules, the phase (round − 1) mod period the round used.
     public var topologyPhase: Int?
-    /// Bytes each worker sent during this round (by rank, live workers).
+    /// Bytes each worker sent during this round for the algorithm (gossip, federated uploads; the
+    /// reports that exist only for the measurements are not counted), by rank, live workers.
     public var bytesSentByWorker: [Int]?
     /// Workers still in the run, when failures removed some (`--on-failure continue`).
     public var workersAlive: Int?

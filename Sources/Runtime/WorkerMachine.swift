@@ -82,6 +82,8 @@ public struct WorkerMachine {
     /// All rounds done and reported; waiting for the coordinator's final acknowledgement.
     private var awaitingRelease = false
     public private(set) var bytesSent = 0
+    /// Bytes of reports sent only for the measurements (gossip-mode metrics, client evaluations).
+    public private(set) var diagnosticBytesSent = 0
     public private(set) var rejectedMessages = 0
 
     /// Round t's neighbours and weights as seen from this worker.
@@ -503,9 +505,11 @@ public struct WorkerMachine {
         metrics.additiveLambda = personalizer?.lastLambda
         metrics.additiveMu = personalizer?.lastMu
         let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: model) : nil
+        // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
+        // the algorithm's traffic, so it is not counted in bytesSent.
         return send(
             Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
-            to: .coordinator)
+            to: .coordinator, diagnostic: true)
     }
 
     /// After an evaluation round: this worker's own model on its own test split, to the coordinator.
@@ -518,7 +522,7 @@ public struct WorkerMachine {
         return [
             send(
                 Envelope(header: header(.clientEvaluation, round: round), body: Body.encode(evaluation)),
-                to: .coordinator)
+                to: .coordinator, diagnostic: true)
         ]
     }
 
@@ -546,8 +550,14 @@ public struct WorkerMachine {
         MessageHeader(kind: kind, runID: runID, round: Int64(round), sender: Int32(rank ?? -1))
     }
 
-    private mutating func send(_ envelope: Envelope, to peer: Peer) -> WorkerDirective {
-        bytesSent += envelope.estimatedWireBytes
+    /// Sends, counting the bytes: the algorithm's traffic (gossip, federated uploads) in
+    /// `bytesSent`, reports that exist only for the measurements in `diagnosticBytesSent`.
+    private mutating func send(_ envelope: Envelope, to peer: Peer, diagnostic: Bool = false) -> WorkerDirective {
+        if diagnostic {
+            diagnosticBytesSent += envelope.estimatedWireBytes
+        } else {
+            bytesSent += envelope.estimatedWireBytes
+        }
         return .send(envelope, to: peer)
     }
 

@@ -32,6 +32,9 @@ struct ReportCommand: ParsableCommand {
         @Option(help: "Also write the table in Markdown to this file.")
         var markdown: String?
 
+        @Flag(help: "Print the per-client table (personalized evaluation) instead of the general one.")
+        var clients = false
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs: [RunFolder]
@@ -40,7 +43,8 @@ struct ReportCommand: ParsableCommand {
             {
                 throw ValidationError(error.description)
             }
-            let (html, table, markdownTable) = ReportPage.comparison(runs)
+            var (html, table, markdownTable) = ReportPage.comparison(runs)
+            if clients { (table, markdownTable) = ReportPage.clientComparison(runs) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: output))
             if let markdown { try Data((markdownTable + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
             print(table)
