@@ -27,7 +27,7 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
         /// APFL (Deng et al. 2020): the deployed model is αv + (1 − α)w with α learned.
         case apfl
         /// FedRAP's additive form (Li et al., ICLR 2024): model = global + local; the loss adds
-        /// −λ·mean((local − global)²) and μ·mean(|global|), with a curriculum on λ and μ.
+        /// −λ·‖local − global‖² and μ·‖global‖₁, with a curriculum on λ and μ.
         case additive
     }
 
@@ -56,8 +56,8 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
 
     public init(
         algorithm: Algorithm = .none, fineTuneSteps: Int = 20, headSteps: Int = 10, dittoLambda: Double = 0.1,
-        apflAlpha: Double = 0.5, apflAlphaLearningRate: Double = 0.01, additiveLambda: Double = 0.1,
-        additiveMu: Double = 0.001, curriculum: Curriculum = .tanh, curriculumRounds: Double = 10
+        apflAlpha: Double = 0.5, apflAlphaLearningRate: Double = 0.01, additiveLambda: Double = 0.001,
+        additiveMu: Double = 0.0001, curriculum: Curriculum = .tanh, curriculumRounds: Double = 10
     ) {
         self.algorithm = algorithm
         self.fineTuneSteps = fineTuneSteps
@@ -79,24 +79,25 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
 
 /// FedRAP's additive objective for classification, on a shared part g and a private part l of
 /// the same layout: the model is g + l, and
-///   L(g, l) = CE(g + l) − λ·mean((l − g)²) + μ·mean(|g|)
-/// (means over the `additive` coordinates, as FedRAP's code uses MSE and mean-absolute terms).
-/// The negative term pushes the two views apart; the L1 term makes g sparse. Coordinates outside
-/// `additive` have l = 0 and are plain shared parameters.
+///   L(g, l) = CE(g + l) − λ·‖l − g‖² + μ·‖g‖₁
+/// over the `additive` coordinates (FedRAP's code writes the two terms as means, MSE and mean
+/// absolute value: its λ and μ are these times the number of coordinates). The negative term
+/// pushes the two views apart; the L1 term makes g sparse. Training applies the L1 term by its
+/// proximal step (soft-thresholding by η·μ after each step), which gives exact zeros.
+/// Coordinates outside `additive` have l = 0 and are plain shared parameters.
 public struct AdditiveObjective: Sendable {
     public let additive: [Range<Int>]
     public var count: Int { additive.reduce(0) { $0 + $1.count } }
 
     public init(additive: [Range<Int>]) { self.additive = additive }
 
-    /// Given ∇CE at g + l (`gradient`), the gradients with respect to g and l, and the two
-    /// regularizers' values: ∂g = ∇CE + (2λ/d)(l − g) + (μ/d)·sign(g), ∂l = ∇CE − (2λ/d)(l − g).
+    /// Given ∇CE at g + l (`gradient`), the (sub)gradients with respect to g and l, and the two
+    /// regularizers' values ‖l − g‖² and ‖g‖₁: ∂g = ∇CE + 2λ(l − g) + μ·sign(g), ∂l = ∇CE − 2λ(l − g).
     public func gradients(
         crossEntropyGradient gradient: [Float], global: [Float], local: [Float], lambda: Double, mu: Double
     ) -> (global: [Float], local: [Float], separation: Double, sparsity: Double) {
         var globalGradient = gradient
         var localGradient = [Float](repeating: 0, count: gradient.count)
-        let d = Double(max(count, 1))
         var separation = 0.0
         var sparsity = 0.0
         for range in additive {
@@ -105,11 +106,11 @@ public struct AdditiveObjective: Sendable {
                 separation += difference * difference
                 sparsity += abs(Double(global[i]))
                 let sign: Double = global[i] > 0 ? 1 : (global[i] < 0 ? -1 : 0)
-                globalGradient[i] = Float(Double(gradient[i]) + 2 * lambda / d * difference + mu / d * sign)
-                localGradient[i] = Float(Double(gradient[i]) - 2 * lambda / d * difference)
+                globalGradient[i] = Float(Double(gradient[i]) + 2 * lambda * difference + mu * sign)
+                localGradient[i] = Float(Double(gradient[i]) - 2 * lambda * difference)
             }
         }
-        return (globalGradient, localGradient, separation / d, sparsity / d)
+        return (globalGradient, localGradient, separation, sparsity)
     }
 
     /// The whole objective at (g, l), given CE(g + l).
@@ -123,8 +124,25 @@ public struct AdditiveObjective: Sendable {
                 sparsity += abs(Double(global[i]))
             }
         }
-        let d = Double(max(count, 1))
-        return crossEntropy - lambda * separation / d + mu * sparsity / d
+        return crossEntropy - lambda * separation + mu * sparsity
+    }
+
+    /// The L1 term's proximal step: g ← sign(g)·max(|g| − threshold, 0) on the additive coordinates.
+    public func softThreshold(_ global: inout [Float], by threshold: Float) {
+        guard threshold > 0 else { return }
+        for range in additive {
+            for i in range {
+                let magnitude = abs(global[i]) - threshold
+                global[i] = magnitude > 0 ? (global[i] > 0 ? magnitude : -magnitude) : 0
+            }
+        }
+    }
+
+    /// The fraction of additive coordinates of g that are exactly zero.
+    public func zeroFraction(_ global: [Float]) -> Double {
+        var zeros = 0
+        for range in additive { for i in range where global[i] == 0 { zeros += 1 } }
+        return Double(zeros) / Double(max(count, 1))
     }
 
     /// g + l.
@@ -144,9 +162,11 @@ public struct PersonalTrainer {
     public private(set) var personal: [Float]?
     /// APFL's mixture weight.
     public private(set) var alpha: Double
-    /// The curriculum values the additive loss used in the last round.
+    /// The curriculum values the additive loss used in the last round, and the fraction of the
+    /// shared part that is exactly zero after it.
     public private(set) var lastLambda: Double?
     public private(set) var lastMu: Double?
+    public private(set) var lastZeroFraction: Double?
     private var personalTrainer: LocalTrainer
     private let head: [Range<Int>]
     private let body: [Range<Int>]
@@ -246,16 +266,20 @@ public struct PersonalTrainer {
         for _ in 0..<shared.localSteps {
             let (crossEntropy, gradient) = shared.nextBatchGradient(
                 at: objective.combined(global: global, local: local))
+            // The smooth part by gradient steps; the L1 term by its proximal step below.
             var (globalGradient, localGradient, _, _) = objective.gradients(
-                crossEntropyGradient: gradient, global: global, local: local, lambda: lambda, mu: mu)
+                crossEntropyGradient: gradient, global: global, local: local, lambda: lambda, mu: 0)
             lossSum += objective.value(crossEntropy: crossEntropy, global: global, local: local, lambda: lambda, mu: mu)
             if let proximal, proximal.mu != 0 {
                 globalGradient.addScaled(global, by: proximal.mu)
                 globalGradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
+            let stepSize = shared.optimizer.currentLearningRate
             shared.applyStep(gradient: &globalGradient, to: &global)
+            objective.softThreshold(&global, by: Float(stepSize * mu))
             personalTrainer.applyStep(gradient: &localGradient, to: &local)
         }
+        lastZeroFraction = objective.zeroFraction(global)
         personal = local
         return (lossSum / Double(shared.localSteps), learningRate)
     }

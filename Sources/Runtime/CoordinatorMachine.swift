@@ -314,6 +314,10 @@ public struct CoordinatorMachine {
         let curriculum = ordered.first { $0.0.additiveLambda != nil }?.0
         record.additiveLambda = curriculum?.additiveLambda
         record.additiveMu = curriculum?.additiveMu
+        let zeroFractions = ordered.compactMap(\.0.additiveGlobalZeroFraction)
+        if !zeroFractions.isEmpty {
+            record.additiveGlobalZeroFraction = zeroFractions.reduce(0, +) / Double(zeroFractions.count)
+        }
         if let period = configuration.topology.period, period > 1 {
             record.topologyPhase = (roundNumber - 1) % period
         }

@@ -44,6 +44,8 @@ public struct WorkerMetrics: Codable, Sendable {
     /// The additive model's curriculum values λ_t and μ_t used in this round's loss.
     public var additiveLambda: Double? = nil
     public var additiveMu: Double? = nil
+    /// The fraction of the additive model's shared part that is exactly zero.
+    public var additiveGlobalZeroFraction: Double? = nil
 }
 
 /// worker → coordinator after an evaluation round: how the worker's own (personalized) model does

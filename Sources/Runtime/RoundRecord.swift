@@ -51,6 +51,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     /// The additive model's curriculum values λ_t and μ_t that this round's loss used.
     public var additiveLambda: Double?
     public var additiveMu: Double?
+    /// The mean over reporting clients of the fraction of the shared part that is exactly zero.
+    public var additiveGlobalZeroFraction: Double?
 
     public enum CodingKeys: String, CodingKey {
         case round
@@ -84,6 +86,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case clientAccuracyWorstTenth = "client_accuracy_worst_10pct"
         case additiveLambda = "additive_lambda"
         case additiveMu = "additive_mu"
+        case additiveGlobalZeroFraction = "additive_global_zero_fraction"
     }
 
     /// Column order of `rounds.csv` (the per-layer map is JSONL only).

@@ -458,6 +458,7 @@ public struct WorkerMachine {
         metrics.shardSize = trainer?.sampler.shard.count
         metrics.additiveLambda = sampled ? personalizer?.lastLambda : nil
         metrics.additiveMu = sampled ? personalizer?.lastMu : nil
+        metrics.additiveGlobalZeroFraction = sampled ? personalizer?.lastZeroFraction : nil
         var payload: FloatPayload?
         if sampled {
             var values = parameters
@@ -504,6 +505,7 @@ public struct WorkerMachine {
             epoch: trainer?.sampler.epoch ?? 0)
         metrics.additiveLambda = personalizer?.lastLambda
         metrics.additiveMu = personalizer?.lastMu
+        metrics.additiveGlobalZeroFraction = personalizer?.lastZeroFraction
         let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: model) : nil
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.

@@ -207,11 +207,11 @@ struct RunOptions: ParsableArguments {
     @Option(help: "apfl: α's learning rate.")
     var apflAlphaLr: Double = 0.01
 
-    @Option(help: "additive: λ of −λ·mean((local − global)²), which pushes the two parts apart.")
-    var additiveLambda: Double = 0.1
+    @Option(help: "additive: λ of −λ·‖local − global‖², which pushes the two parts apart.")
+    var additiveLambda: Double = 0.001
 
-    @Option(help: "additive: μ of μ·mean(|global|), which makes the shared part sparse.")
-    var additiveMu: Double = 0.001
+    @Option(help: "additive: μ of μ·‖global‖₁ (a proximal step), which makes the shared part sparse.")
+    var additiveMu: Double = 0.0001
 
     @Option(help: "additive: the curriculum on λ and μ: tanh (λ_t = tanh(t/T)·λ) or fixed.")
     var curriculum: PersonalizationSettings.Curriculum = .tanh

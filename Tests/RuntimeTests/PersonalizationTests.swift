@@ -111,6 +111,28 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         XCTAssertNotEqual(a, b)
     }
 
+    /// The L1 term's proximal step zeroes small coordinates exactly and shrinks the others by the
+    /// threshold; a run with a large μ makes part of the shared model exactly zero and records it.
+    func testSparsity_SoftThresholdingGivesExactZeros() throws {
+        let objective = AdditiveObjective(additive: [0..<4])
+        var global: [Float] = [0.5, -0.05, 0.1, -2, 7]
+        objective.softThreshold(&global, by: 0.1)
+        XCTAssertEqual(global, [0.4, 0, 0, -1.9, 7], "the fifth coordinate is not additive")
+        XCTAssertEqual(objective.zeroFraction(global), 0.5)
+        var sparse = federatedConfiguration(.additive)
+        sparse.personalization.additiveMu = 0.05
+        sparse.personalization.curriculum = .fixed
+        let (coordinator, workers) = try run(sparse)
+        let recorded = try XCTUnwrap(coordinator.records.last?.additiveGlobalZeroFraction)
+        XCTAssertGreaterThan(recorded, 0.05)
+        let zeros = workers[0].machine.parameters.filter { $0 == 0 }.count
+        XCTAssertGreaterThan(zeros, 0, "the shared model the server broadcast is sparse")
+        let (dense, _) = try run(federatedConfiguration(.additive).with { $0.personalization.additiveMu = 0 })
+        // Without μ only coordinates that never get a gradient (biases of dead ReLU units, which
+        // start at zero) are zero.
+        XCTAssertLessThan(try XCTUnwrap(dense.records.last?.additiveGlobalZeroFraction), recorded / 2)
+    }
+
     /// With IID data and no personal part in the shared training, the shared model of Ditto,
     /// APFL and fine-tuning is FedAvg's, bit for bit (their personal training uses its own batch
     /// stream and never writes the shared model); their deployed models differ from it.
@@ -248,5 +270,13 @@ final class PersonalizationAlgorithmTests: XCTestCase {
             }.contains("local-only means no communication"))
         XCTAssertTrue(error(.additive) { $0.model.batchNorm = true }.contains("without batch norm"))
         XCTAssertEqual(error(.additive), "no error")
+    }
+}
+
+extension RunConfiguration {
+    func with(_ change: (inout RunConfiguration) -> Void) -> RunConfiguration {
+        var copy = self
+        change(&copy)
+        return copy
     }
 }
