@@ -82,7 +82,7 @@ enum Body {
 }
 
 extension Envelope {
-    var estimatedWireBytes: Int { MessageHeader.byteCount + body.count + (payload?.byteCount ?? 0) }
+    var estimatedWireBytes: Int { MessageHeader.byteCount + body.count + 4 * (payload?.wireSlotCount ?? 0) }
 }
 
 /// coordinator → workers: who is gone, and the topology the survivors use from now on.

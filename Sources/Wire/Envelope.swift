@@ -30,12 +30,20 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case clientEvaluation = 13
 }
 
+/// How the payload frames encode the floats.
+public enum PayloadEncoding: UInt16, Sendable {
+    /// The Float32 values themselves.
+    case dense = 0
+    /// `SparsePayload`: the dense length, the indices of the non-zero values and the values.
+    case sparse = 1
+}
+
 /// The fixed header of every message.
 public struct MessageHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("DSGD".utf8)
-    /// Bumped whenever the frame layout or a body schema changes incompatibly.
-    public static let currentVersion: UInt16 = 1
-    public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4
+    /// Bumped whenever the frame layout or a body schema changes incompatibly (2: payload encoding).
+    public static let currentVersion: UInt16 = 2
+    public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4 + 2
 
     public var version: UInt16
     public var kind: MessageKind
@@ -43,8 +51,9 @@ public struct MessageHeader: Sendable, Equatable {
     public var round: Int64
     /// Sender rank; −1 for the coordinator and for unregistered workers.
     public var sender: Int32
-    /// Number of Float32 values in the payload frames (0 for none).
+    /// Number of Float32 slots in the payload frames (0 for none).
     public var payloadCount: UInt32
+    public var payloadEncoding: PayloadEncoding = .dense
 
     public init(kind: MessageKind, runID: UInt64, round: Int64 = 0, sender: Int32, payloadCount: UInt32 = 0) {
         version = Self.currentVersion
@@ -87,6 +96,7 @@ public struct Envelope: Sendable {
         put(header.round)
         put(header.sender)
         put(header.payloadCount)
+        put(header.payloadEncoding.rawValue)
         bytes.append(contentsOf: body)
         return bytes
     }
@@ -125,6 +135,11 @@ public struct Envelope: Sendable {
         }
         var header = MessageHeader(kind: kind, runID: get(UInt64.self), round: get(Int64.self), sender: get(Int32.self))
         header.payloadCount = get(UInt32.self)
+        let rawEncoding = get(UInt16.self)
+        guard let encoding = PayloadEncoding(rawValue: rawEncoding) else {
+            throw WireError.malformed("unknown payload encoding \(rawEncoding)")
+        }
+        header.payloadEncoding = encoding
         return (header, Array(frame[MessageHeader.byteCount...]))
     }
 }

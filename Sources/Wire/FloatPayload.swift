@@ -7,6 +7,7 @@ public final class FloatPayload: @unchecked Sendable {
     public let pointer: UnsafePointer<Float>
     public let count: Int
     private let release: (() -> Void)?
+    private var cachedNonZeroCount: Int?
 
     /// Copies `values` into a new payload.
     public init(copying values: UnsafeBufferPointer<Float>) {
@@ -40,5 +41,73 @@ public final class FloatPayload: @unchecked Sendable {
             for i in 0..<count where !pointer[i].isFinite { return false }
             return true
         }
+    }
+}
+
+extension FloatPayload {
+    /// Values whose bit pattern is not +0.0 (computed once per payload: it is immutable).
+    public var nonZeroCount: Int {
+        if let cachedNonZeroCount { return cachedNonZeroCount }
+        var nonZero = 0
+        withExtendedLifetime(self) {
+            for i in 0..<count where pointer[i].bitPattern != 0 { nonZero += 1 }
+        }
+        cachedNonZeroCount = nonZero
+        return nonZero
+    }
+
+    /// Float32 slots on the wire: the sparse form when it is smaller (see `SparsePayload`).
+    public var wireSlotCount: Int { SparsePayload.isWorthwhile(self) ? 1 + 2 * nonZeroCount : count }
+}
+
+/// The sparse wire form of a payload that is mostly zeros (a sparse shared part, masked personal
+/// layers): slot 0 holds the dense length, then the indices of the values whose bit pattern is
+/// not +0.0 (as UInt32 bit patterns, strictly increasing), then those values. Decoding gives the
+/// dense payload back bit for bit (−0.0 is kept as a value).
+public enum SparsePayload {
+    /// Whether the sparse form is smaller than the dense one.
+    public static func isWorthwhile(_ payload: FloatPayload) -> Bool {
+        payload.count > 0 && 1 + 2 * payload.nonZeroCount < payload.count && payload.count <= Int(UInt32.max)
+    }
+
+    public static func encode(_ payload: FloatPayload) -> FloatPayload {
+        let nonZero = payload.nonZeroCount
+        var slots = [Float](repeating: 0, count: 1 + 2 * nonZero)
+        slots[0] = Float(bitPattern: UInt32(payload.count))
+        var position = 0
+        withExtendedLifetime(payload) {
+            for i in 0..<payload.count where payload.pointer[i].bitPattern != 0 {
+                slots[1 + position] = Float(bitPattern: UInt32(i))
+                slots[1 + nonZero + position] = payload.pointer[i]
+                position += 1
+            }
+        }
+        return FloatPayload(copying: slots)
+    }
+
+    /// The dense payload of a sparse one, rejecting any slot layout that is not exactly the
+    /// encoder's (odd slot count, an index out of range or out of order).
+    public static func decode(_ slots: UnsafeBufferPointer<Float>) throws(WireError) -> FloatPayload {
+        guard slots.count >= 1, slots.count % 2 == 1 else {
+            throw WireError.malformed("sparse payload of \(slots.count) slots: expected 1 + 2·nonzeros")
+        }
+        let count = Int(slots[0].bitPattern)
+        let nonZero = (slots.count - 1) / 2
+        guard nonZero <= count else {
+            throw WireError.malformed("sparse payload lists \(nonZero) values for a length of \(count)")
+        }
+        let storage = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        storage.initialize(repeating: 0, count: count)
+        var previous = -1
+        for position in 0..<nonZero {
+            let index = Int(slots[1 + position].bitPattern)
+            guard index > previous, index < count else {
+                storage.deallocate()
+                throw WireError.malformed("sparse payload index \(index) out of range or out of order")
+            }
+            storage[index] = slots[1 + nonZero + position]
+            previous = index
+        }
+        return FloatPayload(wrapping: UnsafePointer(storage), count: count) { storage.deallocate() }
     }
 }

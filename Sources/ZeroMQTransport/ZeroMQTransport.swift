@@ -52,6 +52,12 @@ public final class ZeroMQTransport: Transport {
 
     public func send(_ envelope: Envelope, to peer: Peer) throws {
         guard let socket = outboxes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
+        var envelope = envelope
+        if let payload = envelope.payload, SparsePayload.isWorthwhile(payload) {
+            // Mostly zeros (a sparse shared part, masked personal layers): send the sparse form.
+            envelope = Envelope(header: envelope.header, body: envelope.body, payload: SparsePayload.encode(payload))
+            envelope.header.payloadEncoding = .sparse
+        }
         let first = envelope.firstFrame
         let ranges = envelope.payload.map { Envelope.payloadFrameRanges(count: $0.count) } ?? []
         // Heartbeats and aborts are best effort: they never wait for a peer that is not there.
@@ -112,7 +118,21 @@ public final class ZeroMQTransport: Transport {
     }
 
     /// Decodes a frame sequence, checking that the payload frames hold exactly the declared floats.
+    /// A sparse payload is expanded to its dense form here, so the rest of the program sees dense
+    /// payloads only.
     static func decode(_ frames: [ZeroMQMessage]) throws -> Envelope {
+        var envelope = try decodeFrames(frames)
+        if envelope.header.payloadEncoding == .sparse {
+            guard let slots = envelope.payload else { throw WireError.malformed("sparse encoding without a payload") }
+            let dense = try withExtendedLifetime(slots) { try SparsePayload.decode(slots.buffer) }
+            envelope.payload = dense
+            envelope.header.payloadCount = UInt32(dense.count)
+            envelope.header.payloadEncoding = .dense
+        }
+        return envelope
+    }
+
+    private static func decodeFrames(_ frames: [ZeroMQMessage]) throws -> Envelope {
         let (header, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
         let payloadFrames = frames.dropFirst()
         let declared = Int(header.payloadCount)
@@ -124,6 +144,7 @@ public final class ZeroMQTransport: Transport {
         }
         var envelope = Envelope(header: header, body: body)
         envelope.header.payloadCount = header.payloadCount
+
         if declared > 0 {
             if payloadFrames.count == 1, let frame = payloadFrames.first, let data = frame.data,
                 Int(bitPattern: data) % MemoryLayout<Float>.alignment == 0

@@ -26,7 +26,7 @@ final class EnvelopeTests: XCTestCase {
         var version = good
         version[4] = 7
         XCTAssertThrowsError(try decode(version)) {
-            XCTAssertEqual($0 as? WireError, .versionMismatch(received: 7, expected: 1))
+            XCTAssertEqual($0 as? WireError, .versionMismatch(received: 7, expected: MessageHeader.currentVersion))
         }
     }
 
@@ -42,5 +42,36 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertTrue(FloatPayload(copying: [1, -2]).isFinite)
         XCTAssertFalse(FloatPayload(copying: [1, .nan]).isFinite)
         XCTAssertFalse(FloatPayload(copying: [.infinity]).isFinite)
+    }
+}
+
+final class SparsePayloadTests: XCTestCase {
+    /// Encode then decode gives the dense values back bit for bit; the sparse form is used only
+    /// when it is smaller.
+    func testRoundTrip_AndWhenItIsUsed() throws {
+        let values: [Float] = [0, 3, 0, 0, -0.0, 0, 0, 0, 0, 1.5, 0]
+        let payload = FloatPayload(copying: values)
+        XCTAssertTrue(SparsePayload.isWorthwhile(payload))
+        XCTAssertEqual(payload.wireSlotCount, 1 + 2 * 3)
+        let sparse = SparsePayload.encode(payload)
+        let dense = try sparse.buffer.withMemoryRebound(to: Float.self) { try SparsePayload.decode($0) }
+        XCTAssertEqual(dense.array.map(\.bitPattern), values.map(\.bitPattern))
+        XCTAssertFalse(SparsePayload.isWorthwhile(FloatPayload(copying: [1, 0, 2, 0])))
+    }
+
+    func testMalformedSparsePayloads_AreRejected() {
+        func slots(_ count: UInt32, _ indices: [UInt32], _ values: [Float]) -> [Float] {
+            [Float(bitPattern: count)] + indices.map { Float(bitPattern: $0) } + values
+        }
+        for (bad, reason) in [
+            (slots(10, [3, 2], [1, 1]), "out of order"),
+            (slots(10, [3, 10], [1, 1]), "out of range"),
+            (slots(1, [0, 1], [1, 1]), "values for a length"),
+            (slots(10, [3], [1]) + [0], "expected 1 + 2"),
+        ] {
+            XCTAssertThrowsError(try bad.withUnsafeBufferPointer { try SparsePayload.decode($0) }) {
+                XCTAssertTrue("\($0)".contains(reason), "\($0)")
+            }
+        }
     }
 }

@@ -39,6 +39,28 @@ final class ZeroMQTransportTests: XCTestCase {
         XCTAssertGreaterThan(a.bytesSent, big.count * 4)
     }
 
+    /// A payload that is mostly zeros travels in the sparse form and arrives dense, bit for bit
+    /// (−0.0 included), for about the bytes of its non-zero values.
+    func testSparsePayload_TravelsSmallAndArrivesIdentical() throws {
+        let context = try ZeroMQContext()
+        let a = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let b = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try a.connect(.worker(1), endpoint: b.localEndpoint)
+        var values = [Float](repeating: 0, count: 100_000)
+        for i in stride(from: 0, to: values.count, by: 10) { values[i] = Float(i) * 0.25 - 7 }
+        values[5] = -0.0
+        let payload = FloatPayload(copying: values)
+        XCTAssertEqual(payload.nonZeroCount, 10_001)
+        try a.send(
+            Envelope(header: MessageHeader(kind: .parameters, runID: 3, round: 1, sender: 0), payload: payload),
+            to: .worker(1))
+        let received = try receiveEnvelope(b)
+        XCTAssertEqual(received.header.payloadEncoding, .dense)
+        XCTAssertEqual(received.header.payloadCount, 100_000)
+        XCTAssertEqual(received.payload?.array.map(\.bitPattern), values.map(\.bitPattern))
+        XCTAssertLessThan(a.bytesSent, 4 * (1 + 2 * 10_001) + 200)
+    }
+
     func testIPC_Works() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-ipc-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
