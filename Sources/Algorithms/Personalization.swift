@@ -115,15 +115,9 @@ public struct AdditiveObjective: Sendable {
 
     /// The whole objective at (g, l), given CE(g + l).
     public func value(crossEntropy: Double, global: [Float], local: [Float], lambda: Double, mu: Double) -> Double {
-        var separation = 0.0
-        var sparsity = 0.0
-        for range in additive {
-            for i in range {
-                let difference = Double(local[i]) - Double(global[i])
-                separation += difference * difference
-                sparsity += abs(Double(global[i]))
-            }
-        }
+        let (_, _, separation, sparsity) = gradients(
+            crossEntropyGradient: [Float](repeating: 0, count: global.count), global: global, local: local,
+            lambda: lambda, mu: mu)
         return crossEntropy - lambda * separation + mu * sparsity
     }
 

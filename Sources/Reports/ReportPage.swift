@@ -288,14 +288,8 @@ public enum ReportPage {
                 run.summary.map { String(format: "%.1f", $0.wallSeconds) } ?? "–",
             ])
         }
-        let markdown =
-            "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
-            + rows.map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n")
-        let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
-        let text = ([header] + rows).map { row in
-            row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ")
-        }.joined(separator: "\n")
+
+        let (text, markdown) = formatTable(header: header, rows: rows)
         let htmlTable =
             "<table><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>"
             + rows.map { "<tr>" + $0.map { "<td>\(escape($0))</td>" }.joined() + "</tr>" }.joined() + "</table>"
@@ -339,6 +333,13 @@ public enum ReportPage {
                 bytes.map { String(format: "%.0f", $0) } ?? "–",
             ])
         }
+        let (text, markdown) = formatTable(header: header, rows: rows)
+
+        return (text, markdown)
+    }
+
+    /// A table as aligned plain text and as Markdown.
+    static func formatTable(header: [String], rows: [[String]]) -> (text: String, markdown: String) {
         let widths = header.indices.map { column in ([header[column]] + rows.map { $0[column] }).map(\.count).max()! }
         let text = ([header] + rows).map { row in
             row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }

@@ -1,3 +1,5 @@
+import LearningCore
+
 /// Relative distance between two vectors, ‖a − b‖ / max(‖b‖, floor), accumulated in Float64.
 ///
 /// Why relative-to-norm rather than elementwise: gossip and dense references sum the same terms in
@@ -25,4 +27,19 @@ public func isClose(_ a: Double, _ b: Double, relative: Double, absolute: Double
 /// Calls `body` for every element, labelling failures with the element (swift-collections style).
 public func withEvery<S: Sequence>(_ label: String, in items: S, _ body: (S.Element) throws -> Void) rethrows {
     for item in items { try body(item) }
+}
+
+/// Gives every batch-norm running statistic in `parameters` a seeded, non-trivial value (mean
+/// N(0, 0.3²), variance uniform in [0.5, 1.5)), so inference-mode tests do not run at the
+/// identity statistics of a fresh model.
+public func randomizeRunningStatistics(
+    _ parameters: inout [Float], layout: ParameterLayout, generator: inout SplitMix64
+) {
+    for slice in layout.slices where slice.role == .state {
+        for i in slice.range {
+            parameters[i] = Float(
+                slice.name.hasSuffix("running_var")
+                    ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
+        }
+    }
 }

@@ -42,13 +42,7 @@ func smallNetworkLoss(
     var x = network.initialParameters(seed: seed)
     var generator = SplitMix64(seed: seed + 7)
     for i in x.indices { x[i] += Float(generator.nextStandardNormal() * 0.05) }
-    for slice in network.layout.slices where slice.role == .state {
-        for i in slice.range {
-            x[i] = Float(
-                slice.name.hasSuffix("running_var")
-                    ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
-        }
-    }
+    randomizeRunningStatistics(&x, layout: network.layout, generator: &generator)
     return (NetworkLoss(network: network, dataset: data, chunkSize: 64, normalization: normalization), x)
 }
 

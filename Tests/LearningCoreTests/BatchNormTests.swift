@@ -47,13 +47,7 @@ final class BatchNormTests: XCTestCase {
         let batch = 6
         var generator = SplitMix64(seed: 21)
         var parameters = network.initialParameters(seed: 21)
-        for slice in network.layout.slices where slice.role == .state {
-            for i in slice.range {
-                parameters[i] = Float(
-                    slice.name.hasSuffix("running_var")
-                        ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
-            }
-        }
+        randomizeRunningStatistics(&parameters, layout: network.layout, generator: &generator)
         let inputs = (0..<(batch * network.inputWidth)).map { _ in Float(generator.nextStandardNormal()) }
         let labels = (0..<batch).map { Int32($0 % 5) }
         let state = Set(network.stateRanges.flatMap { $0 })

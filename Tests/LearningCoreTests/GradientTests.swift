@@ -103,13 +103,7 @@ func checkGradient(
                 2 + Float(generator.nextStandardNormal() * 0.05)
         }
     }
-    for slice in network.layout.slices where slice.role == .state {
-        for i in slice.range {
-            parameters[i] = Float(
-                slice.name.hasSuffix("running_var")
-                    ? 0.5 + generator.nextUnitDouble() : generator.nextStandardNormal() * 0.3)
-        }
-    }
+    randomizeRunningStatistics(&parameters, layout: network.layout, generator: &generator)
     let inputs = (0..<(batchSize * network.inputWidth)).map { _ in Float(generator.nextStandardNormal()) }
     let labels = (0..<batchSize).map { _ in Int32(generator.next() % UInt64(network.classCount)) }
     let workspace = NetworkWorkspace(network: network, capacity: batchSize)
