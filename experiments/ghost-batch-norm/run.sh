@@ -10,21 +10,24 @@
 # plus one single-worker reference run (batch 128). Writes one table (results.md) with the final
 # test accuracy of x̄, its generalization gap, λ_max and tr(H) and the slope of ‖x̄_t − x₀‖ against ln t.
 #
-#   experiments/ghost-batch-norm/run.sh [--quick] [--out DIR]
+#   experiments/ghost-batch-norm/run.sh [--quick] [--resume] [--out DIR]
 #
 # Full: 2 epochs of small batch (938 rounds; the single-worker run: 5 epochs), about 40 minutes
 # on 2 cores. --quick: 0.1 epoch (47 rounds; single worker 0.5 epoch), a few minutes.
-# DSGD_BIN=/path/to/dsgd skips the build.
+# --resume skips the runs whose folder already holds a completed run. DSGD_BIN=/path/to/dsgd skips
+# the build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 quick=0
+resume=0
 out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1; shift ;;
+        --resume) resume=1; shift ;;
         --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -47,10 +50,15 @@ large_rounds=$(( (small_rounds + ratio - 1) / ratio ))
 mkdir -p "$out"
 lr=0.05
 common=(--model cnn --momentum 0.9 --weight-decay 0.0001 --clip-norm 5 --data auto --seed 1
-        --sharpness-examples "$examples" --sharpness-bn inference --no-eval-workers --metrics-every 1 --overwrite)
+        --sharpness-examples "$examples" --sharpness-bn inference --no-eval-workers --metrics-every 1 --overwrite
+        --failure-timeout 60)
 
 # run NAME TOPOLOGY ROUNDS BATCH [dsgd flags...]: one local cluster of 8 workers.
 run() {
+    if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/$1/summary.json"; then
+        echo "== $1: already completed, skipped (--resume)" >&2
+        return 0
+    fi
     local name="$1" topology="$2" rounds="$3" batch="$4"
     shift 4
     local every=$(( rounds / 10 > 0 ? rounds / 10 : 1 ))
@@ -74,9 +82,13 @@ for topology in complete ring; do
 done
 # The single-worker reference: one process, batch 128.
 echo "== single-worker-128" >&2
+if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/single-worker-128/summary.json"; then
+    echo "== single-worker-128: already completed, skipped (--resume)" >&2
+else
 "$DSGD_BIN" simulate --workers 1 --topology solo --rounds "$single_rounds" --batch 128 --lr "$lr" \
     --run-dir "$out/single-worker-128" "${common[@]}" --eval-every $(( single_rounds / 10 )) \
     --sharpness-every "$single_rounds" >&2
+fi
 runs+=("$out/single-worker-128")
 "$DSGD_BIN" report compare "${runs[@]}" --output "$out/comparison.html" --markdown "$out/results.md"
 echo "table: $out/results.md; charts: $out/comparison.html"

@@ -5,18 +5,21 @@
 # Every client is evaluated with its own personalized model on its own test split (drawn from its
 # own label distribution, disjoint from its training data). Writes one table (results.md).
 #
-#   experiments/personalization/run.sh [--quick] [--out DIR]
+#   experiments/personalization/run.sh [--quick] [--resume] [--out DIR]
 #
 # Full: 100 rounds of 10 local steps, about 10 minutes on 2 cores; --quick: 15 rounds, a few
-# minutes. DSGD_BIN=/path/to/dsgd skips the build.
+# minutes. --resume skips the runs whose folder already holds a completed run.
+# DSGD_BIN=/path/to/dsgd skips the build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 quick=0
+resume=0
 out=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1; shift ;;
+        --resume) resume=1; shift ;;
         --out) out="$2"; shift 2 ;;
         -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -40,10 +43,15 @@ mkdir -p "$out"
 every=$(( rounds / 5 ))
 common=(--model 784-100-10 --batch 32 --lr 0.05 --momentum 0.9 --local-steps 10 --data auto --seed 1
         --client-test-size 200 --eval-every "$every" --metrics-every "$every" --sharpness-every 0
-        --no-eval-workers --overwrite)
+        --no-eval-workers --overwrite
+        --failure-timeout 60)
 
 # run NAME TOPOLOGY PARTITION [dsgd flags...]: one local cluster of 16 clients.
 run() {
+    if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/$1/summary.json"; then
+        echo "== $1: already completed, skipped (--resume)" >&2
+        return 0
+    fi
     local name="$1" topology="$2" partition="$3"
     shift 3
     echo "== $name" >&2
