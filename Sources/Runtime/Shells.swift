@@ -44,6 +44,7 @@ public final class WorkerShell {
 
     /// Connects to the coordinator and registers.
     public func start(coordinatorEndpoint: String) {
+        self.coordinatorEndpoint = coordinatorEndpoint
         do {
             try transport.connect(.coordinator, endpoint: coordinatorEndpoint)
         } catch {
@@ -84,6 +85,9 @@ public final class WorkerShell {
     private let clock = ContinuousClock()
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastFromCoordinator: ContinuousClock.Instant?
+    private var coordinatorEndpoint: String?
+    /// Sends this worker's heartbeats from a thread of its own (processes); nil: `watch` sends them.
+    public var heartbeats: HeartbeatSender?
     /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
     public var allowsSelfKill = false
     private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
@@ -137,15 +141,23 @@ public final class WorkerShell {
     public func watch() {
         flushDelayedSends()
         guard outcome == .running, let configuration = machine.configuration else { return }
-        let now = clock.now
-        if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
+        var now = clock.now
+        if let heartbeats, let coordinatorEndpoint {
+            heartbeats.update(
+                beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
+                intervalSeconds: configuration.heartbeatIntervalSeconds)
+        } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
             try? transport.send(machine.heartbeatMessage(), to: .coordinator)
         }
-        let heard = lastFromCoordinator ?? now
         if lastFromCoordinator == nil { lastFromCoordinator = now }
-        let silent = (now - heard) / .seconds(1)
-        if silent > configuration.failureTimeoutSeconds {
+        if (now - lastFromCoordinator!) / .seconds(1) > configuration.failureTimeoutSeconds {
+            // This worker may itself have been busy: read what has arrived before judging.
+            while outcome == .running, step(timeoutMilliseconds: 0) {}
+            now = clock.now
+        }
+        let silent = (now - (lastFromCoordinator ?? now)) / .seconds(1)
+        if outcome == .running, silent > configuration.failureTimeoutSeconds {
             fail(
                 "the coordinator sent nothing for \(String(format: "%.1f", silent)) s (failure timeout \(configuration.failureTimeoutSeconds) s)"
             )
@@ -213,6 +225,9 @@ public final class CoordinatorShell {
     public var detectsFailures = false
     private var lastHeard: [Int: ContinuousClock.Instant] = [:]
     private var lastHeartbeat: ContinuousClock.Instant?
+    private var workerEndpoints: [Int: String] = [:]
+    /// Sends the coordinator's heartbeats from a thread of its own (processes); nil: `watch` sends them.
+    public var heartbeats: HeartbeatSender?
     /// Faults injected on purpose (recorded in the summary).
     public var faultEvents: [String] = []
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
@@ -262,15 +277,29 @@ public final class CoordinatorShell {
     /// Sends heartbeats and declares silent workers dead; call between steps.
     public func watch() {
         guard detectsFailures, outcome == .running, !machine.alive.isEmpty else { return }
-        let now = clock.now
+        var now = clock.now
         let configuration = machine.configuration
-        if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
+        let beat = Envelope(header: MessageHeader(kind: .heartbeat, runID: machine.runID, sender: -1))
+        if let heartbeats {
+            let peers = Dictionary(
+                uniqueKeysWithValues: machine.alive.compactMap { rank in
+                    workerEndpoints[rank].map { (Peer.worker(rank), $0) }
+                })
+            heartbeats.update(beat: beat, peers: peers, intervalSeconds: configuration.heartbeatIntervalSeconds)
+        } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
-            let beat = Envelope(header: MessageHeader(kind: .heartbeat, runID: machine.runID, sender: -1))
             for rank in machine.alive { try? transport.send(beat, to: .worker(rank)) }
         }
         // Detection starts at the start barrier: loading data may legitimately take a while.
         guard machine.isRunning else { return }
+        let overdue = machine.alive.contains { rank in
+            lastHeard[rank].map { (now - $0) / .seconds(1) > configuration.failureTimeoutSeconds } ?? false
+        }
+        if overdue {
+            // The coordinator may itself have been busy: read what has arrived before judging.
+            while outcome == .running, step(timeoutMilliseconds: 0) {}
+            now = clock.now
+        }
         for rank in machine.alive {
             let heard = lastHeard[rank] ?? now
             if lastHeard[rank] == nil { lastHeard[rank] = now }
@@ -304,6 +333,7 @@ public final class CoordinatorShell {
         for directive in directives where outcome == .running {
             switch directive {
             case .connect(let peer, let endpoint):
+                if case .worker(let rank) = peer { workerEndpoints[rank] = endpoint }
                 do { try transport.connect(peer, endpoint: endpoint) } catch {
                     fail("cannot connect to \(peer) at \(endpoint): \(error)")
                 }

@@ -26,7 +26,9 @@ struct CoordinatorCommand: ParsableCommand {
         let (configuration, directory, data, report) =
             (prepared.configuration, prepared.directory, prepared.data, prepared.report)
         let context = try ZeroMQContext()
-        let transport = try network.makeTransport(context: context, role: "coordinator")
+        let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "coordinator")
+        let heartbeats = HeartbeatSender(transport: heartbeatTransport)
+        defer { heartbeats.stop() }
         if let endpointFile {
             try Data((network.advertised(transport) + "\n").utf8).write(
                 to: URL(fileURLWithPath: endpointFile), options: .atomic)
@@ -48,6 +50,7 @@ struct CoordinatorCommand: ParsableCommand {
         shell.spectralGap = prepared.spectralGap
         shell.sharpness = prepared.sharpness
         shell.detectsFailures = true
+        shell.heartbeats = heartbeats
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 100)
             shell.watch()

@@ -54,10 +54,16 @@ struct NetworkOptions: ParsableArguments {
 
     func checkBind() throws { try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind") }
 
-    /// The inbox, with CURVE and its ZAP handler when keys are given.
-    func makeTransport(context: ZeroMQContext, role: String) throws -> ZeroMQTransport {
+    /// The inbox, with CURVE and its ZAP handler when keys are given, and a second transport
+    /// (same keys, an unused loopback inbox) for the heartbeat thread.
+    func makeTransports(context: ZeroMQContext, role: String) throws -> (
+        main: ZeroMQTransport, heartbeat: ZeroMQTransport
+    ) {
         let security = try curveSecurity(curveKeys, context: context, role: role)
-        return try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0)
+        return (
+            try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0),
+            try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*", curve: security?.0)
+        )
     }
 
     func advertised(_ transport: ZeroMQTransport) -> String {

@@ -33,7 +33,9 @@ struct WorkerCommand: ParsableCommand {
         BLAS.useSingleThread()
         try network.checkBind()
         let context = try ZeroMQContext()
-        let transport = try network.makeTransport(context: context, role: "worker")
+        let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "worker")
+        let heartbeats = HeartbeatSender(transport: heartbeatTransport)
+        defer { heartbeats.stop() }
         var generator = SystemRandomNumberGenerator()
         let machine = WorkerMachine(
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
@@ -43,6 +45,7 @@ struct WorkerCommand: ParsableCommand {
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
         shell.advertisedEndpoint = network.advertised(transport)
         shell.allowsSelfKill = true
+        shell.heartbeats = heartbeats
         shell.start(coordinatorEndpoint: coordinator)
         let clock = ContinuousClock()
         var lastMessage = clock.now

@@ -104,6 +104,26 @@ final class FailureTests: XCTestCase {
 
     /// `--kill-worker` through launch/local.sh with `--on-failure continue`: the run completes
     /// with the survivors and the report records both the fault and the removal.
+    /// A worker busy for three failure timeouts (a straggler fault standing in for a long local
+    /// computation) is not declared dead: its heartbeats come from a thread of their own. The run
+    /// completes, under the default policy of aborting on a dead worker.
+    func testLongComputation_IsNotMistakenForADeadWorker() throws {
+        let scratch = try temporaryDirectory("busy")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [
+                packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "3", "--rounds", "6",
+                "--model", "784-16-10", "--data", "synthetic", "--run-dir", run.path, "--", "--sharpness-every", "0",
+                "--straggler", "1:4.5:3-3", "--failure-timeout", "1.5", "--heartbeat-interval", "0.25",
+            ], environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(script.wait(seconds: 120), 0, script.text)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "completed", script.text)
+        XCTAssertGreaterThan(summary["wall_seconds"] as? Double ?? 0, 4.5)
+    }
+
     func testKillWorkerFault_ContinueThroughTheLauncher() throws {
         let scratch = try temporaryDirectory("killfault")
         defer { try? FileManager.default.removeItem(at: scratch) }
