@@ -49,6 +49,30 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
         case perturbationSamples = "perturbation_samples"
         case batchNormLoss = "batch_norm_loss"
     }
+
+    /// Every field has a default, so settings written before a field existed still decode.
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        examples = try c.decodeIfPresent(Int.self, forKey: .examples) ?? examples
+        lanczosIterations = try c.decodeIfPresent(Int.self, forKey: .lanczosIterations) ?? lanczosIterations
+        topEigenvalueCount = try c.decodeIfPresent(Int.self, forKey: .topEigenvalueCount) ?? topEigenvalueCount
+        hutchinsonProbes = try c.decodeIfPresent(Int.self, forKey: .hutchinsonProbes) ?? hutchinsonProbes
+        slqProbes = try c.decodeIfPresent(Int.self, forKey: .slqProbes) ?? slqProbes
+        slqIterations = try c.decodeIfPresent(Int.self, forKey: .slqIterations) ?? slqIterations
+        densityBins = try c.decodeIfPresent(Int.self, forKey: .densityBins) ?? densityBins
+        perLayer = try c.decodeIfPresent(Bool.self, forKey: .perLayer) ?? perLayer
+        perLayerIterations = try c.decodeIfPresent(Int.self, forKey: .perLayerIterations) ?? perLayerIterations
+        perLayerProbes = try c.decodeIfPresent(Int.self, forKey: .perLayerProbes) ?? perLayerProbes
+        samRadius = try c.decodeIfPresent(Double.self, forKey: .samRadius) ?? samRadius
+        samAscentSteps = try c.decodeIfPresent(Int.self, forKey: .samAscentSteps) ?? samAscentSteps
+        mSharpnessBatch = try c.decodeIfPresent(Int.self, forKey: .mSharpnessBatch) ?? mSharpnessBatch
+        gaussianSigma = try c.decodeIfPresent(Double.self, forKey: .gaussianSigma) ?? gaussianSigma
+        perturbationSamples = try c.decodeIfPresent(Int.self, forKey: .perturbationSamples) ?? perturbationSamples
+        workers = try c.decodeIfPresent([Int].self, forKey: .workers) ?? workers
+        batchNormLoss = try c.decodeIfPresent(BatchNormLoss.self, forKey: .batchNormLoss) ?? batchNormLoss
+    }
 }
 
 /// One line of `sharpness.jsonl`: curvature and sharpness of one model at one round.

@@ -404,3 +404,40 @@ extension RunConfiguration {
                 : "no regime adaptation (\(rounds) rounds)")
     }
 }
+
+extension RunConfiguration {
+    /// Fields added after the first release have defaults, so an older `config.json` still
+    /// decodes (as the run it describes: the defaults are what that version did).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            runName: try c.decode(String.self, forKey: .runName), seed: try c.decode(UInt64.self, forKey: .seed),
+            rounds: try c.decode(Int.self, forKey: .rounds), workers: try c.decode(Int.self, forKey: .workers),
+            model: try c.decode(ModelSpec.self, forKey: .model), batchSize: try c.decode(Int.self, forKey: .batchSize),
+            localSteps: try c.decode(Int.self, forKey: .localSteps),
+            algorithm: try c.decode(GossipAlgorithm.self, forKey: .algorithm),
+            optimizer: try c.decode(OptimizerSettings.self, forKey: .optimizer),
+            data: try c.decode(DataSource.self, forKey: .data),
+            partition: try c.decode(PartitionScheme.self, forKey: .partition),
+            topology: try c.decode(TopologySchedule.self, forKey: .topology),
+            metricsEvery: try c.decode(Int.self, forKey: .metricsEvery),
+            evalEvery: try c.decode(Int.self, forKey: .evalEvery),
+            evaluateWorkers: try c.decode(Bool.self, forKey: .evaluateWorkers),
+            peerTimeoutSeconds: try c.decode(Double.self, forKey: .peerTimeoutSeconds),
+            maxRoundsAhead: try c.decodeIfPresent(Int.self, forKey: .maxRoundsAhead) ?? 8,
+            workerEvaluationSize: try c.decodeIfPresent(Int.self, forKey: .workerEvaluationSize) ?? 1_000,
+            sharpness: try c.decodeIfPresent(SharpnessSettings.self, forKey: .sharpness) ?? SharpnessSettings(),
+            failurePolicy: try c.decodeIfPresent(FailurePolicy.self, forKey: .failurePolicy) ?? .abort,
+            failureTimeoutSeconds: try c.decodeIfPresent(Double.self, forKey: .failureTimeoutSeconds) ?? 5,
+            heartbeatIntervalSeconds: try c.decodeIfPresent(Double.self, forKey: .heartbeatIntervalSeconds) ?? 0.5,
+            faults: try c.decodeIfPresent([Fault].self, forKey: .faults) ?? [],
+            personalLayers: try c.decodeIfPresent([String].self, forKey: .personalLayers) ?? [],
+            clientTestSize: try c.decodeIfPresent(Int.self, forKey: .clientTestSize) ?? 0,
+            federated: try c.decodeIfPresent(FederatedSettings.self, forKey: .federated),
+            batchNorm: try c.decodeIfPresent(BatchNormSettings.self, forKey: .batchNorm) ?? BatchNormSettings(),
+            localEpochs: try c.decodeIfPresent(Double.self, forKey: .localEpochs),
+            personalization: try c.decodeIfPresent(PersonalizationSettings.self, forKey: .personalization)
+                ?? PersonalizationSettings())
+        largeBatch = try c.decodeIfPresent(LargeBatchSettings.self, forKey: .largeBatch)
+    }
+}

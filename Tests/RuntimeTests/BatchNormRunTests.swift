@@ -229,3 +229,35 @@ final class BatchNormRunTests: XCTestCase {
         XCTAssertEqual(error { _ in }, "no error")
     }
 }
+
+final class ConfigurationCompatibilityTests: XCTestCase {
+    /// A config.json written before the later fields existed (batch norm, personalization, the
+    /// large-batch regime, local epochs, the sharpness settings' batch-norm loss, …) still decodes,
+    /// with each missing field at its default.
+    func testOlderConfigurations_DecodeWithDefaults() throws {
+        let configuration = smallConfiguration()
+        var object = try XCTUnwrap(
+            JSONSerialization.jsonObject(with: try JSONEncoder().encode(configuration)) as? [String: Any])
+        for key in [
+            "batchNorm", "personalization", "largeBatch", "localEpochs", "faults", "personalLayers", "clientTestSize",
+            "federated", "failurePolicy", "failureTimeoutSeconds", "heartbeatIntervalSeconds", "maxRoundsAhead",
+            "workerEvaluationSize",
+        ] {
+            object.removeValue(forKey: key)
+        }
+        var sharpness = try XCTUnwrap(object["sharpness"] as? [String: Any])
+        sharpness.removeValue(forKey: "batch_norm_loss")
+        object["sharpness"] = sharpness
+        var model = try XCTUnwrap(object["model"] as? [String: Any])
+        for key in ["kind", "batchNorm", "imageShape", "convolutionChannels"] { model.removeValue(forKey: key) }
+        object["model"] = model
+        let old = try JSONSerialization.data(withJSONObject: object)
+        let decoded = try JSONDecoder().decode(RunConfiguration.self, from: old)
+        XCTAssertEqual(decoded, configuration)
+        // A missing field without a default is still an error that names it.
+        object.removeValue(forKey: "rounds")
+        XCTAssertThrowsError(
+            try JSONDecoder().decode(RunConfiguration.self, from: try JSONSerialization.data(withJSONObject: object))
+        ) { XCTAssertTrue("\($0)".contains("rounds"), "\($0)") }
+    }
+}
