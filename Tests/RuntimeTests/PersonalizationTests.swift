@@ -243,6 +243,49 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         for worker in workers { XCTAssertLessThan(relativeDistance(worker.machine.parameters, global), 1e-5) }
     }
 
+    /// Every algorithm runs with the server and over a ring, and what stays on the client is
+    /// where the algorithm says: FedPer's and FedRep's heads and FedBN's batch-norm layers differ
+    /// between clients while (with the server) the rest is the global model; APFL learns α.
+    func testEveryAlgorithm_RunsWithAServerAndOverARing_PersonalPartsStayPersonal() throws {
+        for algorithm in PersonalizationSettings.Algorithm.allCases {
+            for federated in [true, false] {
+                var configuration = federatedConfiguration(algorithm)
+                if !federated {
+                    configuration.federated = nil
+                    configuration.topology = .fixed(try .ring(nodeCount: 4))
+                }
+                switch algorithm {
+                case .localOnly:
+                    configuration.federated = nil
+                    configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
+                case .fedPer, .fedRep:
+                    configuration.personalLayers = ["layers.2"]
+                case .fedBN:
+                    configuration.model.batchNorm = true
+                    configuration.personalLayers = ["layers.1"]
+                    configuration.batchNorm.policy = .local
+                    configuration.batchNorm.averageModelStatistics = .recomputed
+                default:
+                    break
+                }
+                let (coordinator, workers) = try run(configuration)
+                XCTAssertNotNil(coordinator.records.last?.clientAccuracyMean, "\(algorithm)")
+                let layout = Network(spec: configuration.model).layout
+                let personal = configuration.localRanges(in: layout)
+                let models = workers.map(\.machine.parameters)
+                if !personal.isEmpty {
+                    XCTAssertNotEqual(
+                        Array(models[0][personal[0]]), Array(models[1][personal[0]]), "\(algorithm): personal differs")
+                }
+                if federated, configuration.federated != nil {
+                    var shared = models.map { $0 }
+                    for i in shared.indices { for range in personal { for j in range { shared[i][j] = 0 } } }
+                    XCTAssertEqual(shared[0], shared[1], "\(algorithm): the shared part is the global model")
+                }
+            }
+        }
+    }
+
     func testBadPersonalizationConfigurations_NameTheFlag() {
         func error(
             _ algorithm: PersonalizationSettings.Algorithm, _ change: (inout RunConfiguration) -> Void = { _ in }
