@@ -53,6 +53,18 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
     public var additiveMu: Double
     public var curriculum: Curriculum
     public var curriculumRounds: Double
+    /// additive: the parameter slices (names or name prefixes such as `layers.0`) that get a local
+    /// part; empty means every trainable slice.
+    public var additiveLayers: [String] = []
+
+    /// The coordinates of the additive slices in `layout`.
+    public func additiveRanges(in layout: ParameterLayout) -> [Range<Int>] {
+        layout.slices.filter { slice in
+            slice.role == .trainable
+                && (additiveLayers.isEmpty
+                    || additiveLayers.contains { slice.name == $0 || slice.name.hasPrefix($0 + ".") })
+        }.map(\.range)
+    }
 
     public init(
         algorithm: Algorithm = .none, fineTuneSteps: Int = 20, headSteps: Int = 10, dittoLambda: Double = 0.1,
@@ -69,6 +81,29 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
         self.additiveMu = additiveMu
         self.curriculum = curriculum
         self.curriculumRounds = curriculumRounds
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case algorithm, fineTuneSteps, headSteps, dittoLambda, apflAlpha, apflAlphaLearningRate, additiveLambda,
+            additiveMu, curriculum, curriculumRounds, additiveLayers
+    }
+
+    /// Fields missing from an older configuration take their defaults.
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        algorithm = try c.decodeIfPresent(Algorithm.self, forKey: .algorithm) ?? algorithm
+        fineTuneSteps = try c.decodeIfPresent(Int.self, forKey: .fineTuneSteps) ?? fineTuneSteps
+        headSteps = try c.decodeIfPresent(Int.self, forKey: .headSteps) ?? headSteps
+        dittoLambda = try c.decodeIfPresent(Double.self, forKey: .dittoLambda) ?? dittoLambda
+        apflAlpha = try c.decodeIfPresent(Double.self, forKey: .apflAlpha) ?? apflAlpha
+        apflAlphaLearningRate =
+            try c.decodeIfPresent(Double.self, forKey: .apflAlphaLearningRate) ?? apflAlphaLearningRate
+        additiveLambda = try c.decodeIfPresent(Double.self, forKey: .additiveLambda) ?? additiveLambda
+        additiveMu = try c.decodeIfPresent(Double.self, forKey: .additiveMu) ?? additiveMu
+        curriculum = try c.decodeIfPresent(Curriculum.self, forKey: .curriculum) ?? curriculum
+        curriculumRounds = try c.decodeIfPresent(Double.self, forKey: .curriculumRounds) ?? curriculumRounds
+        additiveLayers = try c.decodeIfPresent([String].self, forKey: .additiveLayers) ?? additiveLayers
     }
 
     /// The curriculum factor at round t (1-based): tanh(t/T), or 1 when fixed.
@@ -179,8 +214,7 @@ public struct PersonalTrainer {
         alpha = settings.apflAlpha
         self.head = head
         body = network.layout.slices.filter { $0.role == .trainable && !head.contains($0.range) }.map(\.range)
-        objective = AdditiveObjective(
-            additive: network.layout.slices.filter { $0.role == .trainable }.map(\.range))
+        objective = AdditiveObjective(additive: settings.additiveRanges(in: network.layout))
         // The personal model's batches come from a stream of their own, so the shared model's
         // batches are the same whichever algorithm runs.
         let personalSeed = seed ^ 0x5E50_A1

@@ -135,6 +135,7 @@ public enum ReportPage {
             ("rounds", "\(rounds.count) of \(configuration.rounds)"),
         ]
         if let text = configuration.batchNormDescription { table.append(("batch norm", escape(text))) }
+        if let text = configuration.personalizationDescription { table.append(("personalization", escape(text))) }
         if let text = configuration.largeBatchDescription { table.append(("large-batch regime", escape(text))) }
         if let clip = configuration.optimizer.gradientClipNorm {
             table.append(("gradient clipping", "global norm ≤ \(clip)"))

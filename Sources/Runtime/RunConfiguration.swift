@@ -356,6 +356,15 @@ extension RunConfiguration {
         try check(settings.headSteps >= 0, "--head-steps", "must be ≥ 0, got \(settings.headSteps)")
         try check(
             settings.curriculumRounds > 0, "--curriculum-rounds", "must be positive, got \(settings.curriculumRounds)")
+        let layout = Network(spec: model).layout
+        for name in settings.additiveLayers
+        where !layout.slices.contains(where: { $0.name == name || $0.name.hasPrefix(name + ".") }) {
+            throw ConfigurationError(
+                field: "--additive-layers",
+                reason:
+                    "'\(name)' names no parameter slice of \(model) (\(layout.slices.map(\.name).joined(separator: ", ")))"
+            )
+        }
         guard settings.algorithm != .none else { return }
         try check(!topology.requiresPushSum, "--personalization", "\(name) does not combine with push-sum")
         switch settings.algorithm {
@@ -439,5 +448,36 @@ extension RunConfiguration {
             personalization: try c.decodeIfPresent(PersonalizationSettings.self, forKey: .personalization)
                 ?? PersonalizationSettings())
         largeBatch = try c.decodeIfPresent(LargeBatchSettings.self, forKey: .largeBatch)
+    }
+}
+
+extension RunConfiguration {
+    /// What is shared and what stays on each client, in words for reports (nil: everything shared).
+    public var personalizationDescription: String? {
+        let layout = Network(spec: model).layout
+        let local = layout.slices.filter { slice in localRanges(in: layout).contains(slice.range) }.map(\.name)
+        let settings = personalization
+        var parts: [String] = []
+        switch settings.algorithm {
+        case .none: break
+        case .localOnly: parts.append("local-only: nothing is communicated")
+        case .fineTune: parts.append("fine-tune: \(settings.fineTuneSteps) local steps before each evaluation")
+        case .fedPer: parts.append("FedPer")
+        case .fedRep: parts.append("FedRep: \(settings.headSteps) head steps, then the body's local steps")
+        case .fedBN: parts.append("FedBN")
+        case .ditto: parts.append("Ditto (λ = \(settings.dittoLambda)): a personal model v never leaves the client")
+        case .apfl:
+            parts.append(
+                "APFL (α₀ = \(settings.apflAlpha), α's learning rate \(settings.apflAlphaLearningRate)): v and α never leave the client"
+            )
+        case .additive:
+            let additive =
+                settings.additiveLayers.isEmpty ? "every layer" : settings.additiveLayers.joined(separator: ", ")
+            parts.append(
+                "additive (FedRAP): model = global + local on \(additive); λ = \(settings.additiveLambda), μ = \(settings.additiveMu), curriculum \(settings.curriculum.rawValue) (T = \(settings.curriculumRounds) rounds); the local part never leaves the client"
+            )
+        }
+        if !local.isEmpty { parts.append("never sent: " + local.joined(separator: ", ")) }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 }

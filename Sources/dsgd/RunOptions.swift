@@ -221,6 +221,12 @@ struct RunOptions: ParsableArguments {
 
     @Option(
         help:
+            "additive: comma-separated slices (or layer prefixes such as layers.0) that get a local part (default: all)."
+    )
+    var additiveLayers: String = ""
+
+    @Option(
+        help:
             "Ghost batch norm: normalise each worker's batch in ghost batches of this many rows (must divide --batch; default: the whole batch)."
     )
     var virtualBatchSize: Int?
@@ -370,6 +376,9 @@ struct RunOptions: ParsableArguments {
                 dittoLambda: dittoLambda,
                 apflAlpha: apflAlpha, apflAlphaLearningRate: apflAlphaLr, additiveLambda: additiveLambda,
                 additiveMu: additiveMu, curriculum: curriculum, curriculumRounds: curriculumRounds))
+        configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         if referenceBatch == nil && (lrScaling != .none || regimeAdaptation) {
             throw ValidationError("--lr-scaling and --regime-adaptation need --reference-batch (the small total batch)")
         }

@@ -90,6 +90,18 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         XCTAssertEqual(noRegularizer.local, ce.gradient)
     }
 
+    /// With `--additive-layers`, only the named slices get a local part; the others stay zero.
+    func testAdditiveLayers_LimitTheLocalPart() throws {
+        var configuration = federatedConfiguration(.additive)
+        configuration.personalization.additiveLayers = ["layers.2"]
+        let (_, workers) = try run(configuration)
+        let layout = Network(spec: configuration.model).layout
+        let local = try XCTUnwrap(workers[0].machine.personalPart)
+        let head = layout["layers.2.weight"]!.range.lowerBound..<layout["layers.2.bias"]!.range.upperBound
+        XCTAssertTrue(local[0..<head.lowerBound].allSatisfy { $0 == 0 }, "no local part outside layers.2")
+        XCTAssertFalse(local[head].allSatisfy { $0 == 0 }, "a local part on layers.2")
+    }
+
     /// The curriculum values that reached each round's loss are recorded: λ_t = tanh(t/T)·λ,
     /// μ_t = tanh(t/T)·μ, or the fixed values.
     func testCurriculum_IsRecordedPerRoundAndReachesTheLoss() throws {
@@ -312,6 +324,9 @@ final class PersonalizationAlgorithmTests: XCTestCase {
                 $0.topology = .fixed(try! Topology.ring(nodeCount: 4))
             }.contains("local-only means no communication"))
         XCTAssertTrue(error(.additive) { $0.model.batchNorm = true }.contains("without batch norm"))
+        XCTAssertTrue(
+            error(.additive) { $0.personalization.additiveLayers = ["layers.7"] }.hasPrefix(
+                "--additive-layers: 'layers.7' names no parameter slice"))
         XCTAssertEqual(error(.additive), "no error")
     }
 }
