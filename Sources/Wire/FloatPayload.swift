@@ -65,9 +65,20 @@ extension FloatPayload {
 /// not +0.0 (as UInt32 bit patterns, strictly increasing), then those values. Decoding gives the
 /// dense payload back bit for bit (−0.0 is kept as a value).
 public enum SparsePayload {
-    /// Whether the sparse form is smaller than the dense one.
+    /// Whether the sparse form is smaller than the dense one. A large payload whose strided sample
+    /// of 1,024 values is over 3/4 non-zero is taken as dense without a full count (a dense model
+    /// then costs no extra pass); the answer depends only on the payload, so every caller agrees.
     public static func isWorthwhile(_ payload: FloatPayload) -> Bool {
-        payload.count > 0 && 1 + 2 * payload.nonZeroCount < payload.count && payload.count <= Int(UInt32.max)
+        guard payload.count > 0, payload.count <= Int(UInt32.max) else { return false }
+        if payload.count >= 4_096 {
+            let stride = payload.count / 1_024
+            var sampledNonZero = 0
+            withExtendedLifetime(payload) {
+                for k in 0..<1_024 where payload.pointer[k * stride].bitPattern != 0 { sampledNonZero += 1 }
+            }
+            if sampledNonZero > 768 { return false }
+        }
+        return 1 + 2 * payload.nonZeroCount < payload.count
     }
 
     public static func encode(_ payload: FloatPayload) -> FloatPayload {
