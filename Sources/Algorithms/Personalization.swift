@@ -196,7 +196,9 @@ public struct PersonalTrainer {
     public private(set) var lastLambda: Double?
     public private(set) var lastMu: Double?
     public private(set) var lastZeroFraction: Double?
-    private var personalTrainer: LocalTrainer
+    /// Trains the private part (Ditto, APFL, additive); nil for the other algorithms, which then
+    /// allocate no second workspace.
+    private var personalTrainer: LocalTrainer!
     private let head: [Range<Int>]
     private let body: [Range<Int>]
     private let objective: AdditiveObjective
@@ -218,9 +220,11 @@ public struct PersonalTrainer {
         // The personal model's batches come from a stream of their own, so the shared model's
         // batches are the same whichever algorithm runs.
         let personalSeed = seed ^ 0x5E50_A1
-        personalTrainer = LocalTrainer(
-            network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
-            seed: personalSeed, rank: rank, batchNorm: batchNorm)
+        if [.ditto, .apfl, .additive].contains(settings.algorithm) {
+            personalTrainer = LocalTrainer(
+                network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
+                seed: personalSeed, rank: rank, batchNorm: batchNorm)
+        }
         fineTuneFactory = {
             LocalTrainer(
                 network: network, shard: shard, batchSize: batchSize, localSteps: settings.fineTuneSteps,

@@ -531,6 +531,8 @@ public struct WorkerMachine {
     /// The private side of personalization (Ditto's and APFL's v, the additive local part), for
     /// tests and dumps; it is never sent.
     public var personalPart: [Float]? { personalizer?.personal }
+    /// APFL's learned mixture weight α (for tests and dumps).
+    public var apflAlpha: Double? { personalizer?.alpha }
 
     /// The model this client would deploy: its parameters, personal slices included, as its
     /// personalization algorithm turns them into a model (fine-tuned, Ditto's v, APFL's mixture,
