@@ -12,34 +12,14 @@
 #
 #   experiments/ghost-batch-norm/run.sh [--quick] [--resume] [--out DIR]
 #
-# Full: 2 epochs of small batch (938 rounds; the single-worker run: 5 epochs), about 40 minutes
-# on 2 cores. --quick: 0.1 epoch (47 rounds; single worker 0.5 epoch), a few minutes.
+# Full: 2 epochs of small batch (938 rounds; the single-worker run: 5 epochs), about 30 minutes
+# on 2 idle cores. --quick: 0.1 epoch (47 rounds; single worker 0.5 epoch), a few minutes.
 # --resume skips the runs whose folder already holds a completed run. DSGD_BIN=/path/to/dsgd skips
 # the build.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-quick=0
-resume=0
-out=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --quick) quick=1; shift ;;
-        --resume) resume=1; shift ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
-if [[ -z "${DSGD_BIN:-}" ]]; then
-    swift build -c release --package-path "$root" --product dsgd >&2
-    DSGD_BIN="$(swift build -c release --package-path "$root" --show-bin-path)/dsgd"
-fi
-export DSGD_BIN
-if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
-    echo "run.sh: Fashion-MNIST not found; install Debian's dataset-fashion-mnist" >&2
-    exit 1
-fi
+help_lines=2,18
+# shellcheck source=experiments/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/common.sh"
 if [[ $quick -eq 1 ]]; then
     small_rounds=47; single_rounds=235; examples=256; out="${out:-$root/runs/ghost-batch-norm-quick}"
 else
@@ -55,10 +35,7 @@ common=(--model cnn --momentum 0.9 --weight-decay 0.0001 --clip-norm 5 --data au
 
 # run NAME TOPOLOGY ROUNDS BATCH [dsgd flags...]: one local cluster of 8 workers.
 run() {
-    if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/$1/summary.json"; then
-        echo "== $1: already completed, skipped (--resume)" >&2
-        return 0
-    fi
+    if completed "$out/$1"; then return 0; fi
     local name="$1" topology="$2" rounds="$3" batch="$4"
     shift 4
     local every=$(( rounds / 10 > 0 ? rounds / 10 : 1 ))
@@ -82,9 +59,7 @@ for topology in complete ring; do
 done
 # The single-worker reference: one process, batch 128.
 echo "== single-worker-128" >&2
-if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/single-worker-128/summary.json"; then
-    echo "== single-worker-128: already completed, skipped (--resume)" >&2
-else
+if ! completed "$out/single-worker-128"; then
 "$DSGD_BIN" simulate --workers 1 --topology solo --rounds "$single_rounds" --batch 128 --lr "$lr" \
     --run-dir "$out/single-worker-128" "${common[@]}" --eval-every $(( single_rounds / 10 )) \
     --sharpness-every "$single_rounds" >&2

@@ -11,29 +11,9 @@
 # minutes. --resume skips the runs whose folder already holds a completed run.
 # DSGD_BIN=/path/to/dsgd skips the build.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-quick=0
-resume=0
-out=""
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --quick) quick=1; shift ;;
-        --resume) resume=1; shift ;;
-        --out) out="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
-if [[ -z "${DSGD_BIN:-}" ]]; then
-    swift build -c release --package-path "$root" --product dsgd >&2
-    DSGD_BIN="$(swift build -c release --package-path "$root" --show-bin-path)/dsgd"
-fi
-export DSGD_BIN
-if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
-    echo "run.sh: Fashion-MNIST not found; install Debian's dataset-fashion-mnist" >&2
-    exit 1
-fi
+help_lines=2,12
+# shellcheck source=experiments/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/common.sh"
 if [[ $quick -eq 1 ]]; then
     rounds=15; out="${out:-$root/runs/personalization-quick}"
 else
@@ -48,10 +28,7 @@ common=(--model 784-100-10 --batch 32 --lr 0.05 --momentum 0.9 --local-steps 10 
 
 # run NAME TOPOLOGY PARTITION [dsgd flags...]: one local cluster of 16 clients.
 run() {
-    if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$out/$1/summary.json"; then
-        echo "== $1: already completed, skipped (--resume)" >&2
-        return 0
-    fi
+    if completed "$out/$1"; then return 0; fi
     local name="$1" topology="$2" partition="$3"
     shift 3
     echo "== $name" >&2
