@@ -294,7 +294,9 @@ public struct CoordinatorMachine {
         guard clientEvaluations[evaluation.round]?[sender] == nil else {
             return reject("duplicate client evaluation from worker \(sender) for round \(evaluation.round)")
         }
-        guard (0...1).contains(evaluation.accuracy), evaluation.loss.isFinite, evaluation.examples > 0 else {
+        guard (0...1).contains(evaluation.accuracy), evaluation.loss.isFinite, evaluation.examples > 0,
+            evaluation.trainingExamples >= 0
+        else {
             return reject("client evaluation from worker \(sender) out of range: \(evaluation)")
         }
         clientEvaluations[evaluation.round, default: [:]][sender] = evaluation

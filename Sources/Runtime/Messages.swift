@@ -55,7 +55,11 @@ public struct ClientEvaluation: Codable, Sendable, Equatable {
     public var round: Int
     public var accuracy: Double
     public var loss: Double
+    /// Test examples in the client's split.
     public var examples: Int
+    /// Training examples of the client (its share of the data: the weight of its accuracy in the
+    /// sample-weighted mean).
+    public var trainingExamples: Int
 }
 
 /// worker → coordinator, at the end.

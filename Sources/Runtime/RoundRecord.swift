@@ -114,7 +114,8 @@ public struct RoundRecord: Codable, Sendable, Equatable {
 
 extension RoundRecord {
     /// Fills the per-client figures from each live worker's evaluation of its own model on its own
-    /// test split (in rank order): accuracy per client, unweighted and sample-weighted means,
+    /// test split (in rank order): accuracy per client, the unweighted mean and the mean weighted
+    /// by each client's training examples (its share of the data, as FedAvg weighs clients),
     /// standard deviation, the worst client and the mean of the worst 10 % (at least one client).
     public mutating func setClientFigures(_ evaluations: [ClientEvaluation]) {
         guard !evaluations.isEmpty else { return }
@@ -122,9 +123,10 @@ extension RoundRecord {
         let mean = accuracies.reduce(0, +) / Double(accuracies.count)
         clientAccuracy = accuracies
         clientAccuracyMean = mean
-        let examples = evaluations.reduce(0) { $0 + $1.examples }
+        let examples = evaluations.reduce(0) { $0 + $1.trainingExamples }
         clientAccuracyWeightedMean =
-            evaluations.reduce(0) { $0 + $1.accuracy * Double($1.examples) } / Double(max(examples, 1))
+            examples > 0
+            ? evaluations.reduce(0) { $0 + $1.accuracy * Double($1.trainingExamples) } / Double(examples) : mean
         clientAccuracyStandardDeviation =
             (accuracies.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(accuracies.count)).squareRoot()
         let sorted = accuracies.sorted()

@@ -520,7 +520,8 @@ public struct WorkerMachine {
         let model = personalizedModel()
         let result = model.withUnsafeBufferPointer { clientEvaluator.evaluate($0) }
         let evaluation = ClientEvaluation(
-            round: round, accuracy: result.accuracy, loss: result.loss, examples: clientEvaluator.dataset.count)
+            round: round, accuracy: result.accuracy, loss: result.loss, examples: clientEvaluator.dataset.count,
+            trainingExamples: trainer?.sampler.shard.count ?? 0)
         return [
             send(
                 Envelope(header: header(.clientEvaluation, round: round), body: Body.encode(evaluation)),

@@ -365,6 +365,10 @@ final class PersonalizationTests: XCTestCase {
         XCTAssertEqual(last.clientAccuracy, direct)
         XCTAssertEqual(last.clientAccuracyWorst, direct.min())
         XCTAssertEqual(last.clientAccuracyMean!, direct.reduce(0, +) / 4, accuracy: 1e-12)
+        // The weighted mean weighs each client by its training examples.
+        let sizes = try shards(configuration).map { Double($0.count) }
+        let weighted = zip(direct, sizes).reduce(0) { $0 + $1.0 * $1.1 } / sizes.reduce(0, +)
+        XCTAssertEqual(last.clientAccuracyWeightedMean!, weighted, accuracy: 1e-12)
         let summary = result.coordinator.summary
         XCTAssertEqual(summary.clientAccuracyMeanLast, last.clientAccuracyMean)
         XCTAssertNotNil(summary.clientAccuracyBestRound)
