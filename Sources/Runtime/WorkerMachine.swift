@@ -132,7 +132,11 @@ public struct WorkerMachine {
     public mutating func onStart(localEndpoint: String) -> [WorkerDirective] {
         let registration = Registration(
             nonce: nonce, endpoint: localEndpoint, host: host, processID: processID, requestedRank: requestedRank)
-        return [send(Envelope(header: header(.register, round: 0), body: Body.encode(registration)), to: .coordinator)]
+        return [
+            send(
+                Envelope(header: header(.register, round: 0), body: Body.encode(registration)), to: .coordinator,
+                diagnostic: true)
+        ]
     }
 
     public mutating func onEnvelope(_ envelope: Envelope) -> [WorkerDirective] {
@@ -237,7 +241,7 @@ public struct WorkerMachine {
             rank: rank, batchNorm: configuration.batchNorm,
             localSteps: configuration.localSteps(forExamples: shard.count),
             head: configuration.personalRanges(in: network.layout), initial: parameters)
-        return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator)]
+        return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator, diagnostic: true)]
     }
 
     /// Workers were removed: adopt the survivors' topology for every round not yet completed, drop
@@ -451,6 +455,14 @@ public struct WorkerMachine {
     /// Federated: this round's report to the server; a sampled client's carries its model (personal
     /// slices zeroed: they never leave the worker).
     private mutating func federatedReport(sampled: Bool) -> WorkerDirective {
+        var payload: FloatPayload?
+        if sampled {
+            var values = parameters
+            for range in personal { for i in range { values[i] = 0 } }
+            payload = FloatPayload(copying: values)
+            // The upload is this round's traffic: counted before the report that states the total.
+            bytesSent += MessageHeader.byteCount + 4 * payload!.wireSlotCount
+        }
         var metrics = WorkerMetrics(
             round: round + 1, trainLoss: sampled ? roundLoss : 0, learningRate: roundLearningRate, bytesSent: bytesSent,
             epoch: trainer?.sampler.epoch ?? 0)
@@ -459,15 +471,10 @@ public struct WorkerMachine {
         metrics.additiveLambda = sampled ? personalizer?.lastLambda : nil
         metrics.additiveMu = sampled ? personalizer?.lastMu : nil
         metrics.additiveGlobalZeroFraction = sampled ? personalizer?.lastZeroFraction : nil
-        var payload: FloatPayload?
-        if sampled {
-            var values = parameters
-            for range in personal { for i in range { values[i] = 0 } }
-            payload = FloatPayload(copying: values)
-        }
-        return send(
-            Envelope(header: header(.metrics, round: round + 1), body: Body.encode(metrics), payload: payload),
-            to: .coordinator)
+        let envelope = Envelope(
+            header: header(.metrics, round: round + 1), body: Body.encode(metrics), payload: payload)
+        diagnosticBytesSent += envelope.body.count + (payload == nil ? MessageHeader.byteCount : 0)
+        return .send(envelope, to: .coordinator)
     }
 
     /// Federated: the server's global model after round `round` (1-based).
@@ -556,7 +563,8 @@ public struct WorkerMachine {
     }
 
     /// Sends, counting the bytes: the algorithm's traffic (gossip, federated uploads) in
-    /// `bytesSent`, reports that exist only for the measurements in `diagnosticBytesSent`.
+    /// `bytesSent`; set-up, heartbeats and reports that exist only for the measurements in
+    /// `diagnosticBytesSent`.
     private mutating func send(_ envelope: Envelope, to peer: Peer, diagnostic: Bool = false) -> WorkerDirective {
         if diagnostic {
             diagnosticBytesSent += envelope.estimatedWireBytes

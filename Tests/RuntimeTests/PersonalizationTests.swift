@@ -5,6 +5,7 @@ import Optimizers
 import Runtime
 import Topologies
 import Transport
+import Wire
 import XCTest
 import _TestSupport
 
@@ -298,6 +299,22 @@ final class PersonalizationAlgorithmTests: XCTestCase {
                     XCTAssertEqual(shared[0], shared[1], "\(algorithm): the shared part is the global model")
                 }
             }
+        }
+    }
+
+    /// In federated mode a client's bytes in round t are its upload of round t: one model (plus
+    /// the header) when sampled, nothing otherwise.
+    func testFederatedBytesPerClient_AreThatRoundsUpload() throws {
+        var configuration = smallConfiguration(workers: 5, rounds: 6)
+        configuration.federated = FederatedSettings(clientFraction: 0.4, proximalMu: 0)
+        configuration.topology = .fixed(try .generated(.solo, nodeCount: 5))
+        let (coordinator, _) = try run(configuration)
+        let upload = MessageHeader.byteCount + 4 * Network(spec: configuration.model).parameterCount
+        for record in coordinator.records {
+            let sampled = configuration.federated!.sampled(
+                round: record.round - 1, workers: 5, seed: configuration.seed)
+            XCTAssertEqual(
+                record.bytesSentByWorker, (0..<5).map { sampled.contains($0) ? upload : 0 }, "round \(record.round)")
         }
     }
 
