@@ -13,7 +13,7 @@ public final class Evaluator {
             "data has \(dataset.featureCount) features, model expects \(network.inputWidth)")
         self.dataset = dataset
         self.chunkSize = chunkSize
-        workspace = NetworkWorkspace(network: network, capacity: chunkSize)
+        workspace = NetworkWorkspace(network: network, capacity: chunkSize, computesGradients: false)
     }
 
     /// Mean cross-entropy and the fraction classified correctly.
@@ -46,7 +46,7 @@ public enum RunningStatisticsEstimator {
     ) {
         guard !network.stateRanges.isEmpty, dataset.count > 0 else { return }
         let size = min(groupSize, dataset.count)
-        let workspace = NetworkWorkspace(network: network, capacity: size)
+        let workspace = NetworkWorkspace(network: network, capacity: size, computesGradients: false)
         var groups = 0
         var start = 0
         while start + size <= dataset.count {

@@ -11,14 +11,18 @@ public final class NetworkWorkspace {
     /// Scratch shared by the layers (they run one at a time): the largest `scratchCount`.
     let scratch: UnsafeMutablePointer<Float>?
 
-    public init(network: Network, capacity: Int) {
+    /// Whether the backward buffers exist (an evaluation-only workspace skips them: half the memory).
+    public let computesGradients: Bool
+
+    public init(network: Network, capacity: Int, computesGradients: Bool = true) {
         precondition(capacity > 0)
+        self.computesGradients = computesGradients
         self.network = network
         self.capacity = capacity
         var widths = [network.inputWidth]
         widths += network.layers.map(\.outputWidth)
         activations = widths.map { .allocate(capacity: $0 * capacity) }
-        gradients = widths.map { .allocate(capacity: $0 * capacity) }
+        gradients = widths.map { .allocate(capacity: computesGradients ? $0 * capacity : 1) }
         labels = .allocate(capacity: capacity)
         let scratchCount = network.layers.map(\.scratchCount).max() ?? 0
         scratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
@@ -56,6 +60,7 @@ public final class NetworkWorkspace {
         parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, batchSize: Int,
         normalization: NormalizationMode = .batchStatistics(ghostBatchSize: nil)
     ) -> (loss: Double, correct: Int) {
+        precondition(computesGradients, "an evaluation-only workspace has no gradient buffers")
         forward(parameters: parameters, batchSize: batchSize, normalization: normalization)
         let context = LayerContext(normalization: normalization, scratch: scratch)
         let last = network.layers.count
