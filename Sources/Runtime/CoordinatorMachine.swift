@@ -39,6 +39,7 @@ public struct CoordinatorMachine {
     private let workerEvaluator: Evaluator?
     private let trainEvaluator: Evaluator?
     private let statisticsSet: Dataset?
+    private let averageModelIsComplete: Bool
     /// Per worker, its own test split (honest per-client evaluation).
     private let initialParameters: [Float]
 
@@ -81,6 +82,12 @@ public struct CoordinatorMachine {
     ) {
         self.configuration = configuration
         self.statisticsSet = statisticsSet
+        averageModelIsComplete = configuration.averageModelIsComplete
+        if !averageModelIsComplete {
+            events.append(
+                "x̄ is not evaluated: in federated mode the personal slices never reach the server; see the per-client figures"
+            )
+        }
         self.runID = runID
         let network = Network(spec: configuration.model)
         self.network = network
@@ -245,7 +252,9 @@ public struct CoordinatorMachine {
                             to: .worker(peer)))
                 }
             }
-            if configuration.measuresSharpness(afterRound: nextRoundToRecord), let average = averageModel {
+            if configuration.measuresSharpness(afterRound: nextRoundToRecord), averageModelIsComplete,
+                let average = averageModel
+            {
                 directives.append(
                     .measureSharpness(
                         SharpnessJob(
@@ -373,7 +382,7 @@ public struct CoordinatorMachine {
                 uniqueKeysWithValues: network.layout.slices.map { slice in
                     (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
                 })
-            if configuration.evaluates(afterRound: roundNumber), let evaluator {
+            if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, let evaluator {
                 let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
                 record.testLoss = result.loss
                 record.testAccuracy = result.accuracy

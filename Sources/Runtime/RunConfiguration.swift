@@ -325,6 +325,17 @@ extension RunConfiguration {
             .map(\.range)
     }
 
+    /// Whether the coordinator can assemble a complete x̄: not in federated mode with personal
+    /// trainable slices (they never reach the server, so the global model lacks them, and x̄'s test
+    /// figures would score zeros there; the per-client figures are the meaningful ones).
+    public var averageModelIsComplete: Bool {
+        guard federated != nil else { return true }
+        let layout = Network(spec: model).layout
+        return !layout.slices.contains { slice in
+            slice.role == .trainable && personalRanges(in: layout).contains(slice.range)
+        }
+    }
+
     /// Everything that never leaves a worker: the personal slices and, under the `local`
     /// batch-norm policy, the running statistics.
     public func localRanges(in layout: ParameterLayout) -> [Range<Int>] {

@@ -463,5 +463,8 @@ final class FederatedTests: XCTestCase {
         }
         XCTAssertEqual(personalized.coordinator.records.last?.clientAccuracy, own)
         XCTAssertNotEqual(own, expected)
+        // The server's model lacks the heads, so x̄ is not scored (it would score zeros there).
+        XCTAssertNil(personalized.coordinator.records.last?.testAccuracy)
+        XCTAssertTrue(personalized.coordinator.machine.events.contains { $0.hasPrefix("x̄ is not evaluated") })
     }
 }
