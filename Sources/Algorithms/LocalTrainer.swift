@@ -62,6 +62,8 @@ public struct LocalTrainer {
     private var gradient: [Float]
     private let stateRanges: [Range<Int>]
     private var savedState: [Float]
+    /// Optimizer states of the phases other than 0 (see `train`).
+    private var phaseOptimizers: [Int: Optimizer] = [:]
 
     public init(
         network: Network, shard: Dataset, batchSize: Int, localSteps: Int, optimizer: OptimizerSettings, seed: UInt64,
@@ -89,11 +91,27 @@ public struct LocalTrainer {
     /// decay, momentum and the proximal term apply to parameters only).
     ///
     /// `steps` overrides the number of local steps; coordinates in `frozen` are not trained (they
-    /// keep their values through every step: FedRep's alternating head and body phases).
+    /// keep their values through every step: FedRep's alternating head and body phases). `phase`
+    /// picks an optimizer state of its own (momentum, step count) for each phase, as separate
+    /// optimizers for head and body would: a phase's state for the coordinates it freezes never
+    /// reaches them, since they are restored after every step.
     public mutating func train(
         _ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil, steps: Int? = nil,
-        frozen: [Range<Int>] = []
+        frozen: [Range<Int>] = [], phase: Int = 0
     ) -> (meanLoss: Double, learningRate: Double) {
+        if phase != 0 {
+            let fresh = Optimizer(settings: optimizer.settings, parameterCount: network.parameterCount)
+            let phaseOptimizer = phaseOptimizers.removeValue(forKey: phase) ?? fresh
+            phaseOptimizers[phase] = optimizer
+            optimizer = phaseOptimizer
+        }
+        defer {
+            if phase != 0 {
+                let main = phaseOptimizers.removeValue(forKey: phase)!
+                phaseOptimizers[phase] = optimizer
+                optimizer = main
+            }
+        }
         let steps = steps ?? localSteps
         guard steps > 0 else { return (0, optimizer.currentLearningRate) }
         let kept = stateRanges + frozen

@@ -247,7 +247,7 @@ public struct PersonalTrainer {
         case .none, .localOnly, .fineTune, .fedPer, .fedBN:
             return shared.train(&parameters, proximal: proximal)
         case .fedRep:
-            _ = shared.train(&parameters, proximal: proximal, steps: settings.headSteps, frozen: body)
+            _ = shared.train(&parameters, proximal: proximal, steps: settings.headSteps, frozen: body, phase: 1)
             return shared.train(&parameters, proximal: proximal, frozen: head)
         case .ditto:
             let anchor = parameters

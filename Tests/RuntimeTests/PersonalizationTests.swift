@@ -318,6 +318,29 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         }
     }
 
+    /// FedRep's head phase has an optimizer state of its own: with one step per phase, heavy-ball
+    /// momentum starts from zero in each phase, so the result equals plain SGD's exactly; a shared
+    /// momentum trace would carry the head phase's body gradient into the body step.
+    func testFedRepPhases_HaveTheirOwnOptimizerState() throws {
+        let configuration = smallConfiguration(workers: 2)
+        let network = Network(spec: configuration.model)
+        let head = [network.layout["layers.2.weight"]!.range, network.layout["layers.2.bias"]!.range]
+        let body = [network.layout["layers.0.weight"]!.range, network.layout["layers.0.bias"]!.range]
+        func run(momentum: Double) throws -> [Float] {
+            var settings = configuration.optimizer
+            settings.momentumKind = momentum == 0 ? .none : .heavyBall
+            settings.momentum = momentum
+            var trainer = LocalTrainer(
+                network: network, shard: try shards(configuration)[0], batchSize: 8, localSteps: 1,
+                optimizer: settings, seed: 1, rank: 0)
+            var parameters = network.initialParameters(seed: 1)
+            _ = trainer.train(&parameters, steps: 1, frozen: body, phase: 1)
+            _ = trainer.train(&parameters, frozen: head)
+            return parameters
+        }
+        XCTAssertEqual(try run(momentum: 0.9), try run(momentum: 0))
+    }
+
     func testBadPersonalizationConfigurations_NameTheFlag() {
         func error(
             _ algorithm: PersonalizationSettings.Algorithm, _ change: (inout RunConfiguration) -> Void = { _ in }
