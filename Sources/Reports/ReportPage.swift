@@ -159,6 +159,44 @@ public enum ReportPage {
         }
         sections.append(
             "<h2>Training</h2><div class=\"grid2\">\(accuracy.svg(id: "accuracy"))\(loss.svg(id: "loss"))</div>")
+        let clientRounds = rounds.filter { $0.clientAccuracyMean != nil }
+        if let lastClients = clientRounds.last, let perClient = lastClients.clientAccuracy {
+            let clients = Chart(
+                title: "Each client's own model on its own test split", xLabel: "round", yLabel: "accuracy",
+                series: [
+                    .init(
+                        name: "mean over clients", color: "#1f77b4",
+                        points: clientRounds.map { (x($0), $0.clientAccuracyMean!) },
+                        band: clientRounds.map {
+                            (
+                                x($0), $0.clientAccuracyWorst ?? $0.clientAccuracyMean!,
+                                $0.clientAccuracy?.max() ?? $0.clientAccuracyMean!
+                            )
+                        }),
+                    .init(
+                        name: "weighted by training examples", color: "#2ca02c",
+                        points: clientRounds.compactMap { r in r.clientAccuracyWeightedMean.map { (x(r), $0) } },
+                        dashed: true),
+                    .init(
+                        name: "worst client", color: "#d62728",
+                        points: clientRounds.compactMap { r in r.clientAccuracyWorst.map { (x(r), $0) } }),
+                ])
+            let best = clientRounds.max { $0.clientAccuracyMean! < $1.clientAccuracyMean! }!
+            let cells = perClient.enumerated().map {
+                "<td>\($0.offset)</td><td>\(String(format: "%.4f", $0.element))</td>"
+            }
+            sections.append(
+                "<h2>Per-client evaluation</h2><div class=\"grid2\">\(clients.svg(id: "clients"))<div>"
+                    + "<p class=\"note\">Last evaluation (round \(lastClients.round)): mean "
+                    + String(format: "%.4f", lastClients.clientAccuracyMean!)
+                    + ", weighted " + String(format: "%.4f", lastClients.clientAccuracyWeightedMean ?? .nan)
+                    + ", std " + String(format: "%.4f", lastClients.clientAccuracyStandardDeviation ?? .nan)
+                    + ", worst " + String(format: "%.4f", lastClients.clientAccuracyWorst ?? .nan)
+                    + ", worst 10 % " + String(format: "%.4f", lastClients.clientAccuracyWorstTenth ?? .nan)
+                    + ". Best round by mean: round \(best.round), " + String(format: "%.4f", best.clientAccuracyMean!)
+                    + " (chosen on test data).</p><table><tr><th>client</th><th>accuracy (last)</th></tr>"
+                    + cells.map { "<tr>\($0)</tr>" }.joined() + "</table></div></div>")
+        }
         sections.append(
             "<h2>Consensus and weights</h2><div class=\"grid2\">\(consensus.svg(id: "consensus"))\(distance.svg(id: "distance"))</div>"
         )

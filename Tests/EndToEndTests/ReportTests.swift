@@ -16,6 +16,36 @@ final class ReportTests: XCTestCase {
         return values.split(separator: " ").map { Double($0.split(separator: ":")[1])! }
     }
 
+    /// With per-client evaluation the page has a per-client section whose chart and table show the
+    /// recorded figures.
+    func testPerClientSection_ShowsTheRecordedFigures() throws {
+        let scratch = try temporaryDirectory("report-clients")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let child = try Child(
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "4", "--rounds", "6", "--model", "784-16-10", "--data", "synthetic",
+                "--eval-every", "3", "--sharpness-every", "0", "--partition", "pathological:2",
+                "--client-test-size", "30", "--personalization", "fedper", "--run-dir", run.path,
+            ], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+        let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        let rows = try String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONDecoder().decode(RoundRecord.self, from: Data($0.utf8)) }
+        let evaluated = rows.filter { $0.clientAccuracyMean != nil }
+        XCTAssertEqual(evaluated.map(\.round), [3, 6])
+        XCTAssertTrue(html.contains("<h2>Per-client evaluation</h2>"))
+        XCTAssertEqual(
+            seriesValues(html, chart: "clients", series: "mean over clients"), evaluated.map { $0.clientAccuracyMean! })
+        XCTAssertEqual(
+            seriesValues(html, chart: "clients", series: "worst client"), evaluated.map { $0.clientAccuracyWorst! })
+        for accuracy in evaluated.last!.clientAccuracy! {
+            XCTAssertTrue(html.contains("<td>\(String(format: "%.4f", accuracy))</td>"))
+        }
+        XCTAssertTrue(html.contains("FedPer; never sent: layers.2.weight, layers.2.bias"))
+    }
+
     func testEveryChartHasData_AndShowsTheRecordedNumbers() throws {
         let scratch = try temporaryDirectory("report")
         defer { try? FileManager.default.removeItem(at: scratch) }
