@@ -116,19 +116,31 @@ public struct BatchNorm: Layer {
         return (s.mean, s.inverseDeviation)
     }
 
-    public func forward(
-        input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batchSize: Int,
-        parameters: UnsafePointer<Float>, context: LayerContext
+    /// Calls `body(rows, channel, mean, inverseDeviation)` for every normalisation group (ghost
+    /// batch, whole batch) and channel, with the group's statistics or the running ones.
+    @inline(__always)
+    private func forEachGroup(
+        _ input: UnsafePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>, mode: NormalizationMode,
+        _ body: (Range<Int>, Int, Float, Float) -> Void
     ) {
-        let mode = context.normalization
         let size = mode.groupSize(batchSize: batchSize)
         for start in groups(batchSize: batchSize, mode: mode) {
             let rows = start..<min(start + size, batchSize)
             for c in 0..<channels {
                 let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
-                let (gamma, beta) = (parameters[c], parameters[channels + c])
-                forEach(channel: c, rows: rows) { output[$0] = gamma * (input[$0] - mean) * inverse + beta }
+                body(rows, c, mean, inverse)
             }
+        }
+    }
+
+    public func forward(
+        input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batchSize: Int,
+        parameters: UnsafePointer<Float>, context: LayerContext
+    ) {
+        let mode = context.normalization
+        forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: mode) { rows, c, mean, inverse in
+            let (gamma, beta) = (parameters[c], parameters[channels + c])
+            forEach(channel: c, rows: rows) { output[$0] = gamma * (input[$0] - mean) * inverse + beta }
         }
     }
 
@@ -138,37 +150,32 @@ public struct BatchNorm: Layer {
         parameterGradient: UnsafeMutablePointer<Float>, context: LayerContext
     ) {
         let mode = context.normalization
-        let size = mode.groupSize(batchSize: batchSize)
         parameterGradient.update(repeating: 0, count: 4 * channels)
         let g = outputGradient
-        for start in groups(batchSize: batchSize, mode: mode) {
-            let rows = start..<min(start + size, batchSize)
+        forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: mode) { rows, c, mean, inverse in
             let n = Float(rows.count * spatialSize)
-            for c in 0..<channels {
-                let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
-                // Σg and Σg·x̂ = s·(Σg·x − μ·Σg), from one pass of lane sums.
-                var sumGDouble = 0.0
-                var sumGXDouble = 0.0
-                forEachRun(channel: c, rows: rows) { start, length, stride in
-                    let (sg, sgx) = Self.sums(g + start, input + start, count: length, stride: stride)
-                    sumGDouble += sg
-                    sumGXDouble += sgx
-                }
-                let sumG = Float(sumGDouble)
-                let sumGXHat = Float((sumGXDouble - Double(mean) * sumGDouble) * Double(inverse))
-                parameterGradient[c] += sumGXHat
-                parameterGradient[channels + c] += sumG
-                guard let dx = inputGradient else { continue }
-                let scale = parameters[c] * inverse
-                if mode == .runningStatistics {
-                    forEach(channel: c, rows: rows) { dx[$0] = scale * g[$0] }
-                } else {
-                    // ∂x = γ·s·(g − mean g − x̂·mean(g·x̂))
-                    let (meanG, meanGXHat) = (sumG / n, sumGXHat / n)
-                    forEach(channel: c, rows: rows) {
-                        let xHat = (input[$0] - mean) * inverse
-                        dx[$0] = scale * (g[$0] - meanG - xHat * meanGXHat)
-                    }
+            // Σg and Σg·x̂ = s·(Σg·x − μ·Σg), from one pass of lane sums.
+            var sumGDouble = 0.0
+            var sumGXDouble = 0.0
+            forEachRun(channel: c, rows: rows) { start, length, stride in
+                let (sg, sgx) = Self.sums(g + start, input + start, count: length, stride: stride)
+                sumGDouble += sg
+                sumGXDouble += sgx
+            }
+            let sumG = Float(sumGDouble)
+            let sumGXHat = Float((sumGXDouble - Double(mean) * sumGDouble) * Double(inverse))
+            parameterGradient[c] += sumGXHat
+            parameterGradient[channels + c] += sumG
+            guard let dx = inputGradient else { return }
+            let scale = parameters[c] * inverse
+            if mode == .runningStatistics {
+                forEach(channel: c, rows: rows) { dx[$0] = scale * g[$0] }
+            } else {
+                // ∂x = γ·s·(g − mean g − x̂·mean(g·x̂))
+                let (meanG, meanGXHat) = (sumG / n, sumGXHat / n)
+                forEach(channel: c, rows: rows) {
+                    let xHat = (input[$0] - mean) * inverse
+                    dx[$0] = scale * (g[$0] - meanG - xHat * meanGXHat)
                 }
             }
         }
@@ -180,24 +187,19 @@ public struct BatchNorm: Layer {
         direction: UnsafePointer<Float>, context: LayerContext
     ) {
         let mode = context.normalization
-        let size = mode.groupSize(batchSize: batchSize)
-        for start in groups(batchSize: batchSize, mode: mode) {
-            let rows = start..<min(start + size, batchSize)
-            for c in 0..<channels {
-                let (mean, inverse) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
-                let (gamma, gammaR, betaR) = (parameters[c], direction[c], direction[channels + c])
-                if mode == .runningStatistics {
-                    forEach(channel: c, rows: rows) {
-                        outputR[$0] = gammaR * (input[$0] - mean) * inverse + gamma * inverse * inputR[$0] + betaR
-                    }
-                    continue
-                }
-                let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: inverse)
+        forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: mode) { rows, c, mean, inverse in
+            let (gamma, gammaR, betaR) = (parameters[c], direction[c], direction[channels + c])
+            if mode == .runningStatistics {
                 forEach(channel: c, rows: rows) {
-                    let xHat = (input[$0] - mean) * inverse
-                    let xHatR = inverse * (inputR[$0] - moments.meanXR - xHat * moments.meanXHatDR)
-                    outputR[$0] = gammaR * xHat + gamma * xHatR + betaR
+                    outputR[$0] = gammaR * (input[$0] - mean) * inverse + gamma * inverse * inputR[$0] + betaR
                 }
+                return
+            }
+            let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: inverse)
+            forEach(channel: c, rows: rows) {
+                let xHat = (input[$0] - mean) * inverse
+                let xHatR = inverse * (inputR[$0] - moments.meanXR - xHat * moments.meanXHatDR)
+                outputR[$0] = gammaR * xHat + gamma * xHatR + betaR
             }
         }
     }
@@ -224,66 +226,61 @@ public struct BatchNorm: Layer {
         direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext
     ) {
         let mode = context.normalization
-        let size = mode.groupSize(batchSize: batchSize)
         parameterGradientR.update(repeating: 0, count: 4 * channels)
         let (g, gR) = (outputGradient, outputGradientR)
-        for start in groups(batchSize: batchSize, mode: mode) {
-            let rows = start..<min(start + size, batchSize)
+        forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: mode) { rows, c, mean, s in
             let n = Float(rows.count * spatialSize)
-            for c in 0..<channels {
-                let (mean, s) = normalizer(input, channel: c, rows: rows, parameters: parameters, mode: mode)
-                let (gamma, gammaR) = (parameters[c], direction[c])
-                if mode == .runningStatistics {
-                    // ∂γ = Σ g·x̂, ∂β = Σ g, ∂x = γ·s·g with x̂ = (x − μ_run)·s; only x and γ move.
-                    var sumGRXHat: Float = 0
-                    var sumGR: Float = 0
-                    var sumGXR: Float = 0
-                    forEach(channel: c, rows: rows) {
-                        sumGRXHat += gR[$0] * (input[$0] - mean) * s
-                        sumGR += gR[$0]
-                        sumGXR += g[$0] * inputR[$0] * s
-                    }
-                    parameterGradientR[c] += sumGRXHat + sumGXR
-                    parameterGradientR[channels + c] += sumGR
-                    if let dxR = inputGradientR {
-                        forEach(channel: c, rows: rows) { dxR[$0] = gammaR * s * g[$0] + gamma * s * gR[$0] }
-                    }
-                    continue
-                }
-                let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: s)
-                @inline(__always) func xHat(_ i: Int) -> Float { (input[i] - mean) * s }
-                @inline(__always) func xHatR(_ i: Int) -> Float {
-                    s * (inputR[i] - moments.meanXR - xHat(i) * moments.meanXHatDR)
-                }
-                var sumG: Float = 0
-                var sumGXHat: Float = 0
-                var sumGR: Float = 0
+            let (gamma, gammaR) = (parameters[c], direction[c])
+            if mode == .runningStatistics {
+                // ∂γ = Σ g·x̂, ∂β = Σ g, ∂x = γ·s·g with x̂ = (x − μ_run)·s; only x and γ move.
                 var sumGRXHat: Float = 0
-                var sumGXHatR: Float = 0
+                var sumGR: Float = 0
+                var sumGXR: Float = 0
                 forEach(channel: c, rows: rows) {
-                    let (h, hR) = (xHat($0), xHatR($0))
-                    sumG += g[$0]
-                    sumGXHat += g[$0] * h
+                    sumGRXHat += gR[$0] * (input[$0] - mean) * s
                     sumGR += gR[$0]
-                    sumGRXHat += gR[$0] * h
-                    sumGXHatR += g[$0] * hR
+                    sumGXR += g[$0] * inputR[$0] * s
                 }
-                // R{∂γ} = Σ(ġ·x̂ + g·R{x̂}),  R{∂β} = Σ ġ
-                parameterGradientR[c] += sumGRXHat + sumGXHatR
+                parameterGradientR[c] += sumGRXHat + sumGXR
                 parameterGradientR[channels + c] += sumGR
-                guard let dxR = inputGradientR else { continue }
-                // ∂x = a·u with a = γ·s, u = g − mean g − x̂·mean(g·x̂):
-                // R{a} = γ̇·s − γ·s²·mean(x̂ḋ),  R{u} = ġ − mean ġ − R{x̂}·mean(g·x̂) − x̂·mean(ġ·x̂ + g·R{x̂}).
-                let a = gamma * s
-                let aR = gammaR * s - gamma * s * s * moments.meanXHatDR
-                let (meanG, meanGXHat, meanGR) = (sumG / n, sumGXHat / n, sumGR / n)
-                let meanMixed = (sumGRXHat + sumGXHatR) / n
-                forEach(channel: c, rows: rows) {
-                    let (h, hR) = (xHat($0), xHatR($0))
-                    let u = g[$0] - meanG - h * meanGXHat
-                    let uR = gR[$0] - meanGR - hR * meanGXHat - h * meanMixed
-                    dxR[$0] = aR * u + a * uR
+                if let dxR = inputGradientR {
+                    forEach(channel: c, rows: rows) { dxR[$0] = gammaR * s * g[$0] + gamma * s * gR[$0] }
                 }
+                return
+            }
+            let moments = rMoments(input, inputR, channel: c, rows: rows, mean: mean, inverse: s)
+            @inline(__always) func xHat(_ i: Int) -> Float { (input[i] - mean) * s }
+            @inline(__always) func xHatR(_ i: Int) -> Float {
+                s * (inputR[i] - moments.meanXR - xHat(i) * moments.meanXHatDR)
+            }
+            var sumG: Float = 0
+            var sumGXHat: Float = 0
+            var sumGR: Float = 0
+            var sumGRXHat: Float = 0
+            var sumGXHatR: Float = 0
+            forEach(channel: c, rows: rows) {
+                let (h, hR) = (xHat($0), xHatR($0))
+                sumG += g[$0]
+                sumGXHat += g[$0] * h
+                sumGR += gR[$0]
+                sumGRXHat += gR[$0] * h
+                sumGXHatR += g[$0] * hR
+            }
+            // R{∂γ} = Σ(ġ·x̂ + g·R{x̂}),  R{∂β} = Σ ġ
+            parameterGradientR[c] += sumGRXHat + sumGXHatR
+            parameterGradientR[channels + c] += sumGR
+            guard let dxR = inputGradientR else { return }
+            // ∂x = a·u with a = γ·s, u = g − mean g − x̂·mean(g·x̂):
+            // R{a} = γ̇·s − γ·s²·mean(x̂ḋ),  R{u} = ġ − mean ġ − R{x̂}·mean(g·x̂) − x̂·mean(ġ·x̂ + g·R{x̂}).
+            let a = gamma * s
+            let aR = gammaR * s - gamma * s * s * moments.meanXHatDR
+            let (meanG, meanGXHat, meanGR) = (sumG / n, sumGXHat / n, sumGR / n)
+            let meanMixed = (sumGRXHat + sumGXHatR) / n
+            forEach(channel: c, rows: rows) {
+                let (h, hR) = (xHat($0), xHatR($0))
+                let u = g[$0] - meanG - h * meanGXHat
+                let uR = gR[$0] - meanGR - hR * meanGXHat - h * meanMixed
+                dxR[$0] = aR * u + a * uR
             }
         }
     }
