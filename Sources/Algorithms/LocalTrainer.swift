@@ -100,8 +100,9 @@ public struct LocalTrainer {
         frozen: [Range<Int>] = [], phase: Int = 0
     ) -> (meanLoss: Double, learningRate: Double) {
         if phase != 0 {
-            let fresh = Optimizer(settings: optimizer.settings, parameterCount: network.parameterCount)
-            let phaseOptimizer = phaseOptimizers.removeValue(forKey: phase) ?? fresh
+            let phaseOptimizer =
+                phaseOptimizers.removeValue(forKey: phase)
+                ?? Optimizer(settings: optimizer.settings, parameterCount: network.parameterCount)
             phaseOptimizers[phase] = optimizer
             optimizer = phaseOptimizer
         }

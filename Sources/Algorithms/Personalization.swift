@@ -150,9 +150,15 @@ public struct AdditiveObjective: Sendable {
 
     /// The whole objective at (g, l), given CE(g + l).
     public func value(crossEntropy: Double, global: [Float], local: [Float], lambda: Double, mu: Double) -> Double {
-        let (_, _, separation, sparsity) = gradients(
-            crossEntropyGradient: [Float](repeating: 0, count: global.count), global: global, local: local,
-            lambda: lambda, mu: mu)
+        var separation = 0.0
+        var sparsity = 0.0
+        for range in additive {
+            for i in range {
+                let difference = Double(local[i]) - Double(global[i])
+                separation += difference * difference
+                sparsity += abs(Double(global[i]))
+            }
+        }
         return crossEntropy - lambda * separation + mu * sparsity
     }
 
@@ -299,9 +305,9 @@ public struct PersonalTrainer {
             let (crossEntropy, gradient) = shared.nextBatchGradient(
                 at: objective.combined(global: global, local: local))
             // The smooth part by gradient steps; the L1 term by its proximal step below.
-            var (globalGradient, localGradient, _, _) = objective.gradients(
+            var (globalGradient, localGradient, separation, sparsity) = objective.gradients(
                 crossEntropyGradient: gradient, global: global, local: local, lambda: lambda, mu: 0)
-            lossSum += objective.value(crossEntropy: crossEntropy, global: global, local: local, lambda: lambda, mu: mu)
+            lossSum += crossEntropy - lambda * separation + mu * sparsity
             if let proximal, proximal.mu != 0 {
                 globalGradient.addScaled(global, by: proximal.mu)
                 globalGradient.addScaled(proximal.anchor, by: -proximal.mu)

@@ -344,6 +344,7 @@ struct RunOptions: ParsableArguments {
             schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
             momentum: momentum,
             weightDecay: weightDecay, weightDecayMode: weightDecayMode, gradientClipNorm: clipNorm)
+        let layers = Network(spec: spec).layers
         let directory = URL(
             fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
         var configuration = RunConfiguration(
@@ -357,11 +358,9 @@ struct RunOptions: ParsableArguments {
             failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
             personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
                 + (personalHead || [.fedPer, .fedRep].contains(personalization)
-                    ? ["layers.\(Network(spec: spec).layers.count - 1)"] : [])
+                    ? ["layers.\(layers.count - 1)"] : [])
                 + (personalization == .fedBN
-                    ? Network(spec: spec).layers.indices.filter { Network(spec: spec).layers[$0] is BatchNorm }.map {
-                        "layers.\($0)"
-                    } : []),
+                    ? layers.indices.filter { layers[$0] is BatchNorm }.map { "layers.\($0)" } : []),
             clientTestSize: clientTestSize,
             federated: federated.map {
                 FederatedSettings(clientFraction: clientFraction, proximalMu: $0 == .fedprox ? proximalMu : 0)
