@@ -88,6 +88,7 @@ public final class WorkerShell {
     private var coordinatorEndpoint: String?
     /// Sends this worker's heartbeats from a thread of its own (processes); nil: `watch` sends them.
     public var heartbeats: HeartbeatSender?
+    private var heartbeatsConfigured = false
     /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
     public var allowsSelfKill = false
     private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
@@ -143,9 +144,13 @@ public final class WorkerShell {
         guard outcome == .running, let configuration = machine.configuration else { return }
         var now = clock.now
         if let heartbeats, let coordinatorEndpoint {
-            heartbeats.update(
-                beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
-                intervalSeconds: configuration.heartbeatIntervalSeconds)
+            // Once the assignment gives the run id, rank and interval: the beat never changes after.
+            if !heartbeatsConfigured {
+                heartbeatsConfigured = true
+                heartbeats.update(
+                    beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
+                    intervalSeconds: configuration.heartbeatIntervalSeconds)
+            }
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
             try? transport.send(machine.heartbeatMessage(), to: .coordinator)
@@ -228,6 +233,7 @@ public final class CoordinatorShell {
     private var workerEndpoints: [Int: String] = [:]
     /// Sends the coordinator's heartbeats from a thread of its own (processes); nil: `watch` sends them.
     public var heartbeats: HeartbeatSender?
+    private var heartbeatTargets: [Int] = []
     /// Faults injected on purpose (recorded in the summary).
     public var faultEvents: [String] = []
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
@@ -281,11 +287,13 @@ public final class CoordinatorShell {
         let configuration = machine.configuration
         let beat = Envelope(header: MessageHeader(kind: .heartbeat, runID: machine.runID, sender: -1))
         if let heartbeats {
-            let peers = Dictionary(
-                uniqueKeysWithValues: machine.alive.compactMap { rank in
-                    workerEndpoints[rank].map { (Peer.worker(rank), $0) }
-                })
-            heartbeats.update(beat: beat, peers: peers, intervalSeconds: configuration.heartbeatIntervalSeconds)
+            // Only when the live, connected workers change (registration, a removal).
+            let targets = machine.alive.filter { workerEndpoints[$0] != nil }
+            if targets != heartbeatTargets {
+                heartbeatTargets = targets
+                let peers = Dictionary(uniqueKeysWithValues: targets.map { (Peer.worker($0), workerEndpoints[$0]!) })
+                heartbeats.update(beat: beat, peers: peers, intervalSeconds: configuration.heartbeatIntervalSeconds)
+            }
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
             for rank in machine.alive { try? transport.send(beat, to: .worker(rank)) }

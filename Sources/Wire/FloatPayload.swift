@@ -83,7 +83,7 @@ public enum SparsePayload {
 
     public static func encode(_ payload: FloatPayload) -> FloatPayload {
         let nonZero = payload.nonZeroCount
-        var slots = [Float](repeating: 0, count: 1 + 2 * nonZero)
+        let slots = UnsafeMutablePointer<Float>.allocate(capacity: 1 + 2 * nonZero)
         slots[0] = Float(bitPattern: UInt32(payload.count))
         var position = 0
         withExtendedLifetime(payload) {
@@ -93,7 +93,7 @@ public enum SparsePayload {
                 position += 1
             }
         }
-        return FloatPayload(copying: slots)
+        return FloatPayload(wrapping: UnsafePointer(slots), count: 1 + 2 * nonZero) { slots.deallocate() }
     }
 
     /// The dense payload of a sparse one, rejecting any slot layout that is not exactly the
