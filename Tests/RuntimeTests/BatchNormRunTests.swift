@@ -208,14 +208,7 @@ final class BatchNormRunTests: XCTestCase {
 
     func testBadBatchNormConfigurations_NameTheFlag() {
         func error(_ change: (inout RunConfiguration) -> Void) -> String {
-            var configuration = batchNormConfiguration(policy: .averaged)
-            change(&configuration)
-            do {
-                try configuration.validate()
-                return "no error"
-            } catch {
-                return "\(error)"
-            }
+            validationMessage(batchNormConfiguration(policy: .averaged).with(change))
         }
         XCTAssertTrue(error { $0.batchNorm.virtualBatchSize = 3 }.hasPrefix("--virtual-batch-size: must divide"))
         XCTAssertTrue(error { $0.model.batchNorm = false }.hasPrefix("--virtual-batch-size: the model"))

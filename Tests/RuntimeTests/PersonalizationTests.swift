@@ -347,14 +347,7 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         )
             -> String
         {
-            var configuration = federatedConfiguration(algorithm)
-            change(&configuration)
-            do {
-                try configuration.validate()
-                return "no error"
-            } catch {
-                return "\(error)"
-            }
+            validationMessage(federatedConfiguration(algorithm).with(change))
         }
         XCTAssertTrue(error(.ditto) { $0.personalization.dittoLambda = -1 }.hasPrefix("--ditto-lambda: must be ≥ 0"))
         XCTAssertTrue(error(.additive) { $0.personalization.additiveLambda = -0.1 }.hasPrefix("--additive-lambda"))
@@ -371,13 +364,5 @@ final class PersonalizationAlgorithmTests: XCTestCase {
             error(.additive) { $0.personalization.additiveLayers = ["layers.7"] }.hasPrefix(
                 "--additive-layers: 'layers.7' names no parameter slice"))
         XCTAssertEqual(error(.additive), "no error")
-    }
-}
-
-extension RunConfiguration {
-    func with(_ change: (inout RunConfiguration) -> Void) -> RunConfiguration {
-        var copy = self
-        change(&copy)
-        return copy
     }
 }

@@ -33,6 +33,25 @@ func simulate(_ configuration: RunConfiguration) throws -> (CoordinatorShell, [W
     return result
 }
 
+/// What `validate()` says about a configuration: its error message, or "no error".
+func validationMessage(_ configuration: RunConfiguration) -> String {
+    do {
+        try configuration.validate()
+        return "no error"
+    } catch {
+        return "\(error)"
+    }
+}
+
+extension RunConfiguration {
+    /// A copy with `change` applied.
+    func with(_ change: (inout RunConfiguration) -> Void) -> RunConfiguration {
+        var copy = self
+        change(&copy)
+        return copy
+    }
+}
+
 func shards(_ configuration: RunConfiguration) throws -> [Dataset] {
     try (0..<configuration.workers).map {
         try DataLoader.loadShard(
