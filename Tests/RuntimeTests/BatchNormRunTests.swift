@@ -167,6 +167,13 @@ final class BatchNormRunTests: XCTestCase {
         let last = try XCTUnwrap(result.coordinator.machine.lastRecord)
         XCTAssertEqual(last.testLoss, recomputed.loss)
         XCTAssertNotEqual(last.testLoss, averaged.loss)
+        // The report says which statistics were used, for training and for evaluation.
+        let description = try XCTUnwrap(configuration.batchNormDescription)
+        XCTAssertTrue(description.contains("training: batch statistics of ghost batches of 4 (of 8)"), description)
+        XCTAssertTrue(
+            description.contains("evaluation: running statistics (x̄: recomputed for x̄ on 64 training examples"),
+            description)
+        XCTAssertNil(smallConfiguration().batchNormDescription)
     }
 
     /// "Train longer": √ scaling and regime adaptation against a reference total batch.
