@@ -58,6 +58,8 @@ public struct LocalTrainer {
     public private(set) var sampler: ShardSampler
     public private(set) var optimizer: Optimizer
     public let batchNorm: BatchNormSettings
+    /// Where each step falls in the learning-rate schedule.
+    public let clock: ScheduleClock
     private let workspace: NetworkWorkspace
     private var gradient: [Float]
     private let stateRanges: [Range<Int>]
@@ -67,9 +69,12 @@ public struct LocalTrainer {
 
     public init(
         network: Network, shard: Dataset, batchSize: Int, localSteps: Int, optimizer: OptimizerSettings, seed: UInt64,
-        rank: Int, batchNorm: BatchNormSettings = BatchNormSettings()
+        rank: Int, batchNorm: BatchNormSettings = BatchNormSettings(), rounds: Int = 1
     ) {
         self.network = network
+        clock = ScheduleClock(unit: optimizer.scheduleUnit, stepsPerRound: localSteps, rounds: rounds)
+        var optimizer = optimizer
+        optimizer.schedule = optimizer.schedule.resolved(runLength: clock.runLength)
         self.batchNorm = batchNorm
         stateRanges = network.stateRanges
         savedState = [Float](repeating: 0, count: stateRanges.reduce(0) { $0 + $1.count })
@@ -81,8 +86,10 @@ public struct LocalTrainer {
         gradient = [Float](repeating: 0, count: network.parameterCount)
     }
 
-    /// Runs `localSteps` steps on `parameters`; returns the mean mini-batch loss (measured before
-    /// each step, as PyTorch loops report it) and the learning rate of the first step.
+    /// Runs `localSteps` steps on `parameters` in round `round` (0-based; the schedule's positions
+    /// come from `clock`, or from the optimizer's own step counter when nil); returns the mean
+    /// mini-batch loss (measured before each step, as PyTorch loops report it) and the learning
+    /// rate of the first step.
     /// With `proximal` (μ, anchor), each gradient gets μ·(x − anchor) added: FedProx's proximal
     /// term (μ/2)‖x − x_global‖² (Li et al., MLSys 2020).
     ///
@@ -96,7 +103,7 @@ public struct LocalTrainer {
     /// optimizers for head and body would: a phase's state for the coordinates it freezes never
     /// reaches them, since they are restored after every step.
     public mutating func train(
-        _ parameters: inout [Float], proximal: (mu: Float, anchor: [Float])? = nil, steps: Int? = nil,
+        _ parameters: inout [Float], round: Int?, proximal: (mu: Float, anchor: [Float])? = nil, steps: Int? = nil,
         frozen: [Range<Int>] = [], phase: Int = 0
     ) -> (meanLoss: Double, learningRate: Double) {
         if phase != 0 {
@@ -114,17 +121,20 @@ public struct LocalTrainer {
             }
         }
         let steps = steps ?? localSteps
-        guard steps > 0 else { return (0, optimizer.currentLearningRate) }
+        let positions = (0..<steps).map { step in round.map { clock.position(round: $0, step: step, of: steps) } }
+        let learningRate =
+            positions.first.flatMap { $0 }.map { optimizer.settings.schedule.learningRate(atStep: $0) }
+            ?? optimizer.currentLearningRate
+        guard steps > 0 else { return (0, learningRate) }
         let kept = stateRanges + frozen
         if savedState.count < kept.reduce(0, { $0 + $1.count }) {
             savedState = [Float](repeating: 0, count: kept.reduce(0) { $0 + $1.count })
         }
         var lossSum = 0.0
-        let learningRate = optimizer.currentLearningRate
         let workspace = self.workspace
         let batchSize = self.batchSize
         let batchNorm = self.batchNorm
-        for _ in 0..<steps {
+        for position in positions {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
@@ -141,21 +151,21 @@ public struct LocalTrainer {
                         rule: batchNorm.runningStatisticsRule, momentum: Float(batchNorm.momentum))
                 }
             }
-            var position = 0
+            var offset = 0
             for range in kept {
-                savedState.replaceSubrange(position..<(position + range.count), with: parameters[range])
-                position += range.count
+                savedState.replaceSubrange(offset..<(offset + range.count), with: parameters[range])
+                offset += range.count
             }
             lossSum += loss
             if let proximal, proximal.mu != 0 {
                 gradient.addScaled(parameters, by: proximal.mu)
                 gradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
-            optimizer.apply(gradient: &gradient, to: &parameters)
-            position = 0
+            optimizer.apply(gradient: &gradient, to: &parameters, scheduleStep: position)
+            offset = 0
             for range in kept {
-                parameters.replaceSubrange(range, with: savedState[position..<(position + range.count)])
-                position += range.count
+                parameters.replaceSubrange(range, with: savedState[offset..<(offset + range.count)])
+                offset += range.count
             }
         }
         return (lossSum / Double(steps), learningRate)
@@ -178,8 +188,18 @@ public struct LocalTrainer {
         return (loss, gradient)
     }
 
-    /// parameters ← parameters + optimizer(gradient): one step with this trainer's optimizer.
-    public mutating func applyStep(gradient: inout [Float], to parameters: inout [Float]) {
-        optimizer.apply(gradient: &gradient, to: &parameters)
+    /// The learning rate of step `step` of `count` in round `round` (0-based).
+    public func learningRate(round: Int, step: Int, of count: Int) -> Double {
+        optimizer.settings.schedule.learningRate(atStep: clock.position(round: round, step: step, of: count))
+    }
+
+    /// parameters ← parameters + optimizer(gradient): one step with this trainer's optimizer, at
+    /// step `step` of `count` in round `round` (0-based) on the schedule.
+    public mutating func applyStep(
+        gradient: inout [Float], to parameters: inout [Float], round: Int, step: Int, of count: Int
+    ) {
+        optimizer.apply(
+            gradient: &gradient, to: &parameters,
+            scheduleStep: clock.position(round: round, step: step, of: count))
     }
 }

@@ -40,6 +40,10 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
     public var algorithm: Algorithm
     /// fine-tune: local steps on the client's own data before each evaluation.
     public var fineTuneSteps: Int
+    /// fine-tune: the constant learning rate of those steps (nil: the schedule's base rate η).
+    /// Fine-tuning is a procedure of its own after training, so it neither warms up again nor
+    /// inherits a decayed (or, at the end of a cosine schedule, zero) rate.
+    public var fineTuneLearningRate: Double?
     /// FedRep: head steps per round (body frozen), before the `localSteps` body steps.
     public var headSteps: Int
     /// Ditto: λ of the pull (λ/2)‖v − w‖² towards the shared model.
@@ -84,7 +88,8 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case algorithm, fineTuneSteps, headSteps, dittoLambda, apflAlpha, apflAlphaLearningRate, additiveLambda,
+        case algorithm, fineTuneSteps, fineTuneLearningRate, headSteps, dittoLambda, apflAlpha, apflAlphaLearningRate,
+            additiveLambda,
             additiveMu, curriculum, curriculumRounds, additiveLayers
     }
 
@@ -94,6 +99,7 @@ public struct PersonalizationSettings: Sendable, Equatable, Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         algorithm = try c.decodeIfPresent(Algorithm.self, forKey: .algorithm) ?? algorithm
         fineTuneSteps = try c.decodeIfPresent(Int.self, forKey: .fineTuneSteps) ?? fineTuneSteps
+        fineTuneLearningRate = try c.decodeIfPresent(Double.self, forKey: .fineTuneLearningRate)
         headSteps = try c.decodeIfPresent(Int.self, forKey: .headSteps) ?? headSteps
         dittoLambda = try c.decodeIfPresent(Double.self, forKey: .dittoLambda) ?? dittoLambda
         apflAlpha = try c.decodeIfPresent(Double.self, forKey: .apflAlpha) ?? apflAlpha
@@ -216,7 +222,7 @@ public struct PersonalTrainer {
         settings: PersonalizationSettings, network: Network, shard: Dataset, batchSize: Int,
         optimizer: OptimizerSettings,
         seed: UInt64, rank: Int, batchNorm: BatchNormSettings, localSteps: Int, head: [Range<Int>],
-        initial: [Float]
+        initial: [Float], rounds: Int = 1
     ) {
         self.settings = settings
         alpha = settings.apflAlpha
@@ -229,12 +235,14 @@ public struct PersonalTrainer {
         if [.ditto, .apfl, .additive].contains(settings.algorithm) {
             personalTrainer = LocalTrainer(
                 network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
-                seed: personalSeed, rank: rank, batchNorm: batchNorm)
+                seed: personalSeed, rank: rank, batchNorm: batchNorm, rounds: rounds)
         }
-        fineTuneFactory = {
+        var fineTuning = optimizer
+        fineTuning.schedule = .constant(settings.fineTuneLearningRate ?? optimizer.schedule.baseRate)
+        fineTuneFactory = { [fineTuning] in
             LocalTrainer(
                 network: network, shard: shard, batchSize: batchSize, localSteps: settings.fineTuneSteps,
-                optimizer: optimizer, seed: personalSeed ^ 0xF1E7, rank: rank, batchNorm: batchNorm)
+                optimizer: fineTuning, seed: personalSeed ^ 0xF1E7, rank: rank, batchNorm: batchNorm)
         }
         switch settings.algorithm {
         case .ditto, .apfl: personal = initial
@@ -244,27 +252,31 @@ public struct PersonalTrainer {
     }
 
     /// One round of local training: the shared `parameters` (with `shared`, the worker's trainer)
-    /// and the private part. Returns the mean training loss of the shared objective and the
+    /// and the private part, in round `round` (1-based). Every phase follows the round clock (see
+    /// `ScheduleClock`): FedRep's head steps, Ditto's and APFL's personal steps use the rates of
+    /// the round they run in. Returns the mean training loss of the shared objective and the
     /// learning rate of the round's first step.
     public mutating func trainRound(
         _ parameters: inout [Float], shared: inout LocalTrainer, round: Int, proximal: (mu: Float, anchor: [Float])?
     ) -> (meanLoss: Double, learningRate: Double) {
+        let index = round - 1
         switch settings.algorithm {
         case .none, .localOnly, .fineTune, .fedPer, .fedBN:
-            return shared.train(&parameters, proximal: proximal)
+            return shared.train(&parameters, round: index, proximal: proximal)
         case .fedRep:
-            _ = shared.train(&parameters, proximal: proximal, steps: settings.headSteps, frozen: body, phase: 1)
-            return shared.train(&parameters, proximal: proximal, frozen: head)
+            _ = shared.train(
+                &parameters, round: index, proximal: proximal, steps: settings.headSteps, frozen: body, phase: 1)
+            return shared.train(&parameters, round: index, proximal: proximal, frozen: head)
         case .ditto:
             let anchor = parameters
-            let result = shared.train(&parameters, proximal: proximal)
+            let result = shared.train(&parameters, round: index, proximal: proximal)
             var v = personal!
-            _ = personalTrainer.train(&v, proximal: (Float(settings.dittoLambda), anchor))
+            _ = personalTrainer.train(&v, round: index, proximal: (Float(settings.dittoLambda), anchor))
             personal = v
             return result
         case .apfl:
-            let result = shared.train(&parameters, proximal: proximal)
-            trainMixture(shared: parameters, learningRate: result.learningRate)
+            let result = shared.train(&parameters, round: index, proximal: proximal)
+            trainMixture(shared: parameters, round: index)
             return result
         case .additive:
             return trainAdditive(&parameters, shared: &shared, round: round, proximal: proximal)
@@ -274,9 +286,11 @@ public struct PersonalTrainer {
     /// APFL's personal steps: with u = αv + (1 − α)w and g = ∇L(u),
     /// v ← v − η·α·g and α ← clamp(α − η_α·⟨g, v − w⟩, 0, 1) (Deng et al. 2020, Algorithm 1),
     /// after the shared model's own steps this round.
-    private mutating func trainMixture(shared w: [Float], learningRate: Double) {
+    private mutating func trainMixture(shared w: [Float], round: Int) {
         var v = personal!
-        for _ in 0..<personalTrainer.localSteps {
+        let steps = personalTrainer.localSteps
+        for step in 0..<steps {
+            let learningRate = personalTrainer.learningRate(round: round, step: step, of: steps)
             var u = v
             u.scale(by: Float(alpha))
             u.addScaled(w, by: Float(1 - alpha))
@@ -299,9 +313,10 @@ public struct PersonalTrainer {
         lastLambda = lambda
         lastMu = mu
         var local = personal!
-        let learningRate = shared.optimizer.currentLearningRate
+        let (index, steps) = (round - 1, shared.localSteps)
+        let learningRate = shared.learningRate(round: index, step: 0, of: steps)
         var lossSum = 0.0
-        for _ in 0..<shared.localSteps {
+        for step in 0..<steps {
             let (crossEntropy, gradient) = shared.nextBatchGradient(
                 at: objective.combined(global: global, local: local))
             // The smooth part by gradient steps; the L1 term by its proximal step below.
@@ -312,10 +327,10 @@ public struct PersonalTrainer {
                 globalGradient.addScaled(global, by: proximal.mu)
                 globalGradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
-            let stepSize = shared.optimizer.currentLearningRate
-            shared.applyStep(gradient: &globalGradient, to: &global)
+            let stepSize = shared.learningRate(round: index, step: step, of: steps)
+            shared.applyStep(gradient: &globalGradient, to: &global, round: index, step: step, of: steps)
             objective.softThreshold(&global, by: Float(stepSize * mu))
-            personalTrainer.applyStep(gradient: &localGradient, to: &local)
+            personalTrainer.applyStep(gradient: &localGradient, to: &local, round: index, step: step, of: steps)
         }
         lastZeroFraction = objective.zeroFraction(global)
         personal = local
@@ -328,7 +343,7 @@ public struct PersonalTrainer {
         case .fineTune:
             var model = parameters
             var tuner = fineTuneFactory()
-            _ = tuner.train(&model)
+            _ = tuner.train(&model, round: nil)
             return model
         case .ditto:
             return personal!

@@ -2,7 +2,9 @@ import LearningCore
 
 /// The consensus distance Ξ² = (1/n)·Σᵢ‖xᵢ − x̄‖² of n worker models (Kong et al., "Consensus
 /// Control for Decentralized Deep Learning", ICML 2021), with the average model x̄ it is measured
-/// against. Squared norms are accumulated in Float64.
+/// against. x̄ is the plain mean, or with `weights` (summing to 1) the weighted mean Σᵢ pᵢxᵢ: a
+/// federated server's model, FedAvg's size-weighted average. Ξ² is always (1/n)·Σᵢ‖xᵢ − x̄‖²
+/// about the x̄ reported. Sums and squared norms are accumulated in Float64.
 public struct ConsensusDistance: Sendable {
     public var average: [Float]
     /// Over the trainable parameters: state slices (batch-norm running statistics) are not
@@ -16,9 +18,11 @@ public struct ConsensusDistance: Sendable {
     static let blockLength = 4_096
 
     /// Computes x̄ and Ξ² for `models` (all the same length), in the given (rank) order.
-    public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil) {
+    public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, weights: [Double]? = nil) {
         let n = models.count
         precondition(n > 0)
+        precondition(weights == nil || weights!.count == n, "one weight per model")
+        let weights = weights ?? [Double](repeating: 1 / Double(n), count: n)
         let d = models[0].count
         for model in models { precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)") }
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
@@ -38,14 +42,15 @@ public struct ConsensusDistance: Sendable {
                         while start < end {
                             let length = min(Self.blockLength, end - start)
                             let mean = averageBuffer.baseAddress! + start
-                            // x̄ block: the sum in Float64, in rank order, rounded once to Float32,
-                            // so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly.
+                            // x̄ block: the (weighted) sum in Float64, in rank order, rounded once
+                            // to Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0
+                            // exactly (with weights summing to 1 within rounding).
                             total.update(repeating: 0, count: length)
-                            for model in models {
+                            for (model, weight) in zip(models, weights) {
                                 let x = model.baseAddress! + start
-                                for j in 0..<length { total[j] += Double(x[j]) }
+                                for j in 0..<length { total[j] += weight * Double(x[j]) }
                             }
-                            for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                            for j in 0..<length { mean[j] = Float(total[j]) }
                             for model in models {
                                 BLAS.copy(count: length, x: model.baseAddress! + start, y: diff)
                                 BLAS.axpy(count: length, alpha: -1, x: mean, y: diff)

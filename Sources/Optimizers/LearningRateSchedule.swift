@@ -1,23 +1,50 @@
-/// A learning rate as a function of the optimizer step (0-based).
-public enum LearningRateSchedule: Sendable, Equatable, Codable, CustomStringConvertible {
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What a schedule's positions count: a worker's optimizer steps, or gossip (communication) rounds.
+public enum ScheduleUnit: String, Sendable, Codable, CaseIterable {
+    /// Position = round·S + s for step s of a round of S local steps: the schedule advances with
+    /// every optimizer step a worker takes (PyTorch's scheduler stepped per batch).
+    case steps
+    /// Position = the 0-based round: the rate is constant within a round, as PyTorch's scheduler
+    /// stepped once per epoch, and papers that state schedules in epochs or rounds.
+    case rounds
+}
+
+/// A learning rate as a function of a 0-based position in the schedule (an optimizer step or a
+/// round, see `ScheduleUnit`).
+public enum LearningRateSchedule: Sendable, Equatable, Codable {
     case constant(Double)
-    /// base · factor^⌊step / every⌋.
+    /// base · factor^⌊position / every⌋.
     case step(base: Double, every: Int, factor: Double)
-    /// Cosine annealing from base to minimum over totalSteps (Loshchilov and Hutter, ICLR 2017).
-    case cosine(base: Double, totalSteps: Int, minimum: Double)
+    /// base · factor^(number of milestones ≤ position): PyTorch's MultiStepLR.
+    case multistep(base: Double, milestones: [Int], factor: Double)
+    /// Cosine annealing from base to minimum over totalSteps positions (Loshchilov and Hutter,
+    /// ICLR 2017), then the minimum. nil: to the end of the run, resolved by `resolved(runLength:)`
+    /// once a worker knows how many positions its run has.
+    case cosine(base: Double, totalSteps: Int?, minimum: Double)
     /// Linear warm-up from base/warmupSteps to the wrapped schedule's value over warmupSteps
-    /// (Goyal et al., "Accurate, Large Minibatch SGD", 2017), then the wrapped schedule,
-    /// whose step counter starts at the end of the warm-up.
+    /// positions (Goyal et al., "Accurate, Large Minibatch SGD", 2017), then the wrapped schedule,
+    /// whose positions start at the end of the warm-up.
     indirect case warmup(steps: Int, then: LearningRateSchedule)
 
     /// In words, for reports: e.g. `linear warm-up over 100 steps, then 0.1 × 0.5 every 1000 steps`.
-    public var description: String {
+    public func description(unit: ScheduleUnit) -> String {
+        let name = unit.rawValue
         switch self {
-        case .constant(let rate): "\(rate) constant"
-        case .step(let base, let every, let factor): "\(base) × \(factor) every \(every) steps"
+        case .constant(let rate): return "\(rate) constant"
+        case .step(let base, let every, let factor): return "\(base) × \(factor) every \(every) \(name)"
+        case .multistep(let base, let milestones, let factor):
+            return
+                "\(base) × \(factor) at each of \(name) \(milestones.map(String.init).joined(separator: ", "))"
         case .cosine(let base, let totalSteps, let minimum):
-            "cosine from \(base) to \(minimum) over \(totalSteps) steps"
-        case .warmup(let steps, let then): "linear warm-up over \(steps) steps, then \(then)"
+            return "cosine from \(base) to \(minimum) over "
+                + (totalSteps.map { "\($0) \(name)" } ?? "the run")
+        case .warmup(let steps, let then):
+            return "linear warm-up over \(steps) \(name), then \(then.description(unit: unit))"
         }
     }
 
@@ -26,21 +53,36 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable, CustomStringConv
         switch self {
         case .constant(let rate): rate
         case .step(let base, _, _): base
+        case .multistep(let base, _, _): base
         case .cosine(let base, _, _): base
         case .warmup(_, let then): then.baseRate
         }
     }
 
-    /// The same shape with every rate multiplied by `rate` and every step count by `steps`
+    /// The same shape with every rate multiplied by `rate` and every length by `steps`
     /// (large-batch learning-rate scaling and regime adaptation).
     public func scaled(rate: Double, steps: Int) -> LearningRateSchedule {
         switch self {
         case .constant(let value): .constant(value * rate)
         case .step(let base, let every, let factor): .step(base: base * rate, every: every * steps, factor: factor)
+        case .multistep(let base, let milestones, let factor):
+            .multistep(base: base * rate, milestones: milestones.map { $0 * steps }, factor: factor)
         case .cosine(let base, let totalSteps, let minimum):
-            .cosine(base: base * rate, totalSteps: totalSteps * steps, minimum: minimum * rate)
+            .cosine(base: base * rate, totalSteps: totalSteps.map { $0 * steps }, minimum: minimum * rate)
         case .warmup(let warmupSteps, let then):
             .warmup(steps: warmupSteps * steps, then: then.scaled(rate: rate, steps: steps))
+        }
+    }
+
+    /// The schedule with a cosine "to the end of the run" given its length: the run has
+    /// `runLength` positions, of which a warm-up takes its own.
+    public func resolved(runLength: Int) -> LearningRateSchedule {
+        switch self {
+        case .constant, .step, .multistep: self
+        case .cosine(let base, let totalSteps, let minimum):
+            .cosine(base: base, totalSteps: totalSteps ?? max(runLength, 1), minimum: minimum)
+        case .warmup(let steps, let then):
+            .warmup(steps: steps, then: then.resolved(runLength: runLength - steps))
         }
     }
 
@@ -50,8 +92,10 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable, CustomStringConv
             return rate
         case .step(let base, let every, let factor):
             return base * pow(factor, Double(step / max(every, 1)))
+        case .multistep(let base, let milestones, let factor):
+            return base * pow(factor, Double(milestones.count(where: { $0 <= step })))
         case .cosine(let base, let totalSteps, let minimum):
-            let progress = min(Double(step) / Double(max(totalSteps, 1)), 1)
+            let progress = min(Double(step) / Double(max(totalSteps ?? 1, 1)), 1)
             return minimum + (base - minimum) * 0.5 * (1 + cos(Double.pi * progress))
         case .warmup(let steps, let then):
             if step < steps { return then.learningRate(atStep: 0) * Double(step + 1) / Double(steps) }
@@ -60,8 +104,35 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable, CustomStringConv
     }
 }
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
+/// Where a worker's optimizer steps fall in the learning-rate schedule. Every worker follows the
+/// run's round clock: the position of a step depends on the round it belongs to, not on how many
+/// steps this worker has taken, so a federated client that sat out rounds (partial participation)
+/// resumes at the round's rate, every sampled client of a round uses the same rates (with equal
+/// steps per round), and phases with their own step counts (FedRep's head steps) run the schedule
+/// at the speed of the rounds.
+public struct ScheduleClock: Sendable, Equatable {
+    public let unit: ScheduleUnit
+    /// S: the local steps of one of this worker's rounds.
+    public let stepsPerRound: Int
+    public let rounds: Int
+
+    public init(unit: ScheduleUnit, stepsPerRound: Int, rounds: Int) {
+        self.unit = unit
+        self.stepsPerRound = max(stepsPerRound, 1)
+        self.rounds = rounds
+    }
+
+    /// The positions the run has: its rounds, or rounds × S steps.
+    public var runLength: Int { unit == .rounds ? rounds : rounds * stepsPerRound }
+
+    /// The position of step `step` of `count` steps taken in round `round` (0-based):
+    /// round·S + ⌊step·S/count⌋ in steps (round·S + step when count = S), `round` in rounds.
+    public func position(round: Int, step: Int, of count: Int) -> Int {
+        switch unit {
+        case .rounds: return round
+        case .steps:
+            let offset = count == stepsPerRound ? step : step * stepsPerRound / max(count, 1)
+            return round * stepsPerRound + offset
+        }
+    }
+}

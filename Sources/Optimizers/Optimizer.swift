@@ -18,6 +18,8 @@ public enum MomentumKind: String, Sendable, Codable, CaseIterable {
 /// The optimizer hyperparameters of a run.
 public struct OptimizerSettings: Sendable, Equatable, Codable {
     public var schedule: LearningRateSchedule
+    /// What the schedule's positions (and lengths) count: optimizer steps or rounds.
+    public var scheduleUnit: ScheduleUnit
     public var momentumKind: MomentumKind
     public var momentum: Double
     public var weightDecay: Double
@@ -27,8 +29,10 @@ public struct OptimizerSettings: Sendable, Equatable, Codable {
 
     public init(
         schedule: LearningRateSchedule, momentumKind: MomentumKind = .none, momentum: Double = 0,
-        weightDecay: Double = 0, weightDecayMode: WeightDecayMode = .coupled, gradientClipNorm: Double? = nil
+        weightDecay: Double = 0, weightDecayMode: WeightDecayMode = .coupled, gradientClipNorm: Double? = nil,
+        scheduleUnit: ScheduleUnit = .steps
     ) {
+        self.scheduleUnit = scheduleUnit
         self.gradientClipNorm = gradientClipNorm
         self.schedule = schedule
         self.momentumKind = momentumKind
@@ -36,10 +40,29 @@ public struct OptimizerSettings: Sendable, Equatable, Codable {
         self.weightDecay = weightDecay
         self.weightDecayMode = weightDecayMode
     }
+
+    private enum CodingKeys: String, CodingKey {
+        case schedule, scheduleUnit, momentumKind, momentum, weightDecay, weightDecayMode, gradientClipNorm
+    }
+
+    /// A configuration written before `scheduleUnit` existed counted steps.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            schedule: try c.decode(LearningRateSchedule.self, forKey: .schedule),
+            momentumKind: try c.decode(MomentumKind.self, forKey: .momentumKind),
+            momentum: try c.decode(Double.self, forKey: .momentum),
+            weightDecay: try c.decode(Double.self, forKey: .weightDecay),
+            weightDecayMode: try c.decode(WeightDecayMode.self, forKey: .weightDecayMode),
+            gradientClipNorm: try c.decodeIfPresent(Double.self, forKey: .gradientClipNorm),
+            scheduleUnit: try c.decodeIfPresent(ScheduleUnit.self, forKey: .scheduleUnit) ?? .steps)
+    }
 }
 
 /// A type-erased optimizer: a composed `GradientTransformation` with its state, and a step counter.
-/// Applying it turns a gradient into new parameters: x ← x + chain(g).
+/// Applying it turns a gradient into new parameters: x ← x + chain(g). The schedule's position is
+/// the step counter unless the caller gives it (`apply(gradient:to:scheduleStep:)`, which workers
+/// use to follow the round clock, see `ScheduleClock`).
 public struct Optimizer: @unchecked Sendable {
     private var state: Any
     private let apply: (inout [Float], inout Any, [Float], Int) -> Void
@@ -77,12 +100,13 @@ public struct Optimizer: @unchecked Sendable {
         }
     }
 
-    /// The learning rate the next `apply` will use.
+    /// The learning rate the next `apply(gradient:to:)` will use.
     public var currentLearningRate: Double { settings.schedule.learningRate(atStep: step) }
 
-    /// parameters ← parameters + chain(gradient). `gradient` is consumed as scratch space.
-    public mutating func apply(gradient: inout [Float], to parameters: inout [Float]) {
-        apply(&gradient, &state, parameters, step)
+    /// parameters ← parameters + chain(gradient), at the schedule position `scheduleStep` (the
+    /// step counter when nil). `gradient` is consumed as scratch space.
+    public mutating func apply(gradient: inout [Float], to parameters: inout [Float], scheduleStep: Int? = nil) {
+        apply(&gradient, &state, parameters, scheduleStep ?? step)
         parameters.addScaled(gradient, by: 1)
         step += 1
     }

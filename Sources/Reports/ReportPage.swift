@@ -131,7 +131,10 @@ public enum ReportPage {
                 "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"
             ),
             ("algorithm", configuration.algorithm.rawValue),
-            ("learning rate", escape(configuration.optimizer.schedule.description)),
+            (
+                "learning rate",
+                escape(configuration.optimizer.schedule.description(unit: configuration.optimizer.scheduleUnit))
+            ),
             ("rounds", "\(rounds.count) of \(configuration.rounds)"),
         ]
         if let text = configuration.batchNormDescription { table.append(("batch norm", escape(text))) }

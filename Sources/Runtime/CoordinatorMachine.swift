@@ -19,12 +19,32 @@ public enum CoordinatorDirective {
     case measureSharpness(SharpnessJob)
 }
 
-/// A snapshot for the sharpness thread: x̄, every worker's model, and the round's learning rate.
+/// A snapshot for the sharpness thread: x̄, the gathered workers' models with their ranks, and
+/// the round's learning rate.
 public struct SharpnessJob: Sendable {
     public var round: Int
     public var learningRate: Double
     public var average: [Float]
+    /// The models gathered this round (every live worker's; in federated mode the sampled
+    /// clients'), in the order of `workerRanks`.
     public var workers: [[Float]]
+    public var workerRanks: [Int]
+
+    public init(round: Int, learningRate: Double, average: [Float], workers: [[Float]], workerRanks: [Int]) {
+        precondition(workers.count == workerRanks.count, "one rank per model")
+        self.round = round
+        self.learningRate = learningRate
+        self.average = average
+        self.workers = workers
+        self.workerRanks = workerRanks
+    }
+
+    /// The models of the workers `ranks` asks for (`--sharpness-workers`), by rank: a worker
+    /// removed after a failure, or a federated client not sampled this round, has no model here
+    /// and is left out.
+    public func models(ofRanks ranks: [Int]) -> [(rank: Int, model: [Float])] {
+        ranks.compactMap { rank in workerRanks.firstIndex(of: rank).map { (rank, workers[$0]) } }
+    }
 }
 
 /// The coordinator as a state machine: registration and rank assignment, the start barrier, and
@@ -55,9 +75,12 @@ public struct CoordinatorMachine {
     public private(set) var lastRecord: RoundRecord?
     /// The last average model x̄ formed.
     public private(set) var averageModel: [Float]?
-    /// Every worker's model at the last gathering round, by rank (shared, not copied).
+    /// The models gathered at the last gathering round (shared, not copied), and their ranks.
     private var lastGathered: [FloatPayload] = []
+    private var lastGatheredRanks: [Int] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
+    /// The ranks of `lastWorkerModels`, in order.
+    public var lastWorkerRanks: [Int] { lastGatheredRanks }
     public private(set) var rejectedMessages = 0
     /// Workers still in the run.
     public private(set) var alive: [Int] = []
@@ -87,6 +110,9 @@ public struct CoordinatorMachine {
             events.append(
                 "x̄ is not evaluated: in federated mode the personal slices never reach the server; see the per-client figures"
             )
+        }
+        if configuration.federated == nil, let target = configuration.topology.consensusTarget, target.isBiased {
+            events.append("topology \(configuration.topology.name): \(target.description)")
         }
         self.runID = runID
         let network = Network(spec: configuration.model)
@@ -259,7 +285,7 @@ public struct CoordinatorMachine {
                     .measureSharpness(
                         SharpnessJob(
                             round: nextRoundToRecord, learningRate: record.learningRate, average: average,
-                            workers: lastGathered.map(\.array))))
+                            workers: lastGathered.map(\.array), workerRanks: lastGatheredRanks)))
             }
             reports.removeValue(forKey: nextRoundToRecord)
             nextRoundToRecord += 1
@@ -315,11 +341,15 @@ public struct CoordinatorMachine {
     private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
     {
         let ordered = alive.map { reports[$0]! }
-        // Federated rounds: only the sampled clients trained.
-        let losses = ordered.filter { $0.0.sampled != false }.map(\.0.trainLoss)
+        // Federated rounds: only the sampled clients trained; the loss and the learning rate are
+        // theirs (the rate is the mean over them: it differs between workers only when they take
+        // different numbers of steps per round on a schedule counted in steps).
+        let trained = ordered.filter { $0.0.sampled != false }.map(\.0)
+        let losses = trained.map(\.trainLoss)
         var record = RoundRecord(
-            round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count), trainLossMin: losses.min()!,
-            trainLossMax: losses.max()!, learningRate: ordered[0].0.learningRate,
+            round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count),
+            trainLossMin: losses.min() ?? .nan, trainLossMax: losses.max() ?? .nan,
+            learningRate: trained.reduce(0) { $0 + $1.learningRate } / Double(trained.count),
             bytesSent: ordered.reduce(0) { $0 + $1.0.bytesSent },
             epoch: Double(ordered.reduce(0) { $0 + $1.0.epoch }) / Double(ordered.count))
         let curriculum = ordered.first { $0.0.additiveLambda != nil }?.0
@@ -339,31 +369,23 @@ public struct CoordinatorMachine {
             return report.0.bytesSent - (previousBytes[rank] ?? 0)
         }
         if models.count == alive.count || (configuration.federated != nil && !models.isEmpty) {
+            // Federated: x̄ is the server's model, the sampled clients' models weighted by their
+            // data size (FedAvg), and Ξ² is measured about it.
+            let sizes = ordered.filter { $0.1 != nil }.map { Double($0.0.shardSize ?? 1) }
+            let total = sizes.reduce(0, +)
             var consensus = withExtendedLifetime(models) {
-                ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
+                ConsensusDistance(
+                    models: models.map(\.buffer), layout: network.layout,
+                    weights: configuration.federated == nil ? nil : sizes.map { $0 / total })
             }
-            if configuration.federated != nil {
-                // The server's model: the sampled clients' models weighted by their data size.
-                let weights = ordered.filter { $0.1 != nil }.map { Double($0.0.shardSize ?? 1) }
-                let total = weights.reduce(0, +)
-                var global = [Float](repeating: 0, count: network.parameterCount)
-                withExtendedLifetime(models) {
-                    for (model, weight) in zip(models, weights) {
-                        global.withUnsafeMutableBufferPointer {
-                            BLAS.axpy(
-                                count: $0.count, alpha: Float(weight / total), x: model.pointer, y: $0.baseAddress!)
-                        }
-                    }
-                }
-                consensus.average = global
-                federatedGlobal = global
-            }
+            if configuration.federated != nil { federatedGlobal = consensus.average }
             record.consensusDistanceSquared = consensus.distanceSquared
             record.consensusDistanceSquaredByLayer = Dictionary(
                 uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })
             record.averageModelNorm = consensus.average.squaredNorm.squareRoot()
             averageModel = consensus.average
             lastGathered = models
+            lastGatheredRanks = zip(alive, ordered).filter { $0.1.1 != nil }.map(\.0)
             var fromInit = consensus.average
             fromInit.addScaled(initialParameters, by: -1)
             for range in network.stateRanges { for i in range { fromInit[i] = 0 } }  // parameters only

@@ -6,7 +6,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var trainLoss: Double
     public var trainLossMin: Double
     public var trainLossMax: Double
-    /// Learning rate of the round's first local step.
+    /// Learning rate of the round's first local step (the mean over the workers that trained).
     public var learningRate: Double
     /// Ξ² = (1/n)·Σᵢ‖xᵢ − x̄‖², on rounds where parameters were gathered.
     public var consensusDistanceSquared: Double?

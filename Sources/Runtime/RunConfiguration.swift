@@ -156,6 +156,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// E local epochs per round instead of `localSteps`: each client runs ⌈E·n_k/B⌉ steps on its
     /// n_k examples (so clients with more data take more steps, as in FedAvg).
     public var localEpochs: Double?
+    /// Run even though plain gossip over this topology converges to a π-weighted average, not the
+    /// plain one (row- but not column-stochastic weights, e.g. uniform weights on an irregular
+    /// graph; see `ConsensusTarget`). Without it such a configuration is refused.
+    public var allowBiasedAverage = false
 
     /// The local steps per round of a client with `examples` training examples.
     public func localSteps(forExamples examples: Int) -> Int {
@@ -286,6 +290,13 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(
             topology.nodeCount == workers, "--topology",
             "\(topology.name) has \(topology.nodeCount) nodes but \(workers) workers were requested")
+        if !allowBiasedAverage, federated == nil, let target = topology.consensusTarget, target.isBiased {
+            throw ConfigurationError(
+                field: "--topology",
+                reason:
+                    "\(topology.name): \(target.description). Use doubly stochastic weights (--weights metropolis-hastings or sinkhorn), a column-stochastic digraph (push-sum), or pass --allow-biased-average to run it anyway"
+            )
+        }
         let rate = optimizer.schedule.learningRate(atStep: 0)
         try check(rate.isFinite && rate > 0, "--lr", "learning rate must be positive and finite, got \(rate)")
         try check(
@@ -363,6 +374,9 @@ extension RunConfiguration {
         try check(
             settings.apflAlphaLearningRate >= 0, "--apfl-alpha-lr", "must be ≥ 0, got \(settings.apflAlphaLearningRate)"
         )
+        if let rate = settings.fineTuneLearningRate {
+            try check(rate > 0 && rate.isFinite, "--fine-tune-lr", "must be positive and finite, got \(rate)")
+        }
         try check(settings.fineTuneSteps >= 1, "--fine-tune-steps", "must be at least 1, got \(settings.fineTuneSteps)")
         try check(settings.headSteps >= 0, "--head-steps", "must be ≥ 0, got \(settings.headSteps)")
         try check(
@@ -459,6 +473,8 @@ extension RunConfiguration {
             personalization: try c.decodeIfPresent(PersonalizationSettings.self, forKey: .personalization)
                 ?? PersonalizationSettings())
         largeBatch = try c.decodeIfPresent(LargeBatchSettings.self, forKey: .largeBatch)
+        // Versions before the check ran such topologies without asking.
+        allowBiasedAverage = try c.decodeIfPresent(Bool.self, forKey: .allowBiasedAverage) ?? true
     }
 }
 

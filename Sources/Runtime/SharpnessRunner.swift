@@ -91,10 +91,10 @@ public final class SharpnessRunner: @unchecked Sendable {
                 record.seconds = Date().timeIntervalSince(started)
                 record.batchNormStatistics = statistics
                 records.append(record)
-                for worker in settings.workers where worker < job.workers.count {
+                for (rank, model) in job.models(ofRanks: settings.workers) {
                     let workerStarted = Date()
                     var workerRecord = SharpnessProbe.measure(
-                        surface, at: job.workers[worker], model: "worker \(worker)", round: job.round,
+                        surface, at: model, model: "worker \(rank)", round: job.round,
                         learningRate: job.learningRate, settings: settings, seed: seed &+ UInt64(job.round))
                     workerRecord.seconds = Date().timeIntervalSince(workerStarted)
                     workerRecord.batchNormStatistics = statistics

@@ -94,11 +94,14 @@ public struct WorkerMachine {
         var weights: [Int: Double]
     }
 
-    /// The de-biased model zᵢ = xᵢ/wᵢ under push-sum; xᵢ otherwise.
+    /// The de-biased model zᵢ = xᵢ/wᵢ under push-sum; xᵢ otherwise. Coordinates that never leave
+    /// the worker (running statistics under `--bn-policy local`) are never mixed, so they are
+    /// kept as values, not as push-sum numerators: they are not divided by wᵢ.
     public var model: [Float] {
         guard pushSum else { return parameters }
         var z = parameters
         z.scale(by: Float(1 / pushSumWeight))
+        for range in personal { z.replaceSubrange(range, with: parameters[range]) }
         return z
     }
 
@@ -233,14 +236,15 @@ public struct WorkerMachine {
         trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize,
             localSteps: configuration.localSteps(forExamples: shard.count),
-            optimizer: configuration.optimizer, seed: configuration.seed, rank: rank, batchNorm: configuration.batchNorm
-        )
+            optimizer: configuration.optimizer, seed: configuration.seed, rank: rank,
+            batchNorm: configuration.batchNorm,
+            rounds: configuration.rounds)
         personalizer = PersonalTrainer(
             settings: configuration.personalization, network: network, shard: shard,
             batchSize: configuration.batchSize, optimizer: configuration.optimizer, seed: configuration.seed,
             rank: rank, batchNorm: configuration.batchNorm,
             localSteps: configuration.localSteps(forExamples: shard.count),
-            head: configuration.personalRanges(in: network.layout), initial: parameters)
+            head: configuration.personalRanges(in: network.layout), initial: parameters, rounds: configuration.rounds)
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator, diagnostic: true)]
     }
 
@@ -325,9 +329,11 @@ public struct WorkerMachine {
             // Train from the de-biased zᵢ = xᵢ/wᵢ and add the update to the numerator xᵢ.
             let start = model
             var z = start
-            (loss, learningRate) = trainer.train(&z)
+            (loss, learningRate) = trainer.train(&z, round: round)
+            let kept = personal.map { Array(z[$0]) }
             z.addScaled(start, by: -1)
             parameters.addScaled(z, by: 1)
+            for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
         } else {
             (loss, learningRate) = personalizer.trainRound(
                 &parameters, shared: &trainer, round: round + 1, proximal: nil)

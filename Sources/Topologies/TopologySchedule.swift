@@ -272,3 +272,66 @@ extension Topology {
         }
     }
 }
+
+/// Where plain gossip takes the workers' models: with row-stochastic mixing matrices, repeated
+/// mixing converges to 1·πᵀx, the π-weighted average Σᵢ πᵢxᵢ, where π is the left Perron vector
+/// (stationary distribution) of the period's product P = W_T⋯W_1 (πᵀP = πᵀ). π is uniform exactly
+/// when the matrices are also column-stochastic (doubly stochastic); uniform weights on an
+/// irregular graph are not, so such a run optimises a reweighted objective Σᵢ πᵢfᵢ instead of the
+/// plain average (Nedić and Olshevsky 2015; push-sum exists to remove this bias).
+public struct ConsensusTarget: Sendable, Equatable {
+    /// π, summing to 1.
+    public var weights: [Double]
+    /// max over workers of |n·πᵢ − 1|: the largest relative over- or under-weighting of a worker.
+    public var maximumRelativeDeviation: Double {
+        weights.map { abs(Double(weights.count) * $0 - 1) }.max() ?? 0
+    }
+    /// ½·Σᵢ|πᵢ − 1/n|: the total-variation distance from uniform.
+    public var totalVariation: Double {
+        0.5 * weights.reduce(0) { $0 + abs($1 - 1 / Double(weights.count)) }
+    }
+    /// Whether π differs from uniform beyond rounding (1e-9 relative).
+    public var isBiased: Bool { maximumRelativeDeviation > 1e-9 }
+
+    /// In words, for logs and reports.
+    public var description: String {
+        let n = Double(weights.count)
+        let smallest = weights.indices.min { weights[$0] < weights[$1] }!
+        let largest = weights.indices.max { weights[$0] < weights[$1] }!
+        func rounded(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
+        return
+            "gossip converges to the π-weighted average Σπᵢxᵢ, not the plain average: the mixing weights are row- but not column-stochastic; n·πᵢ ranges from \(rounded(n * weights[smallest])) (worker \(smallest)) to \(rounded(n * weights[largest])) (worker \(largest)); largest deviation from uniform \(rounded(100 * maximumRelativeDeviation)) %, total variation \(rounded(totalVariation))"
+    }
+}
+
+extension TopologySchedule {
+    /// The consensus target of plain gossip over this schedule: π of the period's product, for
+    /// schedules with a period (fixed, periodic); nil for random schedules, and under push-sum
+    /// (which de-biases to the plain average). Power iteration πᵀ ← πᵀW over the sparse rows,
+    /// until π moves less than 1e-14 (at most 10⁶ periods).
+    public var consensusTarget: ConsensusTarget? {
+        guard !requiresPushSum, let period else { return nil }
+        let phases = (0..<period).map { topology(atRound: $0) }
+        guard phases.allSatisfy(\.isRowStochastic) else { return nil }
+        let n = nodeCount
+        if phases.allSatisfy(\.isColumnStochastic) {
+            return ConsensusTarget(weights: [Double](repeating: 1 / Double(n), count: n))
+        }
+        var pi = [Double](repeating: 1 / Double(n), count: n)
+        var next = pi
+        for _ in 0..<1_000_000 {
+            let previous = pi
+            // πᵀP with P = W_T⋯W_1: multiply by W_T first.
+            for phase in phases.reversed() {
+                for j in 0..<n { next[j] = 0 }
+                for (i, row) in phase.mixing.enumerated() {
+                    for entry in row { next[entry.node] += pi[i] * entry.weight }
+                }
+                let total = next.reduce(0, +)
+                for j in 0..<n { pi[j] = next[j] / total }
+            }
+            if zip(pi, previous).allSatisfy({ abs($0 - $1) < 1e-14 }) { return ConsensusTarget(weights: pi) }
+        }
+        return nil
+    }
+}

@@ -20,15 +20,19 @@ public func denseReferenceDSGD(
         LocalTrainer(
             network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
             seed: seed,
-            rank: rank, batchNorm: batchNorm)
+            rank: rank, batchNorm: batchNorm, rounds: rounds)
     }
     let n = shards.count
     let pushSum = schedule.requiresPushSum
     var models = [[Float]](repeating: start, count: n)
     var weights = [Double](repeating: 1, count: n)
+    // Under push-sum, personal coordinates are values, not numerators: never divided by wᵢ.
     func debiased(_ rank: Int) -> [Float] {
         var z = models[rank]
-        if pushSum { z.scale(by: Float(1 / weights[rank])) }
+        if pushSum {
+            z.scale(by: Float(1 / weights[rank]))
+            for range in personal { z.replaceSubrange(range, with: models[rank][range]) }
+        }
         return z
     }
     for round in 0..<rounds {
@@ -37,12 +41,12 @@ public func denseReferenceDSGD(
         var updates = [[Float]]()
         for rank in 0..<n {
             if !pushSum && algorithm == .adaptThenCombine {
-                _ = trainers[rank].train(&models[rank])
+                _ = trainers[rank].train(&models[rank], round: round)
                 continue
             }
             let before = debiased(rank)
             var after = before
-            _ = trainers[rank].train(&after)
+            _ = trainers[rank].train(&after, round: round)
             after.addScaled(before, by: -1)
             updates.append(after)
         }

@@ -74,12 +74,12 @@ struct BenchCommand: ParsableCommand {
         print("\n(f) CNN \(network.spec) (\(network.parameterCount) values), one thread, SGD with momentum")
         for batch in [16, 128, 512] {
             var (stepper, parameters) = trainer(batch: batch, ghost: nil)
-            let steps = rate { _ = stepper.train(&parameters) }
+            let steps = rate { _ = stepper.train(&parameters, round: nil) }
             let timer = BLAS.GemmTimer()
             BLAS.gemmTimer = timer
             let clock = ContinuousClock()
             let start = clock.now
-            for _ in 0..<max(3, Int(steps * sampleSeconds)) { _ = stepper.train(&parameters) }
+            for _ in 0..<max(3, Int(steps * sampleSeconds)) { _ = stepper.train(&parameters, round: nil) }
             let total = clock.now - start
             BLAS.gemmTimer = nil
             print(
@@ -92,8 +92,8 @@ struct BenchCommand: ParsableCommand {
             var (plain, plainParameters) = trainer(batch: batch, ghost: nil)
             var (ghosted, ghostParameters) = trainer(batch: batch, ghost: ghost)
             // Interleaved samples, best of each, so drift in the machine's speed hits both alike.
-            let plainRate = rate { _ = plain.train(&plainParameters) }
-            let ghostRate = rate { _ = ghosted.train(&ghostParameters) }
+            let plainRate = rate { _ = plain.train(&plainParameters, round: nil) }
+            let ghostRate = rate { _ = ghosted.train(&ghostParameters, round: nil) }
             print(
                 String(
                     format: "    batch %4d, ghost batches of %3d vs plain batch norm: step time ×%.3f   (target ≤ 1.2)",

@@ -39,10 +39,21 @@ struct RunOptions: ParsableArguments {
     @Option(name: .customLong("lr"), help: "Base learning rate η.")
     var learningRate: Double = 0.05
 
-    @Option(help: "Learning-rate schedule: constant, step:EVERY:FACTOR (in optimizer steps) or cosine[:MINIMUM].")
+    @Option(
+        help:
+            "Learning-rate schedule: constant, step:EVERY:FACTOR, multistep:M1,M2,…:FACTOR (× FACTOR at each milestone, as PyTorch's MultiStepLR) or cosine[:MINIMUM] (to the end of the run); lengths in --lr-schedule-unit."
+    )
     var lrSchedule: String = "constant"
 
-    @Option(help: "Linear warm-up over this many optimizer steps (0: none).")
+    @Option(
+        help:
+            "What the schedule's lengths and milestones (and --warmup) count: steps (each worker's optimizer steps; round r's steps are r·S … r·S+S−1 for S steps per round) or rounds (the rate is constant within a round)."
+    )
+    var lrScheduleUnit: ScheduleUnit = .steps
+
+    @Option(
+        name: [.customLong("warmup"), .customLong("warmup-steps")],
+        help: "Linear warm-up over this many steps or rounds (--lr-schedule-unit; 0: none).")
     var warmupSteps: Int = 0
 
     @Option(help: "Momentum coefficient (0: plain SGD).")
@@ -56,6 +67,12 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: "Weight decay mode: coupled (L2 in the gradient) or decoupled (SGDW).")
     var weightDecayMode: WeightDecayMode = .coupled
+
+    @Flag(
+        help:
+            "Run a topology whose weights are row- but not column-stochastic (e.g. uniform weights on an irregular graph), where gossip converges to a π-weighted average instead of the plain one."
+    )
+    var allowBiasedAverage = false
 
     @Option(help: "Local SGD steps H per gossip round.")
     var localSteps: Int = 1
@@ -195,6 +212,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
     var fineTuneSteps: Int = 20
 
+    @Option(help: "fine-tune: the constant learning rate of those steps (default: the base rate --lr).")
+    var fineTuneLr: Double?
+
     @Option(help: "fedrep: head steps per round (body frozen) before the body's local steps.")
     var headSteps: Int = 10
 
@@ -316,7 +336,6 @@ struct RunOptions: ParsableArguments {
             // Federated clients talk only to the server.
             graph = .fixed(try! Topology.generated(.solo, nodeCount: workers))
         }
-        let totalSteps = rounds * localSteps
         var schedule: LearningRateSchedule
         let parts = lrSchedule.split(separator: ":").map(String.init)
         switch parts.first {
@@ -329,21 +348,41 @@ struct RunOptions: ParsableArguments {
                 )
             }
             schedule = .step(base: learningRate, every: every, factor: factor)
+        case "multistep" where parts.count == 3:
+            let milestones = parts[1].split(separator: ",", omittingEmptySubsequences: false).map {
+                Int($0.trimmingCharacters(in: .whitespaces))
+            }
+            guard let factor = Double(parts[2]), factor > 0, factor.isFinite, !milestones.isEmpty,
+                milestones.allSatisfy({ ($0 ?? 0) > 0 })
+            else {
+                throw ValidationError(
+                    "--lr-schedule: multistep:M1,M2,…:FACTOR needs positive integer milestones and a positive factor, got '\(lrSchedule)'"
+                )
+            }
+            let values = milestones.map { $0! }
+            guard zip(values, values.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw ValidationError("--lr-schedule: multistep milestones must increase, got '\(parts[1])'")
+            }
+            schedule = .multistep(base: learningRate, milestones: values, factor: factor)
         case "cosine" where parts.count <= 2:
             let minimum = parts.count == 2 ? Double(parts[1]) : 0
             guard let minimum, minimum >= 0 else {
                 throw ValidationError("--lr-schedule: cosine:MINIMUM needs a number ≥ 0")
             }
-            schedule = .cosine(base: learningRate, totalSteps: max(totalSteps - warmupSteps, 1), minimum: minimum)
+            // To the end of the run: each worker resolves the length from its own steps per round.
+            schedule = .cosine(base: learningRate, totalSteps: nil, minimum: minimum)
         default:
             throw ValidationError(
-                "--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR or cosine[:MINIMUM]")
+                "--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR, multistep:M1,M2,…:FACTOR or cosine[:MINIMUM]"
+            )
         }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup: must be ≥ 0, got \(warmupSteps)") }
         if warmupSteps > 0 { schedule = .warmup(steps: warmupSteps, then: schedule) }
         let optimizer = OptimizerSettings(
             schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
             momentum: momentum,
-            weightDecay: weightDecay, weightDecayMode: weightDecayMode, gradientClipNorm: clipNorm)
+            weightDecay: weightDecay, weightDecayMode: weightDecayMode, gradientClipNorm: clipNorm,
+            scheduleUnit: lrScheduleUnit)
         let layers = Network(spec: spec).layers
         let directory = URL(
             fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
@@ -375,6 +414,8 @@ struct RunOptions: ParsableArguments {
                 dittoLambda: dittoLambda,
                 apflAlpha: apflAlpha, apflAlphaLearningRate: apflAlphaLr, additiveLambda: additiveLambda,
                 additiveMu: additiveMu, curriculum: curriculum, curriculumRounds: curriculumRounds))
+        configuration.personalization.fineTuneLearningRate = fineTuneLr
+        configuration.allowBiasedAverage = allowBiasedAverage
         configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }
@@ -453,6 +494,7 @@ struct RunOptions: ParsableArguments {
 }
 
 extension WeightDecayMode: ExpressibleByArgument {}
+extension ScheduleUnit: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
 extension RunningStatisticsRule: ExpressibleByArgument {}
 extension PersonalizationSettings.Algorithm: ExpressibleByArgument {}
@@ -517,6 +559,10 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     let (testSet, data) = try prepareEvaluation(configuration)
     let report = try RunReport(directory: directory, overwrite: options.overwrite)
     let spectrum = ScheduleSpectrum(configuration.topology)
+    if configuration.federated == nil, let target = configuration.topology.consensusTarget, target.isBiased {
+        FileHandle.standardError.write(
+            Data("warning: --topology \(configuration.topology.name): \(target.description)\n".utf8))
+    }
     try report.writeManifest(
         RunManifest(
             configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,

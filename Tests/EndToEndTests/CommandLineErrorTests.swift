@@ -144,3 +144,37 @@ final class RerunTests: XCTestCase {
         XCTAssertNotEqual(a.map { $0["learning_rate"] as? Double }.compactMap { $0 }.count, 0)
     }
 }
+
+final class BiasedAverageTests: XCTestCase {
+    private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
+        let child = try Child(
+            try dsgdBinary(),
+            ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
+            output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
+        return (child.wait(seconds: 60), child.text)
+    }
+
+    /// Uniform weights on an irregular graph converge to a π-weighted average: refused with the
+    /// deviation named unless --allow-biased-average, which runs it and records why in the events.
+    func testBiasedAverage_RefusedUnlessAllowed_ThenRecorded() throws {
+        let scratch = try temporaryDirectory("biased")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let flags = [
+            "--workers", "5", "--rounds", "2", "--model", "784-8-10", "--data", "synthetic", "--topology", "star",
+            "--weights", "uniform", "--sharpness-every", "0",
+        ]
+        var (status, text) = try simulate(flags, in: scratch)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("--topology"), text)
+        XCTAssertTrue(text.contains("π-weighted average"), text)
+        XCTAssertTrue(text.contains("--allow-biased-average"), text)
+        (status, text) = try simulate(flags + ["--allow-biased-average"], in: scratch)
+        XCTAssertEqual(status, 0, text)
+        XCTAssertTrue(text.contains("warning: --topology star"), text)
+        let summary = try json(scratch.appendingPathComponent("run/summary.json"))
+        let events = try XCTUnwrap(summary["events"] as? [String])
+        XCTAssertTrue(events.contains { $0.contains("π-weighted average") && $0.contains("worker 0") }, "\(events)")
+        let html = try String(contentsOf: scratch.appendingPathComponent("run/report.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("π-weighted average"))
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import LearningCore
 import Optimizers
 import XCTest
@@ -73,5 +74,57 @@ final class OptimizerTests: XCTestCase {
         for (step, expected) in zip([0, 1, 2, 3, 4, 100], [0.2, 0.4, 0.6, 0.8, 0.8, 0.8]) {
             XCTAssertEqual(warm.learningRate(atStep: step), expected, accuracy: 1e-12)
         }
+    }
+
+    /// Milestones as PyTorch's MultiStepLR: × factor at each milestone reached (inclusive).
+    func testMultistep() {
+        let schedule = LearningRateSchedule.multistep(base: 1, milestones: [3, 5], factor: 0.1)
+        for (step, expected) in zip([0, 2, 3, 4, 5, 99], [1, 1, 0.1, 0.1, 0.01, 0.01]) {
+            XCTAssertEqual(schedule.learningRate(atStep: step), expected, accuracy: 1e-15, "step \(step)")
+        }
+        XCTAssertEqual(schedule.scaled(rate: 2, steps: 3), .multistep(base: 2, milestones: [9, 15], factor: 0.1))
+    }
+
+    /// A cosine "to the end of the run" takes the run's length less the warm-up's.
+    func testCosineToTheEndOfTheRun_Resolved() {
+        let schedule = LearningRateSchedule.warmup(steps: 4, then: .cosine(base: 1, totalSteps: nil, minimum: 0))
+        XCTAssertEqual(
+            schedule.resolved(runLength: 24), .warmup(steps: 4, then: .cosine(base: 1, totalSteps: 20, minimum: 0)))
+        XCTAssertEqual(schedule.resolved(runLength: 24).learningRate(atStep: 14), 0.5, accuracy: 1e-12)
+    }
+
+    /// The round clock: steps count r·S + s (auxiliary phases of J steps spread over the round),
+    /// rounds count r.
+    func testScheduleClock() {
+        let steps = ScheduleClock(unit: .steps, stepsPerRound: 2, rounds: 10)
+        XCTAssertEqual(steps.runLength, 20)
+        XCTAssertEqual((0..<2).map { steps.position(round: 3, step: $0, of: 2) }, [6, 7])
+        XCTAssertEqual((0..<4).map { steps.position(round: 3, step: $0, of: 4) }, [6, 6, 7, 7])
+        XCTAssertEqual((0..<3).map { steps.position(round: 3, step: $0, of: 3) }, [6, 6, 7])
+        let rounds = ScheduleClock(unit: .rounds, stepsPerRound: 2, rounds: 10)
+        XCTAssertEqual(rounds.runLength, 10)
+        XCTAssertEqual((0..<2).map { rounds.position(round: 3, step: $0, of: 2) }, [3, 3])
+    }
+
+    /// An explicit schedule position overrides the step counter.
+    func testExplicitSchedulePosition() {
+        var optimizer = Optimizer(
+            settings: .init(schedule: .multistep(base: 1, milestones: [5], factor: 0.5)), parameterCount: 1)
+        var x: [Float] = [0]
+        var g: [Float] = [1]
+        optimizer.apply(gradient: &g, to: &x, scheduleStep: 7)
+        XCTAssertEqual(x[0], -0.5)
+        g = [1]
+        optimizer.apply(gradient: &g, to: &x)
+        XCTAssertEqual(x[0], -1.5, "the counter's position is 1: rate 1")
+    }
+
+    /// Older configurations have no schedule unit: they counted steps.
+    func testSettingsWithoutUnit_DecodeAsSteps() throws {
+        let json =
+            #"{"schedule":{"constant":{"_0":0.1}},"momentumKind":"none","momentum":0,"weightDecay":0,"weightDecayMode":"coupled"}"#
+        let settings = try JSONDecoder().decode(OptimizerSettings.self, from: Data(json.utf8))
+        XCTAssertEqual(settings.scheduleUnit, .steps)
+        XCTAssertEqual(settings.schedule, .constant(0.1))
     }
 }

@@ -52,6 +52,41 @@ final class BatchNormRunTests: XCTestCase {
         }
     }
 
+    /// Push-sum with statistics kept local: the kept running statistics are values, not push-sum
+    /// numerators, so they are never divided by the changing weight wᵢ. Against the dense
+    /// reference (1e-5 relative, as above), on an irregular digraph where the weights move.
+    func testPushSumWithLocalStatistics_AreNotRescaledByTheWeight() throws {
+        let directed = try Graph(
+            nodeCount: 4, edges: [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)], directed: true)
+        for algorithm in GossipAlgorithm.allCases {
+            var configuration = batchNormConfiguration(policy: .local)
+            configuration.algorithm = algorithm
+            configuration.topology = .fixed(try Topology(name: "d", graph: directed, weights: .columnStochastic))
+            XCTAssertTrue(configuration.topology.requiresPushSum)
+            try configuration.validate()
+            let network = Network(spec: configuration.model)
+            let (_, workers) = try simulate(configuration)
+            XCTAssertTrue(workers.contains { abs($0.machine.pushSumWeight - 1) > 1e-2 }, "weights move")
+            let reference = denseReferenceDSGD(
+                network: network, shards: try shards(configuration), topology: configuration.topology,
+                algorithm: algorithm, batchSize: configuration.batchSize, localSteps: 1,
+                optimizer: configuration.optimizer, seed: configuration.seed, rounds: configuration.rounds,
+                personal: network.stateRanges, batchNorm: configuration.batchNorm)
+            for worker in workers {
+                let rank = worker.machine.rank!
+                for range in network.stateRanges {
+                    XCTAssertLessThan(
+                        relativeDistance(Array(worker.machine.model[range]), Array(reference[rank][range])), 1e-5,
+                        "\(algorithm) worker \(rank) statistics")
+                    XCTAssertEqual(
+                        Array(worker.machine.model[range]), Array(worker.machine.parameters[range]),
+                        "kept statistics are values, not numerators")
+                }
+                XCTAssertLessThan(relativeDistance(worker.machine.model, reference[rank]), 1e-5, "\(algorithm)")
+            }
+        }
+    }
+
     /// Running statistics follow the rule exactly (not weight decay, momentum or the proximal term)
     /// while the parameters do move by the optimizer.
     func testOptimizerStep_LeavesRunningStatisticsToTheirRule() throws {
@@ -65,7 +100,7 @@ final class BatchNormRunTests: XCTestCase {
             batchNorm: configuration.batchNorm)
         let start = network.initialParameters(seed: 1)
         var trained = start
-        _ = trainer.train(&trained, proximal: (mu: 0.3, anchor: [Float](repeating: 5, count: start.count)))
+        _ = trainer.train(&trained, round: 0, proximal: (mu: 0.3, anchor: [Float](repeating: 5, count: start.count)))
         // The same batch by hand: the sampler is seeded by (seed, rank).
         var sampler = ShardSampler(shard: shard, seed: 1, rank: 0)
         let workspace = NetworkWorkspace(network: network, capacity: 8)

@@ -201,7 +201,7 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         let head = network.layout["layers.2.weight"]!.range
         let start = network.initialParameters(seed: 1)
         var trained = start
-        _ = trainer.train(&trained, frozen: [head])
+        _ = trainer.train(&trained, round: 0, frozen: [head])
         XCTAssertEqual(Array(trained[head]), Array(start[head]))
         XCTAssertNotEqual(Array(trained[0..<head.lowerBound]), Array(start[0..<head.lowerBound]))
     }
@@ -244,11 +244,11 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         }
         let total = Double(clients.reduce(0) { $0 + $1.count })
         var global = network.initialParameters(seed: configuration.seed)
-        for _ in 0..<configuration.rounds {
+        for round in 0..<configuration.rounds {
             var next = [Float](repeating: 0, count: global.count)
             for client in 0..<4 {
                 var x = global
-                _ = trainers[client].train(&x)
+                _ = trainers[client].train(&x, round: round)
                 next.addScaled(x, by: Float(Double(clients[client].count) / total))
             }
             global = next
@@ -334,8 +334,8 @@ final class PersonalizationAlgorithmTests: XCTestCase {
                 network: network, shard: try shards(configuration)[0], batchSize: 8, localSteps: 1,
                 optimizer: settings, seed: 1, rank: 0)
             var parameters = network.initialParameters(seed: 1)
-            _ = trainer.train(&parameters, steps: 1, frozen: body, phase: 1)
-            _ = trainer.train(&parameters, frozen: head)
+            _ = trainer.train(&parameters, round: 0, steps: 1, frozen: body, phase: 1)
+            _ = trainer.train(&parameters, round: 0, frozen: head)
             return parameters
         }
         XCTAssertEqual(try run(momentum: 0.9), try run(momentum: 0))

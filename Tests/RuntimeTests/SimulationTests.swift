@@ -435,7 +435,7 @@ final class FederatedTests: XCTestCase {
                 var next = [Float](repeating: 0, count: global.count)
                 for client in sampled {
                     var x = global
-                    _ = trainers[client].train(&x, proximal: (mu: Float(mu), anchor: global))
+                    _ = trainers[client].train(&x, round: round, proximal: (mu: Float(mu), anchor: global))
                     next.addScaled(x, by: Float(Double(shardSets[client].count) / total))
                 }
                 global = next
