@@ -38,7 +38,7 @@ public struct RunFolder {
             throw ReportError("\(url.path): missing or unreadable")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: data)
+            return try NonFiniteJSON.decode(T.self, from: data)
         } catch {
             throw ReportError("\(url.path): not a valid \(T.self): \(describe(error))")
         }
@@ -54,7 +54,7 @@ public struct RunFolder {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         for (index, line) in lines.enumerated() where !line.isEmpty {
             do {
-                records.append(try JSONDecoder().decode(T.self, from: Data(line.utf8)))
+                records.append(try NonFiniteJSON.decode(T.self, from: Data(line.utf8)))
             } catch {
                 let truncated = index == lines.count - 1 && !text.hasSuffix("\n")
                 throw ReportError(

@@ -94,6 +94,8 @@ public struct CoordinatorMachine {
     private var heldRecords: [RoundRecord] = []
     /// The workers' evaluations of their own models on their own test splits, by round and rank.
     private var clientEvaluations: [Int: [Int: ClientEvaluation]] = [:]
+    /// Clients whose deployed model's loss was found not finite (reported once each).
+    private var divergedClients: Set<Int> = []
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -329,13 +331,23 @@ public struct CoordinatorMachine {
         guard clientEvaluations[evaluation.round]?[sender] == nil else {
             return reject("duplicate client evaluation from worker \(sender) for round \(evaluation.round)")
         }
-        guard (0...1).contains(evaluation.accuracy), evaluation.loss.isFinite, evaluation.examples > 0,
+        // A diverged personal model has a NaN or infinite loss: that is a figure to record (its
+        // accuracy is still a fraction), not a malformed message to wait for forever.
+        guard (0...1).contains(evaluation.accuracy), evaluation.examples > 0,
             evaluation.trainingExamples >= 0
         else {
             return reject("client evaluation from worker \(sender) out of range: \(evaluation)")
         }
         clientEvaluations[evaluation.round, default: [:]][sender] = evaluation
-        return releaseRecords() + completeIfDone()
+        var directives: [CoordinatorDirective] = []
+        if !evaluation.loss.isFinite && !divergedClients.contains(sender) {
+            divergedClients.insert(sender)
+            let event =
+                "round \(evaluation.round): client \(sender)'s deployed model has loss \(evaluation.loss) on its own test split (its personal model diverged; its accuracy is still recorded)"
+            events.append(event)
+            directives.append(.log("coordinator: " + event))
+        }
+        return directives + releaseRecords() + completeIfDone()
     }
 
     private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord

@@ -71,14 +71,25 @@ public struct WorkerSummary: Codable, Sendable {
 }
 
 enum Body {
+    /// JSON bodies; NaN and ±Infinity (a diverged personal model's loss, say) travel as the
+    /// strings "nan", "inf" and "-inf", so encoding these plain structs cannot fail.
     static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        // Encoding these plain structs cannot fail.
-        Array(try! JSONEncoder().encode(value))
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            preconditionFailure("\(T.self) does not encode: \(error)")
+        }
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from envelope: Envelope) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         do {
-            return try JSONDecoder().decode(type, from: Data(envelope.body))
+            return try decoder.decode(type, from: Data(envelope.body))
         } catch {
             throw WireError.malformed("\(envelope.header.kind) body is not a valid \(type): \(error)")
         }

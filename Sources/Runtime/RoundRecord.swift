@@ -54,6 +54,20 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     /// The mean over reporting clients of the fraction of the shared part that is exactly zero.
     public var additiveGlobalZeroFraction: Double?
 
+    /// A record with the fields every round has; the rest start nil.
+    public init(
+        round: Int, trainLoss: Double, trainLossMin: Double, trainLossMax: Double, learningRate: Double,
+        bytesSent: Int, epoch: Double
+    ) {
+        self.round = round
+        self.trainLoss = trainLoss
+        self.trainLossMin = trainLossMin
+        self.trainLossMax = trainLossMax
+        self.learningRate = learningRate
+        self.bytesSent = bytesSent
+        self.epoch = epoch
+    }
+
     public enum CodingKeys: String, CodingKey {
         case round
         case trainLoss = "train_loss"

@@ -106,7 +106,10 @@ public final class RunReport {
     public let directory: URL
     private let jsonl: FileHandle
     private let csv: FileHandle
-    private let encoder: JSONEncoder
+    /// The first record in which each field held NaN or ±Infinity (written as null, see
+    /// `NonFiniteJSON`), in words, for the summary's events.
+    public private(set) var nonFiniteEvents: [String] = []
+    private var nonFiniteFields: Set<String> = []
 
     /// Creates the folder; refuses to replace an earlier run's report unless `overwrite` is set.
     public init(directory: URL, overwrite: Bool = false) throws {
@@ -131,10 +134,19 @@ public final class RunReport {
         jsonl = try FileHandle(forWritingTo: jsonlURL)
         csv = try FileHandle(forWritingTo: csvURL)
         try csv.seekToEnd()
-        encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    }
+
+    /// Notes the first appearance of each non-finite field.
+    private func noteNonFinite(_ nonFinite: [String: String], in file: String, round: Int, model: String? = nil) {
+        for (path, kind) in nonFinite.sorted(by: { $0.key < $1.key }) {
+            let field = String(path.prefix { $0 != "/" })
+            let key = file + "/" + (model ?? "") + "/" + field
+            guard !nonFiniteFields.contains(key) else { continue }
+            nonFiniteFields.insert(key)
+            nonFiniteEvents.append(
+                "round \(round): \(field)\(model.map { " of \($0)" } ?? "") is \(kind) in \(file) (written as null; the record's \(NonFiniteJSON.fieldName) field says which values were not finite)"
+            )
+        }
     }
 
     deinit {
@@ -149,14 +161,16 @@ public final class RunReport {
     }
 
     public func append(_ record: RoundRecord) throws {
-        var line = try encoder.encode(record)
+        var (line, nonFinite) = try NonFiniteJSON.encode(record)
+        noteNonFinite(nonFinite, in: "rounds.jsonl", round: record.round)
         line.append(0x0A)
         try jsonl.write(contentsOf: line)
         try csv.write(contentsOf: Data((record.csvRow + "\n").utf8))
     }
 
     public func appendSharpness(_ record: SharpnessRecord) throws {
-        var line = try encoder.encode(record)
+        var (line, nonFinite) = try NonFiniteJSON.encode(record)
+        noteNonFinite(nonFinite, in: "sharpness.jsonl", round: record.round, model: record.model)
         line.append(0x0A)
         let url = directory.appendingPathComponent("sharpness.jsonl")
         if !FileManager.default.fileExists(atPath: url.path) {
@@ -169,11 +183,8 @@ public final class RunReport {
     }
 
     public func writeSummary(_ summary: RunSummary) throws {
-        let pretty = JSONEncoder()
-        pretty.outputFormatting = [.prettyPrinted, .sortedKeys]
-        pretty.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try pretty.encode(summary).write(to: directory.appendingPathComponent("summary.json"), options: .atomic)
+        try NonFiniteJSON.encode(summary, pretty: true).data.write(
+            to: directory.appendingPathComponent("summary.json"), options: .atomic)
     }
 }
 

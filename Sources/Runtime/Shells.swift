@@ -405,6 +405,7 @@ public final class CoordinatorShell {
             reason = why
         }
         let runID = String(machine.runID, radix: 16)
+        let events = machine.events + faultEvents + (report?.nonFiniteEvents ?? [])
         return RunSummary(
             status: status, reason: reason, runName: configuration.runName,
             runID: String(repeating: "0", count: 16 - runID.count) + runID, rounds: rounds,
@@ -418,7 +419,7 @@ public final class CoordinatorShell {
             bytesSent: records.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),
             spectralGap: spectralGap,
-            events: (machine.events + faultEvents).isEmpty ? nil : machine.events + faultEvents,
+            events: events.isEmpty ? nil : events,
             clientAccuracyMeanLast: lastClient?.clientAccuracyMean,
             clientAccuracyWorstLast: lastClient?.clientAccuracyWorst,
             clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round)

@@ -119,6 +119,58 @@ final class ReportTests: XCTestCase {
         try expectReportError(scratch.appendingPathComponent("nope"), "not a run folder", scratch)
     }
 
+    /// A learning rate that underflows to 0 makes 2/η infinite: sharpness.jsonl stays standard
+    /// JSON (null, with the reason in `non_finite`), the page is written and rebuilt, the 2/η line
+    /// is drawn up to the infinite point, and the summary's events say what happened. A folder of
+    /// an earlier version, with the strings "nan"/"inf" in place of numbers, is still read.
+    func testInfiniteAndNaNValues_KeepTheFolderReadable() throws {
+        let scratch = try temporaryDirectory("report-nonfinite")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let child = try Child(
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "2", "--rounds", "3", "--model", "784-8-10", "--data", "synthetic",
+                "--lr-schedule", "step:1:1e-200", "--lr-schedule-unit", "rounds", "--sharpness-every", "1",
+                "--sharpness-examples", "32", "--lanczos-iterations", "3", "--hutchinson-probes", "2",
+                "--no-per-layer-curvature", "--run-dir", run.path,
+            ], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+        let lines = try String(contentsOf: run.appendingPathComponent("sharpness.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let last = try XCTUnwrap(lines.last { ($0["model"] as? String) == "average" })
+        XCTAssertEqual(last["learning_rate"] as? Double, 0)
+        XCTAssertTrue(last["two_over_learning_rate"] is NSNull)
+        XCTAssertEqual((last["non_finite"] as? [String: String])?["two_over_learning_rate"], "inf")
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertTrue(
+            (summary["events"] as? [String] ?? []).contains {
+                $0.contains("two_over_learning_rate") && $0.contains("inf")
+            },
+            "\(summary)")
+        let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        let drawn = seriesValues(html, chart: "lambda", series: "2/η")
+        XCTAssertEqual(drawn.count, 3)
+        XCTAssertEqual(drawn.last, .infinity)
+        XCTAssertTrue(drawn.dropLast().allSatisfy(\.isFinite))
+        try FileManager.default.removeItem(at: run.appendingPathComponent("report.html"))
+        let rebuilt = try Child(try dsgdBinary(), ["report", run.path], output: scratch.appendingPathComponent("rb"))
+        XCTAssertEqual(rebuilt.wait(seconds: 60), 0, rebuilt.text)
+        XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8), html)
+
+        // An earlier version's folder: "nan" in place of a number in rounds.jsonl.
+        let roundsFile = run.appendingPathComponent("rounds.jsonl")
+        var rows = try String(contentsOf: roundsFile, encoding: .utf8).split(separator: "\n").map(String.init)
+        let loss = try XCTUnwrap(rows[2].range(of: #""train_loss":[-0-9.e]+"#, options: .regularExpression))
+        rows[2].replaceSubrange(loss, with: #""train_loss":"nan""#)
+        try (rows.joined(separator: "\n") + "\n").write(to: roundsFile, atomically: true, encoding: .utf8)
+        try FileManager.default.removeItem(at: run.appendingPathComponent("report.html"))
+        let legacy = try Child(try dsgdBinary(), ["report", run.path], output: scratch.appendingPathComponent("lg"))
+        XCTAssertEqual(legacy.wait(seconds: 60), 0, legacy.text)
+        let page = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertTrue(seriesValues(page, chart: "loss", series: "workers' train (mean)").last!.isNaN)
+    }
+
     private func expectReportError(_ folder: URL, _ message: String, _ scratch: URL, line: UInt = #line) throws {
         let child = try Child(
             try dsgdBinary(), ["report", folder.path], output: scratch.appendingPathComponent("err-\(line)"))
