@@ -54,21 +54,22 @@ public struct BatchNorm: Layer {
         }
     }
 
-    /// (Σa, Σa·b) over a run, in eight Float lanes per run (runs are at most a few thousand
-    /// elements), then Float64 across runs.
-    @inline(__always)
-    private static func sums(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, stride: Int) -> (
-        Double, Double
-    ) {
+    /// Σa and Σa·(b − center) over a strided run (8 lanes in Float32 for unit stride, totals in
+    /// Float64): the batch-norm backward pass's Σg and Σg·(x − μ), centred before the product so a
+    /// large mean does not cancel.
+    private static func sums(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, center: Float, count: Int, stride: Int
+    ) -> (Double, Double) {
         var index = 0
         var total = 0.0
         var products = 0.0
         if stride == 1 {
+            let shift = SIMD8<Float>(repeating: center)
             var laneSums = SIMD8<Float>()
             var laneProducts = SIMD8<Float>()
             while index + 8 <= count {
                 let x = UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self)
-                let y = UnsafeRawPointer(b + index).loadUnaligned(as: SIMD8<Float>.self)
+                let y = UnsafeRawPointer(b + index).loadUnaligned(as: SIMD8<Float>.self) - shift
                 laneSums += x
                 laneProducts += x * y
                 index += 8
@@ -79,28 +80,86 @@ public struct BatchNorm: Layer {
         while index < count {
             let x = a[index * stride]
             total += Double(x)
-            products += Double(x) * Double(b[index * stride])
+            products += Double(x) * Double(b[index * stride] - center)
             index += 1
         }
         return (total, products)
     }
 
-    /// Mean and 1/√(biased variance + ε) of a channel over `rows`: Σx and Σx² accumulated in
-    /// Float64 across runs, variance = Σx²/n − mean² (clamped at 0).
+    /// Mean and 1/√(biased variance + ε) of a channel over `rows`, in two passes: the mean from Σx,
+    /// then the variance from the deviations d = x − mean, with the compensated two-pass formula
+    /// var = (Σd² − (Σd)²/n)/n (Chan, Golub and LeVeque, "Algorithms for computing the sample
+    /// variance", 1983). Subtracting first keeps the precision when the mean is large against the
+    /// spread (E[x²] − mean² cancels catastrophically: at mean 10⁴ and spread 1 it loses every
+    /// digit in Float32); the (Σd)² term corrects the mean's own rounding.
     private func statistics(_ x: UnsafePointer<Float>, channel: Int, rows: Range<Int>) -> (
         mean: Float, inverseDeviation: Float, variance: Double, count: Int
     ) {
         let count = rows.count * spatialSize
         var sum = 0.0
+        forEachRun(channel: channel, rows: rows) { start, length, stride in
+            sum += Self.sum(x + start, count: length, stride: stride)
+        }
+        let mean = Float(sum / Double(count))
+        var deviations = 0.0
         var squares = 0.0
         forEachRun(channel: channel, rows: rows) { start, length, stride in
-            let (s, q) = Self.sums(x + start, x + start, count: length, stride: stride)
-            sum += s
+            let (d, q) = Self.centeredSums(x + start, mean: mean, count: length, stride: stride)
+            deviations += d
             squares += q
         }
-        let mean = sum / Double(count)
-        let variance = max(squares / Double(count) - mean * mean, 0)
-        return (Float(mean), Float(1 / (variance + Double(epsilon)).squareRoot()), variance, count)
+        let n = Double(count)
+        let variance = max((squares - deviations * deviations / n) / n, 0)
+        let exactMean = Double(mean) + deviations / n
+        return (Float(exactMean), Float(1 / (variance + Double(epsilon)).squareRoot()), variance, count)
+    }
+
+    /// Σx over a strided run (8 lanes in Float32 for unit stride, totals in Float64).
+    private static func sum(_ a: UnsafePointer<Float>, count: Int, stride: Int) -> Double {
+        var index = 0
+        var total = 0.0
+        if stride == 1 {
+            var lanes = SIMD8<Float>()
+            while index + 8 <= count {
+                lanes += UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self)
+                index += 8
+            }
+            total = Double(lanes.sum())
+        }
+        while index < count {
+            total += Double(a[index * stride])
+            index += 1
+        }
+        return total
+    }
+
+    /// Σd and Σd² for d = x − mean over a strided run.
+    private static func centeredSums(_ a: UnsafePointer<Float>, mean: Float, count: Int, stride: Int) -> (
+        Double, Double
+    ) {
+        var index = 0
+        var deviations = 0.0
+        var squares = 0.0
+        if stride == 1 {
+            let center = SIMD8<Float>(repeating: mean)
+            var laneDeviations = SIMD8<Float>()
+            var laneSquares = SIMD8<Float>()
+            while index + 8 <= count {
+                let d = UnsafeRawPointer(a + index).loadUnaligned(as: SIMD8<Float>.self) - center
+                laneDeviations += d
+                laneSquares += d * d
+                index += 8
+            }
+            deviations = Double(laneDeviations.sum())
+            squares = Double(laneSquares.sum())
+        }
+        while index < count {
+            let d = Double(a[index * stride] - mean)
+            deviations += d
+            squares += d * d
+            index += 1
+        }
+        return (deviations, squares)
     }
 
     /// (mean, inverse deviation) for a group: batch statistics, or the running ones.
@@ -154,16 +213,16 @@ public struct BatchNorm: Layer {
         let g = outputGradient
         forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: mode) { rows, c, mean, inverse in
             let n = Float(rows.count * spatialSize)
-            // Σg and Σg·x̂ = s·(Σg·x − μ·Σg), from one pass of lane sums.
+            // Σg and Σg·x̂ = s·Σg·(x − μ), from one pass of lane sums.
             var sumGDouble = 0.0
             var sumGXDouble = 0.0
             forEachRun(channel: c, rows: rows) { start, length, stride in
-                let (sg, sgx) = Self.sums(g + start, input + start, count: length, stride: stride)
+                let (sg, sgx) = Self.sums(g + start, input + start, center: mean, count: length, stride: stride)
                 sumGDouble += sg
                 sumGXDouble += sgx
             }
             let sumG = Float(sumGDouble)
-            let sumGXHat = Float((sumGXDouble - Double(mean) * sumGDouble) * Double(inverse))
+            let sumGXHat = Float(sumGXDouble * Double(inverse))
             parameterGradient[c] += sumGXHat
             parameterGradient[channels + c] += sumG
             guard let dx = inputGradient else { return }

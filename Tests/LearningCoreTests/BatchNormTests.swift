@@ -262,4 +262,84 @@ final class BatchNormTests: XCTestCase {
         let old = try JSONDecoder().decode(ModelSpec.self, from: Data(#"{"widths":[784,10],"activation":"relu"}"#.utf8))
         XCTAssertEqual(old, ModelSpec(widths: [784, 10]))
     }
+
+    /// Inputs whose mean (10⁴) is large against their spread (1): the batch statistics, the
+    /// normalised output and the γ gradient Σg·x̂ against a Float64 two-pass reference on the same
+    /// Float32 inputs. Tolerance 1e-4 relative on the variance: Float32 inputs near 10⁴ are exact,
+    /// the deviations x − μ are formed with one rounding each (≈ 1e-3 absolute at 10⁴, but the same
+    /// in both), and the lane sums of d² lose ≈ 1e-6. The one-pass form E[x²] − μ² loses every digit
+    /// here (x² ≈ 10⁸ summed in Float32 lanes: errors of order 10 against a variance of 1).
+    func testLargeMeanSmallSpread_KeepsTheVariance() {
+        // Per feature (strided runs) and per channel over 32 spatial positions (unit-stride runs).
+        for (channels, spatial) in [(3, 1), (2, 32)] {
+            checkLargeMean(channels: channels, spatial: spatial)
+        }
+    }
+
+    private func checkLargeMean(channels: Int, spatial: Int) {
+        let batch = 64
+        let layer = BatchNorm(channels: channels, spatialSize: spatial)
+        var generator = SplitMix64(seed: 5)
+        let input = (0..<(batch * channels * spatial)).map { _ in Float(10_000 + generator.nextStandardNormal()) }
+        var parameters = [Float](repeating: 0, count: 4 * channels)
+        for c in 0..<channels {
+            parameters[c] = 1  // γ
+            parameters[3 * channels + c] = 1  // running variance
+        }
+        var output = [Float](repeating: 0, count: input.count)
+        let context = LayerContext(normalization: .batchStatistics(ghostBatchSize: nil))
+        input.withUnsafeBufferPointer { x in
+            parameters.withUnsafeBufferPointer { p in
+                output.withUnsafeMutableBufferPointer { y in
+                    layer.forward(
+                        input: x.baseAddress!, output: y.baseAddress!, batchSize: batch, parameters: p.baseAddress!,
+                        context: context)
+                }
+            }
+        }
+        var outputGradient = (0..<input.count).map { _ in Float(generator.nextStandardNormal()) }
+        var parameterGradient = [Float](repeating: 0, count: 4 * channels)
+        input.withUnsafeBufferPointer { x in
+            parameters.withUnsafeBufferPointer { p in
+                output.withUnsafeBufferPointer { y in
+                    outputGradient.withUnsafeMutableBufferPointer { g in
+                        parameterGradient.withUnsafeMutableBufferPointer { pg in
+                            layer.backward(
+                                input: x.baseAddress!, output: y.baseAddress!, outputGradient: g.baseAddress!,
+                                inputGradient: nil, batchSize: batch, parameters: p.baseAddress!,
+                                parameterGradient: pg.baseAddress!, context: context)
+                        }
+                    }
+                }
+            }
+        }
+        var updated = parameters
+        input.withUnsafeBufferPointer { x in
+            updated.withUnsafeMutableBufferPointer { p in
+                layer.updateRunningStatistics(
+                    input: x.baseAddress!, batchSize: batch, ghostBatchSize: batch, rule: .sequential, momentum: 1,
+                    parameters: p.baseAddress!)
+            }
+        }
+        for c in 0..<channels {
+            let indices = (0..<batch).flatMap { row in (0..<spatial).map { (row * channels + c) * spatial + $0 } }
+            let values = indices.map { Double(input[$0]) }
+            let n = Double(values.count)
+            let mean = values.reduce(0, +) / n
+            let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+            XCTAssertGreaterThan(variance, 0.3, "spread ≈ 1")
+            XCTAssertEqual(Double(updated[2 * channels + c]), mean, accuracy: 1e-3, "running mean")
+            XCTAssertEqual(
+                Double(updated[3 * channels + c]), variance * n / (n - 1),
+                accuracy: 1e-4 * variance, "running (unbiased) variance, channel \(c) of \(channels)×\(spatial)")
+            let inverse = 1 / (variance + 1e-5).squareRoot()
+            var gammaGradient = 0.0
+            for (k, index) in indices.enumerated() {
+                let xHat = (values[k] - mean) * inverse
+                XCTAssertEqual(Double(output[index]), xHat, accuracy: 2e-3, "x̂, channel \(c)")
+                gammaGradient += Double(outputGradient[index]) * xHat
+            }
+            XCTAssertEqual(Double(parameterGradient[c]), gammaGradient, accuracy: 2e-3 * n.squareRoot())
+        }
+    }
 }
