@@ -4,7 +4,8 @@ import LearningCore
 /// Control for Decentralized Deep Learning", ICML 2021), with the average model x̄ it is measured
 /// against. x̄ is the plain mean, or with `weights` (summing to 1) the weighted mean Σᵢ pᵢxᵢ: a
 /// federated server's model, FedAvg's size-weighted average. Ξ² is always (1/n)·Σᵢ‖xᵢ − x̄‖²
-/// about the x̄ reported. Sums and squared norms are accumulated in Float64.
+/// about the x̄ reported. Sums and squared norms are accumulated in Float64 (the squares through
+/// OpenBLAS's dsdot, which rounds each product to Float32: about 1e-9 relative).
 public struct ConsensusDistance: Sendable {
     public var average: [Float]
     /// Over the trainable parameters: state slices (batch-norm running statistics) are not

@@ -114,6 +114,63 @@ final class ClusterTests: XCTestCase {
         }
     }
 
+    /// Timing faults between real processes change timing, never numbers: a straggler sleeping
+    /// 0.1 s before rounds 2–4 and a link delaying its models 0.2 s in rounds 3–6 (messages then
+    /// arrive late and out of order) give, bit for bit, the models and records of `dsgd simulate`
+    /// without faults. The wall time shows the faults took effect: the straggler's own timeline
+    /// holds three sleeps of 0.1 s (the delays may overlap them). (The simulation has no clock, so
+    /// only real processes can test this.)
+    func testTimingFaults_BetweenProcesses_ChangeTimingNotNumbers() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("faults")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let data = scratch.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyIDX(to: data)
+        let flags = [
+            "--workers", "4", "--rounds", "10", "--model", "64-16-10", "--batch", "8", "--lr", "0.1", "--momentum",
+            "0.9", "--data", data.path, "--seed", "5", "--eval-every", "5", "--sharpness-every", "0",
+        ]
+        let run = scratch.appendingPathComponent("faulted")
+        let endpointFile = scratch.appendingPathComponent("endpoint")
+        let coordinator = try Child(
+            binary,
+            ["coordinator"] + flags + [
+                "--run-dir", run.path, "--endpoint-file", endpointFile.path, "--straggler", "2:0.1:2-4",
+                "--delay-link", "0:1:0.2:3-6",
+            ], output: scratch.appendingPathComponent("coordinator.log"))
+        let endpoint = waitForEndpoint(endpointFile)
+        XCTAssertFalse(endpoint.isEmpty, coordinator.text)
+        let dumps = scratch.appendingPathComponent("dump")
+        let children = try (0..<4).map { rank in
+            try Child(
+                binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
+                output: scratch.appendingPathComponent("worker-\(rank).log"))
+        }
+        for child in children { XCTAssertEqual(child.wait(seconds: 120), 0, child.text) }
+        XCTAssertEqual(coordinator.wait(seconds: 60), 0, coordinator.text)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(summary["wall_seconds"] as? Double), 0.3, "the faults took effect")
+        XCTAssertEqual((summary["events"] as? [String])?.filter { $0.hasPrefix("fault injected") }.count, 2)
+
+        let plain = scratch.appendingPathComponent("plain")
+        let simulation = try Child(
+            binary,
+            ["simulate"] + flags + [
+                "--run-dir", plain.path, "--dump-parameters", plain.appendingPathComponent("dump").path,
+            ],
+            output: scratch.appendingPathComponent("simulate.log"))
+        XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
+        for rank in 0..<4 {
+            XCTAssertEqual(
+                try readFloats(dumps.appendingPathComponent("worker-\(rank).f32")),
+                try readFloats(plain.appendingPathComponent("dump/worker-\(rank).f32")), "worker \(rank)")
+        }
+        try assertSameRecords(
+            run, plain, count: 10,
+            keys: ["train_loss", "learning_rate", "consensus_distance_sq", "test_accuracy", "test_loss"])
+    }
+
     func testLocalScript_FourWorkersThirtyRounds_WritesThirtyRows() throws {
         let binary = try dsgdBinary()
         let scratch = try temporaryDirectory("local")
