@@ -50,6 +50,7 @@ let package = Package(
         .testTarget(
             name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "Datasets", "_TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Runtime"]),
         .testTarget(
             name: "RuntimeTests",
             dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
@@ -57,7 +58,9 @@ let package = Package(
         .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire", "CZeroMQ"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Runtime", "Reports", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd"]
+            dependencies: [
+                "Runtime", "Reports", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd",
+            ]
         ),
     ]
 )

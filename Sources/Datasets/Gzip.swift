@@ -8,11 +8,13 @@ public final class GzipInflater {
     private let name: String
     private var output = [UInt8](repeating: 0, count: 1 << 18)
 
-    /// `name` labels errors (usually the file path).
-    public init(name: String) throws {
+    /// `name` labels errors (usually the file path). With `acceptsZlib`, a zlib wrapper (as in PNG's
+    /// image data) is accepted as well as gzip's.
+    public init(name: String, acceptsZlib: Bool = false) throws {
         self.name = name
-        // 16 + MAX_WBITS: expect a gzip wrapper.
-        let status = inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        // 16 + MAX_WBITS: expect a gzip wrapper; 32 + MAX_WBITS: detect gzip or zlib.
+        let windowBits = (acceptsZlib ? 32 : 16) + MAX_WBITS
+        let status = inflateInit2_(&stream, windowBits, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard status == Z_OK else { throw DataError(file: name, reason: "zlib inflateInit2 failed (\(status))") }
     }
 
@@ -55,8 +57,8 @@ public final class GzipInflater {
     }
 
     /// Whole-buffer convenience.
-    public static func decompress(_ bytes: [UInt8], name: String) throws -> [UInt8] {
-        let inflater = try GzipInflater(name: name)
+    public static func decompress(_ bytes: [UInt8], name: String, acceptsZlib: Bool = false) throws -> [UInt8] {
+        let inflater = try GzipInflater(name: name, acceptsZlib: acceptsZlib)
         var result: [UInt8] = []
         try bytes.withUnsafeBytes { (raw) throws in
             try inflater.feed(raw) { (piece) throws in result.append(contentsOf: piece) }

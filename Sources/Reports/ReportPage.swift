@@ -13,6 +13,7 @@ public enum ReportPage {
         th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
         .chart .title { font-size: 13px; font-weight: 600; } .chart .tick { font-size: 10px; fill: #555; }
         .chart .axis { font-size: 11px; fill: #333; } .chart .legend { font-size: 11px; }
+        .chart .point-label { font-size: 10px; }
         .chart .frame { fill: none; stroke: #999; } .chart .grid { stroke: #eee; } .chart .empty { fill: #a00; font-size: 14px; }
         .status-failed { color: #b00; } .status-completed { color: #070; }
         pre { background: #f7f7f7; padding: 12px; font-size: 11px; overflow-x: auto; max-height: 480px; }
@@ -55,7 +56,7 @@ public enum ReportPage {
                 .init(
                     name: "x̄ train (subset)", color: "#2ca02c",
                     points: evaluated.compactMap { r in r.trainAccuracyAverageModel.map { (x(r), $0) } }),
-            ])
+            ], nonNegative: true)
         let loss = Chart(
             title: "Loss", xLabel: "round", yLabel: "cross-entropy",
             series: [
@@ -68,7 +69,7 @@ public enum ReportPage {
                 .init(
                     name: "x̄ train (subset)", color: "#2ca02c",
                     points: evaluated.compactMap { r in r.trainLossAverageModel.map { (x(r), $0) } }),
-            ])
+            ], nonNegative: true)
         let consensus = Chart(
             title: "Consensus distance Ξ² = (1/n)Σ‖xᵢ − x̄‖²", xLabel: "round", yLabel: "Ξ² (log scale)",
             series: [
@@ -112,11 +113,11 @@ public enum ReportPage {
             distanceSeries.append(
                 .init(
                     name: String(format: "fit %.3g + %.3g·ln t", fit.a, fit.b), color: "#333333",
-                    points: distances.map { ($0.0, fit.a + fit.b * log($0.0)) }, dashed: true))
+                    points: distances.map { ($0.0, fit.a + fit.b * log($0.0)) }, dashed: true, fitted: true))
         }
         let distance = Chart(
             title: "Distance of x̄ from its initialisation", xLabel: "round (log scale)", yLabel: "‖x̄ₜ − x₀‖",
-            series: distanceSeries, logX: true)
+            series: distanceSeries, logX: true, nonNegative: true)
 
         // Header and summary table.
         let summary = run.summary
@@ -183,7 +184,7 @@ public enum ReportPage {
                     .init(
                         name: "worst client", color: "#d62728",
                         points: clientRounds.compactMap { r in r.clientAccuracyWorst.map { (x(r), $0) } }),
-                ])
+                ], nonNegative: true)
             let best = clientRounds.max { $0.clientAccuracyMean! < $1.clientAccuracyMean! }!
             let cells = perClient.enumerated().map {
                 "<td>\($0.offset)</td><td>\(String(format: "%.4f", $0.element))</td>"
@@ -281,7 +282,7 @@ public enum ReportPage {
                 .init(
                     name: label(run), color: colors[i % colors.count],
                     points: run.rounds.compactMap { r in r.testAccuracy.map { (Double(r.round), $0) } })
-            })
+            }, nonNegative: true)
         let consensus = Chart(
             title: "Consensus distance Ξ²", xLabel: "round", yLabel: "Ξ² (log scale)",
             series: runs.enumerated().map { i, run in
