@@ -23,7 +23,8 @@ public struct ConsensusDistance: Sendable {
         let n = models.count
         precondition(n > 0)
         precondition(weights == nil || weights!.count == n, "one weight per model")
-        let weights = weights ?? [Double](repeating: 1 / Double(n), count: n)
+        let weighted = weights != nil
+        let weights = weights ?? [Double](repeating: 1, count: n)
         let d = models[0].count
         for model in models { precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)") }
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
@@ -51,7 +52,11 @@ public struct ConsensusDistance: Sendable {
                                 let x = model.baseAddress! + start
                                 for j in 0..<length { total[j] += weight * Double(x[j]) }
                             }
-                            for j in 0..<length { mean[j] = Float(total[j]) }
+                            if weighted {
+                                for j in 0..<length { mean[j] = Float(total[j]) }
+                            } else {
+                                for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                            }
                             for model in models {
                                 BLAS.copy(count: length, x: model.baseAddress! + start, y: diff)
                                 BLAS.axpy(count: length, alpha: -1, x: mean, y: diff)

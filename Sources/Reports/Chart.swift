@@ -8,7 +8,8 @@ public enum Ticks {
     /// the axis spans them; a single value gets a single tick.
     public static func linear(low: Double, high: Double, target: Int = 5) -> [Double] {
         guard low.isFinite, high.isFinite else { return [] }
-        guard high > low else { return [low] }
+        // A range within rounding of a single value (0.1 and 0.10000000000000002) is one value.
+        guard high - low > 1e-9 * max(abs(low), abs(high)) else { return [low] }
         let step = niceStep((high - low) / Double(max(target - 1, 1)))
         let first = (low / step).rounded(.down)
         let last = (high / step).rounded(.up)
@@ -68,8 +69,8 @@ public enum Ticks {
 
     /// Labels for linear ticks: as many decimals as the step needs, the same for every tick.
     public static func labels(linear ticks: [Double]) -> [String] {
-        guard ticks.count > 1 else { return ticks.map { label($0) } }
-        let step = abs(ticks[1] - ticks[0])
+        let step = ticks.count > 1 ? abs(ticks[1] - ticks[0]) : 0
+        guard step > 0, step.isFinite else { return ticks.map { label($0) } }
         let magnitude = ticks.map(abs).max() ?? 0
         if magnitude >= 1e5 || (magnitude > 0 && magnitude < 1e-3) {
             return ticks.map {
@@ -184,7 +185,7 @@ struct Chart {
         let yTicks: [Double]
         if logY {
             yTicks = Ticks.logarithmic(low: yMin, high: yMax)
-        } else if yMin == yMax {
+        } else if Ticks.linear(low: yMin, high: yMax).count < 2 {
             let pad = yMin == 0 ? 1 : abs(yMin) * 0.1
             yTicks = Ticks.linear(low: nonNegative ? max(0, yMin - pad) : yMin - pad, high: yMax + pad)
         } else {
@@ -196,7 +197,7 @@ struct Chart {
         let yLow = t(yBounds.0, log: logY)
         let yHigh = max(t(yBounds.1, log: logY), yLow + 1e-12)
         // X axis: round ticks over the data; a single x value gets one tick in the middle.
-        let singleX = xMin == xMax
+        let singleX = logX ? xMin == xMax : Ticks.linear(low: xMin, high: xMax).count < 2
         let xBounds = logX ? Ticks.logarithmicBounds(low: xMin, high: xMax) : (0, 0)
         let xTicks =
             logX

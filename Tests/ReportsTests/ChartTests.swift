@@ -12,6 +12,7 @@ final class ChartTests: XCTestCase {
         XCTAssertEqual(Ticks.linear(low: 3, high: 497), [0, 100, 200, 300, 400, 500])
         XCTAssertEqual(Ticks.linear(low: -1.4, high: 2.2), [-2, -1, 0, 1, 2, 3])
         XCTAssertEqual(Ticks.linear(low: 500, high: 500), [500], "one value, one tick")
+        XCTAssertEqual(Ticks.linear(low: 0.1, high: 0.10000000000000002), [0.1], "equal within rounding")
         XCTAssertEqual(Ticks.linear(low: 1e-7, high: 3e-7), [1e-7, 1.5e-7, 2e-7, 2.5e-7, 3e-7])
         for (low, high) in [(0.1234, 9.87), (-37.0, 12.5), (1e4, 2.34e4), (0.00017, 0.00094)] {
             let ticks = Ticks.linear(low: low, high: high)
@@ -116,5 +117,21 @@ final class ChartTests: XCTestCase {
         XCTAssertTrue(svg.contains("loss not finite (nan) from 3"), svg)
         let points = svg.components(separatedBy: "points=\"")[1].prefix { $0 != "\"" }
         XCTAssertEqual(points.split(separator: " ").count, 2, "drawn up to the divergence")
+    }
+
+    /// Values equal within rounding (a constant accuracy summed in another order) draw a flat
+    /// line on a padded axis, not a crash or a pile of identical ticks.
+    func testValuesEqualWithinRounding_DrawAFlatLine() {
+        let chart = Chart(
+            title: "a", xLabel: "round", yLabel: "accuracy",
+            series: [.init(name: "mean", color: "#000", points: [(10, 0.1), (20, 0.10000000000000002), (30, 0.1)])],
+            nonNegative: true)
+        let svg = chart.svg(id: "f")
+        let y = ticks(svg, axis: "y")
+        XCTAssertEqual(Set(y).count, y.count, "distinct ticks")
+        XCTAssertGreaterThan(y.count, 1)
+        XCTAssertLessThanOrEqual(y.first!, 0.1)
+        XCTAssertGreaterThanOrEqual(y.last!, 0.1)
+        XCTAssertEqual(Ticks.labels(linear: [0.1]), ["0.1"])
     }
 }
