@@ -86,6 +86,33 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
         }
     }
 
+    /// Why this schedule cannot run (nil when it can): every rate finite and ≥ 0 with a positive
+    /// base, every length positive, factors positive and finite, milestones increasing.
+    public var problem: String? {
+        switch self {
+        case .constant(let rate):
+            return rate.isFinite && rate > 0 ? nil : "the rate must be positive and finite, got \(rate)"
+        case .step(let base, let every, let factor):
+            if !(base.isFinite && base > 0) { return "the base rate must be positive and finite, got \(base)" }
+            if every < 1 { return "step: EVERY must be at least 1, got \(every)" }
+            return factor.isFinite && factor > 0 ? nil : "step: FACTOR must be positive and finite, got \(factor)"
+        case .multistep(let base, let milestones, let factor):
+            if !(base.isFinite && base > 0) { return "the base rate must be positive and finite, got \(base)" }
+            if milestones.isEmpty || milestones.contains(where: { $0 < 1 })
+                || !zip(milestones, milestones.dropFirst()).allSatisfy({ $0 < $1 })
+            {
+                return "multistep: milestones must be positive and increasing, got \(milestones)"
+            }
+            return factor.isFinite && factor > 0 ? nil : "multistep: FACTOR must be positive and finite, got \(factor)"
+        case .cosine(let base, let totalSteps, let minimum):
+            if !(base.isFinite && base > 0) { return "the base rate must be positive and finite, got \(base)" }
+            if let totalSteps, totalSteps < 1 { return "cosine: the length must be at least 1, got \(totalSteps)" }
+            return minimum.isFinite && minimum >= 0 ? nil : "cosine: MINIMUM must be finite and ≥ 0, got \(minimum)"
+        case .warmup(let steps, let then):
+            return steps >= 0 ? then.problem : "warm-up length must be ≥ 0, got \(steps)"
+        }
+    }
+
     public func learningRate(atStep step: Int) -> Double {
         switch self {
         case .constant(let rate):

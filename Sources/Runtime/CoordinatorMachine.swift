@@ -122,6 +122,8 @@ public struct CoordinatorMachine {
         evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
         trainEvaluator = trainSubset.map { Evaluator(network: network, dataset: $0) }
         initialParameters = network.initialParameters(seed: configuration.seed)
+        // Federated: the server's model before any round (what every client starts from).
+        if configuration.federated != nil { federatedGlobal = initialParameters }
         workerEvaluator = testSet.map { test in
             let size = configuration.workerEvaluationSize
             guard size > 0, size < test.count else { return Evaluator(network: network, dataset: test) }
@@ -133,6 +135,12 @@ public struct CoordinatorMachine {
     }
 
     public var isRunning: Bool { phase == .running }
+    /// Increases whenever the run moves: a registration, a worker ready, the barrier, a round
+    /// recorded, a worker finished. The shell's peer timeout is about this, not about messages
+    /// (heartbeats keep arriving from a wedged run).
+    public private(set) var progress = 0
+    /// The workers have their assignments and are loading data (failure detection applies).
+    public var isLoading: Bool { phase == .loading }
 
     /// Which workers the coordinator is waiting on, for timeout messages.
     public var waitingOn: String {
@@ -142,9 +150,15 @@ public struct CoordinatorMachine {
             let missing = (0..<configuration.workers).filter { !ready.contains($0) }
             return "workers \(missing) to load their data"
         case .running:
+            if let held = heldRecords.first {
+                let have = clientEvaluations[held.round].map { Set($0.keys) } ?? []
+                return "round \(held.round) client evaluations from workers \(alive.filter { !have.contains($0) })"
+            }
+            if nextRoundToRecord > configuration.rounds {
+                return "workers \(alive.filter { summaries[$0] == nil }) to report that they finished"
+            }
             let have = reports[nextRoundToRecord].map { Set($0.keys) } ?? []
             let missing = alive.filter { !have.contains($0) }
-            if missing.isEmpty { return "workers to finish" }
             return "round \(nextRoundToRecord) metrics from workers \(missing)"
         case .done: return "nothing"
         }
@@ -170,7 +184,7 @@ public struct CoordinatorMachine {
             }
         case .ready:
             guard phase == .loading else { return reject("ready from worker \(sender) outside the loading phase") }
-            ready.insert(sender)
+            if ready.insert(sender).inserted { progress += 1 }
             guard ready.count == configuration.workers else { return [] }
             phase = .running
             var directives: [CoordinatorDirective] = [.started]
@@ -196,12 +210,21 @@ public struct CoordinatorMachine {
                     "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
                 )
             }
+            // A diverged client's model must not reach the average (a NaN global model would be
+            // rejected by every client, and the run would stall): the run fails, or drops it.
+            if gathers, let payload = envelope.payload, !payload.isFinite {
+                return onWorkerFailed(
+                    sender,
+                    cause:
+                        "worker \(sender) sent a model with NaN or Inf values for round \(metrics.round) (its training diverged)"
+                )
+            }
             reports[metrics.round, default: [:]][sender] = (metrics, gathers ? envelope.payload : nil)
             return recordCompleteRounds()
         case .finished:
             do {
                 let summary = try Body.decode(WorkerSummary.self, from: envelope)
-                summaries[sender] = summary
+                if summaries.updateValue(summary, forKey: sender) == nil { progress += 1 }
             } catch {
                 return reject("\(error)")
             }
@@ -248,6 +271,7 @@ public struct CoordinatorMachine {
             rank = free
         }
         registrations[rank] = registration
+        progress += 1
         guard registrations.count == configuration.workers else { return [] }
         phase = .loading
         alive = Array(0..<configuration.workers)
@@ -255,7 +279,8 @@ public struct CoordinatorMachine {
         var directives: [CoordinatorDirective] = []
         for rank in 0..<configuration.workers {
             let assignment = Assignment(
-                rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints)
+                rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints,
+                nonce: registrations[rank]!.nonce)
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
             directives.append(
                 .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
@@ -315,6 +340,7 @@ public struct CoordinatorMachine {
                 clientEvaluations.removeValue(forKey: record.round)
             }
             heldRecords.removeFirst()
+            progress += 1
             lastRecord = record
             directives.append(.record(record))
         }
@@ -357,6 +383,10 @@ public struct CoordinatorMachine {
         // theirs (the rate is the mean over them: it differs between workers only when they take
         // different numbers of steps per round on a schedule counted in steps).
         let trained = ordered.filter { $0.0.sampled != false }.map(\.0)
+        if trained.isEmpty {
+            events.append(
+                "round \(roundNumber): no client that trained this round is alive; the global model is unchanged")
+        }
         let losses = trained.map(\.trainLoss)
         var record = RoundRecord(
             round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count),
@@ -463,8 +493,18 @@ public struct CoordinatorMachine {
     public mutating func onWorkerSilent(_ rank: Int, seconds: Double) -> [CoordinatorDirective] {
         guard phase == .running || phase == .loading, alive.contains(rank) else { return [] }
         let host = registrations[rank].map { "\($0.host) pid \($0.processID)" } ?? "?"
+        let stage =
+            phase == .loading
+            ? "while loading its data, before the start barrier"
+            : "while the coordinator was at round \(nextRoundToRecord)"
         let cause =
-            "worker \(rank) (\(host)) sent nothing for \(String(format: "%.1f", seconds)) s (failure timeout \(configuration.failureTimeoutSeconds) s) while the coordinator was at round \(nextRoundToRecord)"
+            "worker \(rank) (\(host)) sent nothing for \(String(format: "%.1f", seconds)) s (failure timeout \(configuration.failureTimeoutSeconds) s) \(stage)"
+        return onWorkerFailed(rank, cause: cause)
+    }
+
+    /// A worker is dead or broken: the run fails, or (`--on-failure continue`, once running, with
+    /// another worker left) goes on without it.
+    private mutating func onWorkerFailed(_ rank: Int, cause: String) -> [CoordinatorDirective] {
         guard configuration.failurePolicy == .continue, phase == .running, alive.count > 1 else {
             phase = .done
             events.append("round \(nextRoundToRecord): \(cause); run aborted")
@@ -484,12 +524,15 @@ public struct CoordinatorMachine {
         return directives + recordCompleteRounds()
     }
 
-    /// The shell saw no message for the peer timeout.
+    /// The run made no progress (see `progress`) for the peer timeout, heartbeats or not.
     public mutating func onSilence(seconds: Double) -> [CoordinatorDirective] {
         guard phase != .done else { return [] }
         let waitingFor = waitingOn
         phase = .done
-        return [.fail("no message for \(Int(seconds)) s while waiting for \(waitingFor)")]
+        let cause =
+            "no progress for \(Int(seconds)) s (peer timeout \(configuration.peerTimeoutSeconds) s) while waiting for \(waitingFor)"
+        events.append(cause)
+        return [.fail(cause)]
     }
 
     /// Tells every registered worker to stop (best effort, on failure or interrupt).

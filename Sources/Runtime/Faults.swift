@@ -10,7 +10,8 @@ public enum Fault: Sendable, Equatable, Codable, CustomStringConvertible {
     case dropLink(u: Int, v: Int, rounds: ClosedRange<Int>)
     /// Models sent from u to v in rounds `rounds` arrive `seconds` late.
     case delayLink(u: Int, v: Int, seconds: Double, rounds: ClosedRange<Int>)
-    /// Worker `worker` kills itself (SIGKILL) before round `round`.
+    /// Worker `worker` kills itself (SIGKILL) before round `round` (0: while loading its data,
+    /// before the start barrier).
     case kill(worker: Int, round: Int)
 
     public var description: String {
@@ -20,7 +21,21 @@ public enum Fault: Sendable, Equatable, Codable, CustomStringConvertible {
         case .dropLink(let u, let v, let r): "link \(u)–\(v) dropped in rounds \(r.lowerBound)–\(r.upperBound)"
         case .delayLink(let u, let v, let s, let r):
             "link \(u)→\(v) delayed \(s) s in rounds \(r.lowerBound)–\(r.upperBound)"
-        case .kill(let w, let r): "worker \(w) killed before round \(r)"
+        case .kill(let w, let r):
+            r == 0 ? "worker \(w) killed while loading its data" : "worker \(w) killed before round \(r)"
+        }
+    }
+
+    /// Whether every worker and round it names is in the run, and its seconds are a finite ≥ 0.
+    public func isWithin(workers: Int, rounds: Int) -> Bool {
+        let nodes = 0..<workers
+        func fits(_ r: ClosedRange<Int>) -> Bool { r.lowerBound >= 1 }
+        switch self {
+        case .straggler(let w, let s, let r): return nodes.contains(w) && s.isFinite && s >= 0 && fits(r)
+        case .dropLink(let u, let v, let r): return nodes.contains(u) && nodes.contains(v) && u != v && fits(r)
+        case .delayLink(let u, let v, let s, let r):
+            return nodes.contains(u) && nodes.contains(v) && u != v && s.isFinite && s >= 0 && fits(r)
+        case .kill(let w, let round): return nodes.contains(w) && round >= 0
         }
     }
 
@@ -64,7 +79,9 @@ public enum Fault: Sendable, Equatable, Codable, CustomStringConvertible {
                 u: try worker(parts[0]), v: try worker(parts[1]), seconds: try seconds(parts[2]),
                 rounds: try range(parts[3]))
         case ("kill-worker", 2):
-            guard let round = Int(parts[1]), round >= 1 else { throw fail("'\(parts[1])' is not a round") }
+            guard let round = Int(parts[1]), round >= 0, round <= rounds else {
+                throw fail("'\(parts[1])' is not a round in 0…\(rounds) (0: while loading its data)")
+            }
             return .kill(worker: try worker(parts[0]), round: round)
         default:
             throw fail(

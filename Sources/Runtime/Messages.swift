@@ -19,8 +19,14 @@ public struct Assignment: Codable, Sendable {
     public var configuration: RunConfiguration
     /// Inbox endpoint of every worker, by rank.
     public var workerEndpoints: [String]
+    /// The nonce of the registration this answers: a worker accepts only the assignment that
+    /// echoes its own random nonce, not the first one anyone sends.
+    public var nonce: UInt64?
 
-    public init(rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String]) {
+    public init(
+        rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String], nonce: UInt64? = nil
+    ) {
+        self.nonce = nonce
         self.rank = rank
         self.runID = runID
         self.configuration = configuration

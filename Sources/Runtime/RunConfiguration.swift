@@ -227,6 +227,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         try check(rounds >= 1, "--rounds", "must be at least 1, got \(rounds)")
         try check(batchSize >= 1, "--batch", "must be at least 1, got \(batchSize)")
         try check(localSteps >= 1, "--local-steps", "must be at least 1, got \(localSteps)")
+        // Before anything builds a network or walks the topology from these values.
+        try validateRanges()
         try check(metricsEvery >= 1, "--metrics-every", "must be at least 1, got \(metricsEvery)")
         try check(evalEvery >= 1, "--eval-every", "must be at least 1, got \(evalEvery)")
         try check(workerEvaluationSize >= 0, "--worker-eval-size", "must be ≥ 0, got \(workerEvaluationSize)")
@@ -297,12 +299,86 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
                     "\(topology.name): \(target.description). Use doubly stochastic weights (--weights metropolis-hastings or sinkhorn), a column-stochastic digraph (push-sum), or pass --allow-biased-average to run it anyway"
             )
         }
+        if let problem = optimizer.schedule.problem {
+            throw ConfigurationError(field: "--lr/--lr-schedule", reason: problem)
+        }
         let rate = optimizer.schedule.learningRate(atStep: 0)
         try check(rate.isFinite && rate > 0, "--lr", "learning rate must be positive and finite, got \(rate)")
         try check(
             optimizer.momentum >= 0 && optimizer.momentum < 1, "--momentum",
             "must be in [0, 1), got \(optimizer.momentum)")
         try check(optimizer.weightDecay >= 0, "--weight-decay", "must be non-negative, got \(optimizer.weightDecay)")
+    }
+
+    /// The numeric ranges no flag parser guarantees for a configuration that comes from a file
+    /// (`--config`) or a message (a worker's assignment): every count, size and coefficient.
+    func validateRanges() throws(ConfigurationError) {
+        func check(_ condition: Bool, _ field: String, _ reason: String) throws(ConfigurationError) {
+            if !condition { throw ConfigurationError(field: field, reason: reason) }
+        }
+        func finite(_ value: Double, _ field: String, atLeast low: Double = 0) throws(ConfigurationError) {
+            try check(value.isFinite && value >= low, field, "must be finite and ≥ \(low), got \(value)")
+        }
+        try check(workers <= 65_536, "--workers", "at most 65,536, got \(workers)")
+        try check(rounds <= 1_000_000_000, "--rounds", "at most 10⁹, got \(rounds)")
+        try check(batchSize <= 1 << 20, "--batch", "at most 2²⁰, got \(batchSize)")
+        try check(localSteps <= 1 << 24, "--local-steps", "at most 2²⁴, got \(localSteps)")
+        try check(
+            model.widths.count >= 2 && model.widths.allSatisfy({ (1...(1 << 24)).contains($0) }), "--model",
+            "layer widths must be between 1 and 2²⁴, got \(model.widths)")
+        if model.kind == .cnn {
+            try check(
+                model.imageShape.count == 3 && model.imageShape.allSatisfy({ (1...4_096).contains($0) })
+                    && !model.convolutionChannels.isEmpty
+                    && model.convolutionChannels.allSatisfy({ (1...4_096).contains($0) })
+                    && model.widths[0] == model.imageShape.reduce(1, *),
+                "--model", "a CNN needs an image shape H×W×C and channel counts between 1 and 4,096")
+        }
+        let s = sharpness
+        try check(
+            s.topEigenvalueCount >= 1 && s.slqProbes >= 1 && s.slqIterations >= 1 && s.densityBins >= 1
+                && s.perLayerIterations >= 1 && s.perLayerProbes >= 1 && s.samAscentSteps >= 1
+                && s.mSharpnessBatch >= 1,
+            "sharpness", "every count of the sharpness settings must be at least 1")
+        try check(
+            s.perturbationSamples >= 1, "--perturbation-samples", "must be at least 1, got \(s.perturbationSamples)")
+        try check(s.lanczosIterations <= 10_000, "--lanczos-iterations", "at most 10,000, got \(s.lanczosIterations)")
+        try finite(s.samRadius, "--sam-radius")
+        try finite(s.gaussianSigma, "--gaussian-sigma")
+        try finite(optimizer.momentum, "--momentum")
+        try finite(optimizer.weightDecay, "--weight-decay")
+        try finite(failureTimeoutSeconds, "--failure-timeout")
+        try finite(heartbeatIntervalSeconds, "--heartbeat-interval")
+        try finite(peerTimeoutSeconds, "--peer-timeout")
+        try check(
+            batchNorm.recomputeExamples >= 1, "--bn-recompute-examples",
+            "must be at least 1, got \(batchNorm.recomputeExamples)")
+        let p = personalization
+        for (value, field) in [
+            (p.dittoLambda, "--ditto-lambda"), (p.apflAlphaLearningRate, "--apfl-alpha-lr"),
+            (p.additiveLambda, "--additive-lambda"), (p.additiveMu, "--additive-mu"),
+            (p.curriculumRounds, "--curriculum-rounds"), (federated?.proximalMu ?? 0, "--proximal-mu"),
+        ] {
+            try finite(value, field)
+        }
+        if case .synthetic(_, let trainCount, let testCount, let featureCount) = data {
+            try check(
+                (1...10_000_000).contains(trainCount) && (1...10_000_000).contains(testCount)
+                    && (1...(1 << 20)).contains(featureCount), "--data",
+                "synthetic sizes out of range: \(trainCount) training, \(testCount) test examples of \(featureCount) features"
+            )
+        }
+        for fault in faults {
+            try check(
+                fault.isWithin(workers: workers, rounds: rounds), "--fault",
+                "\(fault) names a worker or round outside the run")
+        }
+        if let regime = largeBatch {
+            try check(
+                regime.referenceBatchSize >= 1 && regime.stepsMultiplier >= 1 && regime.batchRatio.isFinite
+                    && regime.learningRateMultiplier.isFinite && regime.learningRateMultiplier > 0,
+                "--reference-batch", "the large-batch settings are out of range")
+        }
     }
 
     /// Whether workers send their parameters to the coordinator after round `round` (1-based).

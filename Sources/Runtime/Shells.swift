@@ -1,6 +1,7 @@
 import Datasets
 import Diagnostics
 import Foundation
+import LearningCore
 import Transport
 
 /// How a node's run ended.
@@ -45,6 +46,8 @@ public final class WorkerShell {
     /// Connects to the coordinator and registers.
     public func start(coordinatorEndpoint: String) {
         self.coordinatorEndpoint = coordinatorEndpoint
+        // Until the assignment names the run, no payload of any size is accepted.
+        transport.admit(.joining)
         do {
             try transport.connect(.coordinator, endpoint: coordinatorEndpoint)
         } catch {
@@ -66,7 +69,12 @@ public final class WorkerShell {
                 return true
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
+                let joined = machine.configuration != nil
                 perform(machine.onEnvelope(envelope))
+                if !joined, let configuration = machine.configuration {
+                    transport.admit(
+                        .run(runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount))
+                }
                 return true
             }
         } catch {
@@ -92,6 +100,17 @@ public final class WorkerShell {
     /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
     public var allowsSelfKill = false
     private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
+
+    /// Starts the heartbeat thread's beat once the assignment gives the run id, rank and interval
+    /// (the beat never changes after).
+    private func configureHeartbeats() {
+        guard !heartbeatsConfigured, let heartbeats, let coordinatorEndpoint, let configuration = machine.configuration
+        else { return }
+        heartbeatsConfigured = true
+        heartbeats.update(
+            beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
+            intervalSeconds: configuration.heartbeatIntervalSeconds)
+    }
 
     /// Faults that apply to this worker's next round's local steps.
     private func injectBeforeTraining() {
@@ -143,14 +162,8 @@ public final class WorkerShell {
         flushDelayedSends()
         guard outcome == .running, let configuration = machine.configuration else { return }
         var now = clock.now
-        if let heartbeats, let coordinatorEndpoint {
-            // Once the assignment gives the run id, rank and interval: the beat never changes after.
-            if !heartbeatsConfigured {
-                heartbeatsConfigured = true
-                heartbeats.update(
-                    beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
-                    intervalSeconds: configuration.heartbeatIntervalSeconds)
-            }
+        if heartbeats != nil {
+            configureHeartbeats()
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
             try? transport.send(machine.heartbeatMessage(), to: .coordinator)
@@ -185,6 +198,14 @@ public final class WorkerShell {
                 }
                 do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .loadShard(let rank, let configuration):
+                // Heartbeats start before the (possibly long) load, so the coordinator can tell a
+                // worker that died while loading from one that is still loading.
+                configureHeartbeats()
+                if configuration.faults.contains(.kill(worker: rank, round: 0)) {
+                    if allowsSelfKill { kill(getpid(), SIGKILL) }
+                    fail("killed by fault injection while loading its data")
+                    break
+                }
                 do {
                     let shard = try loadShard(rank, configuration)
                     let clientTest = configuration.clientTestSize > 0 ? try loadClientTest(rank, configuration) : nil
@@ -219,7 +240,8 @@ public final class CoordinatorShell {
     private let clock = ContinuousClock()
     private var startedAt: ContinuousClock.Instant?
     private var finishedAt: ContinuousClock.Instant?
-    private var lastMessageAt: ContinuousClock.Instant
+    private var lastProgressAt: ContinuousClock.Instant
+    private var lastProgress = -1
     private let data: DataDescription?
     private var summaries: [WorkerSummary] = []
     /// Recorded in summary.json (computed by the caller, which may skip it for huge graphs).
@@ -248,8 +270,10 @@ public final class CoordinatorShell {
         self.data = data
         self.progress = progress
         self.log = log
-        lastMessageAt = clock.now
+        lastProgressAt = clock.now
         faultEvents = machine.configuration.faults.map { "fault injected: \($0)" }
+        transport.admit(
+            .run(runID: machine.runID, modelSize: Network(spec: machine.configuration.model).parameterCount))
     }
 
     /// Handles at most one incoming message; declares the run failed after the peer timeout.
@@ -258,16 +282,14 @@ public final class CoordinatorShell {
         guard outcome == .running else { return false }
         defer { collectSharpness() }
         do {
+            defer { checkProgress() }
             switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
             case .none:
-                let silent = (clock.now - lastMessageAt) / .seconds(1)
-                if silent > machine.configuration.peerTimeoutSeconds { perform(machine.onSilence(seconds: silent)) }
                 return false
             case .rejected(let error):
                 log("coordinator: rejected: \(error)")
                 return true
             case .envelope(let envelope):
-                lastMessageAt = clock.now
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
                     lastHeard[Int(envelope.header.sender)] = clock.now
                 }
@@ -278,6 +300,21 @@ public final class CoordinatorShell {
             fail("receive failed: \(error)")
             return false
         }
+    }
+
+    /// Fails the run when it has not moved for 1.5 × the peer timeout: heartbeats prove a process
+    /// is alive, not that the run advances (a lost message, a wedged peer). Workers give up after
+    /// the peer timeout itself, naming the round and the neighbours they wait for, which the
+    /// coordinator cannot see; its own, later check is the backstop when no worker can tell.
+    private func checkProgress() {
+        guard outcome == .running else { return }
+        if machine.progress != lastProgress {
+            lastProgress = machine.progress
+            lastProgressAt = clock.now
+            return
+        }
+        let stalled = (clock.now - lastProgressAt) / .seconds(1)
+        if stalled > 1.5 * machine.configuration.peerTimeoutSeconds { perform(machine.onSilence(seconds: stalled)) }
     }
 
     /// Sends heartbeats and declares silent workers dead; call between steps.
@@ -298,8 +335,9 @@ public final class CoordinatorShell {
             lastHeartbeat = now
             for rank in machine.alive { try? transport.send(beat, to: .worker(rank)) }
         }
-        // Detection starts at the start barrier: loading data may legitimately take a while.
-        guard machine.isRunning else { return }
+        // Detection starts once the workers have their assignments: they heartbeat from a thread
+        // of their own while loading data, so a worker that dies before the barrier is found too.
+        guard machine.isRunning || machine.isLoading else { return }
         let overdue = machine.alive.contains { rank in
             lastHeard[rank].map { (now - $0) / .seconds(1) > configuration.failureTimeoutSeconds } ?? false
         }

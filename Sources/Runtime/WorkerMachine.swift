@@ -43,7 +43,7 @@ public struct WorkerMachine {
 
     public private(set) var rank: Int?
     public private(set) var configuration: RunConfiguration?
-    private var runID: UInt64 = 0
+    public private(set) var runID: UInt64 = 0
     private var trainer: LocalTrainer?
     /// The client's private side of personalization (Ditto's v, the additive local part, …).
     private var personalizer: PersonalTrainer?
@@ -92,6 +92,27 @@ public struct WorkerMachine {
         var outNeighbors: [Int]
         var selfWeight: Double
         var weights: [Int: Double]
+    }
+
+    /// Increases whenever this worker's run moves (assignment, start, a round completed or a
+    /// global model adopted, an acknowledgement that lets it go on): the peer timeout is about
+    /// this, not about messages, which heartbeats keep coming.
+    public var progress: Int { (configuration == nil ? 0 : 1) + (started ? 1 : 0) + 2 * round + acknowledgedRounds }
+
+    /// What this worker is waiting for, and from whom, for timeout messages.
+    public var waitingOn: String {
+        guard let configuration, let rank else { return "its assignment from the coordinator" }
+        if !started { return "the start barrier (the coordinator's start message)" }
+        if awaitingRelease { return "the coordinator's final acknowledgement" }
+        if roundDeferred {
+            return "the coordinator to record round \(round + 1 - configuration.maxRoundsAhead) (flow control)"
+        }
+        if configuration.federated != nil { return "the server's global model for round \(round + 1)" }
+        if !trainedThisRound { return "its own local steps of round \(round + 1)" }
+        let received = pending[round] ?? [:]
+        let view = configuration.topology.topology(atRound: round)
+        let missing = view.inNeighbors(of: rank).filter { received[$0] == nil }
+        return "models for round \(round + 1) from workers \(missing)"
     }
 
     /// The de-biased model zᵢ = xᵢ/wᵢ under push-sum; xᵢ otherwise. Coordinates that never leave
@@ -144,6 +165,11 @@ public struct WorkerMachine {
 
     public mutating func onEnvelope(_ envelope: Envelope) -> [WorkerDirective] {
         let kind = envelope.header.kind
+        // Before its assignment a worker knows no run id: nothing but the assignment that answers
+        // its own registration (by nonce) is accepted, an abort with run id 0 included.
+        if configuration == nil && kind != .assignment {
+            return reject("\(kind) from sender \(envelope.header.sender) before this worker's assignment")
+        }
         if kind != .assignment && envelope.header.runID != runID {
             return reject(
                 "\(kind) from sender \(envelope.header.sender) carries run id \(envelope.header.runID), not this run's \(runID)"
@@ -185,7 +211,13 @@ public struct WorkerMachine {
     }
 
     private mutating func onAssignment(_ assignment: Assignment) -> [WorkerDirective] {
+        guard assignment.nonce == nonce else {
+            return reject("an assignment that does not answer this worker's registration (nonce mismatch)")
+        }
         let configuration = assignment.configuration
+        do { try configuration.validate() } catch {
+            return [.fail("the coordinator's configuration is invalid: \(error)")]
+        }
         guard (0..<configuration.workers).contains(assignment.rank),
             assignment.workerEndpoints.count == configuration.workers
         else {
@@ -372,12 +404,13 @@ public struct WorkerMachine {
     private mutating func onParameters(_ envelope: Envelope) -> [WorkerDirective] {
         guard let configuration else { return reject("parameters before assignment") }
         let sender = Int(envelope.header.sender)
-        let messageRound = Int(envelope.header.round)
-        guard messageRound >= round, messageRound < configuration.rounds else {
+        // The header's round is any Int64 a peer sends: range-check it before any arithmetic.
+        guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
             return reject(
-                "parameters from worker \(sender) for round \(messageRound + 1), but this worker is at round \(round + 1) of \(configuration.rounds)"
+                "parameters from worker \(sender) for 0-based round \(envelope.header.round), but this worker is at round \(round + 1) of \(configuration.rounds)"
             )
         }
+        let messageRound = Int(envelope.header.round)
         guard let payload = envelope.payload, payload.count == parameters.count else {
             return reject(
                 "parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)"

@@ -30,6 +30,38 @@ public struct Graph: Sendable, Equatable, Codable {
         inNeighbors = inSets.map { $0.sorted() }
     }
 
+    private enum CodingKeys: String, CodingKey { case nodeCount, isDirected, outNeighbors, inNeighbors }
+
+    /// Decodes through the checking initialiser: a hand-edited or hostile configuration with ids
+    /// out of range, self-loops, duplicates or in-lists that disagree with the out-lists is an
+    /// error naming the problem, never a graph that crashes later.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let nodeCount = try c.decode(Int.self, forKey: .nodeCount)
+        let directed = try c.decode(Bool.self, forKey: .isDirected)
+        let outNeighbors = try c.decode([[Int]].self, forKey: .outNeighbors)
+        let inNeighbors = try c.decode([[Int]].self, forKey: .inNeighbors)
+        guard nodeCount >= 1, nodeCount <= 1 << 20, outNeighbors.count == nodeCount else {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: c.codingPath,
+                    debugDescription: "graph: \(outNeighbors.count) neighbour lists for \(nodeCount) nodes"))
+        }
+        let arcs = outNeighbors.enumerated().flatMap { u, targets in targets.map { (u, $0) } }
+        let edges = directed ? arcs : arcs.filter { $0.0 < $0.1 }
+        do {
+            self = try Graph(nodeCount: nodeCount, edges: edges, directed: directed)
+        } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "graph: \(error)"))
+        }
+        guard self.outNeighbors == outNeighbors, self.inNeighbors == inNeighbors else {
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: c.codingPath,
+                    debugDescription: "graph: the neighbour lists are not sorted, symmetric or consistent"))
+        }
+    }
+
     /// Edges of an undirected graph counted once; arcs of a directed graph.
     public var edgeCount: Int {
         let arcs = outNeighbors.reduce(0) { $0 + $1.count }

@@ -187,6 +187,47 @@ public struct Topology: Sendable, Equatable, Codable {
         }
     }
 
+    private enum CodingKeys: String, CodingKey { case name, graph, mixing, allowsDisconnected }
+
+    /// Decodes through the same checks as a topology file: one row per node, entries only on the
+    /// graph's edges and the diagonal, finite non-negative weights, rows (or, for push-sum,
+    /// columns) summing to 1, connectivity unless allowed.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let name = try c.decode(String.self, forKey: .name)
+        let graph = try c.decode(Graph.self, forKey: .graph)
+        let mixing = try c.decode([[MixingEntry]].self, forKey: .mixing)
+        let allowDisconnected = try c.decode(Bool.self, forKey: .allowsDisconnected)
+        func corrupted(_ reason: String) -> DecodingError {
+            .dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "topology \(name): \(reason)"))
+        }
+        guard mixing.count == graph.nodeCount else {
+            throw corrupted("\(mixing.count) rows of W for \(graph.nodeCount) nodes")
+        }
+        for (i, row) in mixing.enumerated() {
+            let allowed = Set(graph.inNeighbors[i] + [i])
+            guard zip(row, row.dropFirst()).allSatisfy({ $0.node < $1.node }) else {
+                throw corrupted("row \(i) of W is not sorted by node or repeats one")
+            }
+            for entry in row {
+                guard allowed.contains(entry.node) else {
+                    throw corrupted("W[\(i)][\(entry.node)] is not on an edge of the graph")
+                }
+                guard entry.weight.isFinite, entry.weight >= 0 else {
+                    throw corrupted("W[\(i)][\(entry.node)] = \(entry.weight) is not a finite non-negative weight")
+                }
+            }
+        }
+        let rowStochastic = mixing.allSatisfy { abs($0.reduce(0) { $0 + $1.weight } - 1) <= Self.tolerance }
+        do {
+            try self.init(
+                name: name, graph: graph, mixing: mixing, allowDisconnected: allowDisconnected,
+                requireRowStochastic: rowStochastic)
+        } catch {
+            throw corrupted("\(error)")
+        }
+    }
+
     private static func sinkhorn(_ graph: Graph) throws(TopologyError) -> [[MixingEntry]] {
         let n = graph.nodeCount
         var rows = (0..<n).map { i in (graph.inNeighbors[i] + [i]).sorted().map { MixingEntry(node: $0, weight: 1) } }

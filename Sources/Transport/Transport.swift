@@ -31,6 +31,54 @@ public protocol Transport: AnyObject {
     func receive(timeoutMilliseconds: Int) throws -> Received?
     /// Total bytes handed to `send` so far (headers, bodies and payloads).
     var bytesSent: Int { get }
+    /// What this node accepts from now on, checked on each frame's header before its payload is
+    /// decoded or anything is allocated for it (see `FrameAdmission`).
+    func admit(_ admission: FrameAdmission)
+}
+
+extension Transport {
+    /// Transports that decode no frames (in memory) have nothing to check.
+    public func admit(_ admission: FrameAdmission) {}
+}
+
+/// The header checks a node applies to incoming frames before decoding a payload: a node that has
+/// not joined a run takes no payloads at all; a node in a run takes only its run's messages, with
+/// no payload or exactly a model's worth of floats (dense, or sparse expanding to that length).
+public enum FrameAdmission: Sendable, Equatable {
+    /// Before the run is known (a worker waiting for its assignment): no payloads.
+    case joining
+    /// In run `runID`, whose models have `modelSize` floats.
+    case run(runID: UInt64, modelSize: Int)
+
+    /// Why a frame with this header must be rejected before its payload is read (nil: admit it).
+    public func problem(with header: MessageHeader, payloadBytes: Int) -> String? {
+        let slots = Int(header.payloadCount)
+        switch self {
+        case .joining:
+            if slots > 0 || payloadBytes > 0 {
+                return "a \(header.kind) message with a payload before this node joined a run"
+            }
+            return nil
+        case .run(let runID, let modelSize):
+            if header.runID != runID && header.kind != .register {
+                return "\(header.kind) for run \(header.runID), not this run's \(runID)"
+            }
+            guard slots > 0 else { return payloadBytes > 0 ? "payload frames after a header declaring none" : nil }
+            switch header.payloadEncoding {
+            case .dense:
+                if slots != modelSize { return "a payload of \(slots) floats, not the model's \(modelSize)" }
+            case .sparse:
+                // 1 + 2·k slots for k non-zero values of a model: at most the dense size.
+                if slots > 2 * modelSize + 1 {
+                    return "a sparse payload of \(slots) slots for a model of \(modelSize) floats"
+                }
+            }
+            if payloadBytes != 4 * slots {
+                return "header declares \(slots) floats but the frames hold \(payloadBytes) bytes"
+            }
+            return nil
+        }
+    }
 }
 
 public enum Received: Sendable {

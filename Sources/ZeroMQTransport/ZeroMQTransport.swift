@@ -17,6 +17,9 @@ public final class ZeroMQTransport: Transport {
     private var endpoints: [Peer: String] = [:]
     public let localEndpoint: String
     public private(set) var bytesSent = 0
+    /// The header checks incoming frames pass before their payload is decoded (nil: any
+    /// well-formed frame, until the shell says what it accepts).
+    private var admission: FrameAdmission?
     private let lingerMilliseconds: Int32
     /// Send timeout: a peer whose queue stays full this long is treated as gone.
     private let sendTimeoutMilliseconds: Int32
@@ -96,6 +99,8 @@ public final class ZeroMQTransport: Transport {
         return ZeroMQError(call: "zmq_send to \(peer)", code: code)
     }
 
+    public func admit(_ admission: FrameAdmission) { self.admission = admission }
+
     public func receive(timeoutMilliseconds: Int) throws -> Received? {
         guard try inbox.pollIn(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
         var frames: [ZeroMQMessage] = []
@@ -109,7 +114,7 @@ public final class ZeroMQTransport: Transport {
             if zmq_msg_more(frame.pointer) == 0 { break }
         }
         do {
-            return .envelope(try Self.decode(frames))
+            return .envelope(try Self.decode(frames, admission: admission))
         } catch let error as WireError {
             return .rejected(error)
         } catch {
@@ -120,10 +125,24 @@ public final class ZeroMQTransport: Transport {
     /// Decodes a frame sequence, checking that the payload frames hold exactly the declared floats.
     /// A sparse payload is expanded to its dense form here, so the rest of the program sees dense
     /// payloads only.
-    static func decode(_ frames: [ZeroMQMessage]) throws -> Envelope {
+    static func decode(_ frames: [ZeroMQMessage], admission: FrameAdmission? = nil) throws -> Envelope {
+        // The header first: version, kind, run id and the declared sizes are checked against what
+        // this node accepts before any payload is copied, expanded or allocated.
+        let (header, _) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+        if let admission,
+            let problem = admission.problem(with: header, payloadBytes: frames.dropFirst().reduce(0) { $0 + $1.count })
+        {
+            throw WireError.malformed(problem)
+        }
         var envelope = try decodeFrames(frames)
         if envelope.header.payloadEncoding == .sparse {
             guard let slots = envelope.payload else { throw WireError.malformed("sparse encoding without a payload") }
+            if case .run(_, let modelSize) = admission, slots.count > 0,
+                Int(slots.buffer[0].bitPattern) != modelSize
+            {
+                throw WireError.malformed(
+                    "a sparse payload expanding to \(slots.buffer[0].bitPattern) floats, not the model's \(modelSize)")
+            }
             let dense = try withExtendedLifetime(slots) { try SparsePayload.decode(slots.buffer) }
             envelope.payload = dense
             envelope.header.payloadCount = UInt32(dense.count)

@@ -48,20 +48,24 @@ struct WorkerCommand: ParsableCommand {
         shell.heartbeats = heartbeats
         shell.start(coordinatorEndpoint: coordinator)
         let clock = ContinuousClock()
-        var lastMessage = clock.now
+        // The peer timeout is about progress: heartbeats prove the peers' processes are alive,
+        // not that this worker's run moves (a lost message, a wedged peer would hang it forever).
+        var lastProgress = shell.machine.progress
+        var lastProgressAt = clock.now
         while shell.outcome == .running {
-            let received = shell.step(timeoutMilliseconds: 100)
+            _ = shell.step(timeoutMilliseconds: 100)
             shell.watch()
-            if received {
-                lastMessage = clock.now
+            if shell.machine.progress != lastProgress {
+                lastProgress = shell.machine.progress
+                lastProgressAt = clock.now
                 continue
             }
             let timeout = shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout
-            let silent = (clock.now - lastMessage) / .seconds(1)
-            if silent > timeout {
+            let stalled = (clock.now - lastProgressAt) / .seconds(1)
+            if stalled > timeout {
                 let rank = shell.machine.rank.map(String.init) ?? "?"
                 shell.fail(
-                    "worker \(rank): no message for \(Int(silent)) s at round \(shell.machine.round + 1) (coordinator or neighbours gone?)"
+                    "worker \(rank): no progress for \(Int(stalled)) s (peer timeout \(timeout) s) at round \(shell.machine.round + 1), waiting for \(shell.machine.waitingOn)"
                 )
             }
         }

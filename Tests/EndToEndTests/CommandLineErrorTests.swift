@@ -145,6 +145,88 @@ final class RerunTests: XCTestCase {
     }
 }
 
+final class ConfigurationFileTests: XCTestCase {
+    /// Out-of-range flags and hand-edited config.json files get an error naming the field before
+    /// anything runs (they used to pass and crash at the first sharpness round, or on decoding).
+    func testOutOfRangeFlagsAndEditedConfigs_NameTheField() throws {
+        let scratch = try temporaryDirectory("config-file")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        func simulate(_ arguments: [String]) throws -> (Int32, String) {
+            let child = try Child(
+                try dsgdBinary(),
+                ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
+                output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
+            return (child.wait(seconds: 60), child.text)
+        }
+        let small = ["--workers", "2", "--rounds", "2", "--model", "784-8-10", "--data", "synthetic"]
+        var (status, text) = try simulate(small + ["--perturbation-samples", "-1"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("--perturbation-samples"), text)
+        XCTAssertFalse(text.contains("Fatal error"), text)
+
+        (status, text) = try simulate(small + ["--sharpness-every", "0"])
+        XCTAssertEqual(status, 0, text)
+        let config = scratch.appendingPathComponent("run/config.json")
+        let original = try String(contentsOf: config, encoding: .utf8)
+        func edited(_ change: (inout [String: Any]) -> Void) throws -> URL {
+            var manifest = try JSONSerialization.jsonObject(with: Data(original.utf8)) as! [String: Any]
+            var configuration = manifest["configuration"] as! [String: Any]
+            change(&configuration)
+            manifest["configuration"] = configuration
+            let url = scratch.appendingPathComponent("edited-\(UUID().uuidString.prefix(6)).json")
+            try JSONSerialization.data(withJSONObject: manifest).write(to: url)
+            return url
+        }
+        let cases: [(String, (inout [String: Any]) -> Void)] = [
+            (
+                "--perturbation-samples",
+                { c in
+                    var sharpness = c["sharpness"] as! [String: Any]
+                    sharpness["perturbation_samples"] = -3
+                    c["sharpness"] = sharpness
+                }
+            ),
+            (
+                "--model",
+                { c in
+                    var model = c["model"] as! [String: Any]
+                    model["widths"] = [784, 0, 10]
+                    c["model"] = model
+                }
+            ),
+            ("--batch", { c in c["batchSize"] = 0 }),
+            (
+                "--momentum",
+                { c in
+                    var optimizer = c["optimizer"] as! [String: Any]
+                    optimizer["momentum"] = 1.5
+                    c["optimizer"] = optimizer
+                }
+            ),
+            (
+                "graph",
+                { c in
+                    var topology = c["topology"] as! [String: Any]
+                    var fixed = topology["fixed"] as! [String: Any]
+                    var inner = fixed["_0"] as! [String: Any]
+                    var graph = inner["graph"] as! [String: Any]
+                    graph["outNeighbors"] = [[1, 7], [0]]
+                    inner["graph"] = graph
+                    fixed["_0"] = inner
+                    topology["fixed"] = fixed
+                    c["topology"] = topology
+                }
+            ),
+        ]
+        for (field, change) in cases {
+            (status, text) = try simulate(["--config", try edited(change).path])
+            XCTAssertNotEqual(status, 0, field)
+            XCTAssertTrue(text.contains(field), "\(field): \(text)")
+            XCTAssertFalse(text.contains("Fatal error"), text)
+        }
+    }
+}
+
 final class BiasedAverageTests: XCTestCase {
     private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
         let child = try Child(

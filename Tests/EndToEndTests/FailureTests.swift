@@ -151,4 +151,72 @@ final class FailureTests: XCTestCase {
         let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertTrue(html.contains("<h2>Events</h2>"))
     }
+
+    /// Starts a coordinator and `workers` workers without waiting for training.
+    private func launch(_ scratch: URL, workers: Int, flags: [String]) throws -> Cluster {
+        let binary = try dsgdBinary()
+        let run = scratch.appendingPathComponent("run")
+        let endpointFile = scratch.appendingPathComponent("endpoint")
+        let coordinator = try Child(
+            binary,
+            [
+                "coordinator", "--workers", "\(workers)", "--model", "784-16-10", "--data", "synthetic",
+                "--sharpness-every", "0", "--eval-every", "1000", "--failure-timeout", "2", "--heartbeat-interval",
+                "0.25", "--run-dir", run.path, "--endpoint-file", endpointFile.path,
+            ] + flags, output: scratch.appendingPathComponent("coordinator.log"))
+        let endpoint = waitForEndpoint(endpointFile)
+        let children = try (0..<workers).map { rank in
+            try Child(
+                binary, ["worker", "--coordinator", endpoint, "--rank", "\(rank)", "--peer-timeout", "4"],
+                output: scratch.appendingPathComponent("worker-\(rank).log"))
+        }
+        return Cluster(coordinator: coordinator, workers: children, run: run)
+    }
+
+    /// A wedged worker whose heartbeat thread keeps beating (its main loop sleeps 1,000 s before
+    /// round 3) used to hang the run for as long as it slept: heartbeats reset the peer timeout.
+    /// The timeout is now about progress: the run fails within it, naming the round and who was
+    /// awaited, and every process exits.
+    func testWedgedWorker_WithLiveHeartbeats_FailsTheRunAtThePeerTimeout() throws {
+        let scratch = try temporaryDirectory("wedged")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let started = Date()
+        let cluster = try launch(
+            scratch, workers: 3, flags: ["--rounds", "50", "--peer-timeout", "4", "--straggler", "1:1000:3-3"])
+        XCTAssertNotEqual(cluster.coordinator.wait(seconds: 60), 0, cluster.coordinator.text)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 40, "failed at the peer timeout, not after the sleep")
+        let summary = try json(cluster.run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "failed")
+        // A neighbour of the wedged worker gives up first (after the peer timeout; the
+        // coordinator's own check waits 1.5× as long) and says whom it waited for.
+        let reason = summary["reason"] as? String ?? ""
+        XCTAssertTrue(reason.contains("no progress"), reason)
+        XCTAssertTrue(reason.contains("models for round 3 from workers [1]"), reason)
+        for rank in [0, 2] {
+            XCTAssertNotEqual(
+                cluster.workers[rank].wait(seconds: 30), 0, "worker \(rank) exits: \(cluster.workers[rank].text)")
+        }
+        // The wedged worker cannot act on anything while it sleeps; a launcher stops it.
+        kill(cluster.workers[1].process.processIdentifier, SIGKILL)
+        cluster.workers[1].process.waitUntilExit()
+    }
+
+    /// A worker that dies while loading its data (before the start barrier) used to leave the
+    /// others waiting forever unless a launcher noticed: workers heartbeat while they load, so the
+    /// coordinator finds the silence within the failure timeout and stops the run with the cause.
+    func testWorkerDyingWhileLoading_IsDetectedBeforeTheBarrier() throws {
+        let scratch = try temporaryDirectory("dies-loading")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let started = Date()
+        let cluster = try launch(
+            scratch, workers: 3, flags: ["--rounds", "50", "--peer-timeout", "60", "--kill-worker", "2:0"])
+        XCTAssertNotEqual(cluster.coordinator.wait(seconds: 40), 0, cluster.coordinator.text)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "found by the failure timeout, not the peer timeout")
+        let summary = try json(cluster.run.appendingPathComponent("summary.json"))
+        let reason = summary["reason"] as? String ?? ""
+        XCTAssertTrue(reason.contains("worker 2") && reason.contains("while loading its data"), reason)
+        for rank in [0, 1] {
+            XCTAssertNotEqual(cluster.workers[rank].wait(seconds: 30), 0, cluster.workers[rank].text)
+        }
+    }
 }

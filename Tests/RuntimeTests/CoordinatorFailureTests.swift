@@ -88,6 +88,98 @@ struct RegistrationForTests: Codable {
     var processID: Int32
     var requestedRank: Int?
 }
+final class FederatedFailureTests: XCTestCase {
+    private let runID: UInt64 = 6
+
+    /// A federated server of 3 clients sampling one per round, after registration and the barrier.
+    private func server(policy: FailurePolicy) -> (CoordinatorMachine, RunConfiguration, Int) {
+        var configuration = smallConfiguration(workers: 3, rounds: 4, metricsEvery: 1_000, evalEvery: 1_000)
+        configuration.failurePolicy = policy
+        configuration.sharpness.every = 0
+        configuration.federated = FederatedSettings(clientFraction: 0.3, proximalMu: 0)
+        configuration.topology = .fixed(try! .generated(.solo, nodeCount: 3))
+        var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
+        for rank in 0..<3 {
+            let registration = try! JSONEncoder().encode(
+                RegistrationForTests(
+                    nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
+            _ = machine.onEnvelope(
+                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
+        }
+        for rank in 0..<3 {
+            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
+        }
+        return (machine, configuration, Network(spec: configuration.model).parameterCount)
+    }
+
+    private func report(_ rank: Int, round: Int, sampled: Bool, count: Int, value: Float = 0.5) -> Envelope {
+        let body: [String: Any] = [
+            "round": round, "trainLoss": 1.0, "learningRate": 0.1, "bytesSent": 0, "epoch": 0, "sampled": sampled,
+            "shardSize": 10,
+        ]
+        return Envelope(
+            header: MessageHeader(kind: .metrics, runID: runID, round: Int64(round), sender: Int32(rank)),
+            body: Array(try! JSONSerialization.data(withJSONObject: body)),
+            payload: sampled ? FloatPayload(copying: [Float](repeating: value, count: count)) : nil)
+    }
+
+    private func globalModels(_ directives: [CoordinatorDirective]) -> [FloatPayload] {
+        directives.compactMap {
+            if case .send(let e, _) = $0, e.header.kind == .globalModel { return e.payload } else { return nil }
+        }
+    }
+
+    /// With --on-failure continue, when the only sampled client dies the round is recorded (no
+    /// trap on an empty list of losses), every survivor gets the unchanged global model (x₀ in
+    /// round 1, so nobody waits forever), and an event says why.
+    func testEverySampledClientDead_RecordsTheRoundAndKeepsTheGlobalModel() {
+        var (machine, configuration, count) = server(policy: .continue)
+        let sampled = configuration.federated!.sampled(round: 0, workers: 3, seed: configuration.seed)
+        XCTAssertEqual(sampled.count, 1)
+        let others = (0..<3).filter { !sampled.contains($0) }
+        for rank in others { _ = machine.onEnvelope(report(rank, round: 1, sampled: false, count: count)) }
+        let directives = machine.onWorkerSilent(sampled[0], seconds: 9)
+        XCTAssertEqual(machine.alive, others)
+        let records = directives.compactMap { if case .record(let r) = $0 { return r } else { return nil } }
+        XCTAssertEqual(records.map(\.round), [1])
+        XCTAssertTrue(records[0].trainLoss.isNaN)
+        let initial = Network(spec: configuration.model).initialParameters(seed: configuration.seed)
+        let sent = globalModels(directives)
+        XCTAssertEqual(sent.count, 2)
+        for model in sent { XCTAssertEqual(model.array, initial) }
+        XCTAssertTrue(machine.events.contains { $0.contains("no client that trained this round is alive") })
+    }
+
+    /// A sampled client uploading Inf: the run fails with the reason (abort), or the client is
+    /// dropped and the average never sees it (continue).
+    func testInfiniteUpload_FailsOrDropsTheClient() {
+        for policy in [FailurePolicy.abort, .continue] {
+            var (machine, configuration, count) = server(policy: policy)
+            let sampled = configuration.federated!.sampled(round: 0, workers: 3, seed: configuration.seed)[0]
+            let directives = machine.onEnvelope(
+                report(sampled, round: 1, sampled: true, count: count, value: .infinity))
+            let reason = "sent a model with NaN or Inf values for round 1"
+            switch policy {
+            case .abort:
+                XCTAssertTrue(
+                    directives.contains {
+                        if case .fail(let r) = $0 { return r.contains(reason) } else { return false }
+                    },
+                    "\(directives)")
+            case .continue:
+                XCTAssertFalse(machine.alive.contains(sampled))
+                XCTAssertTrue(machine.events.contains { $0.contains(reason) }, "\(machine.events)")
+                var all: [CoordinatorDirective] = []
+                for rank in machine.alive {
+                    all += machine.onEnvelope(report(rank, round: 1, sampled: false, count: count))
+                }
+                for model in globalModels(all) { XCTAssertTrue(model.isFinite) }
+                XCTAssertEqual(globalModels(all).count, 2)
+            }
+        }
+    }
+}
+
 struct MetricsForTests: Codable {
     var round: Int
     var trainLoss: Double

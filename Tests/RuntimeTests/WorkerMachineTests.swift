@@ -17,7 +17,7 @@ final class WorkerMachineTests: XCTestCase {
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 1, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "inmemory://w1")
         let assignment = Assignment(
-            rank: 1, runID: runID, configuration: configuration, workerEndpoints: ["a", "b", "c", "d"])
+            rank: 1, runID: runID, configuration: configuration, workerEndpoints: ["a", "b", "c", "d"], nonce: 1)
         let body = Array(try JSONEncoder().encode(assignment))
         let directives = machine.onEnvelope(
             Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: body))
@@ -108,7 +108,7 @@ final class WorkerMachineTests: XCTestCase {
         XCTAssertTrue(
             logs(machine.onEnvelope(parameters(from: 2, round: 0, count: count, runID: 5))).first!.contains("run id"))
         XCTAssertTrue(
-            logs(machine.onEnvelope(parameters(from: 2, round: 99, count: count))).first!.contains("round 100"))
+            logs(machine.onEnvelope(parameters(from: 2, round: 99, count: count))).first!.contains("0-based round 99"))
         XCTAssertEqual(machine.round, 0, "nothing rejected may complete the round")
         XCTAssertEqual(machine.rejectedMessages, 6)
         _ = machine.onEnvelope(parameters(from: 2, round: 0, count: count))
@@ -124,6 +124,55 @@ final class WorkerMachineTests: XCTestCase {
 
     private func finishes(_ directives: [WorkerDirective]) -> Bool {
         directives.contains { if case .finish = $0 { return true } else { return false } }
+    }
+
+    /// Rounds at the ends of Int64 from the network are rejected, not trapped on (the old code
+    /// computed round + 1 for its log line before checking the range).
+    func test_onParameters_shouldRejectExtremeRounds_WithoutTrapping() throws {
+        var (machine, _) = try startedWorker()
+        let count = machine.parameters.count
+        for round in [Int64.max, Int64.min, -1, 5] {
+            let envelope = Envelope(
+                header: MessageHeader(kind: .parameters, runID: runID, round: round, sender: 0),
+                payload: FloatPayload(copying: [Float](repeating: 0.5, count: count)))
+            let directives = machine.onEnvelope(envelope)
+            XCTAssertTrue(logs(directives).first?.contains("0-based round \(round)") ?? false, "\(directives)")
+        }
+        XCTAssertEqual(machine.rejectedMessages, 4)
+    }
+
+    /// Before its assignment a worker accepts nothing else (an abort with run id 0 used to stop
+    /// it), and only the assignment that echoes its registration's nonce; a valid-looking
+    /// assignment whose configuration is out of range fails the worker with the reason.
+    func test_beforeAssignment_onlyItsOwnAssignmentIsAccepted() throws {
+        let configuration = smallConfiguration(workers: 4, rounds: 5)
+        var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 1, peakResidentBytes: { 0 })
+        _ = machine.onStart(localEndpoint: "x")
+        let abort = machine.onEnvelope(
+            Envelope(header: MessageHeader(kind: .abort, runID: 0, sender: -1), body: Array("stop".utf8)))
+        XCTAssertFalse(abort.contains { if case .fail = $0 { return true } else { return false } }, "\(abort)")
+        XCTAssertTrue(logs(abort).first?.contains("before this worker's assignment") ?? false)
+        func assignment(nonce: UInt64?, _ change: (inout RunConfiguration) -> Void = { _ in }) throws -> Envelope {
+            var changed = configuration
+            change(&changed)
+            let body = try JSONEncoder().encode(
+                Assignment(
+                    rank: 1, runID: runID, configuration: changed, workerEndpoints: ["a", "b", "c", "d"], nonce: nonce))
+            return Envelope(header: MessageHeader(kind: .assignment, runID: runID, sender: -1), body: Array(body))
+        }
+        for foreign in [nil, 2 as UInt64?] {
+            XCTAssertTrue(logs(machine.onEnvelope(try assignment(nonce: foreign))).first?.contains("nonce") ?? false)
+            XCTAssertNil(machine.configuration)
+        }
+        let bad = machine.onEnvelope(try assignment(nonce: 1) { $0.sharpness.perturbationSamples = -1 })
+        XCTAssertTrue(
+            bad.contains {
+                if case .fail(let reason) = $0 {
+                    return reason.contains("--perturbation-samples")
+                } else {
+                    return false
+                }
+            }, "\(bad)")
     }
 
     func test_lastRound_shouldReportFinished_andExitOnlyWhenReleased() throws {
@@ -143,7 +192,8 @@ final class WorkerMachineTests: XCTestCase {
         configuration.maxRoundsAhead = 2
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 0, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "x")
-        let assignment = Assignment(rank: 0, runID: runID, configuration: configuration, workerEndpoints: ["a", "b"])
+        let assignment = Assignment(
+            rank: 0, runID: runID, configuration: configuration, workerEndpoints: ["a", "b"], nonce: 1)
         _ = machine.onEnvelope(
             Envelope(
                 header: MessageHeader(kind: .assignment, runID: runID, sender: -1),

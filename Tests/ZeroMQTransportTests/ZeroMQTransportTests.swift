@@ -105,3 +105,70 @@ func rawSend(_ socket: ZeroMQSocket, _ frames: [[UInt8]]) throws {
         if result < 0 { throw ZeroMQError.last("zmq_send") }
     }
 }
+
+final class FrameAdmissionTests: XCTestCase {
+    private func receiveEnvelope(_ transport: ZeroMQTransport) throws -> Envelope {
+        for _ in 0..<50 {
+            if case .envelope(let envelope) = try transport.receive(timeoutMilliseconds: 100) { return envelope }
+        }
+        XCTFail("nothing arrived within 5 s")
+        throw TransportError("timeout")
+    }
+
+    /// Sends raw frames from a bare PUSH socket (what a hostile peer can do).
+    private func sendRaw(_ frames: [[UInt8]], to endpoint: String, context: ZeroMQContext) throws {
+        let socket = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: 2_000)
+        try socket.connect(endpoint)
+        for (index, frame) in frames.enumerated() {
+            _ = frame.withUnsafeBytes {
+                zmq_send(socket.handle, $0.baseAddress, $0.count, index + 1 < frames.count ? ZMQ_SNDMORE : 0)
+            }
+        }
+    }
+
+    private func receiveRejection(_ transport: ZeroMQTransport) throws -> String? {
+        for _ in 0..<50 {
+            switch try transport.receive(timeoutMilliseconds: 100) {
+            case .rejected(let error): return "\(error)"
+            case .envelope: return nil
+            case .none: continue
+            }
+        }
+        return nil
+    }
+
+    /// A 38-byte frame declaring a sparse payload whose dense length is 2³² − 1 used to make the
+    /// receiver allocate and zero 16 GiB before the run id was checked. The header is now checked
+    /// first: a node joining a run takes no payloads; a node in a run takes only its run's frames
+    /// with exactly its model's size, dense or sparse.
+    func testHostileSparseFrame_IsRejectedBeforeAnyAllocation() throws {
+        let context = try ZeroMQContext()
+        let node = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        func frames(runID: UInt64, encoding: PayloadEncoding, slots: [UInt32]) -> [[UInt8]] {
+            var envelope = Envelope(header: MessageHeader(kind: .parameters, runID: runID, round: 0, sender: 0))
+            envelope.header.payloadCount = UInt32(slots.count)
+            envelope.header.payloadEncoding = encoding
+            let first = envelope.firstFrame
+            let payload = slots.withUnsafeBytes { Array($0) }
+            return [first, payload]
+        }
+        let hostile = frames(runID: 9, encoding: .sparse, slots: [UInt32.max])
+        node.admit(.joining)
+        try sendRaw(hostile, to: node.localEndpoint, context: context)
+        XCTAssertTrue(try receiveRejection(node)?.contains("before this node joined a run") ?? false)
+        node.admit(.run(runID: 9, modelSize: 100))
+        try sendRaw(hostile, to: node.localEndpoint, context: context)
+        XCTAssertTrue(
+            try receiveRejection(node)?.contains("expanding to 4294967295 floats, not the model's 100") ?? false)
+        try sendRaw(frames(runID: 8, encoding: .sparse, slots: [100]), to: node.localEndpoint, context: context)
+        XCTAssertTrue(try receiveRejection(node)?.contains("for run 8, not this run's 9") ?? false)
+        try sendRaw(frames(runID: 9, encoding: .dense, slots: [0, 0, 0]), to: node.localEndpoint, context: context)
+        XCTAssertTrue(try receiveRejection(node)?.contains("not the model's 100") ?? false)
+        // A well-formed sparse model of the run still arrives.
+        let sparse = [UInt32(100), 7, Float(2.5).bitPattern]
+        try sendRaw(frames(runID: 9, encoding: .sparse, slots: sparse), to: node.localEndpoint, context: context)
+        let envelope = try receiveEnvelope(node)
+        XCTAssertEqual(envelope.payload?.count, 100)
+        XCTAssertEqual(envelope.payload?.array[7], 2.5)
+    }
+}
