@@ -23,7 +23,9 @@ public struct CurveKeys: Sendable {
         return (text(publicKey), text(secretKey))
     }
 
-    /// Writes a new set of keys into `directory` (secret files readable by the owner only).
+    /// Writes a new set of keys into `directory`. Every file is created with its final mode (0600
+    /// for secret keys, 0644 for the rest) as a temporary file opened `O_EXCL`, written, fsynced
+    /// and renamed into place, so a secret key is never readable by others, not even for a moment.
     public static func generate(in directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let server = try keyPair()
@@ -31,18 +33,55 @@ public struct CurveKeys: Sendable {
         let contents = [server.public, server.secret, client.public, client.secret, client.public]
         for (name, text) in zip(files, contents) {
             let url = directory.appendingPathComponent(name)
-            try Data((text + "\n").utf8).write(to: url)
-            let secret = name.hasSuffix(".key")
-            try FileManager.default.setAttributes([.posixPermissions: secret ? 0o600 : 0o644], ofItemAtPath: url.path)
+            try writeFile(url, contents: Array((text + "\n").utf8), mode: name.hasSuffix(".key") ? 0o600 : 0o644)
         }
     }
 
-    /// Reads a key folder, checking every file.
+    private static func writeFile(_ url: URL, contents: [UInt8], mode: mode_t) throws {
+        let temporary = url.path + ".tmp-\(getpid())"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard descriptor >= 0 else {
+            throw CurveError("\(temporary): cannot create: \(String(cString: strerror(errno)))")
+        }
+        var written = 0
+        while written < contents.count {
+            let result = contents.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            guard result > 0 else {
+                let reason = String(cString: strerror(errno))
+                close(descriptor)
+                unlink(temporary)
+                throw CurveError("\(temporary): cannot write: \(reason)")
+            }
+            written += result
+        }
+        // The umask may have narrowed the mode at creation; set exactly what was asked for.
+        guard fchmod(descriptor, mode) == 0, fsync(descriptor) == 0, close(descriptor) == 0 else {
+            unlink(temporary)
+            throw CurveError("\(temporary): cannot finish: \(String(cString: strerror(errno)))")
+        }
+        guard rename(temporary, url.path) == 0 else {
+            unlink(temporary)
+            throw CurveError("\(url.path): cannot replace: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Reads a key folder, checking every file; a secret key file that its group or others may
+    /// read or write is refused, as ssh refuses such a private key.
     public static func load(from directory: URL) throws -> CurveKeys {
         func read(_ name: String) throws -> [String] {
             let url = directory.appendingPathComponent(name)
             guard let data = FileManager.default.contents(atPath: url.path) else {
                 throw CurveError("\(url.path): missing (create the folder with 'dsgd keys generate \(directory.path)')")
+            }
+            if name.hasSuffix(".key") {
+                var status = stat()
+                guard stat(url.path, &status) == 0 else { throw CurveError("\(url.path): cannot stat") }
+                let mode = status.st_mode & 0o777
+                guard mode & 0o077 == 0 else {
+                    throw CurveError(
+                        "\(url.path): a secret key readable or writable by its group or others (mode \(String(mode, radix: 8))); run 'chmod 600 \(url.path)'"
+                    )
+                }
             }
             let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map {
                 $0.trimmingCharacters(in: .whitespaces)
@@ -83,6 +122,10 @@ extension ZeroMQSocket {
         try setOption(ZMQ_CURVE_SERVER, Int32(1))
         try setOption(ZMQ_CURVE_SECRETKEY, keys.serverSecret)
         try setOption(ZMQ_ZAP_DOMAIN, "dsgd")
+        // Where libzmq has the (draft) option, also refuse connections when no handler answers;
+        // elsewhere the handler's fail-closed exit is what guarantees it.
+        var enforce: Int32 = 1
+        _ = zmq_setsockopt(handle, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &enforce, 4)
     }
 
     func makeCurveClient(_ keys: CurveKeys) throws {
@@ -99,21 +142,31 @@ public final class ZAPAuthenticator: @unchecked Sendable {
     private let ready = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Starts the handler; it runs until the context is shut down.
+    /// Starts the handler; it runs until the context is shut down. It fails closed: if it cannot
+    /// start, this throws (the process must not run without it, since libzmq admits every client
+    /// of a CURVE server when no handler answers); if its thread ever stops for any reason but
+    /// the context's shutdown, the process exits at once with the reason. Interrupted receives
+    /// (EINTR) are retried.
     public init(context: ZeroMQContext, authorized: Set<String>, log: @escaping @Sendable (String) -> Void) throws {
         self.context = context
         let handle = UnsafeSendableHandle(context.handle)
         let ready = self.ready
         let finished = self.finished
+        let startFailure = StartFailure()
         let thread = Thread {
             defer { finished.signal() }
             guard let socket = zmq_socket(handle.pointer, ZMQ_REP) else {
+                startFailure.reason = "zmq_socket: \(String(cString: zmq_strerror(zmq_errno())))"
                 ready.signal()
                 return
             }
             var linger: Int32 = 0
             zmq_setsockopt(socket, ZMQ_LINGER, &linger, 4)
             let bound = zmq_bind(socket, "inproc://zeromq.zap.01")
+            if bound != 0 {
+                startFailure.reason =
+                    "cannot bind inproc://zeromq.zap.01: \(String(cString: zmq_strerror(zmq_errno()))) (another handler in this context?)"
+            }
             ready.signal()
             guard bound == 0 else {
                 zmq_close(socket)
@@ -126,9 +179,16 @@ public final class ZAPAuthenticator: @unchecked Sendable {
                     var message = zmq_msg_t()
                     zmq_msg_init(&message)
                     if zmq_msg_recv(&message, socket, 0) < 0 {
+                        let code = zmq_errno()
                         zmq_msg_close(&message)
+                        if code == EINTR { continue }
                         zmq_close(socket)
-                        return  // ETERM: the context is shutting down
+                        if code == ETERM { return }  // the context is shutting down
+                        let reason =
+                            "security: the ZAP handler stopped (\(String(cString: zmq_strerror(code)))); exiting rather than admitting unauthenticated clients"
+                        log(reason)
+                        FileHandle.standardError.write(Data((reason + "\n").utf8))
+                        exit(70)
                     }
                     let size = zmq_msg_size(&message)
                     let data = zmq_msg_data(&message)!
@@ -167,7 +227,13 @@ public final class ZAPAuthenticator: @unchecked Sendable {
         thread.name = "zap"
         thread.start()
         ready.wait()
+        if let reason = startFailure.reason { throw CurveError("the ZAP handler could not start: \(reason)") }
     }
+}
+
+/// Set by the ZAP thread before it signals `ready`, read after the wait.
+private final class StartFailure: @unchecked Sendable {
+    var reason: String?
 }
 
 /// A context pointer that is documented thread-safe, carried into the ZAP thread.

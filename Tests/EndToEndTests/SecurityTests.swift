@@ -54,6 +54,7 @@ final class SecurityTests: XCTestCase {
 
         // A malformed key folder is a clear error.
         try "short\n".write(to: other.appendingPathComponent("client.key"), atomically: true, encoding: .utf8)
+        chmod(other.appendingPathComponent("client.key").path, 0o600)
         let bad = try Child(
             binary, ["worker", "--coordinator", endpoint, "--curve-keys", other.path],
             output: scratch.appendingPathComponent("bad.log"))

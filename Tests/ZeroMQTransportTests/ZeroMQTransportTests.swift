@@ -172,3 +172,46 @@ final class FrameAdmissionTests: XCTestCase {
         XCTAssertEqual(envelope.payload?.array[7], 2.5)
     }
 }
+
+final class KeyHandlingTests: XCTestCase {
+    /// Secret keys are created 0600 (never world-readable, even briefly: the temporary file has
+    /// that mode from its creation), public files 0644, with no temporary file left behind; a
+    /// secret key that group or others may read is refused at start, naming the file.
+    func testKeyFiles_ModesAtCreation_AndLooseSecretsRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-keys-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let previous = umask(0o000)  // even with a permissive umask
+        defer { umask(previous) }
+        try CurveKeys.generate(in: directory)
+        func mode(_ name: String) throws -> Int {
+            (try FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)[
+                .posixPermissions] as! NSNumber).intValue
+        }
+        XCTAssertEqual(try mode("server.key"), 0o600)
+        XCTAssertEqual(try mode("client.key"), 0o600)
+        XCTAssertEqual(try mode("server.pub"), 0o644)
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(),
+            ["authorized_clients", "client.key", "client.pub", "server.key", "server.pub"])
+        XCTAssertNoThrow(try CurveKeys.load(from: directory))
+        let secret = directory.appendingPathComponent("server.key").path
+        for loose in [0o640, 0o604, 0o660] {
+            XCTAssertEqual(chmod(secret, mode_t(loose)), 0)
+            XCTAssertThrowsError(try CurveKeys.load(from: directory)) {
+                XCTAssertTrue("\($0)".contains("\(secret): a secret key readable or writable"), "\($0)")
+                XCTAssertTrue("\($0)".contains("chmod 600"), "\($0)")
+            }
+        }
+    }
+
+    /// The ZAP handler fails closed: one that cannot start (here, a second one in the same
+    /// context, whose endpoint is taken) is an error, not a silent pass.
+    func testZAPHandler_ThatCannotStart_IsAnError() throws {
+        let context = try ZeroMQContext()
+        let first = try ZAPAuthenticator(context: context, authorized: []) { _ in }
+        XCTAssertThrowsError(try ZAPAuthenticator(context: context, authorized: []) { _ in }) {
+            XCTAssertTrue("\($0)".contains("the ZAP handler could not start"), "\($0)")
+        }
+        withExtendedLifetime(first) {}
+    }
+}
