@@ -56,12 +56,21 @@ public final class GzipInflater {
         } while stream.avail_in > 0 || stream.avail_out == 0
     }
 
-    /// Whole-buffer convenience.
-    public static func decompress(_ bytes: [UInt8], name: String, acceptsZlib: Bool = false) throws -> [UInt8] {
+    /// Whole-buffer convenience; more than `maximumOutput` bytes of output (default 1 GiB) is an
+    /// error naming the file, so a small archive cannot expand to fill the memory.
+    public static func decompress(
+        _ bytes: [UInt8], name: String, acceptsZlib: Bool = false, maximumOutput: Int = 1 << 30
+    ) throws -> [UInt8] {
         let inflater = try GzipInflater(name: name, acceptsZlib: acceptsZlib)
         var result: [UInt8] = []
         try bytes.withUnsafeBytes { (raw) throws in
-            try inflater.feed(raw) { (piece) throws in result.append(contentsOf: piece) }
+            try inflater.feed(raw) { (piece) throws in
+                guard result.count + piece.count <= maximumOutput else {
+                    throw DataError(
+                        file: name, reason: "decompresses to more than \(maximumOutput) bytes (the cap dsgd reads)")
+                }
+                result.append(contentsOf: piece)
+            }
         }
         guard inflater.isFinished else { throw DataError(file: name, reason: "truncated gzip stream") }
         return result

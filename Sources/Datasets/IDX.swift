@@ -35,8 +35,35 @@ public struct IDXHeader: Sendable, Equatable {
             dimensions.append(Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3]))
         }
         if dimensions.contains(0) { throw DataError(file: name, reason: "IDX dimension of size 0: \(dimensions)") }
-        return IDXHeader(dimensions: dimensions)
+        // Four 32-bit dimensions can multiply past Int: check the product before anyone sizes a
+        // buffer from it, against stated caps.
+        var elements = 1
+        for dimension in dimensions {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= maximumElements else {
+                throw DataError(
+                    file: name,
+                    reason:
+                        "IDX dimensions \(dimensions) declare more than \(maximumElements) bytes of data (the cap dsgd reads)"
+                )
+            }
+            elements = product
+        }
+        let header = IDXHeader(dimensions: dimensions)
+        guard header.itemLength <= maximumItemLength else {
+            throw DataError(
+                file: name,
+                reason:
+                    "IDX items of \(header.itemLength) bytes (dimensions \(dimensions)) exceed the cap of \(maximumItemLength)"
+            )
+        }
+        return header
     }
+
+    /// The most data bytes an IDX file may declare (8 GiB; Fashion-MNIST's training images are 47 MB).
+    public static let maximumElements = 1 << 33
+    /// The longest item (16 MiB; a 28×28 image is 784 bytes).
+    public static let maximumItemLength = 1 << 24
 
     /// Checks that a complete file of `byteCount` bytes holds exactly the data its header declares.
     public func checkLength(_ byteCount: Int, name: String) throws(DataError) {

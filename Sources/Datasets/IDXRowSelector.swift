@@ -30,7 +30,9 @@ public struct IDXRowSelector {
             if let last = selection.last, last >= parsed.itemCount {
                 throw DataError(file: name, reason: "needs item \(last) but the file holds \(parsed.itemCount) items")
             }
-            selected.reserveCapacity(selection.count * parsed.itemLength)
+            // Reserve for what the header promises only up to 64 MiB: a header can lie about
+            // sizes the data never delivers, and the buffer grows as real bytes arrive.
+            selected.reserveCapacity(min(selection.count * parsed.itemLength, 1 << 26))
             let overflow = Array(pendingHeader[parsed.headerLength...])
             pendingHeader = []
             try overflow.withUnsafeBufferPointer { (buffer) throws in try consumeData(buffer) }

@@ -162,10 +162,30 @@ public final class RunReport {
 
     public func append(_ record: RoundRecord) throws {
         var (line, nonFinite) = try NonFiniteJSON.encode(record)
-        noteNonFinite(nonFinite, in: "rounds.jsonl", round: record.round)
         line.append(0x0A)
-        try jsonl.write(contentsOf: line)
-        try csv.write(contentsOf: Data((record.csvRow + "\n").utf8))
+        // Whole lines or nothing: a write that fails (a full disk) is rolled back in both files,
+        // so they keep only complete records and agree on how many.
+        let jsonlEnd = try jsonl.offset()
+        let csvEnd = try csv.offset()
+        do {
+            try Self.appendWhole(line, to: jsonl, rollingBackTo: jsonlEnd, name: "rounds.jsonl")
+            try Self.appendWhole(Data((record.csvRow + "\n").utf8), to: csv, rollingBackTo: csvEnd, name: "rounds.csv")
+        } catch {
+            try? jsonl.truncate(atOffset: jsonlEnd)
+            throw error
+        }
+        noteNonFinite(nonFinite, in: "rounds.jsonl", round: record.round)
+    }
+
+    /// Appends `data` at `end`; on failure truncates back to `end` and says which file and why.
+    static func appendWhole(_ data: Data, to handle: FileHandle, rollingBackTo end: UInt64, name: String) throws {
+        do {
+            try handle.write(contentsOf: data)
+        } catch {
+            try? handle.truncate(atOffset: end)
+            throw RunReportError(
+                reason: "\(name): could not append round data (\(error)); the file keeps its complete lines")
+        }
     }
 
     public func appendSharpness(_ record: SharpnessRecord) throws {
@@ -178,8 +198,8 @@ public final class RunReport {
         }
         let handle = try FileHandle(forWritingTo: url)
         defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: line)
+        let end = try handle.seekToEnd()
+        try Self.appendWhole(line, to: handle, rollingBackTo: end, name: "sharpness.jsonl")
     }
 
     public func writeSummary(_ summary: RunSummary) throws {

@@ -187,7 +187,7 @@ public final class ZAPAuthenticator: @unchecked Sendable {
                         let reason =
                             "security: the ZAP handler stopped (\(String(cString: zmq_strerror(code)))); exiting rather than admitting unauthenticated clients"
                         log(reason)
-                        FileHandle.standardError.write(Data((reason + "\n").utf8))
+                        try? FileHandle.standardError.write(contentsOf: Data((reason + "\n").utf8))
                         exit(70)
                     }
                     let size = zmq_msg_size(&message)

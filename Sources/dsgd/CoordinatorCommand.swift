@@ -44,7 +44,7 @@ struct CoordinatorCommand: ParsableCommand {
                 trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
-                FileHandle.standardError.write(Data($0.utf8))
+                writeStandardError($0)
             },
             log: logLine)
         shell.spectralGap = prepared.spectralGap

@@ -513,7 +513,13 @@ extension GossipAlgorithm: ExpressibleByArgument {}
 
 /// Logs to standard error, one line each.
 func logLine(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    writeStandardError(message + "\n")
+}
+
+/// Writes to standard error, never crashing: a closed pipe or a full disk behind a redirected log
+/// loses the line, not the run (FileHandle's non-throwing `write` traps on such errors).
+func writeStandardError(_ text: String) {
+    try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
 }
 
 func gitCommit() -> String {
@@ -560,8 +566,7 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     let report = try RunReport(directory: directory, overwrite: options.overwrite)
     let spectrum = ScheduleSpectrum(configuration.topology)
     if configuration.federated == nil, let target = configuration.topology.consensusTarget, target.isBiased {
-        FileHandle.standardError.write(
-            Data("warning: --topology \(configuration.topology.name): \(target.description)\n".utf8))
+        writeStandardError("warning: --topology \(configuration.topology.name): \(target.description)\n")
     }
     try report.writeManifest(
         RunManifest(

@@ -25,7 +25,7 @@ struct SimulateCommand: ParsableCommand {
             configuration: configuration, runID: generator.next() | 1, testSet: prepared.testSet,
             report: prepared.report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
-                FileHandle.standardError.write(Data($0.utf8))
+                writeStandardError($0)
             },
             log: logLine, spectralGap: prepared.spectralGap, trainSubset: prepared.trainSubset,
             sharpness: prepared.sharpness, statisticsSet: prepared.statisticsSet)

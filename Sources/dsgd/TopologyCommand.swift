@@ -138,7 +138,7 @@ struct TopologyCommand: ParsableCommand {
             var text =
                 "# \(schedule.name), \(schedule.nodeCount) nodes, written by dsgd topology generate (seed \(source.seed))\n"
             text += TopologyFile.format(schedule, rounds: rounds)
-            FileHandle.standardOutput.write(Data(text.utf8))
+            try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
         }
     }
 

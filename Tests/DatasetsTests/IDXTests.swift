@@ -95,4 +95,45 @@ final class IDXTests: XCTestCase {
         corrupt[21] ^= 0xFF
         XCTAssertThrowsError(try GzipInflater.decompress(corrupt, name: "x.gz"))
     }
+
+    /// Headers whose dimensions multiply past Int (four of 2³² − 1) or past the stated cap used to
+    /// trap or reserve absurd memory: they are errors naming the file and the dimensions.
+    func testHugeOrOverflowingDimensions_AreErrorsNotTraps() {
+        let huge: [UInt8] = [0, 0, 8, 4] + [UInt8](repeating: 0xFF, count: 16)
+        XCTAssertThrowsError(try IDXHeader.parse(huge, name: "images.idx")) {
+            XCTAssertTrue("\($0)".hasPrefix("images.idx: IDX dimensions"), "\($0)")
+            XCTAssertTrue("\($0)".contains("the cap dsgd reads"), "\($0)")
+        }
+        // 2³⁰ items of 2²⁵ bytes: under Int's range but over both caps.
+        let wide: [UInt8] = [0, 0, 8, 2, 0x40, 0, 0, 0, 0x02, 0, 0, 0]
+        XCTAssertThrowsError(try IDXHeader.parse(wide, name: "wide.idx"))
+        let long: [UInt8] = [0, 0, 8, 2, 0, 0, 0, 1, 0x02, 0, 0, 0]
+        XCTAssertThrowsError(try IDXHeader.parse(long, name: "long.idx")) {
+            XCTAssertTrue("\($0)".contains("exceed the cap"), "\($0)")
+        }
+        // A selector fed such a header errors before reserving anything.
+        var selector = IDXRowSelector(name: "s.idx", selection: [0])
+        XCTAssertThrowsError(try huge.withUnsafeBufferPointer { try selector.consume($0) })
+    }
+
+    /// A gzip stream that expands past the cap is an error naming the file (a 4 MB run of zeros
+    /// compresses to about 4 KB).
+    func testGzipOutput_IsCapped() throws {
+        let zeros = [UInt8](repeating: 0, count: 4 << 20)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bomb-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data(zeros).write(to: url)
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        gzip.arguments = ["gzip", "-f", url.path]
+        try gzip.run()
+        gzip.waitUntilExit()
+        let compressed = [UInt8](try Data(contentsOf: URL(fileURLWithPath: url.path + ".gz")))
+        defer { try? FileManager.default.removeItem(atPath: url.path + ".gz") }
+        XCTAssertLessThan(compressed.count, 64 << 10)
+        XCTAssertEqual(try GzipInflater.decompress(compressed, name: "ok.gz").count, zeros.count)
+        XCTAssertThrowsError(try GzipInflater.decompress(compressed, name: "bomb.gz", maximumOutput: 1 << 20)) {
+            XCTAssertTrue("\($0)".hasPrefix("bomb.gz: decompresses to more than 1048576 bytes"), "\($0)")
+        }
+    }
 }
