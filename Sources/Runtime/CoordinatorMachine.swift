@@ -197,7 +197,11 @@ public struct CoordinatorMachine {
             guard alive.contains(sender) else { return reject("metrics from worker \(sender), which was removed") }
             let metrics: WorkerMetrics
             do { metrics = try Body.decode(WorkerMetrics.self, from: envelope) } catch { return reject("\(error)") }
+            // Flow control lets a worker complete at most --max-rounds-ahead rounds past the last
+            // recorded one, so that many rounds of reports are all the coordinator ever holds;
+            // a report beyond is a protocol violation, not something to buffer.
             guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds,
+                metrics.round < nextRoundToRecord + configuration.maxRoundsAhead,
                 reports[metrics.round]?[sender] == nil
             else {
                 return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")

@@ -44,7 +44,14 @@ public final class SharpnessRunner: @unchecked Sendable {
         thread.start()
     }
 
+    /// Jobs queued or running at most (each holds x̄ and every gathered model): `submit` waits
+    /// for a free place beyond that, so measurements slower than the rounds slow the run (flow
+    /// control then holds the workers) instead of growing memory without bound.
+    public static let maximumPendingJobs = 4
+    private let places = DispatchSemaphore(value: SharpnessRunner.maximumPendingJobs)
+
     public func submit(_ job: SharpnessJob) {
+        places.wait()
         state.withLock { $0.queue.append(job) }
         signal.signal()
     }
@@ -62,10 +69,13 @@ public final class SharpnessRunner: @unchecked Sendable {
 
     /// Finishes the queued jobs (or drops them when `cancel`), then stops the thread.
     public func close(cancel: Bool = false) {
-        state.withLock {
-            $0.closed = true
-            if cancel { $0.queue = [] }
+        let dropped = state.withLock { state -> Int in
+            state.closed = true
+            guard cancel else { return 0 }
+            defer { state.queue = [] }
+            return state.queue.count
         }
+        for _ in 0..<dropped { places.signal() }
         signal.signal()
         done.wait()
     }
@@ -104,6 +114,7 @@ public final class SharpnessRunner: @unchecked Sendable {
                     $0.finished += records
                     $0.running = false
                 }
+                places.signal()
             }
             if state.withLock({ $0.closed && $0.queue.isEmpty }) {
                 done.signal()

@@ -234,7 +234,15 @@ public final class CoordinatorShell {
     public let transport: any Transport
     public private(set) var outcome = NodeOutcome.running
     public let report: RunReport?
+    /// The most recent round records, at most `retainedRecords` (the run folder has them all; the
+    /// summary keeps running figures, so a long run's memory does not grow with its rounds).
     public private(set) var records: [RoundRecord] = []
+    public static let retainedRecords = 1_000
+    private var recordedRounds = 0
+    private var lastEvaluated: RoundRecord?
+    private var lastWithConsensus: RoundRecord?
+    private var lastClientRecord: RoundRecord?
+    private var bestClientRecord: RoundRecord?
     private let log: (String) -> Void
     private let progress: ProgressLine?
     private let clock = ContinuousClock()
@@ -390,6 +398,14 @@ public final class CoordinatorShell {
             case .record(var record):
                 record.elapsedSeconds = elapsedSeconds
                 records.append(record)
+                if records.count > Self.retainedRecords { records.removeFirst(records.count - Self.retainedRecords) }
+                recordedRounds += 1
+                if record.testAccuracy != nil { lastEvaluated = record }
+                if record.consensusDistanceSquared != nil { lastWithConsensus = record }
+                if let mean = record.clientAccuracyMean {
+                    lastClientRecord = record
+                    if mean > bestClientRecord?.clientAccuracyMean ?? -.infinity { bestClientRecord = record }
+                }
                 do { try report?.append(record) } catch { fail("cannot write the round report: \(error)") }
                 progress?.update(record: record, elapsed: elapsedSeconds, totalRounds: machine.configuration.rounds)
             case .log(let message):
@@ -430,12 +446,10 @@ public final class CoordinatorShell {
 
     public var summary: RunSummary {
         let configuration = machine.configuration
-        let rounds = records.count
+        let rounds = recordedRounds
         let wall = elapsedSeconds
-        let lastEvaluated = records.last { $0.testAccuracy != nil }
-        let clientRounds = records.filter { $0.clientAccuracyMean != nil }
-        let lastClient = clientRounds.last
-        let bestClient = clientRounds.max { $0.clientAccuracyMean! < $1.clientAccuracyMean! }
+        let lastClient = lastClientRecord
+        let bestClient = bestClientRecord
         var status = "completed"
         var reason: String?
         if case .failed(let why) = outcome {
@@ -451,8 +465,7 @@ public final class CoordinatorShell {
             algorithm: configuration.algorithm.rawValue, data: data,
             finalTestAccuracy: lastEvaluated?.testAccuracy,
             finalTestLoss: lastEvaluated?.testLoss, finalTrainLoss: records.last?.trainLoss,
-            finalConsensusDistanceSquared: records.last { $0.consensusDistanceSquared != nil }?
-                .consensusDistanceSquared,
+            finalConsensusDistanceSquared: lastWithConsensus?.consensusDistanceSquared,
             wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0,
             bytesSent: records.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),

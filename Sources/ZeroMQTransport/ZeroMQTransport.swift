@@ -37,7 +37,7 @@ public final class ZeroMQTransport: Transport {
         self.lingerMilliseconds = lingerMilliseconds
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
         inbox = try ZeroMQSocket(context: context, type: ZMQ_PULL, lingerMilliseconds: 0)
-        try inbox.setOption(ZMQ_RCVHWM, 0)
+        try inbox.setOption(ZMQ_RCVHWM, Self.highWaterMark)
         if let curve { try inbox.makeCurveServer(curve) }
         localEndpoint = try inbox.bind(bindEndpoint)
     }
@@ -46,7 +46,7 @@ public final class ZeroMQTransport: Transport {
         if endpoints[peer] == endpoint { return }
         let socket = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: lingerMilliseconds)
         try socket.setOption(ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
-        try socket.setOption(ZMQ_SNDHWM, 0)
+        try socket.setOption(ZMQ_SNDHWM, Self.highWaterMark)
         if let curve { try socket.makeCurveClient(curve) }
         try socket.connect(endpoint)
         outboxes[peer] = socket
@@ -100,6 +100,11 @@ public final class ZeroMQTransport: Transport {
     }
 
     public func admit(_ admission: FrameAdmission) { self.admission = admission }
+
+    /// Queued frames per connection, each way, at most (libzmq's high-water marks): flow control
+    /// keeps a run's queues far below it (a few rounds of a few frames per link); a peer whose
+    /// queue stays full for the send timeout is treated as gone, so no queue grows without bound.
+    public static let highWaterMark: Int32 = 1_024
 
     public func receive(timeoutMilliseconds: Int) throws -> Received? {
         guard try inbox.pollIn(timeoutMilliseconds: timeoutMilliseconds) else { return nil }

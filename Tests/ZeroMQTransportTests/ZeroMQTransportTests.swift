@@ -215,3 +215,34 @@ final class KeyHandlingTests: XCTestCase {
         withExtendedLifetime(first) {}
     }
 }
+
+final class QueueBoundTests: XCTestCase {
+    /// A peer that never reads: the sender's queue stops at the high-water marks and the send
+    /// times out with a clear error, instead of buffering without bound (the old marks were 0:
+    /// unlimited, so the timeout could never fire).
+    func testStalledReceiver_SendTimesOutAtTheHighWaterMark() throws {
+        let context = try ZeroMQContext()
+        let sender = try ZeroMQTransport(
+            context: context, bindEndpoint: "tcp://127.0.0.1:*", sendTimeoutMilliseconds: 300)
+        let stalled = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try sender.connect(.worker(1), endpoint: stalled.localEndpoint)
+        let payload = FloatPayload(copying: [Float](repeating: 1, count: 4_096))  // 16 KB
+        var sent = 0
+        var failure: String?
+        while sent < 20_000 {
+            do {
+                try sender.send(
+                    Envelope(header: MessageHeader(kind: .parameters, runID: 1, sender: 0), payload: payload),
+                    to: .worker(1))
+                sent += 1
+            } catch {
+                failure = "\(error)"
+                break
+            }
+        }
+        XCTAssertTrue(failure?.contains("timed out after 300 ms") ?? false, "\(failure ?? "no failure") after \(sent)")
+        // Two queues of 1,024 messages (2 frames each) plus the kernel's socket buffers.
+        XCTAssertLessThan(sent, 4 * Int(ZeroMQTransport.highWaterMark) + 2_000)
+        withExtendedLifetime(stalled) {}
+    }
+}

@@ -1,0 +1,88 @@
+import Algorithms
+import Datasets
+import Diagnostics
+import Foundation
+import LearningCore
+import Runtime
+import Synchronization
+import Topologies
+import Transport
+import XCTest
+
+/// What the coordinator holds does not grow with the run's length or a stalled worker.
+final class MemoryBoundTests: XCTestCase {
+    /// 1,100 rounds: the shell keeps the last 1,000 records, and the summary (from running
+    /// figures) is still about the whole run.
+    func testLongRun_RetainsBoundedRecords_SummaryCoversEveryRound() throws {
+        var configuration = smallConfiguration(
+            workers: 2, rounds: 1_100, batchSize: 4, metricsEvery: 50, evalEvery: 500)
+        configuration.model = ModelSpec(widths: [20, 10])
+        configuration.topology = .fixed(try .ring(nodeCount: 2))
+        configuration.evaluateWorkers = false
+        let (coordinator, _) = try simulate(configuration)
+        XCTAssertEqual(coordinator.records.count, CoordinatorShell.retainedRecords)
+        XCTAssertEqual(coordinator.records.first?.round, 101)
+        let summary = coordinator.summary
+        XCTAssertEqual(summary.rounds, 1_100)
+        XCTAssertEqual(summary.finalTrainLoss, coordinator.records.last?.trainLoss)
+        XCTAssertEqual(summary.finalTestAccuracy, coordinator.records.last?.testAccuracy)
+        XCTAssertNotNil(summary.finalConsensusDistanceSquared)
+    }
+
+    /// Reports for rounds beyond the flow-control window are protocol violations, rejected rather
+    /// than buffered: at most --max-rounds-ahead rounds of reports are ever held.
+    func testReportsBeyondTheFlowControlWindow_AreRejected() throws {
+        var configuration = smallConfiguration(workers: 2, rounds: 50, metricsEvery: 1_000, evalEvery: 1_000)
+        configuration.sharpness.every = 0
+        configuration.maxRoundsAhead = 3
+        var machine = CoordinatorMachine(configuration: configuration, runID: 8, testSet: nil)
+        for rank in 0..<2 {
+            let registration = try JSONEncoder().encode(
+                RegistrationForTests(nonce: UInt64(rank), endpoint: "e", host: "h", processID: 1, requestedRank: rank))
+            _ = machine.onEnvelope(
+                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
+        }
+        for rank in 0..<2 {
+            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: 8, sender: Int32(rank))))
+        }
+        func report(round: Int) -> Envelope {
+            let body = try! JSONEncoder().encode(
+                MetricsForTests(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0))
+            return Envelope(
+                header: MessageHeader(kind: .metrics, runID: 8, round: Int64(round), sender: 0), body: Array(body))
+        }
+        for round in 1...3 { _ = machine.onEnvelope(report(round: round)) }
+        XCTAssertEqual(machine.rejectedMessages, 0)
+        _ = machine.onEnvelope(report(round: 4))
+        XCTAssertEqual(machine.rejectedMessages, 1, "round 4 is past the window of 3 rounds from round 1")
+    }
+
+    /// The sharpness thread holds at most `maximumPendingJobs`: a faster producer waits.
+    func testSharpnessQueue_IsBounded() throws {
+        let network = Network(spec: ModelSpec(widths: [20, 12, 10]))
+        let data = SyntheticClassification(featureCount: 20, trainCount: 64, testCount: 1).examples(Array(0..<64))
+        var settings = SharpnessSettings()
+        settings.lanczosIterations = 20
+        settings.hutchinsonProbes = 8
+        let runner = SharpnessRunner(network: network, evaluationSet: data, settings: settings, seed: 1)
+        let x = network.initialParameters(seed: 1)
+        let submitted = Atomic<Int>(0)
+        let producer = Thread {
+            for round in 1...10 {
+                runner.submit(SharpnessJob(round: round, learningRate: 0.1, average: x, workers: [], workerRanks: []))
+                submitted.add(1, ordering: .relaxed)
+            }
+        }
+        producer.start()
+        var highest = 0
+        var finished = 0
+        while finished < 10 {
+            highest = max(highest, runner.pending)
+            finished += runner.drain().count
+            usleep(1_000)
+        }
+        XCTAssertLessThanOrEqual(highest, SharpnessRunner.maximumPendingJobs)
+        XCTAssertEqual(submitted.load(ordering: .relaxed), 10)
+        runner.close()
+    }
+}
