@@ -62,23 +62,43 @@ fi
 
 pids=()
 names=()
+coordinator_pid=""
+stop_cause=""
+# Seconds the coordinator gets after SIGTERM to flush its records and write summary.json (it may be
+# in the middle of an evaluation or a sharpness measurement); workers get 5 s.
+grace="${DSGD_STOP_GRACE:-30}"
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-        local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive -eq 0 ]] && break
-        sleep 0.2
+    local waited=0 alive pid
+    while :; do
+        alive=0
+        for pid in "${pids[@]}"; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+        if [[ $alive -eq 0 ]]; then break; fi
+        if [[ $waited -ge 50 ]]; then  # workers: 5 s
+            for pid in "${pids[@]}"; do
+                if [[ "$pid" != "$coordinator_pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+            done
+        fi
+        if [[ $waited -ge $((grace * 10)) ]]; then break; fi  # the coordinator: the grace period
+        sleep 0.1
+        waited=$((waited + 1))
     done
     for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # Every run folder gets a summary.json: when the coordinator could not write one, say why.
+    if [[ -f "$run_dir/config.json" && ! -f "$run_dir/summary.json" ]]; then
+        local cause="${stop_cause:-the launcher stopped with status $status}"
+        if "$bin" report finalize "$run_dir" --reason "$cause" >/dev/null 2>&1; then
+            echo "local.sh: the coordinator wrote no summary; wrote one marked failed: $cause" >&2
+        fi
+    fi
     rm -rf "$scratch"
     exit "$status"
 }
 trap cleanup EXIT
-trap 'echo "local.sh: interrupted; stopping every process" >&2; exit 130' INT TERM
+trap 'stop_cause="interrupted (SIGINT or SIGTERM to the launcher)"; echo "local.sh: interrupted; stopping every process" >&2; exit 130' INT TERM
 
 export OPENBLAS_NUM_THREADS=1
 security=()
@@ -135,6 +155,10 @@ while [[ ${#live[@]} -gt 0 ]]; do
     live=("${remaining[@]}")
     if [[ "$name" == coordinator ]]; then
         status=$code
+        if [[ $code -ne 0 ]]; then
+            stop_cause="the coordinator exited with status $code"
+            [[ $code -gt 128 ]] && stop_cause="$stop_cause (killed by signal $((code - 128)))"
+        fi
         break
     fi
     if [[ $code -ne 0 && $continue_on_failure -eq 1 ]]; then
@@ -146,6 +170,7 @@ while [[ ${#live[@]} -gt 0 ]]; do
         [[ $code -gt 128 ]] && cause="$cause (killed by signal $((code - 128)))"
         echo "local.sh: $cause; stopping the run" >&2
         echo "$cause" > "$scratch/abort-reason"
+        stop_cause="$cause"
         kill -TERM "$coordinator_pid" 2>/dev/null || true
         wait "$coordinator_pid" 2>/dev/null || true
         status=1

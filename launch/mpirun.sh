@@ -48,11 +48,11 @@ if [[ -n "$hostfile" ]]; then
     mpi_hosts=(--hostfile "$hostfile")
 fi
 coordinator_host="${coordinator_host:-127.0.0.1}"
-if [[ -z "$port" ]]; then
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 29517)"
-fi
+# Without --port the coordinator binds a port the system picks and publishes its endpoint in the
+# run folder (rank.sh): no free-port guess that another process could take before it binds.
 [[ -n "$run_dir" ]] || run_dir="$(default_run_dir "$root")"
-mkdir -p "$(dirname "$run_dir")"
+mkdir -p "$run_dir"
+rm -f "$run_dir/coordinator.endpoint"
 export DSGD_CURVE_KEYS="${curve_keys:-${DSGD_CURVE_KEYS:-}}"
 export DSGD_COORDINATOR_HOST="$coordinator_host" DSGD_PORT="$port" DSGD_REMOTE="$remote" DSGD_RUN_DIR="$run_dir"
 export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"

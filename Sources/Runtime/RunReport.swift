@@ -212,3 +212,49 @@ public struct RunReportError: Error, CustomStringConvertible {
     public var reason: String
     public var description: String { reason }
 }
+
+extension RunSummary {
+    /// Writes `summary.json` for a run whose coordinator died before writing one (a launcher
+    /// calls this through `dsgd report finalize`): status failed with `reason`, the figures of the
+    /// rounds that `rounds.jsonl` holds (an incomplete last line, cut by the kill, is removed and
+    /// said so). Does nothing, and returns false, when the folder already has a summary.
+    @discardableResult
+    public static func writeFallback(in directory: URL, reason: String) throws -> Bool {
+        let summaryURL = directory.appendingPathComponent("summary.json")
+        guard !FileManager.default.fileExists(atPath: summaryURL.path) else { return false }
+        let manifestURL = directory.appendingPathComponent("config.json")
+        guard let manifestData = FileManager.default.contents(atPath: manifestURL.path) else {
+            throw RunReportError(reason: "\(manifestURL.path): missing; not a run folder")
+        }
+        let manifest = try JSONDecoder().decode(RunManifest.self, from: manifestData)
+        let roundsURL = directory.appendingPathComponent("rounds.jsonl")
+        var text = (try? String(contentsOf: roundsURL, encoding: .utf8)) ?? ""
+        var events = ["summary.json written by the launcher: the coordinator exited without writing one"]
+        if !text.isEmpty && !text.hasSuffix("\n") {
+            let complete = text.lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+            text = String(text[..<complete])
+            try Data(text.utf8).write(to: roundsURL, options: .atomic)
+            events.append("an incomplete last line of rounds.jsonl (cut by the coordinator's death) was removed")
+        }
+        let records = text.split(separator: "\n").compactMap {
+            try? NonFiniteJSON.decode(RoundRecord.self, from: Data($0.utf8))
+        }
+        let configuration = manifest.configuration
+        let evaluated = records.last { $0.testAccuracy != nil }
+        let elapsed = records.last?.elapsedSeconds ?? 0
+        let summary = RunSummary(
+            status: "failed", reason: reason, runName: configuration.runName, runID: "unknown", rounds: records.count,
+            roundsPlanned: configuration.rounds, workers: configuration.workers, topology: configuration.topology.name,
+            algorithm: configuration.algorithm.rawValue, data: manifest.data,
+            finalTestAccuracy: evaluated?.testAccuracy,
+            finalTestLoss: evaluated?.testLoss, finalTrainLoss: records.last?.trainLoss,
+            finalConsensusDistanceSquared: records.last { $0.consensusDistanceSquared != nil }?
+                .consensusDistanceSquared,
+            wallSeconds: elapsed, roundsPerSecond: elapsed > 0 ? Double(records.count) / elapsed : 0,
+            bytesSent: records.last?.bytesSent, workerPeakResidentBytes: nil, spectralGap: nil, events: events,
+            clientAccuracyMeanLast: nil, clientAccuracyWorstLast: nil, clientAccuracyMeanBest: nil,
+            clientAccuracyBestRound: nil)
+        try NonFiniteJSON.encode(summary, pretty: true).data.write(to: summaryURL, options: .atomic)
+        return true
+    }
+}

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import Reports
+import Runtime
 
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report", abstract: "Build a run's report.html, or compare several runs.",
-        subcommands: [Build.self, Compare.self], defaultSubcommand: Build.self)
+        subcommands: [Build.self, Compare.self, Finalize.self], defaultSubcommand: Build.self)
 
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rebuild RUN_DIR/report.html from the run's files.")
@@ -16,6 +17,27 @@ struct ReportCommand: ParsableCommand {
         func run() throws {
             let path = try writeReport(URL(fileURLWithPath: runDirectory))
             print(path)
+        }
+    }
+
+    struct Finalize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "For launchers: if RUN_DIR has no summary.json (its coordinator died), write one marked failed with REASON, then the report."
+        )
+
+        @Argument(help: "A run folder.")
+        var runDirectory: String
+
+        @Option(help: "Why the run ended (recorded as the summary's reason).")
+        var reason: String
+
+        func run() throws {
+            let directory = URL(fileURLWithPath: runDirectory)
+            if try RunSummary.writeFallback(in: directory, reason: reason) {
+                print("wrote \(directory.appendingPathComponent("summary.json").path) (failed: \(reason))")
+            }
+            print(try writeReport(directory))
         }
     }
 

@@ -242,4 +242,66 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue((summary["reason"] as? String ?? "").contains("killed by signal 9"), "\(summary)")
         XCTAssertGreaterThanOrEqual(summary["rounds"] as? Int ?? 0, 5)
     }
+
+    /// Starts local.sh on a long run and waits until rounds are recorded.
+    private func startLongLocalRun(_ scratch: URL, run: URL) throws -> Child {
+        let script = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [
+                packageRoot.appendingPathComponent("launch/local.sh").path, "--workers", "2", "--rounds", "1000000",
+                "--model", "784-16-10", "--data", "synthetic", "--run-dir", run.path, "--", "--eval-every", "1000000",
+                "--sharpness-every", "0",
+            ],
+            environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("local.log"))
+        var rows = 0
+        for _ in 0..<600 where rows < 5 {
+            rows =
+                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
+                    separator: "\n"
+                ).count
+            usleep(50_000)
+        }
+        XCTAssertGreaterThanOrEqual(rows, 5, script.text)
+        return script
+    }
+
+    /// When the coordinator dies (SIGKILL: it cannot write anything), the launcher writes
+    /// summary.json marked failed with the cause, so every run folder has one, and the report.
+    func testLocalScript_KilledCoordinator_LeavesASummaryWithTheCause() throws {
+        let scratch = try temporaryDirectory("kill-coordinator")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try startLongLocalRun(scratch, run: run)
+        let coordinators = processes(containing: "coordinator --workers 2").filter {
+            processes(containing: run.path).contains($0)
+        }
+        XCTAssertEqual(coordinators.count, 1, script.text)
+        guard let coordinator = coordinators.first else { return }
+        kill(coordinator, SIGKILL)
+        XCTAssertNotEqual(script.wait(seconds: 60), 0, script.text)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "failed")
+        XCTAssertTrue(
+            (summary["reason"] as? String ?? "").contains(
+                "the coordinator exited with status 137 (killed by signal 9)"),
+            "\(summary)")
+        XCTAssertGreaterThanOrEqual(summary["rounds"] as? Int ?? 0, 5)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("report.html").path))
+        XCTAssertEqual(processes(containing: run.path), [], "processes left behind")
+    }
+
+    /// Ctrl-C: the coordinator gets the grace period to write its own summary (the launcher used
+    /// to SIGKILL it after 2 s), which records the interruption.
+    func testLocalScript_Interrupted_CoordinatorWritesItsSummary() throws {
+        let scratch = try temporaryDirectory("interrupt")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let script = try startLongLocalRun(scratch, run: run)
+        kill(script.process.processIdentifier, SIGINT)
+        XCTAssertEqual(script.wait(seconds: 60), 130, script.text)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "failed")
+        XCTAssertNil((summary["events"] as? [String])?.first { $0.contains("written by the launcher") }, "\(summary)")
+        XCTAssertEqual(processes(containing: run.path), [], "processes left behind")
+    }
 }

@@ -23,6 +23,10 @@ final class LauncherTests: XCTestCase {
                 + dsgdFlags,
             environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("mpirun.log"))
         XCTAssertEqual(launch.wait(seconds: 120), 0, launch.text)
+        // No port was guessed in advance: the coordinator bound one the system chose and the
+        // workers read it from the run folder (no window in which another process can take it).
+        let published = try String(contentsOf: run.appendingPathComponent("coordinator.endpoint"), encoding: .utf8)
+        XCTAssertTrue(published.hasPrefix("tcp://127.0.0.1:"), published)
         let simulated = scratch.appendingPathComponent("sim")
         let simulate = try Child(
             try dsgdBinary(), ["simulate"] + flags + dsgdFlags + ["--run-dir", simulated.path],
