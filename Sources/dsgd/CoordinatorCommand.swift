@@ -19,6 +19,9 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "On SIGTERM, read the cause of the stop from this file if it exists (launchers write it).")
     var abortReasonFile: String?
 
+    @Option(help: "Write the run id (hexadecimal) to this file, mode 0600, once chosen (for test harnesses).")
+    var runIdFile: String?
+
     func run() throws {
         BLAS.useSingleThread()
         try network.checkBind()
@@ -38,9 +41,15 @@ struct CoordinatorCommand: ParsableCommand {
         )
         installInterruptHandlers()
         var generator = SystemRandomNumberGenerator()
+        let runID = generator.next() | 1
+        if let runIdFile {
+            FileManager.default.createFile(
+                atPath: runIdFile, contents: Data(String(runID, radix: 16).utf8), attributes: [.posixPermissions: 0o600]
+            )
+        }
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(
-                configuration: configuration, runID: generator.next() | 1, testSet: prepared.testSet,
+                configuration: configuration, runID: runID, testSet: prepared.testSet,
                 trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet),
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
