@@ -10,7 +10,5 @@ func installInterruptHandlers() {
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
-    // A closed stdout/stderr pipe must not kill a run: writes then fail with EPIPE, and log
-    // writes ignore that (writeStandardError).
-    signal(SIGPIPE, SIG_IGN)
+
 }

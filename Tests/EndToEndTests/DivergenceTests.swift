@@ -30,3 +30,30 @@ final class DivergenceTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("report.html").path))
     }
 }
+
+/// Log lines never take a run down: with its standard error a pipe nobody reads any more (the
+/// launcher's log reader gone), a run completes and writes its folder (the old code died of
+/// SIGPIPE, or trapped in FileHandle.write on EPIPE).
+final class ClosedLogTests: XCTestCase {
+    func testRun_WithStandardErrorClosed_Completes() throws {
+        let scratch = try temporaryDirectory("closed-stderr")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let process = Process()
+        process.executableURL = try dsgdBinary()
+        process.arguments = [
+            "simulate", "--workers", "2", "--rounds", "20", "--model", "784-8-10", "--data", "synthetic",
+            "--sharpness-every", "0", "--run-dir", run.path,
+        ]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        try pipe.fileHandleForReading.close()
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit)
+        XCTAssertEqual(process.terminationStatus, 0)
+        let summary = try json(run.appendingPathComponent("summary.json"))
+        XCTAssertEqual(summary["status"] as? String, "completed")
+    }
+}
