@@ -316,8 +316,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         func check(_ condition: Bool, _ field: String, _ reason: String) throws(ConfigurationError) {
             if !condition { throw ConfigurationError(field: field, reason: reason) }
         }
-        func finite(_ value: Double, _ field: String, atLeast low: Double = 0) throws(ConfigurationError) {
-            try check(value.isFinite && value >= low, field, "must be finite and ≥ \(low), got \(value)")
+        // Finite here; each field's own range (sign, bounds) is checked with its own message below.
+        func finite(_ value: Double, _ field: String) throws(ConfigurationError) {
+            try check(value.isFinite, field, "must be a finite number, got \(value)")
         }
         try check(workers <= 65_536, "--workers", "at most 65,536, got \(workers)")
         try check(rounds <= 1_000_000_000, "--rounds", "at most 10⁹, got \(rounds)")

@@ -316,7 +316,9 @@ public final class CoordinatorShell {
     /// coordinator cannot see; its own, later check is the backstop when no worker can tell.
     private func checkProgress() {
         guard outcome == .running else { return }
-        if machine.progress != lastProgress {
+        // While the workers load their data, heartbeats (failure detection) judge them: a large
+        // data set on many workers may take longer than the peer timeout to load.
+        if machine.progress != lastProgress || machine.isLoading {
             lastProgress = machine.progress
             lastProgressAt = clock.now
             return

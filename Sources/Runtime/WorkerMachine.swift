@@ -99,6 +99,10 @@ public struct WorkerMachine {
     /// this, not about messages, which heartbeats keep coming.
     public var progress: Int { (configuration == nil ? 0 : 1) + (started ? 1 : 0) + 2 * round + acknowledgedRounds }
 
+    /// Assigned but not yet released by the start barrier: it waits for the other workers to load
+    /// their data, which the coordinator judges by their heartbeats (not by progress).
+    public var isAtStartBarrier: Bool { configuration != nil && !started }
+
     /// What this worker is waiting for, and from whom, for timeout messages.
     public var waitingOn: String {
         guard let configuration, let rank else { return "its assignment from the coordinator" }

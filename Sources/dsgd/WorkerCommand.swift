@@ -55,7 +55,7 @@ struct WorkerCommand: ParsableCommand {
         while shell.outcome == .running {
             _ = shell.step(timeoutMilliseconds: 100)
             shell.watch()
-            if shell.machine.progress != lastProgress {
+            if shell.machine.progress != lastProgress || shell.machine.isAtStartBarrier {
                 lastProgress = shell.machine.progress
                 lastProgressAt = clock.now
                 continue
