@@ -217,15 +217,7 @@ final class ClusterTests: XCTestCase {
             ],
             environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("local.log"))
         // Wait until training is under way.
-        var rows = 0
-        for _ in 0..<600 where rows < 5 {
-            rows =
-                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
-                    separator: "\n"
-                ).count
-            usleep(50_000)
-        }
-        XCTAssertGreaterThanOrEqual(rows, 5, script.text)
+        XCTAssertGreaterThanOrEqual(waitForRows(run, count: 5), 5, script.text)
         let listening = try XCTUnwrap(script.text.split(separator: "\n").first { $0.contains("listening on") })
         let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("tcp://") })
             .trimmingCharacters(in: CharacterSet(charactersIn: ";"))
@@ -253,15 +245,7 @@ final class ClusterTests: XCTestCase {
                 "--sharpness-every", "0",
             ],
             environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("local.log"))
-        var rows = 0
-        for _ in 0..<600 where rows < 5 {
-            rows =
-                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
-                    separator: "\n"
-                ).count
-            usleep(50_000)
-        }
-        XCTAssertGreaterThanOrEqual(rows, 5, script.text)
+        XCTAssertGreaterThanOrEqual(waitForRows(run, count: 5), 5, script.text)
         return script
     }
 

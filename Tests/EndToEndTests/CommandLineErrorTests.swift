@@ -2,16 +2,17 @@ import Foundation
 import XCTest
 import _TestSupport
 
+/// `dsgd simulate ARGUMENTS` with the run folder `scratch/run` (replaced if there): exit status and output.
+func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
+    let child = try Child(
+        try dsgdBinary(),
+        ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
+        output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
+    return (child.wait(seconds: 60), child.text)
+}
+
 /// Bad inputs give a clear error naming the file, line or flag, and a non-zero exit.
 final class CommandLineErrorTests: XCTestCase {
-    private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
-        let child = try Child(
-            try dsgdBinary(),
-            ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
-            output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
-        return (child.wait(seconds: 60), child.text)
-    }
-
     func testBadDataFiles_NameTheFile() throws {
         let scratch = try temporaryDirectory("baddata")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -151,20 +152,13 @@ final class ConfigurationFileTests: XCTestCase {
     func testOutOfRangeFlagsAndEditedConfigs_NameTheField() throws {
         let scratch = try temporaryDirectory("config-file")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        func simulate(_ arguments: [String]) throws -> (Int32, String) {
-            let child = try Child(
-                try dsgdBinary(),
-                ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
-                output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
-            return (child.wait(seconds: 60), child.text)
-        }
         let small = ["--workers", "2", "--rounds", "2", "--model", "784-8-10", "--data", "synthetic"]
-        var (status, text) = try simulate(small + ["--perturbation-samples", "-1"])
+        var (status, text) = try simulate(small + ["--perturbation-samples", "-1"], in: scratch)
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(text.contains("--perturbation-samples"), text)
         XCTAssertFalse(text.contains("Fatal error"), text)
 
-        (status, text) = try simulate(small + ["--sharpness-every", "0"])
+        (status, text) = try simulate(small + ["--sharpness-every", "0"], in: scratch)
         XCTAssertEqual(status, 0, text)
         let config = scratch.appendingPathComponent("run/config.json")
         let original = try String(contentsOf: config, encoding: .utf8)
@@ -219,7 +213,7 @@ final class ConfigurationFileTests: XCTestCase {
             ),
         ]
         for (field, change) in cases {
-            (status, text) = try simulate(["--config", try edited(change).path])
+            (status, text) = try simulate(["--config", try edited(change).path], in: scratch)
             XCTAssertNotEqual(status, 0, field)
             XCTAssertTrue(text.contains(field), "\(field): \(text)")
             XCTAssertFalse(text.contains("Fatal error"), text)
@@ -228,14 +222,6 @@ final class ConfigurationFileTests: XCTestCase {
 }
 
 final class BiasedAverageTests: XCTestCase {
-    private func simulate(_ arguments: [String], in scratch: URL) throws -> (Int32, String) {
-        let child = try Child(
-            try dsgdBinary(),
-            ["simulate", "--overwrite", "--run-dir", scratch.appendingPathComponent("run").path] + arguments,
-            output: scratch.appendingPathComponent("out-\(UUID().uuidString.prefix(6)).log"))
-        return (child.wait(seconds: 60), child.text)
-    }
-
     /// Uniform weights on an irregular graph converge to a π-weighted average: refused with the
     /// deviation named unless --allow-biased-average, which runs it and records why in the events.
     func testBiasedAverage_RefusedUnlessAllowed_ThenRecorded() throws {

@@ -9,36 +9,12 @@ final class FailureTests: XCTestCase {
         var run: URL
     }
 
+    /// A long run (100,000 rounds, failure timeout 2 s) under way: at least 20 rounds recorded.
     private func start(_ scratch: URL, workers: Int = 4, extra: [String]) throws -> Cluster {
-        let binary = try dsgdBinary()
-        let run = scratch.appendingPathComponent("run")
-        let endpointFile = scratch.appendingPathComponent("endpoint")
-        let coordinator = try Child(
-            binary,
-            [
-                "coordinator", "--workers", "\(workers)", "--rounds", "100000", "--model", "784-16-10", "--data",
-                "synthetic",
-                "--sharpness-every", "0", "--eval-every", "100000", "--failure-timeout", "2", "--heartbeat-interval",
-                "0.25",
-                "--run-dir", run.path, "--endpoint-file", endpointFile.path,
-            ] + extra, output: scratch.appendingPathComponent("coordinator.log"))
-        let endpoint = waitForEndpoint(endpointFile)
-        let children = try (0..<workers).map { rank in
-            try Child(
-                binary, ["worker", "--coordinator", endpoint, "--rank", "\(rank)"],
-                output: scratch.appendingPathComponent("worker-\(rank).log"))
-        }
-        // Wait until training is under way.
-        var rows = 0
-        for _ in 0..<600 where rows < 20 {
-            rows =
-                ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
-                    separator: "\n"
-                ).count
-            usleep(20_000)
-        }
-        XCTAssertGreaterThanOrEqual(rows, 20, coordinator.text)
-        return Cluster(coordinator: coordinator, workers: children, run: run)
+        let cluster = try launch(
+            scratch, workers: workers, flags: ["--rounds", "100000", "--eval-every", "100000"] + extra)
+        XCTAssertGreaterThanOrEqual(waitForRows(cluster.run, count: 20), 20, cluster.coordinator.text)
+        return cluster
     }
 
     func testKilledWorker_Abort_FlushesTheReportAndStopsEveryone() throws {
@@ -161,9 +137,10 @@ final class FailureTests: XCTestCase {
             binary,
             [
                 "coordinator", "--workers", "\(workers)", "--model", "784-16-10", "--data", "synthetic",
-                "--sharpness-every", "0", "--eval-every", "1000", "--failure-timeout", "2", "--heartbeat-interval",
-                "0.25", "--run-dir", run.path, "--endpoint-file", endpointFile.path,
-            ] + flags, output: scratch.appendingPathComponent("coordinator.log"))
+                "--sharpness-every", "0", "--failure-timeout", "2", "--heartbeat-interval", "0.25", "--run-dir",
+                run.path, "--endpoint-file", endpointFile.path,
+            ] + (flags.contains("--eval-every") ? [] : ["--eval-every", "1000"]) + flags,
+            output: scratch.appendingPathComponent("coordinator.log"))
         let endpoint = waitForEndpoint(endpointFile)
         let children = try (0..<workers).map { rank in
             try Child(

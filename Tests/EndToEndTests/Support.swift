@@ -151,3 +151,18 @@ func assertSameRecords(
         XCTAssertEqual(a.map { $0[key] as? Double }, b.map { $0[key] as? Double }, key, file: file, line: line)
     }
 }
+
+/// Waits (up to `seconds`) until `run`'s rounds.jsonl holds at least `count` lines; returns how many.
+@discardableResult
+func waitForRows(_ run: URL, count: Int, seconds: Double = 30) -> Int {
+    var rows = 0
+    let deadline = Date().addingTimeInterval(seconds)
+    while rows < count && Date() < deadline {
+        rows =
+            ((try? String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)) ?? "").split(
+                separator: "\n"
+            ).count
+        if rows < count { usleep(20_000) }
+    }
+    return rows
+}
