@@ -103,6 +103,14 @@ public struct WorkerMachine {
     /// their data, which the coordinator judges by their heartbeats (not by progress).
     public var isAtStartBarrier: Bool { configuration != nil && !started }
 
+    /// Waiting on the coordinator alone (flow control, the final acknowledgement, a federated
+    /// global model): a slow coordinator (a long evaluation or final measurement) is alive as its
+    /// heartbeats show, so these waits get a longer progress timeout than waits on neighbours.
+    public var isWaitingOnCoordinator: Bool {
+        guard let configuration else { return false }
+        return roundDeferred || awaitingRelease || (configuration.federated != nil && started)
+    }
+
     /// What this worker is waiting for, and from whom, for timeout messages.
     public var waitingOn: String {
         guard let configuration, let rank else { return "its assignment from the coordinator" }

@@ -141,6 +141,9 @@ public final class ZAPAuthenticator: @unchecked Sendable {
     private let context: ZeroMQContext
     private let ready = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+    /// The handler thread (for tests that interrupt it with a signal).
+    var thread: pthread_t? { startFailure.thread }
+    private let startFailure = StartFailure()
 
     /// Starts the handler; it runs until the context is shut down. It fails closed: if it cannot
     /// start, this throws (the process must not run without it, since libzmq admits every client
@@ -152,9 +155,10 @@ public final class ZAPAuthenticator: @unchecked Sendable {
         let handle = UnsafeSendableHandle(context.handle)
         let ready = self.ready
         let finished = self.finished
-        let startFailure = StartFailure()
+        let startFailure = self.startFailure
         let thread = Thread {
             defer { finished.signal() }
+            startFailure.thread = pthread_self()
             guard let socket = zmq_socket(handle.pointer, ZMQ_REP) else {
                 startFailure.reason = "zmq_socket: \(String(cString: zmq_strerror(zmq_errno())))"
                 ready.signal()
@@ -234,6 +238,7 @@ public final class ZAPAuthenticator: @unchecked Sendable {
 /// Set by the ZAP thread before it signals `ready`, read after the wait.
 private final class StartFailure: @unchecked Sendable {
     var reason: String?
+    var thread: pthread_t?
 }
 
 /// A context pointer that is documented thread-safe, carried into the ZAP thread.

@@ -60,7 +60,11 @@ struct WorkerCommand: ParsableCommand {
                 lastProgressAt = clock.now
                 continue
             }
-            let timeout = shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout
+            // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and may be
+            // busy evaluating or measuring; its own progress check catches a stalled run.
+            let timeout =
+                (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
+                * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
             let stalled = (clock.now - lastProgressAt) / .seconds(1)
             if stalled > timeout {
                 let rank = shell.machine.rank.map(String.init) ?? "?"

@@ -1,4 +1,6 @@
 import CZeroMQ
+import Foundation
+import Synchronization
 import Transport
 import XCTest
 
@@ -202,6 +204,55 @@ final class KeyHandlingTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains("chmod 600"), "\($0)")
             }
         }
+    }
+
+    /// An interrupted ZAP handler (a signal delivered to its thread: EINTR) used to return, after
+    /// which libzmq admitted every client of the CURVE server. It now retries: after the signal an
+    /// authorised client still gets through and an unauthorised one is still refused.
+    func testZAPHandler_Interrupted_KeepsRefusingUnauthorisedClients() throws {
+        let context = try ZeroMQContext()
+        let server = try CurveKeys.keyPair()
+        let (good, bad) = (try CurveKeys.keyPair(), try CurveKeys.keyPair())
+        func keys(_ client: (public: String, secret: String)) -> CurveKeys {
+            CurveKeys(
+                serverPublic: server.public, serverSecret: server.secret, clientPublic: client.public,
+                clientSecret: client.secret, authorizedClients: [good.public])
+        }
+        let refusals = Atomic<Int>(0)
+        let authenticator = try ZAPAuthenticator(context: context, authorized: [good.public]) { _ in
+            refusals.add(1, ordering: .relaxed)
+        }
+        let inbox = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*", curve: keys(good))
+        func arrives(from client: (public: String, secret: String), tag: Int64) throws -> Bool {
+            let sender = try ZeroMQTransport(
+                context: context, bindEndpoint: "tcp://127.0.0.1:*", lingerMilliseconds: 0, curve: keys(client))
+            try sender.connect(.coordinator, endpoint: inbox.localEndpoint)
+            try sender.send(
+                Envelope(header: MessageHeader(kind: .heartbeat, runID: 1, round: tag, sender: 0)), to: .coordinator)
+            for _ in 0..<15 {
+                if case .envelope(let envelope) = try inbox.receive(timeoutMilliseconds: 100),
+                    envelope.header.round == tag
+                {
+                    return true
+                }
+            }
+            return false
+        }
+        XCTAssertTrue(try arrives(from: good, tag: 1))
+        XCTAssertFalse(try arrives(from: bad, tag: 2))
+        // A no-op handler without SA_RESTART, so the blocked receive returns EINTR.
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        action.sa_flags = 0
+        sigaction(SIGUSR1, &action, nil)
+        let thread = try XCTUnwrap(authenticator.thread)
+        for _ in 0..<3 {
+            pthread_kill(thread, SIGUSR1)
+            usleep(50_000)
+        }
+        XCTAssertTrue(try arrives(from: good, tag: 3), "the handler still answers")
+        XCTAssertFalse(try arrives(from: bad, tag: 4), "an unauthorised client is still refused")
+        XCTAssertGreaterThan(refusals.load(ordering: .relaxed), 0)
     }
 
     /// The ZAP handler fails closed: one that cannot start (here, a second one in the same
