@@ -102,6 +102,11 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
     public var learningRate: Double
     /// 2/η: gradient descent is unstable along directions with λ > 2/η (edge of stability).
     public var twoOverLearningRate: Double
+    /// The edge-of-stability threshold of the optimizer in use (2/η for SGD, 2(1+β)/η with heavy
+    /// ball, …; see `OptimizerSettings.stabilityThreshold`) and its formula; nil in records
+    /// written before it existed.
+    public var stabilityThreshold: Double?
+    public var stabilityThresholdFormula: String?
     public var loss: Double
     public var lambdaMax: Double
     public var topEigenvalues: [Double]
@@ -130,6 +135,8 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         case round, model, loss, trace, layers, seconds
         case learningRate = "learning_rate"
         case twoOverLearningRate = "two_over_learning_rate"
+        case stabilityThreshold = "stability_threshold"
+        case stabilityThresholdFormula = "stability_threshold_formula"
         case lambdaMax = "lambda_max"
         case topEigenvalues = "top_eigenvalues"
         case mostNegativeEigenvalue = "most_negative_eigenvalue"
@@ -156,7 +163,7 @@ public enum SharpnessProbe {
     public static func measure(
         _ surface: NetworkLoss, at x: [Float], model: String, round: Int, learningRate: Double,
         settings: SharpnessSettings,
-        workers: [[Float]]? = nil, seed: UInt64
+        workers: [[Float]]? = nil, seed: UInt64, stabilityThreshold: (value: Double, formula: String)? = nil
     ) -> SharpnessRecord {
         let counting = CountingSurface(surface)
         let (apply, dimension) = Curvature.hessian(of: counting, at: x)
@@ -198,7 +205,9 @@ public enum SharpnessProbe {
                 surface, average: x, workers: workers, samples: settings.perturbationSamples, seed: seed)
         }
         return SharpnessRecord(
-            round: round, model: model, learningRate: learningRate, twoOverLearningRate: 2 / learningRate, loss: loss,
+            round: round, model: model, learningRate: learningRate, twoOverLearningRate: 2 / learningRate,
+            stabilityThreshold: stabilityThreshold?.value ?? 2 / learningRate,
+            stabilityThresholdFormula: stabilityThreshold?.formula ?? "2/η", loss: loss,
             lambdaMax: top.largest.first ?? 0, topEigenvalues: top.largest, mostNegativeEigenvalue: top.mostNegative,
             trace: trace.value, traceStandardError: trace.standardError, traceHutchPlusPlus: plus.value,
             densityEdges: histogram.edges, densityMasses: histogram.masses, layers: layers, samSharpness: sam,

@@ -79,17 +79,22 @@ public enum ReportPage {
             ], logY: true)
 
         let averageSharpness = run.sharpness.filter { $0.model == "average" }
-        let twoOverEta = averageSharpness.map { (Double($0.round), $0.twoOverLearningRate) }
+        // The optimizer's own edge-of-stability threshold (2/η for SGD, 2(1+β)/η with heavy ball,
+        // …), as each record states it; 2/η for records written before it was recorded.
+        let twoOverEta = averageSharpness.map { (Double($0.round), $0.stabilityThreshold ?? $0.twoOverLearningRate) }
+        let thresholdName =
+            "threshold " + (averageSharpness.last?.stabilityThresholdFormula ?? "2/η")
         let curvature = Chart(
-            title: "Top Hessian eigenvalue of x̄ against 2/η (edge of stability)", xLabel: "round", yLabel: "λ_max",
+            title: "Top Hessian eigenvalue of x̄ against the stability threshold (edge of stability)", xLabel: "round",
+            yLabel: "λ_max",
             series: [
                 .init(
                     name: "λ_max", color: "#d62728", points: averageSharpness.map { (Double($0.round), $0.lambdaMax) },
                     markers: true),
-                .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
+                .init(name: thresholdName, color: "#7f7f7f", points: twoOverEta, dashed: true),
             ])
         let trace = Chart(
-            title: "Hessian trace of x̄ against 2/η (SGD linear stability)", xLabel: "round", yLabel: "tr(H)",
+            title: "Hessian trace of x̄ against the stability threshold", xLabel: "round", yLabel: "tr(H)",
             series: [
                 .init(
                     name: "tr(H) (Hutchinson, ±1 s.e.)", color: "#8c564b",
@@ -98,7 +103,7 @@ public enum ReportPage {
                         (Double($0.round), $0.trace - $0.traceStandardError, $0.trace + $0.traceStandardError)
                     },
                     markers: true),
-                .init(name: "2/η", color: "#7f7f7f", points: twoOverEta, dashed: true),
+                .init(name: thresholdName, color: "#7f7f7f", points: twoOverEta, dashed: true),
             ])
         let last = averageSharpness.last
         let density = BarChart(

@@ -2,6 +2,7 @@ import Datasets
 import Diagnostics
 import Foundation
 import LearningCore
+import Optimizers
 import Synchronization
 
 /// Measures curvature and sharpness on a thread of its own, so the coordinator keeps receiving
@@ -28,10 +29,14 @@ public final class SharpnessRunner: @unchecked Sendable {
 
     /// - Parameter trainingGroupSize: with batch norm and the training loss, the rows normalised
     ///   together (the ghost or per-worker batch size): the loss is evaluated in chunks of that size.
+    /// The optimizer whose stability threshold each record states (nil: plain SGD's 2/η).
+    private let optimizer: OptimizerSettings?
+
     public init(
         network: Network, evaluationSet: Dataset, settings: SharpnessSettings, seed: UInt64,
-        trainingGroupSize: Int = 256
+        trainingGroupSize: Int = 256, optimizer: OptimizerSettings? = nil
     ) {
+        self.optimizer = optimizer
         let training = !network.stateRanges.isEmpty && settings.batchNormLoss == .training
         normalization = training ? .batchStatistics(ghostBatchSize: nil) : .runningStatistics
         chunkSize = training ? trainingGroupSize : 256
@@ -95,9 +100,11 @@ public final class SharpnessRunner: @unchecked Sendable {
             }) {
                 var records: [SharpnessRecord] = []
                 let started = Date()
+                let threshold = optimizer?.stabilityThreshold(learningRate: job.learningRate)
                 var record = SharpnessProbe.measure(
                     surface, at: job.average, model: "average", round: job.round, learningRate: job.learningRate,
-                    settings: settings, workers: job.workers, seed: seed &+ UInt64(job.round))
+                    settings: settings, workers: job.workers, seed: seed &+ UInt64(job.round),
+                    stabilityThreshold: threshold)
                 record.seconds = Date().timeIntervalSince(started)
                 record.batchNormStatistics = statistics
                 records.append(record)
@@ -105,7 +112,8 @@ public final class SharpnessRunner: @unchecked Sendable {
                     let workerStarted = Date()
                     var workerRecord = SharpnessProbe.measure(
                         surface, at: model, model: "worker \(rank)", round: job.round,
-                        learningRate: job.learningRate, settings: settings, seed: seed &+ UInt64(job.round))
+                        learningRate: job.learningRate, settings: settings, seed: seed &+ UInt64(job.round),
+                        stabilityThreshold: threshold)
                     workerRecord.seconds = Date().timeIntervalSince(workerStarted)
                     workerRecord.batchNormStatistics = statistics
                     records.append(workerRecord)

@@ -579,7 +579,8 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
         ? SharpnessRunner(
             network: Network(spec: configuration.model), evaluationSet: trainSubset, settings: configuration.sharpness,
             seed: configuration.seed,
-            trainingGroupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize) : nil
+            trainingGroupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize,
+            optimizer: configuration.optimizer) : nil
     let recomputes = configuration.model.batchNorm && configuration.batchNorm.averageModelStatistics == .recomputed
     return PreparedRun(
         configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,

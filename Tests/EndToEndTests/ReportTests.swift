@@ -91,7 +91,8 @@ final class ReportTests: XCTestCase {
             seriesValues(html, chart: "consensus", series: "Ξ²"), rounds.compactMap(\.consensusDistanceSquared))
         XCTAssertEqual(seriesValues(html, chart: "loss", series: "workers' train (mean)"), rounds.map(\.trainLoss))
         XCTAssertEqual(seriesValues(html, chart: "lambda", series: "λ_max"), sharpness.map(\.lambdaMax))
-        XCTAssertEqual(seriesValues(html, chart: "lambda", series: "2/η"), sharpness.map(\.twoOverLearningRate))
+        XCTAssertEqual(
+            seriesValues(html, chart: "lambda", series: "threshold 2/η"), sharpness.map(\.twoOverLearningRate))
         XCTAssertEqual(
             seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, ±1 s.e.)"), sharpness.map(\.trace))
         XCTAssertEqual(
@@ -160,7 +161,7 @@ final class ReportTests: XCTestCase {
             },
             "\(summary)")
         let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
-        let drawn = seriesValues(html, chart: "lambda", series: "2/η")
+        let drawn = seriesValues(html, chart: "lambda", series: "threshold 2/η")
         XCTAssertEqual(drawn.count, 3)
         XCTAssertEqual(drawn.last, .infinity)
         XCTAssertTrue(drawn.dropLast().allSatisfy(\.isFinite))
@@ -180,6 +181,35 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(legacy.wait(seconds: 60), 0, legacy.text)
         let page = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
         XCTAssertTrue(seriesValues(page, chart: "loss", series: "workers' train (mean)").last!.isNaN)
+    }
+
+    /// With heavy-ball momentum the edge of stability is 2(1 + β)/η, not 2/η (Cohen et al. 2021):
+    /// each record states the threshold and its formula, and the chart draws λ_max against it.
+    func testMomentumRun_DrawsTheHeavyBallThreshold() throws {
+        let scratch = try temporaryDirectory("report-momentum")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("run")
+        let child = try Child(
+            try dsgdBinary(),
+            [
+                "simulate", "--workers", "2", "--rounds", "4", "--model", "784-8-10", "--data", "synthetic",
+                "--momentum", "0.9", "--sharpness-every", "2", "--sharpness-examples", "32", "--lanczos-iterations",
+                "3", "--hutchinson-probes", "2", "--no-per-layer-curvature", "--run-dir", run.path,
+            ], output: scratch.appendingPathComponent("log"))
+        XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+        let records = try jsonLines(run.appendingPathComponent("sharpness.jsonl")).filter {
+            ($0["model"] as? String) == "average"
+        }
+        XCTAssertEqual(records.count, 2)
+        for record in records {
+            XCTAssertEqual(record["stability_threshold"] as? Double ?? 0, 2 * 1.9 / 0.05, accuracy: 1e-9)
+            XCTAssertEqual(record["two_over_learning_rate"] as? Double ?? 0, 2 / 0.05, accuracy: 1e-9)
+            XCTAssertTrue((record["stability_threshold_formula"] as? String ?? "").hasPrefix("2(1+β)/η, β = 0.9"))
+        }
+        let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+        let drawn = seriesValues(html, chart: "lambda", series: "threshold 2(1+β)/η, β = 0.9")
+        XCTAssertEqual(drawn.count, 2)
+        for value in drawn { XCTAssertEqual(value, 76, accuracy: 1e-9) }
     }
 
     private func expectReportError(_ folder: URL, _ message: String, _ scratch: URL, line: UInt = #line) throws {

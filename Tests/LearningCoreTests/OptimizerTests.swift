@@ -127,4 +127,32 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(settings.scheduleUnit, .steps)
         XCTAssertEqual(settings.schedule, .constant(0.1))
     }
+
+    /// The stability threshold against the optimizer itself: on f(x) = λx²/2, the iterates of
+    /// this very Optimizer decay for λ 1 % below the threshold and grow for λ 1 % above, for SGD,
+    /// heavy ball and Nesterov, without weight decay and with coupled and decoupled decay.
+    func testStabilityThreshold_SeparatesDecayFromGrowth() {
+        for kind in MomentumKind.allCases {
+            for (mode, decay) in [(WeightDecayMode.coupled, 0.0), (.coupled, 0.3), (.decoupled, 0.3)] {
+                let settings = OptimizerSettings(
+                    schedule: .constant(0.1), momentumKind: kind, momentum: kind == .none ? 0 : 0.9,
+                    weightDecay: decay, weightDecayMode: mode)
+                let threshold = settings.stabilityThreshold(learningRate: 0.1).value
+                func growth(_ lambda: Double) -> Double {
+                    var optimizer = Optimizer(settings: settings, parameterCount: 1)
+                    var x: [Float] = [1]
+                    for _ in 0..<3_000 {
+                        var g: [Float] = [Float(lambda) * x[0]]
+                        optimizer.apply(gradient: &g, to: &x)
+                        if !(abs(x[0]) < 1e6) { return .infinity }  // grown (before Float overflows)
+                    }
+                    return Double(abs(x[0]))
+                }
+                let label = "\(kind) \(mode) \(decay): threshold \(threshold)"
+                XCTAssertLessThan(growth(threshold * 0.99), 1e-3, label)
+                XCTAssertGreaterThan(growth(threshold * 1.01), 1e3, label)
+            }
+        }
+        XCTAssertEqual(OptimizerSettings(schedule: .constant(0.1)).stabilityThreshold(learningRate: 0).value, .infinity)
+    }
 }
