@@ -64,19 +64,77 @@ public enum Curvature {
         return (values, vectors.map { $0[0] * $0[0] })
     }
 
-    /// Top eigenvalues of both signs: the `count` largest algebraic and the most negative.
+    /// Top eigenvalues of both signs: the `count` largest algebraic and the most negative, each
+    /// with the Lanczos residual bound |β_m·s_mj| (Parlett, "The Symmetric Eigenvalue Problem",
+    /// §13.1): H has an eigenvalue within that distance of the Ritz value. `converged` says whether
+    /// every one of them met the tolerance when the iterations stopped.
     public struct Eigenvalues: Sendable, Equatable, Codable {
         public var largest: [Double]
         public var mostNegative: Double
+        public var largestResidualBounds: [Double] = []
+        public var mostNegativeResidualBound: Double = 0
+        public var converged: Bool = true
+        /// Hessian-vector products the iteration took.
+        public var iterations: Int = 0
     }
 
+    /// Lanczos with full re-orthogonalisation that stops as soon as the `count` largest Ritz values
+    /// and the most negative one have residual bounds within `tolerance` × the spectral radius
+    /// estimate (the largest |Ritz value|), or after `iterations` products (a maximum). The
+    /// bounds come from the tridiagonal alone: no extra products.
     public static func topEigenvalues(
-        _ apply: Operator, dimension: Int, count: Int = 3, iterations: Int = 30, seed: UInt64 = 0
+        _ apply: Operator, dimension: Int, count: Int = 3, iterations: Int = 50, tolerance: Double = 1e-3,
+        seed: UInt64 = 0
     ) -> Eigenvalues {
         var generator = SplitMix64(seed: seed, stream: 0x1A9C)
-        let start = (0..<dimension).map { _ in generator.nextStandardNormal() }
-        let ritz = lanczos(apply, dimension: dimension, iterations: iterations, start: start).ritzValues
-        return Eigenvalues(largest: Array(ritz.reversed().prefix(count)), mostNegative: ritz.first ?? 0)
+        var q = (0..<dimension).map { _ in generator.nextStandardNormal() }
+        let norm = dot(q, q).squareRoot()
+        for i in q.indices { q[i] /= norm }
+        let limit = min(iterations, dimension)
+        var basis: [[Double]] = []
+        var alphas: [Double] = []
+        var betas: [Double] = []
+        var result = Eigenvalues(largest: [], mostNegative: 0, converged: false)
+        for step in 0..<limit {
+            basis.append(q)
+            var w = apply(q)
+            let alpha = dot(w, q)
+            alphas.append(alpha)
+            for _ in 0..<2 {
+                for b in basis {
+                    let c = dot(w, b)
+                    for i in w.indices { w[i] -= c * b[i] }
+                }
+            }
+            let beta = dot(w, w).squareRoot()
+            // Ritz pairs of the current tridiagonal and their residual bounds |β·last component|.
+            let m = alphas.count
+            var t = [Double](repeating: 0, count: m * m)
+            for i in 0..<m {
+                t[i * m + i] = alphas[i]
+                if i + 1 < m {
+                    t[i * m + i + 1] = betas[i]
+                    t[(i + 1) * m + i] = betas[i]
+                }
+            }
+            let (values, vectors) = LAPACK.symmetricEigen(t, n: m, vectors: true)
+            let invariant = beta < 1e-10 * max(abs(alpha), 1)
+            let bounds = vectors.map { invariant ? 0 : abs(beta * $0[m - 1]) }
+            let radius = values.map(abs).max() ?? 0
+            let top = Array(values.indices.reversed().prefix(count))
+            result = Eigenvalues(
+                largest: top.map { values[$0] }, mostNegative: values.first ?? 0,
+                largestResidualBounds: top.map { bounds[$0] }, mostNegativeResidualBound: bounds.first ?? 0,
+                converged: false, iterations: step + 1)
+            let wanted = top + [0]
+            result.converged =
+                top.count == min(count, dimension) && wanted.allSatisfy { bounds[$0] <= tolerance * radius }
+            if result.converged || invariant || step == limit - 1 { break }
+            betas.append(beta)
+            for i in w.indices { w[i] /= beta }
+            q = w
+        }
+        return result
     }
 
     /// A trace estimate with its standard error.

@@ -7,7 +7,10 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
     public var every: Int = 500
     /// Size of the fixed, seeded subset of the training data the curvature is measured on.
     public var examples: Int = 256
-    public var lanczosIterations: Int = 10
+    /// The most Lanczos products for the top eigenvalues; the iteration stops earlier once they
+    /// and the most negative one converge to `eigenTolerance` (relative to the spectral radius).
+    public var lanczosIterations: Int = 50
+    public var eigenTolerance: Double = 1e-3
     public var topEigenvalueCount: Int = 3
     public var hutchinsonProbes: Int = 4
     public var slqProbes: Int = 1
@@ -15,7 +18,7 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
     public var densityBins: Int = 40
     /// Per-layer (per named slice) top eigenvalue and trace.
     public var perLayer: Bool = true
-    public var perLayerIterations: Int = 3
+    public var perLayerIterations: Int = 20
     public var perLayerProbes: Int = 2
     /// SAM ρ (also used by ASAM and m-sharpness).
     public var samRadius: Double = 0.05
@@ -35,6 +38,7 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case every, examples, perLayer, workers
         case lanczosIterations = "lanczos_iterations"
+        case eigenTolerance = "eigen_tolerance"
         case topEigenvalueCount = "top_eigenvalue_count"
         case hutchinsonProbes = "hutchinson_probes"
         case slqProbes = "slq_probes"
@@ -57,6 +61,8 @@ public struct SharpnessSettings: Sendable, Equatable, Codable {
         every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
         examples = try c.decodeIfPresent(Int.self, forKey: .examples) ?? examples
         lanczosIterations = try c.decodeIfPresent(Int.self, forKey: .lanczosIterations) ?? lanczosIterations
+        // Configurations written before the convergence test ran a fixed number of steps.
+        eigenTolerance = try c.decodeIfPresent(Double.self, forKey: .eigenTolerance) ?? 0
         topEigenvalueCount = try c.decodeIfPresent(Int.self, forKey: .topEigenvalueCount) ?? topEigenvalueCount
         hutchinsonProbes = try c.decodeIfPresent(Int.self, forKey: .hutchinsonProbes) ?? hutchinsonProbes
         slqProbes = try c.decodeIfPresent(Int.self, forKey: .slqProbes) ?? slqProbes
@@ -88,9 +94,14 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         public var lambdaMax: Double
         public var trace: Double
         public var traceStandardError: Double
+        /// λ_max's Lanczos residual bound and whether it met the tolerance (nil in older records).
+        public var lambdaMaxResidualBound: Double? = nil
+        public var lambdaMaxConverged: Bool? = nil
         enum CodingKeys: String, CodingKey {
             case name
             case lambdaMax = "lambda_max"
+            case lambdaMaxResidualBound = "lambda_max_residual_bound"
+            case lambdaMaxConverged = "lambda_max_converged"
             case trace
             case traceStandardError = "trace_standard_error"
         }
@@ -111,6 +122,12 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
     public var lambdaMax: Double
     public var topEigenvalues: [Double]
     public var mostNegativeEigenvalue: Double
+    /// Lanczos residual bounds of `topEigenvalues` and of the most negative eigenvalue (an exact
+    /// eigenvalue lies within each), whether all met the tolerance, and the products taken.
+    public var topEigenvalueResidualBounds: [Double]?
+    public var mostNegativeEigenvalueResidualBound: Double?
+    public var eigenvaluesConverged: Bool?
+    public var lanczosIterationsUsed: Int?
     public var trace: Double
     public var traceStandardError: Double
     public var traceHutchPlusPlus: Double
@@ -140,6 +157,10 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         case lambdaMax = "lambda_max"
         case topEigenvalues = "top_eigenvalues"
         case mostNegativeEigenvalue = "most_negative_eigenvalue"
+        case topEigenvalueResidualBounds = "top_eigenvalue_residual_bounds"
+        case mostNegativeEigenvalueResidualBound = "most_negative_eigenvalue_residual_bound"
+        case eigenvaluesConverged = "eigenvalues_converged"
+        case lanczosIterationsUsed = "lanczos_iterations_used"
         case traceStandardError = "trace_standard_error"
         case traceHutchPlusPlus = "trace_hutch_plus_plus"
         case densityEdges = "density_edges"
@@ -169,7 +190,7 @@ public enum SharpnessProbe {
         let (apply, dimension) = Curvature.hessian(of: counting, at: x)
         let top = Curvature.topEigenvalues(
             apply, dimension: dimension, count: settings.topEigenvalueCount, iterations: settings.lanczosIterations,
-            seed: seed)
+            tolerance: settings.eigenTolerance, seed: seed)
         let trace = Curvature.hutchinson(apply, dimension: dimension, probes: settings.hutchinsonProbes, seed: seed)
         let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: settings.hutchinsonProbes, seed: seed)
         let density = Curvature.spectralDensity(
@@ -182,13 +203,16 @@ public enum SharpnessProbe {
             for slice in surface.network.layout.slices where slice.shape.count > 1 {
                 let (block, size) = Curvature.hessian(of: counting, at: x, block: slice.range)
                 let layerTop = Curvature.topEigenvalues(
-                    block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size), seed: seed)
+                    block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size),
+                    tolerance: settings.eigenTolerance, seed: seed)
                 let layerTrace = Curvature.hutchinson(
                     block, dimension: size, probes: settings.perLayerProbes, seed: seed)
                 layers.append(
                     .init(
                         name: slice.name, lambdaMax: layerTop.largest.first ?? 0, trace: layerTrace.value,
-                        traceStandardError: layerTrace.standardError))
+                        traceStandardError: layerTrace.standardError,
+                        lambdaMaxResidualBound: layerTop.largestResidualBounds.first,
+                        lambdaMaxConverged: layerTop.converged))
             }
         }
         let loss = surface.loss(at: x)
@@ -209,6 +233,9 @@ public enum SharpnessProbe {
             stabilityThreshold: stabilityThreshold?.value ?? 2 / learningRate,
             stabilityThresholdFormula: stabilityThreshold?.formula ?? "2/η", loss: loss,
             lambdaMax: top.largest.first ?? 0, topEigenvalues: top.largest, mostNegativeEigenvalue: top.mostNegative,
+            topEigenvalueResidualBounds: top.largestResidualBounds,
+            mostNegativeEigenvalueResidualBound: top.mostNegativeResidualBound, eigenvaluesConverged: top.converged,
+            lanczosIterationsUsed: top.iterations,
             trace: trace.value, traceStandardError: trace.standardError, traceHutchPlusPlus: plus.value,
             densityEdges: histogram.edges, densityMasses: histogram.masses, layers: layers, samSharpness: sam,
             samSharpnessAscent: samAscent, adaptiveSharpness: adaptive, mSharpness: m.value,

@@ -13,12 +13,23 @@ public enum ReportPage {
         th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
         .chart .title { font-size: 13px; font-weight: 600; } .chart .tick { font-size: 10px; fill: #555; }
         .chart .axis { font-size: 11px; fill: #333; } .chart .legend { font-size: 11px; }
-        .chart .point-label { font-size: 10px; }
+        .chart .point-label { font-size: 10px; } .unconverged { color: #999; }
         .chart .frame { fill: none; stroke: #999; } .chart .grid { stroke: #eee; } .chart .empty { fill: #a00; font-size: 14px; }
         .status-failed { color: #b00; } .status-completed { color: #070; }
         pre { background: #f7f7f7; padding: 12px; font-size: 11px; overflow-x: auto; max-height: 480px; }
         .note { color: #555; font-size: 12px; }
         """
+
+    /// Eigenvalues with their residual bounds; greyed out and marked when they did not converge.
+    static func eigenvalueCell(_ values: [Double], bounds: [Double]?, converged: Bool?) -> String {
+        let text = values.enumerated().map { index, value in
+            let bound = bounds.flatMap { index < $0.count ? $0[index] : nil }
+            return String(format: "%.4g", value) + (bound.map { String(format: " ± %.1g", $0) } ?? "")
+        }.joined(separator: ", ")
+        guard converged == false else { return text }
+        return
+            "<span class=\"unconverged\" title=\"the Lanczos residual bound did not meet the tolerance\">\(text) (not converged)</span>"
+    }
 
     /// Least-squares fit d ≈ a + b·ln t over the recorded distances from initialisation.
     public static func logFit(_ points: [(Double, Double)]) -> (a: Double, b: Double)? {
@@ -232,8 +243,24 @@ public enum ReportPage {
                     "trace (Hutchinson / Hutch++)",
                     String(format: "%.4g ± %.2g / %.4g", last.trace, last.traceStandardError, last.traceHutchPlusPlus)
                 ),
-                ("top eigenvalues", last.topEigenvalues.map { String(format: "%.4g", $0) }.joined(separator: ", ")),
-                ("most negative eigenvalue", String(format: "%.4g", last.mostNegativeEigenvalue)),
+                (
+                    "top eigenvalues",
+                    eigenvalueCell(
+                        last.topEigenvalues, bounds: last.topEigenvalueResidualBounds,
+                        converged: last.eigenvaluesConverged)
+                ),
+                (
+                    "most negative eigenvalue",
+                    eigenvalueCell(
+                        [last.mostNegativeEigenvalue], bounds: last.mostNegativeEigenvalueResidualBound.map { [$0] },
+                        converged: last.eigenvaluesConverged)
+                ),
+                (
+                    "Lanczos",
+                    last.lanczosIterationsUsed.map {
+                        "\($0) products; " + (last.eigenvaluesConverged == true ? "converged" : "not converged")
+                    } ?? "–"
+                ),
             ]
             if let value = last.averageDirectionSharpness, let error = last.averageDirectionSharpnessStandardError {
                 rows.insert(("average-direction (Zhu et al. 2023)", String(format: "%.4g ± %.2g", value, error)), at: 4)
@@ -246,7 +273,7 @@ public enum ReportPage {
                     "<p class=\"note\">Per layer (diagonal blocks of H):</p><table><tr><th>slice</th><th>λ_max</th><th>trace</th></tr>"
                 html +=
                     last.layers.map {
-                        "<tr><td>\(escape($0.name))</td><td>\(String(format: "%.4g", $0.lambdaMax))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
+                        "<tr><td>\(escape($0.name))</td><td>\(eigenvalueCell([$0.lambdaMax], bounds: $0.lambdaMaxResidualBound.map { [$0] }, converged: $0.lambdaMaxConverged))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
                     }.joined() + "</table>"
             }
             sections.append("<h2>Sharpness (latest)</h2>" + html)

@@ -345,6 +345,12 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             s.perturbationSamples >= 1, "--perturbation-samples", "must be at least 1, got \(s.perturbationSamples)")
         try check(s.lanczosIterations <= 10_000, "--lanczos-iterations", "at most 10,000, got \(s.lanczosIterations)")
         try finite(s.samRadius, "--sam-radius")
+        try check(
+            s.eigenTolerance.isFinite && s.eigenTolerance >= 0, "--eigen-tolerance",
+            "must be finite and ≥ 0, got \(s.eigenTolerance)")
+        try check(
+            s.perLayerIterations <= 10_000, "--per-layer-lanczos-iterations",
+            "at most 10,000, got \(s.perLayerIterations)")
         try finite(s.gaussianSigma, "--gaussian-sigma")
         try finite(optimizer.momentum, "--momentum")
         try finite(optimizer.weightDecay, "--weight-decay")

@@ -120,8 +120,20 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Also measure these workers' own models, e.g. 0,3.")
     var sharpnessWorkers: String = ""
 
-    @Option(help: "Lanczos iterations for the top Hessian eigenvalues.")
-    var lanczosIterations: Int = 10
+    @Option(
+        help:
+            "The most Lanczos iterations for the top Hessian eigenvalues (it stops earlier once they converge to --eigen-tolerance)."
+    )
+    var lanczosIterations: Int = 50
+
+    @Option(
+        help:
+            "Convergence of the reported eigenvalues: Lanczos residual bound ≤ this × the spectral radius (each record says whether it was met)."
+    )
+    var eigenTolerance: Double = 1e-3
+
+    @Option(help: "The most Lanczos iterations for each layer's λ_max.")
+    var perLayerLanczosIterations: Int = 20
 
     @Option(help: "Hutchinson probes for the Hessian trace (Hutch++ uses as many products).")
     var hutchinsonProbes: Int = 4
@@ -440,6 +452,8 @@ struct RunOptions: ParsableArguments {
         settings.every = sharpnessEvery
         settings.examples = sharpnessExamples
         settings.lanczosIterations = lanczosIterations
+        settings.eigenTolerance = eigenTolerance
+        settings.perLayerIterations = perLayerLanczosIterations
         settings.hutchinsonProbes = hutchinsonProbes
         settings.perLayer = !noPerLayerCurvature
         settings.samRadius = samRadius

@@ -212,6 +212,32 @@ final class ReportTests: XCTestCase {
         for value in drawn { XCTAssertEqual(value, 76, accuracy: 1e-9) }
     }
 
+    /// Eigenvalues carry their Lanczos residual bounds and a converged flag: at the default budget
+    /// they converge; with 2 products they do not, and the page greys them out and says so.
+    func testEigenvalues_CarryConvergence_AndThePageMarksTheUnconverged() throws {
+        let scratch = try temporaryDirectory("report-converged")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        for (budget, converged) in [(50, true), (2, false)] {
+            let run = scratch.appendingPathComponent("run-\(budget)")
+            let child = try Child(
+                try dsgdBinary(),
+                [
+                    "simulate", "--workers", "2", "--rounds", "2", "--model", "784-8-10", "--data", "synthetic",
+                    "--sharpness-every", "2", "--sharpness-examples", "32", "--lanczos-iterations", "\(budget)",
+                    "--hutchinson-probes", "2", "--no-per-layer-curvature", "--run-dir", run.path,
+                ], output: scratch.appendingPathComponent("log-\(budget)"))
+            XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+            let record = try XCTUnwrap(try jsonLines(run.appendingPathComponent("sharpness.jsonl")).first)
+            XCTAssertEqual(record["eigenvalues_converged"] as? Bool, converged, "budget \(budget)")
+            XCTAssertEqual(
+                (record["top_eigenvalue_residual_bounds"] as? [Double])?.count,
+                (record["top_eigenvalues"] as? [Double])?.count)
+            XCTAssertLessThanOrEqual(record["lanczos_iterations_used"] as? Int ?? 99, budget)
+            let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
+            XCTAssertEqual(html.contains("(not converged)"), !converged, "budget \(budget)")
+        }
+    }
+
     private func expectReportError(_ folder: URL, _ message: String, _ scratch: URL, line: UInt = #line) throws {
         let child = try Child(
             try dsgdBinary(), ["report", folder.path], output: scratch.appendingPathComponent("err-\(line)"))
