@@ -32,6 +32,14 @@ struct CoordinatorCommand: ParsableCommand {
         let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "coordinator")
         let heartbeats = HeartbeatSender(transport: heartbeatTransport)
         defer { heartbeats.stop() }
+        var generator = SystemRandomNumberGenerator()
+        let runID = generator.next() | 1
+        // The run id file first: whoever waits for the endpoint file may read it at once.
+        if let runIdFile {
+            FileManager.default.createFile(
+                atPath: runIdFile, contents: Data(String(runID, radix: 16).utf8), attributes: [.posixPermissions: 0o600]
+            )
+        }
         if let endpointFile {
             try Data((network.advertised(transport) + "\n").utf8).write(
                 to: URL(fileURLWithPath: endpointFile), options: .atomic)
@@ -40,13 +48,6 @@ struct CoordinatorCommand: ParsableCommand {
             "coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))"
         )
         installInterruptHandlers()
-        var generator = SystemRandomNumberGenerator()
-        let runID = generator.next() | 1
-        if let runIdFile {
-            FileManager.default.createFile(
-                atPath: runIdFile, contents: Data(String(runID, radix: 16).utf8), attributes: [.posixPermissions: 0o600]
-            )
-        }
         let shell = CoordinatorShell(
             machine: CoordinatorMachine(
                 configuration: configuration, runID: runID, testSet: prepared.testSet,
