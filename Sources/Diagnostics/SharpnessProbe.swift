@@ -97,8 +97,11 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         /// λ_max's Lanczos residual bound and whether it met the tolerance (nil in older records).
         public var lambdaMaxResidualBound: Double? = nil
         public var lambdaMaxConverged: Bool? = nil
+        /// The trace's 95 % interval (±t·s.e., Student's t on probes − 1 degrees of freedom).
+        public var traceInterval95: [Double]? = nil
         enum CodingKeys: String, CodingKey {
             case name
+            case traceInterval95 = "trace_interval_95"
             case lambdaMax = "lambda_max"
             case lambdaMaxResidualBound = "lambda_max_residual_bound"
             case lambdaMaxConverged = "lambda_max_converged"
@@ -130,6 +133,11 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
     public var lanczosIterationsUsed: Int?
     public var trace: Double
     public var traceStandardError: Double
+    /// The Hutchinson trace's 95 % interval [low, high] (±t·s.e., Student's t on probes − 1
+    /// degrees of freedom: with few probes ±2 s.e. covers far less than 95 %).
+    public var traceInterval95: [Double]?
+    /// Hutch++ with the same products: no error estimate of its own (its reported s.e. would only
+    /// be its Hutchinson part's), so the Hutchinson figure is the one with an interval.
     public var traceHutchPlusPlus: Double
     public var densityEdges: [Double]
     public var densityMasses: [Double]
@@ -162,6 +170,7 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
         case eigenvaluesConverged = "eigenvalues_converged"
         case lanczosIterationsUsed = "lanczos_iterations_used"
         case traceStandardError = "trace_standard_error"
+        case traceInterval95 = "trace_interval_95"
         case traceHutchPlusPlus = "trace_hutch_plus_plus"
         case densityEdges = "density_edges"
         case densityMasses = "density_masses"
@@ -212,7 +221,8 @@ public enum SharpnessProbe {
                         name: slice.name, lambdaMax: layerTop.largest.first ?? 0, trace: layerTrace.value,
                         traceStandardError: layerTrace.standardError,
                         lambdaMaxResidualBound: layerTop.largestResidualBounds.first,
-                        lambdaMaxConverged: layerTop.converged))
+                        lambdaMaxConverged: layerTop.converged,
+                        traceInterval95: [layerTrace.interval95.low, layerTrace.interval95.high]))
             }
         }
         let loss = surface.loss(at: x)
@@ -236,7 +246,8 @@ public enum SharpnessProbe {
             topEigenvalueResidualBounds: top.largestResidualBounds,
             mostNegativeEigenvalueResidualBound: top.mostNegativeResidualBound, eigenvaluesConverged: top.converged,
             lanczosIterationsUsed: top.iterations,
-            trace: trace.value, traceStandardError: trace.standardError, traceHutchPlusPlus: plus.value,
+            trace: trace.value, traceStandardError: trace.standardError,
+            traceInterval95: [trace.interval95.low, trace.interval95.high], traceHutchPlusPlus: plus.value,
             densityEdges: histogram.edges, densityMasses: histogram.masses, layers: layers, samSharpness: sam,
             samSharpnessAscent: samAscent, adaptiveSharpness: adaptive, mSharpness: m.value,
             gaussianSharpness: gaussian.value,

@@ -108,10 +108,13 @@ public enum ReportPage {
             title: "Hessian trace of x̄ against the stability threshold", xLabel: "round", yLabel: "tr(H)",
             series: [
                 .init(
-                    name: "tr(H) (Hutchinson, ±1 s.e.)", color: "#8c564b",
+                    name: "tr(H) (Hutchinson, 95 % interval)", color: "#8c564b",
                     points: averageSharpness.map { (Double($0.round), $0.trace) },
                     band: averageSharpness.map {
-                        (Double($0.round), $0.trace - $0.traceStandardError, $0.trace + $0.traceStandardError)
+                        (
+                            Double($0.round), $0.traceInterval95?.first ?? $0.trace - $0.traceStandardError,
+                            $0.traceInterval95?.last ?? $0.trace + $0.traceStandardError
+                        )
                     },
                     markers: true),
                 .init(name: thresholdName, color: "#7f7f7f", points: twoOverEta, dashed: true),
@@ -241,7 +244,9 @@ public enum ReportPage {
                 ),
                 (
                     "trace (Hutchinson / Hutch++)",
-                    String(format: "%.4g ± %.2g / %.4g", last.trace, last.traceStandardError, last.traceHutchPlusPlus)
+                    String(format: "%.4g ± %.2g", last.trace, last.traceStandardError)
+                        + (last.traceInterval95.map { String(format: ", 95 %% in [%.4g, %.4g]", $0[0], $0[1]) } ?? "")
+                        + String(format: " / %.4g (Hutch++, no error estimate)", last.traceHutchPlusPlus)
                 ),
                 (
                     "top eigenvalues",
@@ -273,7 +278,7 @@ public enum ReportPage {
                     "<p class=\"note\">Per layer (diagonal blocks of H):</p><table><tr><th>slice</th><th>λ_max</th><th>trace</th></tr>"
                 html +=
                     last.layers.map {
-                        "<tr><td>\(escape($0.name))</td><td>\(eigenvalueCell([$0.lambdaMax], bounds: $0.lambdaMaxResidualBound.map { [$0] }, converged: $0.lambdaMaxConverged))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError))</td></tr>"
+                        "<tr><td>\(escape($0.name))</td><td>\(eigenvalueCell([$0.lambdaMax], bounds: $0.lambdaMaxResidualBound.map { [$0] }, converged: $0.lambdaMaxConverged))</td><td>\(String(format: "%.4g ± %.2g", $0.trace, $0.traceStandardError) + ($0.traceInterval95.map { String(format: " [%.4g, %.4g]", $0[0], $0[1]) } ?? ""))</td></tr>"
                     }.joined() + "</table>"
             }
             sections.append("<h2>Sharpness (latest)</h2>" + html)

@@ -302,4 +302,38 @@ final class CurvatureTests: XCTestCase {
         XCTAssertEqual(whole.value, Sharpness.worstCase(surface, at: x, radius: rho), accuracy: 1e-9)
         XCTAssertGreaterThan(Set(perBatch.map { Float($0) }).count, 1, "batches differ")
     }
+
+    /// Honest trace intervals at the default budgets (4 probes globally, 2 per layer): over 200
+    /// seeded repetitions on a small model with its exact Hessian, the reported 95 % interval
+    /// (±t·s.e., Student's t on probes − 1 degrees of freedom) covers the exact trace in 90–98 %
+    /// of them, globally and per layer (measured: 190, 184 and 186 of 200; ±2 s.e. covered 176 of
+    /// 200 globally, too few).
+    func testTraceIntervals_CoverAtTheStatedRate() {
+        let (surface, x) = smallNetworkLoss(ModelSpec(widths: [30, 24, 10]))
+        let d = surface.dimension
+        let h = denseHessian(surface, at: x)
+        let defaults = SharpnessSettings()
+        let (apply, dimension) = Curvature.hessian(of: surface, at: x)
+        let exact = (0..<d).reduce(0.0) { $0 + h[$1 * d + $1] }
+        var covered = 0
+        for seed in 0..<200 {
+            let estimate = Curvature.hutchinson(
+                apply, dimension: dimension, probes: defaults.hutchinsonProbes, seed: UInt64(seed))
+            let interval = estimate.interval95
+            if interval.low <= exact && exact <= interval.high { covered += 1 }
+        }
+        XCTAssertTrue((180...196).contains(covered), "global: \(covered)/200")
+        for slice in surface.network.layout.slices where slice.shape.count > 1 {
+            let (block, size) = Curvature.hessian(of: surface, at: x, block: slice.range)
+            let blockExact = slice.range.reduce(0.0) { $0 + h[$1 * d + $1] }
+            var blockCovered = 0
+            for seed in 0..<200 {
+                let estimate = Curvature.hutchinson(
+                    block, dimension: size, probes: defaults.perLayerProbes, seed: UInt64(seed))
+                let interval = estimate.interval95
+                if interval.low <= blockExact && blockExact <= interval.high { blockCovered += 1 }
+            }
+            XCTAssertTrue((180...196).contains(blockCovered), "\(slice.name): \(blockCovered)/200")
+        }
+    }
 }

@@ -94,7 +94,7 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(
             seriesValues(html, chart: "lambda", series: "threshold 2/η"), sharpness.map(\.twoOverLearningRate))
         XCTAssertEqual(
-            seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, ±1 s.e.)"), sharpness.map(\.trace))
+            seriesValues(html, chart: "trace", series: "tr(H) (Hutchinson, 95 % interval)"), sharpness.map(\.trace))
         XCTAssertEqual(
             seriesValues(html, chart: "distance", series: "‖x̄ₜ − x₀‖"), rounds.compactMap(\.distanceFromInit))
 
@@ -233,6 +233,11 @@ final class ReportTests: XCTestCase {
                 (record["top_eigenvalue_residual_bounds"] as? [Double])?.count,
                 (record["top_eigenvalues"] as? [Double])?.count)
             XCTAssertLessThanOrEqual(record["lanczos_iterations_used"] as? Int ?? 99, budget)
+            // The trace's 95 % interval: ±t·s.e. with t on 1 degree of freedom for 2 probes.
+            let interval = try XCTUnwrap(record["trace_interval_95"] as? [Double])
+            let (trace, error) = (record["trace"] as! Double, record["trace_standard_error"] as! Double)
+            XCTAssertEqual(interval[0], trace - 12.706 * error, accuracy: 1e-9 * max(abs(trace), 1))
+            XCTAssertEqual(interval[1], trace + 12.706 * error, accuracy: 1e-9 * max(abs(trace), 1))
             let html = try String(contentsOf: run.appendingPathComponent("report.html"), encoding: .utf8)
             XCTAssertEqual(html.contains("(not converged)"), !converged, "budget \(budget)")
         }
