@@ -121,10 +121,11 @@ public struct LocalTrainer {
             }
         }
         let steps = steps ?? localSteps
-        let positions = (0..<steps).map { step in round.map { clock.position(round: $0, step: step, of: steps) } }
+        // The schedule position of each step (nil: the optimizer's own counter).
+        let clock = self.clock
+        func position(_ step: Int) -> Int? { round.map { clock.position(round: $0, step: step, of: steps) } }
         let learningRate =
-            positions.first.flatMap { $0 }.map { optimizer.settings.schedule.learningRate(atStep: $0) }
-            ?? optimizer.currentLearningRate
+            position(0).map { optimizer.settings.schedule.learningRate(atStep: $0) } ?? optimizer.currentLearningRate
         guard steps > 0 else { return (0, learningRate) }
         let kept = stateRanges + frozen
         if savedState.count < kept.reduce(0, { $0 + $1.count }) {
@@ -134,7 +135,7 @@ public struct LocalTrainer {
         let workspace = self.workspace
         let batchSize = self.batchSize
         let batchNorm = self.batchNorm
-        for position in positions {
+        for step in 0..<steps {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
                 gradient.withUnsafeMutableBufferPointer { g in
@@ -161,7 +162,7 @@ public struct LocalTrainer {
                 gradient.addScaled(parameters, by: proximal.mu)
                 gradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
-            optimizer.apply(gradient: &gradient, to: &parameters, scheduleStep: position)
+            optimizer.apply(gradient: &gradient, to: &parameters, scheduleStep: position(step))
             offset = 0
             for range in kept {
                 parameters.replaceSubrange(range, with: savedState[offset..<(offset + range.count)])

@@ -38,19 +38,30 @@ public enum Curvature {
             var w = apply(q)
             let alpha = dot(w, q)
             alphas.append(alpha)
-            // Full re-orthogonalisation, twice (numerically it is "twice is enough").
-            for _ in 0..<2 {
-                for b in basis {
-                    let c = dot(w, b)
-                    for i in w.indices { w[i] -= c * b[i] }
-                }
-            }
+            reorthogonalize(&w, against: basis)
             let beta = dot(w, w).squareRoot()
             if step == k - 1 || beta < 1e-10 * max(abs(alpha), 1) { break }
             betas.append(beta)
             for i in w.indices { w[i] /= beta }
             q = w
         }
+        let (values, vectors) = tridiagonalEigen(alphas: alphas, betas: betas)
+        return (values, vectors.map { $0[0] * $0[0] })
+    }
+
+    /// Full re-orthogonalisation against the Lanczos basis, twice (numerically "twice is enough").
+    static func reorthogonalize(_ w: inout [Double], against basis: [[Double]]) {
+        for _ in 0..<2 {
+            for b in basis {
+                let c = dot(w, b)
+                for i in w.indices { w[i] -= c * b[i] }
+            }
+        }
+    }
+
+    /// Eigenpairs of the symmetric tridiagonal matrix with diagonal `alphas` and off-diagonal
+    /// `betas` (the first alphas.count − 1 of them), values ascending.
+    static func tridiagonalEigen(alphas: [Double], betas: [Double]) -> (values: [Double], vectors: [[Double]]) {
         let m = alphas.count
         var t = [Double](repeating: 0, count: m * m)
         for i in 0..<m {
@@ -60,8 +71,7 @@ public enum Curvature {
                 t[(i + 1) * m + i] = betas[i]
             }
         }
-        let (values, vectors) = LAPACK.symmetricEigen(t, n: m, vectors: true)
-        return (values, vectors.map { $0[0] * $0[0] })
+        return LAPACK.symmetricEigen(t, n: m, vectors: true)
     }
 
     /// Top eigenvalues of both signs: the `count` largest algebraic and the most negative, each
@@ -100,24 +110,11 @@ public enum Curvature {
             var w = apply(q)
             let alpha = dot(w, q)
             alphas.append(alpha)
-            for _ in 0..<2 {
-                for b in basis {
-                    let c = dot(w, b)
-                    for i in w.indices { w[i] -= c * b[i] }
-                }
-            }
+            reorthogonalize(&w, against: basis)
             let beta = dot(w, w).squareRoot()
             // Ritz pairs of the current tridiagonal and their residual bounds |β·last component|.
             let m = alphas.count
-            var t = [Double](repeating: 0, count: m * m)
-            for i in 0..<m {
-                t[i * m + i] = alphas[i]
-                if i + 1 < m {
-                    t[i * m + i + 1] = betas[i]
-                    t[(i + 1) * m + i] = betas[i]
-                }
-            }
-            let (values, vectors) = LAPACK.symmetricEigen(t, n: m, vectors: true)
+            let (values, vectors) = tridiagonalEigen(alphas: alphas, betas: betas)
             let invariant = beta < 1e-10 * max(abs(alpha), 1)
             let bounds = vectors.map { invariant ? 0 : abs(beta * $0[m - 1]) }
             let radius = values.map(abs).max() ?? 0

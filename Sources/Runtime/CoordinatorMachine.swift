@@ -214,9 +214,11 @@ public struct CoordinatorMachine {
                     "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
                 )
             }
-            // A diverged client's model must not reach the average (a NaN global model would be
-            // rejected by every client, and the run would stall): the run fails, or drops it.
-            if gathers, let payload = envelope.payload, !payload.isFinite {
+            // A diverged client's model must not reach the server's average (a NaN global model
+            // would be rejected by every client, and the run would stall): the run fails, or drops
+            // it. Gossip models are checked by the neighbours that mix them, so the coordinator's
+            // per-round gathering does not pay a pass over every model for it.
+            if configuration.federated != nil, gathers, let payload = envelope.payload, !payload.isFinite {
                 return onWorkerFailed(
                     sender,
                     cause:
