@@ -8,15 +8,40 @@ public enum Curvature {
     /// The operator of a loss surface's Hessian at x, optionally restricted to one block (a named
     /// parameter slice): the block's diagonal block H_bb.
     public static func hessian(of surface: LossSurface, at x: [Float], block: Range<Int>? = nil) -> (Operator, Int) {
+        restrict(surface.hessianOperator(at: x), dimension: surface.dimension, to: block)
+    }
+
+    /// The operator of Float32 products `product` on `dimension` values, or of its diagonal block
+    /// on `block`.
+    public static func restrict(_ product: @escaping ([Float]) -> [Float], dimension: Int, to block: Range<Int>? = nil)
+        -> (Operator, Int)
+    {
         guard let block else {
-            return ({ v in surface.hessianVectorProduct(at: x, v.map(Float.init)).map(Double.init) }, surface.dimension)
+            return ({ v in product(v.map(Float.init)).map(Double.init) }, dimension)
         }
         let operator_: Operator = { v in
-            var full = [Float](repeating: 0, count: surface.dimension)
+            var full = [Float](repeating: 0, count: dimension)
             for (i, value) in v.enumerated() { full[block.lowerBound + i] = Float(value) }
-            return surface.hessianVectorProduct(at: x, full)[block].map(Double.init)
+            return product(full)[block].map(Double.init)
         }
         return (operator_, block.count)
+    }
+
+    /// The quadratic form of Float32 forms `form` on `dimension` values, or of its diagonal block
+    /// on `block` (zᵀH_bb z is the full form of z extended by zeros).
+    public static func restrict(
+        quadraticForm form: @escaping ([Float]) -> Double, dimension: Int, to block: Range<Int>? = nil
+    )
+        -> (([Double]) -> Double, Int)
+    {
+        guard let block else { return ({ z in form(z.map(Float.init)) }, dimension) }
+        return (
+            { z in
+                var full = [Float](repeating: 0, count: dimension)
+                for (i, value) in z.enumerated() { full[block.lowerBound + i] = Float(value) }
+                return form(full)
+            }, block.count
+        )
     }
 
     /// Lanczos with full re-orthogonalisation (Golub and Van Loan, §10.1): `iterations` products
@@ -27,34 +52,108 @@ public enum Curvature {
         ritzValues: [Double], weights: [Double]
     ) {
         let k = min(iterations, dimension)
-        var basis: [[Double]] = []
-        var alphas: [Double] = []
-        var betas: [Double] = []
-        var q = start
-        let norm = dot(q, q).squareRoot()
-        for i in q.indices { q[i] /= norm }
+        var process = LanczosProcess(start: start, capacity: k)
         for step in 0..<k {
-            basis.append(q)
-            var w = apply(q)
-            let alpha = dot(w, q)
-            alphas.append(alpha)
-            reorthogonalize(&w, against: basis)
-            let beta = dot(w, w).squareRoot()
-            if step == k - 1 || beta < 1e-10 * max(abs(alpha), 1) { break }
-            betas.append(beta)
-            for i in w.indices { w[i] /= beta }
-            q = w
+            process.extend(apply)
+            if step == k - 1 || process.isInvariant { break }
         }
-        let (values, vectors) = tridiagonalEigen(alphas: alphas, betas: betas)
+        let (values, vectors) = tridiagonalEigen(alphas: process.alphas, betas: process.betas)
         return (values, vectors.map { $0[0] * $0[0] })
     }
 
-    /// Full re-orthogonalisation against the Lanczos basis, twice (numerically "twice is enough").
-    static func reorthogonalize(_ w: inout [Double], against basis: [[Double]]) {
-        for _ in 0..<2 {
-            for b in basis {
-                let c = dot(w, b)
-                for i in w.indices { w[i] -= c * b[i] }
+    /// The state of a Lanczos iteration: the orthonormal basis so far, T's coefficients, and the
+    /// residual that becomes the next basis vector.
+    ///
+    /// The vectors and the recurrence are Float64; the basis kept for re-orthogonalisation is
+    /// stored in Float32, row after row, so re-orthogonalisation is two matrix-vector products
+    /// over half the bytes (it is memory-bound: at 100 steps it cost more than the Hessian-vector
+    /// products themselves). Orthogonality then holds to about 1e-6, the precision of the Float32
+    /// products the operator is built from; T, and so the Ritz values and their bounds, are
+    /// perturbed by about 1e-6·‖H‖, far inside any eigen tolerance.
+    struct LanczosProcess {
+        let dimension: Int
+        private(set) var alphas: [Double] = []
+        /// T's off-diagonal: betas[i] couples steps i and i + 1.
+        private(set) var betas: [Double] = []
+        /// ‖r‖ after the last step: the β of the next step, and the factor of every residual bound.
+        private(set) var residualNorm: Double = 0
+        private var basis: [Float] = []
+        private var residual: [Double]
+        private var previous: [Double] = []
+
+        init(start: [Double], capacity: Int) {
+            dimension = start.count
+            let norm = Curvature.dot(start, start).squareRoot()
+            residual = start.map { $0 / norm }
+            residualNorm = 1
+            basis.reserveCapacity(capacity * dimension)
+        }
+
+        var count: Int { alphas.count }
+
+        /// The Krylov space is invariant: the residual vanished to round-off.
+        var isInvariant: Bool { residualNorm < 1e-10 * max(abs(alphas.last ?? 0), 1) }
+
+        /// One step: the next basis vector q = r/‖r‖, w = H·q, α = qᵀw, then w minus its components
+        /// on q and the previous vector (the three-term recurrence) and on every earlier vector
+        /// (full re-orthogonalisation) becomes the residual.
+        mutating func extend(_ apply: Operator) {
+            if !alphas.isEmpty { betas.append(residualNorm) }
+            let scale = 1 / residualNorm
+            let q = residual.map { $0 * scale }
+            basis.append(contentsOf: q.map(Float.init))
+            var w = apply(q)
+            precondition(w.count == dimension, "operator returned \(w.count) values for \(dimension)")
+            let alpha = Curvature.dot(w, q)
+            alphas.append(alpha)
+            w.withUnsafeMutableBufferPointer { w in
+                q.withUnsafeBufferPointer {
+                    BLAS.axpy(count: dimension, alpha: -alpha, x: $0.baseAddress!, y: w.baseAddress!)
+                }
+                if let beta = betas.last {
+                    previous.withUnsafeBufferPointer {
+                        BLAS.axpy(count: dimension, alpha: -beta, x: $0.baseAddress!, y: w.baseAddress!)
+                    }
+                }
+            }
+            orthogonalize(&w)
+            previous = q
+            residual = w
+            residualNorm = Curvature.dot(w, w).squareRoot()
+        }
+
+        /// Classical Gram–Schmidt against the whole basis, repeated when a pass removed more than
+        /// 1 − 1/√2 of the vector's norm (Daniel, Gragg, Kaufman and Stewart, Math. Comp. 1976: the
+        /// second pass restores orthogonality to working precision; "twice is enough").
+        func orthogonalize(_ w: inout [Double]) {
+            let rows = alphas.count
+            var coefficients = [Float](repeating: 0, count: rows)
+            var projection = [Float](repeating: 0, count: dimension)
+            var norm = Curvature.dot(w, w).squareRoot()
+            for _ in 0..<2 {
+                let single = w.map(Float.init)
+                basis.withUnsafeBufferPointer { q in
+                    coefficients.withUnsafeMutableBufferPointer { c in
+                        single.withUnsafeBufferPointer { x in
+                            BLAS.gemv(
+                                transposeA: false, m: rows, n: dimension, alpha: 1, a: q.baseAddress!,
+                                lda: dimension, x: x.baseAddress!, beta: 0, y: c.baseAddress!)
+                        }
+                        projection.withUnsafeMutableBufferPointer { p in
+                            BLAS.gemv(
+                                transposeA: true, m: rows, n: dimension, alpha: 1, a: q.baseAddress!, lda: dimension,
+                                x: UnsafePointer(c.baseAddress!), beta: 0, y: p.baseAddress!)
+                        }
+                    }
+                }
+                w.withUnsafeMutableBufferPointer { w in
+                    projection.withUnsafeBufferPointer { p in
+                        for i in 0..<dimension { w[i] -= Double(p[i]) }
+                    }
+                }
+                let after = Curvature.dot(w, w).squareRoot()
+                if after >= norm * 0.5.squareRoot() { break }
+                norm = after
             }
         }
     }
@@ -92,44 +191,37 @@ public enum Curvature {
     /// and the most negative one have residual bounds within `tolerance` × the spectral radius
     /// estimate (the largest |Ritz value|), or after `iterations` products (a maximum). The
     /// bounds come from the tridiagonal alone: no extra products.
+    ///
+    /// With `includingMostNegative` false only the largest must converge (the most negative is
+    /// still reported, with its bound).
     public static func topEigenvalues(
         _ apply: Operator, dimension: Int, count: Int = 3, iterations: Int = 50, tolerance: Double = 1e-3,
-        seed: UInt64 = 0
+        includingMostNegative: Bool = true, seed: UInt64 = 0
     ) -> Eigenvalues {
+        // A Rademacher start: as good as a Gaussian one for Lanczos (any start with components on
+        // the wanted eigenvectors), and 40× cheaper to draw for a large model.
         var generator = SplitMix64(seed: seed, stream: 0x1A9C)
-        var q = (0..<dimension).map { _ in generator.nextStandardNormal() }
-        let norm = dot(q, q).squareRoot()
-        for i in q.indices { q[i] /= norm }
+        let start = rademacher(dimension, &generator)
         let limit = min(iterations, dimension)
-        var basis: [[Double]] = []
-        var alphas: [Double] = []
-        var betas: [Double] = []
+        var process = LanczosProcess(start: start, capacity: limit)
         var result = Eigenvalues(largest: [], mostNegative: 0, converged: false)
         for step in 0..<limit {
-            basis.append(q)
-            var w = apply(q)
-            let alpha = dot(w, q)
-            alphas.append(alpha)
-            reorthogonalize(&w, against: basis)
-            let beta = dot(w, w).squareRoot()
+            process.extend(apply)
             // Ritz pairs of the current tridiagonal and their residual bounds |β·last component|.
-            let m = alphas.count
-            let (values, vectors) = tridiagonalEigen(alphas: alphas, betas: betas)
-            let invariant = beta < 1e-10 * max(abs(alpha), 1)
-            let bounds = vectors.map { invariant ? 0 : abs(beta * $0[m - 1]) }
+            let m = process.count
+            let (values, vectors) = tridiagonalEigen(alphas: process.alphas, betas: process.betas)
+            let invariant = process.isInvariant
+            let bounds = vectors.map { invariant ? 0 : abs(process.residualNorm * $0[m - 1]) }
             let radius = values.map(abs).max() ?? 0
             let top = Array(values.indices.reversed().prefix(count))
             result = Eigenvalues(
                 largest: top.map { values[$0] }, mostNegative: values.first ?? 0,
                 largestResidualBounds: top.map { bounds[$0] }, mostNegativeResidualBound: bounds.first ?? 0,
                 converged: false, iterations: step + 1)
-            let wanted = top + [0]
+            let wanted = includingMostNegative ? top + [0] : top
             result.converged =
                 top.count == min(count, dimension) && wanted.allSatisfy { bounds[$0] <= tolerance * radius }
-            if result.converged || invariant || step == limit - 1 { break }
-            betas.append(beta)
-            for i in w.indices { w[i] /= beta }
-            q = w
+            if result.converged || invariant { break }
         }
         return result
     }
@@ -172,11 +264,18 @@ public enum Curvature {
     /// Hutchinson's estimator with Rademacher probes (Hutchinson, 1990): tr(H) = E[zᵀHz]; the
     /// standard error is the sample standard deviation over √probes.
     public static func hutchinson(_ apply: Operator, dimension: Int, probes: Int, seed: UInt64 = 0) -> TraceEstimate {
+        hutchinson(quadraticForm: { z in dot(z, apply(z)) }, dimension: dimension, probes: probes, seed: seed)
+    }
+
+    /// Hutchinson's estimator from the quadratic form z ↦ zᵀHz alone (cheaper than H·z for a
+    /// network: one forward pass to second order); the same probes as the operator form.
+    public static func hutchinson(
+        quadraticForm: (_ z: [Double]) -> Double, dimension: Int, probes: Int, seed: UInt64 = 0
+    ) -> TraceEstimate {
         var generator = SplitMix64(seed: seed, stream: 0x7ACE)
         var samples: [Double] = []
         for _ in 0..<probes {
-            let z = rademacher(dimension, &generator)
-            samples.append(dot(z, apply(z)))
+            samples.append(quadraticForm(rademacher(dimension, &generator)))
         }
         let mean = samples.reduce(0, +) / Double(probes)
         let variance = probes > 1 ? samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(probes - 1) : 0
@@ -263,9 +362,11 @@ public enum Curvature {
     }
 
     static func dot(_ a: [Double], _ b: [Double]) -> Double {
-        var sum = 0.0
-        for i in a.indices { sum += a[i] * b[i] }
-        return sum
+        precondition(a.count == b.count)
+        guard !a.isEmpty else { return 0 }
+        return a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in BLAS.dot(count: a.count, x: a.baseAddress!, y: b.baseAddress!) }
+        }
     }
 }
 

@@ -9,6 +9,9 @@ public protocol LossSurface {
     func loss(at x: [Float]) -> Double
     func lossAndGradient(at x: [Float]) -> (loss: Double, gradient: [Float])
     func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float]
+    /// H(x) for many products at one x. A surface that can does the work that does not depend on
+    /// the direction (the forward pass and the gradient) once, here.
+    func curvatureOperators(at x: [Float]) -> CurvatureOperators
     /// Coordinates that are not parameters (batch-norm running statistics): random perturbations
     /// leave them alone, and the Hessian is zero on them.
     var frozenRanges: [Range<Int>] { get }
@@ -17,11 +20,31 @@ public protocol LossSurface {
 extension LossSurface {
     public var frozenRanges: [Range<Int>] { [] }
 
+    public func curvatureOperators(at x: [Float]) -> CurvatureOperators {
+        CurvatureOperators(product: { v in self.hessianVectorProduct(at: x, v) })
+    }
+
+    /// v ↦ H(x)·v.
+    public func hessianOperator(at x: [Float]) -> ([Float]) -> [Float] { curvatureOperators(at: x).product }
+
     /// `v` with the frozen coordinates set to zero.
     public func zeroingFrozen(_ v: [Float]) -> [Float] {
         var v = v
         for range in frozenRanges { for i in range { v[i] = 0 } }
         return v
+    }
+}
+
+/// A Hessian at one point: v ↦ H·v, and v ↦ vᵀHv (all Hutchinson's probes need; a surface may
+/// compute it more cheaply than through the product).
+public struct CurvatureOperators {
+    public var product: ([Float]) -> [Float]
+    public var quadraticForm: ([Float]) -> Double
+
+    public init(product: @escaping ([Float]) -> [Float], quadraticForm: (([Float]) -> Double)? = nil) {
+        self.product = product
+        self.quadraticForm =
+            quadraticForm ?? { v in zip(v, product(v)).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
     }
 }
 
@@ -36,9 +59,9 @@ public final class NetworkLoss: LossSurface {
     public let dataset: Dataset
     public let normalization: NormalizationMode
     private let workspace: NetworkWorkspace
-    private let curvature: CurvatureWorkspace
-    private let chunkSize: Int
-    private let rows: [Int]
+    fileprivate let curvature: CurvatureWorkspace
+    fileprivate let chunkSize: Int
+    fileprivate let rows: [Int]
 
     /// - Parameter rows: which examples of `dataset` to use (all by default).
     public init(
@@ -110,21 +133,159 @@ public final class NetworkLoss: LossSurface {
     }
 
     public func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float] {
-        var total = [Float](repeating: 0, count: dimension)
-        var part = [Float](repeating: 0, count: dimension)
-        x.withUnsafeBufferPointer { p in
-            v.withUnsafeBufferPointer { d in
-                for chunk in chunks() {
-                    dataset.copyRows(chunk, into: curvature.input, labels: curvature.labels)
-                    part.withUnsafeMutableBufferPointer {
-                        _ = curvature.hessianVectorProduct(
-                            parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!,
-                            batchSize: chunk.count, normalization: normalization)
+        PreparedCurvature(self, at: x, retainingAtMost: 0).product(v)
+    }
+
+    /// At most this many bytes of forward and backward state are kept by the operators from
+    /// `curvatureOperators(at:)`; chunks beyond it are recomputed each time.
+    public static let retainedStateBudgetBytes = 256 << 20
+
+    public func curvatureOperators(at x: [Float]) -> CurvatureOperators {
+        curvatureOperators(at: x, retainingAtMost: Self.retainedStateBudgetBytes)
+    }
+
+    /// The operators keeping at most `budget` bytes of state (tests use small budgets to mix
+    /// prepared and recomputed chunks).
+    func curvatureOperators(at x: [Float], retainingAtMost budget: Int) -> CurvatureOperators {
+        let prepared = PreparedCurvature(self, at: x, retainingAtMost: budget)
+        return CurvatureOperators(product: { prepared.product($0) }, quadraticForm: { prepared.quadraticForm($0) })
+    }
+
+    /// Rows per chunk of prepared curvature: `chunkSize` when batch statistics make the chunk part
+    /// of the loss's definition, otherwise as many rows as 32 MB of state hold (larger GEMMs).
+    fileprivate var preparedChunkSize: Int {
+        let chunkDefinesLoss =
+            normalization != .runningStatistics && network.layers.contains { $0 is BatchNorm }
+        guard !chunkDefinesLoss else { return chunkSize }
+        let rowsInBudget = (32 << 20) / CurvatureWorkspace.retainedBytesPerRow(of: network)
+        return max(chunkSize, min(rows.count, rowsInBudget))
+    }
+
+    /// A `NetworkLoss` at one x, its chunks prepared: each chunk whose state fits in the budget
+    /// has its rows converted to floats and its forward pass and gradient kept once, so a product
+    /// costs one R-forward and one R-backward pass (about half of a from-scratch product) and a
+    /// quadratic form one forward pass to second order. Chunks beyond the budget are recomputed
+    /// each time, `chunkSize` rows at a time.
+    fileprivate final class PreparedCurvature {
+        let loss: NetworkLoss
+        let x: [Float]
+        let chunks: [ArraySlice<Int>]
+        let workspaces: [CurvatureWorkspace?]
+
+        init(_ loss: NetworkLoss, at x: [Float], retainingAtMost budget: Int) {
+            precondition(x.count == loss.dimension, "\(x.count) parameters for a \(loss.dimension)-value model")
+            self.loss = loss
+            self.x = x
+            let size = loss.preparedChunkSize
+            let rows = loss.rows
+            let chunks = stride(from: 0, to: rows.count, by: size).map { rows[$0..<min($0 + size, rows.count)] }
+            self.chunks = chunks
+            let bytesPerRow = CurvatureWorkspace.retainedBytesPerRow(of: loss.network)
+            var retained = 0
+            var workspaces: [CurvatureWorkspace?] = []
+            x.withUnsafeBufferPointer { p in
+                for chunk in chunks {
+                    guard retained + bytesPerRow * chunk.count <= budget else {
+                        workspaces.append(nil)
+                        continue
                     }
-                    total.addScaled(part, by: Float(chunk.count) / Float(rows.count))
+                    retained += bytesPerRow * chunk.count
+                    let workspace = CurvatureWorkspace(
+                        network: loss.network, capacity: chunk.count,
+                        sharingTemporariesWith: workspaces.first.flatMap { $0 } ?? loss.curvature)
+                    loss.dataset.copyRows(chunk, into: workspace.input, labels: workspace.labels)
+                    workspace.prepare(
+                        parameters: p.baseAddress!, batchSize: chunk.count, normalization: loss.normalization)
+                    workspaces.append(workspace)
+                }
+            }
+            self.workspaces = workspaces
+        }
+
+        /// Calls `body` with each piece of the data, its weight in the mean, and its prepared
+        /// workspace; unprepared pieces are loaded into the loss's own workspace first (nil).
+        private func forEachPiece(_ body: (ArraySlice<Int>, Float, CurvatureWorkspace?) -> Void) {
+            let total = Float(loss.rows.count)
+            for (chunk, workspace) in zip(chunks, workspaces) {
+                if let workspace {
+                    body(chunk, Float(chunk.count) / total, workspace)
+                    continue
+                }
+                for start in stride(from: chunk.startIndex, to: chunk.endIndex, by: loss.chunkSize) {
+                    let piece = chunk[start..<min(start + loss.chunkSize, chunk.endIndex)]
+                    loss.dataset.copyRows(piece, into: loss.curvature.input, labels: loss.curvature.labels)
+                    body(piece, Float(piece.count) / total, nil)
                 }
             }
         }
-        return total
+
+        func product(_ v: [Float]) -> [Float] {
+            let dimension = loss.dimension
+            precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
+            return x.withUnsafeBufferPointer { p in
+                v.withUnsafeBufferPointer { d in
+                    if chunks.count == 1, let workspace = workspaces[0] {
+                        // The whole set in one prepared chunk: its mean is the product.
+                        return [Float](unsafeUninitializedCapacity: dimension) { out, count in
+                            workspace.preparedProduct(
+                                parameters: p.baseAddress!, direction: d.baseAddress!, product: out.baseAddress!)
+                            count = dimension
+                        }
+                    }
+                    var total = [Float](repeating: 0, count: dimension)
+                    var part = [Float](repeating: 0, count: dimension)
+                    forEachPiece { piece, weight, workspace in
+                        part.withUnsafeMutableBufferPointer {
+                            if let workspace {
+                                workspace.preparedProduct(
+                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!)
+                            } else {
+                                loss.curvature.hessianVectorProduct(
+                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!,
+                                    batchSize: piece.count, normalization: loss.normalization)
+                            }
+                        }
+                        total.addScaled(part, by: weight)
+                    }
+                    return total
+                }
+            }
+        }
+
+        /// vᵀHv: per prepared chunk by forward mode to second order where every layer has it,
+        /// otherwise vᵀ(H·v).
+        func quadraticForm(_ v: [Float]) -> Double {
+            let dimension = loss.dimension
+            precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
+            var part = [Float](repeating: 0, count: dimension)
+            var sum = 0.0
+            x.withUnsafeBufferPointer { p in
+                v.withUnsafeBufferPointer { d in
+                    forEachPiece { piece, weight, workspace in
+                        if let workspace,
+                            let form = workspace.preparedQuadraticForm(
+                                parameters: p.baseAddress!, direction: d.baseAddress!)
+                        {
+                            sum += Double(weight) * form
+                            return
+                        }
+                        part.withUnsafeMutableBufferPointer {
+                            if let workspace {
+                                workspace.preparedProduct(
+                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!)
+                            } else {
+                                loss.curvature.hessianVectorProduct(
+                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!,
+                                    batchSize: piece.count, normalization: loss.normalization)
+                            }
+                            sum +=
+                                Double(weight)
+                                * BLAS.doubleDot(count: dimension, x: d.baseAddress!, y: UnsafePointer($0.baseAddress!))
+                        }
+                    }
+                }
+            }
+            return sum
+        }
     }
 }

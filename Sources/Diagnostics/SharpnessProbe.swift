@@ -196,11 +196,16 @@ public enum SharpnessProbe {
         workers: [[Float]]? = nil, seed: UInt64, stabilityThreshold: (value: Double, formula: String)? = nil
     ) -> SharpnessRecord {
         let counting = CountingSurface(surface)
-        let (apply, dimension) = Curvature.hessian(of: counting, at: x)
+        let operators = counting.curvatureOperators(at: x)
+        let product = operators.product
+        let (apply, dimension) = Curvature.restrict(product, dimension: counting.dimension)
         let top = Curvature.topEigenvalues(
             apply, dimension: dimension, count: settings.topEigenvalueCount, iterations: settings.lanczosIterations,
             tolerance: settings.eigenTolerance, seed: seed)
-        let trace = Curvature.hutchinson(apply, dimension: dimension, probes: settings.hutchinsonProbes, seed: seed)
+        let form = operators.quadraticForm
+        let trace = Curvature.hutchinson(
+            quadraticForm: Curvature.restrict(quadraticForm: form, dimension: dimension).0, dimension: dimension,
+            probes: settings.hutchinsonProbes, seed: seed)
         let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: settings.hutchinsonProbes, seed: seed)
         let density = Curvature.spectralDensity(
             apply, dimension: dimension, probes: settings.slqProbes, iterations: settings.slqIterations, seed: seed)
@@ -210,12 +215,13 @@ public enum SharpnessProbe {
             // Weight matrices only: a block product costs a full Hessian-vector product, and the
             // bias blocks are tiny in curvature as in size.
             for slice in surface.network.layout.slices where slice.shape.count > 1 {
-                let (block, size) = Curvature.hessian(of: counting, at: x, block: slice.range)
+                let (block, size) = Curvature.restrict(product, dimension: counting.dimension, to: slice.range)
                 let layerTop = Curvature.topEigenvalues(
                     block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size),
                     tolerance: settings.eigenTolerance, seed: seed)
                 let layerTrace = Curvature.hutchinson(
-                    block, dimension: size, probes: settings.perLayerProbes, seed: seed)
+                    quadraticForm: Curvature.restrict(quadraticForm: form, dimension: dimension, to: slice.range).0,
+                    dimension: size, probes: settings.perLayerProbes, seed: seed)
                 layers.append(
                     .init(
                         name: slice.name, lambdaMax: layerTop.largest.first ?? 0, trace: layerTrace.value,
@@ -268,5 +274,18 @@ final class CountingSurface: LossSurface {
     func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float] {
         products += 1
         return base.hessianVectorProduct(at: x, v)
+    }
+    /// A quadratic form counts as a product (it costs a little more than half of one).
+    func curvatureOperators(at x: [Float]) -> CurvatureOperators {
+        let operators = base.curvatureOperators(at: x)
+        return CurvatureOperators(
+            product: { v in
+                self.products += 1
+                return operators.product(v)
+            },
+            quadraticForm: { v in
+                self.products += 1
+                return operators.quadraticForm(v)
+            })
     }
 }

@@ -46,6 +46,29 @@ public enum BLAS {
             x, 1, beta, y, 1)
     }
 
+    /// y ← alpha·op(A)·x + beta·y in Float64, row-major A of m×n.
+    @inline(__always)
+    public static func gemv(
+        transposeA: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+        x: UnsafePointer<Double>, beta: Double, y: UnsafeMutablePointer<Double>
+    ) {
+        cblas_dgemv(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+            x, 1, beta, y, 1)
+    }
+
+    /// xᵀy in Float64.
+    @inline(__always)
+    public static func dot(count: Int, x: UnsafePointer<Double>, y: UnsafePointer<Double>) -> Double {
+        cblas_ddot(Int32(count), x, 1, y, 1)
+    }
+
+    /// y ← alpha·x + y in Float64.
+    @inline(__always)
+    public static func axpy(count: Int, alpha: Double, x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>) {
+        cblas_daxpy(Int32(count), alpha, x, 1, y, 1)
+    }
+
     /// A ← alpha·x·yᵀ + A, row-major A of m×n.
     @inline(__always)
     public static func ger(

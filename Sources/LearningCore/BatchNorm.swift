@@ -263,6 +263,24 @@ public struct BatchNorm: Layer {
         }
     }
 
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        // With running statistics y = γ·(x − μ)·s + β is bilinear in (x, γ):
+        // R²{y} = 2·V_γ·s·R{x} + γ·s·R²{x}. Batch statistics: not provided (the caller falls back).
+        guard context.normalization == .runningStatistics else { return false }
+        forEachGroup(input, batchSize: batchSize, parameters: parameters, mode: .runningStatistics) {
+            rows, c, _, inverse in
+            let (gamma, gammaR) = (parameters[c], direction[c])
+            forEach(channel: c, rows: rows) {
+                outputR2[$0] = 2 * gammaR * inverse * inputR[$0] + gamma * inverse * inputR2[$0]
+            }
+        }
+        return true
+    }
+
     /// mean(ẋ) and mean(x̂·(ẋ − mean ẋ)) of a group: what R{x̂} = s·(ḋ − x̂·mean(x̂ḋ)) needs,
     /// with ḋ = ẋ − mean ẋ.
     private func rMoments(

@@ -176,11 +176,36 @@ public struct Convolution2D: Layer {
         for sample in 0..<batchSize {
             let out = outputR + sample * outputWidth
             lower(input + sample * inputWidth, into: col)
-            lower(inputR + sample * inputWidth, into: colR)
             fillBias(directionBias, into: out)
-            multiply(weight: parameters, col: colR, into: out, accumulate: true)
+            if !context.inputDirectionIsZero {
+                lower(inputR + sample * inputWidth, into: colR)
+                multiply(weight: parameters, col: colR, into: out, accumulate: true)
+            }
             multiply(weight: direction, col: col, into: out, accumulate: true)
         }
+    }
+
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        // Bilinear in (input, W) like a linear layer: R²{y} = W·R²{col} + 2·V_W·R{col}.
+        guard !context.inputDirectionIsZero else {
+            outputR2.update(repeating: 0, count: batchSize * outputWidth)
+            return true
+        }
+        let (col, colR, _) = scratch(context)
+        for sample in 0..<batchSize {
+            let out = outputR2 + sample * outputWidth
+            lower(inputR2 + sample * inputWidth, into: col)
+            lower(inputR + sample * inputWidth, into: colR)
+            multiply(weight: parameters, col: col, into: out, accumulate: false)
+            BLAS.gemm(
+                transposeA: false, transposeB: false, m: outputChannels, n: outputArea, k: patchSize, alpha: 2,
+                a: direction, lda: patchSize, b: colR, ldb: outputArea, beta: 1, c: out, ldc: outputArea)
+        }
+        return true
     }
 
     public func rBackward(
@@ -196,11 +221,13 @@ public struct Convolution2D: Layer {
             let g = outputGradient + sample * outputWidth
             let gR = outputGradientR + sample * outputWidth
             lower(input + sample * inputWidth, into: col)
-            lower(inputR + sample * inputWidth, into: colR)
             accumulateParameterGradient(gR, col: col, into: parameterGradientR)
-            BLAS.gemm(
-                transposeA: false, transposeB: true, m: outputChannels, n: patchSize, k: outputArea, alpha: 1, a: g,
-                lda: outputArea, b: colR, ldb: outputArea, beta: 1, c: parameterGradientR, ldc: patchSize)
+            if !context.inputDirectionIsZero {
+                lower(inputR + sample * inputWidth, into: colR)
+                BLAS.gemm(
+                    transposeA: false, transposeB: true, m: outputChannels, n: patchSize, k: outputArea, alpha: 1,
+                    a: g, lda: outputArea, b: colR, ldb: outputArea, beta: 1, c: parameterGradientR, ldc: patchSize)
+            }
             if let inputGradientR {
                 transposeMultiply(weight: parameters, gR, into: dcol, accumulate: false)
                 transposeMultiply(weight: direction, g, into: dcol, accumulate: true)
@@ -290,6 +317,15 @@ public struct MaxPool2D: Layer {
         direction: UnsafePointer<Float>, context: LayerContext
     ) {
         forEachWindow(input, batchSize: batchSize) { outputR[$0] = inputR[$1] }
+    }
+
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        forEachWindow(input, batchSize: batchSize) { outputR2[$0] = inputR2[$1] }
+        return true
     }
 
     public func rBackward(

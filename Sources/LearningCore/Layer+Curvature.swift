@@ -7,9 +7,11 @@ extension Linear {
         // R{z} = R{a}·Wᵀ + a·V_Wᵀ + 1·V_bᵀ
         let directionBias = direction + inputWidth * outputWidth
         for row in 0..<batchSize { (outputR + row * outputWidth).update(from: directionBias, count: outputWidth) }
-        BLAS.gemm(
-            transposeA: false, transposeB: true, m: batchSize, n: outputWidth, k: inputWidth, alpha: 1, a: inputR,
-            lda: inputWidth, b: parameters, ldb: inputWidth, beta: 1, c: outputR, ldc: outputWidth)
+        if !context.inputDirectionIsZero {
+            BLAS.gemm(
+                transposeA: false, transposeB: true, m: batchSize, n: outputWidth, k: inputWidth, alpha: 1, a: inputR,
+                lda: inputWidth, b: parameters, ldb: inputWidth, beta: 1, c: outputR, ldc: outputWidth)
+        }
         BLAS.gemm(
             transposeA: false, transposeB: true, m: batchSize, n: outputWidth, k: inputWidth, alpha: 1, a: input,
             lda: inputWidth, b: direction, ldb: inputWidth, beta: 1, c: outputR, ldc: outputWidth)
@@ -26,10 +28,12 @@ extension Linear {
             transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batchSize, alpha: 1,
             a: outputGradientR,
             lda: outputWidth, b: input, ldb: inputWidth, beta: 0, c: parameterGradientR, ldc: inputWidth)
-        BLAS.gemm(
-            transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batchSize, alpha: 1,
-            a: outputGradient,
-            lda: outputWidth, b: inputR, ldb: inputWidth, beta: 1, c: parameterGradientR, ldc: inputWidth)
+        if !context.inputDirectionIsZero {
+            BLAS.gemm(
+                transposeA: true, transposeB: false, m: outputWidth, n: inputWidth, k: batchSize, alpha: 1,
+                a: outputGradient,
+                lda: outputWidth, b: inputR, ldb: inputWidth, beta: 1, c: parameterGradientR, ldc: inputWidth)
+        }
         let biasR = parameterGradientR + inputWidth * outputWidth
         biasR.update(repeating: 0, count: outputWidth)
         for row in 0..<batchSize {
@@ -48,13 +52,45 @@ extension Linear {
     }
 }
 
+extension Linear {
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        // z = a·Wᵀ + b is bilinear in (a, W): R²{z} = R²{a}·Wᵀ + 2·R{a}·V_Wᵀ (zero for data input).
+        guard !context.inputDirectionIsZero else {
+            outputR2.update(repeating: 0, count: batchSize * outputWidth)
+            return true
+        }
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: batchSize, n: outputWidth, k: inputWidth, alpha: 1, a: inputR2,
+            lda: inputWidth, b: parameters, ldb: inputWidth, beta: 0, c: outputR2, ldc: outputWidth)
+        BLAS.gemm(
+            transposeA: false, transposeB: true, m: batchSize, n: outputWidth, k: inputWidth, alpha: 2, a: inputR,
+            lda: inputWidth, b: direction, ldb: inputWidth, beta: 1, c: outputR2, ldc: outputWidth)
+        return true
+    }
+}
+
 extension ReLU {
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        // Piecewise linear: the second derivative is zero almost everywhere.
+        for i in 0..<(batchSize * inputWidth) { outputR2[i] = inputR2[i] * Float(input[i] > 0 ? 1 : 0) }
+        return true
+    }
+
     public func rForward(
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
         direction: UnsafePointer<Float>, context: LayerContext
     ) {
-        for i in 0..<(batchSize * inputWidth) { outputR[i] = input[i] > 0 ? inputR[i] : 0 }
+        // Multiplies by the 0/1 indicator, branch-free (as `backward` does).
+        for i in 0..<(batchSize * inputWidth) { outputR[i] = inputR[i] * Float(input[i] > 0 ? 1 : 0) }
     }
 
     public func rBackward(
@@ -65,11 +101,25 @@ extension ReLU {
     ) {
         // The indicator's derivative is zero almost everywhere.
         guard let inputGradientR else { return }
-        for i in 0..<(batchSize * inputWidth) { inputGradientR[i] = input[i] > 0 ? outputGradientR[i] : 0 }
+        for i in 0..<(batchSize * inputWidth) { inputGradientR[i] = outputGradientR[i] * Float(input[i] > 0 ? 1 : 0) }
     }
 }
 
 extension Tanh {
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool {
+        // y = tanh x: y' = 1 − y², y'' = −2y(1 − y²), so R²{y} = y'·R²{x} + y''·R{x}².
+        for i in 0..<(batchSize * inputWidth) {
+            let y = output[i]
+            let slope = 1 - y * y
+            outputR2[i] = slope * inputR2[i] - 2 * y * slope * inputR[i] * inputR[i]
+        }
+        return true
+    }
+
     public func rForward(
         input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, output: UnsafePointer<Float>,
         outputR: UnsafeMutablePointer<Float>, batchSize: Int, parameters: UnsafePointer<Float>,
@@ -94,62 +144,143 @@ extension Tanh {
 }
 
 /// Exact Hessian-vector products of the mean softmax cross-entropy of a network, by the
-/// R-operator: one forward and one backward pass, about twice the cost of a gradient.
+/// R-operator (Pearlmutter 1994). A product at fixed parameters needs the forward pass and the
+/// gradient's backward pass once (`prepare`), then one R-forward and one R-backward pass per
+/// direction (`preparedProduct`): about the cost of one gradient per product.
+///
+/// A workspace keeps the activations and gradients of its rows between calls; the R-buffers and
+/// scratch, which no call keeps, can be shared between workspaces (one per chunk of a data set).
 public final class CurvatureWorkspace {
     public let network: Network
     public let capacity: Int
     private let activations: [UnsafeMutablePointer<Float>]
-    private let activationsR: [UnsafeMutablePointer<Float>]
     private let gradients: [UnsafeMutablePointer<Float>]
-    private let gradientsR: [UnsafeMutablePointer<Float>]
-    private let scratchGradient: UnsafeMutablePointer<Float>
-    private let layerScratch: UnsafeMutablePointer<Float>?
+    private let temporaries: Temporaries
     public let labels: UnsafeMutablePointer<Int32>
+    /// The batch size and mode of the last `prepare`.
+    private var prepared: (batchSize: Int, normalization: NormalizationMode)? {
+        didSet { lacksSecondOrder = false }
+    }
+    /// A layer reported no second-order forward for the prepared mode.
+    private var lacksSecondOrder = false
 
-    public init(network: Network, capacity: Int) {
+    /// Per-call buffers: R{activations}, R{gradients}, layer scratch and a gradient sink.
+    final class Temporaries {
+        let capacity: Int
+        let activationsR: [UnsafeMutablePointer<Float>]
+        let gradientsR: [UnsafeMutablePointer<Float>]
+        let gradient: UnsafeMutablePointer<Float>
+        let layerScratch: UnsafeMutablePointer<Float>?
+        let widths: [Int]
+        /// R²{activations}, allocated at the first quadratic form.
+        private(set) lazy var activationsR2: [UnsafeMutablePointer<Float>] = {
+            let buffers = widths.map { UnsafeMutablePointer<Float>.allocate(capacity: $0 * capacity) }
+            buffers[0].update(repeating: 0, count: widths[0] * capacity)
+            secondOrderAllocated = true
+            return buffers
+        }()
+        private var secondOrderAllocated = false
+
+        init(network: Network, capacity: Int) {
+            self.capacity = capacity
+            let widths = [network.inputWidth] + network.layers.map(\.outputWidth)
+            self.widths = widths
+            activationsR = widths.map { .allocate(capacity: $0 * capacity) }
+            gradientsR = widths.map { .allocate(capacity: $0 * capacity) }
+            // R{input} is zero: layers that do not skip it read zeros.
+            activationsR[0].update(repeating: 0, count: widths[0] * capacity)
+            gradient = .allocate(capacity: max(network.parameterCount, 1))
+            let scratchCount = network.layers.map(\.scratchCount).max() ?? 0
+            layerScratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
+        }
+
+        deinit {
+            (activationsR + gradientsR).forEach { $0.deallocate() }
+            if secondOrderAllocated { activationsR2.forEach { $0.deallocate() } }
+            gradient.deallocate()
+            layerScratch?.deallocate()
+        }
+    }
+
+    /// - Parameter sharingTemporariesWith: a workspace of the same network, at least as large,
+    ///   whose per-call buffers this one may use (calls on the two must not overlap).
+    public init(network: Network, capacity: Int, sharingTemporariesWith other: CurvatureWorkspace? = nil) {
         self.network = network
         self.capacity = capacity
         let widths = [network.inputWidth] + network.layers.map(\.outputWidth)
         activations = widths.map { .allocate(capacity: $0 * capacity) }
-        activationsR = widths.map { .allocate(capacity: $0 * capacity) }
         gradients = widths.map { .allocate(capacity: $0 * capacity) }
-        gradientsR = widths.map { .allocate(capacity: $0 * capacity) }
-        activationsR[0].update(repeating: 0, count: widths[0] * capacity)
-        scratchGradient = .allocate(capacity: max(network.parameterCount, 1))
+        if let other, other.capacity >= capacity {
+            temporaries = other.temporaries
+        } else {
+            temporaries = Temporaries(network: network, capacity: capacity)
+        }
         labels = .allocate(capacity: capacity)
-        let scratchCount = network.layers.map(\.scratchCount).max() ?? 0
-        layerScratch = scratchCount > 0 ? .allocate(capacity: scratchCount) : nil
     }
 
     deinit {
-        (activations + activationsR + gradients + gradientsR).forEach { $0.deallocate() }
-        layerScratch?.deallocate()
-        scratchGradient.deallocate()
+        (activations + gradients).forEach { $0.deallocate() }
         labels.deallocate()
+    }
+
+    /// Bytes of one workspace's own storage (activations, gradients, labels) per row: what a
+    /// prepared chunk keeps.
+    public static func retainedBytesPerRow(of network: Network) -> Int {
+        let widths = [network.inputWidth] + network.layers.map(\.outputWidth)
+        return 2 * widths.reduce(0, +) * MemoryLayout<Float>.size + MemoryLayout<Int32>.size
     }
 
     /// The input rows to fill before a call.
     public var input: UnsafeMutablePointer<Float> { activations[0] }
 
-    /// H·v of the mean loss over the first `batchSize` rows, written to `product` (overwriting);
-    /// the gradient goes to `gradient` when non-nil. Returns the mean loss. State (running
-    /// statistics) is a constant: `direction` should be zero there, and `product` is zero there.
-    /// With batch statistics the Hessian includes the dependence of the statistics on the
-    /// parameters (the training loss); with running statistics it is the inference loss's.
+    /// The forward pass and the gradient's backward pass over the first `batchSize` rows, kept for
+    /// the products that follow; the gradient goes to `gradient` when non-nil. Returns the mean
+    /// loss. State (running statistics) is a constant: directions should be zero there, and
+    /// products are zero there. With batch statistics the Hessian includes the dependence of the
+    /// statistics on the parameters (the training loss); with running statistics it is the
+    /// inference loss's.
     @discardableResult
-    public func hessianVectorProduct(
-        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>,
-        gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int,
+    public func prepare(
+        parameters: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int,
         normalization: NormalizationMode = .runningStatistics
     ) -> Double {
         precondition(batchSize <= capacity)
-        let context = LayerContext(normalization: normalization, scratch: layerScratch)
+        let context = LayerContext(normalization: normalization, scratch: temporaries.layerScratch)
         let layers = network.layers
         let offsets = network.layerOffsets
         for (k, layer) in layers.enumerated() {
             layer.forward(
                 input: activations[k], output: activations[k + 1], batchSize: batchSize,
                 parameters: parameters + offsets[k], context: context)
+        }
+        let last = layers.count
+        let (lossSum, _) = SoftmaxCrossEntropy.evaluate(
+            logits: activations[last], labels: labels, batchSize: batchSize, classCount: network.classCount,
+            gradient: gradients[last])
+        let gradientOut = gradient ?? temporaries.gradient
+        for k in stride(from: last - 1, through: 0, by: -1) {
+            layers[k].backward(
+                input: activations[k], output: activations[k + 1], outputGradient: gradients[k + 1],
+                inputGradient: k > 0 ? gradients[k] : nil, batchSize: batchSize, parameters: parameters + offsets[k],
+                parameterGradient: gradientOut + offsets[k], context: context)
+        }
+        prepared = (batchSize, normalization)
+        return lossSum / Double(batchSize)
+    }
+
+    /// H·v at the parameters of the last `prepare` (the same pointer's values, unchanged since),
+    /// written to `product` (overwriting).
+    public func preparedProduct(
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>
+    ) {
+        guard let (batchSize, normalization) = prepared else { preconditionFailure("prepare before a product") }
+        var context = LayerContext(normalization: normalization, scratch: temporaries.layerScratch)
+        let layers = network.layers
+        let offsets = network.layerOffsets
+        let activationsR = temporaries.activationsR
+        let gradientsR = temporaries.gradientsR
+        for (k, layer) in layers.enumerated() {
+            context.inputDirectionIsZero = k == 0
             layer.rForward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1],
@@ -158,9 +289,6 @@ public final class CurvatureWorkspace {
         }
         let last = layers.count
         let classes = network.classCount
-        let (lossSum, _) = SoftmaxCrossEntropy.evaluate(
-            logits: activations[last], labels: labels, batchSize: batchSize, classCount: classes,
-            gradient: gradients[last])
         // R{(p − y)/B} = p ⊙ (R{z} − ⟨p, R{z}⟩)/B, with p recovered from the gradient: p = B·g + y.
         let inverseBatch = 1 / Float(batchSize)
         for row in 0..<batchSize {
@@ -178,14 +306,9 @@ public final class CurvatureWorkspace {
                 out[c] = p * (rz[c] - inner) * inverseBatch
             }
         }
-        let gradientOut = gradient ?? scratchGradient
         for k in stride(from: last - 1, through: 0, by: -1) {
-            let layer = layers[k]
-            layer.backward(
-                input: activations[k], output: activations[k + 1], outputGradient: gradients[k + 1],
-                inputGradient: k > 0 ? gradients[k] : nil, batchSize: batchSize, parameters: parameters + offsets[k],
-                parameterGradient: gradientOut + offsets[k], context: context)
-            layer.rBackward(
+            context.inputDirectionIsZero = k == 0
+            layers[k].rBackward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1],
                 outputGradient: gradients[k + 1], outputGradientR: gradientsR[k + 1],
@@ -193,6 +316,73 @@ public final class CurvatureWorkspace {
                 batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
                 parameterGradientR: product + offsets[k], context: context)
         }
-        return lossSum / Double(batchSize)
+    }
+
+    /// vᵀHv at the parameters of the last `prepare`, by forward mode to second order (no backward
+    /// pass): d²L/dε² = Σ ∂L/∂z · R²{z} + R{z}ᵀ(∂²L/∂z²)R{z} at the logits z, where for the mean
+    /// softmax cross-entropy ∂²L/∂z² = (diag p − p·pᵀ)/B per row. Nil when a layer has no
+    /// second-order forward in this mode (batch norm with batch statistics).
+    public func preparedQuadraticForm(parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>) -> Double? {
+        guard let (batchSize, normalization) = prepared else { preconditionFailure("prepare before a product") }
+        guard !lacksSecondOrder else { return nil }
+        var context = LayerContext(normalization: normalization, scratch: temporaries.layerScratch)
+        let layers = network.layers
+        let offsets = network.layerOffsets
+        let activationsR = temporaries.activationsR
+        let activationsR2 = temporaries.activationsR2
+        for (k, layer) in layers.enumerated() {
+            context.inputDirectionIsZero = k == 0
+            layer.rForward(
+                input: activations[k], inputR: activationsR[k], output: activations[k + 1],
+                outputR: activationsR[k + 1], batchSize: batchSize, parameters: parameters + offsets[k],
+                direction: direction + offsets[k], context: context)
+            guard
+                layer.secondDirectionalForward(
+                    input: activations[k], inputR: activationsR[k], inputR2: activationsR2[k],
+                    output: activations[k + 1], outputR: activationsR[k + 1], outputR2: activationsR2[k + 1],
+                    batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
+                    context: context)
+            else {
+                lacksSecondOrder = true
+                return nil
+            }
+        }
+        let last = layers.count
+        let classes = network.classCount
+        var gradientTerm = 0.0
+        var curvatureTerm = 0.0
+        for row in 0..<batchSize {
+            let g = gradients[last] + row * classes
+            let rz = activationsR[last] + row * classes
+            let r2z = activationsR2[last] + row * classes
+            let label = Int(labels[row])
+            var first: Double = 0
+            var weightedSquares: Double = 0
+            var weighted: Double = 0
+            for c in 0..<classes {
+                // g = (p − y)/B, so p = B·g + y.
+                let p = Double(g[c]) * Double(batchSize) + (c == label ? 1 : 0)
+                first += Double(g[c]) * Double(r2z[c])
+                weighted += p * Double(rz[c])
+                weightedSquares += p * Double(rz[c]) * Double(rz[c])
+            }
+            gradientTerm += first
+            curvatureTerm += weightedSquares - weighted * weighted
+        }
+        return gradientTerm + curvatureTerm / Double(batchSize)
+    }
+
+    /// H·v of the mean loss over the first `batchSize` rows, written to `product` (overwriting):
+    /// `prepare` then `preparedProduct`. Returns the mean loss.
+    @discardableResult
+    public func hessianVectorProduct(
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>,
+        gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int,
+        normalization: NormalizationMode = .runningStatistics
+    ) -> Double {
+        let loss = prepare(
+            parameters: parameters, gradient: gradient, batchSize: batchSize, normalization: normalization)
+        preparedProduct(parameters: parameters, direction: direction, product: product)
+        return loss
     }
 }

@@ -22,10 +22,17 @@ public struct LayerContext {
     public var normalization: NormalizationMode
     /// `scratchCount` floats owned by the workspace for this layer (nil when the layer needs none).
     public var scratch: UnsafeMutablePointer<Float>?
+    /// R-passes only: R{input} is known to be zero (the first layer, whose input is data), so a
+    /// layer may skip the products that involve it.
+    public var inputDirectionIsZero: Bool
 
-    public init(normalization: NormalizationMode, scratch: UnsafeMutablePointer<Float>? = nil) {
+    public init(
+        normalization: NormalizationMode, scratch: UnsafeMutablePointer<Float>? = nil,
+        inputDirectionIsZero: Bool = false
+    ) {
         self.normalization = normalization
         self.scratch = scratch
+        self.inputDirectionIsZero = inputDirectionIsZero
     }
 }
 
@@ -82,6 +89,17 @@ public protocol Layer: Sendable {
         inputGradientR: UnsafeMutablePointer<Float>?, batchSize: Int, parameters: UnsafePointer<Float>,
         direction: UnsafePointer<Float>, parameterGradientR: UnsafeMutablePointer<Float>, context: LayerContext)
 
+    /// Forward mode to second order along θ + εV: given R{input} and R²{input} = d²input/dε²
+    /// (and R{output} from `rForward`), writes R²{output}. Carried to the loss, it gives
+    /// vᵀHv = d²L/dε² with no backward pass: Hutchinson's trace at about 60 % of the cost of
+    /// vᵀ(H·v). Returns false, having written nothing, when the layer has no second-order forward
+    /// for this mode; the caller then uses vᵀ(H·v).
+    func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool
+
     /// Folds the statistics of the training batch `input` into the running statistics in the
     /// layer's state (`parameters` points at the layer's block). A no-op for layers without state.
     func updateRunningStatistics(
@@ -92,6 +110,11 @@ public protocol Layer: Sendable {
 extension Layer {
     public var stateShapes: [(name: String, shape: [Int])] { [] }
     public var scratchCount: Int { 0 }
+    public func secondDirectionalForward(
+        input: UnsafePointer<Float>, inputR: UnsafePointer<Float>, inputR2: UnsafePointer<Float>,
+        output: UnsafePointer<Float>, outputR: UnsafePointer<Float>, outputR2: UnsafeMutablePointer<Float>,
+        batchSize: Int, parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, context: LayerContext
+    ) -> Bool { false }
     public func updateRunningStatistics(
         input: UnsafePointer<Float>, batchSize: Int, ghostBatchSize: Int, rule: RunningStatisticsRule,
         momentum: Float, parameters: UnsafeMutablePointer<Float>

@@ -162,6 +162,15 @@ public enum DataLoader {
             source, indices: Array(order.prefix(count)).sorted(), labels: labels, classCount: classCount)
     }
 
+    /// Training examples by index, in the order given (e.g. the first 1,000 for a benchmark).
+    public static func loadTrainRows(_ source: DataSource, indices: [Int]) throws -> Dataset {
+        let (labels, classCount) = try trainLabels(source)
+        if let bad = indices.first(where: { !labels.indices.contains($0) }) {
+            throw DataError(file: "training set", reason: "has \(labels.count) examples; index \(bad) asked for")
+        }
+        return try loadTrainExamples(source, indices: indices, labels: labels, classCount: classCount)
+    }
+
     /// The whole test split.
     public static func loadTestSet(_ source: DataSource) throws -> Dataset {
         if let generator = generator(source) { return generator.testSet }

@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract:
-            "Measure step throughput vs bare GEMMs, transport vs memcpy, cluster rounds/s vs the CPU ceiling, and memory."
+            "Measure step throughput vs bare GEMMs, transport vs memcpy, cluster rounds/s vs the CPU ceiling, memory, and the curvature engine."
     )
 
     @Option(help: "Rounds of each cluster run in part (c).")
@@ -43,17 +43,43 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Run only part (f).")
     var onlyCNN = false
 
+    @Flag(help: "Skip part (g), the curvature engine.")
+    var skipCurvature = false
+
+    @Flag(help: "Run only part (g).")
+    var onlyCurvature = false
+
+    @Option(help: "Part (g): SGD steps (batch 32, η 0.05) before the curvature is measured.")
+    var curvatureTrainingSteps: Int = 300
+
+    @Option(help: "Part (g): the first this many training images make the loss.")
+    var curvatureExamples: Int = 1_000
+
+    @Option(help: "Part (g): timed repetitions of each long operation (×3 for gradient and product).")
+    var curvatureRepeats: Int = 3
+
+    @Option(help: "Part (g): write the measured parameters (flat Float32) to this file.")
+    var saveCurvatureModel: String?
+
+    @Option(help: "Part (g): a Python with torch and pyhessian; runs the PyHessian side in the same run.")
+    var pyhessian: String?
+
+    @Option(help: "Part (g): the PyHessian script run by --pyhessian.")
+    var pyhessianScript: String = "bench/pyhessian_bench.py"
+
     func run() throws {
         BLAS.useSingleThread()
         print(
             "dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")"
         )
         if onlyCNN { return try benchCNN() }
+        if onlyCurvature { return try benchCurvature() }
         let stepsPerSecond = try benchTrainingStep()
         try benchTransfer()
         if !skipCluster { try benchCluster(stepsPerSecond: stepsPerSecond) }
         if !skipDiagnostics { try benchDiagnostics() }
         if !skipCNN { try benchCNN() }
+        if !skipCurvature { try benchCurvature() }
     }
 
     /// (f) The CNN's training throughput and the share of its step spent in GEMM; ghost batch norm

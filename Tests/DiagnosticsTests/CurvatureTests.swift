@@ -1,8 +1,9 @@
 import Datasets
-import Diagnostics
 import LearningCore
 import XCTest
 import _TestSupport
+
+@testable import Diagnostics
 
 /// Exact quadratic L(x) = ½(x − c)ᵀA(x − c) with A symmetric.
 struct Quadratic: LossSurface {
@@ -335,5 +336,84 @@ final class CurvatureTests: XCTestCase {
             }
             XCTAssertTrue((180...196).contains(blockCovered), "\(slice.name): \(blockCovered)/200")
         }
+    }
+}
+
+/// The operators a `NetworkLoss` prepares at one x (forward pass and gradient kept, larger chunks
+/// where batch statistics allow, second-order forward mode for quadratic forms) against its
+/// from-scratch product, which the oracles above check against finite differences and the dense
+/// Hessian.
+final class PreparedCurvatureTests: XCTestCase {
+    /// The curvature cases plus a CNN (convolution, batch norm, max pooling) in both modes.
+    static let cases: [(spec: ModelSpec, normalization: NormalizationMode)] =
+        curvatureCases + [
+            (
+                ModelSpec(convolutionalHeight: 8, width: 8, channels: 1, convolutionChannels: [3], classes: 10),
+                .runningStatistics
+            ),
+            (
+                ModelSpec(convolutionalHeight: 8, width: 8, channels: 1, convolutionChannels: [3], classes: 10),
+                .batchStatistics(ghostBatchSize: nil)
+            ),
+            (
+                ModelSpec(
+                    convolutionalHeight: 8, width: 8, channels: 1, convolutionChannels: [3], classes: 10,
+                    batchNorm: false), .runningStatistics
+            ),
+        ]
+
+    /// Products agree with the from-scratch product to Float32 round-off (1e-5 relative; the two
+    /// sum the same terms over differently sized chunks), whether every chunk is prepared, none
+    /// is (a budget of zero) or some are (a budget of one chunk's state).
+    func testPreparedProducts_MatchFromScratchProducts() {
+        for (spec, normalization) in Self.cases {
+            let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
+            let oneChunk = CurvatureWorkspace.retainedBytesPerRow(of: surface.network) * 64
+            var generator = SplitMix64(seed: 11)
+            for budget in [NetworkLoss.retainedStateBudgetBytes, 0, oneChunk] {
+                let operators = surface.curvatureOperators(at: x, retainingAtMost: budget)
+                for _ in 0..<2 {
+                    let v = surface.zeroingFrozen(
+                        (0..<surface.dimension).map { _ in Float(generator.nextStandardNormal()) })
+                    let reference = surface.hessianVectorProduct(at: x, v)
+                    XCTAssertLessThan(
+                        relativeDistance(operators.product(v), reference), 1e-5, "\(spec) \(normalization) \(budget)")
+                }
+            }
+        }
+    }
+
+    /// vᵀHv by forward mode to second order against vᵀ(H·v): within 1e-5 of ‖v‖·‖Hv‖ (Float32
+    /// round-off in both). Batch norm with batch statistics has no second-order forward and
+    /// falls back to vᵀ(H·v); the value is the same either way.
+    func testQuadraticForms_MatchTheProduct() {
+        for (spec, normalization) in Self.cases {
+            let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
+            let operators = surface.curvatureOperators(at: x)
+            var generator = SplitMix64(seed: 12)
+            for _ in 0..<3 {
+                let v = surface.zeroingFrozen(
+                    (0..<surface.dimension).map { _ in Float(generator.nextStandardNormal()) })
+                let hv = surface.hessianVectorProduct(at: x, v)
+                let expected = zip(v, hv).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let scale =
+                    v.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot()
+                    * hv.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot()
+                XCTAssertEqual(operators.quadraticForm(v), expected, accuracy: 1e-5 * scale, "\(spec) \(normalization)")
+            }
+        }
+    }
+
+    /// Hutchinson through the quadratic form draws the same probes as through the product: the
+    /// same estimate to round-off, so the coverage study above holds for the fast path too.
+    func testHutchinson_ThroughTheQuadraticForm_EqualsThroughTheProduct() {
+        let (surface, x) = smallNetworkLoss(ModelSpec(widths: [30, 24, 10]))
+        let operators = surface.curvatureOperators(at: x)
+        let (apply, d) = Curvature.restrict(operators.product, dimension: surface.dimension)
+        let (form, _) = Curvature.restrict(quadraticForm: operators.quadraticForm, dimension: surface.dimension)
+        let viaProduct = Curvature.hutchinson(apply, dimension: d, probes: 8, seed: 3)
+        let viaForm = Curvature.hutchinson(quadraticForm: form, dimension: d, probes: 8, seed: 3)
+        XCTAssertEqual(viaForm.value, viaProduct.value, accuracy: 1e-5 * abs(viaProduct.value))
+        XCTAssertEqual(viaForm.standardError, viaProduct.standardError, accuracy: 1e-4 * viaProduct.standardError)
     }
 }

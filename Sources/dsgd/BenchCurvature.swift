@@ -1,0 +1,180 @@
+import Algorithms
+import ArgumentParser
+import Datasets
+import Diagnostics
+import Foundation
+import LearningCore
+import Optimizers
+import Runtime
+
+/// Part (g) of `dsgd bench`: the curvature engine on PyHessian's benchmark setting.
+extension BenchCommand {
+    /// One row of part (g): what was timed, its median time, and what it found.
+    struct CurvatureTiming {
+        var key: String
+        var label: String
+        var milliseconds: Double
+        var detail: String
+    }
+
+    /// (g) Gradient, Hessian-vector product, top eigenvalues, trace and spectral density of the MLP
+    /// 784-256-256-10 after `curvatureTrainingSteps` SGD steps, on the first `curvatureExamples`
+    /// training images, one thread; with `--pyhessian`, PyHessian's figures on the same model and
+    /// data, measured in the same run.
+    func benchCurvature() throws {
+        let source = try DataLoader.resolve(data)
+        let network = Network(spec: try ModelSpec(parsing: "784-256-256-10"))
+        let training = try DataLoader.loadTrainRows(source, indices: Array(0..<10_000))
+        var trainer = LocalTrainer(
+            network: network, shard: training, batchSize: 32, localSteps: curvatureTrainingSteps,
+            optimizer: OptimizerSettings(schedule: .constant(0.05)), seed: 1, rank: 0)
+        var parameters = network.initialParameters(seed: 1)
+        _ = trainer.train(&parameters, round: nil)
+        let evaluation = try DataLoader.loadTrainRows(source, indices: Array(0..<curvatureExamples))
+        let loss = NetworkLoss(network: network, dataset: evaluation)
+        print(
+            "\n(g) curvature: MLP \(network.spec) after \(curvatureTrainingSteps) SGD steps (batch 32, η 0.05), "
+                + "the first \(curvatureExamples) training images of \(data), one thread, best of \(curvatureRepeats)")
+        print(String(format: "    loss at the parameters: %.6f", loss.loss(at: parameters)))
+
+        var timings: [CurvatureTiming] = []
+        func time<Result>(
+            _ key: String, _ label: String, repeats: Int, _ body: () -> Result, detail: (Result) -> String
+        ) {
+            let clock = ContinuousClock()
+            var result = body()  // warm-up, not counted
+            var samples: [Double] = []
+            for _ in 0..<repeats {
+                let start = clock.now
+                result = body()
+                samples.append((clock.now - start) / .milliseconds(1))
+            }
+            // The best time: a shared machine's noise only ever adds time.
+            let best = samples.min()!
+            timings.append(CurvatureTiming(key: key, label: label, milliseconds: best, detail: detail(result)))
+            print(
+                String(
+                    format: "    %@ %10.1f ms   %@", label.padding(toLength: 46, withPad: " ", startingAt: 0), best,
+                    detail(result)))
+        }
+        let dimension = loss.dimension
+        var generator = SplitMix64(seed: 7, stream: 0xBE7C)
+        let direction = (0..<dimension).map { _ in Float(generator.nextStandardNormal()) }
+        time("gradient", "one gradient", repeats: curvatureRepeats * 3, { loss.lossAndGradient(at: parameters) }) {
+            String(format: "loss %.6f", $0.loss)
+        }
+        time(
+            "setup", "set-up (forward + gradient kept)", repeats: curvatureRepeats * 3,
+            { loss.curvatureOperators(at: parameters) }, detail: { _ in "" })
+        let operators = loss.curvatureOperators(at: parameters)
+        let product = operators.product
+        time("hvp", "one Hessian-vector product", repeats: curvatureRepeats * 3, { product(direction) }) { _ in
+            ""
+        }
+        let (apply, _) = Curvature.restrict(product, dimension: dimension)
+        let settings = SharpnessSettings()
+        func eigenDetail(_ result: Curvature.Eigenvalues) -> String {
+            let values = result.largest.map { String(format: "%.4f", $0) }.joined(separator: ", ")
+            return "\(values); most negative \(String(format: "%.4f", result.mostNegative)); "
+                + "\(result.converged ? "converged" : "NOT converged") in \(result.iterations) products"
+        }
+        // Like PyHessian's rows, the top values alone must converge; the default sharpness
+        // measurement also waits for the most negative one (the third row).
+        for (key, label, count, mostNegative) in [
+            ("top1", "top eigenvalue (Lanczos, tol 1e-3)", 1, false),
+            ("top5", "top 5 eigenvalues (Lanczos, tol 1e-3)", 5, false),
+            ("top3neg", "top 3 and most negative (sharpness default)", settings.topEigenvalueCount, true),
+        ] {
+            time(
+                key, label, repeats: curvatureRepeats,
+                {
+                    Curvature.topEigenvalues(
+                        apply, dimension: dimension, count: count, iterations: settings.lanczosIterations,
+                        tolerance: settings.eigenTolerance, includingMostNegative: mostNegative, seed: 1)
+                }, detail: eigenDetail)
+        }
+        time(
+            "trace", "trace, 100 Rademacher probes", repeats: curvatureRepeats,
+            {
+                Curvature.hutchinson(
+                    quadraticForm: Curvature.restrict(quadraticForm: operators.quadraticForm, dimension: dimension).0,
+                    dimension: dimension, probes: 100, seed: 1)
+            }
+        ) {
+            String(
+                format: "tr H = %.2f, 95%% interval [%.2f, %.2f]", $0.value, $0.interval95.low, $0.interval95.high)
+        }
+        time(
+            "slq", "spectral density, SLQ 100 steps", repeats: curvatureRepeats,
+            { Curvature.spectralDensity(apply, dimension: dimension, probes: 1, iterations: 100, seed: 1) }
+        ) {
+            String(format: "%d nodes, second moment %.4g", $0.nodes.count, $0.moment(2))
+        }
+        let byKey = Dictionary(uniqueKeysWithValues: timings.map { ($0.key, $0.milliseconds) })
+        print(
+            String(
+                format: "    Hessian-vector product / gradient: %.2f",
+                byKey["hvp", default: 0] / byKey["gradient", default: 1]))
+
+        if let saveCurvatureModel {
+            let bytes = parameters.withUnsafeBytes { Data($0) }
+            try bytes.write(to: URL(fileURLWithPath: saveCurvatureModel))
+            print("    parameters written to \(saveCurvatureModel) (flat Float32, little-endian)")
+        }
+        if let pyhessian { try comparePyHessian(python: pyhessian, parameters: parameters, ours: byKey) }
+    }
+
+    /// Runs `bench/pyhessian_bench.py` on the same parameters and data and prints both columns.
+    private func comparePyHessian(python: String, parameters: [Float], ours: [String: Double]) throws {
+        guard case .idx(let directory) = try DataLoader.resolve(data) else {
+            throw ValidationError("bench --pyhessian: needs IDX data (Fashion-MNIST), not the synthetic set")
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-curvature-\(getpid()).f32")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try parameters.withUnsafeBytes { Data($0) }.write(to: file)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [
+            pyhessianScript, "--parameters", file.path, "--data", directory, "--examples", "\(curvatureExamples)",
+            "--repeats", "\(curvatureRepeats)",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMP_NUM_THREADS"] = "1"
+        environment["MKL_NUM_THREADS"] = "1"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        print("    running PyHessian: \(python) \(process.arguments!.joined(separator: " "))")
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+            let line = text.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
+            let theirs = try? JSONDecoder().decode([String: Double].self, from: Data(line.dropFirst(7).utf8))
+        else {
+            throw ValidationError(
+                "bench --pyhessian: \(pyhessianScript) exited with status \(process.terminationStatus) "
+                    + "and no RESULT line; its output:\n\(text)")
+        }
+        for line in text.split(separator: "\n") where !line.hasPrefix("RESULT ") { print("      | \(line)") }
+        print(
+            "    operation                                       PyHessian       dsgd   PyHessian/dsgd (target ≥ 1.5)")
+        // (PyHessian's key, dsgd's key, label): the second top-eigenvalue row holds PyHessian to a
+        // tolerance at which its value agrees with dsgd's converged one (its default 1e-3 on the
+        // relative change stops with λ_max a few 1e-3 low).
+        let rows: [(String, String, String)] = [
+            ("gradient", "gradient", "one gradient"), ("hvp", "hvp", "one Hessian-vector product"),
+            ("top1", "top1", "top eigenvalue (PyHessian tol 1e-3)"),
+            ("top1tight", "top1", "top eigenvalue (PyHessian tol 1e-6)"), ("top5", "top5", "top 5 eigenvalues"),
+            ("trace", "trace", "trace, 100 probes"), ("slq", "slq", "spectral density, SLQ 100 steps"),
+        ]
+        for (theirKey, ourKey, label) in rows {
+            guard let mine = ours[ourKey], let other = theirs[theirKey] else { continue }
+            print(
+                String(
+                    format: "    %@ %9.1f ms %8.1f ms   ×%.2f",
+                    label.padding(toLength: 44, withPad: " ", startingAt: 0),
+                    other, mine, other / mine))
+        }
+    }
+}
