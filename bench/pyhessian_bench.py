@@ -120,9 +120,11 @@ def main():
     top = timed("top1", "top eigenvalue (power iteration, tol 1e-3)", args.repeats,
                 lambda: computer.eigenvalues(top_n=1, tol=1e-3, maxIter=100))
     print(f"{'':<44} λ_max = {top[0][0]:.4f}")
+    RESULTS["top1_value"] = top[0][0]
     tight = timed("top1tight", "top eigenvalue (power iteration, tol 1e-6)", args.repeats,
                   lambda: computer.eigenvalues(top_n=1, tol=1e-6, maxIter=1000))
     print(f"{'':<44} λ_max = {tight[0][0]:.4f}")
+    RESULTS["top1tight_value"] = tight[0][0]
     top5 = timed("top5", "top 5 eigenvalues (tol 1e-3)", args.repeats,
                  lambda: computer.eigenvalues(top_n=5, tol=1e-3, maxIter=100))
     print(f"{'':<44} {', '.join(f'{value:.4f}' for value in top5[0])}")

@@ -219,6 +219,20 @@ public final class NetworkLoss: LossSurface {
             }
         }
 
+        /// One piece's mean H·v: from its prepared workspace, or from scratch (rows already loaded).
+        private func product(
+            of piece: ArraySlice<Int>, _ workspace: CurvatureWorkspace?, _ parameters: UnsafePointer<Float>,
+            _ direction: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
+        ) {
+            if let workspace {
+                workspace.preparedProduct(parameters: parameters, direction: direction, product: out)
+            } else {
+                loss.curvature.hessianVectorProduct(
+                    parameters: parameters, direction: direction, product: out, batchSize: piece.count,
+                    normalization: loss.normalization)
+            }
+        }
+
         func product(_ v: [Float]) -> [Float] {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
@@ -236,14 +250,7 @@ public final class NetworkLoss: LossSurface {
                     var part = [Float](repeating: 0, count: dimension)
                     forEachPiece { piece, weight, workspace in
                         part.withUnsafeMutableBufferPointer {
-                            if let workspace {
-                                workspace.preparedProduct(
-                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!)
-                            } else {
-                                loss.curvature.hessianVectorProduct(
-                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!,
-                                    batchSize: piece.count, normalization: loss.normalization)
-                            }
+                            product(of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!)
                         }
                         total.addScaled(part, by: weight)
                     }
@@ -270,14 +277,7 @@ public final class NetworkLoss: LossSurface {
                             return
                         }
                         part.withUnsafeMutableBufferPointer {
-                            if let workspace {
-                                workspace.preparedProduct(
-                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!)
-                            } else {
-                                loss.curvature.hessianVectorProduct(
-                                    parameters: p.baseAddress!, direction: d.baseAddress!, product: $0.baseAddress!,
-                                    batchSize: piece.count, normalization: loss.normalization)
-                            }
+                            product(of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!)
                             sum +=
                                 Double(weight)
                                 * BLAS.doubleDot(count: dimension, x: d.baseAddress!, y: UnsafePointer($0.baseAddress!))
