@@ -20,11 +20,14 @@ public struct IDXRowSelector {
 
     public mutating func consume(_ piece: UnsafeBufferPointer<UInt8>) throws {
         bytesSeen += piece.count
-        if header == nil {
-            pendingHeader.append(contentsOf: piece)
-            guard pendingHeader.count >= 4 else { return }
+        var offset = 0
+        // Only the header's own bytes are buffered (a whole mapped file may come as one piece).
+        while header == nil, offset < piece.count {
+            pendingHeader.append(piece[offset])
+            offset += 1
+            guard pendingHeader.count >= 4 else { continue }
             let rank = Int(pendingHeader[3])
-            guard pendingHeader.count >= 4 + 4 * min(max(rank, 1), 4) else { return }
+            guard pendingHeader.count >= 4 + 4 * min(max(rank, 1), 4) else { continue }
             let parsed = try IDXHeader.parse(pendingHeader, name: name)
             header = parsed
             if let last = selection.last, last >= parsed.itemCount {
@@ -33,12 +36,10 @@ public struct IDXRowSelector {
             // Reserve for what the header promises only up to 64 MiB: a header can lie about
             // sizes the data never delivers, and the buffer grows as real bytes arrive.
             selected.reserveCapacity(min(selection.count * parsed.itemLength, 1 << 26))
-            let overflow = Array(pendingHeader[parsed.headerLength...])
             pendingHeader = []
-            try overflow.withUnsafeBufferPointer { (buffer) throws in try consumeData(buffer) }
-            return
         }
-        try consumeData(piece)
+        guard header != nil, offset < piece.count else { return }
+        try consumeData(UnsafeBufferPointer(rebasing: piece[offset...]))
     }
 
     private mutating func consumeData(_ piece: UnsafeBufferPointer<UInt8>) throws {

@@ -73,12 +73,23 @@ public enum DataLoader {
     }
 
     /// Streams an IDX item file, keeping only the items at sorted `indices`.
-    static func readItems(_ path: String, indices: [Int]) throws -> (IDXHeader, [UInt8]) {
+    /// A gzipped file goes through the host's `IDXCache` when it can be used: inflated once per
+    /// host, then mapped. `cache`: the cache directory, `.some(nil)` for none, nil for the default.
+    static func readItems(_ path: String, indices: [Int], cache: String?? = nil) throws -> (IDXHeader, [UInt8]) {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw DataError(file: path, reason: "cannot open file")
         }
         defer { try? handle.close() }
         var selector = IDXRowSelector(name: path, selection: indices)
+        let magic = try handle.read(upToCount: 2) ?? Data()
+        if GzipInflater.isGzip(magic), let cache = cache ?? IDXCache.directory(),
+            let entry = IDXCache.decompressedCopy(of: path, in: cache)
+        {
+            try IDXCache.withPayload(of: entry) { try selector.consume($0) }
+            try selector.finish()
+            return (selector.header!, selector.selected)
+        }
+        try handle.seek(toOffset: 0)
         var inflater: GzipInflater?
         var first = true
         while true {
@@ -138,18 +149,44 @@ public enum DataLoader {
 
     /// Worker `rank`'s own test split: `configuration.clientTestSize` test examples drawn from the
     /// label distribution of its training shard (see `PartitionScheme.clientTestSplit`).
+    /// Without `testSet`, only the split's own rows are read (a worker does not hold the whole
+    /// test set to keep a few hundred of its images).
     public static func loadClientTestSplit(_ configuration: RunConfiguration, rank: Int, testSet: Dataset? = nil)
         throws -> Dataset
     {
-        let test = try testSet ?? loadTestSet(configuration.data)
         let (labels, classCount) = try trainLabels(configuration.data)
         let shards = try configuration.partition.assign(
             labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
-        return test.subset(
-            PartitionScheme.clientTestSplit(
-                testLabels: test.labels, trainLabels: shards[rank].map { labels[$0] },
-                size: configuration.clientTestSize,
-                classCount: max(classCount, test.classCount), seed: configuration.seed, worker: rank))
+        let testLabels = try testSet?.labels ?? loadTestLabels(configuration.data)
+        let split = PartitionScheme.clientTestSplit(
+            testLabels: testLabels, trainLabels: shards[rank].map { labels[$0] },
+            size: configuration.clientTestSize,
+            classCount: max(classCount, testSet?.classCount ?? 10), seed: configuration.seed, worker: rank)
+        if let testSet { return testSet.subset(split) }
+        return try loadTestRows(configuration.data, indices: split)
+    }
+
+    /// Labels of the test split.
+    static func loadTestLabels(_ source: DataSource) throws -> [UInt8] {
+        if let generator = generator(source) { return generator.testSet.labels }
+        guard case .idx(let directory) = source else { fatalError() }
+        let labelPath = try locate(testLabels, in: directory)
+        return try IDXHeader.decodeLabels(try readWhole(labelPath), name: labelPath)
+    }
+
+    /// Test examples at sorted `indices`.
+    static func loadTestRows(_ source: DataSource, indices: [Int]) throws -> Dataset {
+        if let generator = generator(source) { return generator.testSet.subset(indices) }
+        guard case .idx(let directory) = source else { fatalError() }
+        let labels = try loadTestLabels(source)
+        let imagePath = try locate(testImages, in: directory)
+        let (header, features) = try readItems(imagePath, indices: indices)
+        guard header.itemCount == labels.count else {
+            throw DataError(
+                file: imagePath, reason: "holds \(header.itemCount) images but its labels file holds \(labels.count)")
+        }
+        return Dataset(
+            features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength, classCount: 10)
     }
 
     /// A fixed, seeded subset of `count` training examples (the sharpness and train-loss set of x̄).
