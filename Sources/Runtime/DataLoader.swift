@@ -74,7 +74,7 @@ public enum DataLoader {
 
     /// Streams an IDX item file, keeping only the items at sorted `indices`.
     /// A gzipped file goes through the host's `IDXCache` when it can be used: inflated once per
-    /// host, then mapped. `cache`: the cache directory, `.some(nil)` for none, nil for the default.
+    /// host, then read raw. `cache`: the cache directory, `.some(nil)` for none, nil for the default.
     static func readItems(_ path: String, indices: [Int], cache: String?? = nil) throws -> (IDXHeader, [UInt8]) {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw DataError(file: path, reason: "cannot open file")
@@ -85,7 +85,7 @@ public enum DataLoader {
         if GzipInflater.isGzip(magic), let cache = cache ?? IDXCache.directory(),
             let entry = IDXCache.decompressedCopy(of: path, in: cache)
         {
-            try IDXCache.withPayload(of: entry) { try selector.consume($0) }
+            try IDXCache.forEachPayloadPiece(of: entry) { try selector.consume($0) }
             try selector.finish()
             return (selector.header!, selector.selected)
         }

@@ -7,8 +7,8 @@ import Foundation
 
 /// A per-host cache of decompressed IDX files: the first process of a host to read a gzipped IDX
 /// file inflates it once into the cache (under an exclusive `flock`, so sixteen workers starting
-/// together inflate it once, not sixteen times); every process then maps the raw file and copies
-/// out the rows it needs. The page cache holds one copy for all of them.
+/// together inflate it once, not sixteen times); every process then reads the raw file and copies
+/// out the rows it needs, read through the page cache, which holds one copy for all of them.
 ///
 /// An entry is `<cache>/idx-<hash of the source path>-<name>`: a 64-byte header (magic, the
 /// source's size and modification time, the payload length) and the decompressed bytes. It is used
@@ -132,24 +132,25 @@ public enum IDXCache {
         guard rename(temporary, entry) == 0 else { throw DataError(file: entry, reason: "cannot rename into place") }
     }
 
-    /// Streams the payload of a current entry, mapped read-only, to `body` as one buffer.
-    static func withPayload<Result>(of entry: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> Result) throws
-        -> Result
-    {
+    /// Feeds the payload of an entry to `body` in pieces of 1 MiB, read from the page cache (not
+    /// mapped: mapped pages would count in every worker's resident memory while it loads).
+    static func forEachPayloadPiece(of entry: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
         let descriptor = open(entry, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw DataError(file: entry, reason: "cannot open cache entry") }
         defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0, status.st_size >= headerLength else {
-            throw DataError(file: entry, reason: "cache entry shorter than its header")
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1 << 20)
+        defer { buffer.deallocate() }
+        var offset = off_t(headerLength)
+        while true {
+            let count = pread(descriptor, buffer, 1 << 20, offset)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw DataError(file: entry, reason: "read failed: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { return }
+            try body(UnsafeBufferPointer(start: buffer, count: count))
+            offset += off_t(count)
         }
-        let length = Int(status.st_size)
-        guard let mapping = mmap(nil, length, PROT_READ, MAP_SHARED, descriptor, 0), mapping != MAP_FAILED else {
-            throw DataError(file: entry, reason: "cannot map cache entry")
-        }
-        defer { munmap(mapping, length) }
-        let bytes = mapping.assumingMemoryBound(to: UInt8.self)
-        return try body(UnsafeBufferPointer(start: bytes + headerLength, count: length - headerLength))
     }
 
     /// FNV-1a, 64 bits: a stable name for a source path.

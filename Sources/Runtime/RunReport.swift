@@ -34,6 +34,8 @@ public struct RunSummary: Codable, Sendable {
     public var clientAccuracyWorstLast: Double?
     public var clientAccuracyMeanBest: Double?
     public var clientAccuracyBestRound: Int?
+    /// Seconds from the coordinator's start to the start barrier (processes only).
+    public var startupSeconds: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case status, reason, rounds, workers, topology, algorithm, data
@@ -54,6 +56,7 @@ public struct RunSummary: Codable, Sendable {
         case clientAccuracyWorstLast = "client_accuracy_worst_last"
         case clientAccuracyMeanBest = "client_accuracy_mean_best"
         case clientAccuracyBestRound = "client_accuracy_best_round"
+        case startupSeconds = "startup_seconds"
     }
 }
 

@@ -254,6 +254,9 @@ public final class CoordinatorShell {
     private var summaries: [WorkerSummary] = []
     /// Recorded in summary.json (computed by the caller, which may skip it for huge graphs).
     public var spectralGap: Double?
+    /// When the coordinator's process began its work: summary.json records the time from there to
+    /// the start barrier (`startup_seconds`).
+    public var launchedAt: ContinuousClock.Instant?
     /// Measures curvature and sharpness off the message loop, when configured.
     public var sharpness: SharpnessRunner?
     /// Heartbeats and failure detection need real time: on for processes, off in simulation.
@@ -475,7 +478,8 @@ public final class CoordinatorShell {
             events: events.isEmpty ? nil : events,
             clientAccuracyMeanLast: lastClient?.clientAccuracyMean,
             clientAccuracyWorstLast: lastClient?.clientAccuracyWorst,
-            clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round)
+            clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round,
+            startupSeconds: launchedAt.flatMap { launched in startedAt.map { ($0 - launched) / .seconds(1) } })
     }
 
     private func writeSummary() {

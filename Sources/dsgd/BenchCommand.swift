@@ -339,6 +339,7 @@ struct BenchCommand: ParsableCommand {
                 format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)",
                 stepsPerSecond,
                 workers, ceiling))
+        try benchStartup(scratch: scratch)
         let peaks = results.flatMap(\.3)
         if let worst = peaks.max() {
             print(
@@ -348,14 +349,37 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func launchCluster(runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String]) throws
-        -> RunSummary
-    {
+    /// Start-up of 16 workers: the coordinator's start to round 1 (`startup_seconds`), first with
+    /// an empty IDX cache (the host inflates the data once), then with it warm, then with the cache
+    /// off (every process inflates its own copy, as before the cache).
+    private func benchStartup(scratch: URL) throws {
+        let cache = scratch.appendingPathComponent("idx-cache")
+        var figures: [String] = []
+        for (label, directory) in [("cold cache", cache.path), ("warm cache", cache.path), ("no cache", "off")] {
+            let summary = try launchCluster(
+                runDirectory: scratch.appendingPathComponent("startup-\(figures.count)"), metricsEvery: nil, ipc: false,
+                rounds: 1, extra: ["--sharpness-every", "0"], workers: 16, environment: ["DSGD_CACHE_DIR": directory])
+            guard summary.status == "completed", let seconds = summary.startupSeconds else {
+                throw ValidationError("bench: start-up run failed: \(summary.reason ?? "?")")
+            }
+            figures.append(String(format: "%@ %.2f s", label, seconds))
+        }
+        print(
+            "    start-up, 16 workers, data \(data), coordinator start to round 1: \(figures.joined(separator: ", "))   (target ≤ 1 s)"
+        )
+    }
+
+    private func launchCluster(
+        runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String], workers: Int? = nil,
+        environment overrides: [String: String] = [:]
+    ) throws -> RunSummary {
+        let workers = workers ?? self.workers
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
         let endpointFile = runDirectory.appendingPathComponent("endpoint")
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment.merge(overrides) { $1 }
         func start(_ arguments: [String]) throws -> Process {
             let process = Process()
             process.executableURL = binary

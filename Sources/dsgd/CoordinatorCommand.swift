@@ -23,6 +23,7 @@ struct CoordinatorCommand: ParsableCommand {
     var runIdFile: String?
 
     func run() throws {
+        let launchedAt = ContinuousClock.now
         BLAS.useSingleThread()
         try network.checkBind()
         let prepared = try prepareRun(options)
@@ -58,6 +59,7 @@ struct CoordinatorCommand: ParsableCommand {
             },
             log: logLine)
         shell.spectralGap = prepared.spectralGap
+        shell.launchedAt = launchedAt
         shell.sharpness = prepared.sharpness
         shell.detectsFailures = true
         shell.heartbeats = heartbeats

@@ -57,7 +57,7 @@ final class IDXCacheTests: XCTestCase {
         let again = try DataLoader.readItems(source, indices: indices, cache: cache)
         XCTAssertEqual(again.1, inflated.1)
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: entry)[.modificationDate] as? Date, built)
-        // Every row, in one piece from the mapping: the selector buffers only the header.
+        // Every row (pieces of 1 MiB from the entry; the selector buffers only the header).
         let all = try DataLoader.readItems(source, indices: Array(0..<300), cache: cache)
         XCTAssertEqual(all.1, Array(TinyIDX.images(count: 300, seed: 1).dropFirst(16)))
     }
