@@ -59,6 +59,19 @@ let curvatureCases: [(spec: ModelSpec, normalization: NormalizationMode)] = [
     (ModelSpec(widths: [20, 24, 10], activation: .tanh, batchNorm: true), .batchStatistics(ghostBatchSize: 16)),
 ]
 
+/// A small CNN (3×3 convolution, batch norm, ReLU, 2×2 max pooling, dense head; 218 values) in
+/// both batch-norm modes, for the estimator oracles.
+let convolutionalCurvatureCases: [(spec: ModelSpec, normalization: NormalizationMode)] = [
+    (
+        ModelSpec(convolutionalHeight: 6, width: 6, channels: 1, convolutionChannels: [2], classes: 10),
+        .runningStatistics
+    ),
+    (
+        ModelSpec(convolutionalHeight: 6, width: 6, channels: 1, convolutionChannels: [2], classes: 10),
+        .batchStatistics(ghostBatchSize: nil)
+    ),
+]
+
 /// The dense Hessian, column by column from Hessian-vector products.
 func denseHessian(_ surface: LossSurface, at x: [Float]) -> [Double] {
     let d = surface.dimension
@@ -100,7 +113,7 @@ final class CurvatureTests: XCTestCase {
     /// the spectral radius; Hutchinson within 3 standard errors of the exact trace, its error
     /// shrinking as 1/√probes; Hutch++ close; SLQ moments against tr(Hᵖ)/d.
     func testEstimators_MatchTheDenseHessian() {
-        for (spec, normalization) in curvatureCases {
+        for (spec, normalization) in curvatureCases + convolutionalCurvatureCases {
             let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
             let d = surface.dimension
             var h = denseHessian(surface, at: x)
