@@ -48,11 +48,16 @@ public enum Curvature {
     /// give a tridiagonal T whose eigenvalues (Ritz values) approximate H's extreme eigenvalues of
     /// both signs. Returns Ritz values ascending and, for quadrature, the squared first components
     /// of T's eigenvectors.
-    public static func lanczos(_ apply: Operator, dimension: Int, iterations: Int, start: [Double]) -> (
-        ritzValues: [Double], weights: [Double]
-    ) {
+    ///
+    /// With `partialLevel` set (the relative error of the operator's products), the basis is
+    /// re-orthogonalised only when Simon's estimate of the lost orthogonality passes its square
+    /// root (partial re-orthogonalisation): T stays the projection of H to that error, which is all
+    /// quadrature needs, at a fraction of the memory traffic.
+    public static func lanczos(
+        _ apply: Operator, dimension: Int, iterations: Int, start: [Double], partialLevel: Double? = nil
+    ) -> (ritzValues: [Double], weights: [Double]) {
         let k = min(iterations, dimension)
-        var process = LanczosProcess(start: start, capacity: k)
+        var process = LanczosProcess(start: start, capacity: k, partialLevel: partialLevel)
         for step in 0..<k {
             process.extend(apply)
             if step == k - 1 || process.isInvariant { break }
@@ -80,8 +85,22 @@ public enum Curvature {
         private var basis: [Float] = []
         private var residual: [Double]
         private var previous: [Double] = []
+        /// Partial re-orthogonalisation (Simon, Math. Comp. 1984): nil re-orthogonalises every
+        /// step; otherwise the level ε of the products' errors, and the estimates ω of the
+        /// residual's and the last vector's inner products with every basis vector.
+        private let partialLevel: Double?
+        private var omegaResidual: [Double] = []
+        private var omegaLast: [Double] = []
+        /// The previous step re-orthogonalised for cause: this one does too (Simon's rule, so
+        /// both vectors that carry the lost orthogonality are cleaned).
+        private var reorthogonalizeNext = false
+        /// Steps that re-orthogonalised against the whole basis.
+        private(set) var fullReorthogonalizations = 0
 
-        init(start: [Double], capacity: Int) {
+        /// - Parameter partialLevel: nil for full re-orthogonalisation at every step, or the
+        ///   relative error ε of the operator's products for partial re-orthogonalisation.
+        init(start: [Double], capacity: Int, partialLevel: Double? = nil) {
+            self.partialLevel = partialLevel
             dimension = start.count
             let norm = Curvature.dot(start, start).squareRoot()
             residual = start.map { $0 / norm }
@@ -116,10 +135,48 @@ public enum Curvature {
                     }
                 }
             }
-            orthogonalize(&w)
+            if let level = partialLevel {
+                let norm = Curvature.dot(w, w).squareRoot()
+                if updateOmega(residualNorm: norm, level: level) || reorthogonalizeNext {
+                    orthogonalize(&w)
+                    fullReorthogonalizations += 1
+                    reorthogonalizeNext.toggle()
+                    for k in omegaResidual.indices.dropLast() { omegaResidual[k] = level }
+                }
+            } else {
+                orthogonalize(&w)
+                fullReorthogonalizations += 1
+            }
             previous = q
             residual = w
             residualNorm = Curvature.dot(w, w).squareRoot()
+        }
+
+        /// Advances Simon's recurrence for ω_{j+1,k} ≈ q_{j+1}ᵀq_k (k ≤ j, 0-based, j the step just
+        /// taken) from T's coefficients alone:
+        /// β_j+1·ω_{j+1,k} = β_k·ω_{j,k+1} + (α_k − α_j)·ω_{j,k} + β_{k−1}·ω_{j,k−1} − β_{j}·ω_{j−1,k} ± ε(β_k + β_{j+1}),
+        /// with ω_{j,j} = 1 and ω_{j+1,j} = ε. True when some |ω| passed √ε, the point past which
+        /// semi-orthogonality, and with it Ritz values accurate to ε‖H‖, would be lost.
+        mutating func updateOmega(residualNorm beta: Double, level: Double) -> Bool {
+            let j = alphas.count - 1
+            // ω for q_j (the vector just used) against q_0…q_j: last step's residual estimates.
+            let current = j == 0 ? [1.0] : omegaResidual + [1.0]
+            var next = [Double](repeating: level, count: j + 2)
+            next[j + 1] = 1
+            if beta > 0 {
+                for k in 0..<j {
+                    let betaK = betas[k]
+                    var sum = betaK * current[k + 1] + (alphas[k] - alphas[j]) * current[k]
+                    if k > 0 { sum += betas[k - 1] * current[k - 1] }
+                    if j > 0, k < omegaLast.count { sum -= betas[j - 1] * omegaLast[k] }
+                    let noise = level * (betaK + beta)
+                    sum += sum >= 0 ? noise : -noise
+                    next[k] = sum / beta
+                }
+            }
+            omegaLast = current
+            omegaResidual = Array(next.prefix(j + 1))
+            return omegaResidual.dropLast().contains { abs($0) > level.squareRoot() }
         }
 
         /// Classical Gram–Schmidt against the whole basis, repeated when a pass removed more than
@@ -335,6 +392,12 @@ public enum Curvature {
         }
     }
 
+    /// The error level partial re-orthogonalisation assumes for the operator's products in SLQ:
+    /// 1e-6, above the Float32 Hessian-vector products' relative error (about 1e-7), so the
+    /// estimate of lost orthogonality errs high and re-orthogonalisation comes early rather than
+    /// late (an exact Float64 operator is then merely re-orthogonalised more than it needs).
+    public static let spectralDensityOrthogonalityLevel = 1e-6
+
     public static func spectralDensity(
         _ apply: Operator, dimension: Int, probes: Int, iterations: Int, seed: UInt64 = 0
     ) -> SpectralDensity {
@@ -343,7 +406,9 @@ public enum Curvature {
         var weights: [Double] = []
         for _ in 0..<probes {
             let start = rademacher(dimension, &generator)
-            let result = lanczos(apply, dimension: dimension, iterations: iterations, start: start)
+            let result = lanczos(
+                apply, dimension: dimension, iterations: iterations, start: start,
+                partialLevel: spectralDensityOrthogonalityLevel)
             nodes += result.ritzValues
             weights += result.weights.map { $0 / Double(probes) }
         }

@@ -67,6 +67,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Part (g): the PyHessian script run by --pyhessian.")
     var pyhessianScript: String = "bench/pyhessian_bench.py"
 
+    @Option(help: "Part (g) with --pyhessian: alternated passes of the two tools (each keeps its best).")
+    var comparisonPasses: Int = 2
+
     func run() throws {
         BLAS.useSingleThread()
         print(
