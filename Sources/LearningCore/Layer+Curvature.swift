@@ -268,6 +268,22 @@ public final class CurvatureWorkspace {
         return lossSum / Double(batchSize)
     }
 
+    /// R{activations} along `direction` at the prepared point: the R-forward pass that products
+    /// and quadratic forms both start with.
+    private func directionalForward(
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, batchSize: Int, context: LayerContext
+    ) {
+        var context = context
+        let activationsR = temporaries.activationsR
+        for (k, layer) in network.layers.enumerated() {
+            context.inputDirectionIsZero = k == 0
+            layer.rForward(
+                input: activations[k], inputR: activationsR[k], output: activations[k + 1],
+                outputR: activationsR[k + 1], batchSize: batchSize, parameters: parameters + network.layerOffsets[k],
+                direction: direction + network.layerOffsets[k], context: context)
+        }
+    }
+
     /// H·v at the parameters of the last `prepare` (the same pointer's values, unchanged since),
     /// written to `product` (overwriting).
     public func preparedProduct(
@@ -279,14 +295,7 @@ public final class CurvatureWorkspace {
         let offsets = network.layerOffsets
         let activationsR = temporaries.activationsR
         let gradientsR = temporaries.gradientsR
-        for (k, layer) in layers.enumerated() {
-            context.inputDirectionIsZero = k == 0
-            layer.rForward(
-                input: activations[k], inputR: activationsR[k], output: activations[k + 1],
-                outputR: activationsR[k + 1],
-                batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
-                context: context)
-        }
+        directionalForward(parameters: parameters, direction: direction, batchSize: batchSize, context: context)
         let last = layers.count
         let classes = network.classCount
         // R{(p − y)/B} = p ⊙ (R{z} − ⟨p, R{z}⟩)/B, with p recovered from the gradient: p = B·g + y.
@@ -330,12 +339,9 @@ public final class CurvatureWorkspace {
         let offsets = network.layerOffsets
         let activationsR = temporaries.activationsR
         let activationsR2 = temporaries.activationsR2
+        directionalForward(parameters: parameters, direction: direction, batchSize: batchSize, context: context)
         for (k, layer) in layers.enumerated() {
             context.inputDirectionIsZero = k == 0
-            layer.rForward(
-                input: activations[k], inputR: activationsR[k], output: activations[k + 1],
-                outputR: activationsR[k + 1], batchSize: batchSize, parameters: parameters + offsets[k],
-                direction: direction + offsets[k], context: context)
             guard
                 layer.secondDirectionalForward(
                     input: activations[k], inputR: activationsR[k], inputR2: activationsR2[k],
