@@ -25,6 +25,8 @@ let package = Package(
         .target(name: "Wire", dependencies: ["LearningCore"]),
         .target(name: "Transport", dependencies: ["Wire"]),
         .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ"]),
+        .target(name: "CSharedMemory"),
+        .target(name: "SharedMemory", dependencies: ["CSharedMemory"]),
         .target(
             name: "Runtime",
             dependencies: [
@@ -55,6 +57,7 @@ let package = Package(
             name: "RuntimeTests",
             dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
         ),
+        .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire", "CZeroMQ"]),
         .testTarget(
             name: "EndToEndTests",

@@ -1,0 +1,228 @@
+import CSharedMemory
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A process's segment of POSIX shared memory holding a ring of model slots: what a sender
+/// publishes once and every reader on the host mixes from in place (the data plane of #11; the
+/// transport carries only a `SlotDescriptor`).
+///
+/// Layout: a 64-byte header (magic, run id, rank, slot count, slot capacity in floats), then the
+/// slots, each a 64-byte slot header (sequence word, round, count) and `slotCapacity` floats.
+/// The sequence word is a seqlock: a write makes it odd, writes the round, count and values, then
+/// makes it even again, with release order; a reader loads it with acquire order, reads, and loads
+/// it again; a change means the slot was rewritten under it, which `read` reports naming both
+/// rounds. Round r goes to slot r mod S, so a slot is rewritten only S rounds later: S must exceed
+/// how far any reader can lag a sender (synchronous gossip: a sender needs its neighbours' round
+/// r + 1 models, made after they mixed its round r, so neighbours lag at most two rounds; the
+/// coordinator's gather lags at most `--max-rounds-ahead`), and a lag past it is detected, never
+/// silently read.
+///
+/// The owner creates the segment `O_EXCL` with mode 0600 and reserves its pages with
+/// `posix_fallocate`, so a full `/dev/shm` fails at set-up (never a SIGBUS mid-run), and unlinks
+/// it when released; readers map it read-only after checking its size and header against the run
+/// they belong to, so a stale segment of another run is never read.
+public final class SharedSegment: @unchecked Sendable {
+    public let name: String
+    public let runID: UInt64
+    public let rank: Int
+    public let slotCount: Int
+    public let slotCapacity: Int
+    public let isOwner: Bool
+    private let base: UnsafeMutableRawPointer
+    private let length: Int
+
+    static let magic: UInt64 = 0x3148_4D53_4447_5344  // "DSGDSMH1", little-endian
+    static let headerLength = 64
+    static let slotHeaderLength = 64
+
+    /// The segment name of a run's rank: the run id and rank in it, so no run opens another's.
+    public static func name(runID: UInt64, rank: Int) -> String {
+        let hex = String(runID, radix: 16)
+        return "/dsgd-\(String(repeating: "0", count: max(0, 16 - hex.count)) + hex)-rank\(rank)"
+    }
+
+    /// Bytes of a segment with this shape (slots aligned to 64 bytes).
+    public static func byteCount(slotCount: Int, slotCapacity: Int) -> Int {
+        headerLength + slotCount * slotStride(capacity: slotCapacity)
+    }
+
+    static func slotStride(capacity: Int) -> Int {
+        (slotHeaderLength + capacity * MemoryLayout<Float>.size + 63) / 64 * 64
+    }
+
+    private init(
+        name: String, runID: UInt64, rank: Int, slotCount: Int, slotCapacity: Int, isOwner: Bool,
+        base: UnsafeMutableRawPointer, length: Int
+    ) {
+        self.name = name
+        self.runID = runID
+        self.rank = rank
+        self.slotCount = slotCount
+        self.slotCapacity = slotCapacity
+        self.isOwner = isOwner
+        self.base = base
+        self.length = length
+    }
+
+    deinit {
+        munmap(base, length)
+        if isOwner { shm_unlink(name) }
+    }
+
+    /// Creates and maps the segment of `rank` in run `runID` (the publishing side).
+    public static func create(runID: UInt64, rank: Int, slotCount: Int, slotCapacity: Int) throws(SharedMemoryError)
+        -> SharedSegment
+    {
+        guard slotCount > 0, slotCapacity > 0 else {
+            throw SharedMemoryError(segment: "-", reason: "needs at least one slot of at least one value")
+        }
+        let name = Self.name(runID: runID, rank: rank)
+        let length = byteCount(slotCount: slotCount, slotCapacity: slotCapacity)
+        let descriptor = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw SharedMemoryError(segment: name, reason: "cannot create: \(lastError())") }
+        defer { close(descriptor) }
+        func fail(_ what: String) -> SharedMemoryError {
+            let error = SharedMemoryError(segment: name, reason: what)
+            shm_unlink(name)
+            return error
+        }
+        guard ftruncate(descriptor, off_t(length)) == 0 else {
+            throw fail("cannot size to \(length) bytes: \(lastError())")
+        }
+        let reserved = posix_fallocate(descriptor, 0, off_t(length))
+        guard reserved == 0 else {
+            throw fail(
+                "cannot reserve \(length) bytes in /dev/shm (\(String(cString: strerror(reserved)))): too little space")
+        }
+        guard let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0),
+            mapping != MAP_FAILED
+        else { throw fail("cannot map: \(lastError())") }
+        let header = mapping.assumingMemoryBound(to: UInt64.self)
+        header[1] = runID
+        header[2] = UInt64(rank)
+        header[3] = UInt64(slotCount)
+        header[4] = UInt64(slotCapacity)
+        dsgd_store_release_u64(header, magic)
+        return SharedSegment(
+            name: name, runID: runID, rank: rank, slotCount: slotCount, slotCapacity: slotCapacity, isOwner: true,
+            base: mapping, length: length)
+    }
+
+    /// Maps `rank`'s segment of run `runID` read-only, after checking that its size and header
+    /// are those of this run's shape (the reading side).
+    public static func open(runID: UInt64, rank: Int, slotCount: Int, slotCapacity: Int) throws(SharedMemoryError)
+        -> SharedSegment
+    {
+        let name = Self.name(runID: runID, rank: rank)
+        let length = byteCount(slotCount: slotCount, slotCapacity: slotCapacity)
+        let descriptor = shm_open(name, O_RDONLY | O_CLOEXEC, 0)
+        guard descriptor >= 0 else { throw SharedMemoryError(segment: name, reason: "cannot open: \(lastError())") }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, Int(status.st_size) == length else {
+            throw SharedMemoryError(
+                segment: name,
+                reason: "is \(status.st_size) bytes, not the \(length) of \(slotCount) slots of \(slotCapacity) values")
+        }
+        guard let mapping = mmap(nil, length, PROT_READ, MAP_SHARED, descriptor, 0), mapping != MAP_FAILED else {
+            throw SharedMemoryError(segment: name, reason: "cannot map: \(lastError())")
+        }
+        let header = mapping.assumingMemoryBound(to: UInt64.self)
+        let found = [dsgd_load_acquire_u64(header), header[1], header[2], header[3], header[4]]
+        let expected = [magic, runID, UInt64(rank), UInt64(slotCount), UInt64(slotCapacity)]
+        if found != expected {
+            munmap(mapping, length)
+            let fields = ["magic", "run id", "rank", "slot count", "slot capacity"]
+            let wrong = zip(fields, zip(found, expected)).filter { $0.1.0 != $0.1.1 }.map {
+                "\($0.0) \($0.1.0) (expected \($0.1.1))"
+            }
+            throw SharedMemoryError(segment: name, reason: "header does not match: " + wrong.joined(separator: ", "))
+        }
+        return SharedSegment(
+            name: name, runID: runID, rank: rank, slotCount: slotCount, slotCapacity: slotCapacity, isOwner: false,
+            base: mapping, length: length)
+    }
+
+    private func slot(_ index: Int) -> UnsafeMutableRawPointer {
+        base + Self.headerLength + index * Self.slotStride(capacity: slotCapacity)
+    }
+
+    /// Writes round `round`'s values into slot round mod S; returns what a reader needs.
+    public func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> SlotDescriptor {
+        precondition(isOwner, "only the owner publishes")
+        precondition(values.count <= slotCapacity, "\(values.count) values for slots of \(slotCapacity)")
+        precondition(round >= 0)
+        let index = Int(round % Int64(slotCount))
+        let slot = self.slot(index)
+        let words = slot.assumingMemoryBound(to: UInt64.self)
+        let sequence = dsgd_load_acquire_u64(words)
+        dsgd_store_release_u64(words, sequence + 1)  // odd: being written
+        words[1] = UInt64(bitPattern: round)
+        words[2] = UInt64(values.count)
+        if let source = values.baseAddress {
+            (slot + Self.slotHeaderLength).copyMemory(from: source, byteCount: values.count * MemoryLayout<Float>.size)
+        }
+        dsgd_store_release_u64(words, sequence + 2)
+        return SlotDescriptor(slot: index, sequence: sequence + 2, count: values.count, round: round)
+    }
+
+    /// Calls `body` with the slot's values in place, then checks that nothing rewrote the slot
+    /// meanwhile; throws, naming both rounds, when the slot no longer holds the descriptor's
+    /// round (before or after the read). `body`'s result is not to be used after a throw.
+    public func read<Result>(_ descriptor: SlotDescriptor, _ body: (UnsafeBufferPointer<Float>) throws -> Result)
+        throws -> Result
+    {
+        guard (0..<slotCount).contains(descriptor.slot), (0...slotCapacity).contains(descriptor.count) else {
+            throw SharedMemoryError(
+                segment: name,
+                reason: "descriptor of slot \(descriptor.slot), \(descriptor.count) values is out of range")
+        }
+        let slot = self.slot(descriptor.slot)
+        let words = UnsafePointer(slot.assumingMemoryBound(to: UInt64.self))
+        func check(_ moment: String) throws {
+            let sequence = dsgd_load_acquire_u64(words)
+            guard sequence == descriptor.sequence else {
+                let now = Int64(bitPattern: words[1])
+                throw SharedMemoryError(
+                    segment: name,
+                    reason:
+                        "slot \(descriptor.slot) was rewritten \(moment) reading round \(descriptor.round): it now holds round \(now)"
+                        + (sequence % 2 == 1 ? " (being written)" : "")
+                        + "; a reader lagged the sender by the whole ring of \(slotCount) slots")
+            }
+        }
+        try check("before")
+        let values = UnsafeBufferPointer(
+            start: (slot + Self.slotHeaderLength).assumingMemoryBound(to: Float.self), count: descriptor.count)
+        let result = try body(values)
+        dsgd_fence_acquire()
+        try check("while")
+        return result
+    }
+}
+
+/// Where a published model is: what travels over ZeroMQ in place of the payload.
+public struct SlotDescriptor: Sendable, Equatable {
+    public var slot: Int
+    /// The slot's sequence word after the write (even).
+    public var sequence: UInt64
+    public var count: Int
+    public var round: Int64
+
+    public init(slot: Int, sequence: UInt64, count: Int, round: Int64) {
+        self.slot = slot
+        self.sequence = sequence
+        self.count = count
+        self.round = round
+    }
+}
+
+public struct SharedMemoryError: Error, CustomStringConvertible {
+    public var segment: String
+    public var reason: String
+    public var description: String { "shared memory segment \(segment): \(reason)" }
+}
+
+private func lastError() -> String { String(cString: strerror(errno)) }

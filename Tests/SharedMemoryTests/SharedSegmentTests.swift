@@ -1,0 +1,83 @@
+import Foundation
+import SharedMemory
+import XCTest
+
+/// The shared-memory slot ring: published values read in place, the header checked, a rewritten
+/// slot detected (also when it happens during a read), nothing left in /dev/shm.
+final class SharedSegmentTests: XCTestCase {
+    /// A run id no other test or run uses.
+    func freshRunID() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
+
+    func shmPath(_ segment: String) -> String { "/dev/shm" + segment }
+
+    func testPublishedValues_AreReadInPlace_ByAReader() throws {
+        let runID = freshRunID()
+        let owner = try SharedSegment.create(runID: runID, rank: 3, slotCount: 4, slotCapacity: 1_000)
+        XCTAssertTrue(owner.name.contains(String(runID, radix: 16)) && owner.name.hasSuffix("rank3"), owner.name)
+        var status = stat()
+        XCTAssertEqual(stat(shmPath(owner.name), &status), 0)
+        XCTAssertEqual(status.st_mode & 0o777, 0o600)
+        let reader = try SharedSegment.open(runID: runID, rank: 3, slotCount: 4, slotCapacity: 1_000)
+        for round in Int64(0)..<6 {
+            let values = (0..<(900 + Int(round))).map { Float($0) * 0.5 + Float(round) }
+            let descriptor = values.withUnsafeBufferPointer { owner.publish($0, round: round) }
+            XCTAssertEqual(descriptor.slot, Int(round % 4))
+            XCTAssertEqual(try reader.read(descriptor) { Array($0) }, values)
+        }
+    }
+
+    func testRewrittenSlot_IsDetected_NamingBothRounds() throws {
+        let runID = freshRunID()
+        let owner = try SharedSegment.create(runID: runID, rank: 0, slotCount: 3, slotCapacity: 10)
+        let reader = try SharedSegment.open(runID: runID, rank: 0, slotCount: 3, slotCapacity: 10)
+        let values = [Float](repeating: 1, count: 10)
+        let old = values.withUnsafeBufferPointer { owner.publish($0, round: 4) }
+        // A reader that lagged a whole ring: round 7 went to the same slot.
+        _ = values.withUnsafeBufferPointer { owner.publish($0, round: 7) }
+        XCTAssertThrowsError(try reader.read(old) { _ in () }) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("round 4") && text.contains("round 7"), text)
+        }
+        // Forced during a read: the writer rewrites the slot while the reader holds it.
+        let current = values.withUnsafeBufferPointer { owner.publish($0, round: 9) }
+        XCTAssertThrowsError(
+            try reader.read(current) { _ in _ = values.withUnsafeBufferPointer { owner.publish($0, round: 12) } }
+        ) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("while reading round 9") && text.contains("round 12"), text)
+        }
+    }
+
+    func testWrongShapeOrRun_IsRefused_AndTwoOwnersCannotExist() throws {
+        let runID = freshRunID()
+        let owner = try SharedSegment.create(runID: runID, rank: 1, slotCount: 2, slotCapacity: 64)
+        XCTAssertThrowsError(try SharedSegment.open(runID: runID, rank: 1, slotCount: 2, slotCapacity: 65)) { error in
+            XCTAssertTrue("\(error)".contains("bytes"), "\(error)")
+        }
+        XCTAssertThrowsError(try SharedSegment.open(runID: runID ^ 1, rank: 1, slotCount: 2, slotCapacity: 64))
+        XCTAssertThrowsError(try SharedSegment.create(runID: runID, rank: 1, slotCount: 2, slotCapacity: 64))
+        _ = owner
+    }
+
+    func testOwnerRelease_LeavesNothingInDevShm_EvenWithReadersMapped() throws {
+        let runID = freshRunID()
+        var owner: SharedSegment? = try SharedSegment.create(runID: runID, rank: 5, slotCount: 2, slotCapacity: 8)
+        let name = owner!.name
+        let descriptor = [Float](repeating: 2, count: 8).withUnsafeBufferPointer { owner!.publish($0, round: 0) }
+        let reader = try SharedSegment.open(runID: runID, rank: 5, slotCount: 2, slotCapacity: 8)
+        owner = nil
+        XCTAssertFalse(FileManager.default.fileExists(atPath: shmPath(name)))
+        // The reader's mapping stays valid after the unlink.
+        XCTAssertEqual(try reader.read(descriptor) { Array($0) }, [Float](repeating: 2, count: 8))
+    }
+
+    func testTooLargeForDevShm_FailsAtCreation_LeavingNothing() throws {
+        let runID = freshRunID()
+        // 64 slots of 2^30 floats: 256 GiB, more than any /dev/shm here.
+        XCTAssertThrowsError(try SharedSegment.create(runID: runID, rank: 0, slotCount: 64, slotCapacity: 1 << 30)) {
+            error in
+            XCTAssertTrue("\(error)".contains("cannot"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: shmPath(SharedSegment.name(runID: runID, rank: 0))))
+    }
+}
