@@ -264,7 +264,8 @@ public final class NetworkLoss: LossSurface {
         func quadraticForm(_ v: [Float]) -> Double {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
-            var part = [Float](repeating: 0, count: dimension)
+            // Only pieces without a second-order forward need a product buffer.
+            var part: [Float] = []
             var sum = 0.0
             x.withUnsafeBufferPointer { p in
                 v.withUnsafeBufferPointer { d in
@@ -276,6 +277,7 @@ public final class NetworkLoss: LossSurface {
                             sum += Double(weight) * form
                             return
                         }
+                        if part.isEmpty { part = [Float](repeating: 0, count: dimension) }
                         part.withUnsafeMutableBufferPointer {
                             product(of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!)
                             sum +=

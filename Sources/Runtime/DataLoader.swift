@@ -174,21 +174,6 @@ public enum DataLoader {
         return try IDXHeader.decodeLabels(try readWhole(labelPath), name: labelPath)
     }
 
-    /// Test examples at sorted `indices`.
-    static func loadTestRows(_ source: DataSource, indices: [Int]) throws -> Dataset {
-        if let generator = generator(source) { return generator.testSet.subset(indices) }
-        guard case .idx(let directory) = source else { fatalError() }
-        let labels = try loadTestLabels(source)
-        let imagePath = try locate(testImages, in: directory)
-        let (header, features) = try readItems(imagePath, indices: indices)
-        guard header.itemCount == labels.count else {
-            throw DataError(
-                file: imagePath, reason: "holds \(header.itemCount) images but its labels file holds \(labels.count)")
-        }
-        return Dataset(
-            features: features, labels: indices.map { labels[$0] }, featureCount: header.itemLength, classCount: 10)
-    }
-
     /// A fixed, seeded subset of `count` training examples (the sharpness and train-loss set of x̄).
     public static func loadTrainSubset(_ source: DataSource, count: Int, seed: UInt64) throws -> Dataset {
         let (labels, classCount) = try trainLabels(source)
@@ -210,18 +195,27 @@ public enum DataLoader {
 
     /// The whole test split.
     public static func loadTestSet(_ source: DataSource) throws -> Dataset {
-        if let generator = generator(source) { return generator.testSet }
+        try loadTestRows(source, indices: nil)
+    }
+
+    /// Test examples at sorted `indices` (all of them when nil).
+    static func loadTestRows(_ source: DataSource, indices: [Int]?) throws -> Dataset {
+        if let generator = generator(source) {
+            return indices.map { generator.testSet.subset($0) } ?? generator.testSet
+        }
         guard case .idx(let directory) = source else { fatalError() }
         let labelPath = try locate(testLabels, in: directory)
         let labels = try IDXHeader.decodeLabels(try readWhole(labelPath), name: labelPath)
         let imagePath = try locate(testImages, in: directory)
-        let (header, features) = try readItems(imagePath, indices: Array(labels.indices))
+        let (header, features) = try readItems(imagePath, indices: indices ?? Array(labels.indices))
         guard header.itemCount == labels.count else {
             throw DataError(
                 file: imagePath,
                 reason: "holds \(header.itemCount) images but \(labelPath) holds \(labels.count) labels")
         }
-        return Dataset(features: features, labels: labels, featureCount: header.itemLength, classCount: 10)
+        return Dataset(
+            features: features, labels: indices.map { $0.map { labels[$0] } } ?? labels,
+            featureCount: header.itemLength, classCount: 10)
     }
 
     /// A description for reports.

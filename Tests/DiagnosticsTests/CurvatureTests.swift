@@ -328,25 +328,21 @@ final class CurvatureTests: XCTestCase {
         let h = denseHessian(surface, at: x)
         let defaults = SharpnessSettings()
         let (apply, dimension) = Curvature.hessian(of: surface, at: x)
-        let exact = (0..<d).reduce(0.0) { $0 + h[$1 * d + $1] }
-        var covered = 0
-        for seed in 0..<200 {
-            let estimate = Curvature.hutchinson(
-                apply, dimension: dimension, probes: defaults.hutchinsonProbes, seed: UInt64(seed))
-            let interval = estimate.interval95
-            if interval.low <= exact && exact <= interval.high { covered += 1 }
+        /// How many of 200 seeded estimates' 95 % intervals hold `exact`.
+        func covered(_ apply: @escaping Curvature.Operator, dimension: Int, probes: Int, exact: Double) -> Int {
+            (0..<200).filter { seed in
+                let interval = Curvature.hutchinson(apply, dimension: dimension, probes: probes, seed: UInt64(seed))
+                    .interval95
+                return interval.low <= exact && exact <= interval.high
+            }.count
         }
-        XCTAssertTrue((180...196).contains(covered), "global: \(covered)/200")
+        let exact = (0..<d).reduce(0.0) { $0 + h[$1 * d + $1] }
+        let global = covered(apply, dimension: dimension, probes: defaults.hutchinsonProbes, exact: exact)
+        XCTAssertTrue((180...196).contains(global), "global: \(global)/200")
         for slice in surface.network.layout.slices where slice.shape.count > 1 {
             let (block, size) = Curvature.hessian(of: surface, at: x, block: slice.range)
             let blockExact = slice.range.reduce(0.0) { $0 + h[$1 * d + $1] }
-            var blockCovered = 0
-            for seed in 0..<200 {
-                let estimate = Curvature.hutchinson(
-                    block, dimension: size, probes: defaults.perLayerProbes, seed: UInt64(seed))
-                let interval = estimate.interval95
-                if interval.low <= blockExact && blockExact <= interval.high { blockCovered += 1 }
-            }
+            let blockCovered = covered(block, dimension: size, probes: defaults.perLayerProbes, exact: blockExact)
             XCTAssertTrue((180...196).contains(blockCovered), "\(slice.name): \(blockCovered)/200")
         }
     }
