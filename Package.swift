@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "Algorithms", dependencies: ["LearningCore", "Optimizers", "Topologies", "Datasets"]),
         .target(name: "Wire", dependencies: ["LearningCore"]),
         .target(name: "Transport", dependencies: ["Wire"]),
-        .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ"]),
+        .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ", "SharedMemory"]),
         .target(name: "CSharedMemory"),
         .target(name: "SharedMemory", dependencies: ["CSharedMemory"]),
         .target(
@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "dsgd",
             dependencies: [
-                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ",
+                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ", "SharedMemory", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

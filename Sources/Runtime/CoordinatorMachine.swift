@@ -11,6 +11,9 @@ public enum CoordinatorDirective {
     /// The barrier was released: start the clock.
     case started
     case record(RoundRecord)
+    /// How payloads travel in this run, decided once every worker registered (before the
+    /// assignments go out): record it; with a plan, create the coordinator's segment.
+    case payloads(PayloadDecision)
     case log(String)
     /// Every round recorded and every worker finished.
     case complete([WorkerSummary])
@@ -75,7 +78,8 @@ public struct CoordinatorMachine {
     public private(set) var lastRecord: RoundRecord?
     /// The last average model x̄ formed.
     public private(set) var averageModel: [Float]?
-    /// The models gathered at the last gathering round (shared, not copied), and their ranks.
+    /// The models gathered at the last gathering round (shared, not copied), and their ranks;
+    /// emptied once that round is recorded when they were read from shared memory.
     private var lastGathered: [FloatPayload] = []
     private var lastGatheredRanks: [Int] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
@@ -96,6 +100,10 @@ public struct CoordinatorMachine {
     private var clientEvaluations: [Int: [Int: ClientEvaluation]] = [:]
     /// Clients whose deployed model's loss was found not finite (reported once each).
     private var divergedClients: Set<Int> = []
+    /// `--payloads` and what the coordinator found of its host's shared memory; nil (simulation,
+    /// tests): no decision is made and payloads travel as the transport passes them.
+    public var payloadRequest: (mode: PayloadMode, coordinator: SharedMemoryReport)?
+    public private(set) var payloadDecision: PayloadDecision?
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -283,10 +291,27 @@ public struct CoordinatorMachine {
         alive = Array(0..<configuration.workers)
         let endpoints = (0..<configuration.workers).map { registrations[$0]!.endpoint }
         var directives: [CoordinatorDirective] = []
+        if let (mode, coordinatorReport) = payloadRequest {
+            let plan = SharedPayloadPlan(
+                slotCount: SharedPayloadPlan.slotCount(maxRoundsAhead: configuration.maxRoundsAhead),
+                modelSize: network.parameterCount)
+            switch PayloadDecision.decide(
+                requested: mode, coordinator: coordinatorReport,
+                workers: (0..<configuration.workers).map { registrations[$0]!.sharedMemory }, plan: plan,
+                segmentBytes: plan.segmentBytes)
+            {
+            case .failure(let error):
+                phase = .done
+                return [.fail("\(error)")]
+            case .success(let decision):
+                payloadDecision = decision
+                directives.append(.payloads(decision))
+            }
+        }
         for rank in 0..<configuration.workers {
             let assignment = Assignment(
                 rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints,
-                nonce: registrations[rank]!.nonce)
+                nonce: registrations[rank]!.nonce, sharedPayloads: payloadDecision?.plan)
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
             directives.append(
                 .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
@@ -320,6 +345,14 @@ public struct CoordinatorMachine {
                             round: nextRoundToRecord, learningRate: record.learningRate, average: average,
                             workers: lastGathered.map(\.array), workerRanks: lastGatheredRanks)))
             }
+            // Models read in place from the workers' shared memory: the record is void if a
+            // worker rewrote one before the coordinator was done with it.
+            if let damage = round.values.lazy.compactMap({ $0.1?.damage() }).first {
+                phase = .done
+                return [.fail("round \(nextRoundToRecord): \(damage)")]
+            }
+            // Models in shared memory are valid only until their senders reuse the slots.
+            if lastGathered.contains(where: \.isBorrowed) { lastGathered = [] }
             reports.removeValue(forKey: nextRoundToRecord)
             nextRoundToRecord += 1
         }

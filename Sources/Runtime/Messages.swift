@@ -10,6 +10,8 @@ public struct Registration: Codable, Sendable {
     public var processID: Int32
     /// A rank the launcher gave this worker (e.g. from mpirun's environment), if any.
     public var requestedRank: Int?
+    /// What this worker found of its host's shared memory (nil: it did not look, as in simulation).
+    public var sharedMemory: SharedMemoryReport?
 }
 
 /// coordinator → worker.
@@ -22,10 +24,14 @@ public struct Assignment: Codable, Sendable {
     /// The nonce of the registration this answers: a worker accepts only the assignment that
     /// echoes its own random nonce, not the first one anyone sends.
     public var nonce: UInt64?
+    /// Set when the run passes payloads through shared memory: the segments' shape.
+    public var sharedPayloads: SharedPayloadPlan?
 
     public init(
-        rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String], nonce: UInt64? = nil
+        rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String], nonce: UInt64? = nil,
+        sharedPayloads: SharedPayloadPlan? = nil
     ) {
+        self.sharedPayloads = sharedPayloads
         self.nonce = nonce
         self.rank = rank
         self.runID = runID

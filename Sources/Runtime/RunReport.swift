@@ -2,6 +2,7 @@ import Datasets
 import Diagnostics
 import Foundation
 import Topologies
+import Transport
 
 /// `summary.json`.
 public struct RunSummary: Codable, Sendable {
@@ -36,6 +37,8 @@ public struct RunSummary: Codable, Sendable {
     public var clientAccuracyBestRound: Int?
     /// Seconds from the coordinator's start to the start barrier (processes only).
     public var startupSeconds: Double? = nil
+    /// How payloads travelled between the processes, and why (processes only).
+    public var payloads: PayloadDecision? = nil
 
     enum CodingKeys: String, CodingKey {
         case status, reason, rounds, workers, topology, algorithm, data
@@ -57,6 +60,7 @@ public struct RunSummary: Codable, Sendable {
         case clientAccuracyMeanBest = "client_accuracy_mean_best"
         case clientAccuracyBestRound = "client_accuracy_best_round"
         case startupSeconds = "startup_seconds"
+        case payloads
     }
 }
 
@@ -72,6 +76,9 @@ public struct RunManifest: Codable, Sendable {
     public var openBLASCore: String
     /// Spectra of the mixing (per phase and over one period).
     public var topologySpectrum: ScheduleSpectrum?
+    /// How payloads travelled between the processes, and why (processes only; set once every
+    /// worker registered).
+    public var payloads: PayloadDecision?
 
     public init(
         configuration: RunConfiguration, data: DataDescription, gitCommit: String, command: [String],
@@ -100,6 +107,7 @@ public struct RunManifest: Codable, Sendable {
         case createdAt = "created_at"
         case openBLASCore = "openblas_core"
         case topologySpectrum = "topology_spectrum"
+        case payloads
     }
 }
 
@@ -155,6 +163,15 @@ public final class RunReport {
     deinit {
         try? jsonl.close()
         try? csv.close()
+    }
+
+    /// Adds how payloads travel (decided once the workers registered) to config.json.
+    public func notePayloads(_ decision: PayloadDecision) throws {
+        let url = directory.appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return }
+        var manifest = try JSONDecoder().decode(RunManifest.self, from: data)
+        manifest.payloads = decision
+        try writeManifest(manifest)
     }
 
     public func writeManifest(_ manifest: RunManifest) throws {

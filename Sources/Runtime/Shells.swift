@@ -66,10 +66,12 @@ public final class WorkerShell {
             case .none: return false
             case .rejected(let error):
                 log("worker \(machine.rank.map(String.init) ?? "?"): rejected: \(error)")
+                if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 let joined = machine.configuration != nil
+                if let fault = transport.payloadFault { fail(fault) }
                 perform(machine.onEnvelope(envelope))
                 if !joined, let configuration = machine.configuration {
                     transport.admit(
@@ -213,6 +215,10 @@ public final class WorkerShell {
                 } catch {
                     fail("cannot load data: \(error)")
                 }
+            case .shareModels(let plan, let runID, let rank):
+                do { try transport.shareModels(plan, runID: runID, rank: rank) } catch {
+                    fail("cannot pass payloads through shared memory: \(error)")
+                }
             case .trainLocally:
                 injectBeforeTraining()
                 guard outcome == .running else { break }
@@ -269,6 +275,8 @@ public final class CoordinatorShell {
     private var heartbeatTargets: [Int] = []
     /// Faults injected on purpose (recorded in the summary).
     public var faultEvents: [String] = []
+    /// How payloads travel in this run (recorded in config.json and summary.json).
+    public private(set) var payloadDecision: PayloadDecision?
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
 
     public init(
@@ -299,6 +307,7 @@ public final class CoordinatorShell {
                 return false
             case .rejected(let error):
                 log("coordinator: rejected: \(error)")
+                if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
@@ -398,6 +407,22 @@ public final class CoordinatorShell {
                 }
             case .send(let envelope, let peer):
                 do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
+            case .payloads(let decision):
+                payloadDecision = decision
+                if let plan = decision.plan {
+                    do { try transport.shareModels(plan, runID: machine.runID, rank: nil) } catch {
+                        fail("cannot pass payloads through shared memory: \(error)")
+                        break
+                    }
+                    log(
+                        "coordinator: payloads through shared memory (\(plan.slotCount) model slots, \(plan.segmentBytes / 1_048_576) MiB per process)"
+                    )
+                } else if let reason = decision.reason {
+                    log("coordinator: payloads as ZeroMQ frames: \(reason)")
+                }
+                do { try report?.notePayloads(decision) } catch {
+                    log("cannot note the payloads in config.json: \(error)")
+                }
             case .started:
                 startedAt = clock.now
             case .record(var record):
@@ -479,7 +504,8 @@ public final class CoordinatorShell {
             clientAccuracyMeanLast: lastClient?.clientAccuracyMean,
             clientAccuracyWorstLast: lastClient?.clientAccuracyWorst,
             clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round,
-            startupSeconds: launchedAt.flatMap { launched in startedAt.map { ($0 - launched) / .seconds(1) } })
+            startupSeconds: launchedAt.flatMap { launched in startedAt.map { ($0 - launched) / .seconds(1) } },
+            payloads: payloadDecision)
     }
 
     private func writeSummary() {

@@ -12,6 +12,9 @@ public enum WorkerDirective {
     case loadShard(rank: Int, configuration: RunConfiguration)
     /// Run the local steps now by calling `onTrainTurn` (after the preceding sends are on their way).
     case trainLocally
+    /// Pass payloads through shared memory from now on (create this worker's segment); comes
+    /// before anything else of the run is sent.
+    case shareModels(SharedPayloadPlan, runID: UInt64, rank: Int)
     case log(String)
     /// All rounds done; the process may exit 0.
     case finish
@@ -154,9 +157,14 @@ public struct WorkerMachine {
         return view
     }
 
+    /// What the shell found of the host's shared memory, reported at registration.
+    private let sharedMemory: SharedMemoryReport?
+
     public init(
-        nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int
+        nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int,
+        sharedMemory: SharedMemoryReport? = nil
     ) {
+        self.sharedMemory = sharedMemory
         self.nonce = nonce
         self.host = host
         self.processID = processID
@@ -167,7 +175,8 @@ public struct WorkerMachine {
     /// First event: register with the coordinator (whose route the shell has set up).
     public mutating func onStart(localEndpoint: String) -> [WorkerDirective] {
         let registration = Registration(
-            nonce: nonce, endpoint: localEndpoint, host: host, processID: processID, requestedRank: requestedRank)
+            nonce: nonce, endpoint: localEndpoint, host: host, processID: processID, requestedRank: requestedRank,
+            sharedMemory: sharedMemory)
         return [
             send(
                 Envelope(header: header(.register, round: 0), body: Body.encode(registration)), to: .coordinator,
@@ -248,9 +257,11 @@ public struct WorkerMachine {
         } else {
             peers = (0..<configuration.workers).filter { $0 != assignment.rank }
         }
-        var directives: [WorkerDirective] = peers.map {
-            .connect(.worker($0), endpoint: assignment.workerEndpoints[$0])
-        }
+        var directives: [WorkerDirective] =
+            assignment.sharedPayloads.map {
+                [.shareModels($0, runID: assignment.runID, rank: assignment.rank)]
+            } ?? []
+        directives += peers.map { .connect(.worker($0), endpoint: assignment.workerEndpoints[$0]) }
         directives.append(.loadShard(rank: assignment.rank, configuration: configuration))
         return directives
     }
@@ -476,6 +487,10 @@ public struct WorkerMachine {
             }
         }
         for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
+        // Models read in place from a sender's shared memory: void if the sender rewrote them.
+        for sender in view.inNeighbors {
+            if let damage = received[sender]!.0.damage() { return [.fail("round \(round + 1): \(damage)")] }
+        }
         if pushSum {
             pushSumWeight =
                 view.selfWeight * sentWeightThisRound
@@ -541,6 +556,7 @@ public struct WorkerMachine {
         }
         let kept = personal.map { Array(parameters[$0]) }
         parameters = payload.array
+        if let damage = payload.damage() { return [.fail("global model of round \(round + 1): \(damage)")] }
         for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
         round += 1
         // The client's model after this round: the global model with its own personal slices.

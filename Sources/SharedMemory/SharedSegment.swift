@@ -13,11 +13,10 @@ import CSharedMemory
 /// The sequence word is a seqlock: a write makes it odd, writes the round, count and values, then
 /// makes it even again, with release order; a reader loads it with acquire order, reads, and loads
 /// it again; a change means the slot was rewritten under it, which `read` reports naming both
-/// rounds. Round r goes to slot r mod S, so a slot is rewritten only S rounds later: S must exceed
-/// how far any reader can lag a sender (synchronous gossip: a sender needs its neighbours' round
-/// r + 1 models, made after they mixed its round r, so neighbours lag at most two rounds; the
-/// coordinator's gather lags at most `--max-rounds-ahead`), and a lag past it is detected, never
-/// silently read.
+/// rounds. The k-th model published goes to slot k mod S, so a slot is rewritten only S
+/// publications later: S must exceed how many models a sender can publish while a reader still
+/// uses one (`SharedPayloadPlan.slotCount` bounds it from flow control), and a lag past it is
+/// detected, never silently read.
 ///
 /// The owner creates the segment `O_EXCL` with mode 0600 and reserves its pages with
 /// `posix_fallocate`, so a full `/dev/shm` fails at set-up (never a SIGBUS mid-run), and unlinks
@@ -32,15 +31,19 @@ public final class SharedSegment: @unchecked Sendable {
     public let isOwner: Bool
     private let base: UnsafeMutableRawPointer
     private let length: Int
+    /// Models published so far (the owner's next slot is this mod `slotCount`).
+    public private(set) var published = 0
 
     static let magic: UInt64 = 0x3148_4D53_4447_5344  // "DSGDSMH1", little-endian
     static let headerLength = 64
     static let slotHeaderLength = 64
 
-    /// The segment name of a run's rank: the run id and rank in it, so no run opens another's.
+    /// The segment name of a run's rank (a negative rank: the coordinator's): the run id and rank
+    /// in it, so no run opens another's; launchers remove `/dev/shm/dsgd-<run id>-*` after a crash.
     public static func name(runID: UInt64, rank: Int) -> String {
         let hex = String(runID, radix: 16)
-        return "/dsgd-\(String(repeating: "0", count: max(0, 16 - hex.count)) + hex)-rank\(rank)"
+        let owner = rank < 0 ? "coordinator" : "rank\(rank)"
+        return "/dsgd-\(String(repeating: "0", count: max(0, 16 - hex.count)) + hex)-\(owner)"
     }
 
     /// Bytes of a segment with this shape (slots aligned to 64 bytes).
@@ -101,7 +104,7 @@ public final class SharedSegment: @unchecked Sendable {
         else { throw fail("cannot map: \(lastError())") }
         let header = mapping.assumingMemoryBound(to: UInt64.self)
         header[1] = runID
-        header[2] = UInt64(rank)
+        header[2] = UInt64(bitPattern: Int64(rank))
         header[3] = UInt64(slotCount)
         header[4] = UInt64(slotCapacity)
         dsgd_store_release_u64(header, magic)
@@ -131,7 +134,7 @@ public final class SharedSegment: @unchecked Sendable {
         }
         let header = mapping.assumingMemoryBound(to: UInt64.self)
         let found = [dsgd_load_acquire_u64(header), header[1], header[2], header[3], header[4]]
-        let expected = [magic, runID, UInt64(rank), UInt64(slotCount), UInt64(slotCapacity)]
+        let expected = [magic, runID, UInt64(bitPattern: Int64(rank)), UInt64(slotCount), UInt64(slotCapacity)]
         if found != expected {
             munmap(mapping, length)
             let fields = ["magic", "run id", "rank", "slot count", "slot capacity"]
@@ -149,12 +152,13 @@ public final class SharedSegment: @unchecked Sendable {
         base + Self.headerLength + index * Self.slotStride(capacity: slotCapacity)
     }
 
-    /// Writes round `round`'s values into slot round mod S; returns what a reader needs.
+    /// Writes the values of a model of round `round` into the next slot of the ring; returns what
+    /// a reader needs to find and check them.
     public func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> SlotDescriptor {
         precondition(isOwner, "only the owner publishes")
         precondition(values.count <= slotCapacity, "\(values.count) values for slots of \(slotCapacity)")
-        precondition(round >= 0)
-        let index = Int(round % Int64(slotCount))
+        let index = published % slotCount
+        published += 1
         let slot = self.slot(index)
         let words = slot.assumingMemoryBound(to: UInt64.self)
         let sequence = dsgd_load_acquire_u64(words)
@@ -168,37 +172,45 @@ public final class SharedSegment: @unchecked Sendable {
         return SlotDescriptor(slot: index, sequence: sequence + 2, count: values.count, round: round)
     }
 
-    /// Calls `body` with the slot's values in place, then checks that nothing rewrote the slot
-    /// meanwhile; throws, naming both rounds, when the slot no longer holds the descriptor's
-    /// round (before or after the read). `body`'s result is not to be used after a throw.
-    public func read<Result>(_ descriptor: SlotDescriptor, _ body: (UnsafeBufferPointer<Float>) throws -> Result)
-        throws -> Result
-    {
+    /// The slot's values in place, after checking that the descriptor is in range and the slot
+    /// still holds it. They stay valid only until the owner reuses the slot: a reader calls
+    /// `rewritten(_:)` when done and discards what it computed if that is not nil.
+    public func values(_ descriptor: SlotDescriptor) throws(SharedMemoryError) -> UnsafeBufferPointer<Float> {
         guard (0..<slotCount).contains(descriptor.slot), (0...slotCapacity).contains(descriptor.count) else {
             throw SharedMemoryError(
                 segment: name,
                 reason: "descriptor of slot \(descriptor.slot), \(descriptor.count) values is out of range")
         }
-        let slot = self.slot(descriptor.slot)
-        let words = UnsafePointer(slot.assumingMemoryBound(to: UInt64.self))
-        func check(_ moment: String) throws {
-            let sequence = dsgd_load_acquire_u64(words)
-            guard sequence == descriptor.sequence else {
-                let now = Int64(bitPattern: words[1])
-                throw SharedMemoryError(
-                    segment: name,
-                    reason:
-                        "slot \(descriptor.slot) was rewritten \(moment) reading round \(descriptor.round): it now holds round \(now)"
-                        + (sequence % 2 == 1 ? " (being written)" : "")
-                        + "; a reader lagged the sender by the whole ring of \(slotCount) slots")
-            }
+        if let problem = rewritten(descriptor, moment: "before") {
+            throw SharedMemoryError(segment: name, reason: problem)
         }
-        try check("before")
-        let values = UnsafeBufferPointer(
-            start: (slot + Self.slotHeaderLength).assumingMemoryBound(to: Float.self), count: descriptor.count)
-        let result = try body(values)
+        return UnsafeBufferPointer(
+            start: (slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self),
+            count: descriptor.count)
+    }
+
+    /// Why the descriptor's slot no longer holds its model (naming both rounds), or nil while it
+    /// does. Call after reading the values: the acquire fence orders the reads before this check.
+    public func rewritten(_ descriptor: SlotDescriptor, moment: String = "while") -> String? {
         dsgd_fence_acquire()
-        try check("while")
+        let words = UnsafePointer(slot(descriptor.slot).assumingMemoryBound(to: UInt64.self))
+        let sequence = dsgd_load_acquire_u64(words)
+        guard sequence != descriptor.sequence else { return nil }
+        let now = Int64(bitPattern: words[1])
+        return
+            "\(name): slot \(descriptor.slot) was rewritten \(moment) reading a model of round \(descriptor.round): it now holds round \(now)"
+            + (sequence % 2 == 1 ? " (being written)" : "")
+            + "; a reader lagged the sender by the whole ring of \(slotCount) slots"
+    }
+
+    /// Calls `body` with the slot's values in place, then checks that nothing rewrote the slot
+    /// meanwhile; throws, naming both rounds, when the slot no longer holds the descriptor's
+    /// model (before or after the read). `body`'s result is not to be used after a throw.
+    public func read<Result>(_ descriptor: SlotDescriptor, _ body: (UnsafeBufferPointer<Float>) throws -> Result)
+        throws -> Result
+    {
+        let result = try body(try values(descriptor))
+        if let problem = rewritten(descriptor) { throw SharedMemoryError(segment: name, reason: problem) }
         return result
     }
 }
@@ -222,7 +234,37 @@ public struct SlotDescriptor: Sendable, Equatable {
 public struct SharedMemoryError: Error, CustomStringConvertible {
     public var segment: String
     public var reason: String
-    public var description: String { "shared memory segment \(segment): \(reason)" }
+    public var description: String {
+        reason.hasPrefix(segment) ? reason : "shared memory segment \(segment): \(reason)"
+    }
 }
 
 private func lastError() -> String { String(cString: strerror(errno)) }
+
+/// This host's `/dev/shm`: whether segments can be made there, how much room it has, and an
+/// identity (boot id, device, inode) equal for processes that share it.
+public enum SharedMemoryHost {
+    public static func probe(directory: String = "/dev/shm") -> (domain: String?, availableBytes: Int, problem: String?)
+    {
+        var status = stat()
+        guard stat(directory, &status) == 0, (status.st_mode & S_IFMT) == S_IFDIR else {
+            return (nil, 0, "\(directory) does not exist")
+        }
+        var filesystem = statvfs()
+        guard statvfs(directory, &filesystem) == 0 else {
+            return (nil, 0, "cannot inspect \(directory): \(lastError())")
+        }
+        let available = Int(filesystem.f_bavail) * Int(filesystem.f_frsize)
+        if (filesystem.f_flag & UInt(ST_RDONLY)) != 0 { return (nil, available, "\(directory) is read-only") }
+        guard access(directory, W_OK) == 0 else { return (nil, available, "\(directory) is not writable") }
+        var boot = "unknown-boot"
+        let file = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
+        if file >= 0 {
+            var bytes = [UInt8](repeating: 0, count: 64)
+            let count = read(file, &bytes, bytes.count)
+            close(file)
+            if count > 0 { boot = String(decoding: bytes[0..<count].filter { $0 > 0x20 }, as: UTF8.self) }
+        }
+        return ("\(boot):\(status.st_dev):\(status.st_ino)", available, nil)
+    }
+}

@@ -34,11 +34,57 @@ public protocol Transport: AnyObject {
     /// What this node accepts from now on, checked on each frame's header before its payload is
     /// decoded or anything is allocated for it (see `FrameAdmission`).
     func admit(_ admission: FrameAdmission)
+    /// From now on, payloads to and from the other processes of run `runID` travel through
+    /// shared memory as `plan` says: this node (worker `rank`, or the coordinator when nil)
+    /// creates its segment now, so a full or missing `/dev/shm` fails here, before the first round.
+    func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws
+    /// Set when a payload this node read from shared memory was rewritten by its sender before the
+    /// node was done with it (the run's numbers would be wrong): the node must fail the run.
+    var payloadFault: String? { get }
 }
 
 extension Transport {
     /// Transports that decode no frames (in memory) have nothing to check.
     public func admit(_ admission: FrameAdmission) {}
+    /// Transports within one process pass payloads by reference already.
+    public func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {}
+    public var payloadFault: String? { nil }
+}
+
+/// How the processes of a run on one host pass models: each publishes what it sends into a ring
+/// of `slotCount` model slots in a shared-memory segment of its own, and the message carries only
+/// the slot's descriptor.
+public struct SharedPayloadPlan: Codable, Sendable, Equatable {
+    public var slotCount: Int
+    /// Floats per model (a slot's capacity).
+    public var modelSize: Int
+
+    public init(slotCount: Int, modelSize: Int) {
+        self.slotCount = slotCount
+        self.modelSize = modelSize
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case slotCount = "slot_count"
+        case modelSize = "model_size"
+    }
+
+    /// Slots a segment needs so that no slot is rewritten while a reader may still use it.
+    ///
+    /// A node publishes at most two models per round (its parameters to its neighbours, its model
+    /// to the coordinator on a gathering round) and one more when a membership change makes it
+    /// resend to a new neighbour. Readers are done with a round-r model once round r is recorded:
+    /// a neighbour mixes it in its own round r, before it reports round r, and the coordinator
+    /// forms x̄ and Ξ² from it before it records round r. Flow control lets a worker begin a round
+    /// only while it has completed fewer than `maxRoundsAhead` rounds beyond the last one
+    /// recorded, so while any round-r model is in use its sender publishes in at most rounds
+    /// r … r + maxRoundsAhead: 2·(maxRoundsAhead + 1) models, plus one resend, plus one spare.
+    /// A reader that nevertheless finds its slot rewritten fails the run (the seqlock check).
+    public static func slotCount(maxRoundsAhead: Int) -> Int { 2 * (maxRoundsAhead + 1) + 2 }
+
+    /// Bytes of one process's segment: a 64-byte header, then per slot a 64-byte header and the
+    /// floats, padded to 64 bytes (`SharedSegment.byteCount`).
+    public var segmentBytes: Int { 64 + slotCount * ((64 + 4 * modelSize + 63) / 64 * 64) }
 }
 
 /// The header checks a node applies to incoming frames before decoding a payload: a node that has
@@ -65,6 +111,15 @@ public enum FrameAdmission: Sendable, Equatable {
             }
             guard slots > 0 else { return payloadBytes > 0 ? "payload frames after a header declaring none" : nil }
             switch header.payloadEncoding {
+            case .sharedMemory:
+                if slots != modelSize {
+                    return "a shared-memory payload of \(slots) floats, not the model's \(modelSize)"
+                }
+                if payloadBytes != PayloadEncoding.sharedMemoryDescriptorBytes {
+                    return
+                        "a shared-memory descriptor of \(payloadBytes) bytes, not \(PayloadEncoding.sharedMemoryDescriptorBytes)"
+                }
+                return nil
             case .dense:
                 if slots != modelSize { return "a payload of \(slots) floats, not the model's \(modelSize)" }
             case .sparse:
@@ -90,4 +145,85 @@ public struct TransportError: Error, CustomStringConvertible {
     public var reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
+}
+
+/// What a process found of its host's shared memory (`/dev/shm`), reported at registration: the
+/// coordinator passes payloads through shared memory only when every process found the same one.
+public struct SharedMemoryReport: Codable, Sendable, Equatable {
+    /// Identifies the `/dev/shm` instance (boot id, device and inode): equal on one host (and
+    /// one container), different across hosts. Nil when it is unusable.
+    public var domain: String?
+    /// Bytes free in it.
+    public var availableBytes: Int
+    /// Why it is unusable (missing, read-only), when `domain` is nil.
+    public var problem: String?
+
+    public init(domain: String?, availableBytes: Int, problem: String?) {
+        self.domain = domain
+        self.availableBytes = availableBytes
+        self.problem = problem
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case domain, problem
+        case availableBytes = "available_bytes"
+    }
+}
+
+/// `--payloads`: how models travel between the processes of a run.
+public enum PayloadMode: String, Codable, Sendable, CaseIterable {
+    /// Shared memory when every process of the run is on one host, ZeroMQ frames otherwise.
+    case auto
+    /// Shared memory, or the run fails before its first round saying why not.
+    case sharedMemory = "shared-memory"
+    /// ZeroMQ frames always.
+    case zeromq
+}
+
+/// What the coordinator decided about payloads, and why (recorded in the run folder).
+public struct PayloadDecision: Codable, Sendable, Equatable {
+    public var requested: PayloadMode
+    /// `shared-memory` or `zeromq`.
+    public var used: PayloadMode
+    /// Why ZeroMQ frames were used under `auto` (nil when the request was met as asked).
+    public var reason: String?
+    /// The segments' shape, when shared memory is used.
+    public var plan: SharedPayloadPlan?
+
+    /// The decision for a run: `coordinator` is the coordinator's own report, `workers` the
+    /// workers' (by rank), `segmentBytes` one process's segment. Returns a failure reason instead
+    /// when `shared-memory` was asked for and cannot be had.
+    public static func decide(
+        requested: PayloadMode, coordinator: SharedMemoryReport, workers: [SharedMemoryReport?],
+        plan: SharedPayloadPlan,
+        segmentBytes: Int
+    ) -> Result<PayloadDecision, PayloadDecisionError> {
+        func fallBack(_ reason: String) -> Result<PayloadDecision, PayloadDecisionError> {
+            if requested == .sharedMemory { return .failure(PayloadDecisionError(reason: reason)) }
+            return .success(PayloadDecision(requested: requested, used: .zeromq, reason: reason, plan: nil))
+        }
+        if requested == .zeromq { return .success(PayloadDecision(requested: .zeromq, used: .zeromq, plan: nil)) }
+        guard let domain = coordinator.domain else {
+            return fallBack("the coordinator's host has no usable /dev/shm (\(coordinator.problem ?? "unknown"))")
+        }
+        for (rank, report) in workers.enumerated() {
+            guard let report else { return fallBack("worker \(rank) did not report its shared memory") }
+            guard let workerDomain = report.domain else {
+                return fallBack("worker \(rank) has no usable /dev/shm (\(report.problem ?? "unknown"))")
+            }
+            if workerDomain != domain { return fallBack("worker \(rank) is on another host than the coordinator") }
+        }
+        let needed = segmentBytes * (workers.count + 1)
+        if coordinator.availableBytes < needed {
+            return fallBack(
+                "/dev/shm has \(coordinator.availableBytes / 1_048_576) MiB free, the run's \(workers.count + 1) segments need \(needed / 1_048_576) MiB"
+            )
+        }
+        return .success(PayloadDecision(requested: requested, used: .sharedMemory, reason: nil, plan: plan))
+    }
+}
+
+public struct PayloadDecisionError: Error, CustomStringConvertible, Equatable {
+    public var reason: String
+    public var description: String { "--payloads shared-memory: \(reason)" }
 }

@@ -36,13 +36,21 @@ public enum PayloadEncoding: UInt16, Sendable {
     case dense = 0
     /// `SparsePayload`: the dense length, the indices of the non-zero values and the values.
     case sparse = 1
+    /// The values stay in the sender's shared-memory segment (processes on one host); the one
+    /// payload frame is a `sharedMemoryDescriptorBytes`-byte descriptor of the slot holding them,
+    /// and `payloadCount` is the dense length.
+    case sharedMemory = 2
+
+    /// The payload frame of a `.sharedMemory` message: slot, sequence, count and round.
+    public static let sharedMemoryDescriptorBytes = 32
 }
 
 /// The fixed header of every message.
 public struct MessageHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("DSGD".utf8)
-    /// Bumped whenever the frame layout or a body schema changes incompatibly (2: payload encoding).
-    public static let currentVersion: UInt16 = 2
+    /// Bumped whenever the frame layout or a body schema changes incompatibly (2: payload encoding;
+    /// 3: shared-memory payloads).
+    public static let currentVersion: UInt16 = 3
     public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4 + 2
 
     public var version: UInt16

@@ -8,6 +8,9 @@ public final class FloatPayload: @unchecked Sendable {
     public let count: Int
     private let release: (() -> Void)?
     private var cachedNonZeroCount: Int?
+    /// For memory that another process may rewrite (a shared-memory slot): why the values are no
+    /// longer the ones received, or nil while they still are.
+    private let integrity: (() -> String?)?
 
     /// Copies `values` into a new payload.
     public init(copying values: UnsafeBufferPointer<Float>) {
@@ -16,18 +19,34 @@ public final class FloatPayload: @unchecked Sendable {
         pointer = UnsafePointer(storage)
         count = values.count
         release = { storage.deallocate() }
+        integrity = nil
     }
 
     public convenience init(copying values: [Float]) {
         self.init(copying: values.withUnsafeBufferPointer { $0 })
     }
 
-    /// Wraps memory owned elsewhere; `release` runs when the last reference goes.
-    public init(wrapping pointer: UnsafePointer<Float>, count: Int, release: (() -> Void)?) {
+    /// Wraps memory owned elsewhere; `release` runs when the last reference goes. `integrity`
+    /// (for memory another process may rewrite) says why the values changed since they were
+    /// received, or nil while they have not.
+    public init(
+        wrapping pointer: UnsafePointer<Float>, count: Int, release: (() -> Void)?,
+        integrity: (() -> String?)? = nil
+    ) {
         self.pointer = pointer
         self.count = count
         self.release = release
+        self.integrity = integrity
     }
+
+    /// Why the values read so far may not be the ones sent (a shared-memory slot rewritten by its
+    /// owner before this reader was done), or nil. A reader calls it after reading: a non-nil
+    /// answer means what it computed from the payload is void.
+    public func damage() -> String? { integrity?() }
+
+    /// Whether the values live in memory another process owns (a shared-memory slot), valid only
+    /// while the sender has not reused it: keep such a payload no longer than the round needs it.
+    public var isBorrowed: Bool { integrity != nil }
 
     deinit { release?() }
 

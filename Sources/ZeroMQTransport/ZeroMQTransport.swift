@@ -20,6 +20,8 @@ public final class ZeroMQTransport: Transport {
     /// The header checks incoming frames pass before their payload is decoded (nil: any
     /// well-formed frame, until the shell says what it accepts).
     private var admission: FrameAdmission?
+    /// Set once the run passes payloads through shared memory (`shareModels`).
+    private var shared: SharedPayloads?
     private let lingerMilliseconds: Int32
     /// Send timeout: a peer whose queue stays full this long is treated as gone.
     private let sendTimeoutMilliseconds: Int32
@@ -55,6 +57,10 @@ public final class ZeroMQTransport: Transport {
 
     public func send(_ envelope: Envelope, to peer: Peer) throws {
         guard let socket = outboxes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
+        if let shared, let payload = envelope.payload {
+            try sendShared(envelope, payload: payload, through: shared, to: peer, socket: socket)
+            return
+        }
         var envelope = envelope
         if let payload = envelope.payload, SparsePayload.isWorthwhile(payload) {
             // Mostly zeros (a sparse shared part, masked personal layers): send the sparse form.
@@ -90,6 +96,33 @@ public final class ZeroMQTransport: Transport {
         bytesSent += first.count + (envelope.payload?.byteCount ?? 0)
     }
 
+    /// A payload in shared memory: the header, then the slot's 32-byte descriptor.
+    private func sendShared(
+        _ envelope: Envelope, payload: FloatPayload, through shared: SharedPayloads, to peer: Peer,
+        socket: ZeroMQSocket
+    ) throws {
+        var envelope = envelope
+        envelope.header.payloadEncoding = .sharedMemory
+        let first = envelope.firstFrame
+        let descriptor = shared.descriptorFrame(for: payload, round: envelope.header.round)
+        let firstResult = first.withUnsafeBytes { zmq_send(socket.handle, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
+        guard firstResult >= 0 else { throw sendError(to: peer) }
+        guard descriptor.withUnsafeBytes({ zmq_send(socket.handle, $0.baseAddress, $0.count, 0) }) >= 0 else {
+            throw sendError(to: peer)
+        }
+        bytesSent += first.count + descriptor.count
+    }
+
+    public func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {
+        guard shared == nil else { return }
+        shared = try SharedPayloads(plan: plan, runID: runID, rank: rank)
+    }
+
+    public var payloadFault: String? { shared?.fault }
+
+    /// This node's shared-memory segment, once `shareModels` made it.
+    public var sharedSegmentName: String? { shared?.segmentName }
+
     private func sendError(to peer: Peer) -> Error {
         let code = zmq_errno()
         if code == EAGAIN {
@@ -119,7 +152,7 @@ public final class ZeroMQTransport: Transport {
             if zmq_msg_more(frame.pointer) == 0 { break }
         }
         do {
-            return .envelope(try Self.decode(frames, admission: admission))
+            return .envelope(try Self.decode(frames, admission: admission, shared: shared))
         } catch let error as WireError {
             return .rejected(error)
         } catch {
@@ -130,7 +163,9 @@ public final class ZeroMQTransport: Transport {
     /// Decodes a frame sequence, checking that the payload frames hold exactly the declared floats.
     /// A sparse payload is expanded to its dense form here, so the rest of the program sees dense
     /// payloads only.
-    static func decode(_ frames: [ZeroMQMessage], admission: FrameAdmission? = nil) throws -> Envelope {
+    static func decode(_ frames: [ZeroMQMessage], admission: FrameAdmission? = nil, shared: SharedPayloads? = nil)
+        throws -> Envelope
+    {
         // The header first: version, kind, run id and the declared sizes are checked against what
         // this node accepts before any payload is copied, expanded or allocated.
         let (header, _) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
@@ -138,6 +173,22 @@ public final class ZeroMQTransport: Transport {
             let problem = admission.problem(with: header, payloadBytes: frames.dropFirst().reduce(0) { $0 + $1.count })
         {
             throw WireError.malformed(problem)
+        }
+        if header.payloadEncoding == .sharedMemory {
+            guard let shared else {
+                throw WireError.malformed("a shared-memory payload, but this run passes payloads as ZeroMQ frames")
+            }
+            guard frames.count == 2 else {
+                throw WireError.malformed("a shared-memory payload in \(frames.count - 1) frames, not one descriptor")
+            }
+            let (_, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+            var envelope = Envelope(header: header, body: body)
+            envelope.payload = try frames[1].withUnsafeBytes {
+                try shared.payload(from: header.sender, frame: $0, count: Int(header.payloadCount))
+            }
+            envelope.header.payloadCount = header.payloadCount
+            envelope.header.payloadEncoding = .dense
+            return envelope
         }
         var envelope = try decodeFrames(frames)
         if envelope.header.payloadEncoding == .sparse {

@@ -49,10 +49,12 @@ struct CoordinatorCommand: ParsableCommand {
             "coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))"
         )
         installInterruptHandlers()
+        var machine = CoordinatorMachine(
+            configuration: configuration, runID: runID, testSet: prepared.testSet,
+            trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet)
+        machine.payloadRequest = (network.payloads, network.sharedMemoryReport())
         let shell = CoordinatorShell(
-            machine: CoordinatorMachine(
-                configuration: configuration, runID: runID, testSet: prepared.testSet,
-                trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet),
+            machine: machine,
             transport: transport, report: report, data: data,
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 writeStandardError($0)

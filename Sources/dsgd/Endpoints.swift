@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import SharedMemory
+import Transport
 import ZeroMQTransport
 
 /// Binding safety and reachable endpoints: dsgd listens on loopback unless told otherwise.
@@ -52,6 +54,23 @@ struct NetworkOptions: ParsableArguments {
     @Option(help: "Host name or address to advertise when bound to a wildcard address.")
     var advertiseHost: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "How models travel between processes: auto, shared-memory or zeromq.",
+            discussion:
+                "auto (the default): through shared memory (/dev/shm) when every process of the run is on one host, as ZeroMQ frames otherwise; the coordinator decides once every worker registered and records it in config.json. shared-memory: fail before the first round when that is impossible. A worker started with zeromq keeps the run on ZeroMQ frames."
+        ))
+    var payloads: PayloadMode = .auto
+
+    /// What this process reports of its host's shared memory.
+    func sharedMemoryReport() -> SharedMemoryReport {
+        if payloads == .zeromq {
+            return SharedMemoryReport(domain: nil, availableBytes: 0, problem: "started with --payloads zeromq")
+        }
+        let found = SharedMemoryHost.probe()
+        return SharedMemoryReport(domain: found.domain, availableBytes: found.availableBytes, problem: found.problem)
+    }
+
     func checkBind() throws { try Endpoints.checkBind(bind, allowRemote: allowRemote, flag: "--bind") }
 
     /// The inbox, with CURVE and its ZAP handler when keys are given, and a second transport
@@ -70,3 +89,5 @@ struct NetworkOptions: ParsableArguments {
         Endpoints.advertised(transport.localEndpoint, advertiseHost: advertiseHost)
     }
 }
+
+extension PayloadMode: ExpressibleByArgument {}

@@ -41,7 +41,7 @@ struct WorkerCommand: ParsableCommand {
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
             processID: ProcessInfo.processInfo.processIdentifier,
             requestedRank: rank ?? Endpoints.launcherRank(offset: rankOffset),
-            peakResidentBytes: ProcessResources.peakResidentBytes)
+            peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
         shell.advertisedEndpoint = network.advertised(transport)
         shell.allowsSelfKill = true

@@ -32,8 +32,8 @@ final class SharedSegmentTests: XCTestCase {
         let reader = try SharedSegment.open(runID: runID, rank: 0, slotCount: 3, slotCapacity: 10)
         let values = [Float](repeating: 1, count: 10)
         let old = values.withUnsafeBufferPointer { owner.publish($0, round: 4) }
-        // A reader that lagged a whole ring: round 7 went to the same slot.
-        _ = values.withUnsafeBufferPointer { owner.publish($0, round: 7) }
+        // A reader that lagged a whole ring: the third model after it (round 7) reused its slot.
+        for round in Int64(5)...7 { _ = values.withUnsafeBufferPointer { owner.publish($0, round: round) } }
         XCTAssertThrowsError(try reader.read(old) { _ in () }) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains("round 4") && text.contains("round 7"), text)
@@ -41,10 +41,12 @@ final class SharedSegmentTests: XCTestCase {
         // Forced during a read: the writer rewrites the slot while the reader holds it.
         let current = values.withUnsafeBufferPointer { owner.publish($0, round: 9) }
         XCTAssertThrowsError(
-            try reader.read(current) { _ in _ = values.withUnsafeBufferPointer { owner.publish($0, round: 12) } }
+            try reader.read(current) { _ in
+                for round in Int64(10)...12 { _ = values.withUnsafeBufferPointer { owner.publish($0, round: round) } }
+            }
         ) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("while reading round 9") && text.contains("round 12"), text)
+            XCTAssertTrue(text.contains("while reading a model of round 9") && text.contains("round 12"), text)
         }
     }
 

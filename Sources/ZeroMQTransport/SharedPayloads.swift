@@ -1,0 +1,98 @@
+import SharedMemory
+import Transport
+
+/// The shared-memory side of a `ZeroMQTransport` (processes of one run on one host): this node's
+/// segment, into which it publishes every model it sends, and its peers' segments, mapped
+/// read-only on first use and kept mapped until the transport goes (a dead peer's segment stays
+/// readable: its pages live as long as a mapping does).
+final class SharedPayloads {
+    let plan: SharedPayloadPlan
+    let runID: UInt64
+    private let own: SharedSegment
+    private var peers: [Int32: SharedSegment] = [:]
+    /// The last payload published and where: one model sent to k peers is published once.
+    private var lastPublished: (payload: FloatPayload, descriptor: SlotDescriptor)?
+    /// The first rewritten slot a read found (the run must fail).
+    private(set) var fault: String?
+
+    init(plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {
+        self.plan = plan
+        self.runID = runID
+        own = try SharedSegment.create(
+            runID: runID, rank: rank ?? -1, slotCount: plan.slotCount, slotCapacity: plan.modelSize)
+    }
+
+    var segmentName: String { own.name }
+
+    /// The descriptor frame of `payload`, publishing it unless it was the last one published.
+    func descriptorFrame(for payload: FloatPayload, round: Int64) -> [UInt8] {
+        let descriptor: SlotDescriptor
+        if let last = lastPublished, last.payload === payload {
+            descriptor = last.descriptor
+        } else {
+            descriptor = withExtendedLifetime(payload) { own.publish(payload.buffer, round: round) }
+            lastPublished = (payload, descriptor)
+        }
+        return Self.encode(descriptor)
+    }
+
+    /// The payload a descriptor frame from `sender` (a rank, −1 for the coordinator) points at:
+    /// the sender's slot in place, which stays mapped while the payload lives; its `damage()`
+    /// says whether the sender has since rewritten the slot.
+    func payload(from sender: Int32, frame: UnsafeRawBufferPointer, count: Int) throws(WireError) -> FloatPayload {
+        guard frame.count == PayloadEncoding.sharedMemoryDescriptorBytes else {
+            throw WireError.malformed("a shared-memory descriptor of \(frame.count) bytes")
+        }
+        let descriptor = Self.decode(frame)
+        guard descriptor.count == count, count == plan.modelSize else {
+            throw WireError.malformed(
+                "a shared-memory descriptor of \(descriptor.count) floats for a payload of \(count) (the model has \(plan.modelSize))"
+            )
+        }
+        let segment: SharedSegment
+        if let mapped = peers[sender] {
+            segment = mapped
+        } else {
+            do {
+                segment = try SharedSegment.open(
+                    runID: runID, rank: Int(sender), slotCount: plan.slotCount, slotCapacity: plan.modelSize)
+            } catch {
+                throw WireError.malformed("cannot map the sender's shared memory: \(error)")
+            }
+            peers[sender] = segment
+        }
+        let values: UnsafeBufferPointer<Float>
+        do {
+            values = try segment.values(descriptor)
+        } catch {
+            if fault == nil { fault = error.description }
+            throw WireError.malformed(error.description)
+        }
+        return FloatPayload(
+            wrapping: values.baseAddress!, count: values.count, release: { withExtendedLifetime(segment) {} },
+            integrity: { segment.rewritten(descriptor) })
+    }
+
+    static func encode(_ descriptor: SlotDescriptor) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(PayloadEncoding.sharedMemoryDescriptorBytes)
+        func put<T: FixedWidthInteger>(_ value: T) {
+            withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        put(UInt32(descriptor.slot))
+        put(UInt32(descriptor.count))
+        put(descriptor.sequence)
+        put(descriptor.round)
+        put(UInt64(0))
+        return bytes
+    }
+
+    static func decode(_ frame: UnsafeRawBufferPointer) -> SlotDescriptor {
+        func get<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+            T(littleEndian: frame.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        return SlotDescriptor(
+            slot: Int(get(UInt32.self, at: 0)), sequence: get(UInt64.self, at: 8), count: Int(get(UInt32.self, at: 4)),
+            round: get(Int64.self, at: 16))
+    }
+}
