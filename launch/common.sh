@@ -52,3 +52,21 @@ run_arguments() {
 default_run_dir() {
     echo "$1/runs/$(date -u +%Y%m%d-%H%M%S)-$(basename "$topology" .edges)-n$workers"
 }
+
+# Removes what a run left in /dev/shm on this host: the shared-memory segments of its processes
+# (/dev/shm/dsgd-<run id>-rank<r> and -coordinator; the run id, from the file the coordinator
+# wrote with --run-id-file, padded to 16 hex digits). Owners unlink their segments when they exit;
+# this is for processes that were killed. With a second argument, only that owner's segment
+# ("rank3", "coordinator"): for a host that other processes of the run may still be using.
+remove_run_segments() {
+    local file="$1" owner="${2:-}" id
+    [[ -s "$file" ]] || return 0
+    id="$(tr -dc '0-9a-f' < "$file")"
+    [[ -n "$id" && ${#id} -le 16 ]] || return 0
+    while [[ ${#id} -lt 16 ]]; do id="0$id"; done
+    if [[ -n "$owner" ]]; then
+        rm -f "/dev/shm/dsgd-$id-$owner"
+    else
+        rm -f "/dev/shm/dsgd-$id-"rank* "/dev/shm/dsgd-$id-coordinator"
+    fi
+}

@@ -65,5 +65,7 @@ mpirun "${root_flags[@]+"${root_flags[@]}"}" --oversubscribe "${mpi_hosts[@]+"${
     "$here/rank.sh" "${run_args[@]}" "${extra[@]+"${extra[@]}"}"
 status=$?
 set -e
+# Whatever killed processes left in this host's /dev/shm (the other hosts' rank.sh remove their own).
+remove_run_segments "$run_dir/run-id"
 if [[ $status -eq 0 ]]; then echo "mpirun.sh: run completed; report in $run_dir" >&2; else echo "mpirun.sh: run FAILED (status $status); report in $run_dir" >&2; fi
 exit $status

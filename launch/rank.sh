@@ -8,6 +8,10 @@
 # process can take first) and publishes its endpoint in $DSGD_RUN_DIR/coordinator.endpoint, which
 # the workers wait for.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+launcher=rank.sh
+# shellcheck source=launch/common.sh
+source "$here/common.sh"
 rank="${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${SLURM_PROCID:-}}}"
 [[ -n "$rank" ]] || { echo "rank.sh: no launcher rank (OMPI_COMM_WORLD_RANK or SLURM_PROCID)" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=1
@@ -23,9 +27,16 @@ if [[ "${DSGD_REMOTE:-0}" == 1 ]]; then
     remote+=(--allow-remote --advertise-host "$(hostname -f 2>/dev/null || hostname)")
     bind_host=0.0.0.0
 fi
+run_id_file="$run_dir/run-id"
 if [[ "$rank" == 0 ]]; then
-    exec "$bin" coordinator --bind "tcp://$bind_host:${port:-*}" --run-dir "$run_dir" --endpoint-file "$endpoint_file" \
-        "${remote[@]+"${remote[@]}"}" "$@"
+    rm -f "$run_id_file"
+    set +e
+    "$bin" coordinator --bind "tcp://$bind_host:${port:-*}" --run-dir "$run_dir" --endpoint-file "$endpoint_file" \
+        --run-id-file "$run_id_file" "${remote[@]+"${remote[@]}"}" "$@"
+    status=$?
+    # A killed process leaves its shared-memory segment: remove this process's own.
+    remove_run_segments "$run_id_file" coordinator
+    exit $status
 else
     if [[ -n "$port" ]]; then
         coordinator="tcp://$host:$port"
@@ -37,6 +48,10 @@ else
         [[ -s "$endpoint_file" ]] || { echo "rank.sh: $endpoint_file did not appear within 120 s" >&2; exit 1; }
         coordinator="$(cat "$endpoint_file")"
     fi
-    exec "$bin" worker --coordinator "$coordinator" --rank-offset 1 --bind "tcp://$bind_host:*" \
+    set +e
+    "$bin" worker --coordinator "$coordinator" --rank-offset 1 --bind "tcp://$bind_host:*" \
         "${remote[@]+"${remote[@]}"}" 2> >(sed -u "s/^/[worker $((rank - 1))] /" >&2)
+    status=$?
+    remove_run_segments "$run_id_file" "rank$((rank - 1))"
+    exit $status
 fi

@@ -104,6 +104,10 @@ public struct CoordinatorMachine {
     /// tests): no decision is made and payloads travel as the transport passes them.
     public var payloadRequest: (mode: PayloadMode, coordinator: SharedMemoryReport)?
     public private(set) var payloadDecision: PayloadDecision?
+    /// Makes the snapshot of a model that is sent (the shell sets its transport's `makePayload`).
+    public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
+        FloatPayload(copying: values)
+    }
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -325,7 +329,7 @@ public struct CoordinatorMachine {
             let record = makeRecord(nextRoundToRecord, reports: round)
             heldRecords.append(record)
             if configuration.federated != nil, let global = federatedGlobal {
-                let payload = FloatPayload(copying: global)
+                let payload = global.withUnsafeBufferPointer { payloadMaker($0, nextRoundToRecord) }
                 for peer in alive {
                     directives.append(
                         .send(

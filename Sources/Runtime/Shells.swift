@@ -37,6 +37,7 @@ public final class WorkerShell {
         self.transport = transport
         self.log = log
         self.loadShard = loadShard
+        self.machine.payloadMaker = { [unowned transport] in transport.makePayload($0, round: $1) }
         self.loadClientTest = loadClientTest
     }
 
@@ -285,6 +286,7 @@ public final class CoordinatorShell {
     ) {
         self.machine = machine
         self.transport = transport
+        self.machine.payloadMaker = { [unowned transport] in transport.makePayload($0, round: $1) }
         self.report = report
         self.data = data
         self.progress = progress

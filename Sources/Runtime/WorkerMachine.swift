@@ -159,6 +159,18 @@ public struct WorkerMachine {
 
     /// What the shell found of the host's shared memory, reported at registration.
     private let sharedMemory: SharedMemoryReport?
+    /// Makes the immutable snapshot of a model of a (1-based) round that is sent (set by the shell
+    /// to its transport's `makePayload`, which may write it straight into shared memory); a plain
+    /// copy by default.
+    public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
+        FloatPayload(copying: values)
+    }
+
+    /// A snapshot of `values`, a model of this worker's current round (or, after a round is
+    /// complete, of that round).
+    private func makePayload(_ values: [Float], round: Int) -> FloatPayload {
+        values.withUnsafeBufferPointer { payloadMaker($0, round) }
+    }
 
     public init(
         nonce: UInt64, host: String, processID: Int32, requestedRank: Int?, peakResidentBytes: @escaping () -> Int,
@@ -357,7 +369,7 @@ public struct WorkerMachine {
         roundDeferred = false
         switch configuration.algorithm {
         case .combineThenAdapt:
-            let snapshot = FloatPayload(copying: parameters)
+            let snapshot = makePayload(parameters, round: round + 1)
             sentThisRound = snapshot
             sentWeightThisRound = pushSumWeight
             return sendModel(snapshot) + [.trainLocally]
@@ -369,6 +381,10 @@ public struct WorkerMachine {
     /// The shell's turn to run this round's local steps.
     public mutating func onTrainTurn() -> [WorkerDirective] {
         guard let configuration, var trainer, var personalizer, !trainedThisRound else { return [] }
+        // Moved out while they train (put back below), so their buffers (optimizer state, personal
+        // models) are mutated in place rather than copied on write.
+        self.trainer = nil
+        self.personalizer = nil
         if let federated = configuration.federated {
             let proximal = federatedAnchor.map { (mu: Float(federated.proximalMu), anchor: $0) }
             (roundLoss, roundLearningRate) = personalizer.trainRound(
@@ -401,7 +417,7 @@ public struct WorkerMachine {
         var directives: [WorkerDirective] = []
         if !loss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(loss)")] }
         if configuration.algorithm == .adaptThenCombine {
-            let snapshot = FloatPayload(copying: parameters)
+            let snapshot = makePayload(parameters, round: round + 1)
             sentThisRound = snapshot
             sentWeightThisRound = pushSumWeight
             directives += sendModel(snapshot)
@@ -417,7 +433,7 @@ public struct WorkerMachine {
         if !personal.isEmpty {
             var values = model.array
             for range in personal { for i in range { values[i] = 0 } }
-            snapshot = FloatPayload(copying: values)
+            snapshot = makePayload(values, round: round + 1)
         }
         return view(round).outNeighbors.map {
             send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
@@ -525,7 +541,7 @@ public struct WorkerMachine {
         if sampled {
             var values = parameters
             for range in personal { for i in range { values[i] = 0 } }
-            payload = FloatPayload(copying: values)
+            payload = makePayload(values, round: round + 1)
             // The upload is this round's traffic: counted before the report that states the total.
             bytesSent += MessageHeader.byteCount + 4 * payload!.wireSlotCount
         }
@@ -580,7 +596,7 @@ public struct WorkerMachine {
         metrics.additiveLambda = personalizer?.lastLambda
         metrics.additiveMu = personalizer?.lastMu
         metrics.additiveGlobalZeroFraction = personalizer?.lastZeroFraction
-        let payload = configuration.gathersParameters(afterRound: round) ? FloatPayload(copying: model) : nil
+        let payload = configuration.gathersParameters(afterRound: round) ? makePayload(model, round: round) : nil
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.
         return send(

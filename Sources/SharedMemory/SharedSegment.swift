@@ -165,11 +165,35 @@ public final class SharedSegment: @unchecked Sendable {
         dsgd_store_release_u64(words, sequence + 1)  // odd: being written
         words[1] = UInt64(bitPattern: round)
         words[2] = UInt64(values.count)
-        if let source = values.baseAddress {
-            (slot + Self.slotHeaderLength).copyMemory(from: source, byteCount: values.count * MemoryLayout<Float>.size)
-        }
+        words[3] =
+            Self.copyCheckingFinite(values, to: (slot + Self.slotHeaderLength).assumingMemoryBound(to: Float.self))
+            ? 1 : 0
         dsgd_store_release_u64(words, sequence + 2)
         return SlotDescriptor(slot: index, sequence: sequence + 2, count: values.count, round: round)
+    }
+
+    /// Copies `values` to `target` block by block, checking each block while it is in cache;
+    /// returns whether every value is finite (the exponent field is all ones exactly for NaN and
+    /// ±Inf), so readers need not scan a model again for it.
+    static func copyCheckingFinite(_ values: UnsafeBufferPointer<Float>, to target: UnsafeMutablePointer<Float>) -> Bool
+    {
+        guard let source = values.baseAddress else { return true }
+        var flagged: UInt32 = 0
+        var start = 0
+        while start < values.count {
+            let end = min(start + 4_096, values.count)
+            (target + start).update(from: source + start, count: end - start)
+            let bits = UnsafeRawPointer(target + start).assumingMemoryBound(to: UInt32.self)
+            for i in 0..<(end - start) { flagged |= ((bits[i] & 0x7F80_0000) &+ 0x0080_0000) & 0x8000_0000 }
+            start = end
+        }
+        return flagged == 0
+    }
+
+    /// Whether the publisher found every value of the descriptor's slot finite (read with the
+    /// values: valid when `rewritten` says the slot was not rewritten).
+    public func isFinite(_ descriptor: SlotDescriptor) -> Bool {
+        slot(descriptor.slot).assumingMemoryBound(to: UInt64.self)[3] == 1
     }
 
     /// The slot's values in place, after checking that the descriptor is in range and the slot
@@ -187,6 +211,11 @@ public final class SharedSegment: @unchecked Sendable {
         return UnsafeBufferPointer(
             start: (slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self),
             count: descriptor.count)
+    }
+
+    /// Where the owner's slot of `descriptor` holds its values (the publishing side's view).
+    public func valuesInPlace(_ descriptor: SlotDescriptor) -> UnsafePointer<Float> {
+        UnsafePointer((slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self))
     }
 
     /// Why the descriptor's slot no longer holds its model (naming both rounds), or nil while it

@@ -41,6 +41,10 @@ public protocol Transport: AnyObject {
     /// Set when a payload this node read from shared memory was rewritten by its sender before the
     /// node was done with it (the run's numbers would be wrong): the node must fail the run.
     var payloadFault: String? { get }
+    /// An immutable snapshot of `values` (a model of round `round`, 1-based, which labels it) to
+    /// send: a private copy, or (shared memory) the values written once into this node's next
+    /// slot, so sending them copies nothing more.
+    func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload
 }
 
 extension Transport {
@@ -49,6 +53,9 @@ extension Transport {
     /// Transports within one process pass payloads by reference already.
     public func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {}
     public var payloadFault: String? { nil }
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+        FloatPayload(copying: values)
+    }
 }
 
 /// How the processes of a run on one host pass models: each publishes what it sends into a ring

@@ -10,8 +10,10 @@ final class SharedPayloads {
     let runID: UInt64
     private let own: SharedSegment
     private var peers: [Int32: SharedSegment] = [:]
-    /// The last payload published and where: one model sent to k peers is published once.
-    private var lastPublished: (payload: FloatPayload, descriptor: SlotDescriptor)?
+    /// The last few payloads published and where: one model sent to k peers is published once,
+    /// and a snapshot made by `publish` is not published again when sent (a round makes at most
+    /// three, and may make the next before the first is sent).
+    private var recentlyPublished: [(payload: FloatPayload, descriptor: SlotDescriptor)] = []
     /// The first rewritten slot a read found (the run must fail).
     private(set) var fault: String?
 
@@ -24,14 +26,33 @@ final class SharedPayloads {
 
     var segmentName: String { own.name }
 
+    /// Writes `values` into this node's next slot and returns them there, in place (valid until
+    /// the ring comes round to the slot again, far longer than a round: see
+    /// `SharedPayloadPlan.slotCount`); sending the payload then sends only its descriptor.
+    func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> FloatPayload {
+        guard values.count <= plan.modelSize else { return FloatPayload(copying: values) }
+        let descriptor = own.publish(values, round: round)
+        let segment = own
+        let payload = FloatPayload(
+            wrapping: segment.valuesInPlace(descriptor), count: values.count,
+            release: { withExtendedLifetime(segment) {} }, knownFinite: segment.isFinite(descriptor))
+        remember(payload, descriptor)
+        return payload
+    }
+
+    private func remember(_ payload: FloatPayload, _ descriptor: SlotDescriptor) {
+        if recentlyPublished.count == 4 { recentlyPublished.removeFirst() }
+        recentlyPublished.append((payload, descriptor))
+    }
+
     /// The descriptor frame of `payload`, publishing it unless it was the last one published.
     func descriptorFrame(for payload: FloatPayload, round: Int64) -> [UInt8] {
         let descriptor: SlotDescriptor
-        if let last = lastPublished, last.payload === payload {
-            descriptor = last.descriptor
+        if let known = recentlyPublished.last(where: { $0.payload === payload }) {
+            descriptor = known.descriptor
         } else {
             descriptor = withExtendedLifetime(payload) { own.publish(payload.buffer, round: round) }
-            lastPublished = (payload, descriptor)
+            remember(payload, descriptor)
         }
         return Self.encode(descriptor)
     }
@@ -70,7 +91,7 @@ final class SharedPayloads {
         }
         return FloatPayload(
             wrapping: values.baseAddress!, count: values.count, release: { withExtendedLifetime(segment) {} },
-            integrity: { segment.rewritten(descriptor) })
+            integrity: { segment.rewritten(descriptor) }, knownFinite: segment.isFinite(descriptor))
     }
 
     static func encode(_ descriptor: SlotDescriptor) -> [UInt8] {

@@ -120,6 +120,10 @@ public final class ZeroMQTransport: Transport {
 
     public var payloadFault: String? { shared?.fault }
 
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+        shared?.publish(values, round: Int64(round)) ?? FloatPayload(copying: values)
+    }
+
     /// This node's shared-memory segment, once `shareModels` made it.
     public var sharedSegmentName: String? { shared?.segmentName }
 

@@ -42,6 +42,26 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertTrue(FloatPayload(copying: [1, -2]).isFinite)
         XCTAssertFalse(FloatPayload(copying: [1, .nan]).isFinite)
         XCTAssertFalse(FloatPayload(copying: [.infinity]).isFinite)
+        // Every edge of the exponent field, at positions in and across the 4,096-value blocks,
+        // against Float.isFinite value by value.
+        let finite: [Float] = [
+            .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude, .leastNormalMagnitude, -0.0, 0,
+        ]
+        let nonFinite: [Float] = [
+            .infinity, -.infinity, .nan, -.nan, .signalingNaN, Float(bitPattern: 0x7F80_0001),
+            Float(bitPattern: 0xFFFF_FFFF),
+        ]
+        for count in [1, 4_095, 4_096, 4_097, 10_000] {
+            for position in Set([0, count / 2, count - 1]) {
+                for value in finite + nonFinite {
+                    var values = (0..<count).map { Float($0 % 97) - 48.5 }
+                    values[position] = value
+                    XCTAssertEqual(
+                        FloatPayload(copying: values).isFinite, values.allSatisfy(\.isFinite),
+                        "\(value.bitPattern) at \(position) of \(count)")
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,156 @@
+import CZeroMQ
+import Foundation
+import SharedMemory
+import Transport
+import XCTest
+
+@testable import ZeroMQTransport
+
+/// Payloads by reference between the processes of one host: what arrives is the sender's slot in
+/// place, one model sent to several peers is published once, a slot rewritten before its reader
+/// is done is reported naming both rounds, and frames that do not fit the run are rejected.
+final class SharedPayloadTests: XCTestCase {
+    private func runID() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
+
+    private func receive(_ transport: ZeroMQTransport, file: StaticString = #filePath, line: UInt = #line) throws
+        -> Received
+    {
+        for _ in 0..<50 {
+            if let received = try transport.receive(timeoutMilliseconds: 100) { return received }
+        }
+        XCTFail("nothing arrived within 5 s", file: file, line: line)
+        throw TransportError("timeout")
+    }
+
+    private func envelope(_ received: Received, file: StaticString = #filePath, line: UInt = #line) throws -> Envelope {
+        guard case .envelope(let envelope) = received else {
+            XCTFail("rejected: \(received)", file: file, line: line)
+            throw TransportError("rejected")
+        }
+        return envelope
+    }
+
+    /// Three nodes of one run (workers 0 and 1, the coordinator): worker 0 sends one model to both
+    /// others; each receives the values bit for bit, read in place from worker 0's segment, and
+    /// the model was published once (one slot used); the frames carry a 32-byte descriptor, not
+    /// the model.
+    func testModel_ArrivesInPlace_PublishedOnceForEveryPeer() throws {
+        let id = runID()
+        let plan = SharedPayloadPlan(slotCount: 4, modelSize: 50_000)
+        let context = try ZeroMQContext()
+        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let neighbour = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let coordinator = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        for (transport, rank) in [(sender, 0), (neighbour, 1), (coordinator, nil)] as [(ZeroMQTransport, Int?)] {
+            try transport.shareModels(plan, runID: id, rank: rank)
+            transport.admit(.run(runID: id, modelSize: plan.modelSize))
+        }
+        XCTAssertEqual(sender.sharedSegmentName, SharedSegment.name(runID: id, rank: 0))
+        XCTAssertEqual(coordinator.sharedSegmentName, SharedSegment.name(runID: id, rank: -1))
+        XCTAssertEqual(
+            SharedSegment.byteCount(slotCount: plan.slotCount, slotCapacity: plan.modelSize), plan.segmentBytes)
+        try sender.connect(.worker(1), endpoint: neighbour.localEndpoint)
+        try sender.connect(.coordinator, endpoint: coordinator.localEndpoint)
+        var values = (0..<plan.modelSize).map { Float($0) * 0.125 - 3 }
+        values[7] = -0.0
+        values[8] = .leastNonzeroMagnitude
+        let payload = FloatPayload(copying: values)
+        try sender.send(
+            Envelope(header: MessageHeader(kind: .parameters, runID: id, round: 5, sender: 0), payload: payload),
+            to: .worker(1))
+        try sender.send(
+            Envelope(header: MessageHeader(kind: .metrics, runID: id, round: 6, sender: 0), payload: payload),
+            to: .coordinator)
+        XCTAssertLessThan(sender.bytesSent, 2 * (MessageHeader.byteCount + 32) + 1, "descriptors, not models")
+        let atNeighbour = try envelope(receive(neighbour))
+        let atCoordinator = try envelope(receive(coordinator))
+        for received in [atNeighbour, atCoordinator] {
+            let model = try XCTUnwrap(received.payload)
+            XCTAssertTrue(model.isBorrowed)
+            XCTAssertEqual(model.array.map(\.bitPattern), values.map(\.bitPattern))
+            XCTAssertNil(model.damage())
+            XCTAssertEqual(received.header.payloadEncoding, .dense)
+            XCTAssertEqual(Int(received.header.payloadCount), plan.modelSize)
+        }
+        // Both point at the same memory: the one slot worker 0 published into.
+        XCTAssertNotEqual(atNeighbour.payload!.pointer, payload.pointer)
+        let reader = try SharedSegment.open(runID: id, rank: 0, slotCount: plan.slotCount, slotCapacity: plan.modelSize)
+        let firstSlot = try reader.values(SlotDescriptor(slot: 0, sequence: 2, count: plan.modelSize, round: 5))
+        XCTAssertEqual(firstSlot.map(\.bitPattern), values.map(\.bitPattern))
+        XCTAssertThrowsError(
+            try reader.values(SlotDescriptor(slot: 1, sequence: 2, count: plan.modelSize, round: 5)),
+            "a second slot was written: the model was published twice")
+    }
+
+    /// A reader that keeps a model while its sender publishes a whole ring more: `damage()` names
+    /// both rounds, and a descriptor already stale on arrival is rejected and raises the fault.
+    func testRewrittenSlot_IsReported_NamingBothRounds() throws {
+        let id = runID()
+        let plan = SharedPayloadPlan(slotCount: 3, modelSize: 1_000)
+        let context = try ZeroMQContext()
+        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let reader = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try sender.shareModels(plan, runID: id, rank: 2)
+        try reader.shareModels(plan, runID: id, rank: 0)
+        reader.admit(.run(runID: id, modelSize: plan.modelSize))
+        try sender.connect(.worker(0), endpoint: reader.localEndpoint)
+        func send(round: Int64) throws {
+            let payload = FloatPayload(copying: [Float](repeating: Float(round), count: plan.modelSize))
+            try sender.send(
+                Envelope(
+                    header: MessageHeader(kind: .parameters, runID: id, round: round, sender: 2), payload: payload),
+                to: .worker(0))
+        }
+        try send(round: 10)
+        let held = try XCTUnwrap(try envelope(receive(reader)).payload)
+        XCTAssertNil(held.damage())
+        XCTAssertEqual(held.buffer[0], 10)
+        for round in Int64(11)...13 { try send(round: round) }  // the fourth model reuses round 10's slot
+        let damage = try XCTUnwrap(held.damage(), "an overwritten slot went unnoticed")
+        XCTAssertTrue(damage.contains("round 10") && damage.contains("round 13"), damage)
+        XCTAssertNil(reader.payloadFault)
+        // Rounds 11 and 12 were overwritten too before they were received (13 and 14 reuse their
+        // slots), so their descriptors arrive stale: rejected, and the run's fault is set.
+        try send(round: 14)
+        guard case .rejected(let error) = try receive(reader) else { return XCTFail("a stale descriptor was accepted") }
+        XCTAssertTrue("\(error)".contains("round 11"), "\(error)")
+        XCTAssertNotNil(reader.payloadFault)
+    }
+
+    /// A shared-memory frame where the run passes ZeroMQ frames, a descriptor of the wrong size or
+    /// length, or one naming a segment that does not exist: each rejected, none read.
+    func testMisfitDescriptors_AreRejected() throws {
+        let id = runID()
+        let plan = SharedPayloadPlan(slotCount: 2, modelSize: 64)
+        let context = try ZeroMQContext()
+        let plain = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        plain.admit(.run(runID: id, modelSize: 64))
+        let shared = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try shared.shareModels(plan, runID: id, rank: 1)
+        shared.admit(.run(runID: id, modelSize: 64))
+        func send(to transport: ZeroMQTransport, count: UInt32, sender: Int32, descriptor: [UInt8]) throws {
+            let raw = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: 1_000)
+            try raw.connect(transport.localEndpoint)
+            var envelope = Envelope(header: MessageHeader(kind: .parameters, runID: id, round: 0, sender: sender))
+            envelope.header.payloadCount = count
+            envelope.header.payloadEncoding = .sharedMemory
+            let first = envelope.firstFrame
+            _ = first.withUnsafeBytes { zmq_send(raw.handle, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
+            _ = descriptor.withUnsafeBytes { zmq_send(raw.handle, $0.baseAddress, $0.count, 0) }
+        }
+        let good = SharedPayloads.encode(SlotDescriptor(slot: 0, sequence: 2, count: 64, round: 0))
+        for (target, count, sender, descriptor, expected) in [
+            (plain, UInt32(64), Int32(0), good, "passes payloads as ZeroMQ frames"),
+            (shared, 64, 0, Array(good.prefix(16)), "descriptor of 16 bytes"),
+            (shared, 63, 0, good, "not the model's 64"),
+            (shared, 64, 7, good, "cannot map the sender's shared memory"),
+        ] {
+            try send(to: target, count: count, sender: sender, descriptor: descriptor)
+            guard case .rejected(let error) = try receive(target) else {
+                XCTFail("accepted a misfit descriptor (\(expected))")
+                continue
+            }
+            XCTAssertTrue("\(error)".contains(expected), "\(error) does not say \(expected)")
+        }
+    }
+}
