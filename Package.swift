@@ -63,6 +63,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "Runtime", "Reports", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd",
+                "SharedMemory",
             ]
         ),
     ]

@@ -94,7 +94,7 @@ cleanup() {
             echo "local.sh: the coordinator wrote no summary; wrote one marked failed: $cause" >&2
         fi
     fi
-    remove_run_segments "$scratch/run-id"
+    remove_run_segments "$run_dir/run-id"
     rm -rf "$scratch"
     exit "$status"
 }
@@ -109,7 +109,7 @@ export DSGD_GIT_COMMIT="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unkn
 mapfile -t run_args < <(run_arguments)
 "$bin" coordinator "${run_args[@]}" \
     --run-dir "$run_dir" --bind "$coordinator_bind" --endpoint-file "$endpoint_file" \
-    --abort-reason-file "$scratch/abort-reason" --run-id-file "$scratch/run-id" "${security[@]+"${security[@]}"}" "${extra[@]+"${extra[@]}"}" &
+    --abort-reason-file "$scratch/abort-reason" --run-id-file "$run_dir/run-id" "${security[@]+"${security[@]}"}" "${extra[@]+"${extra[@]}"}" &
 coordinator_pid=$!
 pids+=("$coordinator_pid"); names+=("coordinator")
 

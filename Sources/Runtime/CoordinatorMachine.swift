@@ -295,6 +295,7 @@ public struct CoordinatorMachine {
         alive = Array(0..<configuration.workers)
         let endpoints = (0..<configuration.workers).map { registrations[$0]!.endpoint }
         var directives: [CoordinatorDirective] = []
+        var refusal: String?
         if let (mode, coordinatorReport) = payloadRequest {
             let plan = SharedPayloadPlan(
                 slotCount: SharedPayloadPlan.slotCount(maxRoundsAhead: configuration.maxRoundsAhead),
@@ -305,8 +306,9 @@ public struct CoordinatorMachine {
                 segmentBytes: plan.segmentBytes)
             {
             case .failure(let error):
-                phase = .done
-                return [.fail("\(error)")]
+                // The workers get their assignments first: only then do they accept the abort
+                // that tells them why the run stops.
+                refusal = "\(error)"
             case .success(let decision):
                 payloadDecision = decision
                 directives.append(.payloads(decision))
@@ -319,6 +321,10 @@ public struct CoordinatorMachine {
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
             directives.append(
                 .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
+        }
+        if let refusal {
+            phase = .done
+            directives.append(.fail(refusal))
         }
         return directives
     }

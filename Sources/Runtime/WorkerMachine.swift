@@ -369,10 +369,7 @@ public struct WorkerMachine {
         roundDeferred = false
         switch configuration.algorithm {
         case .combineThenAdapt:
-            let snapshot = makePayload(parameters, round: round + 1)
-            sentThisRound = snapshot
-            sentWeightThisRound = pushSumWeight
-            return sendModel(snapshot) + [.trainLocally]
+            return sendModel() + [.trainLocally]
         case .adaptThenCombine:
             return [.trainLocally]
         }
@@ -416,25 +413,21 @@ public struct WorkerMachine {
         trainedThisRound = true
         var directives: [WorkerDirective] = []
         if !loss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(loss)")] }
-        if configuration.algorithm == .adaptThenCombine {
-            let snapshot = makePayload(parameters, round: round + 1)
-            sentThisRound = snapshot
-            sentWeightThisRound = pushSumWeight
-            directives += sendModel(snapshot)
-        }
+        if configuration.algorithm == .adaptThenCombine { directives += sendModel() }
         return directives + combineIfReady()
     }
 
-    private mutating func sendModel(_ model: FloatPayload) -> [WorkerDirective] {
+    /// Sends this round's model (the current parameters, one snapshot for every out-neighbour)
+    /// and keeps it as `sentThisRound`. Personal layers never leave the worker: the snapshot holds
+    /// zeros there (neighbours never mix them, and CTA's `sent` term there is restored anyway).
+    private mutating func sendModel() -> [WorkerDirective] {
         // Under push-sum the body carries wᵢ as a little-endian Float64.
         let body = pushSum ? withUnsafeBytes(of: pushSumWeight.bitPattern.littleEndian) { Array($0) } : []
-        // Personal layers never leave the worker: neighbours get zeros there (and never mix them).
-        var snapshot = model
-        if !personal.isEmpty {
-            var values = model.array
-            for range in personal { for i in range { values[i] = 0 } }
-            snapshot = makePayload(values, round: round + 1)
-        }
+        var values = parameters
+        for range in personal { for i in range { values[i] = 0 } }
+        let snapshot = makePayload(values, round: round + 1)
+        sentThisRound = snapshot
+        sentWeightThisRound = pushSumWeight
         return view(round).outNeighbors.map {
             send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
         }

@@ -8,7 +8,8 @@ import CSharedMemory
 /// publishes once and every reader on the host mixes from in place (the data plane of #11; the
 /// transport carries only a `SlotDescriptor`).
 ///
-/// Layout: a 64-byte header (magic, run id, rank, slot count, slot capacity in floats), then the
+/// Layout: a 64-byte header (magic, run id, rank, slot count, slot capacity in floats, the owner's
+/// process id), then the
 /// slots, each a 64-byte slot header (sequence word, round, count) and `slotCapacity` floats.
 /// The sequence word is a seqlock: a write makes it odd, writes the round, count and values, then
 /// makes it even again, with release order; a reader loads it with acquire order, reads, and loads
@@ -107,6 +108,7 @@ public final class SharedSegment: @unchecked Sendable {
         header[2] = UInt64(bitPattern: Int64(rank))
         header[3] = UInt64(slotCount)
         header[4] = UInt64(slotCapacity)
+        header[5] = UInt64(getpid())
         dsgd_store_release_u64(header, magic)
         return SharedSegment(
             name: name, runID: runID, rank: rank, slotCount: slotCount, slotCapacity: slotCapacity, isOwner: true,
@@ -146,6 +148,36 @@ public final class SharedSegment: @unchecked Sendable {
         return SharedSegment(
             name: name, runID: runID, rank: rank, slotCount: slotCount, slotCapacity: slotCapacity, isOwner: false,
             base: mapping, length: length)
+    }
+
+    /// Unlinks the dsgd segments in `/dev/shm` whose owner process no longer exists (killed before
+    /// it could unlink them; launchers remove their runs' too, this catches processes started
+    /// without one). Returns the names removed. Segments of live processes, of other users, or
+    /// without a dsgd header are left alone.
+    @discardableResult
+    public static func removeStale(directory: String = "/dev/shm") -> [String] {
+        guard let stream = opendir(directory) else { return [] }
+        defer { closedir(stream) }
+        var removed: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasPrefix("dsgd-") else { continue }
+            let descriptor = shm_open("/" + name, O_RDONLY | O_CLOEXEC, 0)
+            guard descriptor >= 0 else { continue }
+            var header = [UInt64](repeating: 0, count: 8)
+            let count = header.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+            var status = stat()
+            let mine = fstat(descriptor, &status) == 0 && status.st_uid == getuid()
+            close(descriptor)
+            guard mine, count == 64, header[0] == magic, header[5] > 0, header[5] <= UInt64(Int32.max) else { continue }
+            if kill(pid_t(header[5]), 0) == -1 && errno == ESRCH {
+                shm_unlink("/" + name)
+                removed.append(name)
+            }
+        }
+        return removed
     }
 
     private func slot(_ index: Int) -> UnsafeMutableRawPointer {

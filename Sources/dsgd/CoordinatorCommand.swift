@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LearningCore
 import Runtime
+import SharedMemory
 import ZeroMQTransport
 
 struct CoordinatorCommand: ParsableCommand {
@@ -29,6 +30,8 @@ struct CoordinatorCommand: ParsableCommand {
         let prepared = try prepareRun(options)
         let (configuration, directory, data, report) =
             (prepared.configuration, prepared.directory, prepared.data, prepared.report)
+        // Segments of earlier runs' killed processes, started without a launcher to remove them.
+        for name in SharedSegment.removeStale() { logLine("coordinator: removed the stale segment /dev/shm/\(name)") }
         let context = try ZeroMQContext()
         let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "coordinator")
         let heartbeats = HeartbeatSender(transport: heartbeatTransport)

@@ -1,4 +1,5 @@
 import Foundation
+import SharedMemory
 import XCTest
 import _TestSupport
 
@@ -6,8 +7,16 @@ import _TestSupport
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
+/// Removes, when the test bundle finishes, the shared-memory segments of processes the tests
+/// killed without a launcher (which would remove them), so a test run leaves /dev/shm as it was.
+final class StaleSegmentSweeper: NSObject, XCTestObservation {
+    static let registered: Void = XCTestObservationCenter.shared.addTestObserver(StaleSegmentSweeper())
+    func testBundleDidFinish(_ testBundle: Bundle) { SharedSegment.removeStale() }
+}
+
 /// The `dsgd` executable built alongside the tests (or `DSGD_BIN`).
 func dsgdBinary() throws -> URL {
+    StaleSegmentSweeper.registered
     if let path = ProcessInfo.processInfo.environment["DSGD_BIN"] { return URL(fileURLWithPath: path) }
     let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var directory = testBinary.deletingLastPathComponent()

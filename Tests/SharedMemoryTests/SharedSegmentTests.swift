@@ -82,4 +82,29 @@ final class SharedSegmentTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: shmPath(SharedSegment.name(runID: runID, rank: 0))))
     }
+
+    /// A segment whose owner died (its header names a process that no longer exists) is removed by
+    /// the sweep; one of a live process stays.
+    func testStaleSegments_OfDeadOwners_AreRemoved() throws {
+        let runID = freshRunID()
+        let live = try SharedSegment.create(runID: runID, rank: 0, slotCount: 1, slotCapacity: 4)
+        let orphan = try SharedSegment.create(runID: runID, rank: 1, slotCount: 1, slotCapacity: 4)
+        // A process that has exited: its pid names no process (until reused, which the sweep
+        // would only postpone).
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let descriptor = shm_open(orphan.name, O_RDWR, 0)
+        XCTAssertGreaterThanOrEqual(descriptor, 0)
+        var dead = UInt64(child.processIdentifier)
+        XCTAssertEqual(pwrite(descriptor, &dead, 8, 5 * 8), 8)
+        close(descriptor)
+        let removed = SharedSegment.removeStale()
+        XCTAssertTrue(removed.contains(String(orphan.name.dropFirst())), "\(removed)")
+        XCTAssertFalse(removed.contains(String(live.name.dropFirst())))
+        XCTAssertEqual(access(shmPath(live.name), F_OK), 0)
+        XCTAssertNotEqual(access(shmPath(orphan.name), F_OK), 0)
+        withExtendedLifetime(live) {}
+    }
 }
