@@ -258,7 +258,7 @@ public struct CoordinatorMachine {
             } catch {
                 return reject("\(error)")
             }
-        case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel:
+        case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel, .reduceScatter, .allGather:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }
@@ -298,7 +298,9 @@ public struct CoordinatorMachine {
         var refusal: String?
         if let (mode, coordinatorReport) = payloadRequest {
             let plan = SharedPayloadPlan(
-                slotCount: SharedPayloadPlan.slotCount(maxRoundsAhead: configuration.maxRoundsAhead),
+                slotCount: SharedPayloadPlan.slotCount(
+                    maxRoundsAhead: configuration.maxRoundsAhead, publishesPerRound: configuration.usesAllReduce ? 3 : 2
+                ),
                 modelSize: network.parameterCount)
             switch PayloadDecision.decide(
                 requested: mode, coordinator: coordinatorReport,

@@ -65,6 +65,11 @@ public struct WorkerMachine {
     private var sentThisRound: FloatPayload?
     /// round → sender → (model, push-sum weight).
     private var pending: [Int: [Int: (FloatPayload, Double)]] = [:]
+    /// C-SGD's all-reduce: how it runs in this run (nil: plain gossip), the current round's, and
+    /// messages that came for rounds (or the current round) before its all-reduce began.
+    private var allReduceVariant: AllReduceRound.Variant?
+    private var collective: AllReduceRound?
+    private var earlyCollective: [Int: [Envelope]] = [:]
     /// This worker's view of the topology of nearby rounds.
     private var views: [Int: RoundView] = [:]
     /// What this worker sent for the current round's push-sum weight.
@@ -124,6 +129,7 @@ public struct WorkerMachine {
         }
         if configuration.federated != nil { return "the server's global model for round \(round + 1)" }
         if !trainedThisRound { return "its own local steps of round \(round + 1)" }
+        if let collective { return "round \(round + 1)'s \(collective.missing)" }
         let received = pending[round] ?? [:]
         let view = configuration.topology.topology(atRound: round)
         let missing = view.inNeighbors(of: rank).filter { received[$0] == nil }
@@ -238,6 +244,10 @@ public struct WorkerMachine {
             } catch {
                 return reject("\(error)")
             }
+        case .reduceScatter:
+            return onCollective(envelope, phase: .reduceScatter)
+        case .allGather:
+            return onCollective(envelope, phase: .allGather)
         case .register, .ready, .metrics, .finished, .clientEvaluation:
             return reject("workers do not accept \(kind) messages")
         }
@@ -262,6 +272,9 @@ public struct WorkerMachine {
         rank = assignment.rank
         runID = assignment.runID
         pushSum = configuration.topology.requiresPushSum
+        // Over shared memory every worker reads its chunk in place (direct); over ZeroMQ frames
+        // the chunks travel along the ring. Both sum in the same order, so the bits agree.
+        allReduceVariant = configuration.usesAllReduce ? (assignment.sharedPayloads != nil ? .direct : .ring) : nil
         // A fixed graph needs routes to its out-neighbours only; a changing one may use any peer.
         let peers: [Int]
         if case .fixed(let topology) = configuration.topology {
@@ -320,7 +333,11 @@ public struct WorkerMachine {
     private mutating func onMembership(_ change: MembershipChange) -> [WorkerDirective] {
         guard var configuration, let rank else { return reject("membership change before assignment") }
         if change.removed.contains(rank) { return [.fail("removed from the run: \(change.reason)")] }
-        let previousOut = view(round).outNeighbors
+        // A round that was being averaged by all-reduce is finished by gossip among the survivors:
+        // every survivor sends its model again, to every new out-neighbour.
+        let previousOut = collective == nil ? view(round).outNeighbors : []
+        collective = nil
+        earlyCollective = [:]
         removed.formUnion(change.removed)
         configuration.topology = change.topology
         self.configuration = configuration
@@ -428,6 +445,18 @@ public struct WorkerMachine {
         let snapshot = makePayload(values, round: round + 1)
         sentThisRound = snapshot
         sentWeightThisRound = pushSumWeight
+        if let variant = allReduceVariant, removed.isEmpty {
+            var collective = AllReduceRound(
+                variant: variant, rank: rank!, workers: configuration!.workers, count: values.count)
+            let outgoing = collective.start(own: snapshot) { makePayload($0, round: round + 1) }
+            self.collective = collective
+            var directives = collectiveSends(outgoing)
+            for envelope in earlyCollective.removeValue(forKey: round) ?? [] {
+                directives += onCollective(
+                    envelope, phase: envelope.header.kind == .reduceScatter ? .reduceScatter : .allGather)
+            }
+            return directives
+        }
         return view(round).outNeighbors.map {
             send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
         }
@@ -474,8 +503,87 @@ public struct WorkerMachine {
         return messageRound == round ? combineIfReady() : []
     }
 
+    /// A message of C-SGD's all-reduce: checked, buffered until this worker's own all-reduce of
+    /// that round has begun, then taken.
+    private mutating func onCollective(_ envelope: Envelope, phase: AllReduceRound.Phase) -> [WorkerDirective] {
+        guard let configuration, let rank else { return reject("all-reduce before assignment") }
+        guard allReduceVariant != nil, removed.isEmpty else {
+            return reject("an all-reduce message in a run that averages by gossip")
+        }
+        let sender = Int(envelope.header.sender)
+        guard (0..<configuration.workers).contains(sender), sender != rank else {
+            return reject("all-reduce message from worker \(sender), which is not a peer")
+        }
+        guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds),
+            envelope.header.round <= Int64(round + configuration.maxRoundsAhead + 1)
+        else {
+            return reject(
+                "all-reduce message from worker \(sender) for 0-based round \(envelope.header.round) at round \(round + 1)"
+            )
+        }
+        guard envelope.body.count == 8, let payload = envelope.payload else {
+            return reject("all-reduce message from worker \(sender) without its chunk and step")
+        }
+        let chunk = Int(UInt32(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }))
+        let step = Int(
+            UInt32(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) })
+        )
+        let messageRound = Int(envelope.header.round)
+        guard messageRound == round, var collective, collective.own != nil else {
+            // Early: at most the messages a round can bring (2(n − 1) per round, ring or direct).
+            guard (earlyCollective[messageRound]?.count ?? 0) < 2 * configuration.workers else {
+                return reject("more all-reduce messages for round \(messageRound + 1) than a round has")
+            }
+            earlyCollective[messageRound, default: []].append(envelope)
+            return []
+        }
+        if let problem = collective.problem(
+            phase: phase, chunk: chunk, step: step, sender: sender, count: payload.count)
+        {
+            return reject("round \(round + 1) from worker \(sender): \(problem)")
+        }
+        guard payload.isFinite else {
+            return reject("all-reduce chunk from worker \(sender) for round \(round + 1) contains NaN or Inf")
+        }
+        let outgoing = collective.receive(phase: phase, chunk: chunk, step: step, sender: sender, payload: payload) {
+            makePayload($0, round: round + 1)
+        }
+        self.collective = collective
+        return collectiveSends(outgoing) + combineIfReady()
+    }
+
+    private mutating func collectiveSends(_ outgoing: [AllReduceRound.Outgoing]) -> [WorkerDirective] {
+        outgoing.map { message in
+            var body: [UInt8] = []
+            withUnsafeBytes(of: UInt32(message.chunk).littleEndian) { body.append(contentsOf: $0) }
+            withUnsafeBytes(of: UInt32(message.step).littleEndian) { body.append(contentsOf: $0) }
+            let kind: MessageKind = message.phase == .reduceScatter ? .reduceScatter : .allGather
+            return send(
+                Envelope(header: header(kind, round: round), body: body, payload: message.payload),
+                to: .worker(message.to))
+        }
+    }
+
     private mutating func combineIfReady() -> [WorkerDirective] {
         guard let configuration, trainedThisRound else { return [] }
+        if let collective {
+            guard collective.isComplete else { return [] }
+            let kept = personal.map { Array(parameters[$0]) }
+            switch configuration.algorithm {
+            case .adaptThenCombine:
+                parameters = collective.result
+            case .combineThenAdapt:
+                // x ← x̄ + (trained − sent).
+                parameters.addScaled(sentThisRound!.array, by: -1)
+                parameters.addScaled(collective.result, by: 1)
+            }
+            for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
+            if let damage = collective.read.lazy.compactMap({ $0.damage() }).first {
+                return [.fail("round \(round + 1): \(damage)")]
+            }
+            self.collective = nil
+            return completeRound(configuration)
+        }
         let received = pending[round] ?? [:]
         let view = view(round)
         guard view.inNeighbors.allSatisfy({ received[$0] != nil }) else { return [] }
@@ -505,6 +613,11 @@ public struct WorkerMachine {
                 view.selfWeight * sentWeightThisRound
                 + view.inNeighbors.reduce(0) { $0 + view.weights[$1]! * received[$1]!.1 }
         }
+        return completeRound(configuration)
+    }
+
+    /// The round's mixing is done: report it and begin the next.
+    private mutating func completeRound(_ configuration: RunConfiguration) -> [WorkerDirective] {
         views.removeValue(forKey: round)
         pending.removeValue(forKey: round)
         // The round is over: until the next one begins (which flow control may defer), nothing may

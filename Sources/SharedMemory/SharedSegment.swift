@@ -232,16 +232,21 @@ public final class SharedSegment: @unchecked Sendable {
     /// still holds it. They stay valid only until the owner reuses the slot: a reader calls
     /// `rewritten(_:)` when done and discards what it computed if that is not nil.
     public func values(_ descriptor: SlotDescriptor) throws(SharedMemoryError) -> UnsafeBufferPointer<Float> {
-        guard (0..<slotCount).contains(descriptor.slot), (0...slotCapacity).contains(descriptor.count) else {
+        guard (0..<slotCount).contains(descriptor.slot), (0...slotCapacity).contains(descriptor.count),
+            (0...(slotCapacity - descriptor.count)).contains(descriptor.offset)
+        else {
             throw SharedMemoryError(
                 segment: name,
-                reason: "descriptor of slot \(descriptor.slot), \(descriptor.count) values is out of range")
+                reason:
+                    "descriptor of slot \(descriptor.slot), \(descriptor.count) values from \(descriptor.offset) is out of range"
+            )
         }
         if let problem = rewritten(descriptor, moment: "before") {
             throw SharedMemoryError(segment: name, reason: problem)
         }
         return UnsafeBufferPointer(
-            start: (slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self),
+            start: (slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self)
+                + descriptor.offset,
             count: descriptor.count)
     }
 
@@ -283,12 +288,20 @@ public struct SlotDescriptor: Sendable, Equatable {
     public var sequence: UInt64
     public var count: Int
     public var round: Int64
+    /// Where the values start in the slot (a part of a published model: an all-reduce chunk).
+    public var offset: Int
 
-    public init(slot: Int, sequence: UInt64, count: Int, round: Int64) {
+    public init(slot: Int, sequence: UInt64, count: Int, round: Int64, offset: Int = 0) {
         self.slot = slot
         self.sequence = sequence
         self.count = count
         self.round = round
+        self.offset = offset
+    }
+
+    /// The descriptor of `count` values from `offset` within this one's.
+    public func part(offset: Int, count: Int) -> SlotDescriptor {
+        SlotDescriptor(slot: slot, sequence: sequence, count: count, round: round, offset: self.offset + offset)
     }
 }
 

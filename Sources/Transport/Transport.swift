@@ -78,16 +78,20 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
 
     /// Slots a segment needs so that no slot is rewritten while a reader may still use it.
     ///
-    /// A node publishes at most two models per round (its parameters to its neighbours, its model
-    /// to the coordinator on a gathering round) and one more when a membership change makes it
-    /// resend to a new neighbour. Readers are done with a round-r model once round r is recorded:
+    /// A node publishes at most `publishesPerRound` models per round (its parameters to its
+    /// neighbours and its model to the coordinator on a gathering round: 2; the all-reduce adds
+    /// its averaged chunk: 3) and one more when a membership change makes it resend to a new
+    /// neighbour. Readers are done with a round-r model once round r is recorded:
     /// a neighbour mixes it in its own round r, before it reports round r, and the coordinator
     /// forms x̄ and Ξ² from it before it records round r. Flow control lets a worker begin a round
     /// only while it has completed fewer than `maxRoundsAhead` rounds beyond the last one
     /// recorded, so while any round-r model is in use its sender publishes in at most rounds
-    /// r … r + maxRoundsAhead: 2·(maxRoundsAhead + 1) models, plus one resend, plus one spare.
-    /// A reader that nevertheless finds its slot rewritten fails the run (the seqlock check).
-    public static func slotCount(maxRoundsAhead: Int) -> Int { 2 * (maxRoundsAhead + 1) + 2 }
+    /// r … r + maxRoundsAhead: publishesPerRound·(maxRoundsAhead + 1) models, plus one resend,
+    /// plus one spare. A reader that nevertheless finds its slot rewritten fails the run (the
+    /// seqlock check).
+    public static func slotCount(maxRoundsAhead: Int, publishesPerRound: Int = 2) -> Int {
+        publishesPerRound * (maxRoundsAhead + 1) + 2
+    }
 
     /// Bytes of one process's segment: a 64-byte header, then per slot a 64-byte header and the
     /// floats, padded to 64 bytes (`SharedSegment.byteCount`).
@@ -117,9 +121,11 @@ public enum FrameAdmission: Sendable, Equatable {
                 return "\(header.kind) for run \(header.runID), not this run's \(runID)"
             }
             guard slots > 0 else { return payloadBytes > 0 ? "payload frames after a header declaring none" : nil }
+            // A chunk of a model (the all-reduce) is at most a model; anything else is one.
+            let wrongLength = header.kind.carriesChunk ? slots > modelSize : slots != modelSize
             switch header.payloadEncoding {
             case .sharedMemory:
-                if slots != modelSize {
+                if wrongLength {
                     return "a shared-memory payload of \(slots) floats, not the model's \(modelSize)"
                 }
                 if payloadBytes != PayloadEncoding.sharedMemoryDescriptorBytes {
@@ -128,7 +134,7 @@ public enum FrameAdmission: Sendable, Equatable {
                 }
                 return nil
             case .dense:
-                if slots != modelSize { return "a payload of \(slots) floats, not the model's \(modelSize)" }
+                if wrongLength { return "a payload of \(slots) floats, not the model's \(modelSize)" }
             case .sparse:
                 // 1 + 2·k slots for k non-zero values of a model: at most the dense size.
                 if slots > 2 * modelSize + 1 {

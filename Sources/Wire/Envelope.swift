@@ -28,6 +28,14 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// worker → coordinator: its personalized model's loss and accuracy on its own test split
     /// after an evaluation round; body JSON.
     case clientEvaluation = 13
+    /// worker → worker, C-SGD's all-reduce: a chunk of the sender's model or a partial sum of it
+    /// for the chunk's owner; body: chunk and ring step (UInt32 each, little-endian).
+    case reduceScatter = 14
+    /// worker → worker, C-SGD's all-reduce: an averaged chunk; body as for `reduceScatter`.
+    case allGather = 15
+
+    /// Kinds whose payload is a chunk of a model (at most the model's length), not a whole one.
+    public var carriesChunk: Bool { self == .reduceScatter || self == .allGather }
 }
 
 /// How the payload frames encode the floats.

@@ -50,6 +50,12 @@ final class SharedPayloads {
         let descriptor: SlotDescriptor
         if let known = recentlyPublished.last(where: { $0.payload === payload }) {
             descriptor = known.descriptor
+        } else if let whole = recentlyPublished.last(where: {
+            payload.pointer >= $0.payload.pointer
+                && payload.pointer + payload.count <= $0.payload.pointer + $0.payload.count
+        }) {
+            // A view into a published model (a chunk for the all-reduce): its place in that slot.
+            descriptor = whole.descriptor.part(offset: payload.pointer - whole.payload.pointer, count: payload.count)
         } else {
             descriptor = withExtendedLifetime(payload) { own.publish(payload.buffer, round: round) }
             remember(payload, descriptor)
@@ -65,7 +71,7 @@ final class SharedPayloads {
             throw WireError.malformed("a shared-memory descriptor of \(frame.count) bytes")
         }
         let descriptor = Self.decode(frame)
-        guard descriptor.count == count, count == plan.modelSize else {
+        guard descriptor.count == count, count <= plan.modelSize else {
             throw WireError.malformed(
                 "a shared-memory descriptor of \(descriptor.count) floats for a payload of \(count) (the model has \(plan.modelSize))"
             )
@@ -91,7 +97,7 @@ final class SharedPayloads {
         }
         return FloatPayload(
             wrapping: values.baseAddress!, count: values.count, release: { withExtendedLifetime(segment) {} },
-            integrity: { segment.rewritten(descriptor) }, knownFinite: segment.isFinite(descriptor))
+            integrity: { segment.rewritten(descriptor) }, knownFinite: segment.isFinite(descriptor) ? true : nil)
     }
 
     static func encode(_ descriptor: SlotDescriptor) -> [UInt8] {
@@ -104,7 +110,7 @@ final class SharedPayloads {
         put(UInt32(descriptor.count))
         put(descriptor.sequence)
         put(descriptor.round)
-        put(UInt64(0))
+        put(UInt64(descriptor.offset))
         return bytes
     }
 
@@ -114,6 +120,6 @@ final class SharedPayloads {
         }
         return SlotDescriptor(
             slot: Int(get(UInt32.self, at: 0)), sequence: get(UInt64.self, at: 8), count: Int(get(UInt32.self, at: 4)),
-            round: get(Int64.self, at: 16))
+            round: get(Int64.self, at: 16), offset: Int(clamping: get(UInt64.self, at: 24)))
     }
 }

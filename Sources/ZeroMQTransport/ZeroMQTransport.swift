@@ -198,7 +198,8 @@ public final class ZeroMQTransport: Transport {
         if envelope.header.payloadEncoding == .sparse {
             guard let slots = envelope.payload else { throw WireError.malformed("sparse encoding without a payload") }
             if case .run(_, let modelSize) = admission, slots.count > 0,
-                Int(slots.buffer[0].bitPattern) != modelSize
+                header.kind.carriesChunk
+                    ? Int(slots.buffer[0].bitPattern) > modelSize : Int(slots.buffer[0].bitPattern) != modelSize
             {
                 throw WireError.malformed(
                     "a sparse payload expanding to \(slots.buffer[0].bitPattern) floats, not the model's \(modelSize)")

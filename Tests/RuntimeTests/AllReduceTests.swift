@@ -1,0 +1,145 @@
+import Foundation
+import LearningCore
+import Transport
+import XCTest
+
+@testable import Runtime
+
+/// C-SGD's all-reduce against the dense average: every worker ends with the same bits, the direct
+/// (shared-memory) and ring (ZeroMQ) ways agree bit for bit, whatever order messages arrive in,
+/// and both equal (1/n)·Σⱼ xⱼ computed in Float64 within 1e-6 relative.
+final class AllReduceTests: XCTestCase {
+    /// Runs one round among `models.count` workers, delivering messages in a seeded random order
+    /// (the ring keeps each link's order, as one ZeroMQ connection does). Returns each worker's
+    /// result and the number of messages and floats sent.
+    private func run(
+        _ models: [[Float]], variant: AllReduceRound.Variant, seed: UInt64
+    ) -> (results: [[Float]], messages: Int, floats: Int) {
+        let n = models.count
+        var workers = (0..<n).map { AllReduceRound(variant: variant, rank: $0, workers: n, count: models[0].count) }
+        var queue: [(from: Int, message: AllReduceRound.Outgoing)] = []
+        var generator = SplitMix64(seed: seed)
+        var messages = 0
+        var floats = 0
+        func make(_ values: [Float]) -> FloatPayload { FloatPayload(copying: values) }
+        // Workers start at different moments: some messages arrive before their receiver started.
+        var order = Array(0..<n)
+        generator.shuffle(&order)
+        var started = Set<Int>()
+        func enqueue(_ out: [AllReduceRound.Outgoing], from rank: Int) {
+            messages += out.count
+            floats += out.reduce(0) { $0 + $1.payload.count }
+            queue += out.map { (rank, $0) }
+        }
+        func deliverSome() {
+            while !queue.isEmpty, generator.next() % 3 != 0 {
+                // Any queued message whose link has nothing older queued (per-link FIFO).
+                let candidates = queue.indices.filter { index in
+                    !queue[..<index].contains {
+                        $0.from == queue[index].from && $0.message.to == queue[index].message.to
+                    }
+                }
+                let pick = candidates[Int(generator.next() % UInt64(candidates.count))]
+                let (from, message) = queue.remove(at: pick)
+                let receiver = message.to
+                XCTAssertNil(
+                    workers[receiver].problem(
+                        phase: message.phase, chunk: message.chunk, step: message.step, sender: from,
+                        count: message.payload.count))
+                let out = workers[receiver].receive(
+                    phase: message.phase, chunk: message.chunk, step: message.step, sender: from,
+                    payload: message.payload, make: make)
+                if started.contains(receiver) {
+                    enqueue(out, from: receiver)
+                } else {
+                    XCTAssertTrue(out.isEmpty, "a worker that has not started sends nothing")
+                }
+            }
+        }
+        for rank in order {
+            deliverSome()
+            started.insert(rank)
+            enqueue(workers[rank].start(own: FloatPayload(copying: models[rank]), make: make), from: rank)
+        }
+        while !queue.isEmpty { deliverSome() }
+        XCTAssertTrue(workers.allSatisfy(\.isComplete), "\(variant) n=\(n): not complete")
+        return (workers.map(\.result), messages, floats)
+    }
+
+    func testEveryWorkerHoldsTheSameAverage_DirectAndRingAgreeBitForBit_WithinFloat64Reference() {
+        var generator = SplitMix64(seed: 11)
+        for n in [1, 2, 3, 5, 8] {
+            for count in [n, 37, 1_000] where count >= n {
+                let models = (0..<n).map { _ in
+                    (0..<count).map { _ in Float(Double(generator.next() % 2_000_001) / 1e6 - 1) * 3 }
+                }
+                let direct = run(models, variant: .direct, seed: UInt64(n * 1_000 + count))
+                let ring = run(models, variant: .ring, seed: UInt64(n * 7_000 + count))
+                let again = run(models, variant: .ring, seed: UInt64(n * 9_000 + count + 1))
+                for results in [direct.results, ring.results, again.results] {
+                    for result in results {
+                        XCTAssertEqual(
+                            result.map(\.bitPattern), direct.results[0].map(\.bitPattern), "n=\(n) d=\(count)")
+                    }
+                }
+                // Dense reference in Float64: relative error of the whole vector (Float32 sums of n
+                // terms: a few ulps, far below 1e-6).
+                var reference = [Double](repeating: 0, count: count)
+                for model in models { for i in 0..<count { reference[i] += Double(model[i]) / Double(n) } }
+                let error = zip(direct.results[0], reference).reduce(0.0) { $0 + pow(Double($1.0) - $1.1, 2) }
+                let norm = reference.reduce(0.0) { $0 + $1 * $1 }
+                XCTAssertLessThan(error.squareRoot(), 1e-6 * norm.squareRoot(), "n=\(n) d=\(count)")
+            }
+        }
+    }
+
+    /// The ring sends 2(n − 1) chunks per worker, 2(n − 1)/n of the model; so does the direct way
+    /// (its chunks are read in place from shared memory).
+    func testTraffic_IsTwoTimesNMinusOneOverNOfTheModelPerWorker() {
+        let n = 6
+        let count = 600
+        let models = (0..<n).map { rank in (0..<count).map { Float($0 + rank) } }
+        for variant in [AllReduceRound.Variant.direct, .ring] {
+            let sent = run(models, variant: variant, seed: 3)
+            XCTAssertEqual(sent.messages, n * 2 * (n - 1), "\(variant)")
+            XCTAssertEqual(sent.floats, n * 2 * (n - 1) * count / n, "\(variant)")
+        }
+    }
+
+    /// Messages that do not fit the protocol are refused before they are buffered: a chunk of the
+    /// wrong length or index, a ring message not from the left neighbour or at a step out of
+    /// range, a direct chunk sent to the wrong owner, a duplicate.
+    func testMisfitMessages_AreRefused() {
+        var ring = AllReduceRound(variant: .ring, rank: 2, workers: 4, count: 40)
+        XCTAssertNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 1, count: 10))
+        XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 3, count: 10))
+        XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 1, step: 0, sender: 1, count: 10))
+        XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 1, count: 9))
+        XCTAssertNotNil(ring.problem(phase: .allGather, chunk: 1, step: 3, sender: 1, count: 10))
+        XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 7, step: 0, sender: 1, count: 10))
+        _ = ring.receive(
+            phase: .reduceScatter, chunk: 0, step: 0, sender: 1,
+            payload: FloatPayload(copying: [Float](repeating: 1, count: 10)),
+            make: { FloatPayload(copying: $0) })
+        XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 1, count: 10), "duplicate")
+        let direct = AllReduceRound(variant: .direct, rank: 2, workers: 4, count: 40)
+        XCTAssertNil(direct.problem(phase: .reduceScatter, chunk: 2, step: 0, sender: 0, count: 10))
+        XCTAssertNotNil(direct.problem(phase: .reduceScatter, chunk: 3, step: 0, sender: 0, count: 10))
+        XCTAssertNotNil(direct.problem(phase: .allGather, chunk: 1, step: 0, sender: 0, count: 10))
+        XCTAssertNil(direct.problem(phase: .allGather, chunk: 0, step: 0, sender: 0, count: 10))
+    }
+
+    /// Only the complete graph with uniform weights 1/n is averaged by all-reduce.
+    func testAllReduce_IsUsedForUniformCompleteGraphsOnly() throws {
+        let complete = smallConfiguration(workers: 4, rounds: 2).with {
+            $0.topology = .fixed(try! .generated(.complete, nodeCount: 4))
+        }
+        XCTAssertTrue(complete.usesAllReduce)
+        let ring = smallConfiguration(workers: 4, rounds: 2).with {
+            $0.topology = .fixed(try! .generated(.ring, nodeCount: 4))
+        }
+        XCTAssertFalse(ring.usesAllReduce)
+        let federated = complete.with { $0.federated = FederatedSettings(clientFraction: 1, proximalMu: 0) }
+        XCTAssertFalse(federated.usesAllReduce)
+    }
+}
