@@ -78,6 +78,8 @@ public struct ClientEvaluation: Codable, Sendable, Equatable {
 public struct WorkerSummary: Codable, Sendable {
     public var rank: Int
     public var peakResidentBytes: Int
+    /// Of which shared-memory pages (other processes' segments and its own) at the end.
+    public var sharedResidentBytes: Int? = nil
     public var bytesSent: Int
     public var shardSize: Int
 }

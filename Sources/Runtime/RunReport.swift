@@ -25,6 +25,9 @@ public struct RunSummary: Codable, Sendable {
     public var roundsPerSecond: Double
     public var bytesSent: Int?
     public var workerPeakResidentBytes: [Int]?
+    /// Of each worker's peak, the shared-memory pages it had mapped at the end (segments are
+    /// counted by every process that reads them); nil without shared memory.
+    public var workerSharedResidentBytes: [Int]? = nil
     /// Spectral gap of W (of the product over one period for schedules).
     public var spectralGap: Double?
     /// Failures and faults during the run, with the round they happened at.
@@ -53,6 +56,7 @@ public struct RunSummary: Codable, Sendable {
         case roundsPerSecond = "rounds_per_second"
         case bytesSent = "bytes_sent"
         case workerPeakResidentBytes = "worker_peak_resident_bytes"
+        case workerSharedResidentBytes = "worker_shared_resident_bytes"
         case spectralGap = "spectral_gap"
         case events
         case clientAccuracyMeanLast = "client_accuracy_mean_last"

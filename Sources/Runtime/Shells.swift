@@ -490,7 +490,7 @@ public final class CoordinatorShell {
         }
         let runID = String(machine.runID, radix: 16)
         let events = machine.events + faultEvents + (report?.nonFiniteEvents ?? [])
-        return RunSummary(
+        var summary = RunSummary(
             status: status, reason: reason, runName: configuration.runName,
             runID: String(repeating: "0", count: 16 - runID.count) + runID, rounds: rounds,
             roundsPlanned: configuration.rounds, workers: configuration.workers, topology: configuration.topology.name,
@@ -508,6 +508,9 @@ public final class CoordinatorShell {
             clientAccuracyMeanBest: bestClient?.clientAccuracyMean, clientAccuracyBestRound: bestClient?.round,
             startupSeconds: launchedAt.flatMap { launched in startedAt.map { ($0 - launched) / .seconds(1) } },
             payloads: payloadDecision)
+        summary.workerSharedResidentBytes =
+            payloadDecision?.plan == nil || summaries.isEmpty ? nil : summaries.map { $0.sharedResidentBytes ?? 0 }
+        return summary
     }
 
     private func writeSummary() {

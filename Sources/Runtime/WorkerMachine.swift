@@ -43,6 +43,8 @@ public struct WorkerMachine {
     private let processID: Int32
     private let requestedRank: Int?
     private let peakResidentBytes: () -> Int
+    /// Shared-memory pages mapped (counted in the peak), for the summary.
+    public var sharedResidentBytes: () -> Int = { 0 }
 
     public private(set) var rank: Int?
     public private(set) var configuration: RunConfiguration?
@@ -529,7 +531,7 @@ public struct WorkerMachine {
             UInt32(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) })
         )
         let messageRound = Int(envelope.header.round)
-        guard messageRound == round, var collective, collective.own != nil else {
+        guard messageRound == round, var collective = self.collective, collective.own != nil else {
             // Early: at most the messages a round can bring (2(n − 1) per round, ring or direct).
             guard (earlyCollective[messageRound]?.count ?? 0) < 2 * configuration.workers else {
                 return reject("more all-reduce messages for round \(messageRound + 1) than a round has")
@@ -545,6 +547,8 @@ public struct WorkerMachine {
         guard payload.isFinite else {
             return reject("all-reduce chunk from worker \(sender) for round \(round + 1) contains NaN or Inf")
         }
+        // Moved out while it takes the message (put back below): its result is not copied on write.
+        self.collective = nil
         let outgoing = collective.receive(phase: phase, chunk: chunk, step: step, sender: sender, payload: payload) {
             makePayload($0, round: round + 1)
         }
@@ -628,8 +632,8 @@ public struct WorkerMachine {
         var directives = [reportRound(configuration)] + evaluateForClient(configuration)
         if round == configuration.rounds {
             let summary = WorkerSummary(
-                rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
-                shardSize: trainer?.sampler.shard.count ?? 0)
+                rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
+                bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
             directives.append(
                 send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator))
             // Exit only once the coordinator has everything (its final acknowledgement): leaving
@@ -685,8 +689,8 @@ public struct WorkerMachine {
         let evaluation = evaluateForClient(configuration)
         if round == configuration.rounds {
             let summary = WorkerSummary(
-                rank: rank!, peakResidentBytes: peakResidentBytes(), bytesSent: bytesSent,
-                shardSize: trainer?.sampler.shard.count ?? 0)
+                rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
+                bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
             awaitingRelease = true
             return evaluation + [
                 send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)

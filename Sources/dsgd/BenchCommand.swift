@@ -302,53 +302,97 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// (c) and (d): an n-worker ring on the default workload, launched as real processes.
+    /// (c) and (d): rings and complete graphs (C-SGD, an all-reduce) of n and 2n workers on the
+    /// default workload, launched as real processes, with models through shared memory and as
+    /// ZeroMQ frames, Ξ² every round and every 10th; then the start-up of 16 workers and the
+    /// workers' memory.
     private func benchCluster(stepsPerSecond: Double) throws {
-        print("\n(c) \(workers)-worker ring, MLP 784-256-256-10, batch 32, \(rounds) rounds, data \(data)")
+        print("\n(c) cluster rounds/s, MLP 784-256-256-10, batch 32 per worker, \(rounds) rounds, data \(data), tcp")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-cluster-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        var results: [(String, Int, Double, [Int])] = []
-        for scheme in ["tcp", "ipc"] {
-            for every in [1, 10] {
-                let run = scratch.appendingPathComponent("\(scheme)-every-\(every)")
-                let summary = try launchCluster(
-                    runDirectory: run, metricsEvery: every, ipc: scheme == "ipc", rounds: rounds,
-                    extra: ["--eval-every", "\(rounds)", "--no-eval-workers", "--sharpness-every", "0"])
-                guard summary.status == "completed" else {
-                    throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
+        struct Row {
+            var topology: String
+            var workers: Int
+            var payloads: String
+            var every: Int
+            var summary: RunSummary
+        }
+        var rows: [Row] = []
+        for topology in ["ring", "complete"] {
+            for count in [workers, 2 * workers] {
+                for payloads in ["shared-memory", "zeromq"] {
+                    for every in [1, 10] {
+                        let run = scratch.appendingPathComponent("\(topology)-\(count)-\(payloads)-\(every)")
+                        let summary = try launchCluster(
+                            runDirectory: run, metricsEvery: every, ipc: false, rounds: rounds,
+                            extra: [
+                                "--topology", topology, "--payloads", payloads, "--eval-every", "\(rounds)",
+                                "--no-eval-workers", "--sharpness-every", "0",
+                            ], workers: count)
+                        guard summary.status == "completed" else {
+                            throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
+                        }
+                        rows.append(
+                            Row(topology: topology, workers: count, payloads: payloads, every: every, summary: summary))
+                    }
                 }
-                results.append((scheme, every, summary.roundsPerSecond, summary.workerPeakResidentBytes ?? []))
             }
         }
-        let ceiling = 2 * stepsPerSecond / Double(workers)
-        for (scheme, every, roundsPerSecond, _) in results {
+        print("    topology   n  payloads        Ξ² every   rounds/s   of the ceiling   Ξ² every round costs")
+        for row in rows {
+            let ceiling = 2 * stepsPerSecond / Double(row.workers)
+            var cost = ""
+            if row.every == 1,
+                let tenth = rows.first(where: {
+                    $0.topology == row.topology && $0.workers == row.workers && $0.payloads == row.payloads
+                        && $0.every == 10
+                })
+            {
+                cost = String(
+                    format: "%+.1f%% time", 100 * (tenth.summary.roundsPerSecond / row.summary.roundsPerSecond - 1))
+            }
             print(
                 String(
-                    format: "    %@, consensus distance every %2d round(s): %7.2f rounds/s   %4.1f%% of the ceiling",
-                    scheme, every,
-                    roundsPerSecond, 100 * roundsPerSecond / ceiling))
+                    format: "    %@ %2d  %@ %2d        %7.1f     %5.1f%%          %@",
+                    row.topology.padding(toLength: 9, withPad: " ", startingAt: 0), row.workers,
+                    row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), row.every,
+                    row.summary.roundsPerSecond, 100 * row.summary.roundsPerSecond / ceiling, cost))
         }
-        for scheme in ["tcp", "ipc"] {
-            let pair = results.filter { $0.0 == scheme }
-            print(
-                String(
-                    format:
-                        "    %@: cost of gathering every round instead of every 10th: %+.1f%% time   (target ≤ 10%%)",
-                    scheme,
-                    100 * (pair[1].2 / pair[0].2 - 1)))
+        for topology in ["ring", "complete"] {
+            for count in [workers, 2 * workers] {
+                let pick = { (payloads: String) in
+                    rows.first {
+                        $0.topology == topology && $0.workers == count && $0.payloads == payloads && $0.every == 10
+                    }!
+                    .summary.roundsPerSecond
+                }
+                print(
+                    String(
+                        format: "    %@ n = %2d: shared memory ×%.2f the rounds/s of ZeroMQ frames",
+                        topology.padding(toLength: 8, withPad: " ", startingAt: 0), count,
+                        pick("shared-memory") / pick("zeromq")))
+            }
         }
         print(
             String(
-                format: "    ceiling 2 × %.1f steps/s ÷ %d = %.2f rounds/s (both cores only training; target ≥ 50%%)",
-                stepsPerSecond,
-                workers, ceiling))
+                format:
+                    "    ceiling 2 × %.1f steps/s ÷ n (both cores only training): %.1f rounds/s at n = %d, %.1f at n = %d"
+                    + " (targets: ring ≥ 50%%, complete ≥ 40%% at n = %d; Ξ² every round ≤ +10%%)",
+                stepsPerSecond, 2 * stepsPerSecond / Double(workers), workers, stepsPerSecond / Double(workers),
+                2 * workers, workers))
         try benchStartup(scratch: scratch)
-        let peaks = results.flatMap(\.3)
-        if let worst = peaks.max() {
+        print("\n(d) memory per worker (peak resident; with shared memory, less the segments' pages it maps)")
+        for row in rows where row.every == 1 {
+            let peaks = row.summary.workerPeakResidentBytes ?? []
+            let shared = row.summary.workerSharedResidentBytes ?? [Int](repeating: 0, count: peaks.count)
+            let own = zip(peaks, shared).map { $0 - $1 }
+            guard let worst = peaks.max(), let worstOwn = own.max() else { continue }
             print(
                 String(
-                    format: "\n(d) peak resident memory per worker: max %.1f MB, mean %.1f MB   (target ≤ 100 MB)",
-                    Double(worst) / 1e6, Double(peaks.reduce(0, +)) / Double(peaks.count) / 1e6))
+                    format: "    %@ %2d  %@ peak %6.1f MiB, of it its own %5.1f MiB   (target ≤ 80 MiB)",
+                    row.topology.padding(toLength: 9, withPad: " ", startingAt: 0), row.workers,
+                    row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), Double(worst) / 1_048_576,
+                    Double(worstOwn) / 1_048_576))
         }
     }
 

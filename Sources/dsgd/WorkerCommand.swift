@@ -37,11 +37,12 @@ struct WorkerCommand: ParsableCommand {
         let heartbeats = HeartbeatSender(transport: heartbeatTransport)
         defer { heartbeats.stop() }
         var generator = SystemRandomNumberGenerator()
-        let machine = WorkerMachine(
+        var machine = WorkerMachine(
             nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
             processID: ProcessInfo.processInfo.processIdentifier,
             requestedRank: rank ?? Endpoints.launcherRank(offset: rankOffset),
             peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
+        machine.sharedResidentBytes = ProcessResources.sharedResidentBytes
         let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
         shell.advertisedEndpoint = network.advertised(transport)
         shell.allowsSelfKill = true

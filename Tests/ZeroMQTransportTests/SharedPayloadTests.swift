@@ -153,4 +153,37 @@ final class SharedPayloadTests: XCTestCase {
             XCTAssertTrue("\(error)".contains(expected), "\(error) does not say \(expected)")
         }
     }
+
+    /// A part of a published model (an all-reduce chunk) travels as a descriptor with an offset
+    /// into the model's slot: the reader gets exactly that part, and nothing was published again.
+    func testChunkOfAPublishedModel_ArrivesAsItsPartOfTheSlot() throws {
+        let id = runID()
+        let plan = SharedPayloadPlan(slotCount: 4, modelSize: 1_000)
+        let context = try ZeroMQContext()
+        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let reader = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try sender.shareModels(plan, runID: id, rank: 0)
+        try reader.shareModels(plan, runID: id, rank: 1)
+        reader.admit(.run(runID: id, modelSize: plan.modelSize))
+        try sender.connect(.worker(1), endpoint: reader.localEndpoint)
+        let values = (0..<plan.modelSize).map { Float($0) }
+        let model = values.withUnsafeBufferPointer { sender.makePayload($0, round: 3) }
+        let chunk = FloatPayload(wrapping: model.pointer + 250, count: 250, release: { withExtendedLifetime(model) {} })
+        var envelope = Envelope(
+            header: MessageHeader(kind: .reduceScatter, runID: id, round: 2, sender: 0),
+            body: [0, 0, 0, 0, 0, 0, 0, 0],
+            payload: chunk)
+        envelope.header.payloadEncoding = .dense
+        try sender.send(envelope, to: .worker(1))
+        let received = try XCTUnwrap(try self.envelope(receive(reader)).payload)
+        XCTAssertEqual(received.array, Array(values[250..<500]))
+        XCTAssertNil(received.damage())
+        let segment = try SharedSegment.open(
+            runID: id, rank: 0, slotCount: plan.slotCount, slotCapacity: plan.modelSize)
+        XCTAssertThrowsError(
+            try segment.values(SlotDescriptor(slot: 1, sequence: 2, count: 1, round: 3)), "published once, in slot 0")
+        XCTAssertThrowsError(
+            try segment.values(SlotDescriptor(slot: 0, sequence: 2, count: 250, round: 3, offset: 751)),
+            "a part past the slot's end")
+    }
 }
