@@ -19,6 +19,48 @@ public struct ConsensusDistance: Sendable {
     static let blockLength = 4_096
 
     /// Computes x̄ and Ξ² for `models` (all the same length), in the given (rank) order.
+    /// total ← total + weight·Float64(x), value by value (eight at a time; each value's
+    /// operations are those of the scalar loop, so the bits are too).
+    @inline(__always)
+    static func accumulate(
+        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int
+    ) {
+        var j = 0
+        let w = SIMD8<Double>(repeating: weight)
+        while j + 8 <= count {
+            let values = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
+            let sum = UnsafeRawPointer(total + j).loadUnaligned(as: SIMD8<Double>.self) + w * values
+            UnsafeMutableRawPointer(total + j).storeBytes(of: sum, as: SIMD8<Double>.self)
+            j += 8
+        }
+        while j < count {
+            total[j] += weight * Double(x[j])
+            j += 1
+        }
+    }
+
+    /// Σⱼ (Float64(xⱼ − yⱼ))² over `count` values, with eight partial sums (which the compiler
+    /// keeps in one vector register).
+    @inline(__always)
+    static func squaredDistance(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int) -> Double {
+        var partial = SIMD8<Double>()
+        var j = 0
+        while j + 8 <= count {
+            let a = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+            let b = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
+            let d = SIMD8<Double>(a - b)
+            partial += d * d
+            j += 8
+        }
+        var total = partial.sum()
+        while j < count {
+            let d = Double(x[j] - y[j])
+            total += d * d
+            j += 1
+        }
+        return total
+    }
+
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, weights: [Double]? = nil) {
         let n = models.count
         precondition(n > 0)
@@ -31,39 +73,34 @@ public struct ConsensusDistance: Sendable {
         let trainable = layout?.slices.map { $0.role == .trainable } ?? [true]
         var average = [Float](repeating: 0, count: d)
         var sliceTotals = [Double](repeating: 0, count: slices.count)
-        var difference = [Float](repeating: 0, count: Self.blockLength)
         var sum = [Double](repeating: 0, count: Self.blockLength)
         average.withUnsafeMutableBufferPointer { averageBuffer in
-            difference.withUnsafeMutableBufferPointer { differenceBuffer in
-                sum.withUnsafeMutableBufferPointer { sumBuffer in
-                    let diff = differenceBuffer.baseAddress!
-                    let total = sumBuffer.baseAddress!
-                    for (index, slice) in slices.enumerated() {
-                        var start = slice.1
-                        let end = slice.1 + slice.2
-                        while start < end {
-                            let length = min(Self.blockLength, end - start)
-                            let mean = averageBuffer.baseAddress! + start
-                            // x̄ block: the (weighted) sum in Float64, in rank order, rounded once
-                            // to Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0
-                            // exactly (with weights summing to 1 within rounding).
-                            total.update(repeating: 0, count: length)
-                            for (model, weight) in zip(models, weights) {
-                                let x = model.baseAddress! + start
-                                for j in 0..<length { total[j] += weight * Double(x[j]) }
-                            }
-                            if weighted {
-                                for j in 0..<length { mean[j] = Float(total[j]) }
-                            } else {
-                                for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
-                            }
-                            for model in models {
-                                BLAS.copy(count: length, x: model.baseAddress! + start, y: diff)
-                                BLAS.axpy(count: length, alpha: -1, x: mean, y: diff)
-                                sliceTotals[index] += BLAS.doubleDot(count: length, x: diff, y: diff)
-                            }
-                            start += length
+            sum.withUnsafeMutableBufferPointer { sumBuffer in
+                let total = sumBuffer.baseAddress!
+                for (index, slice) in slices.enumerated() {
+                    var start = slice.1
+                    let end = slice.1 + slice.2
+                    while start < end {
+                        let length = min(Self.blockLength, end - start)
+                        let mean = averageBuffer.baseAddress! + start
+                        // x̄ block: the (weighted) sum in Float64, in rank order, rounded once to
+                        // Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly
+                        // (with weights summing to 1 within rounding).
+                        total.update(repeating: 0, count: length)
+                        for (model, weight) in zip(models, weights) {
+                            Self.accumulate(model.baseAddress! + start, weight: weight, into: total, length)
                         }
+                        if weighted {
+                            for j in 0..<length { mean[j] = Float(total[j]) }
+                        } else {
+                            for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                        }
+                        // ‖xᵢ − x̄‖² of the block: the difference rounded to Float32 (as the
+                        // models are), squared and summed in Float64, in one pass per model.
+                        for model in models {
+                            sliceTotals[index] += Self.squaredDistance(model.baseAddress! + start, mean, length)
+                        }
+                        start += length
                     }
                 }
             }

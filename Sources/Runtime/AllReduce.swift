@@ -64,11 +64,23 @@ struct AllReduceRound {
     private var right: Int { mod(rank + 1) }
     private var left: Int { mod(rank - 1) }
 
-    /// What is still missing, for timeout messages.
+    /// What is still missing, and from whom, for timeout messages.
     var missing: String {
-        let gathered = (0..<workers).filter { !filled.contains($0) }
-        return own == nil
-            ? "its own model" : "all-reduce chunks \(gathered) (\(variant == .ring ? "ring" : "direct"))"
+        guard own != nil else { return "all-reduce: its own model" }
+        switch variant {
+        case .direct:
+            if !reduced {
+                let senders = (0..<workers).filter { sender in
+                    sender != rank && inbox[Key(phase: .reduceScatter, chunk: rank, step: 0, sender: sender)] == nil
+                }
+                return "all-reduce: chunks to sum from workers \(senders)"
+            }
+            return "all-reduce: averaged chunks from workers \((0..<workers).filter { !filled.contains($0) })"
+        case .ring:
+            let phase = reduced ? "all-gather" : "reduce-scatter"
+            return
+                "ring all-reduce: \(phase) step \(nextStep[reduced ? .allGather : .reduceScatter] ?? 0) from worker \(left)"
+        }
     }
 
     /// Why a message may not be taken (nil: it fits); checked before it is buffered.
@@ -222,9 +234,11 @@ struct AllReduceRound {
 
 extension RunConfiguration {
     /// Whether the gossip of every round is an exact average over all workers (the complete graph
-    /// with uniform weights 1/n: C-SGD), which runs as an all-reduce (`AllReduceRound`).
+    /// with uniform weights 1/n: C-SGD, and any graph whose weights make it so, such as a ring of
+    /// three), which then runs as an all-reduce (`AllReduceRound`) unless `allowsAllReduce` is off.
     public var usesAllReduce: Bool {
-        guard federated == nil, workers >= 2, case .fixed(let topology) = topology, topology.nodeCount == workers,
+        guard allowsAllReduce, federated == nil, workers >= 2, case .fixed(let topology) = topology,
+            topology.nodeCount == workers,
             !topology.requiresPushSum
         else { return false }
         let uniform = 1.0 / Double(workers)

@@ -160,6 +160,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// plain one (row- but not column-stochastic weights, e.g. uniform weights on an irregular
     /// graph; see `ConsensusTarget`). Without it such a configuration is refused.
     public var allowBiasedAverage = false
+    /// Average rounds whose mixing is the exact average over all workers (C-SGD) by all-reduce;
+    /// off (`--no-all-reduce`): by gossip messages, as before the all-reduce existed (the bits
+    /// differ in the last places: another summation order).
+    public var allowsAllReduce = true
 
     /// The local steps per round of a client with `examples` training examples.
     public func localSteps(forExamples examples: Int) -> Int {
@@ -558,6 +562,8 @@ extension RunConfiguration {
         largeBatch = try c.decodeIfPresent(LargeBatchSettings.self, forKey: .largeBatch)
         // Versions before the check ran such topologies without asking.
         allowBiasedAverage = try c.decodeIfPresent(Bool.self, forKey: .allowBiasedAverage) ?? true
+        // Versions before the all-reduce averaged C-SGD by gossip.
+        allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
     }
 }
 

@@ -74,6 +74,12 @@ struct RunOptions: ParsableArguments {
     )
     var allowBiasedAverage = false
 
+    @Flag(
+        help:
+            "Average C-SGD rounds (mixing that is the exact average over all workers, e.g. --topology complete) by gossip messages instead of the all-reduce."
+    )
+    var noAllReduce = false
+
     @Option(help: "Local SGD steps H per gossip round.")
     var localSteps: Int = 1
 
@@ -428,6 +434,7 @@ struct RunOptions: ParsableArguments {
                 additiveMu: additiveMu, curriculum: curriculum, curriculumRounds: curriculumRounds))
         configuration.personalization.fineTuneLearningRate = fineTuneLr
         configuration.allowBiasedAverage = allowBiasedAverage
+        configuration.allowsAllReduce = !noAllReduce
         configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }

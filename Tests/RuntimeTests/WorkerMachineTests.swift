@@ -190,6 +190,7 @@ final class WorkerMachineTests: XCTestCase {
     func test_flowControl_shouldWaitForTheCoordinator() throws {
         var configuration = smallConfiguration(workers: 2, rounds: 10)
         configuration.maxRoundsAhead = 2
+        configuration.allowsAllReduce = false  // two workers average exactly: gossip messages here
         var machine = WorkerMachine(nonce: 1, host: "h", processID: 1, requestedRank: 0, peakResidentBytes: { 0 })
         _ = machine.onStart(localEndpoint: "x")
         let assignment = Assignment(
