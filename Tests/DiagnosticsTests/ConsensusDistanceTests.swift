@@ -7,8 +7,8 @@ import _TestSupport
 /// block length. Tolerance 1e-8 relative. Both sides sum in Float64 and xᵢ − x̄ is exact in
 /// Float32 here (the two are within a factor 2); but x̄ is rounded once to Float32 (its
 /// first-order effect cancels since Σᵢ(xᵢ − x̄) = 0; the second order adds n·Σₖδₖ², ≈ 1e-9
-/// relative here), and OpenBLAS's dsdot rounds each product to Float32 before summing in Float64
-/// (measured 2.5e-9 relative on 5,000 terms). A wrong centre or a missing slice is off by O(1).
+/// relative here), and the sums run in another order (eight partial sums). A wrong centre or a
+/// missing slice is off by O(1).
 final class ConsensusDistanceTests: XCTestCase {
     func testMatchesDirectComputation_PerSliceAndTotal() {
         var layout = ParameterLayout()
