@@ -61,6 +61,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Part (g): write the measured parameters (flat Float32) to this file.")
     var saveCurvatureModel: String?
 
+    @Option(
+        help:
+            "Part (c): a Python with torch; runs the gloo baseline (--gloo-script) on the same workload, ring and complete, in the same run."
+    )
+    var gloo: String?
+
+    @Option(help: "Part (c): the torch.distributed (gloo) script run by --gloo.")
+    var glooScript: String = "bench/gloo_gossip.py"
+
     @Option(help: "Part (g): a Python with torch and pyhessian; runs the PyHessian side in the same run.")
     var pyhessian: String?
 
@@ -358,6 +367,21 @@ struct BenchCommand: ParsableCommand {
                     row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), row.every,
                     row.summary.roundsPerSecond, 100 * row.summary.roundsPerSecond / ceiling, cost))
         }
+        if let gloo {
+            for topology in ["ring", "complete"] {
+                let theirs = try runGloo(python: gloo, topology: topology, workers: workers)
+                let ours = rows.filter {
+                    $0.topology == topology && $0.workers == workers && $0.payloads == "shared-memory"
+                }
+                print(
+                    String(
+                        format:
+                            "    %@ n = %2d: torch.distributed (gloo) %.1f rounds/s (no Ξ²); dsgd ×%.2f with Ξ² every 10th round, ×%.2f every round   (goal ≥ 4×)",
+                        topology.padding(toLength: 8, withPad: " ", startingAt: 0), workers, theirs,
+                        ours.first { $0.every == 10 }!.summary.roundsPerSecond / theirs,
+                        ours.first { $0.every == 1 }!.summary.roundsPerSecond / theirs))
+            }
+        }
         for topology in ["ring", "complete"] {
             for count in [workers, 2 * workers] {
                 let pick = { (payloads: String) in
@@ -394,6 +418,31 @@ struct BenchCommand: ParsableCommand {
                     row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), Double(worst) / 1_048_576,
                     Double(worstOwn) / 1_048_576))
         }
+    }
+
+    /// Runs `bench/gloo_gossip.py` (the same workload in PyTorch over gloo); returns its rounds/s.
+    private func runGloo(python: String, topology: String, workers: Int) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [glooScript, "--workers", "\(workers)", "--topology", topology, "--rounds", "\(rounds)"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMP_NUM_THREADS"] = "1"
+        environment["MKL_NUM_THREADS"] = "1"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+            let line = text.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
+            let rate = Double(line.dropFirst(7).trimmingCharacters(in: .whitespaces))
+        else {
+            throw ValidationError(
+                "bench --gloo: \(glooScript) exited with status \(process.terminationStatus) and no RESULT line; its output:\n\(text)"
+            )
+        }
+        return rate
     }
 
     /// Start-up of 16 workers: the coordinator's start to round 1 (`startup_seconds`), first with
