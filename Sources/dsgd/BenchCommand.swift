@@ -422,9 +422,22 @@ struct BenchCommand: ParsableCommand {
 
     /// Runs `bench/gloo_gossip.py` (the same workload in PyTorch over gloo); returns its rounds/s.
     private func runGloo(python: String, topology: String, workers: Int) throws -> Double {
+        let arguments = [glooScript, "--workers", "\(workers)", "--topology", topology, "--rounds", "\(rounds)"]
+        let (result, output) = try runPythonBaseline(python: python, arguments: arguments, flag: "--gloo")
+        guard let rate = Double(result.trimmingCharacters(in: .whitespaces)) else {
+            throw ValidationError(
+                "bench --gloo: \(glooScript) printed RESULT \(result), not a rate; its output:\n\(output)")
+        }
+        return rate
+    }
+
+    /// Runs a baseline script with one thread (OMP and MKL) and returns what follows its last
+    /// `RESULT ` line, and its whole output; a failure or a missing line is an error naming `flag`.
+    func runPythonBaseline(python: String, arguments: [String], flag: String) throws -> (result: String, output: String)
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [glooScript, "--workers", "\(workers)", "--topology", topology, "--rounds", "\(rounds)"]
+        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["OMP_NUM_THREADS"] = "1"
         environment["MKL_NUM_THREADS"] = "1"
@@ -435,14 +448,13 @@ struct BenchCommand: ParsableCommand {
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0,
-            let line = text.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
-            let rate = Double(line.dropFirst(7).trimmingCharacters(in: .whitespaces))
+            let line = text.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") })
         else {
             throw ValidationError(
-                "bench --gloo: \(glooScript) exited with status \(process.terminationStatus) and no RESULT line; its output:\n\(text)"
+                "bench \(flag): \(arguments.first ?? python) exited with status \(process.terminationStatus) and no RESULT line; its output:\n\(text)"
             )
         }
-        return rate
+        return (String(line.dropFirst(7)), text)
     }
 
     /// Start-up of 16 workers: the coordinator's start to round 1 (`startup_seconds`), first with

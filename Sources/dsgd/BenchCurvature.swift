@@ -187,29 +187,15 @@ extension BenchCommand {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-curvature-\(getpid()).f32")
         defer { try? FileManager.default.removeItem(at: file) }
         try parameters.withUnsafeBytes { Data($0) }.write(to: file)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [
+        let arguments = [
             pyhessianScript, "--parameters", file.path, "--data", directory, "--examples", "\(curvatureExamples)",
             "--repeats", "\(curvatureRepeats)",
         ]
-        var environment = ProcessInfo.processInfo.environment
-        environment["OMP_NUM_THREADS"] = "1"
-        environment["MKL_NUM_THREADS"] = "1"
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        print("    running PyHessian: \(python) \(process.arguments!.joined(separator: " "))")
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-            let line = text.split(separator: "\n").last(where: { $0.hasPrefix("RESULT ") }),
-            let theirs = try? JSONDecoder().decode([String: Double].self, from: Data(line.dropFirst(7).utf8))
-        else {
+        print("    running PyHessian: \(python) \(arguments.joined(separator: " "))")
+        let (result, text) = try runPythonBaseline(python: python, arguments: arguments, flag: "--pyhessian")
+        guard let theirs = try? JSONDecoder().decode([String: Double].self, from: Data(result.utf8)) else {
             throw ValidationError(
-                "bench --pyhessian: \(pyhessianScript) exited with status \(process.terminationStatus) "
-                    + "and no RESULT line; its output:\n\(text)")
+                "bench --pyhessian: \(pyhessianScript) printed RESULT \(result); its output:\n\(text)")
         }
         for line in text.split(separator: "\n") where !line.hasPrefix("RESULT ") { print("      | \(line)") }
         return theirs

@@ -22,6 +22,22 @@ final class SharedPayloadTests: XCTestCase {
         throw TransportError("timeout")
     }
 
+    /// Two nodes of a fresh run passing payloads through shared memory, the sender connected to
+    /// the reader, which admits the run's frames (the context keeps their sockets alive).
+    private func senderAndReader(_ plan: SharedPayloadPlan, senderRank: Int, readerRank: Int) throws -> (
+        UInt64, ZeroMQTransport, ZeroMQTransport, ZeroMQContext
+    ) {
+        let id = runID()
+        let context = try ZeroMQContext()
+        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        let reader = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
+        try sender.shareModels(plan, runID: id, rank: senderRank)
+        try reader.shareModels(plan, runID: id, rank: readerRank)
+        reader.admit(.run(runID: id, modelSize: plan.modelSize))
+        try sender.connect(.worker(readerRank), endpoint: reader.localEndpoint)
+        return (id, sender, reader, context)
+    }
+
     private func envelope(_ received: Received, file: StaticString = #filePath, line: UInt = #line) throws -> Envelope {
         guard case .envelope(let envelope) = received else {
             XCTFail("rejected: \(received)", file: file, line: line)
@@ -85,15 +101,8 @@ final class SharedPayloadTests: XCTestCase {
     /// A reader that keeps a model while its sender publishes a whole ring more: `damage()` names
     /// both rounds, and a descriptor already stale on arrival is rejected and raises the fault.
     func testRewrittenSlot_IsReported_NamingBothRounds() throws {
-        let id = runID()
         let plan = SharedPayloadPlan(slotCount: 3, modelSize: 1_000)
-        let context = try ZeroMQContext()
-        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
-        let reader = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
-        try sender.shareModels(plan, runID: id, rank: 2)
-        try reader.shareModels(plan, runID: id, rank: 0)
-        reader.admit(.run(runID: id, modelSize: plan.modelSize))
-        try sender.connect(.worker(0), endpoint: reader.localEndpoint)
+        let (id, sender, reader, _) = try senderAndReader(plan, senderRank: 2, readerRank: 0)
         func send(round: Int64) throws {
             let payload = FloatPayload(copying: [Float](repeating: Float(round), count: plan.modelSize))
             try sender.send(
@@ -157,15 +166,8 @@ final class SharedPayloadTests: XCTestCase {
     /// A part of a published model (an all-reduce chunk) travels as a descriptor with an offset
     /// into the model's slot: the reader gets exactly that part, and nothing was published again.
     func testChunkOfAPublishedModel_ArrivesAsItsPartOfTheSlot() throws {
-        let id = runID()
         let plan = SharedPayloadPlan(slotCount: 4, modelSize: 1_000)
-        let context = try ZeroMQContext()
-        let sender = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
-        let reader = try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*")
-        try sender.shareModels(plan, runID: id, rank: 0)
-        try reader.shareModels(plan, runID: id, rank: 1)
-        reader.admit(.run(runID: id, modelSize: plan.modelSize))
-        try sender.connect(.worker(1), endpoint: reader.localEndpoint)
+        let (id, sender, reader, _) = try senderAndReader(plan, senderRank: 0, readerRank: 1)
         let values = (0..<plan.modelSize).map { Float($0) }
         let model = values.withUnsafeBufferPointer { sender.makePayload($0, round: 3) }
         let chunk = FloatPayload(wrapping: model.pointer + 250, count: 250, release: { withExtendedLifetime(model) {} })
