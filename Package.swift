@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Transport", dependencies: ["Wire"]),
         .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ", "SharedMemory"]),
         .target(name: "CSharedMemory"),
-        .target(name: "SharedMemory", dependencies: ["CSharedMemory"]),
+        .target(name: "SharedMemory", dependencies: ["CSharedMemory", "LearningCore"]),
         .target(
             name: "Runtime",
             dependencies: [

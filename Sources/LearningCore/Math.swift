@@ -11,3 +11,20 @@
 @inline(__always) func _expf(_ x: Float) -> Float { expf(x) }
 @inline(__always) func _logf(_ x: Float) -> Float { logf(x) }
 @inline(__always) func _tanhf(_ x: Float) -> Float { tanhf(x) }
+
+/// Whether every value is finite (no NaN or ±Inf): a branch-free pass over the bit patterns (the
+/// exponent field is all ones exactly for NaN and ±Inf), which the compiler vectorises, in blocks
+/// so a non-finite value stops it early.
+public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+    guard let base = values.baseAddress else { return true }
+    let bits = UnsafeRawPointer(base).assumingMemoryBound(to: UInt32.self)
+    var start = 0
+    while start < values.count {
+        let end = min(start + 4_096, values.count)
+        var flagged: UInt32 = 0
+        for i in start..<end { flagged |= ((bits[i] & 0x7F80_0000) &+ 0x0080_0000) & 0x8000_0000 }
+        if flagged != 0 { return false }
+        start = end
+    }
+    return true
+}

@@ -45,7 +45,9 @@ struct AllReduceRound {
         var sender: Int
     }
     private var inbox: [Key: FloatPayload] = [:]
-    private var nextStep: [Phase: Int] = [.reduceScatter: 0, .allGather: 0]
+    /// The ring's next step in each phase.
+    private var reduceStep = 0
+    private var gatherStep = 0
     private var reduced = false
     /// Every payload read (checked for damage when the round completes: shared memory).
     private(set) var read: [FloatPayload] = []
@@ -79,7 +81,7 @@ struct AllReduceRound {
         case .ring:
             let phase = reduced ? "all-gather" : "reduce-scatter"
             return
-                "ring all-reduce: \(phase) step \(nextStep[reduced ? .allGather : .reduceScatter] ?? 0) from worker \(left)"
+                "ring all-reduce: \(phase) step \(reduced ? gatherStep : reduceStep) from worker \(left)"
         }
     }
 
@@ -140,6 +142,13 @@ struct AllReduceRound {
         return outgoing + advance(make: make)
     }
 
+    /// This worker's own values of `chunk`.
+    private func ownPart(_ chunk: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(rebasing: own!.buffer[chunks[chunk]])
+    }
+
+    /// A payload of `chunk` of `payload`, sharing its memory (so shared memory sends it as a part
+    /// of the slot it is in).
     private func view(_ payload: FloatPayload, _ chunk: Int) -> FloatPayload {
         let range = chunks[chunk]
         return FloatPayload(
@@ -154,7 +163,7 @@ struct AllReduceRound {
     }
 
     private mutating func advance(make: ([Float]) -> FloatPayload) -> [Outgoing] {
-        guard let own else { return [] }
+        guard own != nil else { return [] }
         var outgoing: [Outgoing] = []
         switch variant {
         case .direct:
@@ -164,7 +173,7 @@ struct AllReduceRound {
                     let parts = senders.map { take(Key(phase: .reduceScatter, chunk: rank, step: 0, sender: $0))! }
                     var sum = Array(parts[0].buffer)
                     for part in parts.dropFirst() { Self.add(part.buffer, to: &sum) }
-                    Self.add(view(own, rank).buffer, to: &sum)
+                    Self.add(ownPart(rank), to: &sum)
                     let average = finishReduction(sum: sum, make: make)
                     for peer in 0..<workers where peer != rank {
                         outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: peer, payload: average))
@@ -177,13 +186,15 @@ struct AllReduceRound {
                 }
             }
         case .ring:
-            while let step = nextStep[.reduceScatter], step <= workers - 2,
-                let partial = take(Key(phase: .reduceScatter, chunk: mod(rank - 2 - step), step: step, sender: left))
+            while reduceStep <= workers - 2,
+                let partial = take(
+                    Key(phase: .reduceScatter, chunk: mod(rank - 2 - reduceStep), step: reduceStep, sender: left))
             {
-                nextStep[.reduceScatter] = step + 1
+                let step = reduceStep
+                reduceStep += 1
                 let chunk = mod(rank - 2 - step)
                 var sum = Array(partial.buffer)
-                Self.add(view(own, chunk).buffer, to: &sum)
+                Self.add(ownPart(chunk), to: &sum)
                 if step == workers - 2 {
                     let average = finishReduction(sum: sum, make: make)
                     outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: right, payload: average))
@@ -192,10 +203,12 @@ struct AllReduceRound {
                         Outgoing(phase: .reduceScatter, chunk: chunk, step: step + 1, to: right, payload: make(sum)))
                 }
             }
-            while let step = nextStep[.allGather], step <= workers - 2,
-                let chunk = take(Key(phase: .allGather, chunk: mod(rank - 1 - step), step: step, sender: left))
+            while gatherStep <= workers - 2,
+                let chunk = take(
+                    Key(phase: .allGather, chunk: mod(rank - 1 - gatherStep), step: gatherStep, sender: left))
             {
-                nextStep[.allGather] = step + 1
+                let step = gatherStep
+                gatherStep += 1
                 fill(mod(rank - 1 - step), with: chunk)
                 if step < workers - 2 {
                     outgoing.append(

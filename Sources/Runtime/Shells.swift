@@ -72,7 +72,6 @@ public final class WorkerShell {
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 let joined = machine.configuration != nil
-                if let fault = transport.payloadFault { fail(fault) }
                 perform(machine.onEnvelope(envelope))
                 if !joined, let configuration = machine.configuration {
                     transport.admit(

@@ -577,9 +577,15 @@ public struct WorkerMachine {
             case .adaptThenCombine:
                 parameters = collective.result
             case .combineThenAdapt:
-                // x ← x̄ + (trained − sent).
-                parameters.addScaled(sentThisRound!.array, by: -1)
-                parameters.addScaled(collective.result, by: 1)
+                // x ← x̄ + (trained − sent): CTA with no self weight and x̄ as the one term.
+                let sent = sentThisRound!
+                collective.result.withUnsafeBufferPointer { average in
+                    withExtendedLifetime(sent) {
+                        Gossip.combineThenAdapt(
+                            &parameters, sent: sent.buffer, selfWeight: 0,
+                            neighbors: [Gossip.Term(weight: 1, values: average)])
+                    }
+                }
             }
             for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
             if let damage = collective.read.lazy.compactMap({ $0.damage() }).first {
@@ -631,17 +637,21 @@ public struct WorkerMachine {
         round += 1
         var directives = [reportRound(configuration)] + evaluateForClient(configuration)
         if round == configuration.rounds {
-            let summary = WorkerSummary(
-                rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
-                bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
-            directives.append(
-                send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator))
+            directives.append(finishedMessage())
             // Exit only once the coordinator has everything (its final acknowledgement): leaving
             // earlier could drop queued messages when the socket's linger runs out.
             awaitingRelease = true
             return directives
         }
         return directives + beginRound()
+    }
+
+    /// The last report: this worker's summary (memory, bytes, shard size).
+    private mutating func finishedMessage() -> WorkerDirective {
+        let summary = WorkerSummary(
+            rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
+            bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
+        return send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
     }
 
     /// Federated: this round's report to the server; a sampled client's carries its model (personal
@@ -688,13 +698,8 @@ public struct WorkerMachine {
         // The client's model after this round: the global model with its own personal slices.
         let evaluation = evaluateForClient(configuration)
         if round == configuration.rounds {
-            let summary = WorkerSummary(
-                rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
-                bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
             awaitingRelease = true
-            return evaluation + [
-                send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
-            ]
+            return evaluation + [finishedMessage()]
         }
         return evaluation + beginRound()
     }

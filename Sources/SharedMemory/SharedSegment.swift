@@ -1,4 +1,5 @@
 import CSharedMemory
+import LearningCore
 
 #if canImport(Glibc)
     import Glibc
@@ -205,21 +206,19 @@ public final class SharedSegment: @unchecked Sendable {
     }
 
     /// Copies `values` to `target` block by block, checking each block while it is in cache;
-    /// returns whether every value is finite (the exponent field is all ones exactly for NaN and
-    /// ±Inf), so readers need not scan a model again for it.
+    /// returns whether every value is finite, so readers need not scan a model again for it.
     static func copyCheckingFinite(_ values: UnsafeBufferPointer<Float>, to target: UnsafeMutablePointer<Float>) -> Bool
     {
         guard let source = values.baseAddress else { return true }
-        var flagged: UInt32 = 0
+        var finite = true
         var start = 0
         while start < values.count {
             let end = min(start + 4_096, values.count)
             (target + start).update(from: source + start, count: end - start)
-            let bits = UnsafeRawPointer(target + start).assumingMemoryBound(to: UInt32.self)
-            for i in 0..<(end - start) { flagged |= ((bits[i] & 0x7F80_0000) &+ 0x0080_0000) & 0x8000_0000 }
+            finite = allFinite(UnsafeBufferPointer(start: target + start, count: end - start)) && finite
             start = end
         }
-        return flagged == 0
+        return finite
     }
 
     /// Whether the publisher found every value of the descriptor's slot finite (read with the

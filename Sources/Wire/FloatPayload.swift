@@ -1,3 +1,5 @@
+import LearningCore
+
 /// An immutable, reference-counted block of Float32 values: a model on the wire.
 ///
 /// Made once per send (one copy of the live parameters, which keep changing) and then shared by
@@ -60,23 +62,11 @@ public final class FloatPayload: @unchecked Sendable {
     public var byteCount: Int { count * MemoryLayout<Float>.size }
     public var array: [Float] { withExtendedLifetime(self) { Array(buffer) } }
 
-    /// True when every value is finite (no NaN or ±Inf): a branch-free pass over the bit
-    /// patterns (the exponent field is all ones exactly for NaN and ±Inf), which the compiler
-    /// vectorises; checked for every model received, so it runs at memory speed.
+    /// True when every value is finite (no NaN or ±Inf); checked for every model received, so a
+    /// maker that already knows says so (`knownFinite`) and it is not scanned again.
     public var isFinite: Bool {
         if let knownFinite { return knownFinite }
-        return withExtendedLifetime(self) {
-            let bits = UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt32.self)
-            var start = 0
-            while start < count {
-                let end = min(start + 4_096, count)
-                var flagged: UInt32 = 0
-                for i in start..<end { flagged |= ((bits[i] & 0x7F80_0000) &+ 0x0080_0000) & 0x8000_0000 }
-                if flagged != 0 { return false }
-                start = end
-            }
-            return true
-        }
+        return withExtendedLifetime(self) { allFinite(buffer) }
     }
 }
 

@@ -45,7 +45,8 @@ final class SharedPayloads {
         recentlyPublished.append((payload, descriptor))
     }
 
-    /// The descriptor frame of `payload`, publishing it unless it was the last one published.
+    /// The descriptor frame of `payload`: where it was published, or where the model it is part
+    /// of was (an all-reduce chunk), or else it is published now.
     func descriptorFrame(for payload: FloatPayload, round: Int64) -> [UInt8] {
         let descriptor: SlotDescriptor
         if let known = recentlyPublished.last(where: { $0.payload === payload }) {
