@@ -52,9 +52,12 @@ struct CoordinatorCommand: ParsableCommand {
             "coordinator: listening on \(transport.localEndpoint); run folder \(directory.path); data \(data.name) (\(data.source))"
         )
         installInterruptHandlers()
+        // Read after the endpoint is out, so the workers start (and register: their messages wait
+        // in the inbox) while this process reads, or on a cold cache inflates, the training set.
+        let training = try loadTrainingSide(configuration)
         var machine = CoordinatorMachine(
             configuration: configuration, runID: runID, testSet: prepared.testSet,
-            trainSubset: prepared.trainSubset, statisticsSet: prepared.statisticsSet)
+            trainSubset: training.trainSubset, statisticsSet: training.statisticsSet)
         machine.payloadRequest = (network.payloads, network.sharedMemoryReport())
         let shell = CoordinatorShell(
             machine: machine,
@@ -65,7 +68,7 @@ struct CoordinatorCommand: ParsableCommand {
             log: logLine)
         shell.spectralGap = prepared.spectralGap
         shell.launchedAt = launchedAt
-        shell.sharpness = prepared.sharpness
+        shell.sharpness = training.sharpness
         shell.detectsFailures = true
         shell.heartbeats = heartbeats
         while shell.outcome == .running {

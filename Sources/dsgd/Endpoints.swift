@@ -81,7 +81,10 @@ struct NetworkOptions: ParsableArguments {
         let security = try curveSecurity(curveKeys, context: context, role: role)
         return (
             try ZeroMQTransport(context: context, bindEndpoint: bind, curve: security?.0),
-            try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*", curve: security?.0)
+            // Heartbeats are best effort: none is worth waiting for at exit (a beat queued for a
+            // peer that has already gone would otherwise hold the process for the linger period).
+            try ZeroMQTransport(
+                context: context, bindEndpoint: "tcp://127.0.0.1:*", lingerMilliseconds: 0, curve: security?.0)
         )
     }
 

@@ -563,7 +563,7 @@ func gitCommit() -> String {
     return process.terminationStatus == 0 ? text.trimmingCharacters(in: .whitespacesAndNewlines) : "unknown"
 }
 
-/// Everything a run needs before it starts.
+/// Everything a run needs before it starts, but the training data (`TrainingSide`).
 struct PreparedRun {
     /// The checked configuration.
     var configuration: RunConfiguration
@@ -573,6 +573,12 @@ struct PreparedRun {
     var data: DataDescription
     var report: RunReport
     var spectralGap: Double
+}
+
+/// What the coordinator measures x̄ on from the training split; loaded apart from `PreparedRun`
+/// so a coordinator can let its workers start while it reads (on a cold cache, inflates) the
+/// training set.
+struct TrainingSide {
     /// The fixed training subset x̄'s train loss and sharpness are measured on.
     var trainSubset: Dataset
     var sharpness: SharpnessRunner?
@@ -580,7 +586,7 @@ struct PreparedRun {
     var statisticsSet: Dataset?
 }
 
-/// Prepares a run: configuration, run folder, evaluation data, sharpness thread.
+/// Prepares a run: configuration, run folder, evaluation data.
 func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
@@ -593,6 +599,13 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
         RunManifest(
             configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
             openBLASCore: BLAS.coreName, topologySpectrum: spectrum))
+    return PreparedRun(
+        configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,
+        spectralGap: spectrum.product.spectralGap)
+}
+
+/// Loads the training subset x̄ is measured on and starts the sharpness thread.
+func loadTrainingSide(_ configuration: RunConfiguration) throws -> TrainingSide {
     let trainSubset = try DataLoader.loadTrainSubset(
         configuration.data, count: configuration.sharpness.examples, seed: configuration.seed)
     let sharpness =
@@ -603,9 +616,8 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
             trainingGroupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize,
             optimizer: configuration.optimizer) : nil
     let recomputes = configuration.model.batchNorm && configuration.batchNorm.averageModelStatistics == .recomputed
-    return PreparedRun(
-        configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,
-        spectralGap: spectrum.product.spectralGap, trainSubset: trainSubset, sharpness: sharpness,
+    return TrainingSide(
+        trainSubset: trainSubset, sharpness: sharpness,
         statisticsSet: recomputes
             ? try DataLoader.loadTrainSubset(
                 configuration.data, count: configuration.batchNorm.recomputeExamples, seed: configuration.seed) : nil)

@@ -16,6 +16,7 @@ struct SimulateCommand: ParsableCommand {
     func run() throws {
         BLAS.useSingleThread()
         let prepared = try prepareRun(options)
+        let training = try loadTrainingSide(prepared.configuration)
         let (configuration, directory, data) = (prepared.configuration, prepared.directory, prepared.data)
         logLine(
             "simulate: \(configuration.workers) workers in one process; run folder \(directory.path); data \(data.name)"
@@ -27,8 +28,8 @@ struct SimulateCommand: ParsableCommand {
             progress: ProgressLine(interactive: isatty(STDERR_FILENO) == 1) {
                 writeStandardError($0)
             },
-            log: logLine, spectralGap: prepared.spectralGap, trainSubset: prepared.trainSubset,
-            sharpness: prepared.sharpness, statisticsSet: prepared.statisticsSet)
+            log: logLine, spectralGap: prepared.spectralGap, trainSubset: training.trainSubset,
+            sharpness: training.sharpness, statisticsSet: training.statisticsSet)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {
