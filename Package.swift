@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CZeroMQ"),
@@ -35,12 +36,14 @@ let package = Package(
             ]
         ),
         .target(name: "Reports", dependencies: ["Runtime", "Diagnostics", "Topologies"]),
+        // Sweep specs, grids and the queue of cells: pure (the YAML text is parsed, never read here).
+        .target(name: "Sweeps", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(
             name: "_TestSupport", dependencies: ["LearningCore", "Optimizers", "Datasets", "Topologies", "Algorithms"]),
         .executableTarget(
             name: "dsgd",
             dependencies: [
-                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ", "SharedMemory", "Transport",
+                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ", "SharedMemory", "Transport", "Sweeps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -58,6 +61,7 @@ let package = Package(
             dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
         ),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
+        .testTarget(name: "SweepsTests", dependencies: ["Sweeps"]),
         .testTarget(name: "ZeroMQTransportTests", dependencies: ["ZeroMQTransport", "Transport", "Wire", "CZeroMQ"]),
         .testTarget(
             name: "EndToEndTests",

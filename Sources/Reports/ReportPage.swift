@@ -307,11 +307,13 @@ public enum ReportPage {
     /// the slope b of the least-squares fit ‖x̄_t − x₀‖ ≈ a + b·ln t over optimizer steps t
     /// (Hoffer et al. 2017 observe logarithmic growth); "gen. gap" is x̄'s train accuracy (on the
     /// fixed training subset) minus its test accuracy at the last evaluation.
+    /// The series colours of comparison charts, in order.
+    static let palette = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    ]
+
     public static func comparison(_ runs: [RunFolder]) -> (html: String, table: String, markdown: String) {
-        let colors = [
-            "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-            "#17becf",
-        ]
+        let colors = palette
         func label(_ run: RunFolder) -> String { run.manifest.configuration.runName }
         let accuracy = Chart(
             title: "Test accuracy of x̄", xLabel: "round", yLabel: "accuracy",

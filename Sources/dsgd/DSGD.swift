@@ -14,7 +14,8 @@ struct DSGD: ParsableCommand {
         commandName: "dsgd",
         abstract: "A decentralized-SGD simulator whose workers are real processes talking ZeroMQ.",
         subcommands: [
-            CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, TopologyCommand.self, ReportCommand.self,
+            CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, SweepCommand.self, TopologyCommand.self,
+            ReportCommand.self,
             KeysCommand.self, BenchCommand.self, FuzzPeerCommand.self,
             BenchPeerCommand.self,
         ])

@@ -43,7 +43,12 @@ struct ReportCommand: ParsableCommand {
 
     struct Compare: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Overlay several runs (test accuracy, Ξ², λ_max) and print a table of final figures.")
+            abstract: "Overlay several runs (test accuracy, Ξ², λ_max) and print a table of final figures.",
+            discussion: """
+                Runs whose configurations differ only in the seed form one group: when some group has more than
+                one seed, every figure is given over its seeds as mean ± sd [95 % Student-t interval] (n seeds),
+                and the charts draw the mean with a ± 1 sd band (--per-run: one row per run instead).
+                """)
 
         @Argument(help: "Run folders.")
         var runDirectories: [String]
@@ -57,6 +62,12 @@ struct ReportCommand: ParsableCommand {
         @Flag(help: "Print the per-client table (personalized evaluation) instead of the general one.")
         var clients = false
 
+        @Flag(help: "One row per run, even when runs differ only in the seed.")
+        var perRun = false
+
+        @Flag(help: "Group the runs over seeds even when every configuration has a single seed.")
+        var bySeed = false
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs: [RunFolder]
@@ -65,7 +76,19 @@ struct ReportCommand: ParsableCommand {
             {
                 throw ValidationError(error.description)
             }
-            var (html, table, markdownTable) = ReportPage.comparison(runs)
+            guard !(perRun && bySeed) else { throw ValidationError("give --per-run or --by-seed, not both") }
+            let groups: [SeedGroup]
+            do { groups = try SeedGroup.group(runs) } catch let error as ReportError {
+                throw ValidationError(error.description)
+            }
+            let aggregate = !clients && !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
+            if aggregate {
+                do { for group in groups { try group.checkDistinctSeeds() } } catch let error as ReportError {
+                    throw ValidationError(error.description)
+                }
+            }
+            var (html, table, markdownTable) =
+                aggregate ? ReportPage.seedComparison(groups) : ReportPage.comparison(runs)
             if clients { (table, markdownTable) = ReportPage.clientComparison(runs) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: output))
             if let markdown { try Data((markdownTable + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }

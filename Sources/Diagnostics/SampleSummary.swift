@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Mean, standard deviation and a two-sided Student-t confidence interval of a few values (one
+/// figure over the seeds of a configuration).
+///
+/// sd uses n − 1; the interval is mean ± t_{(1+level)/2, n−1}·sd/√n, which assumes the values are
+/// independent draws from a normal distribution (the usual reading of "mean ± CI over seeds").
+/// With one value there is no spread: `standardDeviation` and `halfWidth` are nil.
+public struct SampleSummary: Sendable, Equatable {
+    public var count: Int
+    public var mean: Double
+    public var standardDeviation: Double?
+    /// Half the width of the interval at `level` (nil with fewer than two values).
+    public var halfWidth: Double?
+    public var level: Double
+    public var minimum: Double
+    public var maximum: Double
+
+    /// nil when `values` is empty; non-finite values are the caller's to leave out.
+    public init?(_ values: [Double], level: Double = 0.95) {
+        guard !values.isEmpty else { return nil }
+        precondition(level > 0 && level < 1)
+        count = values.count
+        self.level = level
+        // Two passes: the mean, then squared deviations from it (no cancellation).
+        mean = values.reduce(0, +) / Double(values.count)
+        minimum = values.min()!
+        maximum = values.max()!
+        if values.count >= 2 {
+            let m = mean
+            let sumSquares = values.reduce(0) { $0 + ($1 - m) * ($1 - m) }
+            let sd = (sumSquares / Double(values.count - 1)).squareRoot()
+            standardDeviation = sd
+            halfWidth =
+                StudentT.quantile(probability: (1 + level) / 2, degreesOfFreedom: Double(values.count - 1)) * sd
+                / Double(values.count).squareRoot()
+        } else {
+            standardDeviation = nil
+            halfWidth = nil
+        }
+    }
+}
+
+/// Student's t distribution: its CDF through the regularized incomplete beta function, and its
+/// quantile by bisection on the CDF.
+public enum StudentT {
+    /// P(T ≤ t) for ν degrees of freedom: 1 − ½·I_{ν/(ν+t²)}(ν/2, ½) for t ≥ 0, by symmetry below.
+    public static func cdf(_ t: Double, degreesOfFreedom nu: Double) -> Double {
+        precondition(nu > 0)
+        let tail = 0.5 * regularizedIncompleteBeta(x: nu / (nu + t * t), a: nu / 2, b: 0.5)
+        return t >= 0 ? 1 - tail : tail
+    }
+
+    /// The t with P(T ≤ t) = `probability` (0 < p < 1), to about 1e-12 relative.
+    public static func quantile(probability p: Double, degreesOfFreedom nu: Double) -> Double {
+        precondition(p > 0 && p < 1 && nu > 0)
+        if p < 0.5 { return -quantile(probability: 1 - p, degreesOfFreedom: nu) }
+        if p == 0.5 { return 0 }
+        var low = 0.0
+        var high = 1.0
+        while cdf(high, degreesOfFreedom: nu) < p { high *= 2 }
+        for _ in 0..<200 {
+            let middle = (low + high) / 2
+            if cdf(middle, degreesOfFreedom: nu) < p { low = middle } else { high = middle }
+            if high - low <= 1e-13 * high { break }
+        }
+        return (low + high) / 2
+    }
+
+    /// I_x(a, b), by the continued fraction of the incomplete beta function (modified Lentz's
+    /// method), on the side of x where it converges fast.
+    static func regularizedIncompleteBeta(x: Double, a: Double, b: Double) -> Double {
+        if x <= 0 { return 0 }
+        if x >= 1 { return 1 }
+        let logFront = lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log(1 - x)
+        if x < (a + 1) / (a + b + 2) {
+            return exp(logFront) * continuedFraction(x: x, a: a, b: b) / a
+        }
+        return 1 - exp(logFront) * continuedFraction(x: 1 - x, a: b, b: a) / b
+    }
+
+    private static func continuedFraction(x: Double, a: Double, b: Double) -> Double {
+        let tiny = 1e-300
+        var c = 1.0
+        var d = 1 - (a + b) * x / (a + 1)
+        if abs(d) < tiny { d = tiny }
+        d = 1 / d
+        var result = d
+        for m in 1...10_000 {
+            let m = Double(m)
+            // Even step: d_{2m} = m(b − m)x / ((a + 2m − 1)(a + 2m)).
+            var coefficient = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+            d = 1 + coefficient * d
+            if abs(d) < tiny { d = tiny }
+            c = 1 + coefficient / c
+            if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            result *= d * c
+            // Odd step: d_{2m+1} = −(a + m)(a + b + m)x / ((a + 2m)(a + 2m + 1)).
+            coefficient = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+            d = 1 + coefficient * d
+            if abs(d) < tiny { d = tiny }
+            c = 1 + coefficient / c
+            if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            let step = d * c
+            result *= step
+            if abs(step - 1) < 1e-15 { break }
+        }
+        return result
+    }
+}
