@@ -1,16 +1,19 @@
 # Shared by the experiment recipes (sourced, not run): their flags (--quick, --resume, --out,
-# --help), the dsgd build, the data check, and whether a run folder already holds a completed run.
+# --parallel, --help), the dsgd build, the data check, whether a run folder already holds a
+# completed run, and a sweep's completed cells.
 # The sourcing script sets `help_lines` (the sed range of its header comment) first.
 # shellcheck shell=bash
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 quick=0
 resume=0
 out=""
+parallel=2
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --resume) resume=1; shift ;;
         --out) out="$2"; shift 2 ;;
+        --parallel) parallel="$2"; shift 2 ;;
         -h|--help) sed -n "${help_lines}p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "$(basename "$0"): unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -32,4 +35,13 @@ completed() {
         return 0
     fi
     return 1
+}
+
+# completed_cells SWEEP_DIR: the folders of a dsgd sweep's completed cells, one per line.
+completed_cells() {
+    local cell
+    for cell in "$1"/*/; do
+        grep -qs '"status":"completed"' "$cell/cell.json" && echo "${cell%/}"
+    done
+    return 0
 }

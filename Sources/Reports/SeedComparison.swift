@@ -9,7 +9,7 @@ public struct SeedGroup {
     /// The group's configuration, as canonical JSON with the seed and run name blanked.
     public let key: String
     /// What sets this group apart from the others (the configuration fields that differ).
-    public internal(set) var label: String
+    public var label: String
     public let runs: [RunFolder]
     public var seeds: [UInt64] { runs.map(\.manifest.configuration.seed) }
     /// More than one seed: figures can be given with their spread.
@@ -46,21 +46,42 @@ public struct SeedGroup {
             let key = String(decoding: data, as: UTF8.self)
             if members[key] == nil {
                 order.append(key)
-                objects[key] = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+                var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+                // Fields whose encoding is not what a reader calls them: the topology by its name.
+                object["topology"] = configuration.topology.name
+                objects[key] = object
             }
             members[key, default: []].append(run)
         }
-        // Label each group by the top-level fields whose values differ between groups.
-        let fields = Set(objects.values.flatMap(\.keys)).sorted()
-        let differing = fields.filter { field in
-            Set(order.map { describe(objects[$0]?[field]) }).count > 1
-        }
-        return order.map { key in
+        // Label each group by the configuration values (leaves of its JSON) that differ between
+        // groups, named by their path.
+        let leaves = order.map { flatten(objects[$0] ?? [:]) }
+        let paths = Set(leaves.flatMap(\.keys)).sorted()
+        let differing = paths.filter { path in Set(leaves.map { $0[path] ?? "–" }).count > 1 }
+        return zip(order, leaves).map { key, leaf in
             let label =
                 differing.isEmpty
                 ? (members[key]!.first!.manifest.configuration.topology.name)
-                : differing.map { "\($0)=\(describe(objects[key]?[$0]))" }.joined(separator: ", ")
+                : differing.map { "\($0)=\(leaf[$0] ?? "–")" }.joined(separator: ", ")
             return SeedGroup(key: key, label: label, runs: members[key]!)
+        }
+    }
+
+    /// A JSON object's scalar leaves by path ("optimizer.schedule.constant"; the "_0" of an enum's
+    /// payload left out).
+    static func flatten(_ value: Any, path: String = "") -> [String: String] {
+        func join(_ key: String) -> String {
+            key == "_0" ? path : path.isEmpty ? key : "\(path).\(key)"
+        }
+        switch value {
+        case let object as [String: Any]:
+            return object.reduce(into: [:]) { result, entry in
+                result.merge(flatten(entry.value, path: join(entry.key))) { $1 }
+            }
+        case let array as [Any]:
+            return [path: describe(array)]
+        default:
+            return [path: describe(value)]
         }
     }
 
@@ -82,8 +103,7 @@ public struct SeedGroup {
         guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else {
             return "?"
         }
-        let text = String(decoding: data, as: UTF8.self)
-        return text.count > 60 ? String(text.prefix(57)) + "..." : text
+        return String(decoding: data, as: UTF8.self)
     }
 }
 
@@ -96,9 +116,18 @@ public struct SeedFigure {
     public var format: String
 
     /// x̄'s figures at the last evaluation, Ξ² at the end and over training, the last sharpness
-    /// measurement of x̄, the workers' mean accuracy, and the wall time.
-    public static var standard: [SeedFigure] {
-        [
+    /// measurement of x̄ (also as fractions of the stability threshold 2/η), the workers' mean
+    /// accuracy, and the wall time.
+    public static var standard: [SeedFigure] { standard(sharpnessRound: nil) }
+
+    /// The standard figures, with the sharpness figures taken at round `sharpnessRound` (nil: the
+    /// last measurement; a run without a measurement at that round has none).
+    public static func standard(sharpnessRound: Int?) -> [SeedFigure] {
+        func measurement(_ run: RunFolder) -> SharpnessRecord? {
+            run.sharpness.last { $0.model == "average" && (sharpnessRound == nil || $0.round == sharpnessRound) }
+        }
+        let at = sharpnessRound.map { " @\($0)" } ?? ""
+        return [
             SeedFigure(name: "test acc", value: { $0.lastEvaluation?.testAccuracy }, format: "%.4f"),
             SeedFigure(name: "train acc", value: { $0.lastEvaluation?.trainAccuracyAverageModel }, format: "%.4f"),
             SeedFigure(
@@ -122,6 +151,18 @@ public struct SeedFigure {
             SeedFigure(
                 name: "λ_max", value: { $0.sharpness.last { $0.model == "average" }?.lambdaMax }, format: "%.4g"),
             SeedFigure(name: "tr(H)", value: { $0.sharpness.last { $0.model == "average" }?.trace }, format: "%.4g"),
+            // Against the stability threshold 2/η of the last measurement's learning rate.
+            SeedFigure(
+                name: "λ_max·η/2",
+                value: { run in
+                    run.sharpness.last { $0.model == "average" }.map { $0.lambdaMax / $0.twoOverLearningRate }
+                },
+                format: "%.3f"),
+            SeedFigure(
+                name: "tr(H)·η/2",
+                value: { run in run.sharpness.last { $0.model == "average" }.map { $0.trace / $0.twoOverLearningRate }
+                },
+                format: "%.3f"),
             SeedFigure(name: "wall s", value: { $0.summary?.wallSeconds }, format: "%.1f"),
         ]
     }
@@ -219,5 +260,45 @@ extension ReportPage {
 
             """
         return (html, text, markdown)
+    }
+}
+
+extension ReportPage {
+    /// λ_max of x̄ along training against the stability threshold, over each group's seeds: one
+    /// table per group, a row per sharpness round every seed measured (round, learning rate, 2/η,
+    /// λ_max as mean ± sd, λ_max·η/2 as mean ± sd, whether every Lanczos estimate converged).
+    public static func sharpnessTrajectory(_ groups: [SeedGroup]) -> (table: String, markdown: String) {
+        var texts: [String] = []
+        var markdowns: [String] = []
+        for group in groups {
+            let perRun = group.runs.map { run in
+                Dictionary(
+                    run.sharpness.filter { $0.model == "average" }.map { ($0.round, $0) }, uniquingKeysWith: { $1 })
+            }
+            let rounds = perRun.dropFirst().reduce(Set(perRun.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
+            let header = ["round", "η", "2/η", "λ_max", "λ_max·η/2", "converged"]
+            var rows: [[String]] = []
+            func meanSd(_ values: [Double], _ format: String) -> String {
+                guard let summary = SampleSummary(values) else { return "–" }
+                return String(format: format, summary.mean)
+                    + (summary.standardDeviation.map { " ± " + String(format: "%.2g", $0) } ?? "")
+            }
+            for round in rounds.sorted() {
+                let records = perRun.map { $0[round]! }
+                let rates = Set(records.map(\.learningRate))
+                rows.append([
+                    "\(round)", rates.count == 1 ? String(format: "%.4g", records[0].learningRate) : "varies",
+                    rates.count == 1 ? String(format: "%.4g", records[0].twoOverLearningRate) : "varies",
+                    meanSd(records.map(\.lambdaMax), "%.4g"),
+                    meanSd(records.map { $0.lambdaMax / $0.twoOverLearningRate }, "%.3f"),
+                    records.allSatisfy { $0.eigenvaluesConverged ?? true } ? "yes" : "no",
+                ])
+            }
+            let (text, markdown) = formatTable(header: header, rows: rows)
+            let title = "\(group.label) (\(group.runs.count) seed\(group.runs.count == 1 ? "" : "s"))"
+            texts.append(title + "\n" + text)
+            markdowns.append("**\(title)**\n\n" + markdown)
+        }
+        return (texts.joined(separator: "\n\n"), markdowns.joined(separator: "\n\n"))
     }
 }

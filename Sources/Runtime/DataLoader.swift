@@ -123,12 +123,46 @@ public enum DataLoader {
 
     /// One worker's shard of the training split: the partition is computed from all labels
     /// (identically in every worker), then only the worker's rows are kept.
+    /// With `trainExamples`, the run trains on that fixed seeded subset of the training split only
+    /// (the rows `loadTrainSubset(count: trainExamples, seed:)` gives, so x̄'s curvature can be
+    /// measured on exactly the examples it is trained on), partitioned among the workers.
     public static func loadShard(
-        _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int
+        _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int,
+        trainExamples: Int? = nil
     ) throws -> Dataset {
-        let (labels, classCount) = try trainLabels(source)
-        let shards = try partition.assign(labels: labels, classCount: classCount, workers: workers, seed: seed)
+        let (shards, labels, classCount) = try shardIndices(
+            source, partition: partition, workers: workers, seed: seed, trainExamples: trainExamples)
         return try loadTrainExamples(source, indices: shards[rank], labels: labels, classCount: classCount)
+    }
+
+    /// Every worker's training rows (indices into the training split), with the split's labels.
+    static func shardIndices(
+        _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, trainExamples: Int?
+    ) throws -> (shards: [[Int]], labels: [UInt8], classCount: Int) {
+        let (labels, classCount) = try trainLabels(source)
+        guard let trainExamples else {
+            return (
+                try partition.assign(labels: labels, classCount: classCount, workers: workers, seed: seed), labels,
+                classCount
+            )
+        }
+        guard trainExamples <= labels.count else {
+            throw DataError(
+                file: "training set",
+                reason: "has \(labels.count) examples; --train-examples \(trainExamples) asks for more")
+        }
+        let subset = subsetIndices(count: trainExamples, of: labels.count, seed: seed)
+        let positions = try partition.assign(
+            labels: subset.map { labels[$0] }, classCount: classCount, workers: workers, seed: seed)
+        return (positions.map { $0.map { subset[$0] } }, labels, classCount)
+    }
+
+    /// The sorted indices of a fixed seeded subset of `count` of `total` training examples.
+    static func subsetIndices(count: Int, of total: Int, seed: UInt64) -> [Int] {
+        var order = Array(0..<total)
+        var generator = SplitMix64(seed: seed, stream: 0x5AB5)
+        generator.shuffle(&order)
+        return Array(order.prefix(count)).sorted()
     }
 
     static func loadTrainExamples(_ source: DataSource, indices: [Int], labels: [UInt8], classCount: Int) throws
@@ -154,9 +188,9 @@ public enum DataLoader {
     public static func loadClientTestSplit(_ configuration: RunConfiguration, rank: Int, testSet: Dataset? = nil)
         throws -> Dataset
     {
-        let (labels, classCount) = try trainLabels(configuration.data)
-        let shards = try configuration.partition.assign(
-            labels: labels, classCount: classCount, workers: configuration.workers, seed: configuration.seed)
+        let (shards, labels, classCount) = try shardIndices(
+            configuration.data, partition: configuration.partition, workers: configuration.workers,
+            seed: configuration.seed, trainExamples: configuration.trainExamples)
         let testLabels = try testSet?.labels ?? loadTestLabels(configuration.data)
         let split = PartitionScheme.clientTestSplit(
             testLabels: testLabels, trainLabels: shards[rank].map { labels[$0] },
@@ -177,11 +211,9 @@ public enum DataLoader {
     /// A fixed, seeded subset of `count` training examples (the sharpness and train-loss set of x̄).
     public static func loadTrainSubset(_ source: DataSource, count: Int, seed: UInt64) throws -> Dataset {
         let (labels, classCount) = try trainLabels(source)
-        var order = Array(labels.indices)
-        var generator = SplitMix64(seed: seed, stream: 0x5AB5)
-        generator.shuffle(&order)
         return try loadTrainExamples(
-            source, indices: Array(order.prefix(count)).sorted(), labels: labels, classCount: classCount)
+            source, indices: subsetIndices(count: count, of: labels.count, seed: seed), labels: labels,
+            classCount: classCount)
     }
 
     /// Training examples by index, in the order given (e.g. the first 1,000 for a benchmark).

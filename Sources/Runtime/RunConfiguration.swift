@@ -164,6 +164,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// off (`--no-all-reduce`): by gossip messages, as before the all-reduce existed (the bits
     /// differ in the last places: another summation order).
     public var allowsAllReduce = true
+    /// Train on this fixed seeded subset of the training split only (nil: all of it); the same
+    /// rows as x̄'s sharpness subset when `--sharpness-examples` has the same count.
+    public var trainExamples: Int? = nil
 
     /// The local steps per round of a client with `examples` training examples.
     public func localSteps(forExamples examples: Int) -> Int {
@@ -325,6 +328,11 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             try check(value.isFinite, field, "must be a finite number, got \(value)")
         }
         try check(workers <= 65_536, "--workers", "at most 65,536, got \(workers)")
+        if let trainExamples {
+            try check(
+                trainExamples >= workers, "--train-examples",
+                "must give every worker an example: at least \(workers), got \(trainExamples)")
+        }
         try check(rounds <= 1_000_000_000, "--rounds", "at most 10⁹, got \(rounds)")
         try check(batchSize <= 1 << 20, "--batch", "at most 2²⁰, got \(batchSize)")
         try check(localSteps <= 1 << 24, "--local-steps", "at most 2²⁴, got \(localSteps)")
@@ -564,6 +572,7 @@ extension RunConfiguration {
         allowBiasedAverage = try c.decodeIfPresent(Bool.self, forKey: .allowBiasedAverage) ?? true
         // Versions before the all-reduce averaged C-SGD by gossip.
         allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
+        trainExamples = try c.decodeIfPresent(Int.self, forKey: .trainExamples)
     }
 }
 

@@ -26,8 +26,7 @@ public final class WorkerShell {
         loadShard: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadShard(
                 configuration.data, partition: configuration.partition, workers: configuration.workers,
-                seed: configuration.seed,
-                rank: rank)
+                seed: configuration.seed, rank: rank, trainExamples: configuration.trainExamples)
         },
         loadClientTest: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadClientTestSplit(configuration, rank: rank)

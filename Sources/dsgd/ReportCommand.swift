@@ -6,7 +6,7 @@ import Runtime
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report", abstract: "Build a run's report.html, or compare several runs.",
-        subcommands: [Build.self, Compare.self, Finalize.self], defaultSubcommand: Build.self)
+        subcommands: [Build.self, Compare.self, Trajectory.self, Finalize.self], defaultSubcommand: Build.self)
 
     struct Build: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rebuild RUN_DIR/report.html from the run's files.")
@@ -41,6 +41,34 @@ struct ReportCommand: ParsableCommand {
         }
     }
 
+    struct Trajectory: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "λ_max of x̄ along training against 2/η, over the seeds of each configuration (runs differing only in the seed form one group)."
+        )
+
+        @Argument(help: "Run folders.")
+        var runDirectories: [String]
+
+        @Option(help: "Also write the tables in Markdown to this file.")
+        var markdown: String?
+
+        func run() throws {
+            guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
+            let groups: [SeedGroup]
+            do {
+                groups = labelledBySweepAxes(
+                    try SeedGroup.group(runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) }))
+                for group in groups { try group.checkDistinctSeeds() }
+            } catch let error as ReportError {
+                throw ValidationError(error.description)
+            }
+            let (table, markdownTables) = ReportPage.sharpnessTrajectory(groups)
+            if let markdown { try Data((markdownTables + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
+            print(table)
+        }
+    }
+
     struct Compare: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Overlay several runs (test accuracy, Ξ², λ_max) and print a table of final figures.",
@@ -68,6 +96,12 @@ struct ReportCommand: ParsableCommand {
         @Flag(help: "Group the runs over seeds even when every configuration has a single seed.")
         var bySeed = false
 
+        @Option(help: "Over seeds: take the sharpness figures at this round instead of the last measurement.")
+        var sharpnessRound: Int?
+
+        @Option(help: "Over seeds: only these figures (columns), comma-separated, e.g. 'test acc,gen. gap,λ_max'.")
+        var figures: String?
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs: [RunFolder]
@@ -78,7 +112,7 @@ struct ReportCommand: ParsableCommand {
             }
             guard !(perRun && bySeed) else { throw ValidationError("give --per-run or --by-seed, not both") }
             let groups: [SeedGroup]
-            do { groups = try SeedGroup.group(runs) } catch let error as ReportError {
+            do { groups = labelledBySweepAxes(try SeedGroup.group(runs)) } catch let error as ReportError {
                 throw ValidationError(error.description)
             }
             let aggregate = !clients && !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
@@ -88,12 +122,28 @@ struct ReportCommand: ParsableCommand {
                 }
             }
             var (html, table, markdownTable) =
-                aggregate ? ReportPage.seedComparison(groups) : ReportPage.comparison(runs)
+                aggregate
+                ? ReportPage.seedComparison(groups, figures: try chosenFigures())
+                : ReportPage.comparison(runs)
             if clients { (table, markdownTable) = ReportPage.clientComparison(runs) }
-            try Data(html.utf8).write(to: URL(fileURLWithPath: output))
+            try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
             if let markdown { try Data((markdownTable + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
             print(table)
             print("comparison page: \(output)")
+        }
+
+        /// The figures of the seed table: all, or those `--figures` names (in its order).
+        func chosenFigures() throws -> [SeedFigure] {
+            let all = SeedFigure.standard(sharpnessRound: sharpnessRound)
+            guard let figures else { return all }
+            return try figures.split(separator: ",").map { raw in
+                let name = raw.trimmingCharacters(in: .whitespaces)
+                guard let figure = all.first(where: { $0.name == name }) else {
+                    throw ValidationError(
+                        "--figures: no figure '\(name)'; the figures are: \(all.map(\.name).joined(separator: ", "))")
+                }
+                return figure
+            }
         }
     }
 }

@@ -80,6 +80,12 @@ struct RunOptions: ParsableArguments {
     )
     var noAllReduce = false
 
+    @Option(
+        help:
+            "Train on this fixed seeded subset of the training set only (the same rows as --sharpness-examples of the same count: curvature on exactly the training examples)."
+    )
+    var trainExamples: Int?
+
     @Option(help: "Local SGD steps H per gossip round.")
     var localSteps: Int = 1
 
@@ -435,6 +441,7 @@ struct RunOptions: ParsableArguments {
         configuration.personalization.fineTuneLearningRate = fineTuneLr
         configuration.allowBiasedAverage = allowBiasedAverage
         configuration.allowsAllReduce = !noAllReduce
+        configuration.trainExamples = trainExamples
         configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }

@@ -83,6 +83,13 @@ struct SweepCommand: ParsableCommand {
                 )
             }
             if recorded.status == "completed", Self.summaryStatus(folder) == "completed" { completed.insert(cell.name) }
+            if recorded.coordinates == nil {  // written by an earlier version: add the axis values
+                var upgraded = recorded
+                upgraded.coordinates = cell.coordinates
+                if let data = try? JSONEncoder().encode(upgraded) {
+                    try? data.write(to: folder.appendingPathComponent("cell.json"), options: .atomic)
+                }
+            }
         }
         let indexURL = directory.appendingPathComponent("index.json")
         let earlier = (try? JSONDecoder().decode(SweepIndex.self, from: Data(contentsOf: indexURL)))?.cells ?? []
@@ -186,7 +193,7 @@ struct SweepCommand: ParsableCommand {
                 queue.finish(end.index, failure: failure, wallSeconds: end.seconds)
                 let record = SweepCellRecord(
                     runner: parsed.runner.rawValue, arguments: entry.cell.arguments,
-                    status: failure == nil ? "completed" : "failed")
+                    status: failure == nil ? "completed" : "failed", coordinates: entry.cell.coordinates)
                 if FileManager.default.fileExists(atPath: folder.path),
                     let data = try? JSONEncoder().encode(record)
                 {
@@ -210,7 +217,7 @@ struct SweepCommand: ParsableCommand {
         if !folders.isEmpty {
             do {
                 let runs = try folders.map { try RunFolder.load($0) }
-                let groups = try SeedGroup.group(runs)
+                let groups = labelledBySweepAxes(try SeedGroup.group(runs))
                 for group in groups { try group.checkDistinctSeeds() }
                 let (html, table, markdown) = ReportPage.seedComparison(groups)
                 try Data(html.utf8).write(to: directory.appendingPathComponent("comparison.html"))
@@ -289,6 +296,28 @@ struct SweepCellRecord: Codable {
     var runner: String
     var arguments: [String]
     var status: String
+    /// The cell's axis values (absent in folders of earlier versions).
+    var coordinates: [SweepPlan.Cell.Coordinate]? = nil
+}
+
+/// Groups labelled by their sweep axes when every run is a sweep cell (its cell.json names them):
+/// "total-batch=1024, topology=ring" rather than the configuration fields that differ.
+func labelledBySweepAxes(_ groups: [SeedGroup]) -> [SeedGroup] {
+    func coordinates(_ run: RunFolder) -> [SweepPlan.Cell.Coordinate]? {
+        guard let data = FileManager.default.contents(atPath: run.directory.appendingPathComponent("cell.json").path)
+        else { return nil }
+        return (try? JSONDecoder().decode(SweepCellRecord.self, from: data))?.coordinates
+    }
+    var labelled = groups
+    for index in labelled.indices {
+        let labels = Set(
+            labelled[index].runs.map { run in
+                coordinates(run).map { $0.filter { $0.axis != "seed" }.map { "\($0.axis)=\($0.label)" } }
+            })
+        guard labels.count == 1, let only = labels.first, let axes = only, !axes.isEmpty else { return groups }
+        labelled[index].label = axes.joined(separator: ", ")
+    }
+    return Set(labelled.map(\.label)).count == labelled.count ? labelled : groups
 }
 
 struct FinishedAttempt: Sendable {

@@ -15,7 +15,12 @@ final class SweepTests: XCTestCase {
           data: synthetic
           model: "784-32-10"
           eval-every: 10
-          sharpness-every: 0
+          sharpness-every: 10
+          sharpness-examples: 64
+          lanczos-iterations: 10
+          hutchinson-probes: 2
+          perturbation-samples: 1
+          no-per-layer-curvature: true
         axes:
           lr: [0.1, -1]
           seed: [0, 1, 2]
@@ -67,6 +72,7 @@ final class SweepTests: XCTestCase {
             "\(String(format: "%.4f", mean)) ± \(String(format: "%.2g", sd)) [\(String(format: "%.4f", mean - half)), \(String(format: "%.4f", mean + half))] (3 seeds)"
         let markdown = try String(contentsOf: sweep.appendingPathComponent("comparison.md"), encoding: .utf8)
         XCTAssertTrue(markdown.contains(expected), "expected \(expected) in\n\(markdown)")
+        XCTAssertTrue(markdown.contains("| lr=0.1 | 0,1,2 |"), "labelled by the sweep's axes:\n\(markdown)")
         let page = try String(contentsOf: sweep.appendingPathComponent("comparison.html"), encoding: .utf8)
         XCTAssertTrue(page.contains("band of ± 1 standard deviation"))
 
@@ -111,5 +117,22 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(perRun.wait(seconds: 60), 0, perRun.text)
         XCTAssertFalse(perRun.text.contains("seeds)"), perRun.text)
         XCTAssertEqual(perRun.text.components(separatedBy: "\n").filter { $0.contains("ring") }.count, 3, perRun.text)
+
+        // report trajectory: λ_max of x̄ at each measured round, over the seeds.
+        let lambdas = try (0..<3).map { seed in
+            try jsonLines(sweep.appendingPathComponent("lr=0.1_seed=\(seed)/sharpness.jsonl"))
+                .filter { $0["model"] as? String == "average" && $0["round"] as? Int == 10 }
+                .compactMap { $0["lambda_max"] as? Double }
+        }.flatMap { $0 }
+        XCTAssertEqual(lambdas.count, 3)
+        let lambdaMean = lambdas.reduce(0, +) / 3
+        let trajectory = try Child(
+            try dsgdBinary(), ["report", "trajectory"] + folders,
+            output: scratch.appendingPathComponent("trajectory.log"))
+        XCTAssertEqual(trajectory.wait(seconds: 60), 0, trajectory.text)
+        let row = trajectory.text.components(separatedBy: "\n").first { $0.hasPrefix("10 ") } ?? ""
+        XCTAssertTrue(
+            row.contains(String(format: "%.4g", lambdaMean)), "mean λ_max \(lambdaMean) in\n\(trajectory.text)")
+        XCTAssertTrue(row.contains(String(format: "%.3f", lambdas.map { $0 / 20 }.reduce(0, +) / 3)), row)  // 2/η = 20
     }
 }
