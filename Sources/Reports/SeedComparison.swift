@@ -266,7 +266,8 @@ extension ReportPage {
 extension ReportPage {
     /// λ_max of x̄ along training against the stability threshold, over each group's seeds: one
     /// table per group, a row per sharpness round every seed measured (round, learning rate, 2/η,
-    /// λ_max as mean ± sd, λ_max·η/2 as mean ± sd, whether every Lanczos estimate converged).
+    /// λ_max as mean ± sd, λ_max·η/2 as mean ± sd, and the largest Lanczos residual bound on λ_max
+    /// over the seeds: the distance within which an eigenvalue of the Hessian is certain to lie).
     public static func sharpnessTrajectory(_ groups: [SeedGroup]) -> (table: String, markdown: String) {
         var texts: [String] = []
         var markdowns: [String] = []
@@ -276,7 +277,7 @@ extension ReportPage {
                     run.sharpness.filter { $0.model == "average" }.map { ($0.round, $0) }, uniquingKeysWith: { $1 })
             }
             let rounds = perRun.dropFirst().reduce(Set(perRun.first?.keys ?? [:].keys)) { $0.intersection($1.keys) }
-            let header = ["round", "η", "2/η", "λ_max", "λ_max·η/2", "converged"]
+            let header = ["round", "η", "2/η", "λ_max", "λ_max·η/2", "λ_max residual ≤"]
             var rows: [[String]] = []
             func meanSd(_ values: [Double], _ format: String) -> String {
                 guard let summary = SampleSummary(values) else { return "–" }
@@ -291,7 +292,9 @@ extension ReportPage {
                     rates.count == 1 ? String(format: "%.4g", records[0].twoOverLearningRate) : "varies",
                     meanSd(records.map(\.lambdaMax), "%.4g"),
                     meanSd(records.map { $0.lambdaMax / $0.twoOverLearningRate }, "%.3f"),
-                    records.allSatisfy { $0.eigenvaluesConverged ?? true } ? "yes" : "no",
+                    records.compactMap { $0.topEigenvalueResidualBounds?.first }.max().map {
+                        String(format: "%.1e", $0)
+                    } ?? "–",
                 ])
             }
             let (text, markdown) = formatTable(header: header, rows: rows)
