@@ -27,8 +27,9 @@ struct FuzzPeerCommand: ParsableCommand {
         guard let socket = zmq_socket(context, ZMQ_PUSH) else { throw ValidationError("zmq_socket failed") }
         var linger: Int32 = 5_000
         zmq_setsockopt(socket, ZMQ_LINGER, &linger, 4)
-        // A target that stops reading (its run ended) must not block this process forever.
-        var sendTimeout: Int32 = 10_000
+        // A target that stops reading (its run ended, or it is wedged) must not block this process
+        // forever; 30 s, not less: on two busy cores a live target can fall that far behind.
+        var sendTimeout: Int32 = 30_000
         zmq_setsockopt(socket, ZMQ_SNDTIMEO, &sendTimeout, 4)
         guard zmq_connect(socket, endpoint) == 0 else { throw ValidationError("cannot connect to \(endpoint)") }
         defer { zmq_close(socket) }
