@@ -148,20 +148,14 @@ public struct SeedFigure {
                     let values = run.rounds.compactMap(\.consensusDistanceSquared)
                     return values.isEmpty ? nil : values.reduce(0, +) / Double(values.count)
                 }, format: "%.3e"),
+            SeedFigure(name: "λ_max\(at)", value: { measurement($0)?.lambdaMax }, format: "%.4g"),
+            SeedFigure(name: "tr(H)\(at)", value: { measurement($0)?.trace }, format: "%.4g"),
+            // Against the stability threshold 2/η of the measurement's learning rate.
             SeedFigure(
-                name: "λ_max", value: { $0.sharpness.last { $0.model == "average" }?.lambdaMax }, format: "%.4g"),
-            SeedFigure(name: "tr(H)", value: { $0.sharpness.last { $0.model == "average" }?.trace }, format: "%.4g"),
-            // Against the stability threshold 2/η of the last measurement's learning rate.
-            SeedFigure(
-                name: "λ_max·η/2",
-                value: { run in
-                    run.sharpness.last { $0.model == "average" }.map { $0.lambdaMax / $0.twoOverLearningRate }
-                },
+                name: "λ_max·η/2\(at)", value: { measurement($0).map { $0.lambdaMax / $0.twoOverLearningRate } },
                 format: "%.3f"),
             SeedFigure(
-                name: "tr(H)·η/2",
-                value: { run in run.sharpness.last { $0.model == "average" }.map { $0.trace / $0.twoOverLearningRate }
-                },
+                name: "tr(H)·η/2\(at)", value: { measurement($0).map { $0.trace / $0.twoOverLearningRate } },
                 format: "%.3f"),
             SeedFigure(name: "wall s", value: { $0.summary?.wallSeconds }, format: "%.1f"),
         ]

@@ -130,6 +130,18 @@ final class SweepTests: XCTestCase {
             try dsgdBinary(), ["report", "trajectory"] + folders,
             output: scratch.appendingPathComponent("trajectory.log"))
         XCTAssertEqual(trajectory.wait(seconds: 60), 0, trajectory.text)
+        // report compare --sharpness-round: the figures of that measurement, not the last one's.
+        let atRound = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--sharpness-round", "10", "--figures", "test acc,λ_max @10", "--output",
+                scratch.appendingPathComponent("r.html").path,
+            ], output: scratch.appendingPathComponent("at-round.log"))
+        XCTAssertEqual(atRound.wait(seconds: 60), 0, atRound.text)
+        XCTAssertTrue(atRound.text.contains("λ_max @10"), atRound.text)
+        XCTAssertTrue(
+            atRound.text.contains(String(format: "%.4g ± ", lambdaMean)),
+            "λ_max at round 10: \(lambdaMean)\n\(atRound.text)")
         let row = trajectory.text.components(separatedBy: "\n").first { $0.hasPrefix("10 ") } ?? ""
         XCTAssertTrue(
             row.contains(String(format: "%.4g", lambdaMean)), "mean λ_max \(lambdaMean) in\n\(trajectory.text)")
