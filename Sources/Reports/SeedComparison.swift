@@ -150,6 +150,10 @@ public struct SeedFigure {
                 }, format: "%.3e"),
             SeedFigure(name: "λ_max\(at)", value: { measurement($0)?.lambdaMax }, format: "%.4g"),
             SeedFigure(name: "tr(H)\(at)", value: { measurement($0)?.trace }, format: "%.4g"),
+            // Zhu et al.'s average-direction sharpness (the loss increase averaged over random
+            // directions, D-SGD's implicit regularizer).
+            SeedFigure(
+                name: "avg-dir sharpness\(at)", value: { measurement($0)?.averageDirectionSharpness }, format: "%.4g"),
             // Against the stability threshold 2/η of the measurement's learning rate.
             SeedFigure(
                 name: "λ_max·η/2\(at)", value: { measurement($0).map { $0.lambdaMax / $0.twoOverLearningRate } },
