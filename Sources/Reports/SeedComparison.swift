@@ -34,14 +34,14 @@ public struct SeedGroup {
         var order: [String] = []
         var members: [String: [RunFolder]] = [:]
         var objects: [String: [String: Any]] = [:]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         for run in runs {
             var configuration = run.manifest.configuration
             configuration.seed = 0
             configuration.runName = ""
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             let data = try encoder.encode(configuration)
             let key = String(decoding: data, as: UTF8.self)
             if members[key] == nil {
@@ -79,31 +79,13 @@ public struct SeedGroup {
                 result.merge(flatten(entry.value, path: join(entry.key))) { $1 }
             }
         case let array as [Any]:
-            return [path: describe(array)]
-        default:
-            return [path: describe(value)]
+            let data = try? JSONSerialization.data(withJSONObject: array, options: [.sortedKeys])
+            return [path: data.map { String(decoding: $0, as: UTF8.self) } ?? "?"]
+        case let string as String:
+            return [path: string]
+        default:  // a number, a Boolean or null
+            return [path: "\(value)"]
         }
-    }
-
-    /// A field's value in a label: scalars as they are, an object by its "name" when it has one.
-    static func describe(_ value: Any?) -> String {
-        switch value {
-        case nil: return "–"
-        case let string as String: return string
-        case let number as NSNumber: return "\(number)"
-        case let object as [String: Any]:
-            if let name = object["name"] as? String { return name }
-            return compactJSON(object)
-        case let array as [Any]: return compactJSON(array)
-        default: return "\(value!)"
-        }
-    }
-
-    private static func compactJSON(_ value: Any) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else {
-            return "?"
-        }
-        return String(decoding: data, as: UTF8.self)
     }
 }
 

@@ -55,14 +55,7 @@ struct ReportCommand: ParsableCommand {
 
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
-            let groups: [SeedGroup]
-            do {
-                groups = labelledBySweepAxes(
-                    try SeedGroup.group(runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) }))
-                for group in groups { try group.checkDistinctSeeds() }
-            } catch let error as ReportError {
-                throw ValidationError(error.description)
-            }
+            let groups = try seedGroups(try loadRuns(runDirectories), distinctSeeds: true)
             let (table, markdownTables) = ReportPage.sharpnessTrajectory(groups)
             if let markdown { try Data((markdownTables + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
             print(table)
@@ -104,23 +97,11 @@ struct ReportCommand: ParsableCommand {
 
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
-            let runs: [RunFolder]
-            do { runs = try runDirectories.map { try RunFolder.load(URL(fileURLWithPath: $0)) } } catch let error
-                as ReportError
-            {
-                throw ValidationError(error.description)
-            }
+            let runs = try loadRuns(runDirectories)
             guard !(perRun && bySeed) else { throw ValidationError("give --per-run or --by-seed, not both") }
-            let groups: [SeedGroup]
-            do { groups = labelledBySweepAxes(try SeedGroup.group(runs)) } catch let error as ReportError {
-                throw ValidationError(error.description)
-            }
+            var groups = try seedGroups(runs, distinctSeeds: false)
             let aggregate = !clients && !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
-            if aggregate {
-                do { for group in groups { try group.checkDistinctSeeds() } } catch let error as ReportError {
-                    throw ValidationError(error.description)
-                }
-            }
+            if aggregate { groups = try seedGroups(runs, distinctSeeds: true) }
             var (html, table, markdownTable) =
                 aggregate
                 ? ReportPage.seedComparison(groups, figures: try chosenFigures())
@@ -145,6 +126,25 @@ struct ReportCommand: ParsableCommand {
                 return figure
             }
         }
+    }
+}
+
+/// Run folders read back; a file's problem becomes a command-line error naming the file and line.
+func loadRuns(_ paths: [String]) throws -> [RunFolder] {
+    do { return try paths.map { try RunFolder.load(URL(fileURLWithPath: $0)) } } catch let error as ReportError {
+        throw ValidationError(error.description)
+    }
+}
+
+/// Runs grouped over seeds, labelled by their sweep axes when they are sweep cells; with
+/// `distinctSeeds`, a group holding one seed twice is refused (it would count twice).
+func seedGroups(_ runs: [RunFolder], distinctSeeds: Bool) throws -> [SeedGroup] {
+    do {
+        let groups = labelledBySweepAxes(try SeedGroup.group(runs))
+        if distinctSeeds { for group in groups { try group.checkDistinctSeeds() } }
+        return groups
+    } catch let error as ReportError {
+        throw ValidationError(error.description)
     }
 }
 

@@ -216,15 +216,13 @@ struct SweepCommand: ParsableCommand {
         }
         if !folders.isEmpty {
             do {
-                let runs = try folders.map { try RunFolder.load($0) }
-                let groups = labelledBySweepAxes(try SeedGroup.group(runs))
-                for group in groups { try group.checkDistinctSeeds() }
+                let groups = try seedGroups(try folders.map { try RunFolder.load($0) }, distinctSeeds: true)
                 let (html, table, markdown) = ReportPage.seedComparison(groups)
                 try Data(html.utf8).write(to: directory.appendingPathComponent("comparison.html"))
                 try Data((markdown + "\n").utf8).write(to: directory.appendingPathComponent("comparison.md"))
                 print(table)
-            } catch let error as ReportError {
-                logLine("sweep: could not compare the cells: \(error.description)")
+            } catch {
+                logLine("sweep: could not compare the cells: \(error)")
             }
         }
         let failed = queue.entries.filter { $0.status == .failed }
