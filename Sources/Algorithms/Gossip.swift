@@ -9,6 +9,10 @@ public enum GossipAlgorithm: String, Sendable, Codable, CaseIterable {
     /// the pre-mix iterate and added after mixing: xᵢ ← Σⱼ Wᵢⱼ xⱼ + Δᵢ(xᵢ), where Δᵢ(xᵢ) is the
     /// change H local steps make to xᵢ (−η gᵢ(xᵢ) for one plain SGD step).
     case combineThenAdapt = "cta"
+    /// CHOCO-SGD: gossip of compressed differences (`ChocoGossip`).
+    case choco
+    /// Gradient tracking: x and a tracker of the average gradient (`GradientTracking`).
+    case gradientTracking = "gradient-tracking"
 }
 
 /// The averaging step of gossip, in a fixed order so every run of the same seed gives the same bits.

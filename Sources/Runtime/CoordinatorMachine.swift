@@ -301,7 +301,7 @@ public struct CoordinatorMachine {
                 slotCount: SharedPayloadPlan.slotCount(
                     maxRoundsAhead: configuration.maxRoundsAhead, publishesPerRound: configuration.usesAllReduce ? 3 : 2
                 ),
-                modelSize: network.parameterCount)
+                modelSize: network.parameterCount * (configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
             switch PayloadDecision.decide(
                 requested: mode, coordinator: coordinatorReport,
                 workers: (0..<configuration.workers).map { registrations[$0]!.sharedMemory }, plan: plan,

@@ -167,6 +167,8 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Train on this fixed seeded subset of the training split only (nil: all of it); the same
     /// rows as x̄'s sharpness subset when `--sharpness-examples` has the same count.
     public var trainExamples: Int? = nil
+    /// CHOCO-SGD's compressor and consensus step (nil for the other algorithms).
+    public var gossipRule: GossipRuleSettings? = nil
 
     /// The local steps per round of a client with `examples` training examples.
     public func localSteps(forExamples examples: Int) -> Int {
@@ -315,6 +317,47 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             optimizer.momentum >= 0 && optimizer.momentum < 1, "--momentum",
             "must be in [0, 1), got \(optimizer.momentum)")
         try check(optimizer.weightDecay >= 0, "--weight-decay", "must be non-negative, got \(optimizer.weightDecay)")
+        try validateGossipRule()
+    }
+
+    /// What the algorithms that run as `GossipRule` values need: gossip over doubly stochastic
+    /// weights, every coordinate shared, every worker to the end; gradient tracking one plain SGD
+    /// gradient per round on a model without batch norm.
+    func validateGossipRule() throws(ConfigurationError) {
+        func check(_ condition: Bool, _ field: String, _ reason: String) throws(ConfigurationError) {
+            if !condition { throw ConfigurationError(field: field, reason: reason) }
+        }
+        let name = algorithm.rawValue
+        guard algorithm.ruleType != nil else {
+            try check(gossipRule == nil, "--compressor/--consensus-step", "apply to --algorithm choco only")
+            return
+        }
+        try check(federated == nil, "--algorithm", "\(name) is a gossip algorithm; it does not run with --federated")
+        try check(
+            !topology.requiresPushSum && topology.consensusTarget.map { !$0.isBiased } ?? true, "--topology",
+            "\(name) needs doubly stochastic mixing weights; \(topology.name) has not (push-sum and biased averages are for atc and cta)"
+        )
+        try check(
+            personalization.algorithm == .none && personalLayers.isEmpty && batchNorm.policy == .averaged,
+            "--algorithm", "\(name) shares every coordinate: it does not combine with personalization, --personal-layers or --bn-policy local")
+        try check(
+            failurePolicy == .abort, "--on-failure",
+            "\(name) keeps state for its peers and cannot go on without one: use --on-failure abort")
+        switch algorithm {
+        case .choco:
+            let step = gossipRule?.consensusStep ?? .nan
+            try check(step > 0 && step <= 1, "--consensus-step", "must be in (0, 1], got \(step)")
+        case .gradientTracking:
+            try check(
+                localSteps == 1 && localEpochs == nil, "--local-steps",
+                "gradient tracking takes one gradient per round (got \(localEpochs.map { "--local-epochs \($0)" } ?? "\(localSteps) local steps"))")
+            try check(
+                optimizer.momentum == 0 && optimizer.weightDecay == 0 && optimizer.gradientClipNorm == nil,
+                "--momentum/--weight-decay/--clip-norm", "gradient tracking runs plain SGD steps along its tracker")
+            try check(!model.batchNorm, "--model", "gradient tracking needs a model without batch norm (\(model) has it)")
+        case .adaptThenCombine, .combineThenAdapt:
+            break
+        }
     }
 
     /// The numeric ranges no flag parser guarantees for a configuration that comes from a file
@@ -573,6 +616,7 @@ extension RunConfiguration {
         // Versions before the all-reduce averaged C-SGD by gossip.
         allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
         trainExamples = try c.decodeIfPresent(Int.self, forKey: .trainExamples)
+        gossipRule = try c.decodeIfPresent(GossipRuleSettings.self, forKey: .gossipRule)
     }
 }
 

@@ -72,6 +72,11 @@ public struct WorkerMachine {
     private var allReduceVariant: AllReduceRound.Variant?
     private var collective: AllReduceRound?
     private var earlyCollective: [Int: [Envelope]] = [:]
+    /// The algorithm as a value when it runs as one (CHOCO-SGD, gradient tracking); nil: ATC and
+    /// CTA, run by this machine itself.
+    private var rule: (any GossipRule)?
+    /// A rule's messages: round → sender → envelope (its payload or body is the message).
+    private var ruleMessages: [Int: [Int: Envelope]] = [:]
     /// This worker's view of the topology of nearby rounds.
     private var views: [Int: RoundView] = [:]
     /// What this worker sent for the current round's push-sum weight.
@@ -132,6 +137,14 @@ public struct WorkerMachine {
         if configuration.federated != nil { return "the server's global model for round \(round + 1)" }
         if !trainedThisRound { return "its own local steps of round \(round + 1)" }
         if let collective { return "round \(round + 1)'s \(collective.missing)" }
+        if rule != nil {
+            let received = ruleMessages[round] ?? [:]
+            let senders =
+                rule!.exchangePeers(round: round)?.receiveFrom
+                ?? configuration.topology.topology(atRound: round).inNeighbors(of: rank)
+            let missing = senders.filter { received[$0] == nil }
+            return "\(configuration.algorithm.rawValue) messages for round \(round + 1) from workers \(missing)"
+        }
         let received = pending[round] ?? [:]
         let view = configuration.topology.topology(atRound: round)
         let missing = view.inNeighbors(of: rank).filter { received[$0] == nil }
@@ -315,6 +328,13 @@ public struct WorkerMachine {
         parameters = network.initialParameters(seed: configuration.seed)
         personal = configuration.localRanges(in: network.layout)
         clientEvaluator = clientTest.map { Evaluator(network: network, dataset: $0) }
+        rule = configuration.algorithm.ruleType.map {
+            $0.init(
+                context: GossipRuleContext(
+                    rank: rank, workers: configuration.workers, parameterCount: network.parameterCount,
+                    seed: configuration.seed, topology: configuration.topology),
+                settings: configuration.gossipRule ?? GossipRuleSettings())
+        }
         trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize,
             localSteps: configuration.localSteps(forExamples: shard.count),
@@ -337,6 +357,9 @@ public struct WorkerMachine {
         if change.removed.contains(rank) { return [.fail("removed from the run: \(change.reason)")] }
         // A round that was being averaged by all-reduce is finished by gossip among the survivors:
         // every survivor sends its model again, to every new out-neighbour.
+        if rule != nil {
+            return [.fail("removed workers \(change.removed): \(configuration.algorithm.rawValue) cannot go on without them")]
+        }
         let previousOut = collective == nil ? view(round).outNeighbors : []
         collective = nil
         earlyCollective = [:]
@@ -389,7 +412,7 @@ public struct WorkerMachine {
         switch configuration.algorithm {
         case .combineThenAdapt:
             return sendModel() + [.trainLocally]
-        case .adaptThenCombine:
+        case .adaptThenCombine, .choco, .gradientTracking:
             return [.trainLocally]
         }
     }
@@ -412,7 +435,11 @@ public struct WorkerMachine {
         }
         let loss: Double
         let learningRate: Double
-        if pushSum {
+        if var rule {
+            self.rule = nil
+            (loss, learningRate) = rule.localUpdate(&parameters, trainer: &trainer, round: round)
+            self.rule = rule
+        } else if pushSum {
             // Train from the de-biased zᵢ = xᵢ/wᵢ and add the update to the numerator xᵢ.
             let start = model
             var z = start
@@ -432,7 +459,7 @@ public struct WorkerMachine {
         trainedThisRound = true
         var directives: [WorkerDirective] = []
         if !loss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(loss)")] }
-        if configuration.algorithm == .adaptThenCombine { directives += sendModel() }
+        if configuration.algorithm != .combineThenAdapt { directives += sendModel() }
         return directives + combineIfReady()
     }
 
@@ -440,6 +467,7 @@ public struct WorkerMachine {
     /// and keeps it as `sentThisRound`. Personal layers never leave the worker: the snapshot holds
     /// zeros there (neighbours never mix them, and CTA's `sent` term there is restored anyway).
     private mutating func sendModel() -> [WorkerDirective] {
+        if rule != nil { return sendRuleMessage() }
         // Under push-sum the body carries wᵢ as a little-endian Float64.
         let body = pushSum ? withUnsafeBytes(of: pushSumWeight.bitPattern.littleEndian) { Array($0) } : []
         var values = parameters
@@ -464,8 +492,66 @@ public struct WorkerMachine {
         }
     }
 
+    /// The rule's message of this round, to every peer it exchanges with.
+    private mutating func sendRuleMessage() -> [WorkerDirective] {
+        var rule = self.rule!
+        self.rule = nil
+        let message = rule.message(parameters, round: round)
+        self.rule = rule
+        let envelope: Envelope
+        switch message {
+        case .dense(let values):
+            envelope = Envelope(header: header(.parameters, round: round), payload: makePayload(values, round: round + 1))
+        case .encoded(let bytes):
+            envelope = Envelope(header: header(.parameters, round: round), body: bytes)
+        }
+        return ruleRecipients(round).map { send(envelope, to: .worker($0)) }
+    }
+
+    private mutating func ruleRecipients(_ t: Int) -> [Int] {
+        rule!.exchangePeers(round: t)?.sendTo ?? view(t).outNeighbors
+    }
+
+    private mutating func ruleSenders(_ t: Int) -> [Int] {
+        rule!.exchangePeers(round: t)?.receiveFrom ?? view(t).inNeighbors
+    }
+
+    /// A rule's message: checked (round, sender, the rule's own check), buffered, combined when
+    /// the round's are all in.
+    private mutating func onRuleMessage(_ envelope: Envelope, _ configuration: RunConfiguration) -> [WorkerDirective] {
+        let sender = Int(envelope.header.sender)
+        guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
+            return reject(
+                "a message from worker \(sender) for 0-based round \(envelope.header.round), but this worker is at round \(round + 1) of \(configuration.rounds)"
+            )
+        }
+        let messageRound = Int(envelope.header.round)
+        guard (0..<configuration.workers).contains(sender), sender != rank else {
+            return reject("a message from worker \(sender), which is not a peer")
+        }
+        guard ruleMessages[messageRound]?[sender] == nil else {
+            return reject("duplicate message from worker \(sender) for round \(messageRound + 1)")
+        }
+        let received: ReceivedGossip
+        if let payload = envelope.payload {
+            guard envelope.body.isEmpty else { return reject("a message from worker \(sender) with both a payload and a body") }
+            guard payload.isFinite else {
+                return reject("a message from worker \(sender) for round \(messageRound + 1) contains NaN or Inf")
+            }
+            received = .dense(payload.buffer)
+        } else {
+            received = .encoded(envelope.body)
+        }
+        if let problem = withExtendedLifetime(envelope, { rule!.problem(with: received) }) {
+            return reject("worker \(sender), round \(messageRound + 1): \(problem)")
+        }
+        ruleMessages[messageRound, default: [:]][sender] = envelope
+        return messageRound == round ? combineIfReady() : []
+    }
+
     private mutating func onParameters(_ envelope: Envelope) -> [WorkerDirective] {
         guard let configuration else { return reject("parameters before assignment") }
+        if rule != nil { return onRuleMessage(envelope, configuration) }
         let sender = Int(envelope.header.sender)
         // The header's round is any Int64 a peer sends: range-check it before any arithmetic.
         guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
@@ -586,6 +672,8 @@ public struct WorkerMachine {
                             neighbors: [Gossip.Term(weight: 1, values: average)])
                     }
                 }
+            case .choco, .gradientTracking:
+                preconditionFailure("\(configuration.algorithm) runs as a GossipRule, never by all-reduce")
             }
             for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
             if let damage = collective.read.lazy.compactMap({ $0.damage() }).first {
@@ -594,6 +682,7 @@ public struct WorkerMachine {
             self.collective = nil
             return completeRound(configuration)
         }
+        if rule != nil { return combineRuleIfReady(configuration) }
         let received = pending[round] ?? [:]
         let view = view(round)
         guard view.inNeighbors.allSatisfy({ received[$0] != nil }) else { return [] }
@@ -611,6 +700,8 @@ public struct WorkerMachine {
                 withExtendedLifetime(sent) {
                     Gossip.combineThenAdapt(&parameters, sent: sent.buffer, selfWeight: selfWeight, neighbors: terms)
                 }
+            case .choco, .gradientTracking:
+                preconditionFailure("\(configuration.algorithm) runs as a GossipRule")
             }
         }
         for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
@@ -623,6 +714,29 @@ public struct WorkerMachine {
                 view.selfWeight * sentWeightThisRound
                 + view.inNeighbors.reduce(0) { $0 + view.weights[$1]! * received[$1]!.1 }
         }
+        return completeRound(configuration)
+    }
+
+    /// A rule's round: combine once every peer's message is in.
+    private mutating func combineRuleIfReady(_ configuration: RunConfiguration) -> [WorkerDirective] {
+        let received = ruleMessages[round] ?? [:]
+        let senders = ruleSenders(round)
+        guard senders.allSatisfy({ received[$0] != nil }) else { return [] }
+        let messages = Dictionary(
+            uniqueKeysWithValues: senders.map { sender -> (Int, ReceivedGossip) in
+                let envelope = received[sender]!
+                return (sender, envelope.payload.map { .dense($0.buffer) } ?? .encoded(envelope.body))
+            })
+        let row = MixingRow(topology: configuration.topology.topology(atRound: round), rank: rank!)
+        var rule = self.rule!
+        self.rule = nil
+        withExtendedLifetime(received) { rule.combine(&parameters, row: row, received: messages, round: round) }
+        self.rule = rule
+        // Messages read in place from a sender's shared memory: void if the sender rewrote them.
+        for sender in senders {
+            if let damage = received[sender]!.payload?.damage() { return [.fail("round \(round + 1): \(damage)")] }
+        }
+        ruleMessages.removeValue(forKey: round)
         return completeRound(configuration)
     }
 

@@ -62,6 +62,8 @@ public func denseReferenceDSGD(
         case .combineThenAdapt:
             models = Gossip.denseMix(models, mixing: topology)
             for rank in 0..<n { models[rank].addScaled(updates[rank], by: 1) }
+        case .choco, .gradientTracking:
+            preconditionFailure("the dense D-SGD reference runs atc and cta; see denseReferenceGradientTracking")
         }
         for rank in 0..<n { for range in personal { models[rank].replaceSubrange(range, with: trained[rank][range]) } }
         if pushSum {
@@ -70,6 +72,41 @@ public func denseReferenceDSGD(
         }
     }
     return (0..<n).map(debiased)
+}
+
+/// Gradient tracking computed the dense way, as an oracle for the message passing: X, Y and G
+/// as n × d matrices, per round G' = the workers' gradients at X (the same trainers, seeds and
+/// shards as the workers), Y ← Ỹ + G' − G, X ← W_t·(X − η_t Y), Ỹ ← W_t·Y (one SGEMM each).
+public func denseReferenceGradientTracking(
+    network: Network, shards: [Dataset], topology schedule: TopologySchedule, batchSize: Int,
+    optimizer: OptimizerSettings, seed: UInt64, rounds: Int
+) -> [[Float]] {
+    let n = shards.count
+    var trainers = shards.enumerated().map { rank, shard in
+        LocalTrainer(
+            network: network, shard: shard, batchSize: batchSize, localSteps: 1, optimizer: optimizer, seed: seed,
+            rank: rank, rounds: rounds)
+    }
+    let d = network.parameterCount
+    var x = [[Float]](repeating: network.initialParameters(seed: seed), count: n)
+    var mixedY = [[Float]](repeating: [Float](repeating: 0, count: d), count: n)
+    var previous = mixedY
+    for round in 0..<rounds {
+        let topology = schedule.topology(atRound: round)
+        var y = mixedY
+        var stepped = x
+        for rank in 0..<n {
+            let rate = Float(trainers[rank].learningRate(round: round, step: 0, of: 1))
+            let gradient = trainers[rank].nextBatchGradient(at: x[rank]).gradient
+            y[rank].addScaled(gradient, by: 1)
+            y[rank].addScaled(previous[rank], by: -1)
+            previous[rank] = gradient
+            stepped[rank].addScaled(y[rank], by: -rate)
+        }
+        x = Gossip.denseMix(stepped, mixing: topology)
+        mixedY = Gossip.denseMix(y, mixing: topology)
+    }
+    return x
 }
 
 /// The fixed-topology convenience.

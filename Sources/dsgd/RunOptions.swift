@@ -89,8 +89,20 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Local SGD steps H per gossip round.")
     var localSteps: Int = 1
 
-    @Option(help: "atc (adapt-then-combine) or cta (combine-then-adapt, D-PSGD).")
+    @Option(
+        help:
+            "atc (adapt-then-combine), cta (combine-then-adapt, D-PSGD), choco (CHOCO-SGD: compressed gossip, see --compressor and --consensus-step) or gradient-tracking (x and a tracker of the average gradient; one plain SGD gradient per round)."
+    )
     var algorithm: GossipAlgorithm = .adaptThenCombine
+
+    @Option(
+        help:
+            "CHOCO-SGD's compressor: top-k:RATIO (largest magnitudes), random-k:RATIO, sign (scaled by the mean magnitude), qsgd:LEVELS (scaled to contract) or identity. (default: top-k:0.1)"
+    )
+    var compressor: String?
+
+    @Option(help: "CHOCO-SGD's consensus step size γ in (0, 1]. (default: 0.5)")
+    var consensusStep: Double?
 
     @Option(
         help:
@@ -442,6 +454,16 @@ struct RunOptions: ParsableArguments {
         configuration.allowBiasedAverage = allowBiasedAverage
         configuration.allowsAllReduce = !noAllReduce
         configuration.trainExamples = trainExamples
+        if algorithm == .choco || compressor != nil || consensusStep != nil {
+            var rule = GossipRuleSettings()
+            if let compressor {
+                do { rule.compressor = try Compressor(parsing: compressor) } catch {
+                    throw ValidationError("--compressor: \(error)")
+                }
+            }
+            if let consensusStep { rule.consensusStep = consensusStep }
+            configuration.gossipRule = rule
+        }
         configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }
