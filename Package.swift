@@ -55,6 +55,7 @@ let package = Package(
         .testTarget(
             name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "Datasets", "_TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
+        .testTarget(name: "AlgorithmsTests", dependencies: ["Algorithms", "LearningCore"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Runtime"]),
         .testTarget(
             name: "RuntimeTests",

@@ -31,7 +31,7 @@ public struct ChocoGossip: GossipRule {
     private let parameterCount: Int
 
     /// The random stream of random-k and QSGD (per worker).
-    static let compressionStream: UInt64 = 0xC40C0
+    public static let compressionStream: UInt64 = 0xC40C0
 
     public init(context: GossipRuleContext, settings: GossipRuleSettings) {
         compressor = settings.compressor

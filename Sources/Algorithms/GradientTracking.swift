@@ -15,7 +15,8 @@ import LearningCore
 /// On the complete graph with uniform weights it is C-SGD: every xᵢ is x̄ − η·(1/n)Σⱼ gⱼ(x̄).
 ///
 /// One message carries both vectors: xᵢ − η yᵢ, then yᵢ. One gradient per round, plain SGD (the
-/// schedule's learning rate; momentum, weight decay and local steps are refused at configuration).
+/// schedule's learning rate; coupled weight decay wd adds the L2 term (wd/2)‖x‖² to every fᵢ;
+/// momentum, decoupled weight decay, clipping and local steps are refused at configuration).
 public struct GradientTracking: GossipRule {
     public let parameterCount: Int
     /// yᵢ of the current round (after `localUpdate`).
@@ -48,7 +49,12 @@ public struct GradientTracking: GossipRule {
         meanLoss: Double, learningRate: Double
     ) {
         let learningRate = trainer.learningRate(round: round, step: 0, of: 1)
-        let (loss, gradient) = trainer.nextBatchGradient(at: x)
+        var (loss, gradient) = trainer.nextBatchGradient(at: x)
+        // Coupled weight decay is the L2 term (wd/2)‖x‖² of the objective: its gradient wd·x.
+        let settings = trainer.optimizer.settings
+        if settings.weightDecayMode == .coupled && settings.weightDecay != 0 {
+            gradient.addScaled(x, by: Float(settings.weightDecay))
+        }
         // y = ỹ + g − g_prev, in that order.
         tracker = mixedTracker
         tracker.addScaled(gradient, by: 1)

@@ -345,15 +345,17 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             "\(name) keeps state for its peers and cannot go on without one: use --on-failure abort")
         switch algorithm {
         case .choco:
-            let step = gossipRule?.consensusStep ?? .nan
+            let step = (gossipRule ?? GossipRuleSettings()).consensusStep
             try check(step > 0 && step <= 1, "--consensus-step", "must be in (0, 1], got \(step)")
         case .gradientTracking:
             try check(
                 localSteps == 1 && localEpochs == nil, "--local-steps",
                 "gradient tracking takes one gradient per round (got \(localEpochs.map { "--local-epochs \($0)" } ?? "\(localSteps) local steps"))")
             try check(
-                optimizer.momentum == 0 && optimizer.weightDecay == 0 && optimizer.gradientClipNorm == nil,
-                "--momentum/--weight-decay/--clip-norm", "gradient tracking runs plain SGD steps along its tracker")
+                optimizer.momentum == 0 && optimizer.gradientClipNorm == nil
+                    && (optimizer.weightDecay == 0 || optimizer.weightDecayMode == .coupled),
+                "--momentum/--weight-decay-mode/--clip-norm",
+                "gradient tracking runs plain SGD steps along its tracker (weight decay only coupled: an L2 term)")
             try check(!model.batchNorm, "--model", "gradient tracking needs a model without batch norm (\(model) has it)")
         case .adaptThenCombine, .combineThenAdapt:
             break

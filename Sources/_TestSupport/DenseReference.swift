@@ -97,7 +97,8 @@ public func denseReferenceGradientTracking(
         var stepped = x
         for rank in 0..<n {
             let rate = Float(trainers[rank].learningRate(round: round, step: 0, of: 1))
-            let gradient = trainers[rank].nextBatchGradient(at: x[rank]).gradient
+            var gradient = trainers[rank].nextBatchGradient(at: x[rank]).gradient
+            if optimizer.weightDecayMode == .coupled { gradient.addScaled(x[rank], by: Float(optimizer.weightDecay)) }
             y[rank].addScaled(gradient, by: 1)
             y[rank].addScaled(previous[rank], by: -1)
             previous[rank] = gradient
@@ -105,6 +106,44 @@ public func denseReferenceGradientTracking(
         }
         x = Gossip.denseMix(stepped, mixing: topology)
         mixedY = Gossip.denseMix(y, mixing: topology)
+    }
+    return x
+}
+
+/// CHOCO-SGD in the paper's matrix form (Koloskova et al., ICML 2019, Algorithm 1), as an oracle
+/// for the message passing: X½ = the workers' local steps (the same trainers as the workers),
+/// Q = each worker's compression of X½ − X̂ (the same compressor and random stream), X̂ ← X̂ + Q,
+/// X ← X½ + γ(W_t − I)X̂ (one SGEMM).
+public func denseReferenceChoco(
+    network: Network, shards: [Dataset], topology schedule: TopologySchedule, batchSize: Int, localSteps: Int,
+    optimizer: OptimizerSettings, seed: UInt64, rounds: Int, compressor: Compressor, consensusStep: Float
+) -> [[Float]] {
+    let n = shards.count
+    var trainers = shards.enumerated().map { rank, shard in
+        LocalTrainer(
+            network: network, shard: shard, batchSize: batchSize, localSteps: localSteps, optimizer: optimizer,
+            seed: seed, rank: rank, rounds: rounds)
+    }
+    var generators = (0..<n).map {
+        SplitMix64(seed: seed, stream: ChocoGossip.compressionStream, substream: UInt64($0))
+    }
+    var x = [[Float]](repeating: network.initialParameters(seed: seed), count: n)
+    var publicCopies = [[Float]](repeating: [Float](repeating: 0, count: network.parameterCount), count: n)
+    for round in 0..<rounds {
+        for rank in 0..<n {
+            _ = trainers[rank].train(&x[rank], round: round)
+            var difference = x[rank]
+            difference.addScaled(publicCopies[rank], by: -1)
+            let q = difference.withUnsafeBufferPointer { compressor.compress($0, generator: &generators[rank]) }
+            let values = q.decoded()
+            for i in values.indices { publicCopies[rank][i] += values[i] }
+        }
+        let mixed = Gossip.denseMix(publicCopies, mixing: schedule.topology(atRound: round))
+        for rank in 0..<n {
+            var step = mixed[rank]
+            step.addScaled(publicCopies[rank], by: -1)
+            x[rank].addScaled(step, by: consensusStep)
+        }
     }
     return x
 }

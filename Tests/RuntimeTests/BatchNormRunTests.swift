@@ -26,7 +26,7 @@ final class BatchNormRunTests: XCTestCase {
     /// reference restores them), under `averaged` they are mixed like parameters. Tolerance as in
     /// SimulationTests (1e-5 relative).
     func testGossipWithBatchNorm_MatchesDenseReference_UnderBothPolicies() throws {
-        for algorithm in GossipAlgorithm.allCases {
+        for algorithm in [GossipAlgorithm.adaptThenCombine, .combineThenAdapt] {
             for policy in BatchNormSettings.Policy.allCases {
                 var configuration = batchNormConfiguration(policy: policy)
                 configuration.algorithm = algorithm
@@ -58,7 +58,7 @@ final class BatchNormRunTests: XCTestCase {
     func testPushSumWithLocalStatistics_AreNotRescaledByTheWeight() throws {
         let directed = try Graph(
             nodeCount: 4, edges: [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)], directed: true)
-        for algorithm in GossipAlgorithm.allCases {
+        for algorithm in [GossipAlgorithm.adaptThenCombine, .combineThenAdapt] {
             var configuration = batchNormConfiguration(policy: .local)
             configuration.algorithm = algorithm
             configuration.topology = .fixed(try Topology(name: "d", graph: directed, weights: .columnStochastic))
