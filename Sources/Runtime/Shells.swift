@@ -74,7 +74,9 @@ public final class WorkerShell {
                 perform(machine.onEnvelope(envelope))
                 if !joined, let configuration = machine.configuration {
                     transport.admit(
-                        .run(runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount))
+                        .run(
+                            runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount,
+                            vectorsPerMessage: configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
                 }
                 return true
             }
@@ -292,7 +294,9 @@ public final class CoordinatorShell {
         lastProgressAt = clock.now
         faultEvents = machine.configuration.faults.map { "fault injected: \($0)" }
         transport.admit(
-            .run(runID: machine.runID, modelSize: Network(spec: machine.configuration.model).parameterCount))
+            .run(
+                runID: machine.runID, modelSize: Network(spec: machine.configuration.model).parameterCount,
+                vectorsPerMessage: machine.configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
     }
 
     /// Handles at most one incoming message; declares the run failed after the peer timeout.

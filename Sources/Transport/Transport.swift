@@ -104,8 +104,15 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
 public enum FrameAdmission: Sendable, Equatable {
     /// Before the run is known (a worker waiting for its assignment): no payloads.
     case joining
-    /// In run `runID`, whose models have `modelSize` floats.
-    case run(runID: UInt64, modelSize: Int)
+    /// In run `runID`, whose models have `modelSize` floats; a gossip message (`parameters`)
+    /// carries `vectorsPerMessage` of them (2 for gradient tracking's x and y).
+    case run(runID: UInt64, modelSize: Int, vectorsPerMessage: Int = 1)
+
+    /// The floats a payload of a `kind` message has (at most, for a chunk), nil before a run.
+    public func payloadLength(of kind: MessageKind) -> Int? {
+        guard case .run(_, let modelSize, let vectors) = self else { return nil }
+        return kind == .parameters ? modelSize * vectors : modelSize
+    }
 
     /// Why a frame with this header must be rejected before its payload is read (nil: admit it).
     public func problem(with header: MessageHeader, payloadBytes: Int) -> String? {
@@ -116,7 +123,8 @@ public enum FrameAdmission: Sendable, Equatable {
                 return "a \(header.kind) message with a payload before this node joined a run"
             }
             return nil
-        case .run(let runID, let modelSize):
+        case .run(let runID, _, _):
+            let modelSize = payloadLength(of: header.kind)!
             if header.runID != runID && header.kind != .register {
                 return "\(header.kind) for run \(header.runID), not this run's \(runID)"
             }

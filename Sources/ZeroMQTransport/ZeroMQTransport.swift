@@ -197,7 +197,7 @@ public final class ZeroMQTransport: Transport {
         var envelope = try decodeFrames(frames)
         if envelope.header.payloadEncoding == .sparse {
             guard let slots = envelope.payload else { throw WireError.malformed("sparse encoding without a payload") }
-            if case .run(_, let modelSize) = admission, slots.count > 0,
+            if let modelSize = admission?.payloadLength(of: header.kind), slots.count > 0,
                 header.kind.carriesChunk
                     ? Int(slots.buffer[0].bitPattern) > modelSize : Int(slots.buffer[0].bitPattern) != modelSize
             {
