@@ -35,7 +35,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "Reports", dependencies: ["Runtime", "Diagnostics", "Topologies"]),
+        .target(name: "Reports", dependencies: ["Runtime", "Algorithms", "Diagnostics", "Topologies"]),
         // Sweep specs, grids and the queue of cells: pure (the YAML text is parsed, never read here).
         .target(name: "Sweeps", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(

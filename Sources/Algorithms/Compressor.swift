@@ -284,7 +284,8 @@ public struct CompressedVector: Sendable, Equatable {
     public init(decoding bytes: [UInt8], count: Int) throws(CompressorError) {
         self.count = count
         guard let first = bytes.first, let tag = Tag(rawValue: first) else {
-            throw CompressorError("compressed vector: unknown encoding tag \(bytes.first.map(String.init) ?? "(empty)")")
+            throw CompressorError(
+                "compressed vector: unknown encoding tag \(bytes.first.map(String.init) ?? "(empty)")")
         }
         func word(_ offset: Int) -> UInt32 {
             UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16

@@ -96,11 +96,6 @@ public struct GossipRuleSettings: Sendable, Equatable, Codable {
         self.compressor = compressor
         self.consensusStep = consensusStep
     }
-
-    enum CodingKeys: String, CodingKey {
-        case compressor
-        case consensusStep = "consensus_step"
-    }
 }
 
 extension GossipAlgorithm {

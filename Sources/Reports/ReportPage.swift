@@ -1,3 +1,4 @@
+import Algorithms
 import Diagnostics
 import Foundation
 import Runtime
@@ -150,7 +151,14 @@ public enum ReportPage {
                 "model · batch · local steps",
                 "\(configuration.model) · \(configuration.batchSize) · \(configuration.localSteps)"
             ),
-            ("algorithm", configuration.algorithm.rawValue),
+            (
+                "algorithm",
+                configuration.algorithm.rawValue
+                    + (configuration.algorithm == .choco
+                        ? escape(
+                            " (compressor \(configuration.gossipRule?.compressor ?? GossipRuleSettings().compressor), γ = \(configuration.gossipRule?.consensusStep ?? GossipRuleSettings().consensusStep))"
+                        ) : "")
+            ),
             (
                 "learning rate",
                 escape(configuration.optimizer.schedule.description(unit: configuration.optimizer.scheduleUnit))

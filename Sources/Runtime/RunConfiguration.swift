@@ -339,7 +339,9 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         )
         try check(
             personalization.algorithm == .none && personalLayers.isEmpty && batchNorm.policy == .averaged,
-            "--algorithm", "\(name) shares every coordinate: it does not combine with personalization, --personal-layers or --bn-policy local")
+            "--algorithm",
+            "\(name) shares every coordinate: it does not combine with personalization, --personal-layers or --bn-policy local"
+        )
         try check(
             failurePolicy == .abort, "--on-failure",
             "\(name) keeps state for its peers and cannot go on without one: use --on-failure abort")
@@ -350,13 +352,15 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         case .gradientTracking:
             try check(
                 localSteps == 1 && localEpochs == nil, "--local-steps",
-                "gradient tracking takes one gradient per round (got \(localEpochs.map { "--local-epochs \($0)" } ?? "\(localSteps) local steps"))")
+                "gradient tracking takes one gradient per round (got \(localEpochs.map { "--local-epochs \($0)" } ?? "\(localSteps) local steps"))"
+            )
             try check(
                 optimizer.momentum == 0 && optimizer.gradientClipNorm == nil
                     && (optimizer.weightDecay == 0 || optimizer.weightDecayMode == .coupled),
                 "--momentum/--weight-decay-mode/--clip-norm",
                 "gradient tracking runs plain SGD steps along its tracker (weight decay only coupled: an L2 term)")
-            try check(!model.batchNorm, "--model", "gradient tracking needs a model without batch norm (\(model) has it)")
+            try check(
+                !model.batchNorm, "--model", "gradient tracking needs a model without batch norm (\(model) has it)")
         case .adaptThenCombine, .combineThenAdapt:
             break
         }

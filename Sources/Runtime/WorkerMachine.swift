@@ -358,7 +358,10 @@ public struct WorkerMachine {
         // A round that was being averaged by all-reduce is finished by gossip among the survivors:
         // every survivor sends its model again, to every new out-neighbour.
         if rule != nil {
-            return [.fail("removed workers \(change.removed): \(configuration.algorithm.rawValue) cannot go on without them")]
+            return [
+                .fail(
+                    "removed workers \(change.removed): \(configuration.algorithm.rawValue) cannot go on without them")
+            ]
         }
         let previousOut = collective == nil ? view(round).outNeighbors : []
         collective = nil
@@ -501,7 +504,8 @@ public struct WorkerMachine {
         let envelope: Envelope
         switch message {
         case .dense(let values):
-            envelope = Envelope(header: header(.parameters, round: round), payload: makePayload(values, round: round + 1))
+            envelope = Envelope(
+                header: header(.parameters, round: round), payload: makePayload(values, round: round + 1))
         case .encoded(let bytes):
             envelope = Envelope(header: header(.parameters, round: round), body: bytes)
         }
@@ -534,7 +538,9 @@ public struct WorkerMachine {
         }
         let received: ReceivedGossip
         if let payload = envelope.payload {
-            guard envelope.body.isEmpty else { return reject("a message from worker \(sender) with both a payload and a body") }
+            guard envelope.body.isEmpty else {
+                return reject("a message from worker \(sender) with both a payload and a body")
+            }
             guard payload.isFinite else {
                 return reject("a message from worker \(sender) for round \(messageRound + 1) contains NaN or Inf")
             }

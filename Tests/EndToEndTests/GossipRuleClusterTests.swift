@@ -1,7 +1,6 @@
 import Foundation
 import XCTest
 
-
 /// CHOCO-SGD and gradient tracking between real processes: the numbers of `dsgd simulate`, bit
 /// for bit, through shared memory (gradient tracking's two-vector messages) and ZeroMQ frames
 /// (CHOCO-SGD's compressed bytes), on a fixed and on a changing graph.
@@ -19,8 +18,10 @@ final class GossipRuleClusterTests: XCTestCase {
             (["--algorithm", "gradient-tracking"], "one-peer-exponential", "auto"),
             (["--algorithm", "gradient-tracking"], "ring", "zeromq"),
             (["--algorithm", "choco", "--compressor", "top-k:0.2", "--consensus-step", "0.4"], "ring", "auto"),
-            (["--algorithm", "choco", "--compressor", "qsgd:8", "--consensus-step", "0.3"], "one-peer-exponential",
-                "auto"),
+            (
+                ["--algorithm", "choco", "--compressor", "qsgd:8", "--consensus-step", "0.3"], "one-peer-exponential",
+                "auto"
+            ),
         ].enumerated() {
             func arguments(_ run: URL) -> [String] {
                 [
@@ -53,7 +54,10 @@ final class GossipRuleClusterTests: XCTestCase {
 
             let simulated = scratch.appendingPathComponent("sim-\(index)")
             let simulation = try Child(
-                binary, ["simulate"] + arguments(simulated) + ["--dump-parameters", simulated.appendingPathComponent("dump").path],
+                binary,
+                ["simulate"] + arguments(simulated) + [
+                    "--dump-parameters", simulated.appendingPathComponent("dump").path,
+                ],
                 output: scratch.appendingPathComponent("simulate-\(index).log"))
             XCTAssertEqual(simulation.wait(seconds: 120), 0, simulation.text)
             for rank in 0..<workers {
@@ -66,11 +70,13 @@ final class GossipRuleClusterTests: XCTestCase {
             XCTAssertEqual(lines.count, rounds, label)
             for key in ["train_loss", "consensus_distance_sq", "test_accuracy", "test_loss", "bytes_sent"] {
                 XCTAssertEqual(
-                    simulatedLines.map { "\($0[key] ?? "none")" }, lines.map { "\($0[key] ?? "none")" }, "\(label): \(key)")
+                    simulatedLines.map { "\($0[key] ?? "none")" }, lines.map { "\($0[key] ?? "none")" },
+                    "\(label): \(key)")
             }
             // It trains: the loss falls.
             XCTAssertLessThan(
-                try XCTUnwrap(lines.last?["train_loss"] as? Double), try XCTUnwrap(lines.first?["train_loss"] as? Double),
+                try XCTUnwrap(lines.last?["train_loss"] as? Double),
+                try XCTUnwrap(lines.first?["train_loss"] as? Double),
                 label)
         }
     }

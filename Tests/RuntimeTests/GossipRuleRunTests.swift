@@ -1,6 +1,6 @@
 import Algorithms
-import Foundation
 import Datasets
+import Foundation
 import LearningCore
 import Optimizers
 import Runtime
@@ -145,13 +145,16 @@ final class GossipRuleRunTests: XCTestCase {
         base.partition = .pathological(classesPerWorker: 1)
         base.optimizer = OptimizerSettings(schedule: .constant(0.5), weightDecay: weightDecay)
         let data = try shards(base)
-        XCTAssertEqual(data.map(\.count), Array(repeating: 50, count: workers), "full local gradients need equal shards")
+        XCTAssertEqual(
+            data.map(\.count), Array(repeating: 50, count: workers), "full local gradients need equal shards")
         XCTAssertTrue(data.allSatisfy { Set($0.labels).count <= 3 }, "label skew: at most 3 of the 10 classes each")
         let minimizer = newtonMinimizer(shards: data, features: 8, classes: 10, weightDecay: weightDecay)
 
         func distance(_ models: [[Float]]) -> Double {
             models.map { model in
-                let difference = zip(model, minimizer).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+                let difference = zip(model, minimizer).reduce(0.0) {
+                    $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1)
+                }
                 return (difference / minimizer.reduce(0.0) { $0 + $1 * $1 }).squareRoot()
             }.max()!
         }
@@ -170,9 +173,15 @@ final class GossipRuleRunTests: XCTestCase {
         XCTAssertEqual(validationMessage(tracking), "no error")
         XCTAssertTrue(validationMessage(tracking.with { $0.localSteps = 2 }).hasPrefix("--local-steps"))
         XCTAssertTrue(
-            validationMessage(tracking.with { $0.optimizer.momentum = 0.9; $0.optimizer.momentumKind = .heavyBall })
-                .hasPrefix("--momentum"))
-        XCTAssertTrue(validationMessage(tracking.with { $0.model = ModelSpec(widths: [20, 12, 10], batchNorm: true) }).hasPrefix("--model"))
+            validationMessage(
+                tracking.with {
+                    $0.optimizer.momentum = 0.9; $0.optimizer.momentumKind = .heavyBall
+                }
+            )
+            .hasPrefix("--momentum"))
+        XCTAssertTrue(
+            validationMessage(tracking.with { $0.model = ModelSpec(widths: [20, 12, 10], batchNorm: true) }).hasPrefix(
+                "--model"))
         XCTAssertTrue(validationMessage(tracking.with { $0.failurePolicy = .continue }).hasPrefix("--on-failure"))
         let chocoRun = choco(smallConfiguration(), .sign, step: 0.5)
         XCTAssertEqual(validationMessage(chocoRun), "no error")
@@ -182,7 +191,8 @@ final class GossipRuleRunTests: XCTestCase {
             validationMessage(smallConfiguration().with { $0.gossipRule = GossipRuleSettings() }).hasPrefix(
                 "--compressor"))
         let directed = try Topology(
-            name: "directed-cycle", graph: try Graph(nodeCount: 3, edges: [(0, 1), (1, 2), (2, 0), (0, 2)], directed: true),
+            name: "directed-cycle",
+            graph: try Graph(nodeCount: 3, edges: [(0, 1), (1, 2), (2, 0), (0, 2)], directed: true),
             weights: .columnStochastic)
         XCTAssertTrue(
             validationMessage(
