@@ -124,56 +124,49 @@ public enum Compressor: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The indices (ascending) of the k entries of largest magnitude, ties to the lower index.
+    /// A radix select on the magnitudes' bit patterns (for finite non-negative floats the
+    /// patterns order as the values): a histogram of the high 16 bits finds the bucket of the k-th
+    /// largest, a histogram of the low 16 bits within it the exact threshold; three linear passes.
     static func largestMagnitudes(_ values: UnsafeBufferPointer<Float>, keeping k: Int) -> [UInt32] {
         let d = values.count
         if k >= d { return [UInt32](0..<UInt32(d)) }
-        var magnitudes = values.map { abs($0) }
-        let threshold = kthLargest(&magnitudes, k)
+        var bits = [UInt32](repeating: 0, count: d)
+        var high = [Int](repeating: 0, count: 1 << 16)
+        bits.withUnsafeMutableBufferPointer { bits in
+            for i in 0..<d {
+                let pattern = values[i].bitPattern & 0x7FFF_FFFF
+                bits[i] = pattern
+                high[Int(pattern >> 16)] += 1
+            }
+        }
+        // The bucket holding the k-th largest, and how many lie above it.
+        var above = 0
+        var bucket = (1 << 16) - 1
+        while above + high[bucket] < k {
+            above += high[bucket]
+            bucket -= 1
+        }
+        var low = [Int](repeating: 0, count: 1 << 16)
+        for pattern in bits where Int(pattern >> 16) == bucket { low[Int(pattern & 0xFFFF)] += 1 }
+        var lowValue = (1 << 16) - 1
+        while above + low[lowValue] < k {
+            above += low[lowValue]
+            lowValue -= 1
+        }
+        let threshold = UInt32(bucket) << 16 | UInt32(lowValue)
+        // `above` entries exceed the threshold; the rest of the k are ties, lowest indices first.
+        var ties = k - above
         var indices: [UInt32] = []
         indices.reserveCapacity(k)
-        var above = 0
-        for v in values where abs(v) > threshold { above += 1 }
-        var ties = k - above
-        for i in 0..<d {
-            let m = abs(values[i])
-            if m > threshold {
+        for (i, pattern) in bits.enumerated() {
+            if pattern > threshold {
                 indices.append(UInt32(i))
-            } else if m == threshold && ties > 0 {
+            } else if pattern == threshold && ties > 0 {
                 indices.append(UInt32(i))
                 ties -= 1
             }
         }
         return indices
-    }
-
-    /// The k-th largest of `a` (1-based), by quickselect with a median-of-three pivot; reorders `a`.
-    private static func kthLargest(_ a: inout [Float], _ k: Int) -> Float {
-        var low = 0
-        var high = a.count - 1
-        let target = k - 1
-        while low < high {
-            let middle = low + (high - low) / 2
-            let pivot = Swift.max(Swift.min(a[low], a[middle]), Swift.min(Swift.max(a[low], a[middle]), a[high]))
-            var i = low
-            var j = high
-            while i <= j {
-                while a[i] > pivot { i += 1 }
-                while a[j] < pivot { j -= 1 }
-                if i <= j {
-                    a.swapAt(i, j)
-                    i += 1
-                    j -= 1
-                }
-            }
-            if target <= j {
-                high = j
-            } else if target >= i {
-                low = i
-            } else {
-                return a[target]
-            }
-        }
-        return a[target]
     }
 }
 
@@ -252,11 +245,17 @@ public struct CompressedVector: Sendable, Equatable {
                 bytes.append(contentsOf: raw)
             }
         case .sparse(let indices, let values):
-            bytes.reserveCapacity(5 + 8 * indices.count)
-            bytes.append(Tag.sparse.rawValue)
-            put(UInt32(indices.count))
-            for i in indices { put(i) }
-            for v in values { put(v) }
+            let k = indices.count
+            bytes = [UInt8](repeating: 0, count: 5 + 8 * k)
+            bytes[0] = Tag.sparse.rawValue
+            bytes.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt32(k).littleEndian, toByteOffset: 1, as: UInt32.self)
+                for j in 0..<k {
+                    raw.storeBytes(of: indices[j].littleEndian, toByteOffset: 5 + 4 * j, as: UInt32.self)
+                    raw.storeBytes(
+                        of: values[j].bitPattern.littleEndian, toByteOffset: 5 + 4 * (k + j), as: UInt32.self)
+                }
+            }
         case .signs(let scale, let bits):
             bytes.append(Tag.signs.rawValue)
             put(scale)
@@ -291,8 +290,8 @@ public struct CompressedVector: Sendable, Equatable {
             UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
                 | UInt32(bytes[offset + 3]) << 24
         }
-        func finite(_ v: Float, _ what: String) throws(CompressorError) -> Float {
-            guard v.isFinite else { throw CompressorError("compressed vector: \(what) is \(v)") }
+        func finite(_ v: Float, _ what: @autoclosure () -> String) throws(CompressorError) -> Float {
+            guard v.isFinite else { throw CompressorError("compressed vector: \(what()) is \(v)") }
             return v
         }
         switch tag {
@@ -313,13 +312,30 @@ public struct CompressedVector: Sendable, Equatable {
             }
             var indices = [UInt32](repeating: 0, count: k)
             var values = [Float](repeating: 0, count: k)
-            for j in 0..<k {
-                indices[j] = word(5 + 4 * j)
+            // The first index or value that is wrong, if any (checked in one pass, reported after).
+            var bad: Int?
+            bytes.withUnsafeBytes { raw in
+                var previous: Int64 = -1
+                for j in 0..<k {
+                    let index = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 5 + 4 * j, as: UInt32.self))
+                    let value = Float(
+                        bitPattern: UInt32(
+                            littleEndian: raw.loadUnaligned(fromByteOffset: 5 + 4 * (k + j), as: UInt32.self)))
+                    indices[j] = index
+                    values[j] = value
+                    if Int(index) >= count || Int64(index) <= previous || !value.isFinite {
+                        bad = j
+                        break
+                    }
+                    previous = Int64(index)
+                }
+            }
+            if let j = bad {
                 guard Int(indices[j]) < count, j == 0 || indices[j] > indices[j - 1] else {
                     throw CompressorError(
                         "compressed vector: index \(indices[j]) at position \(j) is out of range or out of order")
                 }
-                values[j] = try finite(Float(bitPattern: word(5 + 4 * k + 4 * j)), "value at index \(indices[j])")
+                _ = try finite(values[j], "value at index \(indices[j])")
             }
             content = .sparse(indices: indices, values: values)
         case .signs:
