@@ -10,7 +10,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
@@ -32,7 +31,6 @@ let package = Package(
             name: "Runtime",
             dependencies: [
                 "Algorithms", "Diagnostics", "Transport", "Wire", "Datasets", "Topologies",
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(name: "Reports", dependencies: ["Runtime", "Algorithms", "Diagnostics", "Topologies"]),
@@ -45,17 +43,17 @@ let package = Package(
             dependencies: [
                 "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ", "SharedMemory", "Transport", "Sweeps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "LearningCoreTests", dependencies: ["LearningCore", "Optimizers", "_TestSupport"]),
+        .testTarget(name: "LearningCoreTests", dependencies: ["LearningCore", "_TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "_TestSupport"]),
         .testTarget(
             name: "TopologiesTests", dependencies: ["Topologies", "Algorithms", "LearningCore", "_TestSupport"]),
         .testTarget(
             name: "DiagnosticsTests", dependencies: ["Diagnostics", "LearningCore", "Datasets", "_TestSupport"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
-        .testTarget(name: "AlgorithmsTests", dependencies: ["Algorithms", "LearningCore"]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "LearningCore"]),
+        .testTarget(name: "AlgorithmsTests", dependencies: ["Algorithms", "LearningCore", "Optimizers", "Datasets"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Runtime"]),
         .testTarget(
             name: "RuntimeTests",
