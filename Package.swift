@@ -41,7 +41,7 @@ let package = Package(
         .executableTarget(
             name: "dsgd",
             dependencies: [
-                "Runtime", "Reports", "ZeroMQTransport", "CZeroMQ", "SharedMemory", "Transport", "Sweeps",
+                "Runtime", "Reports", "ZeroMQTransport", "SharedMemory", "Transport", "Sweeps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CZeroMQ
 import Foundation
 import LearningCore
 import Wire
@@ -22,17 +21,12 @@ struct FuzzPeerCommand: ParsableCommand {
     @Option var rank: Int = 0
 
     func run() throws {
-        guard let context = zmq_ctx_new() else { throw ValidationError("zmq_ctx_new failed") }
-        defer { zmq_ctx_term(context) }
-        guard let socket = zmq_socket(context, ZMQ_PUSH) else { throw ValidationError("zmq_socket failed") }
-        var linger: Int32 = 5_000
-        zmq_setsockopt(socket, ZMQ_LINGER, &linger, 4)
         // A target that stops reading (its run ended, or it is wedged) must not block this process
         // forever; 30 s, not less: on two busy cores a live target can fall that far behind.
-        var sendTimeout: Int32 = 30_000
-        zmq_setsockopt(socket, ZMQ_SNDTIMEO, &sendTimeout, 4)
-        guard zmq_connect(socket, endpoint) == 0 else { throw ValidationError("cannot connect to \(endpoint)") }
-        defer { zmq_close(socket) }
+        let socket: RawFramePusher
+        do { socket = try RawFramePusher(endpoint: endpoint, sendTimeoutMilliseconds: 30_000) } catch {
+            throw ValidationError("\(error)")
+        }
         var generator = SplitMix64(seed: seed)
         func random(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: generator.next()) } }
         if let liveRunId {
@@ -44,14 +38,8 @@ struct FuzzPeerCommand: ParsableCommand {
                 targetIsWorker: target == "worker",
                 rank: rank)
             for sent in 0..<count {
-                let frames = live.frames(&generator)
-                for (index, frame) in frames.enumerated() {
-                    let result = frame.withUnsafeBytes {
-                        zmq_send(socket, $0.baseAddress, $0.count, index + 1 < frames.count ? ZMQ_SNDMORE : 0)
-                    }
-                    if result < 0 {
-                        throw ValidationError("the target stopped reading after \(sent) of \(count) frames")
-                    }
+                guard socket.send(live.frames(&generator)) else {
+                    throw ValidationError("the target stopped reading after \(sent) of \(count) frames")
                 }
             }
             print("sent \(count) live-run frames")
@@ -89,11 +77,7 @@ struct FuzzPeerCommand: ParsableCommand {
             case 5: frames = (0..<(1 + generator.next() % 5)).map { _ in random(Int(generator.next() % 64)) }
             default: frames = [Array(header().prefix(Int(generator.next() % 32)))]  // truncated
             }
-            for (index, frame) in frames.enumerated() {
-                _ = frame.withUnsafeBytes {
-                    zmq_send(socket, $0.baseAddress, $0.count, index + 1 < frames.count ? ZMQ_SNDMORE : 0)
-                }
-            }
+            socket.send(frames)
         }
     }
 }
