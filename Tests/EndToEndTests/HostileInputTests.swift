@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// 10,000 random and mutated frames, and 10,000 well-formed frames of the live run with
+/// 6,000 random and mutated frames, and 6,000 well-formed frames of the live run with
 /// distinguishable mutations, each to a live worker and to the coordinator: nothing crashes,
 /// nothing is mixed in, and the run's numbers equal the undisturbed simulation's.
 final class HostileInputTests: XCTestCase {
@@ -23,7 +23,7 @@ final class HostileInputTests: XCTestCase {
                 "--run-dir", run.path, "--endpoint-file", endpointFile.path, "--peer-timeout", "60",
                 "--run-id-file", runIDFile.path,
                 // Keeps the run going while the frames arrive (timing faults never change numbers).
-                "--straggler", "2:0.01",
+                "--straggler", "2:0.015",
             ],
             output: scratch.appendingPathComponent("coordinator.log"))
         let endpoint = waitForEndpoint(endpointFile)
@@ -38,7 +38,7 @@ final class HostileInputTests: XCTestCase {
         }
         // Random frames (of other runs), then frames with the live run's version and run id whose
         // mutations are distinguishable from legitimate messages (kinds, senders, rounds, sizes,
-        // encodings, NaN payloads, bodies): 10,000 of each to the worker and to the coordinator,
+        // encodings, NaN payloads, bodies): 6,000 of each to the worker and to the coordinator,
         // while the run is in progress.
         let live = [
             "--live-run-id", runID, "--model-size", "12730", "--workers", "3", "--rounds", "1500",
@@ -49,7 +49,7 @@ final class HostileInputTests: XCTestCase {
             (workerInbox, 4, live + ["--target", "worker", "--rank", "0"]),
         ].map { target, seed, extra in
             try Child(
-                binary, ["fuzz-peer", "--endpoint", target, "--count", "10000", "--seed", "\(seed)"] + extra,
+                binary, ["fuzz-peer", "--endpoint", target, "--count", "6000", "--seed", "\(seed)"] + extra,
                 output: scratch.appendingPathComponent("fuzz-\(seed).log"))
         }
         for attacker in attackers { XCTAssertEqual(attacker.wait(seconds: 120), 0, attacker.text) }
