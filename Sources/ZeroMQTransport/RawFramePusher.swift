@@ -9,9 +9,9 @@ public final class RawFramePusher {
 
     /// Connects to `endpoint`. `sendTimeoutMilliseconds` bounds a send to a target that stopped
     /// reading; the linger lets queued frames out at close.
-    public init(endpoint: String, sendTimeoutMilliseconds: Int32, lingerMilliseconds: Int32 = 5_000) throws(
-        TransportSetupError
-    ) {
+    public init(endpoint: String, sendTimeoutMilliseconds: Int32, lingerMilliseconds: Int32 = 5_000)
+        throws(TransportSetupError)
+    {
         guard let context = zmq_ctx_new() else { throw TransportSetupError("zmq_ctx_new failed") }
         guard let socket = zmq_socket(context, ZMQ_PUSH) else {
             zmq_ctx_term(context)

@@ -45,22 +45,12 @@ final class ClusterTests: XCTestCase {
             ("atc", "ring", batchNorm),
         ].enumerated() {
             let run = scratch.appendingPathComponent("run-\(index)")
-            let endpointFile = scratch.appendingPathComponent("endpoint-\(index)")
-            let coordinator = try Child(
-                binary,
-                ["coordinator"] + runArguments(data: data, runDirectory: run, algorithm: algorithm, topology: topology)
-                    + extra + ["--endpoint-file", endpointFile.path],
-                output: scratch.appendingPathComponent("coordinator-\(index).log"))
-            let endpoint = waitForEndpoint(endpointFile)
-            XCTAssertFalse(endpoint.isEmpty, coordinator.text)
             let dumps = scratch.appendingPathComponent("dump-\(index)")
-            let children = try (0..<workers).map { rank in
-                try Child(
-                    binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
-                    output: scratch.appendingPathComponent("worker-\(index)-\(rank).log"))
-            }
-            for child in children { XCTAssertEqual(child.wait(seconds: 120), 0, child.text) }
-            XCTAssertEqual(coordinator.wait(seconds: 60), 0, coordinator.text)
+            try runCluster(
+                binary,
+                arguments: runArguments(data: data, runDirectory: run, algorithm: algorithm, topology: topology)
+                    + extra,
+                workers: workers, dumps: dumps, scratch: scratch, tag: "\(index)", label: "\(algorithm) \(topology)")
 
             let models = try (0..<workers).map { try readFloats(dumps.appendingPathComponent("worker-\($0).f32")) }
             let configuration = try JSONDecoder().decode(

@@ -32,21 +32,10 @@ final class GossipRuleClusterTests: XCTestCase {
             }
             let label = "\(rule[1]) on \(topology), payloads \(payloads)"
             let run = scratch.appendingPathComponent("run-\(index)")
-            let endpointFile = scratch.appendingPathComponent("endpoint-\(index)")
-            let coordinator = try Child(
-                binary,
-                ["coordinator"] + arguments(run) + ["--endpoint-file", endpointFile.path, "--payloads", payloads],
-                output: scratch.appendingPathComponent("coordinator-\(index).log"))
-            let endpoint = waitForEndpoint(endpointFile)
-            XCTAssertFalse(endpoint.isEmpty, coordinator.text)
             let dumps = scratch.appendingPathComponent("dump-\(index)")
-            let children = try (0..<workers).map { rank in
-                try Child(
-                    binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
-                    output: scratch.appendingPathComponent("worker-\(index)-\(rank).log"))
-            }
-            for child in children { XCTAssertEqual(child.wait(seconds: 120), 0, "\(label): \(child.text)") }
-            XCTAssertEqual(coordinator.wait(seconds: 60), 0, "\(label): \(coordinator.text)")
+            try runCluster(
+                binary, arguments: arguments(run) + ["--payloads", payloads], workers: workers, dumps: dumps,
+                scratch: scratch, tag: "\(index)", label: label)
             let summary = try String(contentsOf: run.appendingPathComponent("summary.json"), encoding: .utf8)
             XCTAssertTrue(
                 summary.contains(payloads == "zeromq" ? "\"used\" : \"zeromq\"" : "\"used\" : \"shared-memory\""),

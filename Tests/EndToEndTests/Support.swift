@@ -175,3 +175,28 @@ func waitForRows(_ run: URL, count: Int, seconds: Double = 30) -> Int {
     }
     return rows
 }
+
+/// A coordinator started with `arguments` (plus its endpoint file) and `workers` worker processes
+/// that dump their final parameters into `dumps` (`worker-R.f32`); waits for every worker (120 s)
+/// and then the coordinator (60 s), asserting that each exits 0, labelled with `label`. Logs go to
+/// `scratch` as `coordinator-TAG.log` and `worker-TAG-R.log`.
+func runCluster(
+    _ binary: URL, arguments: [String], workers: Int, dumps: URL, scratch: URL, tag: String, label: String,
+    file: StaticString = #filePath, line: UInt = #line
+) throws {
+    let endpointFile = scratch.appendingPathComponent("endpoint-\(tag)")
+    let coordinator = try Child(
+        binary, ["coordinator"] + arguments + ["--endpoint-file", endpointFile.path],
+        output: scratch.appendingPathComponent("coordinator-\(tag).log"))
+    let endpoint = waitForEndpoint(endpointFile)
+    XCTAssertFalse(endpoint.isEmpty, "\(label): \(coordinator.text)", file: file, line: line)
+    let children = try (0..<workers).map { rank in
+        try Child(
+            binary, ["worker", "--coordinator", endpoint, "--dump-parameters", dumps.path],
+            output: scratch.appendingPathComponent("worker-\(tag)-\(rank).log"))
+    }
+    for child in children {
+        XCTAssertEqual(child.wait(seconds: 120), 0, "\(label): \(child.text)", file: file, line: line)
+    }
+    XCTAssertEqual(coordinator.wait(seconds: 60), 0, "\(label): \(coordinator.text)", file: file, line: line)
+}

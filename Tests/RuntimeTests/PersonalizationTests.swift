@@ -9,6 +9,32 @@ import Wire
 import XCTest
 import _TestSupport
 
+/// `base` (4 workers, federated on the solo graph, its personalization algorithm set) as the
+/// algorithm runs: with the server or over a ring; local-only always alone (solo, no server);
+/// FedPer's and FedRep's head, FedBN's batch-norm layers (local statistics, x̄ recomputed).
+func personalized(_ base: RunConfiguration, federated: Bool) throws -> RunConfiguration {
+    var configuration = base
+    if !federated {
+        configuration.federated = nil
+        configuration.topology = .fixed(try .ring(nodeCount: 4))
+    }
+    switch configuration.personalization.algorithm {
+    case .localOnly:
+        configuration.federated = nil
+        configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
+    case .fedPer, .fedRep:
+        configuration.personalLayers = ["layers.2"]
+    case .fedBN:
+        configuration.model.batchNorm = true
+        configuration.personalLayers = ["layers.1"]
+        configuration.batchNorm.policy = .local
+        configuration.batchNorm.averageModelStatistics = .recomputed
+    default:
+        break
+    }
+    return configuration
+}
+
 /// The personalization algorithms: the additive objective against finite differences, the
 /// curriculum that reaches the loss, shared models that equal FedAvg when the personal side does
 /// not touch them, private parts that never travel, and the configuration errors.
@@ -262,25 +288,7 @@ final class PersonalizationAlgorithmTests: XCTestCase {
     func testEveryAlgorithm_RunsWithAServerAndOverARing_PersonalPartsStayPersonal() throws {
         for algorithm in PersonalizationSettings.Algorithm.allCases {
             for federated in [true, false] {
-                var configuration = federatedConfiguration(algorithm)
-                if !federated {
-                    configuration.federated = nil
-                    configuration.topology = .fixed(try .ring(nodeCount: 4))
-                }
-                switch algorithm {
-                case .localOnly:
-                    configuration.federated = nil
-                    configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
-                case .fedPer, .fedRep:
-                    configuration.personalLayers = ["layers.2"]
-                case .fedBN:
-                    configuration.model.batchNorm = true
-                    configuration.personalLayers = ["layers.1"]
-                    configuration.batchNorm.policy = .local
-                    configuration.batchNorm.averageModelStatistics = .recomputed
-                default:
-                    break
-                }
+                let configuration = try personalized(federatedConfiguration(algorithm), federated: federated)
                 let (coordinator, workers) = try run(configuration)
                 XCTAssertNotNil(coordinator.records.last?.clientAccuracyMean, "\(algorithm)")
                 let layout = Network(spec: configuration.model).layout

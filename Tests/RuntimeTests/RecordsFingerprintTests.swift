@@ -111,29 +111,13 @@ final class RecordsFingerprintTests: XCTestCase {
             ))
         for algorithm in PersonalizationSettings.Algorithm.allCases where algorithm != .none {
             for federated in [true, false] {
-                var configuration = federatedBase
-                configuration.personalization = PersonalizationSettings(
+                // Local-only runs alone either way: once.
+                if algorithm == .localOnly && !federated { continue }
+                var base = federatedBase
+                base.personalization = PersonalizationSettings(
                     algorithm: algorithm, fineTuneSteps: 3, dittoLambda: 0.5, apflAlpha: 0.3, additiveLambda: 0.2,
                     additiveMu: 0.01, curriculumRounds: 4)
-                if !federated {
-                    configuration.federated = nil
-                    configuration.topology = .fixed(try .ring(nodeCount: 4))
-                }
-                switch algorithm {
-                case .localOnly:
-                    if !federated { continue }
-                    configuration.federated = nil
-                    configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
-                case .fedPer, .fedRep:
-                    configuration.personalLayers = ["layers.2"]
-                case .fedBN:
-                    configuration.model.batchNorm = true
-                    configuration.personalLayers = ["layers.1"]
-                    configuration.batchNorm.policy = .local
-                    configuration.batchNorm.averageModelStatistics = .recomputed
-                default:
-                    break
-                }
+                let configuration = try personalized(base, federated: federated)
                 list.append(("\(algorithm.rawValue)-\(federated ? "server" : "ring")", configuration))
             }
         }
