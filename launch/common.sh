@@ -42,6 +42,24 @@ check_workers() {
     [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "$launcher: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
 }
 
+# The dsgd flags after -- must not repeat what the launcher sets itself: dsgd would take the
+# later value while the launcher acts on its own (starting another number of workers, cleaning
+# up and reporting another run folder). Launcher flags are named with where they go.
+check_extra() {
+    local flag name
+    for flag in "${extra[@]+"${extra[@]}"}"; do
+        name="${flag%%=*}"
+        case "$name" in
+            --workers|--topology|--rounds|--model|--batch|--lr|--data|--partition|--seed|--run-dir|--curve-keys)
+                echo "$launcher: $name is a launcher flag: give it before -- ($launcher $name VALUE -- ...)" >&2
+                exit 2 ;;
+            --bind|--endpoint-file|--run-id-file|--abort-reason-file|--coordinator)
+                echo "$launcher: $name is set by the launcher for every process; it cannot be given after --" >&2
+                exit 2 ;;
+        esac
+    done
+}
+
 # The coordinator's run arguments.
 run_arguments() {
     printf '%s\n' --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" --batch "$batch" \

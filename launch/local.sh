@@ -36,6 +36,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 check_workers
+check_extra
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
 
 if [[ -n "${DSGD_BIN:-}" ]]; then

@@ -36,4 +36,29 @@ final class LauncherTests: XCTestCase {
             run, simulated, count: 25, keys: ["train_loss", "consensus_distance_sq", "test_accuracy"])
         XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
     }
+
+    /// A launcher flag repeated after `--` would let dsgd take one value while the launcher acts on
+    /// another (another number of workers; cleanup and the report in another folder): both
+    /// launchers refuse it, naming the flag and where it goes, before anything starts.
+    func testLauncherFlagsAfterTheSeparator_AreRefused() throws {
+        let scratch = try temporaryDirectory("launcher-flags")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        for (script, extra, fragment) in [
+            ("local.sh", ["--run-dir", scratch.appendingPathComponent("elsewhere").path], "--run-dir is a launcher flag"),
+            ("local.sh", ["--workers=3"], "--workers is a launcher flag"),
+            ("local.sh", ["--bind", "tcp://127.0.0.1:9"], "--bind is set by the launcher"),
+            ("mpirun.sh", ["--seed", "4"], "--seed is a launcher flag"),
+        ] {
+            let run = scratch.appendingPathComponent("run-\(script)")
+            let launch = try Child(
+                URL(fileURLWithPath: "/bin/bash"),
+                [packageRoot.appendingPathComponent("launch/\(script)").path, "--run-dir", run.path, "--"] + extra,
+                environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("\(script).log"))
+            let status = launch.wait(seconds: 60)
+            if script == "mpirun.sh" && launch.text.contains("mpirun not found") { continue }
+            XCTAssertEqual(status, 2, "\(script) \(extra): \(launch.text)")
+            XCTAssertTrue(launch.text.contains(fragment), "\(script) \(extra): \(launch.text)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: run.path), "nothing started")
+        }
+    }
 }
