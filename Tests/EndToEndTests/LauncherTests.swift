@@ -44,7 +44,10 @@ final class LauncherTests: XCTestCase {
         let scratch = try temporaryDirectory("launcher-flags")
         defer { try? FileManager.default.removeItem(at: scratch) }
         for (script, extra, fragment) in [
-            ("local.sh", ["--run-dir", scratch.appendingPathComponent("elsewhere").path], "--run-dir is a launcher flag"),
+            (
+                "local.sh", ["--run-dir", scratch.appendingPathComponent("elsewhere").path],
+                "--run-dir is a launcher flag"
+            ),
             ("local.sh", ["--workers=3"], "--workers is a launcher flag"),
             ("local.sh", ["--bind", "tcp://127.0.0.1:9"], "--bind is set by the launcher"),
             ("mpirun.sh", ["--seed", "4"], "--seed is a launcher flag"),
@@ -53,7 +56,8 @@ final class LauncherTests: XCTestCase {
             let launch = try Child(
                 URL(fileURLWithPath: "/bin/bash"),
                 [packageRoot.appendingPathComponent("launch/\(script)").path, "--run-dir", run.path, "--"] + extra,
-                environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("\(script).log"))
+                environment: ["DSGD_BIN": try dsgdBinary().path],
+                output: scratch.appendingPathComponent("\(script).log"))
             let status = launch.wait(seconds: 60)
             if script == "mpirun.sh" && launch.text.contains("mpirun not found") { continue }
             XCTAssertEqual(status, 2, "\(script) \(extra): \(launch.text)")
