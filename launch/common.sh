@@ -42,22 +42,32 @@ check_workers() {
     [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "$launcher: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
 }
 
-# The dsgd flags after -- must not repeat what the launcher sets itself: dsgd would take the
-# later value while the launcher acts on its own (starting another number of workers, cleaning
-# up and reporting another run folder). Launcher flags are named with where they go.
-check_extra() {
-    local flag name
-    for flag in "${extra[@]+"${extra[@]}"}"; do
-        name="${flag%%=*}"
+# The launcher's own flags may also come after --: they are taken by the launcher (the value
+# it acts on: the workers it starts, the run folder it finalizes and reports) and removed from
+# the flags passed on, so dsgd and the launcher never disagree. Flags the launcher sets for every
+# process itself are refused there.
+absorb_extra() {
+    local kept=() name value
+    set -- "${extra[@]+"${extra[@]}"}"
+    while [[ $# -gt 0 ]]; do
+        name="${1%%=*}"
         case "$name" in
-            --workers|--topology|--rounds|--model|--batch|--lr|--data|--partition|--seed|--run-dir|--curve-keys)
-                echo "$launcher: $name is a launcher flag: give it before -- ($launcher $name VALUE -- ...)" >&2
-                exit 2 ;;
             --bind|--endpoint-file|--run-id-file|--abort-reason-file|--coordinator)
                 echo "$launcher: $name is set by the launcher for every process; it cannot be given after --" >&2
                 exit 2 ;;
         esac
+        if [[ "$1" == *=* ]]; then
+            value="${1#*=}"
+            run_flag "$name" "$value"
+            if [[ $consumed -eq 2 ]]; then shift; continue; fi
+        else
+            run_flag "$@"
+            if [[ $consumed -gt 0 ]]; then shift "$consumed"; continue; fi
+        fi
+        kept+=("$1")
+        shift
     done
+    extra=("${kept[@]+"${kept[@]}"}")
 }
 
 # The coordinator's run arguments.

@@ -35,8 +35,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+absorb_extra
 check_workers
-check_extra
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
 
 if [[ -n "${DSGD_BIN:-}" ]]; then

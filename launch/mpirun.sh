@@ -32,8 +32,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 command -v mpirun >/dev/null || { echo "mpirun.sh: mpirun not found (apt-get install -y openmpi-bin)" >&2; exit 2; }
+absorb_extra
 check_workers
-check_extra
 if [[ -z "${DSGD_BIN:-}" ]]; then
     [[ $build -eq 1 ]] && swift build -c release --package-path "$root" --product dsgd >&2
     DSGD_BIN="$(swift build -c release --package-path "$root" --show-bin-path)/dsgd"

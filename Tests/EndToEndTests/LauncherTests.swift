@@ -37,32 +37,35 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
     }
 
-    /// A launcher flag repeated after `--` would let dsgd take one value while the launcher acts on
-    /// another (another number of workers; cleanup and the report in another folder): both
-    /// launchers refuse it, naming the flag and where it goes, before anything starts.
-    func testLauncherFlagsAfterTheSeparator_AreRefused() throws {
+    /// The launcher's own flags after `--` are taken by the launcher, so dsgd and the launcher
+    /// agree on them: `--run-dir` there is the folder the coordinator writes and the launcher
+    /// reports, `--workers=3` there the number of workers started; the per-process flags the
+    /// launcher sets itself are refused there, naming the flag, before anything starts.
+    func testLauncherFlagsAfterTheSeparator_AreTheLaunchers() throws {
         let scratch = try temporaryDirectory("launcher-flags")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        for (script, extra, fragment) in [
-            (
-                "local.sh", ["--run-dir", scratch.appendingPathComponent("elsewhere").path],
-                "--run-dir is a launcher flag"
-            ),
-            ("local.sh", ["--workers=3"], "--workers is a launcher flag"),
-            ("local.sh", ["--bind", "tcp://127.0.0.1:9"], "--bind is set by the launcher"),
-            ("mpirun.sh", ["--seed", "4"], "--seed is a launcher flag"),
-        ] {
-            let run = scratch.appendingPathComponent("run-\(script)")
-            let launch = try Child(
-                URL(fileURLWithPath: "/bin/bash"),
-                [packageRoot.appendingPathComponent("launch/\(script)").path, "--run-dir", run.path, "--"] + extra,
-                environment: ["DSGD_BIN": try dsgdBinary().path],
-                output: scratch.appendingPathComponent("\(script).log"))
-            let status = launch.wait(seconds: 60)
-            if script == "mpirun.sh" && launch.text.contains("mpirun not found") { continue }
-            XCTAssertEqual(status, 2, "\(script) \(extra): \(launch.text)")
-            XCTAssertTrue(launch.text.contains(fragment), "\(script) \(extra): \(launch.text)")
-            XCTAssertFalse(FileManager.default.fileExists(atPath: run.path), "nothing started")
-        }
+        let script = packageRoot.appendingPathComponent("launch/local.sh").path
+        let environment = ["DSGD_BIN": try dsgdBinary().path]
+        let run = scratch.appendingPathComponent("after-separator")
+        let launch = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [script, "--workers", "2", "--rounds", "3", "--data", "synthetic", "--model", "784-8-10", "--"]
+                + ["--run-dir", run.path, "--workers=3", "--sharpness-every", "0"],
+            environment: environment, output: scratch.appendingPathComponent("local.log"))
+        XCTAssertEqual(launch.wait(seconds: 120), 0, launch.text)
+        XCTAssertTrue(launch.text.contains("report in \(run.path)"), launch.text)
+        let summary =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: run.appendingPathComponent("summary.json"))) as? [String: Any]
+        XCTAssertEqual(summary?["status"] as? String, "completed")
+        XCTAssertEqual(summary?["workers"] as? Int, 3, "the launcher started the workers dsgd expected")
+
+        let refused = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [script, "--run-dir", scratch.appendingPathComponent("refused").path, "--", "--bind", "tcp://127.0.0.1:9"],
+            environment: environment, output: scratch.appendingPathComponent("refused.log"))
+        XCTAssertEqual(refused.wait(seconds: 60), 2, refused.text)
+        XCTAssertTrue(refused.text.contains("--bind is set by the launcher"), refused.text)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("refused").path))
     }
 }
