@@ -20,6 +20,9 @@ public enum CoordinatorDirective {
     case fail(String)
     /// Measure curvature and sharpness on this snapshot (off the message loop).
     case measureSharpness(SharpnessJob)
+    /// Evaluate x̄ and the workers' models (off the message loop when the shell can), then call
+    /// `onEvaluation`: the round's record waits for it.
+    case evaluate(EvaluationJob)
 }
 
 /// A snapshot for the sharpness thread: x̄, the gathered workers' models with their ranks, and
@@ -58,9 +61,12 @@ public struct CoordinatorMachine {
     public private(set) var configuration: RunConfiguration
     public let runID: UInt64
     private let network: Network
-    private let evaluator: Evaluator?
-    private let workerEvaluator: Evaluator?
-    private let trainEvaluator: Evaluator?
+    /// x̄'s and the workers' evaluations (run by the shell; nil without a test set).
+    public let evaluation: AverageModelEvaluation?
+    /// Rounds whose record waits for its evaluation.
+    private var awaitingEvaluation: Set<Int> = []
+    /// Evaluations of the rounds being recorded, handed to the shell once the round is made.
+    private var evaluationJobs: [EvaluationJob] = []
     private let statisticsSet: Dataset?
     private let averageModelIsComplete: Bool
     /// Per worker, its own test split (honest per-client evaluation).
@@ -131,18 +137,23 @@ public struct CoordinatorMachine {
         self.runID = runID
         let network = Network(spec: configuration.model)
         self.network = network
-        evaluator = testSet.map { Evaluator(network: network, dataset: $0) }
-        trainEvaluator = trainSubset.map { Evaluator(network: network, dataset: $0) }
         initialParameters = network.initialParameters(seed: configuration.seed)
         // Federated: the server's model before any round (what every client starts from).
         if configuration.federated != nil { federatedGlobal = initialParameters }
-        workerEvaluator = testSet.map { test in
+        evaluation = testSet.map { test in
             let size = configuration.workerEvaluationSize
-            guard size > 0, size < test.count else { return Evaluator(network: network, dataset: test) }
-            var indices = Array(0..<test.count)
-            var generator = SplitMix64(seed: configuration.seed, stream: 0xE7A1)
-            generator.shuffle(&indices)
-            return Evaluator(network: network, dataset: test.subset(Array(indices.prefix(size)).sorted()))
+            let workers: Evaluator
+            if size > 0, size < test.count {
+                var indices = Array(0..<test.count)
+                var generator = SplitMix64(seed: configuration.seed, stream: 0xE7A1)
+                generator.shuffle(&indices)
+                workers = Evaluator(network: network, dataset: test.subset(Array(indices.prefix(size)).sorted()))
+            } else {
+                workers = Evaluator(network: network, dataset: test)
+            }
+            return AverageModelEvaluation(
+                test: Evaluator(network: network, dataset: test),
+                train: trainSubset.map { Evaluator(network: network, dataset: $0) }, workers: workers)
         }
     }
 
@@ -162,6 +173,9 @@ public struct CoordinatorMachine {
             let missing = (0..<configuration.workers).filter { !ready.contains($0) }
             return "workers \(missing) to load their data"
         case .running:
+            if let held = heldRecords.first, awaitingEvaluation.contains(held.round) {
+                return "x̄'s evaluation of round \(held.round)"
+            }
             if let held = heldRecords.first {
                 let have = clientEvaluations[held.round].map { Set($0.keys) } ?? []
                 return "round \(held.round) client evaluations from workers \(alive.filter { !have.contains($0) })"
@@ -336,6 +350,11 @@ public struct CoordinatorMachine {
         while let round = reports[nextRoundToRecord], alive.allSatisfy({ round[$0] != nil }) {
             let record = makeRecord(nextRoundToRecord, reports: round)
             heldRecords.append(record)
+            for job in evaluationJobs {
+                awaitingEvaluation.insert(job.round)
+                directives.append(.evaluate(job))
+            }
+            evaluationJobs = []
             if configuration.federated != nil, let global = federatedGlobal {
                 let payload = global.withUnsafeBufferPointer { payloadMaker($0, nextRoundToRecord) }
                 for peer in alive {
@@ -380,10 +399,20 @@ public struct CoordinatorMachine {
         configuration.clientTestSize > 0 && configuration.evaluates(afterRound: round)
     }
 
-    /// Writes the held records whose client evaluations are all in, in round order.
+    /// x̄'s evaluation of a round is done: fill its record and write what can be written.
+    public mutating func onEvaluation(_ result: EvaluationResult) -> [CoordinatorDirective] {
+        guard awaitingEvaluation.remove(result.round) != nil,
+            let index = heldRecords.firstIndex(where: { $0.round == result.round })
+        else { return [.log("coordinator: an evaluation of round \(result.round), which no record waits for")] }
+        result.fill(&heldRecords[index])
+        return releaseRecords() + completeIfDone()
+    }
+
+    /// Writes the held records whose evaluations (x̄'s, the clients') are all in, in round order.
     private mutating func releaseRecords() -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
         while var record = heldRecords.first {
+            if awaitingEvaluation.contains(record.round) { break }
             if awaitsClientEvaluations(record.round) {
                 guard let evaluations = clientEvaluations[record.round], alive.allSatisfy({ evaluations[$0] != nil })
                 else { break }
@@ -497,23 +526,11 @@ public struct CoordinatorMachine {
                 uniqueKeysWithValues: network.layout.slices.map { slice in
                     (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
                 })
-            if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, let evaluator {
-                let result = consensus.average.withUnsafeBufferPointer { evaluator.evaluate($0) }
-                record.testLoss = result.loss
-                record.testAccuracy = result.accuracy
-                if let trainEvaluator {
-                    let train = consensus.average.withUnsafeBufferPointer { trainEvaluator.evaluate($0) }
-                    record.trainLossAverageModel = train.loss
-                    record.trainAccuracyAverageModel = train.accuracy
-                }
-                if configuration.evaluateWorkers {
-                    let accuracies = withExtendedLifetime(models) {
-                        models.map { workerEvaluator!.evaluate($0.buffer).accuracy }
-                    }
-                    record.workerTestAccuracyMean = accuracies.reduce(0, +) / Double(accuracies.count)
-                    record.workerTestAccuracyMin = accuracies.min()
-                    record.workerTestAccuracyMax = accuracies.max()
-                }
+            if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, evaluation != nil {
+                evaluationJobs.append(
+                    EvaluationJob(
+                        round: roundNumber, average: consensus.average,
+                        workers: configuration.evaluateWorkers ? models.map(\.array) : []))
             }
         }
         return record

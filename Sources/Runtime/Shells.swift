@@ -266,6 +266,9 @@ public final class CoordinatorShell {
     public var launchedAt: ContinuousClock.Instant?
     /// Measures curvature and sharpness off the message loop, when configured.
     public var sharpness: SharpnessRunner?
+    /// Evaluates x̄ and the workers' models off the message loop (processes); nil: in line, when
+    /// the directive comes (simulation, where there is no loop to keep going).
+    public var evaluations: EvaluationRunner?
     /// Heartbeats and failure detection need real time: on for processes, off in simulation.
     public var detectsFailures = false
     private var lastHeard: [Int: ContinuousClock.Instant] = [:]
@@ -303,7 +306,10 @@ public final class CoordinatorShell {
     @discardableResult
     public func step(timeoutMilliseconds: Int) -> Bool {
         guard outcome == .running else { return false }
-        defer { collectSharpness() }
+        defer {
+            collectEvaluations()
+            collectSharpness()
+        }
         do {
             defer { checkProgress() }
             switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
@@ -392,6 +398,8 @@ public final class CoordinatorShell {
             try? transport.send(envelope, to: peer)
         }
         progress?.finish()
+        evaluations?.close(cancel: true)
+        evaluations = nil
         finishSharpness(cancel: true)
         writeSummary()
     }
@@ -449,14 +457,28 @@ public final class CoordinatorShell {
                 outcome = .completed
                 finishedAt = clock.now
                 progress?.finish()
+                evaluations?.close()
+                evaluations = nil
                 finishSharpness(cancel: false)
                 writeSummary()
             case .fail(let reason):
                 fail(reason)
             case .measureSharpness(let job):
                 sharpness?.submit(job)
+            case .evaluate(let job):
+                if let evaluations {
+                    evaluations.submit(job)
+                } else if let evaluation = machine.evaluation {
+                    perform(machine.onEvaluation(evaluation.run(job)))
+                }
             }
         }
+    }
+
+    /// Hands the finished evaluations to the machine (their records are then written).
+    private func collectEvaluations() {
+        guard let evaluations, outcome == .running else { return }
+        for result in evaluations.drain() { perform(machine.onEvaluation(result)) }
     }
 
     private func collectSharpness() {

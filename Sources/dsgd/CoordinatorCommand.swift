@@ -69,6 +69,7 @@ struct CoordinatorCommand: ParsableCommand {
         shell.spectralGap = prepared.spectralGap
         shell.launchedAt = launchedAt
         shell.sharpness = training.sharpness
+        shell.evaluations = shell.machine.evaluation.map(EvaluationRunner.init)
         shell.detectsFailures = true
         shell.heartbeats = heartbeats
         while shell.outcome == .running {
