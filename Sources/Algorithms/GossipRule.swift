@@ -17,7 +17,7 @@ public enum ReceivedGossip {
     case encoded([UInt8])
 }
 
-/// Round t's mixing weights as worker i sees them: Wᵢᵢ and the in-neighbours' Wᵢⱼ, ascending j.
+/// Round t's mixing weights as worker i sees them: Wᵢᵢ and the in-neighbours' Wᵢⱼ.
 public struct MixingRow: Sendable, Equatable {
     public var selfWeight: Float
     public var neighbors: [Neighbor]
@@ -34,20 +34,6 @@ public struct MixingRow: Sendable, Equatable {
     public init(selfWeight: Float, neighbors: [Neighbor]) {
         self.selfWeight = selfWeight
         self.neighbors = neighbors
-    }
-
-    /// Row `rank` of round t's W.
-    public init(topology: Topology, rank: Int) {
-        var selfWeight: Float = 0
-        var neighbors: [Neighbor] = []
-        for entry in topology.mixing[rank] {
-            if entry.node == rank {
-                selfWeight = Float(entry.weight)
-            } else {
-                neighbors.append(Neighbor(rank: entry.node, weight: Float(entry.weight)))
-            }
-        }
-        self.init(selfWeight: selfWeight, neighbors: neighbors.sorted { $0.rank < $1.rank })
     }
 }
 

@@ -82,7 +82,14 @@ public final class EvaluationRunner: @unchecked Sendable {
         thread.start()
     }
 
+    /// Jobs queued or running at most (each holds x̄ and the workers' models): `submit` waits for
+    /// a free place beyond that, so evaluations slower than the rounds slow the run instead of
+    /// growing memory without bound.
+    public static let maximumPendingJobs = 4
+    private let places = DispatchSemaphore(value: EvaluationRunner.maximumPendingJobs)
+
     public func submit(_ job: EvaluationJob) {
+        places.wait()
         state.withLock { $0.queue.append(job) }
         signal.signal()
     }
@@ -97,10 +104,13 @@ public final class EvaluationRunner: @unchecked Sendable {
 
     /// Finishes the queued jobs (or drops them when `cancel`), then stops the thread.
     public func close(cancel: Bool = false) {
-        state.withLock { state in
+        let dropped = state.withLock { state -> Int in
             state.closed = true
-            if cancel { state.queue = [] }
+            guard cancel else { return 0 }
+            defer { state.queue = [] }
+            return state.queue.count
         }
+        for _ in 0..<dropped { places.signal() }
         signal.signal()
         done.wait()
     }
@@ -118,6 +128,7 @@ public final class EvaluationRunner: @unchecked Sendable {
                     $0.finished.append(result)
                     $0.running = false
                 }
+                places.signal()
             }
             if state.withLock({ $0.closed && $0.queue.isEmpty }) {
                 done.signal()

@@ -65,8 +65,6 @@ public struct CoordinatorMachine {
     public let evaluation: AverageModelEvaluation?
     /// Rounds whose record waits for its evaluation.
     private var awaitingEvaluation: Set<Int> = []
-    /// Evaluations of the rounds being recorded, handed to the shell once the round is made.
-    private var evaluationJobs: [EvaluationJob] = []
     private let statisticsSet: Dataset?
     private let averageModelIsComplete: Bool
     /// Per worker, its own test split (honest per-client evaluation).
@@ -348,13 +346,12 @@ public struct CoordinatorMachine {
     private mutating func recordCompleteRounds() -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
         while let round = reports[nextRoundToRecord], alive.allSatisfy({ round[$0] != nil }) {
-            let record = makeRecord(nextRoundToRecord, reports: round)
+            let (record, evaluation) = makeRecord(nextRoundToRecord, reports: round)
             heldRecords.append(record)
-            for job in evaluationJobs {
-                awaitingEvaluation.insert(job.round)
-                directives.append(.evaluate(job))
+            if let evaluation {
+                awaitingEvaluation.insert(evaluation.round)
+                directives.append(.evaluate(evaluation))
             }
-            evaluationJobs = []
             if configuration.federated != nil, let global = federatedGlobal {
                 let payload = global.withUnsafeBufferPointer { payloadMaker($0, nextRoundToRecord) }
                 for peer in alive {
@@ -456,8 +453,10 @@ public struct CoordinatorMachine {
         return directives + releaseRecords() + completeIfDone()
     }
 
-    private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> RoundRecord
-    {
+    /// The round's record, and the evaluation it waits for on an evaluation round.
+    private mutating func makeRecord(_ roundNumber: Int, reports: [Int: (WorkerMetrics, FloatPayload?)]) -> (
+        RoundRecord, EvaluationJob?
+    ) {
         let ordered = alive.map { reports[$0]! }
         // Federated rounds: only the sampled clients trained; the loss and the learning rate are
         // theirs (the rate is the mean over them: it differs between workers only when they take
@@ -468,6 +467,7 @@ public struct CoordinatorMachine {
                 "round \(roundNumber): no client that trained this round is alive; the global model is unchanged")
         }
         let losses = trained.map(\.trainLoss)
+        var job: EvaluationJob?
         var record = RoundRecord(
             round: roundNumber, trainLoss: losses.reduce(0, +) / Double(losses.count),
             trainLossMin: losses.min() ?? .nan, trainLossMax: losses.max() ?? .nan,
@@ -527,13 +527,12 @@ public struct CoordinatorMachine {
                     (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
                 })
             if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, evaluation != nil {
-                evaluationJobs.append(
-                    EvaluationJob(
-                        round: roundNumber, average: consensus.average,
-                        workers: configuration.evaluateWorkers ? models.map(\.array) : []))
+                job = EvaluationJob(
+                    round: roundNumber, average: consensus.average,
+                    workers: configuration.evaluateWorkers ? models.map(\.array) : [])
             }
         }
-        return record
+        return (record, job)
     }
 
     private mutating func completeIfDone() -> [CoordinatorDirective] {

@@ -733,7 +733,11 @@ public struct WorkerMachine {
                 let envelope = received[sender]!
                 return (sender, envelope.payload.map { .dense($0.buffer) } ?? .encoded(envelope.body))
             })
-        let row = MixingRow(topology: configuration.topology.topology(atRound: round), rank: rank!)
+        // The round's row of W from the cached view, neighbours in the order ATC mixes them.
+        let view = view(round)
+        let row = MixingRow(
+            selfWeight: Float(view.selfWeight),
+            neighbors: view.inNeighbors.map { MixingRow.Neighbor(rank: $0, weight: Float(view.weights[$0]!)) })
         var rule = self.rule!
         self.rule = nil
         withExtendedLifetime(received) { rule.combine(&parameters, row: row, received: messages, round: round) }
