@@ -40,9 +40,11 @@ struct CoordinatorCommand: ParsableCommand {
         let runID = generator.next() | 1
         // The run id file first: whoever waits for the endpoint file may read it at once.
         if let runIdFile {
-            FileManager.default.createFile(
-                atPath: runIdFile, contents: Data(String(runID, radix: 16).utf8), attributes: [.posixPermissions: 0o600]
-            )
+            guard
+                FileManager.default.createFile(
+                    atPath: runIdFile, contents: Data(String(runID, radix: 16).utf8),
+                    attributes: [.posixPermissions: 0o600])
+            else { throw ValidationError("--run-id-file \(runIdFile): cannot be written") }
         }
         if let endpointFile {
             try Data((network.advertised(transport) + "\n").utf8).write(

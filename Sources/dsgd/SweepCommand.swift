@@ -128,7 +128,8 @@ struct SweepCommand: ParsableCommand {
             let folder = directory.appendingPathComponent(entry.cell.name)
             try? FileManager.default.removeItem(at: folder)
             let log = logs.appendingPathComponent("\(entry.cell.name).attempt-\(entry.attempts).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            // An unwritable log folder fails in FileHandle's initializer below, with the path.
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             let process = Process()
             var arguments: [String]
