@@ -54,10 +54,10 @@ public struct ChocoGossip: GossipRule {
         return nil
     }
 
-    public mutating func localUpdate(_ x: inout [Float], trainer: inout LocalTrainer, round: Int) -> (
+    public mutating func localUpdate(_ x: inout [Float], steps: inout LocalSteps, round: Int) -> (
         meanLoss: Double, learningRate: Double
     ) {
-        trainer.train(&x, round: round)
+        steps.train(&x, round: round)
     }
 
     public mutating func message(_ x: [Float], round: Int) -> GossipMessage {
@@ -76,7 +76,9 @@ public struct ChocoGossip: GossipRule {
         return .encoded(q.encoded())
     }
 
-    public mutating func combine(_ x: inout [Float], row: MixingRow, received: [Int: ReceivedGossip], round: Int) {
+    public mutating func combine(
+        _ x: inout [Float], row: MixingRow, received: [Int: ReceivedGossip], sent: ReceivedGossip, round: Int
+    ) {
         for (sender, message) in received.sorted(by: { $0.key < $1.key }) {
             guard case .encoded(let bytes) = message, var copy = publicCopies.removeValue(forKey: sender) else {
                 preconditionFailure("CHOCO-SGD: a message from worker \(sender), which is not a peer")
@@ -87,12 +89,12 @@ public struct ChocoGossip: GossipRule {
         }
         let gamma = consensusStep
         x.addScaled(publicCopies[rank]!, by: -gamma)
-        x.addScaled(publicCopies[rank]!, by: gamma * row.selfWeight)
+        x.addScaled(publicCopies[rank]!, by: gamma * Float(row.selfWeight))
         for neighbor in row.neighbors {
             guard let copy = publicCopies[neighbor.rank] else {
                 preconditionFailure("CHOCO-SGD: worker \(neighbor.rank) is a neighbour but not a peer")
             }
-            x.addScaled(copy, by: gamma * neighbor.weight)
+            x.addScaled(copy, by: gamma * Float(neighbor.weight))
         }
     }
 

@@ -38,20 +38,22 @@ public struct GradientTracking: GossipRule {
     public static var vectorsPerMessage: Int { 2 }
 
     public func problem(with message: ReceivedGossip) -> String? {
-        guard case .dense(let values) = message else { return "a gradient-tracking message must be dense" }
+        guard case .dense(let values, let body) = message, body.isEmpty else {
+            return "a gradient-tracking message must be dense values alone"
+        }
         guard values.count == 2 * parameterCount else {
             return "a gradient-tracking message has \(values.count) values, expected \(2 * parameterCount) (x and y)"
         }
         return nil
     }
 
-    public mutating func localUpdate(_ x: inout [Float], trainer: inout LocalTrainer, round: Int) -> (
+    public mutating func localUpdate(_ x: inout [Float], steps: inout LocalSteps, round: Int) -> (
         meanLoss: Double, learningRate: Double
     ) {
-        let learningRate = trainer.learningRate(round: round, step: 0, of: 1)
-        var (loss, gradient) = trainer.nextBatchGradient(at: x)
+        let learningRate = steps.trainer.learningRate(round: round, step: 0, of: 1)
+        var (loss, gradient) = steps.trainer.nextBatchGradient(at: x)
         // Coupled weight decay is the L2 term (wd/2)‖x‖² of the objective: its gradient wd·x.
-        let settings = trainer.optimizer.settings
+        let settings = steps.trainer.optimizer.settings
         if settings.weightDecayMode == .coupled && settings.weightDecay != 0 {
             gradient.addScaled(x, by: Float(settings.weightDecay))
         }
@@ -71,22 +73,24 @@ public struct GradientTracking: GossipRule {
         return .dense(values)
     }
 
-    public mutating func combine(_ x: inout [Float], row: MixingRow, received: [Int: ReceivedGossip], round: Int) {
+    public mutating func combine(
+        _ x: inout [Float], row: MixingRow, received: [Int: ReceivedGossip], sent: ReceivedGossip, round: Int
+    ) {
         let d = parameterCount
         // Own terms: x − η y (as sent) and y.
         x.addScaled(tracker, by: -step)
-        x.scale(by: row.selfWeight)
+        x.scale(by: Float(row.selfWeight))
         mixedTracker = tracker
-        mixedTracker.scale(by: row.selfWeight)
+        mixedTracker.scale(by: Float(row.selfWeight))
         for neighbor in row.neighbors {
-            guard case .dense(let values) = received[neighbor.rank] else {
+            guard let values = received[neighbor.rank]?.values else {
                 preconditionFailure("gradient tracking: no message from neighbour \(neighbor.rank)")
             }
             x.withUnsafeMutableBufferPointer { target in
-                BLAS.axpy(count: d, alpha: neighbor.weight, x: values.baseAddress!, y: target.baseAddress!)
+                BLAS.axpy(count: d, alpha: Float(neighbor.weight), x: values.baseAddress!, y: target.baseAddress!)
             }
             mixedTracker.withUnsafeMutableBufferPointer { target in
-                BLAS.axpy(count: d, alpha: neighbor.weight, x: values.baseAddress! + d, y: target.baseAddress!)
+                BLAS.axpy(count: d, alpha: Float(neighbor.weight), x: values.baseAddress! + d, y: target.baseAddress!)
             }
         }
     }

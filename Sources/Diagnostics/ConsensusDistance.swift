@@ -18,27 +18,6 @@ public struct ConsensusDistance: Sendable {
     /// every model's block is read once from memory (instead of three passes over whole vectors).
     static let blockLength = 4_096
 
-    /// Computes x̄ and Ξ² for `models` (all the same length), in the given (rank) order.
-    /// total ← total + weight·Float64(x), value by value (eight at a time; each value's
-    /// operations are those of the scalar loop, so the bits are too).
-    @inline(__always)
-    static func accumulate(
-        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int
-    ) {
-        var j = 0
-        let w = SIMD8<Double>(repeating: weight)
-        while j + 8 <= count {
-            let values = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            let sum = UnsafeRawPointer(total + j).loadUnaligned(as: SIMD8<Double>.self) + w * values
-            UnsafeMutableRawPointer(total + j).storeBytes(of: sum, as: SIMD8<Double>.self)
-            j += 8
-        }
-        while j < count {
-            total[j] += weight * Double(x[j])
-            j += 1
-        }
-    }
-
     /// Σⱼ (Float64(xⱼ − yⱼ))² over `count` values, with eight partial sums (which the compiler
     /// keeps in one vector register).
     @inline(__always)
@@ -61,7 +40,20 @@ public struct ConsensusDistance: Sendable {
         return total
     }
 
+    /// x̄ (the mean, or Σᵢ pᵢxᵢ with `weights`) and Ξ² about it, in one pass over the models.
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, weights: [Double]? = nil) {
+        self.init(models: models, layout: layout, weights: weights, center: nil)
+    }
+
+    /// Ξ² about a given x̄ (a federated server's global model, aggregated by its rule); the
+    /// same bits as the other initializer when `center` is the average it would compute.
+    public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, about center: [Float]) {
+        self.init(models: models, layout: layout, weights: nil, center: center)
+    }
+
+    private init(
+        models: [UnsafeBufferPointer<Float>], layout: ParameterLayout?, weights: [Double]?, center: [Float]?
+    ) {
         let n = models.count
         precondition(n > 0)
         precondition(weights == nil || weights!.count == n, "one weight per model")
@@ -71,7 +63,8 @@ public struct ConsensusDistance: Sendable {
         for model in models { precondition(model.count == d, "model sizes differ: \(model.count) vs \(d)") }
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
         let trainable = layout?.slices.map { $0.role == .trainable } ?? [true]
-        var average = [Float](repeating: 0, count: d)
+        precondition(center == nil || center!.count == d, "x̄ has \(center?.count ?? 0) values, models \(d)")
+        var average = center ?? [Float](repeating: 0, count: d)
         var sliceTotals = [Double](repeating: 0, count: slices.count)
         var sum = [Double](repeating: 0, count: Self.blockLength)
         average.withUnsafeMutableBufferPointer { averageBuffer in
@@ -86,14 +79,16 @@ public struct ConsensusDistance: Sendable {
                         // x̄ block: the (weighted) sum in Float64, in rank order, rounded once to
                         // Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly
                         // (with weights summing to 1 within rounding).
-                        total.update(repeating: 0, count: length)
-                        for (model, weight) in zip(models, weights) {
-                            Self.accumulate(model.baseAddress! + start, weight: weight, into: total, length)
-                        }
-                        if weighted {
-                            for j in 0..<length { mean[j] = Float(total[j]) }
-                        } else {
-                            for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                        if center == nil {
+                            total.update(repeating: 0, count: length)
+                            for (model, weight) in zip(models, weights) {
+                                ModelAverage.accumulate(model.baseAddress! + start, weight: weight, into: total, length)
+                            }
+                            if weighted {
+                                for j in 0..<length { mean[j] = Float(total[j]) }
+                            } else {
+                                for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
+                            }
                         }
                         // ‖xᵢ − x̄‖² of the block: the difference rounded to Float32 (as the
                         // models are), squared and summed in Float64, in one pass per model.

@@ -251,7 +251,7 @@ extension RunConfiguration {
     /// with uniform weights 1/n: C-SGD, and any graph whose weights make it so, such as a ring of
     /// three), which then runs as an all-reduce (`AllReduceRound`) unless `allowsAllReduce` is off.
     public var usesAllReduce: Bool {
-        guard allowsAllReduce, algorithm.ruleType == nil, federated == nil, workers >= 2,
+        guard allowsAllReduce, algorithm.ruleType.combinesAverages, federated == nil, workers >= 2,
             case .fixed(let topology) = topology,
             topology.nodeCount == workers,
             !topology.requiresPushSum

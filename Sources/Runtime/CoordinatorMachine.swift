@@ -313,7 +313,7 @@ public struct CoordinatorMachine {
                 slotCount: SharedPayloadPlan.slotCount(
                     maxRoundsAhead: configuration.maxRoundsAhead, publishesPerRound: configuration.usesAllReduce ? 3 : 2
                 ),
-                modelSize: network.parameterCount * (configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
+                modelSize: network.parameterCount * (configuration.algorithm.ruleType.vectorsPerMessage))
             switch PayloadDecision.decide(
                 requested: mode, coordinator: coordinatorReport,
                 workers: (0..<configuration.workers).map { registrations[$0]!.sharedMemory }, plan: plan,
@@ -491,16 +491,17 @@ public struct CoordinatorMachine {
             return report.0.bytesSent - (previousBytes[rank] ?? 0)
         }
         if models.count == alive.count || (configuration.federated != nil && !models.isEmpty) {
-            // Federated: x̄ is the server's model, the sampled clients' models weighted by their
-            // data size (FedAvg), and Ξ² is measured about it.
-            let sizes = ordered.filter { $0.1 != nil }.map { Double($0.0.shardSize ?? 1) }
-            let total = sizes.reduce(0, +)
+            // Federated: x̄ is the server's model, the sampled clients' uploads aggregated by its
+            // rule (FedAvg's size-weighted average), and Ξ² is measured about it.
             var consensus = withExtendedLifetime(models) {
-                ConsensusDistance(
-                    models: models.map(\.buffer), layout: network.layout,
-                    weights: configuration.federated == nil ? nil : sizes.map { $0 / total })
+                guard let federated = configuration.federated else {
+                    return ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
+                }
+                let examples = ordered.filter { $0.1 != nil }.map { $0.0.shardSize ?? 1 }
+                let global = federated.aggregator.aggregate(models.map(\.buffer), examples: examples)
+                federatedGlobal = global
+                return ConsensusDistance(models: models.map(\.buffer), layout: network.layout, about: global)
             }
-            if configuration.federated != nil { federatedGlobal = consensus.average }
             record.consensusDistanceSquared = consensus.distanceSquared
             record.consensusDistanceSquaredByLayer = Dictionary(
                 uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })

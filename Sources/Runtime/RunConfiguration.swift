@@ -32,7 +32,7 @@ public enum FailurePolicy: String, Sendable, Codable, CaseIterable {
 /// Federated learning with the coordinator as the server (star topology): each round it samples
 /// a fraction of the clients (seeded), they run the local steps from the global model, and the
 /// server averages their models weighted by data size (McMahan et al., AISTATS 2017), optionally
-/// with FedProx's proximal term μ (Li et al., MLSys 2020).
+/// with FedProx's proximal term μ (Li et al., MLSys 2020). The rule itself is `aggregator`.
 public struct FederatedSettings: Sendable, Equatable, Codable {
     public var clientFraction: Double
     public var proximalMu: Double
@@ -42,13 +42,11 @@ public struct FederatedSettings: Sendable, Equatable, Codable {
         self.proximalMu = proximalMu
     }
 
-    /// The clients sampled in round t (0-based): ⌈fraction·n⌉ of them, seeded, at least one.
-    public func sampled(round t: Int, workers: Int, seed: UInt64) -> [Int] {
-        let count = max(1, min(workers, Int((clientFraction * Double(workers)).rounded(.up))))
-        var generator = SplitMix64(seed: seed, stream: 0xFED, substream: UInt64(t))
-        var order = Array(0..<workers)
-        generator.shuffle(&order)
-        return Array(order.prefix(count)).sorted()
+    /// The server's rule: FedProx when μ > 0, FedAvg otherwise.
+    public var aggregator: any ServerAggregator {
+        proximalMu > 0
+            ? FederatedProximal(clientFraction: clientFraction, proximalMu: proximalMu)
+            : FederatedAveraging(clientFraction: clientFraction)
     }
 }
 
@@ -328,7 +326,7 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             if !condition { throw ConfigurationError(field: field, reason: reason) }
         }
         let name = algorithm.rawValue
-        guard algorithm.ruleType != nil else {
+        if algorithm == .adaptThenCombine || algorithm == .combineThenAdapt {
             try check(gossipRule == nil, "--compressor/--consensus-step", "apply to --algorithm choco only")
             return
         }
@@ -474,6 +472,29 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 }
 
 extension RunConfiguration {
+    /// The configuration a user's choices describe, with what follows from them applied (for a
+    /// configuration built from flags; a recorded one already has them):
+    /// - federated clients talk only to the server, so the gossip graph is `solo`;
+    /// - links dropped by `--drop-link` faults are absent in their rounds (weights recomputed);
+    /// - the layers the personalization algorithm keeps private (FedPer's and FedRep's head,
+    ///   FedBN's batch-norm layers) join `personalLayers`, and FedBN keeps the batch-norm running
+    ///   statistics local too.
+    public func withImpliedSettings() -> RunConfiguration {
+        var configuration = self
+        if federated != nil {
+            configuration.topology = .fixed(try! Topology.generated(.solo, nodeCount: workers))
+        } else {
+            configuration.topology = topology.dropping(faults)
+        }
+        let strategy = personalization.algorithm.strategyType
+        for layer in strategy.privateLayers(of: Network(spec: model))
+        where !configuration.personalLayers.contains(layer) {
+            configuration.personalLayers.append(layer)
+        }
+        if strategy.keepsBatchNormStatisticsLocal { configuration.batchNorm.policy = .local }
+        return configuration
+    }
+
     /// The coordinates of the personal slices in `layout`.
     public func personalRanges(in layout: ParameterLayout) -> [Range<Int>] {
         layout.slices.filter { slice in personalLayers.contains { slice.name == $0 || slice.name.hasPrefix($0 + ".") } }
@@ -536,22 +557,12 @@ extension RunConfiguration {
         }
         guard settings.algorithm != .none else { return }
         try check(!topology.requiresPushSum, "--personalization", "\(name) does not combine with push-sum")
-        switch settings.algorithm {
-        case .fedPer, .fedRep:
-            try check(!personalLayers.isEmpty, "--personalization", "\(name) needs a personal head (--personal-head)")
-        case .fedBN:
-            try check(model.batchNorm, "--personalization", "fedbn needs a model with batch norm (:bn or cnn)")
-        case .apfl, .additive:
-            try check(
-                !model.batchNorm, "--personalization",
-                "\(name) mixes or adds two models, whose batch-norm running statistics have no meaning; use a model without batch norm"
-            )
-        case .localOnly:
-            try check(
-                federated == nil && topology.topology(atRound: 0).graph.edgeCount == 0, "--personalization",
-                "local-only means no communication: use --topology solo without --federated")
-        case .none, .fineTune, .ditto:
-            break
+        let facts = PersonalizationRunFacts(
+            modelHasBatchNorm: model.batchNorm,
+            communicates: federated != nil || topology.topology(atRound: 0).graph.edgeCount > 0,
+            hasPrivateLayers: !personalLayers.isEmpty)
+        if let refusal = settings.algorithm.strategyType.refusal(facts) {
+            throw ConfigurationError(field: "--personalization", reason: refusal)
         }
     }
 
@@ -632,26 +643,7 @@ extension RunConfiguration {
         let layout = Network(spec: model).layout
         let local = layout.slices.filter { slice in localRanges(in: layout).contains(slice.range) }.map(\.name)
         let settings = personalization
-        var parts: [String] = []
-        switch settings.algorithm {
-        case .none: break
-        case .localOnly: parts.append("local-only: nothing is communicated")
-        case .fineTune: parts.append("fine-tune: \(settings.fineTuneSteps) local steps before each evaluation")
-        case .fedPer: parts.append("FedPer")
-        case .fedRep: parts.append("FedRep: \(settings.headSteps) head steps, then the body's local steps")
-        case .fedBN: parts.append("FedBN")
-        case .ditto: parts.append("Ditto (λ = \(settings.dittoLambda)): a personal model v never leaves the client")
-        case .apfl:
-            parts.append(
-                "APFL (α₀ = \(settings.apflAlpha), α's learning rate \(settings.apflAlphaLearningRate)): v and α never leave the client"
-            )
-        case .additive:
-            let additive =
-                settings.additiveLayers.isEmpty ? "every layer" : settings.additiveLayers.joined(separator: ", ")
-            parts.append(
-                "additive (FedRAP): model = global + local on \(additive); λ = \(settings.additiveLambda), μ = \(settings.additiveMu), curriculum \(settings.curriculum.rawValue) (T = \(settings.curriculumRounds) rounds); the local part never leaves the client"
-            )
-        }
+        var parts = [settings.algorithm.strategyType.describe(settings)].compactMap { $0 }
         if !local.isEmpty { parts.append("never sent: " + local.joined(separator: ", ")) }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }

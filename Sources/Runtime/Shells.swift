@@ -76,7 +76,7 @@ public final class WorkerShell {
                     transport.admit(
                         .run(
                             runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount,
-                            vectorsPerMessage: configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
+                            vectorsPerMessage: configuration.algorithm.ruleType.vectorsPerMessage))
                 }
                 return true
             }
@@ -299,7 +299,7 @@ public final class CoordinatorShell {
         transport.admit(
             .run(
                 runID: machine.runID, modelSize: Network(spec: machine.configuration.model).parameterCount,
-                vectorsPerMessage: machine.configuration.algorithm.ruleType?.vectorsPerMessage ?? 1))
+                vectorsPerMessage: machine.configuration.algorithm.ruleType.vectorsPerMessage))
     }
 
     /// Handles at most one incoming message; declares the run failed after the peer timeout.

@@ -25,16 +25,14 @@ public enum WorkerDirective {
 /// A gossip worker as a state machine in the style of SWIM.Instance: events in, directives out,
 /// no sockets, files or clocks. The shell (`WorkerShell`) runs it over any `Transport`.
 ///
-/// Round t (0-based; reported as t + 1):
-/// - ATC: train H local steps, send xᵢ to out-neighbours, wait for every in-neighbour's round-t
-///   model, xᵢ ← Wᵢᵢxᵢ + Σⱼ Wᵢⱼxⱼ.
-/// - CTA (D-PSGD): send xᵢ, train H local steps while the models travel, wait, then
-///   xᵢ ← Σⱼ Wᵢⱼxⱼ + Δᵢ.
+/// Round t (0-based; reported as t + 1) runs the algorithm's `GossipRule` (ATC, CTA, CHOCO-SGD,
+/// gradient tracking; inside push-sum on directed graphs): its local update, its message to the
+/// round's peers (before the update when the rule says so), and its combination once every
+/// peer's message of the round is in. The machine knows no algorithm by name: it keeps rounds,
+/// flow control, buffering, messaging, the private coordinates that never leave the worker, and
+/// the all-reduce that stands for the neighbours' messages when the round is an exact average.
 /// The neighbours and weights of round t come from `configuration.topology.topology(atRound: t)`,
-/// so fixed, periodic and random schedules run the same way. When W is column- but not
-/// row-stochastic (directed graphs), the worker runs push-sum as in SGP (Assran et al., ICML 2019):
-/// it keeps a numerator xᵢ and a weight wᵢ (initially 1), trains from the de-biased zᵢ = xᵢ/wᵢ and
-/// adds the update to xᵢ, mixes both xᵢ and wᵢ with W, and reports zᵢ.
+/// so fixed, periodic and random schedules run the same way.
 /// Messages for later rounds are buffered; stale, duplicate, foreign-run or malformed ones are
 /// rejected with a log line and never mixed in.
 public struct WorkerMachine {
@@ -49,38 +47,32 @@ public struct WorkerMachine {
     public private(set) var rank: Int?
     public private(set) var configuration: RunConfiguration?
     public private(set) var runID: UInt64 = 0
-    private var trainer: LocalTrainer?
-    /// The client's private side of personalization (Ditto's v, the additive local part, …).
-    private var personalizer: PersonalTrainer?
+    /// The local training: the trainer and the client's private side of personalization
+    /// (Ditto's v, the additive local part, …).
+    private var steps: LocalSteps?
     /// The worker's current model xᵢ (the push-sum numerator when push-sum runs).
     public private(set) var parameters: [Float] = []
-    /// Push-sum weight wᵢ (1 and unused for plain gossip).
-    public private(set) var pushSumWeight = 1.0
-    private var pushSum = false
+    /// Push-sum weight wᵢ (1 when the rule is not push-sum).
+    public var pushSumWeight: Double { (rule as? any PushSumWeighted)?.weight ?? 1 }
     /// Next round to complete (0-based).
     public private(set) var round = 0
     private var started = false
     private var trainedThisRound = false
     private var roundLoss = 0.0
     private var roundLearningRate = 0.0
-    /// What this worker sent for the current round (its pre-mix model).
-    private var sentThisRound: FloatPayload?
-    /// round → sender → (model, push-sum weight).
-    private var pending: [Int: [Int: (FloatPayload, Double)]] = [:]
+    /// What this worker sent for the current round (its message: the pre-mix model for ATC and CTA).
+    private var sentThisRound: Envelope?
     /// C-SGD's all-reduce: how it runs in this run (nil: plain gossip), the current round's, and
     /// messages that came for rounds (or the current round) before its all-reduce began.
     private var allReduceVariant: AllReduceRound.Variant?
     private var collective: AllReduceRound?
     private var earlyCollective: [Int: [Envelope]] = [:]
-    /// The algorithm as a value when it runs as one (CHOCO-SGD, gradient tracking); nil: ATC and
-    /// CTA, run by this machine itself.
+    /// The algorithm as a value (nil before the shard is loaded, and in federated runs).
     private var rule: (any GossipRule)?
-    /// A rule's messages: round → sender → envelope (its payload or body is the message).
+    /// The rule's messages: round → sender → envelope (its payload and body are the message).
     private var ruleMessages: [Int: [Int: Envelope]] = [:]
     /// This worker's view of the topology of nearby rounds.
     private var views: [Int: RoundView] = [:]
-    /// What this worker sent for the current round's push-sum weight.
-    private var sentWeightThisRound = 1.0
     /// Workers removed from the run after failures.
     public private(set) var removed: Set<Int> = []
     /// Evaluates this worker's own model on its own test split (honest per-client evaluation).
@@ -137,30 +129,16 @@ public struct WorkerMachine {
         if configuration.federated != nil { return "the server's global model for round \(round + 1)" }
         if !trainedThisRound { return "its own local steps of round \(round + 1)" }
         if let collective { return "round \(round + 1)'s \(collective.missing)" }
-        if rule != nil {
-            let received = ruleMessages[round] ?? [:]
-            let senders =
-                rule!.exchangePeers(round: round)?.receiveFrom
-                ?? configuration.topology.topology(atRound: round).inNeighbors(of: rank)
-            let missing = senders.filter { received[$0] == nil }
-            return "\(configuration.algorithm.rawValue) messages for round \(round + 1) from workers \(missing)"
-        }
-        let received = pending[round] ?? [:]
-        let view = configuration.topology.topology(atRound: round)
-        let missing = view.inNeighbors(of: rank).filter { received[$0] == nil }
-        return "models for round \(round + 1) from workers \(missing)"
+        let received = ruleMessages[round] ?? [:]
+        let senders =
+            rule?.exchangePeers(round: round)?.receiveFrom
+            ?? configuration.topology.topology(atRound: round).inNeighbors(of: rank)
+        let missing = senders.filter { received[$0] == nil }
+        return "\(configuration.algorithm.rawValue) messages for round \(round + 1) from workers \(missing)"
     }
 
-    /// The de-biased model zᵢ = xᵢ/wᵢ under push-sum; xᵢ otherwise. Coordinates that never leave
-    /// the worker (running statistics under `--bn-policy local`) are never mixed, so they are
-    /// kept as values, not as push-sum numerators: they are not divided by wᵢ.
-    public var model: [Float] {
-        guard pushSum else { return parameters }
-        var z = parameters
-        z.scale(by: Float(1 / pushSumWeight))
-        for range in personal { z.replaceSubrange(range, with: parameters[range]) }
-        return z
-    }
+    /// The model xᵢ stands for, as the rule reads it (push-sum's de-biased zᵢ = xᵢ/wᵢ).
+    public var model: [Float] { rule?.model(parameters) ?? parameters }
 
     private mutating func view(_ t: Int) -> RoundView {
         if let cached = views[t] { return cached }
@@ -240,7 +218,7 @@ public struct WorkerMachine {
                 return reject("an assignment that does not decode: \(error)")
             }
         case .start:
-            guard trainer != nil, !started else { return reject("start before the shard was loaded, or twice") }
+            guard steps != nil, !started else { return reject("start before the shard was loaded, or twice") }
             started = true
             return beginRound()
         case .parameters:
@@ -286,7 +264,6 @@ public struct WorkerMachine {
         self.configuration = configuration
         rank = assignment.rank
         runID = assignment.runID
-        pushSum = configuration.topology.requiresPushSum
         // Over shared memory every worker reads its chunk in place (direct); over ZeroMQ frames
         // the chunks travel along the ring. Both sum in the same order, so the bits agree.
         allReduceVariant = configuration.usesAllReduce ? (assignment.sharedPayloads != nil ? .direct : .ring) : nil
@@ -328,25 +305,26 @@ public struct WorkerMachine {
         parameters = network.initialParameters(seed: configuration.seed)
         personal = configuration.localRanges(in: network.layout)
         clientEvaluator = clientTest.map { Evaluator(network: network, dataset: $0) }
-        rule = configuration.algorithm.ruleType.map {
-            $0.init(
+        if configuration.federated == nil {
+            rule = configuration.algorithm.makeRule(
                 context: GossipRuleContext(
                     rank: rank, workers: configuration.workers, parameterCount: network.parameterCount,
-                    seed: configuration.seed, topology: configuration.topology),
+                    seed: configuration.seed, topology: configuration.topology, privateRanges: personal),
                 settings: configuration.gossipRule ?? GossipRuleSettings())
         }
-        trainer = LocalTrainer(
+        let trainer = LocalTrainer(
             network: network, shard: shard, batchSize: configuration.batchSize,
             localSteps: configuration.localSteps(forExamples: shard.count),
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank,
             batchNorm: configuration.batchNorm,
             rounds: configuration.rounds)
-        personalizer = PersonalTrainer(
+        let personalizer = PersonalTrainer(
             settings: configuration.personalization, network: network, shard: shard,
             batchSize: configuration.batchSize, optimizer: configuration.optimizer, seed: configuration.seed,
             rank: rank, batchNorm: configuration.batchNorm,
             localSteps: configuration.localSteps(forExamples: shard.count),
             head: configuration.personalRanges(in: network.layout), initial: parameters, rounds: configuration.rounds)
+        steps = LocalSteps(trainer: trainer, personalizer: personalizer)
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator, diagnostic: true)]
     }
 
@@ -357,7 +335,7 @@ public struct WorkerMachine {
         if change.removed.contains(rank) { return [.fail("removed from the run: \(change.reason)")] }
         // A round that was being averaged by all-reduce is finished by gossip among the survivors:
         // every survivor sends its model again, to every new out-neighbour.
-        if rule != nil {
+        if let rule, !type(of: rule).survivesRemovals {
             return [
                 .fail(
                     "removed workers \(change.removed): \(configuration.algorithm.rawValue) cannot go on without them")
@@ -370,17 +348,13 @@ public struct WorkerMachine {
         configuration.topology = change.topology
         self.configuration = configuration
         views = [:]
-        for key in pending.keys { for dead in change.removed { pending[key]?.removeValue(forKey: dead) } }
+        for key in ruleMessages.keys { for dead in change.removed { ruleMessages[key]?.removeValue(forKey: dead) } }
         var directives: [WorkerDirective] = [
             .log("worker \(rank): workers \(change.removed) removed (\(change.reason)); continuing")
         ]
-        if let snapshot = sentThisRound {
-            let body = pushSum ? withUnsafeBytes(of: sentWeightThisRound.bitPattern.littleEndian) { Array($0) } : []
+        if let sent = sentThisRound {
             for peer in view(round).outNeighbors where !previousOut.contains(peer) {
-                directives.append(
-                    send(
-                        Envelope(header: header(.parameters, round: round), body: body, payload: snapshot),
-                        to: .worker(peer)))
+                directives.append(send(sent, to: .worker(peer)))
             }
         }
         return directives + combineIfReady()
@@ -398,8 +372,9 @@ public struct WorkerMachine {
         guard let configuration else { return [] }
         if let federated = configuration.federated {
             // Federated: train only when sampled, then wait for the server's global model.
-            if federated.sampled(round: round, workers: configuration.workers, seed: configuration.seed).contains(rank!)
-            {
+            let sampled = federated.aggregator.sampledClients(
+                round: round, workers: configuration.workers, seed: configuration.seed)
+            if sampled.contains(rank!) {
                 federatedAnchor = parameters
                 return [.trainLocally]
             }
@@ -412,75 +387,60 @@ public struct WorkerMachine {
             return []
         }
         roundDeferred = false
-        switch configuration.algorithm {
-        case .combineThenAdapt:
-            return sendModel() + [.trainLocally]
-        case .adaptThenCombine, .choco, .gradientTracking:
-            return [.trainLocally]
-        }
+        if let rule, type(of: rule).sendsBeforeLocalUpdate { return sendMessage() + [.trainLocally] }
+        return [.trainLocally]
     }
 
     /// The shell's turn to run this round's local steps.
     public mutating func onTrainTurn() -> [WorkerDirective] {
-        guard let configuration, var trainer, var personalizer, !trainedThisRound else { return [] }
+        guard let configuration, var steps, !trainedThisRound else { return [] }
         // Moved out while they train (put back below), so their buffers (optimizer state, personal
         // models) are mutated in place rather than copied on write.
-        self.trainer = nil
-        self.personalizer = nil
+        self.steps = nil
         if let federated = configuration.federated {
-            let proximal = federatedAnchor.map { (mu: Float(federated.proximalMu), anchor: $0) }
-            (roundLoss, roundLearningRate) = personalizer.trainRound(
-                &parameters, shared: &trainer, round: round + 1, proximal: proximal)
-            self.trainer = trainer
-            self.personalizer = personalizer
+            let proximal = federatedAnchor.flatMap { federated.aggregator.proximalTerm(anchor: $0) }
+            (roundLoss, roundLearningRate) = steps.train(&parameters, round: round, proximal: proximal)
+            self.steps = steps
             if !roundLoss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(roundLoss)")] }
             return [federatedReport(sampled: true)]
         }
-        let loss: Double
-        let learningRate: Double
-        if var rule {
-            self.rule = nil
-            (loss, learningRate) = rule.localUpdate(&parameters, trainer: &trainer, round: round)
-            self.rule = rule
-        } else if pushSum {
-            // Train from the de-biased zᵢ = xᵢ/wᵢ and add the update to the numerator xᵢ.
-            let start = model
-            var z = start
-            (loss, learningRate) = trainer.train(&z, round: round)
-            let kept = personal.map { Array(z[$0]) }
-            z.addScaled(start, by: -1)
-            parameters.addScaled(z, by: 1)
-            for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
-        } else {
-            (loss, learningRate) = personalizer.trainRound(
-                &parameters, shared: &trainer, round: round + 1, proximal: nil)
-        }
-        self.trainer = trainer
-        self.personalizer = personalizer
+        var rule = self.rule!
+        self.rule = nil
+        let (loss, learningRate) = rule.localUpdate(&parameters, steps: &steps, round: round)
+        self.rule = rule
+        self.steps = steps
         roundLoss = loss
         roundLearningRate = learningRate
         trainedThisRound = true
         var directives: [WorkerDirective] = []
         if !loss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(loss)")] }
-        if configuration.algorithm != .combineThenAdapt { directives += sendModel() }
+        if !type(of: rule).sendsBeforeLocalUpdate { directives += sendMessage() }
         return directives + combineIfReady()
     }
 
-    /// Sends this round's model (the current parameters, one snapshot for every out-neighbour)
-    /// and keeps it as `sentThisRound`. Personal layers never leave the worker: the snapshot holds
-    /// zeros there (neighbours never mix them, and CTA's `sent` term there is restored anyway).
-    private mutating func sendModel() -> [WorkerDirective] {
-        if rule != nil { return sendRuleMessage() }
-        // Under push-sum the body carries wᵢ as a little-endian Float64.
-        let body = pushSum ? withUnsafeBytes(of: pushSumWeight.bitPattern.littleEndian) { Array($0) } : []
+    /// Sends this round's message (one snapshot for every peer) and keeps it as `sentThisRound`.
+    /// Private coordinates never leave the worker: a dense message holds zeros there (neighbours
+    /// never mix them, and the worker restores its own after mixing). When the round is an exact
+    /// average over all workers, the message goes into the all-reduce instead.
+    private mutating func sendMessage() -> [WorkerDirective] {
+        var rule = self.rule!
+        self.rule = nil
         var values = parameters
         for range in personal { for i in range { values[i] = 0 } }
-        let snapshot = makePayload(values, round: round + 1)
-        sentThisRound = snapshot
-        sentWeightThisRound = pushSumWeight
-        if let variant = allReduceVariant, removed.isEmpty {
+        let message = rule.message(values, round: round)
+        self.rule = rule
+        let envelope: Envelope
+        switch message {
+        case .dense(let values, let body):
+            envelope = Envelope(
+                header: header(.parameters, round: round), body: body, payload: makePayload(values, round: round + 1))
+        case .encoded(let bytes):
+            envelope = Envelope(header: header(.parameters, round: round), body: bytes)
+        }
+        sentThisRound = envelope
+        if let variant = allReduceVariant, removed.isEmpty, let snapshot = envelope.payload {
             var collective = AllReduceRound(
-                variant: variant, rank: rank!, workers: configuration!.workers, count: values.count)
+                variant: variant, rank: rank!, workers: configuration!.workers, count: snapshot.count)
             let outgoing = collective.start(own: snapshot) { makePayload($0, round: round + 1) }
             self.collective = collective
             var directives = collectiveSends(outgoing)
@@ -490,74 +450,27 @@ public struct WorkerMachine {
             }
             return directives
         }
-        return view(round).outNeighbors.map {
-            send(Envelope(header: header(.parameters, round: round), body: body, payload: snapshot), to: .worker($0))
-        }
+        return recipients(round).map { send(envelope, to: .worker($0)) }
     }
 
-    /// The rule's message of this round, to every peer it exchanges with.
-    private mutating func sendRuleMessage() -> [WorkerDirective] {
-        var rule = self.rule!
-        self.rule = nil
-        let message = rule.message(parameters, round: round)
-        self.rule = rule
-        let envelope: Envelope
-        switch message {
-        case .dense(let values):
-            envelope = Envelope(
-                header: header(.parameters, round: round), payload: makePayload(values, round: round + 1))
-        case .encoded(let bytes):
-            envelope = Envelope(header: header(.parameters, round: round), body: bytes)
-        }
-        return ruleRecipients(round).map { send(envelope, to: .worker($0)) }
-    }
-
-    private mutating func ruleRecipients(_ t: Int) -> [Int] {
+    private mutating func recipients(_ t: Int) -> [Int] {
         rule!.exchangePeers(round: t)?.sendTo ?? view(t).outNeighbors
     }
 
-    private mutating func ruleSenders(_ t: Int) -> [Int] {
+    private mutating func senders(_ t: Int) -> [Int] {
         rule!.exchangePeers(round: t)?.receiveFrom ?? view(t).inNeighbors
     }
 
-    /// A rule's message: checked (round, sender, the rule's own check), buffered, combined when
-    /// the round's are all in.
-    private mutating func onRuleMessage(_ envelope: Envelope, _ configuration: RunConfiguration) -> [WorkerDirective] {
-        let sender = Int(envelope.header.sender)
-        guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
-            return reject(
-                "a message from worker \(sender) for 0-based round \(envelope.header.round), but this worker is at round \(round + 1) of \(configuration.rounds)"
-            )
-        }
-        let messageRound = Int(envelope.header.round)
-        guard (0..<configuration.workers).contains(sender), sender != rank else {
-            return reject("a message from worker \(sender), which is not a peer")
-        }
-        guard ruleMessages[messageRound]?[sender] == nil else {
-            return reject("duplicate message from worker \(sender) for round \(messageRound + 1)")
-        }
-        let received: ReceivedGossip
-        if let payload = envelope.payload {
-            guard envelope.body.isEmpty else {
-                return reject("a message from worker \(sender) with both a payload and a body")
-            }
-            guard payload.isFinite else {
-                return reject("a message from worker \(sender) for round \(messageRound + 1) contains NaN or Inf")
-            }
-            received = .dense(payload.buffer)
-        } else {
-            received = .encoded(envelope.body)
-        }
-        if let problem = withExtendedLifetime(envelope, { rule!.problem(with: received) }) {
-            return reject("worker \(sender), round \(messageRound + 1): \(problem)")
-        }
-        ruleMessages[messageRound, default: [:]][sender] = envelope
-        return messageRound == round ? combineIfReady() : []
-    }
-
+    /// A gossip message: checked (round, sender, the rule's own check), buffered, combined when
+    /// the round's are all in. Messages from any live worker are buffered (a membership change can
+    /// make it an in-neighbour for this round); only the round's senders are combined.
     private mutating func onParameters(_ envelope: Envelope) -> [WorkerDirective] {
-        guard let configuration else { return reject("parameters before assignment") }
-        if rule != nil { return onRuleMessage(envelope, configuration) }
+        guard let configuration, let rule else {
+            return reject(
+                configuration?.federated != nil
+                    ? "parameters from a peer in a federated run (clients exchange models with the server only)"
+                    : "parameters before this worker's shard was loaded")
+        }
         let sender = Int(envelope.header.sender)
         // The header's round is any Int64 a peer sends: range-check it before any arithmetic.
         guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
@@ -566,34 +479,25 @@ public struct WorkerMachine {
             )
         }
         let messageRound = Int(envelope.header.round)
-        guard let payload = envelope.payload, payload.count == parameters.count else {
-            return reject(
-                "parameters from worker \(sender) have \(envelope.payload?.count ?? 0) values, expected \(parameters.count)"
-            )
-        }
-        // Models from any live worker are buffered (a membership change can make it an in-neighbour
-        // for this round); only the round's in-neighbours are mixed.
         guard (0..<configuration.workers).contains(sender), sender != rank, !removed.contains(sender) else {
             return reject("parameters from worker \(sender), which is not a live peer")
         }
-        var senderWeight = 1.0
-        if pushSum {
-            guard envelope.body.count == 8 else {
-                return reject("push-sum parameters from worker \(sender) lack their 8-byte weight")
-            }
-            senderWeight = Double(
-                bitPattern: UInt64(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
-            guard senderWeight.isFinite, senderWeight > 0 else {
-                return reject("push-sum weight \(senderWeight) from worker \(sender) is not a positive number")
-            }
-        }
-        guard pending[messageRound]?[sender] == nil else {
+        guard ruleMessages[messageRound]?[sender] == nil else {
             return reject("duplicate parameters from worker \(sender) for round \(messageRound + 1)")
         }
-        guard payload.isFinite else {
-            return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
+        let received: ReceivedGossip
+        if let payload = envelope.payload {
+            guard payload.isFinite else {
+                return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
+            }
+            received = .dense(payload.buffer, body: envelope.body)
+        } else {
+            received = .encoded(envelope.body)
         }
-        pending[messageRound, default: [:]][sender] = (payload, senderWeight)
+        if let problem = withExtendedLifetime(envelope, { rule.problem(with: received) }) {
+            return reject("parameters from worker \(sender) for round \(messageRound + 1): \(problem)")
+        }
+        ruleMessages[messageRound, default: [:]][sender] = envelope
         return messageRound == round ? combineIfReady() : []
     }
 
@@ -660,27 +564,22 @@ public struct WorkerMachine {
         }
     }
 
+    /// Combines the round once its messages are in (every sender's, or the all-reduce's average),
+    /// the private coordinates kept as they were.
     private mutating func combineIfReady() -> [WorkerDirective] {
         guard let configuration, trainedThisRound else { return [] }
         if let collective {
             guard collective.isComplete else { return [] }
             let kept = personal.map { Array(parameters[$0]) }
-            switch configuration.algorithm {
-            case .adaptThenCombine:
-                parameters = collective.result
-            case .combineThenAdapt:
-                // x ← x̄ + (trained − sent): CTA with no self weight and x̄ as the one term.
-                let sent = sentThisRound!
-                collective.result.withUnsafeBufferPointer { average in
-                    withExtendedLifetime(sent) {
-                        Gossip.combineThenAdapt(
-                            &parameters, sent: sent.buffer, selfWeight: 0,
-                            neighbors: [Gossip.Term(weight: 1, values: average)])
-                    }
+            var rule = self.rule!
+            self.rule = nil
+            let sent = sentThisRound!.payload!
+            collective.result.withUnsafeBufferPointer { average in
+                withExtendedLifetime(sent) {
+                    rule.combine(&parameters, average: average, sent: sent.buffer, round: round)
                 }
-            case .choco, .gradientTracking:
-                preconditionFailure("\(configuration.algorithm) runs as a GossipRule, never by all-reduce")
             }
+            self.rule = rule
             for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
             if let damage = collective.read.lazy.compactMap({ $0.damage() }).first {
                 return [.fail("round \(round + 1): \(damage)")]
@@ -688,72 +587,41 @@ public struct WorkerMachine {
             self.collective = nil
             return completeRound(configuration)
         }
-        if rule != nil { return combineRuleIfReady(configuration) }
-        let received = pending[round] ?? [:]
-        let view = view(round)
-        guard view.inNeighbors.allSatisfy({ received[$0] != nil }) else { return [] }
-        let terms = view.inNeighbors.map { sender in
-            Gossip.Term(weight: Float(view.weights[sender]!), values: received[sender]!.0.buffer)
-        }
-        let selfWeight = Float(view.selfWeight)
-        let kept = personal.map { Array(parameters[$0]) }
-        withExtendedLifetime(received) {
-            switch configuration.algorithm {
-            case .adaptThenCombine:
-                Gossip.adaptThenCombine(&parameters, selfWeight: selfWeight, neighbors: terms)
-            case .combineThenAdapt:
-                let sent = sentThisRound!
-                withExtendedLifetime(sent) {
-                    Gossip.combineThenAdapt(&parameters, sent: sent.buffer, selfWeight: selfWeight, neighbors: terms)
-                }
-            case .choco, .gradientTracking:
-                preconditionFailure("\(configuration.algorithm) runs as a GossipRule")
-            }
-        }
-        for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
-        // Models read in place from a sender's shared memory: void if the sender rewrote them.
-        for sender in view.inNeighbors {
-            if let damage = received[sender]!.0.damage() { return [.fail("round \(round + 1): \(damage)")] }
-        }
-        if pushSum {
-            pushSumWeight =
-                view.selfWeight * sentWeightThisRound
-                + view.inNeighbors.reduce(0) { $0 + view.weights[$1]! * received[$1]!.1 }
-        }
-        return completeRound(configuration)
-    }
-
-    /// A rule's round: combine once every peer's message is in.
-    private mutating func combineRuleIfReady(_ configuration: RunConfiguration) -> [WorkerDirective] {
         let received = ruleMessages[round] ?? [:]
-        let senders = ruleSenders(round)
+        let senders = senders(round)
         guard senders.allSatisfy({ received[$0] != nil }) else { return [] }
         let messages = Dictionary(
-            uniqueKeysWithValues: senders.map { sender -> (Int, ReceivedGossip) in
-                let envelope = received[sender]!
-                return (sender, envelope.payload.map { .dense($0.buffer) } ?? .encoded(envelope.body))
-            })
-        // The round's row of W from the cached view, neighbours in the order ATC mixes them.
+            uniqueKeysWithValues: senders.map { sender in (sender, Self.gossip(received[sender]!)) })
+        // The round's row of W from the cached view, neighbours in ascending order.
         let view = view(round)
         let row = MixingRow(
-            selfWeight: Float(view.selfWeight),
-            neighbors: view.inNeighbors.map { MixingRow.Neighbor(rank: $0, weight: Float(view.weights[$0]!)) })
+            selfWeight: view.selfWeight,
+            neighbors: view.inNeighbors.map { MixingRow.Neighbor(rank: $0, weight: view.weights[$0]!) })
+        let sent = sentThisRound!
+        let kept = personal.map { Array(parameters[$0]) }
         var rule = self.rule!
         self.rule = nil
-        withExtendedLifetime(received) { rule.combine(&parameters, row: row, received: messages, round: round) }
+        withExtendedLifetime((received, sent)) {
+            rule.combine(&parameters, row: row, received: messages, sent: Self.gossip(sent), round: round)
+        }
         self.rule = rule
+        for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
         // Messages read in place from a sender's shared memory: void if the sender rewrote them.
         for sender in senders {
             if let damage = received[sender]!.payload?.damage() { return [.fail("round \(round + 1): \(damage)")] }
         }
-        ruleMessages.removeValue(forKey: round)
         return completeRound(configuration)
+    }
+
+    /// A message as a rule reads it (dense values in place; valid while the envelope lives).
+    private static func gossip(_ envelope: Envelope) -> ReceivedGossip {
+        envelope.payload.map { .dense($0.buffer, body: envelope.body) } ?? .encoded(envelope.body)
     }
 
     /// The round's mixing is done: report it and begin the next.
     private mutating func completeRound(_ configuration: RunConfiguration) -> [WorkerDirective] {
         views.removeValue(forKey: round)
-        pending.removeValue(forKey: round)
+        ruleMessages.removeValue(forKey: round)
         // The round is over: until the next one begins (which flow control may defer), nothing may
         // complete it, however many neighbour models arrive for it.
         trainedThisRound = false
@@ -774,7 +642,7 @@ public struct WorkerMachine {
     private mutating func finishedMessage() -> WorkerDirective {
         let summary = WorkerSummary(
             rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
-            bytesSent: bytesSent, shardSize: trainer?.sampler.shard.count ?? 0)
+            bytesSent: bytesSent, shardSize: steps?.trainer.sampler.shard.count ?? 0)
         return send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
     }
 
@@ -791,12 +659,12 @@ public struct WorkerMachine {
         }
         var metrics = WorkerMetrics(
             round: round + 1, trainLoss: sampled ? roundLoss : 0, learningRate: roundLearningRate, bytesSent: bytesSent,
-            epoch: trainer?.sampler.epoch ?? 0)
+            epoch: steps?.trainer.sampler.epoch ?? 0)
         metrics.sampled = sampled
-        metrics.shardSize = trainer?.sampler.shard.count
-        metrics.additiveLambda = sampled ? personalizer?.lastLambda : nil
-        metrics.additiveMu = sampled ? personalizer?.lastMu : nil
-        metrics.additiveGlobalZeroFraction = sampled ? personalizer?.lastZeroFraction : nil
+        metrics.shardSize = steps?.trainer.sampler.shard.count
+        metrics.additiveLambda = sampled ? steps?.personalizer.report.lambda : nil
+        metrics.additiveMu = sampled ? steps?.personalizer.report.mu : nil
+        metrics.additiveGlobalZeroFraction = sampled ? steps?.personalizer.report.zeroFraction : nil
         let envelope = Envelope(
             header: header(.metrics, round: round + 1), body: Body.encode(metrics), payload: payload)
         diagnosticBytesSent += envelope.body.count + (payload == nil ? MessageHeader.byteCount : 0)
@@ -831,10 +699,10 @@ public struct WorkerMachine {
     private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
         var metrics = WorkerMetrics(
             round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
-            epoch: trainer?.sampler.epoch ?? 0)
-        metrics.additiveLambda = personalizer?.lastLambda
-        metrics.additiveMu = personalizer?.lastMu
-        metrics.additiveGlobalZeroFraction = personalizer?.lastZeroFraction
+            epoch: steps?.trainer.sampler.epoch ?? 0)
+        metrics.additiveLambda = steps?.personalizer.report.lambda
+        metrics.additiveMu = steps?.personalizer.report.mu
+        metrics.additiveGlobalZeroFraction = steps?.personalizer.report.zeroFraction
         let payload = configuration.gathersParameters(afterRound: round) ? makePayload(model, round: round) : nil
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.
@@ -850,7 +718,7 @@ public struct WorkerMachine {
         let result = model.withUnsafeBufferPointer { clientEvaluator.evaluate($0) }
         let evaluation = ClientEvaluation(
             round: round, accuracy: result.accuracy, loss: result.loss, examples: clientEvaluator.dataset.count,
-            trainingExamples: trainer?.sampler.shard.count ?? 0)
+            trainingExamples: steps?.trainer.sampler.shard.count ?? 0)
         return [
             send(
                 Envelope(header: header(.clientEvaluation, round: round), body: Body.encode(evaluation)),
@@ -860,17 +728,17 @@ public struct WorkerMachine {
 
     /// The private side of personalization (Ditto's and APFL's v, the additive local part), for
     /// tests and dumps; it is never sent.
-    public var personalPart: [Float]? { personalizer?.personal }
+    public var personalPart: [Float]? { steps?.personalizer.personal }
     /// APFL's learned mixture weight α (for tests and dumps).
-    public var apflAlpha: Double? { personalizer?.alpha }
+    public var apflAlpha: Double? { steps?.personalizer.report.alpha }
 
     /// The model this client would deploy: its parameters, personal slices included, as its
     /// personalization algorithm turns them into a model (fine-tuned, Ditto's v, APFL's mixture,
     /// global + local).
     private mutating func personalizedModel() -> [Float] {
-        guard var personalizer else { return parameters }
-        defer { self.personalizer = personalizer }
-        return personalizer.deployed(parameters)
+        guard var steps else { return parameters }
+        defer { self.steps = steps }
+        return steps.personalizer.deployed(parameters)
     }
 
     public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }

@@ -97,11 +97,80 @@ final class PersonalUpdateTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(moved, 1e-2, "α must move for the check to mean anything")
-        XCTAssertEqual(personal.alpha, alpha, accuracy: 1e-6)
+        XCTAssertEqual(try XCTUnwrap(personal.report.alpha), alpha, accuracy: 1e-6)
         assertClose(personal.personal!, v)
         // The deployed model is the mixture.
         var mixture = v
         for i in mixture.indices { mixture[i] = Float(alpha) * v[i] + Float(1 - alpha) * w[i] }
         assertClose(personal.deployed(w), mixture)
+    }
+}
+
+/// The personalization strategies as values: what each keeps private, what it refuses, and that
+/// the shared-model-only ones train exactly as the plain trainer does.
+final class PersonalizationStrategyTests: XCTestCase {
+    func testPrivateLayers_HeadForFedPerAndFedRep_BatchNormForFedBN() throws {
+        let mlp = Network(spec: ModelSpec(widths: [20, 6, 10], batchNorm: true))
+        let last = "layers.\(mlp.layers.count - 1)"
+        XCTAssertEqual(PersonalizationSettings.Algorithm.fedPer.strategyType.privateLayers(of: mlp), [last])
+        XCTAssertEqual(PersonalizationSettings.Algorithm.fedRep.strategyType.privateLayers(of: mlp), [last])
+        let batchNorm = PersonalizationSettings.Algorithm.fedBN.strategyType.privateLayers(of: mlp)
+        XCTAssertFalse(batchNorm.isEmpty)
+        for name in batchNorm {
+            let index = try XCTUnwrap(Int(name.dropFirst("layers.".count)))
+            XCTAssertTrue(mlp.layers[index] is BatchNorm, name)
+        }
+        XCTAssertEqual(batchNorm.count, mlp.layers.filter { $0 is BatchNorm }.count)
+        for algorithm in [PersonalizationSettings.Algorithm.none, .localOnly, .fineTune, .ditto, .apfl, .additive] {
+            XCTAssertEqual(algorithm.strategyType.privateLayers(of: mlp), [], "\(algorithm)")
+        }
+    }
+
+    func testRefusals_NameTheReason() {
+        let plain = PersonalizationRunFacts(modelHasBatchNorm: false, communicates: true, hasPrivateLayers: false)
+        let withBatchNorm = PersonalizationRunFacts(modelHasBatchNorm: true, communicates: true, hasPrivateLayers: true)
+        XCTAssertEqual(
+            PersonalizationSettings.Algorithm.localOnly.strategyType.refusal(plain),
+            "local-only means no communication: use --topology solo without --federated")
+        XCTAssertNotNil(PersonalizationSettings.Algorithm.fedPer.strategyType.refusal(plain))
+        XCTAssertNil(PersonalizationSettings.Algorithm.fedPer.strategyType.refusal(withBatchNorm))
+        XCTAssertNotNil(PersonalizationSettings.Algorithm.fedBN.strategyType.refusal(plain))
+        XCTAssertNotNil(PersonalizationSettings.Algorithm.apfl.strategyType.refusal(withBatchNorm))
+        XCTAssertNotNil(PersonalizationSettings.Algorithm.additive.strategyType.refusal(withBatchNorm))
+        for algorithm in PersonalizationSettings.Algorithm.allCases where algorithm != .localOnly {
+            let facts = PersonalizationRunFacts(
+                modelHasBatchNorm: algorithm == .fedBN, communicates: true, hasPrivateLayers: true)
+            XCTAssertNil(algorithm.strategyType.refusal(facts), "\(algorithm)")
+        }
+    }
+
+    /// FedPer and FedBN train the shared model as the plain trainer does, bit for bit, and deploy
+    /// it unchanged.
+    func testSharedModelStrategies_TrainAsThePlainTrainer() {
+        let network = Network(spec: ModelSpec(widths: [20, 6, 10]))
+        let shard = SyntheticClassification(featureCount: 20, trainCount: 64, testCount: 1).examples(Array(0..<64))
+        let optimizer = OptimizerSettings(schedule: .constant(0.1), momentumKind: .heavyBall, momentum: 0.9)
+        func trainer() -> LocalTrainer {
+            LocalTrainer(
+                network: network, shard: shard, batchSize: 8, localSteps: 3, optimizer: optimizer, seed: 5, rank: 1,
+                rounds: 3)
+        }
+        var plain = trainer()
+        var expected = network.initialParameters(seed: 5)
+        for round in 0..<3 { _ = plain.train(&expected, round: round) }
+        for algorithm in [PersonalizationSettings.Algorithm.none, .fedPer, .fedBN, .localOnly] {
+            var shared = trainer()
+            var strategy = PersonalizationSettings(algorithm: algorithm).makeStrategy(
+                PersonalizationContext(
+                    network: network, shard: shard, batchSize: 8, optimizer: optimizer, seed: 5, rank: 1,
+                    batchNorm: BatchNormSettings(), localSteps: 3, head: [],
+                    initial: network.initialParameters(seed: 5),
+                    rounds: 3))
+            var x = network.initialParameters(seed: 5)
+            for round in 1...3 { _ = strategy.trainRound(&x, shared: &shared, round: round, proximal: nil) }
+            XCTAssertEqual(x, expected, "\(algorithm)")
+            XCTAssertEqual(strategy.deployed(x), x, "\(algorithm)")
+            XCTAssertNil(strategy.personal)
+        }
     }
 }

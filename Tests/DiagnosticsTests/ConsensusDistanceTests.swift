@@ -52,4 +52,32 @@ final class ConsensusDistanceTests: XCTestCase {
         }
         XCTAssertEqual(result.distanceSquared, 9_000)
     }
+
+    /// About a given centre (a federated server's aggregate): the same bits as the weighted
+    /// initializer when the centre is the weighted average it computes (`ModelAverage`, the
+    /// server's), and the closed form about any other centre.
+    func testAboutAGivenCentre_SameBitsAsTheWeightedAverage() {
+        var layout = ParameterLayout()
+        layout.append("a", shape: [5])
+        layout.append("b", shape: [6_001])
+        var generator = SplitMix64(seed: 2)
+        let models: [[Float]] = (0..<3).map { _ in
+            (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
+        }
+        let weights = [0.2, 0.3, 0.5]
+        let buffers = models.map { $0.withUnsafeBufferPointer { $0 } }
+        withExtendedLifetime(models) {
+            let weighted = ConsensusDistance(models: buffers, layout: layout, weights: weights)
+            let center = ModelAverage.weighted(buffers, weights: weights)
+            XCTAssertEqual(center, weighted.average)
+            let about = ConsensusDistance(models: buffers, layout: layout, about: center)
+            XCTAssertEqual(about.distanceSquared.bitPattern, weighted.distanceSquared.bitPattern)
+            XCTAssertEqual(about.perSlice.map(\.distanceSquared), weighted.perSlice.map(\.distanceSquared))
+            // About the zero vector: Ξ² = (1/n)Σᵢ‖xᵢ‖².
+            let zero = ConsensusDistance(
+                models: buffers, layout: layout, about: [Float](repeating: 0, count: layout.count))
+            let direct = models.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) * Double($1) } } / 3
+            XCTAssertEqual(zero.distanceSquared, direct, accuracy: 1e-9 * direct)
+        }
+    }
 }

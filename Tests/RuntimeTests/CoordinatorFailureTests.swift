@@ -134,7 +134,7 @@ final class FederatedFailureTests: XCTestCase {
     /// round 1, so nobody waits forever), and an event says why.
     func testEverySampledClientDead_RecordsTheRoundAndKeepsTheGlobalModel() {
         var (machine, configuration, count) = server(policy: .continue)
-        let sampled = configuration.federated!.sampled(round: 0, workers: 3, seed: configuration.seed)
+        let sampled = configuration.federated!.aggregator.sampledClients(round: 0, workers: 3, seed: configuration.seed)
         XCTAssertEqual(sampled.count, 1)
         let others = (0..<3).filter { !sampled.contains($0) }
         for rank in others { _ = machine.onEnvelope(report(rank, round: 1, sampled: false, count: count)) }
@@ -155,7 +155,8 @@ final class FederatedFailureTests: XCTestCase {
     func testInfiniteUpload_FailsOrDropsTheClient() {
         for policy in [FailurePolicy.abort, .continue] {
             var (machine, configuration, count) = server(policy: policy)
-            let sampled = configuration.federated!.sampled(round: 0, workers: 3, seed: configuration.seed)[0]
+            let sampled = configuration.federated!.aggregator.sampledClients(
+                round: 0, workers: 3, seed: configuration.seed)[0]
             let directives = machine.onEnvelope(
                 report(sampled, round: 1, sampled: true, count: count, value: .infinity))
             let reason = "sent a model with NaN or Inf values for round 1"

@@ -31,7 +31,8 @@ final class FederatedRecordTests: XCTestCase {
         let sizes = try shards(configuration).map { Double($0.count) }
         let ranks = machine.lastWorkerRanks
         XCTAssertEqual(
-            ranks, configuration.federated!.sampled(round: configuration.rounds - 1, workers: 5, seed: 3))
+            ranks,
+            configuration.federated!.aggregator.sampledClients(round: configuration.rounds - 1, workers: 5, seed: 3))
         let models = machine.lastWorkerModels
         let total = ranks.reduce(0) { $0 + sizes[$1] }
         let average = try XCTUnwrap(machine.averageModel)
@@ -65,7 +66,7 @@ final class FederatedRecordTests: XCTestCase {
             $0.optimizer.scheduleUnit = .rounds
         }
         let sampledZero = (0..<configuration.rounds).map {
-            configuration.federated!.sampled(round: $0, workers: 5, seed: 3).contains(0)
+            configuration.federated!.aggregator.sampledClients(round: $0, workers: 5, seed: 3).contains(0)
         }
         XCTAssertTrue(sampledZero.contains(false), "worker 0 is sampled every round: the check is empty")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-fedlr-\(UUID())")
@@ -108,7 +109,7 @@ final class FederatedRecordTests: XCTestCase {
         XCTAssertEqual(result.coordinator.outcome, .completed)
         let labelled = result.coordinator.sharpnessRecords.filter { $0.model == "worker 1" }.map(\.round)
         let sampled = (1...configuration.rounds).filter {
-            configuration.federated!.sampled(round: $0 - 1, workers: 5, seed: 3).contains(1)
+            configuration.federated!.aggregator.sampledClients(round: $0 - 1, workers: 5, seed: 3).contains(1)
         }
         XCTAssertEqual(labelled, sampled)
         XCTAssertFalse(sampled.isEmpty)

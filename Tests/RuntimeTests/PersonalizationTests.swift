@@ -319,7 +319,7 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         let (coordinator, _) = try run(configuration)
         let upload = MessageHeader.byteCount + 4 * Network(spec: configuration.model).parameterCount
         for record in coordinator.records {
-            let sampled = configuration.federated!.sampled(
+            let sampled = configuration.federated!.aggregator.sampledClients(
                 round: record.round - 1, workers: 5, seed: configuration.seed)
             XCTAssertEqual(
                 record.bytesSentByWorker, (0..<5).map { sampled.contains($0) ? upload : 0 }, "round \(record.round)")

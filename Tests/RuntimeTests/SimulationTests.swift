@@ -423,7 +423,8 @@ final class FederatedTests: XCTestCase {
             }
             var global = network.initialParameters(seed: configuration.seed)
             for round in 0..<configuration.rounds {
-                let sampled = configuration.federated!.sampled(round: round, workers: 5, seed: configuration.seed)
+                let sampled = configuration.federated!.aggregator.sampledClients(
+                    round: round, workers: 5, seed: configuration.seed)
                 XCTAssertEqual(sampled.count, 3)
                 let total = sampled.reduce(0.0) { $0 + Double(shardSets[$1].count) }
                 var next = [Float](repeating: 0, count: global.count)
