@@ -8,8 +8,158 @@ import Optimizers
 import Runtime
 import Topologies
 
-/// The flags that define a run, shared by `coordinator` and `simulate`.
+/// The flags that define a run, shared by `coordinator` and `simulate`, grouped by concern (the
+/// groups are the sections of `dsgd help simulate`). Values parse themselves where they are
+/// typed (a model, a partition, a schedule, a compressor), so a bad one is refused with its
+/// reason before anything starts; what follows from the choices (a federated run's star, the
+/// layers an algorithm keeps private, dropped links) is the configuration's own rule
+/// (`RunConfiguration.withImpliedSettings()`), not the command line's.
 struct RunOptions: ParsableArguments {
+    @OptionGroup(title: "Topology and gossip") var gossip: GossipOptions
+    @OptionGroup(title: "Model and data") var learning: ModelAndDataOptions
+    @OptionGroup(title: "Optimization") var optimization: OptimizationOptions
+    @OptionGroup(title: "Batch norm") var batchNorm: BatchNormOptions
+    @OptionGroup(title: "Federated learning and personalization") var personal: PersonalizationOptions
+    @OptionGroup(title: "Diagnostics") var diagnostics: DiagnosticsOptions
+    @OptionGroup(title: "Faults and failures") var faults: FaultOptions
+    @OptionGroup(title: "Run folder") var folder: RunFolderOptions
+
+    var overwrite: Bool { folder.overwrite }
+
+    func makeConfiguration() throws -> (RunConfiguration, URL) {
+        if let config = folder.config { return try loadConfiguration(config) }
+        let workers = gossip.workers
+        let rounds = optimization.rounds
+        var faultList: [Fault] = []
+        do {
+            for (kind, values) in [
+                ("straggler", faults.straggler), ("drop-link", faults.dropLink), ("delay-link", faults.delayLink),
+                ("kill-worker", faults.killWorker),
+            ] {
+                for value in values {
+                    faultList.append(try Fault.parse(value, kind: kind, workers: workers, rounds: rounds))
+                }
+            }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        guard optimization.warmupSteps >= 0 else {
+            throw ValidationError("--warmup: must be ≥ 0, got \(optimization.warmupSteps)")
+        }
+        let optimizer = OptimizerSettings(
+            schedule: optimization.lrSchedule.schedule(
+                baseRate: optimization.learningRate, warmup: optimization.warmupSteps),
+            momentumKind: optimization.momentum == 0 ? .none : (optimization.nesterov ? .nesterov : .heavyBall),
+            momentum: optimization.momentum, weightDecay: optimization.weightDecay,
+            weightDecayMode: optimization.weightDecayMode, gradientClipNorm: optimization.clipNorm,
+            scheduleUnit: optimization.lrScheduleUnit)
+        let graph = try makeTopology()
+        let directory = URL(
+            fileURLWithPath: folder.runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
+        let network = Network(spec: learning.model)
+        var configuration = RunConfiguration(
+            runName: directory.lastPathComponent, seed: learning.seed, rounds: rounds, workers: workers,
+            model: learning.model, batchSize: optimization.batch, localSteps: optimization.localSteps,
+            algorithm: gossip.algorithm, optimizer: optimizer, data: try learning.dataSource(),
+            partition: learning.partition,
+            topology: graph, metricsEvery: diagnostics.metricsEvery, evalEvery: diagnostics.evalEvery,
+            evaluateWorkers: !diagnostics.noEvalWorkers, peerTimeoutSeconds: faults.peerTimeout,
+            maxRoundsAhead: faults.maxRoundsAhead, workerEvaluationSize: diagnostics.workerEvalSize,
+            sharpness: try diagnostics.sharpnessSettings(), failurePolicy: faults.onFailure,
+            failureTimeoutSeconds: faults.failureTimeout, heartbeatIntervalSeconds: faults.heartbeatInterval,
+            faults: faultList,
+            personalLayers: commaSeparated(personal.personalLayers)
+                + (personal.personalHead ? FedPer.privateLayers(of: network) : []),
+            clientTestSize: personal.clientTestSize,
+            federated: personal.federated.map {
+                FederatedSettings(
+                    clientFraction: personal.clientFraction, proximalMu: $0 == .fedprox ? personal.proximalMu : 0)
+            },
+            batchNorm: BatchNormSettings(
+                virtualBatchSize: batchNorm.virtualBatchSize, runningStatisticsRule: batchNorm.runningStats,
+                momentum: batchNorm.bnMomentum, policy: batchNorm.bnPolicy,
+                averageModelStatistics: batchNorm.averageModelBn, recomputeExamples: batchNorm.bnRecomputeExamples),
+            localEpochs: optimization.localEpochs,
+            personalization: PersonalizationSettings(
+                algorithm: personal.personalization, fineTuneSteps: personal.fineTuneSteps,
+                headSteps: personal.headSteps, dittoLambda: personal.dittoLambda, apflAlpha: personal.apflAlpha,
+                apflAlphaLearningRate: personal.apflAlphaLr, additiveLambda: personal.additiveLambda,
+                additiveMu: personal.additiveMu, curriculum: personal.curriculum,
+                curriculumRounds: personal.curriculumRounds))
+        configuration.personalization.fineTuneLearningRate = personal.fineTuneLr
+        configuration.personalization.additiveLayers = commaSeparated(personal.additiveLayers)
+        configuration.allowBiasedAverage = gossip.allowBiasedAverage
+        configuration.allowsAllReduce = !gossip.noAllReduce
+        configuration.trainExamples = learning.trainExamples
+        if gossip.algorithm == .choco || gossip.compressor != nil || gossip.consensusStep != nil {
+            var rule = GossipRuleSettings()
+            if let compressor = gossip.compressor { rule.compressor = compressor }
+            if let consensusStep = gossip.consensusStep { rule.consensusStep = consensusStep }
+            configuration.gossipRule = rule
+        }
+        configuration = configuration.withImpliedSettings()
+        let largeBatch = optimization
+        if largeBatch.referenceBatch == nil && (largeBatch.lrScaling != .none || largeBatch.regimeAdaptation) {
+            throw ValidationError("--lr-scaling and --regime-adaptation need --reference-batch (the small total batch)")
+        }
+        do {
+            if let referenceBatch = largeBatch.referenceBatch {
+                configuration = try LargeBatchSettings.adapting(
+                    configuration, referenceBatchSize: referenceBatch, learningRateScaling: largeBatch.lrScaling,
+                    adaptRegime: largeBatch.regimeAdaptation)
+            }
+            try configuration.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        return (configuration, directory)
+    }
+
+    /// The configuration recorded in an earlier run's config.json.
+    private func loadConfiguration(_ path: String) throws -> (RunConfiguration, URL) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("--config: cannot read '\(path)'")
+        }
+        var configuration: RunConfiguration
+        do {
+            configuration = try JSONDecoder().decode(RunManifest.self, from: data).configuration
+        } catch {
+            throw ValidationError("--config: \(path) is not a dsgd config.json: \(error)")
+        }
+        let directory = URL(
+            fileURLWithPath: folder.runDir
+                ?? defaultRunDirectory(topologyName: configuration.topology.name, workerCount: configuration.workers))
+        configuration.runName = directory.lastPathComponent
+        do { try configuration.validate() } catch { throw ValidationError("--config: \(path): \(error)") }
+        return (configuration, directory)
+    }
+
+    private func makeTopology() throws -> TopologySchedule {
+        let workers = gossip.workers
+        guard workers >= 1 else { throw ValidationError("--workers: must be at least 1, got \(workers)") }
+        let schedule = try loadSchedule(
+            gossip.topology, nodeCount: workers, seed: learning.seed, weights: gossip.weights, flag: "--topology")
+        guard schedule.nodeCount == workers else {
+            throw ValidationError(
+                "--topology: \(gossip.topology) declares \(schedule.nodeCount) nodes but --workers is \(workers)")
+        }
+        return schedule
+    }
+
+    private func defaultRunDirectory(topologyName: String, workerCount: Int) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        let base = (topologyName as NSString).lastPathComponent.replacingOccurrences(of: ".edges", with: "")
+        return "runs/\(formatter.string(from: Date()))-\(base)-n\(workerCount)"
+    }
+}
+
+private func commaSeparated(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+}
+
+struct GossipOptions: ParsableArguments {
     @Option(help: "Number of worker processes.")
     var workers: Int = 8
 
@@ -19,31 +169,94 @@ struct RunOptions: ParsableArguments {
     )
     var topology: String = "ring"
 
-    @Option(help: "Gossip rounds.")
-    var rounds: Int = 500
-
-    @Option(
-        help:
-            "Model: MLP widths, e.g. 784-256-256-10 (784-10 is logistic regression; add :tanh, :bn for batch norm), or cnn (= cnn:28x28x1-16-32-10: 3×3 conv, batch norm, ReLU, 2×2 pool per stage; :nobn without batch norm)."
-    )
-    var model: String = "784-256-256-10"
-
     @Option(
         help: "Mixing weights for a generated topology: \(WeightRule.allCases.map(\.rawValue).joined(separator: ", "))."
     )
     var weights: WeightRule?
 
+    @Option(
+        help:
+            "atc (adapt-then-combine), cta (combine-then-adapt, D-PSGD), choco (CHOCO-SGD: compressed gossip, see --compressor and --consensus-step) or gradient-tracking (x and a tracker of the average gradient; one plain SGD gradient per round)."
+    )
+    var algorithm: GossipAlgorithm = .adaptThenCombine
+
+    @Option(
+        help:
+            "CHOCO-SGD's compressor: top-k:RATIO (largest magnitudes), random-k:RATIO, sign (scaled by the mean magnitude), qsgd:LEVELS (scaled to contract) or identity. (default: top-k:0.1)",
+        transform: { try Compressor(parsing: $0) })
+    var compressor: Compressor?
+
+    @Option(help: "CHOCO-SGD's consensus step size γ in (0, 1]. (default: 0.5)")
+    var consensusStep: Double?
+
+    @Flag(
+        help:
+            "Run a topology whose weights are row- but not column-stochastic (e.g. uniform weights on an irregular graph), where gossip converges to a π-weighted average instead of the plain one."
+    )
+    var allowBiasedAverage = false
+
+    @Flag(
+        help:
+            "Average C-SGD rounds (mixing that is the exact average over all workers, e.g. --topology complete) by gossip messages instead of the all-reduce."
+    )
+    var noAllReduce = false
+}
+
+struct ModelAndDataOptions: ParsableArguments {
+    @Option(
+        help:
+            "Model: MLP widths, e.g. 784-256-256-10 (784-10 is logistic regression; add :tanh, :bn for batch norm), or cnn (= cnn:28x28x1-16-32-10: 3×3 conv, batch norm, ReLU, 2×2 pool per stage; :nobn without batch norm). (default: 784-256-256-10)",
+        transform: { try ModelSpec(parsing: $0) })
+    var model: ModelSpec = ModelSpec(widths: [784, 256, 256, 10])
+
+    @Option(
+        help:
+            "'auto' (Fashion-MNIST if installed, else synthetic), 'synthetic', 'synthetic:SEED', or a folder of IDX files."
+    )
+    var data: String = "auto"
+
+    /// The data set, found on this machine (what `auto` is here).
+    func dataSource() throws -> DataSource {
+        do { return try DataLoader.resolve(data) } catch { throw ValidationError("--data: \(error)") }
+    }
+
+    @Option(
+        help:
+            "Partition across workers: iid, dirichlet:α (label skew), pathological:K (K classes each) or lognormal:σ (unbalanced sizes). (default: iid)",
+        transform: { try PartitionScheme(parsing: $0) })
+    var partition: PartitionScheme = .iid
+
+    @Option(help: "Seed for initialisation, partitions and batch order.")
+    var seed: UInt64 = 0
+
+    @Option(
+        help:
+            "Train on this fixed seeded subset of the training set only (the same rows as --sharpness-examples of the same count: curvature on exactly the training examples)."
+    )
+    var trainExamples: Int?
+}
+
+struct OptimizationOptions: ParsableArguments {
+    @Option(help: "Gossip rounds.")
+    var rounds: Int = 500
+
     @Option(help: "Mini-batch size per worker and local step.")
     var batch: Int = 32
+
+    @Option(help: "Local SGD steps H per gossip round.")
+    var localSteps: Int = 1
+
+    @Option(help: "Local epochs E per round instead of --local-steps: each client runs ⌈E·n_k/batch⌉ steps.")
+    var localEpochs: Double?
 
     @Option(name: .customLong("lr"), help: "Base learning rate η.")
     var learningRate: Double = 0.05
 
     @Option(
         help:
-            "Learning-rate schedule: constant, step:EVERY:FACTOR, multistep:M1,M2,…:FACTOR (× FACTOR at each milestone, as PyTorch's MultiStepLR) or cosine[:MINIMUM] (to the end of the run); lengths in --lr-schedule-unit."
-    )
-    var lrSchedule: String = "constant"
+            "Learning-rate schedule: constant, step:EVERY:FACTOR, multistep:M1,M2,…:FACTOR (× FACTOR at each milestone, as PyTorch's MultiStepLR) or cosine[:MINIMUM] (to the end of the run); lengths in --lr-schedule-unit. (default: constant)",
+        transform: { try ScheduleShape(parsing: $0) })
+    var lrSchedule: ScheduleShape = .constant
 
     @Option(
         help:
@@ -68,57 +281,129 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Weight decay mode: coupled (L2 in the gradient) or decoupled (SGDW).")
     var weightDecayMode: WeightDecayMode = .coupled
 
+    @Option(help: "Clip each gradient to this global L2 norm (default: no clipping).")
+    var clipNorm: Double?
+
+    @Option(
+        help:
+            "Large-batch regime: the reference (small) total batch B_S that --lr-scaling and --regime-adaptation compare batch × workers against."
+    )
+    var referenceBatch: Int?
+
+    @Option(help: "Learning-rate scaling by B_L/B_S against --reference-batch: none, linear or sqrt.")
+    var lrScaling: LargeBatchSettings.Scaling = .none
+
     @Flag(
         help:
-            "Run a topology whose weights are row- but not column-stochastic (e.g. uniform weights on an irregular graph), where gossip converges to a π-weighted average instead of the plain one."
+            "Regime adaptation (\"train longer\"): multiply the rounds and the schedule's step counts by ⌈B_L/B_S⌉ (needs --reference-batch)."
     )
-    var allowBiasedAverage = false
+    var regimeAdaptation = false
+}
+
+struct BatchNormOptions: ParsableArguments {
+    @Option(
+        help:
+            "Ghost batch norm: normalise each worker's batch in ghost batches of this many rows (must divide --batch; default: the whole batch)."
+    )
+    var virtualBatchSize: Int?
+
+    @Option(
+        help:
+            "Batch-norm running statistics with ghost batches: sequential (one update per ghost, as the paper's code) or averaged (one update from the mean ghost statistics, as Keras)."
+    )
+    var runningStats: RunningStatisticsRule = .sequential
+
+    @Option(help: "Batch-norm momentum m: running ← (1 − m)·running + m·batch (PyTorch convention).")
+    var bnMomentum: Double = 0.1
+
+    @Option(
+        help: "Batch-norm running statistics across workers: averaged (gossiped like parameters) or local (never sent)."
+    )
+    var bnPolicy: BatchNormSettings.Policy = .averaged
+
+    @Option(
+        help:
+            "Evaluate x̄ with the averaged running statistics, or recomputed for x̄'s weights on --bn-recompute-examples training examples."
+    )
+    var averageModelBn: BatchNormSettings.AverageModelStatistics = .averaged
+
+    @Option(help: "Training examples for --average-model-bn recomputed.")
+    var bnRecomputeExamples: Int = 4_096
+}
+
+struct PersonalizationOptions: ParsableArguments {
+    @Option(
+        help:
+            "Federated mode with the coordinator as the server: fedavg or fedprox (workers then talk only to the server)."
+    )
+    var federated: FederatedAlgorithm?
+
+    @Option(help: "Federated: fraction of the clients sampled each round (seeded).")
+    var clientFraction: Double = 1
+
+    @Option(help: "FedProx: the proximal coefficient μ.")
+    var proximalMu: Double = 0.01
+
+    @Option(
+        help:
+            "Personalization algorithm: \(PersonalizationSettings.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")). fedper and fedrep keep the last layer as the personal head, fedbn the batch-norm layers; local-only needs --topology solo."
+    )
+    var personalization: PersonalizationSettings.Algorithm = .none
+
+    @Option(
+        help:
+            "Personalization over gossip: parameter slices (or prefixes, e.g. layers.4) that stay on each worker, comma-separated."
+    )
+    var personalLayers: String = ""
 
     @Flag(
-        help:
-            "Average C-SGD rounds (mixing that is the exact average over all workers, e.g. --topology complete) by gossip messages instead of the all-reduce."
-    )
-    var noAllReduce = false
+        help: "Keep the output layer personal (FedPer over gossip): shorthand for --personal-layers of the last layer.")
+    var personalHead = false
 
     @Option(
         help:
-            "Train on this fixed seeded subset of the training set only (the same rows as --sharpness-examples of the same count: curvature on exactly the training examples)."
+            "Evaluate each worker's own model on a test split of this many examples drawn from its own label distribution (0: off)."
     )
-    var trainExamples: Int?
+    var clientTestSize: Int = 0
 
-    @Option(help: "Local SGD steps H per gossip round.")
-    var localSteps: Int = 1
+    @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
+    var fineTuneSteps: Int = 20
+
+    @Option(help: "fine-tune: the constant learning rate of those steps (default: the base rate --lr).")
+    var fineTuneLr: Double?
+
+    @Option(help: "fedrep: head steps per round (body frozen) before the body's local steps.")
+    var headSteps: Int = 10
+
+    @Option(help: "ditto: λ of the personal model's pull (λ/2)‖v − w‖² towards the shared model.")
+    var dittoLambda: Double = 0.1
+
+    @Option(help: "apfl: the initial mixture weight α.")
+    var apflAlpha: Double = 0.5
+
+    @Option(help: "apfl: α's learning rate.")
+    var apflAlphaLr: Double = 0.01
+
+    @Option(help: "additive: λ of −λ·‖local − global‖², which pushes the two parts apart.")
+    var additiveLambda: Double = 0.001
+
+    @Option(help: "additive: μ of μ·‖global‖₁ (a proximal step), which makes the shared part sparse.")
+    var additiveMu: Double = 0.0001
+
+    @Option(help: "additive: the curriculum on λ and μ: tanh (λ_t = tanh(t/T)·λ) or fixed.")
+    var curriculum: PersonalizationSettings.Curriculum = .tanh
+
+    @Option(help: "additive: the curriculum's time constant T in rounds.")
+    var curriculumRounds: Double = 10
 
     @Option(
         help:
-            "atc (adapt-then-combine), cta (combine-then-adapt, D-PSGD), choco (CHOCO-SGD: compressed gossip, see --compressor and --consensus-step) or gradient-tracking (x and a tracker of the average gradient; one plain SGD gradient per round)."
+            "additive: comma-separated slices (or layer prefixes such as layers.0) that get a local part (default: all)."
     )
-    var algorithm: GossipAlgorithm = .adaptThenCombine
+    var additiveLayers: String = ""
+}
 
-    @Option(
-        help:
-            "CHOCO-SGD's compressor: top-k:RATIO (largest magnitudes), random-k:RATIO, sign (scaled by the mean magnitude), qsgd:LEVELS (scaled to contract) or identity. (default: top-k:0.1)"
-    )
-    var compressor: String?
-
-    @Option(help: "CHOCO-SGD's consensus step size γ in (0, 1]. (default: 0.5)")
-    var consensusStep: Double?
-
-    @Option(
-        help:
-            "'auto' (Fashion-MNIST if installed, else synthetic), 'synthetic', 'synthetic:SEED', or a folder of IDX files."
-    )
-    var data: String = "auto"
-
-    @Option(
-        help:
-            "Partition across workers: iid, dirichlet:α (label skew), pathological:K (K classes each) or lognormal:σ (unbalanced sizes)."
-    )
-    var partition: String = "iid"
-
-    @Option(help: "Seed for initialisation, partitions and batch order.")
-    var seed: UInt64 = 0
-
+struct DiagnosticsOptions: ParsableArguments {
     @Option(help: "Gather parameters and compute the consensus distance every k rounds.")
     var metricsEvery: Int = 1
 
@@ -130,9 +415,6 @@ struct RunOptions: ParsableArguments {
 
     @Option(help: "Evaluate each worker's own model on a fixed seeded subset of this many test examples (0: all).")
     var workerEvalSize: Int = 1_000
-
-    @Option(help: "Seconds of silence after which a peer is declared dead.")
-    var peerTimeout: Double = 60
 
     @Option(help: "Measure curvature and sharpness of x̄ every k rounds and after the last (0: off).")
     var sharpnessEvery: Int = 500
@@ -174,316 +456,10 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Samples for the Gaussian and average-direction sharpness.")
     var perturbationSamples: Int = 8
 
-    @Option(help: "When a worker stops responding: abort (flush the report, stop everything) or continue without it.")
-    var onFailure: FailurePolicy = .abort
-
-    @Option(
-        help:
-            "Seconds without a heartbeat after which a worker (or, for the workers, the coordinator) is declared dead.")
-    var failureTimeout: Double = 5
-
-    @Option(help: "Seconds between heartbeats.")
-    var heartbeatInterval: Double = 0.5
-
-    @Option(
-        help:
-            "Fault injection: worker W sleeps SECONDS before its local steps (in rounds FROM-TO). Repeatable: W:SECONDS[:FROM-TO]."
-    )
-    var straggler: [String] = []
-
-    @Option(
-        help: "Fault injection: the link U–V is absent in rounds FROM-TO (weights recomputed). Repeatable: U:V:FROM-TO."
-    )
-    var dropLink: [String] = []
-
-    @Option(
-        help:
-            "Fault injection: models from U to V arrive SECONDS late in rounds FROM-TO. Repeatable: U:V:SECONDS:FROM-TO."
-    )
-    var delayLink: [String] = []
-
-    @Option(help: "Fault injection: worker W kills itself (SIGKILL) before round R. Repeatable: W:R.")
-    var killWorker: [String] = []
-
-    @Option(
-        help:
-            "Personalization over gossip: parameter slices (or prefixes, e.g. layers.4) that stay on each worker, comma-separated."
-    )
-    var personalLayers: String = ""
-
-    @Flag(
-        help: "Keep the output layer personal (FedPer over gossip): shorthand for --personal-layers of the last layer.")
-    var personalHead = false
-
-    @Option(
-        help:
-            "Evaluate each worker's own model on a test split of this many examples drawn from its own label distribution (0: off)."
-    )
-    var clientTestSize: Int = 0
-
-    @Option(
-        help:
-            "Federated mode with the coordinator as the server: fedavg or fedprox (workers then talk only to the server)."
-    )
-    var federated: FederatedAlgorithm?
-
-    @Option(help: "Federated: fraction of the clients sampled each round (seeded).")
-    var clientFraction: Double = 1
-
-    @Option(help: "FedProx: the proximal coefficient μ.")
-    var proximalMu: Double = 0.01
-
-    @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
-    var maxRoundsAhead: Int = 8
-
-    @Option(
-        help:
-            "Personalization algorithm: \(PersonalizationSettings.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")). fedper and fedrep keep the last layer as the personal head, fedbn the batch-norm layers; local-only needs --topology solo."
-    )
-    var personalization: PersonalizationSettings.Algorithm = .none
-
-    @Option(help: "Local epochs E per round instead of --local-steps: each client runs ⌈E·n_k/batch⌉ steps.")
-    var localEpochs: Double?
-
-    @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
-    var fineTuneSteps: Int = 20
-
-    @Option(help: "fine-tune: the constant learning rate of those steps (default: the base rate --lr).")
-    var fineTuneLr: Double?
-
-    @Option(help: "fedrep: head steps per round (body frozen) before the body's local steps.")
-    var headSteps: Int = 10
-
-    @Option(help: "ditto: λ of the personal model's pull (λ/2)‖v − w‖² towards the shared model.")
-    var dittoLambda: Double = 0.1
-
-    @Option(help: "apfl: the initial mixture weight α.")
-    var apflAlpha: Double = 0.5
-
-    @Option(help: "apfl: α's learning rate.")
-    var apflAlphaLr: Double = 0.01
-
-    @Option(help: "additive: λ of −λ·‖local − global‖², which pushes the two parts apart.")
-    var additiveLambda: Double = 0.001
-
-    @Option(help: "additive: μ of μ·‖global‖₁ (a proximal step), which makes the shared part sparse.")
-    var additiveMu: Double = 0.0001
-
-    @Option(help: "additive: the curriculum on λ and μ: tanh (λ_t = tanh(t/T)·λ) or fixed.")
-    var curriculum: PersonalizationSettings.Curriculum = .tanh
-
-    @Option(help: "additive: the curriculum's time constant T in rounds.")
-    var curriculumRounds: Double = 10
-
-    @Option(
-        help:
-            "additive: comma-separated slices (or layer prefixes such as layers.0) that get a local part (default: all)."
-    )
-    var additiveLayers: String = ""
-
-    @Option(
-        help:
-            "Ghost batch norm: normalise each worker's batch in ghost batches of this many rows (must divide --batch; default: the whole batch)."
-    )
-    var virtualBatchSize: Int?
-
-    @Option(
-        help:
-            "Batch-norm running statistics with ghost batches: sequential (one update per ghost, as the paper's code) or averaged (one update from the mean ghost statistics, as Keras)."
-    )
-    var runningStats: RunningStatisticsRule = .sequential
-
-    @Option(help: "Batch-norm momentum m: running ← (1 − m)·running + m·batch (PyTorch convention).")
-    var bnMomentum: Double = 0.1
-
-    @Option(
-        help: "Batch-norm running statistics across workers: averaged (gossiped like parameters) or local (never sent)."
-    )
-    var bnPolicy: BatchNormSettings.Policy = .averaged
-
-    @Option(
-        help:
-            "Evaluate x̄ with the averaged running statistics, or recomputed for x̄'s weights on --bn-recompute-examples training examples."
-    )
-    var averageModelBn: BatchNormSettings.AverageModelStatistics = .averaged
-
-    @Option(help: "Training examples for --average-model-bn recomputed.")
-    var bnRecomputeExamples: Int = 4_096
-
     @Option(help: "With batch norm, measure sharpness on the training loss (batch statistics) or the inference loss.")
     var sharpnessBn: BatchNormLoss = .training
 
-    @Option(help: "Clip each gradient to this global L2 norm (default: no clipping).")
-    var clipNorm: Double?
-
-    @Option(
-        help:
-            "Large-batch regime: the reference (small) total batch B_S that --lr-scaling and --regime-adaptation compare batch × workers against."
-    )
-    var referenceBatch: Int?
-
-    @Option(help: "Learning-rate scaling by B_L/B_S against --reference-batch: none, linear or sqrt.")
-    var lrScaling: LargeBatchSettings.Scaling = .none
-
-    @Flag(
-        help:
-            "Regime adaptation (\"train longer\"): multiply the rounds and the schedule's step counts by ⌈B_L/B_S⌉ (needs --reference-batch)."
-    )
-    var regimeAdaptation = false
-
-    @Option(
-        help:
-            "Repeat a run: take every run setting from its config.json (other run flags are ignored; --run-dir still applies)."
-    )
-    var config: String?
-
-    @Flag(help: "Replace the report already in --run-dir (otherwise that is an error).")
-    var overwrite = false
-
-    @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
-    var runDir: String?
-
-    func makeConfiguration() throws -> (RunConfiguration, URL) {
-        if let config { return try loadConfiguration(config) }
-        let spec: ModelSpec
-        do { spec = try ModelSpec(parsing: model) } catch { throw ValidationError("--model: \(error)") }
-        let partitionScheme: PartitionScheme
-        do { partitionScheme = try PartitionScheme(parsing: partition) } catch {
-            throw ValidationError("--partition: \(error)")
-        }
-        let dataSource: DataSource
-        do { dataSource = try DataLoader.resolve(data) } catch { throw ValidationError("--data: \(error)") }
-        var graph = try makeTopology()
-        var faults: [Fault] = []
-        do {
-            for (kind, values) in [
-                ("straggler", straggler), ("drop-link", dropLink), ("delay-link", delayLink),
-                ("kill-worker", killWorker),
-            ] {
-                for value in values {
-                    faults.append(try Fault.parse(value, kind: kind, workers: workers, rounds: rounds))
-                }
-            }
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        graph = graph.dropping(faults)
-        if federated != nil {
-            // Federated clients talk only to the server.
-            graph = .fixed(try! Topology.generated(.solo, nodeCount: workers))
-        }
-        var schedule: LearningRateSchedule
-        let parts = lrSchedule.split(separator: ":").map(String.init)
-        switch parts.first {
-        case "constant" where parts.count == 1:
-            schedule = .constant(learningRate)
-        case "step" where parts.count == 3:
-            guard let every = Int(parts[1]), every > 0, let factor = Double(parts[2]), factor > 0 else {
-                throw ValidationError(
-                    "--lr-schedule: step:EVERY:FACTOR needs a positive integer and a positive factor, got '\(lrSchedule)'"
-                )
-            }
-            schedule = .step(base: learningRate, every: every, factor: factor)
-        case "multistep" where parts.count == 3:
-            let milestones = parts[1].split(separator: ",", omittingEmptySubsequences: false).map {
-                Int($0.trimmingCharacters(in: .whitespaces))
-            }
-            guard let factor = Double(parts[2]), factor > 0, factor.isFinite, !milestones.isEmpty,
-                milestones.allSatisfy({ ($0 ?? 0) > 0 })
-            else {
-                throw ValidationError(
-                    "--lr-schedule: multistep:M1,M2,…:FACTOR needs positive integer milestones and a positive factor, got '\(lrSchedule)'"
-                )
-            }
-            let values = milestones.map { $0! }
-            guard zip(values, values.dropFirst()).allSatisfy({ $0 < $1 }) else {
-                throw ValidationError("--lr-schedule: multistep milestones must increase, got '\(parts[1])'")
-            }
-            schedule = .multistep(base: learningRate, milestones: values, factor: factor)
-        case "cosine" where parts.count <= 2:
-            let minimum = parts.count == 2 ? Double(parts[1]) : 0
-            guard let minimum, minimum >= 0 else {
-                throw ValidationError("--lr-schedule: cosine:MINIMUM needs a number ≥ 0")
-            }
-            // To the end of the run: each worker resolves the length from its own steps per round.
-            schedule = .cosine(base: learningRate, totalSteps: nil, minimum: minimum)
-        default:
-            throw ValidationError(
-                "--lr-schedule: '\(lrSchedule)' is not constant, step:EVERY:FACTOR, multistep:M1,M2,…:FACTOR or cosine[:MINIMUM]"
-            )
-        }
-        guard warmupSteps >= 0 else { throw ValidationError("--warmup: must be ≥ 0, got \(warmupSteps)") }
-        if warmupSteps > 0 { schedule = .warmup(steps: warmupSteps, then: schedule) }
-        let optimizer = OptimizerSettings(
-            schedule: schedule, momentumKind: momentum == 0 ? .none : (nesterov ? .nesterov : .heavyBall),
-            momentum: momentum,
-            weightDecay: weightDecay, weightDecayMode: weightDecayMode, gradientClipNorm: clipNorm,
-            scheduleUnit: lrScheduleUnit)
-        let layers = Network(spec: spec).layers
-        let directory = URL(
-            fileURLWithPath: runDir ?? defaultRunDirectory(topologyName: graph.name, workerCount: workers))
-        var configuration = RunConfiguration(
-            runName: directory.lastPathComponent, seed: seed, rounds: rounds, workers: workers, model: spec,
-            batchSize: batch,
-            localSteps: localSteps, algorithm: algorithm, optimizer: optimizer, data: dataSource,
-            partition: partitionScheme,
-            topology: graph, metricsEvery: metricsEvery, evalEvery: evalEvery, evaluateWorkers: !noEvalWorkers,
-            peerTimeoutSeconds: peerTimeout, maxRoundsAhead: maxRoundsAhead,
-            workerEvaluationSize: workerEvalSize, sharpness: try makeSharpnessSettings(), failurePolicy: onFailure,
-            failureTimeoutSeconds: failureTimeout, heartbeatIntervalSeconds: heartbeatInterval, faults: faults,
-            personalLayers: personalLayers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                + (personalHead || [.fedPer, .fedRep].contains(personalization)
-                    ? ["layers.\(layers.count - 1)"] : [])
-                + (personalization == .fedBN
-                    ? layers.indices.filter { layers[$0] is BatchNorm }.map { "layers.\($0)" } : []),
-            clientTestSize: clientTestSize,
-            federated: federated.map {
-                FederatedSettings(clientFraction: clientFraction, proximalMu: $0 == .fedprox ? proximalMu : 0)
-            },
-            batchNorm: BatchNormSettings(
-                virtualBatchSize: virtualBatchSize, runningStatisticsRule: runningStats, momentum: bnMomentum,
-                policy: personalization == .fedBN ? .local : bnPolicy, averageModelStatistics: averageModelBn,
-                recomputeExamples: bnRecomputeExamples),
-            localEpochs: localEpochs,
-            personalization: PersonalizationSettings(
-                algorithm: personalization, fineTuneSteps: fineTuneSteps, headSteps: headSteps,
-                dittoLambda: dittoLambda,
-                apflAlpha: apflAlpha, apflAlphaLearningRate: apflAlphaLr, additiveLambda: additiveLambda,
-                additiveMu: additiveMu, curriculum: curriculum, curriculumRounds: curriculumRounds))
-        configuration.personalization.fineTuneLearningRate = fineTuneLr
-        configuration.allowBiasedAverage = allowBiasedAverage
-        configuration.allowsAllReduce = !noAllReduce
-        configuration.trainExamples = trainExamples
-        if algorithm == .choco || compressor != nil || consensusStep != nil {
-            var rule = GossipRuleSettings()
-            if let compressor {
-                do { rule.compressor = try Compressor(parsing: compressor) } catch {
-                    throw ValidationError("--compressor: \(error)")
-                }
-            }
-            if let consensusStep { rule.consensusStep = consensusStep }
-            configuration.gossipRule = rule
-        }
-        configuration.personalization.additiveLayers = additiveLayers.split(separator: ",").map {
-            $0.trimmingCharacters(in: .whitespaces)
-        }
-        if referenceBatch == nil && (lrScaling != .none || regimeAdaptation) {
-            throw ValidationError("--lr-scaling and --regime-adaptation need --reference-batch (the small total batch)")
-        }
-        do {
-            if let referenceBatch {
-                configuration = try LargeBatchSettings.adapting(
-                    configuration, referenceBatchSize: referenceBatch, learningRateScaling: lrScaling,
-                    adaptRegime: regimeAdaptation)
-            }
-            try configuration.validate()
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        return (configuration, directory)
-    }
-
-    private func makeSharpnessSettings() throws -> SharpnessSettings {
+    func sharpnessSettings() throws -> SharpnessSettings {
         var settings = SharpnessSettings()
         settings.every = sharpnessEvery
         settings.examples = sharpnessExamples
@@ -504,43 +480,59 @@ struct RunOptions: ParsableArguments {
         }
         return settings
     }
+}
 
-    /// The configuration recorded in an earlier run's config.json.
-    private func loadConfiguration(_ path: String) throws -> (RunConfiguration, URL) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ValidationError("--config: cannot read '\(path)'")
-        }
-        var configuration: RunConfiguration
-        do {
-            configuration = try JSONDecoder().decode(RunManifest.self, from: data).configuration
-        } catch {
-            throw ValidationError("--config: \(path) is not a dsgd config.json: \(error)")
-        }
-        let directory = URL(
-            fileURLWithPath: runDir
-                ?? defaultRunDirectory(topologyName: configuration.topology.name, workerCount: configuration.workers))
-        configuration.runName = directory.lastPathComponent
-        do { try configuration.validate() } catch { throw ValidationError("--config: \(path): \(error)") }
-        return (configuration, directory)
-    }
+struct FaultOptions: ParsableArguments {
+    @Option(help: "When a worker stops responding: abort (flush the report, stop everything) or continue without it.")
+    var onFailure: FailurePolicy = .abort
 
-    private func makeTopology() throws -> TopologySchedule {
-        guard workers >= 1 else { throw ValidationError("--workers: must be at least 1, got \(workers)") }
-        let schedule = try loadSchedule(topology, nodeCount: workers, seed: seed, weights: weights, flag: "--topology")
-        guard schedule.nodeCount == workers else {
-            throw ValidationError(
-                "--topology: \(topology) declares \(schedule.nodeCount) nodes but --workers is \(workers)")
-        }
-        return schedule
-    }
+    @Option(
+        help:
+            "Seconds without a heartbeat after which a worker (or, for the workers, the coordinator) is declared dead.")
+    var failureTimeout: Double = 5
 
-    private func defaultRunDirectory(topologyName: String, workerCount: Int) -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        let base = (topologyName as NSString).lastPathComponent.replacingOccurrences(of: ".edges", with: "")
-        return "runs/\(formatter.string(from: Date()))-\(base)-n\(workerCount)"
-    }
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeatInterval: Double = 0.5
+
+    @Option(help: "Seconds of silence after which a peer is declared dead.")
+    var peerTimeout: Double = 60
+
+    @Option(help: "Flow control: rounds a worker may run ahead of the coordinator's records.")
+    var maxRoundsAhead: Int = 8
+
+    @Option(
+        help:
+            "Fault injection: worker W sleeps SECONDS before its local steps (in rounds FROM-TO). Repeatable: W:SECONDS[:FROM-TO]."
+    )
+    var straggler: [String] = []
+
+    @Option(
+        help: "Fault injection: the link U–V is absent in rounds FROM-TO (weights recomputed). Repeatable: U:V:FROM-TO."
+    )
+    var dropLink: [String] = []
+
+    @Option(
+        help:
+            "Fault injection: models from U to V arrive SECONDS late in rounds FROM-TO. Repeatable: U:V:SECONDS:FROM-TO."
+    )
+    var delayLink: [String] = []
+
+    @Option(help: "Fault injection: worker W kills itself (SIGKILL) before round R. Repeatable: W:R.")
+    var killWorker: [String] = []
+}
+
+struct RunFolderOptions: ParsableArguments {
+    @Option(
+        help:
+            "Repeat a run: take every run setting from its config.json (other run flags are ignored; --run-dir still applies)."
+    )
+    var config: String?
+
+    @Flag(help: "Replace the report already in --run-dir (otherwise that is an error).")
+    var overwrite = false
+
+    @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
+    var runDir: String?
 }
 
 extension WeightDecayMode: ExpressibleByArgument {}
