@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Pure targets (LearningCore, Optimizers, Datasets, Topologies, Algorithms, Diagnostics, Wire, Transport)
-// never link libzmq; only ZeroMQTransport does. See ../shared/STYLE.md for the layout.
+// Pure targets (LearningCore, Optimizers, Datasets, Topologies, Algorithms, Diagnostics, Wire, Transport,
+// Machines, and RunRecords' types) never link libzmq; only ZeroMQTransport does; Runtime holds the shells.
+// See ../shared/STYLE.md for the layout; Tests/RuntimeTests/ArchitectureTests.swift checks the rooms.
 let package = Package(
     name: "dsgd",
     products: [
@@ -27,13 +28,26 @@ let package = Package(
         .target(name: "ZeroMQTransport", dependencies: ["Transport", "Wire", "CZeroMQ", "SharedMemory"]),
         .target(name: "CSharedMemory"),
         .target(name: "SharedMemory", dependencies: ["CSharedMemory", "LearningCore"]),
+        // What a run is and what it recorded (configuration, rounds, summary, manifest): the leaf
+        // that reports read; no machines, no shells.
+        .target(
+            name: "RunRecords",
+            dependencies: ["Algorithms", "Diagnostics", "Datasets", "Topologies", "Optimizers", "Transport"]
+        ),
+        // The worker and coordinator as state machines, C-SGD's all-reduce round, the messages:
+        // pure (no threads, processes, sockets or files; `ArchitectureTests` checks).
+        .target(
+            name: "Machines",
+            dependencies: ["RunRecords", "Algorithms", "Diagnostics", "Transport", "Wire", "Datasets", "Topologies"]
+        ),
+        // The shells: threads, files, data loading, the simulation driver.
         .target(
             name: "Runtime",
             dependencies: [
-                "Algorithms", "Diagnostics", "Transport", "Wire", "Datasets", "Topologies",
+                "Machines", "RunRecords", "Algorithms", "Diagnostics", "Transport", "Wire", "Datasets", "Topologies",
             ]
         ),
-        .target(name: "Reports", dependencies: ["Runtime", "Algorithms", "Diagnostics", "Topologies"]),
+        .target(name: "Reports", dependencies: ["RunRecords", "Algorithms", "Diagnostics", "Topologies"]),
         // Sweep specs, grids and the queue of cells: pure (the YAML text is parsed, never read here).
         .target(name: "Sweeps", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(
@@ -42,6 +56,14 @@ let package = Package(
             name: "dsgd",
             dependencies: [
                 "Runtime", "Reports", "ZeroMQTransport", "SharedMemory", "Transport", "Sweeps",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // A test tool (the hostile-input test's attacker), kept out of the user's binary.
+        .executableTarget(
+            name: "dsgd-fuzz-peer",
+            dependencies: [
+                "ZeroMQTransport", "Wire", "LearningCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -54,10 +76,12 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "_TestSupport"]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "LearningCore"]),
         .testTarget(name: "AlgorithmsTests", dependencies: ["Algorithms", "LearningCore", "Optimizers", "Datasets"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Runtime"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "RunRecords"]),
         .testTarget(
             name: "RuntimeTests",
-            dependencies: ["Runtime", "Algorithms", "Diagnostics", "Transport", "_TestSupport"]
+            dependencies: [
+                "Runtime", "Machines", "RunRecords", "Algorithms", "Diagnostics", "Transport", "_TestSupport",
+            ]
         ),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps"]),
@@ -66,7 +90,7 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "Runtime", "Reports", "Algorithms", "Datasets", "Topologies", "Diagnostics", "_TestSupport", "dsgd",
-                "SharedMemory",
+                "dsgd-fuzz-peer", "SharedMemory",
             ]
         ),
     ]

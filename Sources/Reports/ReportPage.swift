@@ -1,7 +1,7 @@
 import Algorithms
 import Diagnostics
 import Foundation
-import Runtime
+import RunRecords
 import Topologies
 
 /// The self-contained `report.html` of a run: inline SVG charts and CSS, no scripts, no network.

@@ -1,6 +1,6 @@
 import Diagnostics
 import Foundation
-import Runtime
+import RunRecords
 
 /// A run folder read back from disk, every file checked, every problem named with file and line.
 public struct RunFolder {

@@ -1,6 +1,6 @@
 import Diagnostics
 import Foundation
-import Runtime
+import RunRecords
 
 /// Runs grouped by configuration: runs whose configurations differ only in the seed (and the run's
 /// name) form one group, and every figure is given over the group's seeds as mean, standard

@@ -16,7 +16,7 @@ struct DSGD: ParsableCommand {
         subcommands: [
             CoordinatorCommand.self, WorkerCommand.self, SimulateCommand.self, SweepCommand.self, TopologyCommand.self,
             ReportCommand.self,
-            KeysCommand.self, BenchCommand.self, FuzzPeerCommand.self,
+            KeysCommand.self, BenchCommand.self,
             BenchPeerCommand.self,
         ])
 }

@@ -618,7 +618,8 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     }
     try report.writeManifest(
         RunManifest(
-            configuration: configuration, data: data, gitCommit: gitCommit(), command: CommandLine.arguments,
+            configuration: configuration, data: data, gitCommit: gitCommit(),
+            createdAt: ISO8601DateFormatter().string(from: Date()), command: CommandLine.arguments,
             openBLASCore: BLAS.coreName, topologySpectrum: spectrum))
     return PreparedRun(
         configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,

@@ -49,7 +49,7 @@ final class HostileInputTests: XCTestCase {
             (workerInbox, 4, live + ["--target", "worker", "--rank", "0"]),
         ].map { target, seed, extra in
             try Child(
-                binary, ["fuzz-peer", "--endpoint", target, "--count", "6000", "--seed", "\(seed)"] + extra,
+                try fuzzPeerBinary(), ["--endpoint", target, "--count", "6000", "--seed", "\(seed)"] + extra,
                 output: scratch.appendingPathComponent("fuzz-\(seed).log"))
         }
         for attacker in attackers { XCTAssertEqual(attacker.wait(seconds: 120), 0, attacker.text) }

@@ -32,6 +32,19 @@ func dsgdBinary() throws -> URL {
     return fallback
 }
 
+/// The hostile-input test's attacker, a test tool built beside `dsgd` (not part of it).
+func fuzzPeerBinary() throws -> URL {
+    let testFolder = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent()
+    let candidates = [try dsgdBinary().deletingLastPathComponent(), testFolder, testFolder.deletingLastPathComponent()]
+        .map { $0.appendingPathComponent("dsgd-fuzz-peer") }
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+        struct Missing: Error, CustomStringConvertible { var description: String }
+        throw Missing(description: "dsgd-fuzz-peer is not in \(candidates.map(\.path)); build it (swift build)")
+    }
+    return found
+}
+
 func temporaryDirectory(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent(
         "dsgd-\(name)-\(UUID().uuidString.prefix(8))")

@@ -1,10 +1,11 @@
 import Algorithms
 import Foundation
 import LearningCore
+import Runtime
 import Transport
 import XCTest
 
-@testable import Runtime
+@testable import Machines
 
 /// C-SGD's all-reduce against the dense average: every worker ends with the same bits, the direct
 /// (shared-memory) and ring (ZeroMQ) ways agree bit for bit, whatever order messages arrive in,

@@ -2,6 +2,7 @@ import Algorithms
 import Datasets
 import Diagnostics
 import LearningCore
+import RunRecords
 import Transport
 
 /// What the coordinator asks its shell to do.

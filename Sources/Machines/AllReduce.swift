@@ -1,5 +1,6 @@
 import Algorithms
 import LearningCore
+import RunRecords
 import Topologies
 import Transport
 

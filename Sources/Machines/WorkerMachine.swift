@@ -1,6 +1,7 @@
 import Algorithms
 import Datasets
 import LearningCore
+import RunRecords
 import Topologies
 import Transport
 

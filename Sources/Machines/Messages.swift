@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import RunRecords
 import Topologies
 import Transport
 
@@ -58,20 +59,6 @@ public struct WorkerMetrics: Codable, Sendable {
     public var additiveMu: Double? = nil
     /// The fraction of the additive model's shared part that is exactly zero.
     public var additiveGlobalZeroFraction: Double? = nil
-}
-
-/// worker → coordinator after an evaluation round: how the worker's own (personalized) model does
-/// on the worker's own test split.
-public struct ClientEvaluation: Codable, Sendable, Equatable {
-    /// 1-based round after which the model was evaluated.
-    public var round: Int
-    public var accuracy: Double
-    public var loss: Double
-    /// Test examples in the client's split.
-    public var examples: Int
-    /// Training examples of the client (its share of the data: the weight of its accuracy in the
-    /// sample-weighted mean).
-    public var trainingExamples: Int
 }
 
 /// worker → coordinator, at the end.

@@ -4,10 +4,12 @@ import LearningCore
 import Wire
 import ZeroMQTransport
 
-/// Internal: sends random and mutated frames to a dsgd inbox (the hostile-input test).
-struct FuzzPeerCommand: ParsableCommand {
+/// A test tool, apart from the user's binary: sends random and mutated frames to a dsgd inbox
+/// (the hostile-input test, `Tests/EndToEndTests/HostileInputTests.swift`).
+@main
+struct FuzzPeer: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "fuzz-peer", abstract: "Internal: send hostile frames to an inbox.", shouldDisplay: false)
+        commandName: "dsgd-fuzz-peer", abstract: "Send hostile frames to a dsgd inbox (for the hostile-input test).")
 
     @Option var endpoint: String
     @Option var count: Int = 10_000

@@ -149,3 +149,25 @@ extension RoundRecord {
         clientAccuracyWorstTenth = sorted.prefix(tenth).reduce(0, +) / Double(tenth)
     }
 }
+
+/// worker → coordinator after an evaluation round: how the worker's own (personalized) model does
+/// on the worker's own test split.
+public struct ClientEvaluation: Codable, Sendable, Equatable {
+    /// 1-based round after which the model was evaluated.
+    public var round: Int
+    public var accuracy: Double
+    public var loss: Double
+    /// Test examples in the client's split.
+    public var examples: Int
+    /// Training examples of the client (its share of the data: the weight of its accuracy in the
+    /// sample-weighted mean).
+    public var trainingExamples: Int
+
+    public init(round: Int, accuracy: Double, loss: Double, examples: Int, trainingExamples: Int) {
+        self.round = round
+        self.accuracy = accuracy
+        self.loss = loss
+        self.examples = examples
+        self.trainingExamples = trainingExamples
+    }
+}
