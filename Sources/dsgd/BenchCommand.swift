@@ -79,11 +79,24 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Part (g) with --pyhessian: alternated passes of the two tools (each keeps its best).")
     var comparisonPasses: Int = 2
 
+    @Flag(help: "Run only part (h), the soak: --soak-workers workers, --soak-rounds rounds, memory sampled.")
+    var soak = false
+
+    @Option(help: "Part (h): rounds of the soak run.")
+    var soakRounds: Int = 5_000
+
+    @Option(help: "Part (h): workers of the soak run.")
+    var soakWorkers: Int = 16
+
+    @Option(help: "Part (h): the soak run's model.")
+    var soakModel: String = "784-64-10"
+
     func run() throws {
         BLAS.useSingleThread()
         print(
             "dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")"
         )
+        if soak { return try benchSoak() }
         if onlyCNN { return try benchCNN() }
         if onlyCurvature { return try benchCurvature() }
         let stepsPerSecond = try benchTrainingStep()
@@ -477,9 +490,76 @@ struct BenchCommand: ParsableCommand {
         )
     }
 
+    /// (h) The soak: `soakWorkers` worker processes for `soakRounds` rounds with the default
+    /// diagnostics, the resident memory of every process (from /proc) sampled once the run is
+    /// warm (5 % of the rounds), at the middle and near the end (95 %); a per-round leak shows as
+    /// growth between the middle and the end, reported per process and per round.
+    private func benchSoak() throws {
+        let model = soakModel
+        print(
+            "\n(h) soak: \(soakWorkers) workers, \(soakRounds) rounds, model \(model), data \(data), tcp, default diagnostics"
+        )
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-soak-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let run = scratch.appendingPathComponent("soak")
+        let marks = [("start", soakRounds / 20), ("middle", soakRounds / 2), ("end", soakRounds * 19 / 20)]
+        var samples: [(name: String, round: Int, resident: [Int])] = []
+        let rounds = RoundCounter(file: run.appendingPathComponent("rounds.jsonl"))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let summary = try launchCluster(
+            runDirectory: run, metricsEvery: nil, ipc: false, rounds: soakRounds,
+            extra: ["--model", model], workers: soakWorkers
+        ) { processes in
+            let done = rounds.count()
+            guard samples.count < marks.count, done >= marks[samples.count].1 else { return }
+            let resident = processes.map { residentBytes(of: $0.processIdentifier) ?? 0 }
+            samples.append((marks[samples.count].0, done, resident))
+        }
+        guard summary.status == "completed" else {
+            throw ValidationError("bench: the soak run failed: \(summary.reason ?? "?")")
+        }
+        let seconds = (clock.now - started) / .seconds(1)
+        print(
+            String(format: "    %d rounds in %.0f s (%.1f rounds/s)", summary.rounds, seconds, summary.roundsPerSecond))
+        guard samples.count == marks.count else {
+            print("    memory: only \(samples.count) of \(marks.count) samples taken (the run was too short to sample)")
+            return
+        }
+        let names = ["coordinator"] + (0..<soakWorkers).map { "worker \($0)" }
+        let mebibyte = 1_048_576.0
+        print("    resident memory (MiB) at rounds " + samples.map { "\($0.name) \($0.round)" }.joined(separator: ", "))
+        var worstPerRound = 0.0
+        var worstName = ""
+        for (index, name) in names.enumerated() {
+            let values = samples.map { Double($0.resident[index]) }
+            let perRound = (values[2] - values[1]) / Double(max(1, samples[2].round - samples[1].round))
+            if perRound > worstPerRound {
+                worstPerRound = perRound
+                worstName = name
+            }
+            if index == 0 || index <= 2 || index == names.count - 1 {
+                print(
+                    String(
+                        format: "    %@ %7.1f %7.1f %7.1f   middle → end %+7.2f MiB (%+.0f B/round)",
+                        name.padding(toLength: 12, withPad: " ", startingAt: 0), values[0] / mebibyte,
+                        values[1] / mebibyte, values[2] / mebibyte, (values[2] - values[1]) / mebibyte, perRound))
+            } else if index == 3 {
+                print("    …")
+            }
+        }
+        let totals = samples.map { Double($0.resident.reduce(0, +)) / mebibyte }
+        print(
+            String(
+                format:
+                    "    all %d processes: %.1f → %.1f → %.1f MiB; the largest growth middle → end is %@'s, %+.0f B/round (%+.2f MiB over the second half)",
+                names.count, totals[0], totals[1], totals[2], worstName, worstPerRound,
+                worstPerRound * Double(samples[2].round - samples[1].round) / mebibyte))
+    }
+
     private func launchCluster(
         runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String], workers: Int? = nil,
-        environment overrides: [String: String] = [:]
+        environment overrides: [String: String] = [:], watch: (([Process]) -> Void)? = nil
     ) throws -> RunSummary {
         let workers = workers ?? self.workers
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
@@ -514,6 +594,14 @@ struct BenchCommand: ParsableCommand {
         let children = try (0..<workers).map {
             try start(["worker", "--coordinator", endpoint, "--bind", bind("worker-\($0)")])
         }
+        if let watch {
+            // Polls while the run goes: the watcher sees the processes (coordinator first).
+            let processes = [coordinator] + children
+            while coordinator.isRunning {
+                watch(processes)
+                usleep(100_000)
+            }
+        }
         coordinator.waitUntilExit()
         for child in children { child.waitUntilExit() }
         return try JSONDecoder().decode(
@@ -544,4 +632,35 @@ struct BenchPeerCommand: ParsableCommand {
                 to: .coordinator)
         }
     }
+}
+
+/// Counts the complete lines of a growing `rounds.jsonl`, reading only what was appended since
+/// the last call.
+private final class RoundCounter {
+    private let file: URL
+    private var offset: UInt64 = 0
+    private var lines = 0
+
+    init(file: URL) { self.file = file }
+
+    func count() -> Int {
+        guard let handle = try? FileHandle(forReadingFrom: file) else { return lines }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: offset)
+        if let data = try? handle.readToEnd() {
+            offset += UInt64(data.count)
+            lines += data.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+        }
+        return lines
+    }
+}
+
+/// A process's resident set size (VmRSS in /proc/PID/status), in bytes.
+private func residentBytes(of pid: Int32) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if fields.count >= 2, let kilobytes = Int(fields[1]) { return kilobytes * 1_024 }
+    }
+    return nil
 }
