@@ -1,6 +1,5 @@
 import Algorithms
 import Datasets
-import FoundationEssentials
 import LearningCore
 import RunRecords
 

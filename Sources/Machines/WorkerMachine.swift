@@ -334,14 +334,14 @@ public struct WorkerMachine {
     private mutating func onMembership(_ change: MembershipChange) -> [WorkerDirective] {
         guard var configuration, let rank else { return reject("membership change before assignment") }
         if change.removed.contains(rank) { return [.fail("removed from the run: \(change.reason)")] }
-        // A round that was being averaged by all-reduce is finished by gossip among the survivors:
-        // every survivor sends its model again, to every new out-neighbour.
         if let rule, !type(of: rule).survivesRemovals {
             return [
                 .fail(
                     "removed workers \(change.removed): \(configuration.algorithm.rawValue) cannot go on without them")
             ]
         }
+        // A round that was being averaged by all-reduce is finished by gossip among the survivors:
+        // every survivor sends its model again, to every new out-neighbour.
         let previousOut = collective == nil ? view(round).outNeighbors : []
         collective = nil
         earlyCollective = [:]
@@ -486,16 +486,10 @@ public struct WorkerMachine {
         guard ruleMessages[messageRound]?[sender] == nil else {
             return reject("duplicate parameters from worker \(sender) for round \(messageRound + 1)")
         }
-        let received: ReceivedGossip
-        if let payload = envelope.payload {
-            guard payload.isFinite else {
-                return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
-            }
-            received = .dense(payload.buffer, body: envelope.body)
-        } else {
-            received = .encoded(envelope.body)
+        if let payload = envelope.payload, !payload.isFinite {
+            return reject("parameters from worker \(sender) for round \(messageRound + 1) contain NaN or Inf")
         }
-        if let problem = withExtendedLifetime(envelope, { rule.problem(with: received) }) {
+        if let problem = withExtendedLifetime(envelope, { rule.problem(with: Self.gossip(envelope)) }) {
             return reject("parameters from worker \(sender) for round \(messageRound + 1): \(problem)")
         }
         ruleMessages[messageRound, default: [:]][sender] = envelope
