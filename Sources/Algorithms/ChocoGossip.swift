@@ -107,3 +107,30 @@ public struct ChocoGossip: GossipRule {
         }
     }
 }
+
+extension ChocoGossip {
+    /// The public copies x̂ⱼ (this worker's and every peer's, by ascending rank) and the
+    /// compression stream.
+    public func save(to writer: inout StateWriter) {
+        writer.section("CHOCO-SGD")
+        let ranks = publicCopies.keys.sorted()
+        writer.write(ranks)
+        for rank in ranks { writer.write(publicCopies[rank]!) }
+        writer.write(generator)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("CHOCO-SGD")
+        let ranks = try reader.readInts()
+        guard ranks == publicCopies.keys.sorted() else {
+            throw StateArchiveError(
+                "CHOCO-SGD's public copies are of workers \(ranks), this worker keeps \(publicCopies.keys.sorted())")
+        }
+        var copies: [Int: [Float]] = [:]
+        for rank in ranks {
+            copies[rank] = try reader.readFloats(count: parameterCount, "the public copy of worker \(rank)")
+        }
+        publicCopies = copies
+        generator = try reader.readGenerator()
+    }
+}

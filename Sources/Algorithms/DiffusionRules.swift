@@ -87,6 +87,12 @@ extension DiffusionRule {
 
     public mutating func message(_ x: [Float], round: Int) -> GossipMessage { .dense(x) }
 
+    /// No state between rounds: the section name alone, so a checkpoint of another rule is refused.
+    public func save(to writer: inout StateWriter) { writer.section("\(Self.self)") }
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("\(Self.self)")
+    }
+
     /// The neighbours' terms of W's row, in the row's order.
     static func terms(_ row: MixingRow, _ received: [Int: ReceivedGossip]) -> [Gossip.Term] {
         row.neighbors.map { neighbor in

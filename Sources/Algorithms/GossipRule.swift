@@ -56,7 +56,10 @@ public struct MixingRow: Sendable, Equatable {
 ///
 /// Every worker's rule is built from the same configuration, so what a sender derives from its
 /// own message (CHOCO-SGD's public copy) is what its receivers derive from it, bit for bit.
-public protocol GossipRule {
+///
+/// A rule is `Checkpointable`: between rounds, its state (push-sum's weight, CHOCO-SGD's public
+/// copies and stream, gradient tracking's tracker) is all a checkpoint needs of it.
+public protocol GossipRule: Checkpointable {
     /// A worker's rule at the start of a run (every worker's built from the same settings).
     init(context: GossipRuleContext, settings: GossipRuleSettings)
     /// Model-sized vectors in one dense message (1; 2 for gradient tracking's x and y).
@@ -124,6 +127,18 @@ public struct LocalSteps {
         meanLoss: Double, learningRate: Double
     ) {
         personalizer.trainRound(&x, shared: &trainer, round: round + 1, proximal: proximal)
+    }
+}
+
+extension LocalSteps: Checkpointable {
+    public func save(to writer: inout StateWriter) {
+        trainer.save(to: &writer)
+        personalizer.save(to: &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try trainer.restore(from: &reader)
+        try personalizer.restore(from: &reader)
     }
 }
 

@@ -95,3 +95,22 @@ public struct GradientTracking: GossipRule {
         }
     }
 }
+
+extension GradientTracking {
+    /// yᵢ, ỹᵢ, the previous gradient and the previous step size.
+    public func save(to writer: inout StateWriter) {
+        writer.section("gradient tracking")
+        writer.write(tracker)
+        writer.write(mixedTracker)
+        writer.write(previousGradient)
+        writer.write(step)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("gradient tracking")
+        tracker = try reader.readFloats(count: parameterCount, "the gradient tracker")
+        mixedTracker = try reader.readFloats(count: parameterCount, "the mixed tracker")
+        previousGradient = try reader.readFloats(count: parameterCount, "the previous gradient")
+        step = try reader.readFloat()
+    }
+}

@@ -204,3 +204,28 @@ public struct LocalTrainer {
             scheduleStep: clock.position(round: round, step: step, of: count))
     }
 }
+
+extension LocalTrainer: Checkpointable {
+    /// The data order and position, the optimizer (step and momentum) and the optimizers of the
+    /// other phases (FedRep's head steps); the workspace and gradient are scratch.
+    public func save(to writer: inout StateWriter) {
+        writer.section("local trainer")
+        sampler.save(to: &writer)
+        optimizer.save(to: &writer)
+        writer.write(phaseOptimizers.keys.sorted())
+        for phase in phaseOptimizers.keys.sorted() { phaseOptimizers[phase]!.save(to: &writer) }
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("local trainer")
+        try sampler.restore(from: &reader)
+        try optimizer.restore(from: &reader)
+        var phases: [Int: Optimizer] = [:]
+        for phase in try reader.readInts() {
+            var phaseOptimizer = Optimizer(settings: optimizer.settings, parameterCount: network.parameterCount)
+            try phaseOptimizer.restore(from: &reader)
+            phases[phase] = phaseOptimizer
+        }
+        phaseOptimizers = phases
+    }
+}

@@ -7,7 +7,10 @@ import Optimizers
 /// which model the client deploys and is evaluated with (`deployed`). Pure compute: the shared
 /// model is the only thing a worker ever sends. Each algorithm is one type below, registered in
 /// `PersonalizationSettings.Algorithm.strategyType`.
-public protocol PersonalizationStrategy {
+///
+/// A strategy is `Checkpointable`: its private state (Ditto's and APFL's v with their optimizers,
+/// APFL's α, the additive local part) is what a checkpoint needs of it between rounds.
+public protocol PersonalizationStrategy: Checkpointable {
     init(settings: PersonalizationSettings, context: PersonalizationContext)
     /// Layers that stay on the client because of the algorithm itself (FedPer's and FedRep's
     /// head, FedBN's batch-norm layers), as slice names of `network`'s layout; empty for most.
@@ -46,6 +49,18 @@ extension PersonalizationStrategy {
     public mutating func deployed(_ parameters: [Float]) -> [Float] { parameters }
     public var personal: [Float]? { nil }
     public var report: PersonalizationReport { PersonalizationReport() }
+}
+
+/// A strategy with no state of its own between rounds (what it trains lives in the shared
+/// trainer, whose state the checkpoint holds): its name alone is written, so a checkpoint of
+/// another strategy is refused.
+public protocol StatelessPersonalization: PersonalizationStrategy {}
+
+extension StatelessPersonalization {
+    public func save(to writer: inout StateWriter) { writer.section("\(Self.self)") }
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("\(Self.self)")
+    }
 }
 
 /// What a client's strategy is built from.
@@ -150,12 +165,12 @@ extension PersonalizationSettings {
 }
 
 /// Everything shared (beyond explicit `--personal-layers`).
-public struct NoPersonalization: PersonalizationStrategy {
+public struct NoPersonalization: StatelessPersonalization {
     public init(settings: PersonalizationSettings, context: PersonalizationContext) {}
 }
 
 /// Each client trains alone (no communication): the lower baseline.
-public struct LocalOnly: PersonalizationStrategy {
+public struct LocalOnly: StatelessPersonalization {
     public init(settings: PersonalizationSettings, context: PersonalizationContext) {}
 
     public static func refusal(_ run: PersonalizationRunFacts) -> String? {
@@ -173,7 +188,7 @@ private func headLayer(of network: Network) -> [String] {
 }
 
 /// FedPer (Arivazhagan et al. 2019): the head stays on the client; the body is shared.
-public struct FedPer: PersonalizationStrategy {
+public struct FedPer: StatelessPersonalization {
     public init(settings: PersonalizationSettings, context: PersonalizationContext) {}
     public static func privateLayers(of network: Network) -> [String] { headLayer(of: network) }
     public static func refusal(_ run: PersonalizationRunFacts) -> String? {
@@ -183,7 +198,7 @@ public struct FedPer: PersonalizationStrategy {
 }
 
 /// FedBN (Li et al., ICLR 2021): batch-norm layers (affine parameters and statistics) stay local.
-public struct FedBN: PersonalizationStrategy {
+public struct FedBN: StatelessPersonalization {
     public init(settings: PersonalizationSettings, context: PersonalizationContext) {}
     public static func privateLayers(of network: Network) -> [String] {
         network.layers.indices.filter { network.layers[$0] is BatchNorm }.map { "layers.\($0)" }
@@ -196,7 +211,7 @@ public struct FedBN: PersonalizationStrategy {
 }
 
 /// The shared model, fine-tuned on the client's own data before each evaluation.
-public struct FineTuning: PersonalizationStrategy {
+public struct FineTuning: StatelessPersonalization {
     private let makeTuner: () -> LocalTrainer
 
     public init(settings: PersonalizationSettings, context: PersonalizationContext) {
@@ -227,7 +242,7 @@ public struct FineTuning: PersonalizationStrategy {
 
 /// FedRep (Collins et al., ICML 2021): each round trains the personal head first (body frozen,
 /// its own optimizer state), then the shared body (head frozen).
-public struct FedRep: PersonalizationStrategy {
+public struct FedRep: StatelessPersonalization {
     private let headSteps: Int
     private let head: [Range<Int>]
     private let body: [Range<Int>]
@@ -284,6 +299,19 @@ public struct Ditto: PersonalizationStrategy {
     }
 
     public mutating func deployed(_ parameters: [Float]) -> [Float] { v }
+
+    /// v and its trainer (data order, optimizer).
+    public func save(to writer: inout StateWriter) {
+        writer.section("Ditto")
+        writer.write(v)
+        personalTrainer.save(to: &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("Ditto")
+        v = try reader.readFloats(count: v.count, "Ditto's personal model v")
+        try personalTrainer.restore(from: &reader)
+    }
 }
 
 /// APFL (Deng et al. 2020): the deployed model is αv + (1 − α)w, with v and α learned on the
@@ -346,6 +374,20 @@ public struct APFL: PersonalizationStrategy {
         u.scale(by: Float(alpha))
         u.addScaled(parameters, by: Float(1 - alpha))
         return u
+    }
+    /// v, α and v's trainer (data order, optimizer).
+    public func save(to writer: inout StateWriter) {
+        writer.section("APFL")
+        writer.write(v)
+        writer.write(alpha)
+        personalTrainer.save(to: &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("APFL")
+        v = try reader.readFloats(count: v.count, "APFL's personal model v")
+        alpha = try reader.readDouble()
+        try personalTrainer.restore(from: &reader)
     }
 }
 
@@ -415,6 +457,18 @@ public struct AdditiveModel: PersonalizationStrategy {
     public mutating func deployed(_ parameters: [Float]) -> [Float] {
         objective.combined(global: parameters, local: local)
     }
+    /// The local part l and its trainer (its optimizer's state).
+    public func save(to writer: inout StateWriter) {
+        writer.section("additive")
+        writer.write(local)
+        personalTrainer.save(to: &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("additive")
+        local = try reader.readFloats(count: local.count, "the additive model's local part")
+        try personalTrainer.restore(from: &reader)
+    }
 }
 
 /// A client's personalization as the worker holds it: the settings' strategy, built for this
@@ -451,4 +505,11 @@ public struct PersonalTrainer {
     public var personal: [Float]? { strategy.personal }
     /// What the last round reports of the private side.
     public var report: PersonalizationReport { strategy.report }
+}
+
+extension PersonalTrainer: Checkpointable {
+    public func save(to writer: inout StateWriter) { strategy.save(to: &writer) }
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try strategy.restore(from: &reader)
+    }
 }

@@ -96,3 +96,20 @@ private func withoutWeight(_ message: ReceivedGossip) -> ReceivedGossip {
     guard case .dense(let values, _) = message else { return message }
     return .dense(values, body: [])
 }
+
+extension PushSum {
+    /// The push-sum weight (and the weight last sent), then the base rule's state.
+    public func save(to writer: inout StateWriter) {
+        writer.section("push-sum")
+        writer.write(weight)
+        writer.write(sentWeight)
+        base.save(to: &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("push-sum")
+        weight = try reader.readDouble()
+        sentWeight = try reader.readDouble()
+        try base.restore(from: &reader)
+    }
+}

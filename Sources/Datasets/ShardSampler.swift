@@ -42,3 +42,33 @@ public struct ShardSampler: Sendable {
         shard.copyRows(indices, into: workspace.input, labels: workspace.labels)
     }
 }
+
+extension ShardSampler: Checkpointable {
+    /// The data order and position: the epoch, this epoch's permutation, where the next batch
+    /// starts, and the shuffling stream.
+    public func save(to writer: inout StateWriter) {
+        writer.section("data order")
+        writer.write(epoch)
+        writer.write(order)
+        writer.write(position)
+        writer.write(generator)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("data order")
+        let epoch = try reader.readInt()
+        let order = try reader.readInts()
+        let position = try reader.readInt()
+        guard order.count == shard.count, Set(order) == Set(0..<shard.count) else {
+            throw StateArchiveError(
+                "the data order is not a permutation of this shard's \(shard.count) examples (the shard differs)")
+        }
+        guard (0...order.count).contains(position), epoch >= 0 else {
+            throw StateArchiveError("data position \(position) of \(order.count), epoch \(epoch)")
+        }
+        self.epoch = epoch
+        self.order = order
+        self.position = position
+        generator = try reader.readGenerator()
+    }
+}

@@ -21,6 +21,9 @@ public enum CoordinatorDirective {
     case fail(String)
     /// Measure curvature and sharpness on this snapshot (off the message loop).
     case measureSharpness(SharpnessJob)
+    /// Write this checkpoint once the sharpness measurements queued before it are written, then
+    /// call `onCheckpointWritten`: the workers wait for it before their next round.
+    case checkpoint(CheckpointSnapshot)
     /// Evaluate x̄ and the workers' models (off the message loop when the shell can), then call
     /// `onEvaluation`: the round's record waits for it.
     case evaluate(EvaluationJob)
@@ -54,6 +57,22 @@ public struct SharpnessJob: Sendable {
     }
 }
 
+/// Everything a bit-exact continuation needs after `round` rounds: the coordinator's state and
+/// every worker's, as each wrote it (`WorkerMachine.checkpointState`). Taken when the run is at
+/// rest: every record up to `round` written, no worker past it.
+public struct CheckpointSnapshot: Sendable {
+    public var round: Int
+    public var coordinatorState: [UInt8]
+    /// By rank.
+    public var workerStates: [[UInt8]]
+
+    public init(round: Int, coordinatorState: [UInt8], workerStates: [[UInt8]]) {
+        self.round = round
+        self.coordinatorState = coordinatorState
+        self.workerStates = workerStates
+    }
+}
+
 /// The coordinator as a state machine: registration and rank assignment, the start barrier, and
 /// per-round aggregation of the workers' metrics into `RoundRecord`s (Ξ², x̄'s test loss and
 /// accuracy, the workers' own accuracies). No sockets, files or clocks.
@@ -78,7 +97,6 @@ public struct CoordinatorMachine {
     /// round → rank → metrics and, on gathering rounds, parameters.
     private var reports: [Int: [Int: (WorkerMetrics, FloatPayload?)]] = [:]
     public private(set) var nextRoundToRecord = 1
-    private var firstUnacknowledged = 1
     private var summaries: [Int: WorkerSummary] = [:]
     public private(set) var lastRecord: RoundRecord?
     /// The last average model x̄ formed.
@@ -96,6 +114,16 @@ public struct CoordinatorMachine {
     /// Failures and what was done about them, for the report.
     public private(set) var events: [String] = []
     private var previousBytes: [Int: Int] = [:]
+    /// Checkpoints: the workers' states by round and rank, the last round whose checkpoint was
+    /// written (or skipped), the one being written, the rounds asked for by wall time, and the
+    /// last round each worker was told is recorded.
+    private var checkpointStates: [Int: [Int: [UInt8]]] = [:]
+    public private(set) var lastCheckpoint = 0
+    private var checkpointInProgress: Int?
+    private var requestedCheckpoints: Set<Int> = []
+    private var acknowledged = 0
+    /// A resumed run: the round it continues after and each worker's state.
+    private var resume: CheckpointSnapshot?
     /// Federated: the global model just aggregated, broadcast after the round is recorded.
     private var federatedGlobal: [Float]?
     /// Records made but still waiting for the workers' own evaluations of their round (with
@@ -271,7 +299,10 @@ public struct CoordinatorMachine {
             } catch {
                 return reject("\(error)")
             }
-        case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel, .reduceScatter, .allGather:
+        case .checkpointState:
+            return onCheckpointState(envelope, from: sender)
+        case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel, .reduceScatter, .allGather,
+            .checkpointRequest:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }
@@ -330,9 +361,10 @@ public struct CoordinatorMachine {
             }
         }
         for rank in 0..<configuration.workers {
-            let assignment = Assignment(
+            var assignment = Assignment(
                 rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints,
                 nonce: registrations[rank]!.nonce, sharedPayloads: payloadDecision?.plan)
+            assignment.resume = resume.map { WorkerResume(round: $0.round, state: $0.workerStates[rank]) }
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
             directives.append(
                 .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
@@ -386,11 +418,8 @@ public struct CoordinatorMachine {
             nextRoundToRecord += 1
         }
         directives += releaseRecords()
-        if nextRoundToRecord > firstUnacknowledged {
-            firstUnacknowledged = nextRoundToRecord
-            directives += acknowledgements(recorded: nextRoundToRecord - 1)
-        }
-        return directives + completeIfDone()
+        directives += acknowledgeRecorded()
+        return directives + checkpointIfReady() + completeIfDone()
     }
 
     private func awaitsClientEvaluations(_ round: Int) -> Bool {
@@ -403,7 +432,7 @@ public struct CoordinatorMachine {
             let index = heldRecords.firstIndex(where: { $0.round == result.round })
         else { return [.log("coordinator: an evaluation of round \(result.round), which no record waits for")] }
         result.fill(&heldRecords[index])
-        return releaseRecords() + completeIfDone()
+        return releaseRecords() + checkpointIfReady() + completeIfDone()
     }
 
     /// Writes the held records whose evaluations (x̄'s, the clients') are all in, in round order.
@@ -451,7 +480,7 @@ public struct CoordinatorMachine {
             events.append(event)
             directives.append(.log("coordinator: " + event))
         }
-        return directives + releaseRecords() + completeIfDone()
+        return directives + releaseRecords() + checkpointIfReady() + completeIfDone()
     }
 
     /// The round's record, and the evaluation it waits for on an evaluation round.
@@ -548,6 +577,150 @@ public struct CoordinatorMachine {
         return acknowledgements(recorded: configuration.rounds + 1) + [
             .complete(alive.map { summaries[$0]! })
         ]
+    }
+
+    /// Tells the workers what is recorded (flow control), except the round of a checkpoint not yet
+    /// written: the workers wait after it until it is.
+    private mutating func acknowledgeRecorded() -> [CoordinatorDirective] {
+        var recorded = nextRoundToRecord - 1
+        if checkpointDue(recorded) && lastCheckpoint < recorded { recorded -= 1 }
+        guard recorded > acknowledged else { return [] }
+        acknowledged = recorded
+        return acknowledgements(recorded: recorded)
+    }
+
+    private func checkpointDue(_ round: Int) -> Bool {
+        guard round > 0, round < configuration.rounds else { return false }
+        return configuration.checkpointsByCount(afterRound: round) || requestedCheckpoints.contains(round)
+    }
+
+    /// A worker's state after a checkpoint's round.
+    private mutating func onCheckpointState(_ envelope: Envelope, from sender: Int) -> [CoordinatorDirective] {
+        let round = Int(clamping: envelope.header.round)
+        guard phase == .running, alive.contains(sender), checkpointDue(round), round > lastCheckpoint,
+            round >= nextRoundToRecord - 1, checkpointStates[round]?[sender] == nil, !envelope.body.isEmpty
+        else {
+            return reject("an unexpected checkpoint state from worker \(sender) for round \(round)")
+        }
+        checkpointStates[round, default: [:]][sender] = envelope.body
+        return checkpointIfReady()
+    }
+
+    /// The checkpoint of the last recorded round, once the run is at rest there: its records all
+    /// written and every live worker's state in.
+    private mutating func checkpointIfReady() -> [CoordinatorDirective] {
+        let round = nextRoundToRecord - 1
+        guard phase == .running, checkpointDue(round), lastCheckpoint < round, checkpointInProgress == nil,
+            heldRecords.isEmpty, let states = checkpointStates[round], alive.allSatisfy({ states[$0] != nil })
+        else { return [] }
+        checkpointInProgress = round
+        guard alive.count == configuration.workers else {
+            // A run that lost workers cannot be resumed as it is: no checkpoint, the workers go on.
+            events.append("round \(round): no checkpoint written (workers were removed from the run)")
+            return onCheckpointWritten(round: round)
+        }
+        return [
+            .checkpoint(
+                CheckpointSnapshot(
+                    round: round, coordinatorState: checkpointState(),
+                    workerStates: (0..<configuration.workers).map { states[$0]! }))
+        ]
+    }
+
+    /// The shell wrote the checkpoint of `round` (or could not: it logged why): the workers go on.
+    public mutating func onCheckpointWritten(round: Int) -> [CoordinatorDirective] {
+        guard checkpointInProgress == round else {
+            return [.log("coordinator: a checkpoint of round \(round) written, which none was waiting for")]
+        }
+        checkpointInProgress = nil
+        lastCheckpoint = round
+        checkpointStates = checkpointStates.filter { $0.key > round }
+        requestedCheckpoints = requestedCheckpoints.filter { $0 > round }
+        progress += 1
+        return acknowledgeRecorded() + completeIfDone()
+    }
+
+    /// Whether a checkpoint asked for by wall time is still to come.
+    public var checkpointPending: Bool {
+        checkpointInProgress != nil || requestedCheckpoints.contains { $0 > lastCheckpoint }
+    }
+
+    /// The wall-time trigger (the shell keeps the clock): a checkpoint after the first round no
+    /// worker can have begun yet. A worker completes at most `maxRoundsAhead` rounds past what it
+    /// was told is recorded, and this request reaches it before any later acknowledgement (one
+    /// connection, in order), so round `nextRoundToRecord + maxRoundsAhead` is still ahead of
+    /// every worker when it reads the request.
+    public mutating func requestCheckpoint() -> [CoordinatorDirective] {
+        guard phase == .running, alive.count == configuration.workers, !checkpointPending else { return [] }
+        let round = nextRoundToRecord + configuration.maxRoundsAhead
+        guard round < configuration.rounds else { return [] }
+        requestedCheckpoints.insert(round)
+        return alive.map {
+            .send(
+                Envelope(
+                    header: MessageHeader(kind: .checkpointRequest, runID: runID, round: Int64(round), sender: -1)),
+                to: .worker($0))
+        }
+    }
+
+    /// The coordinator's part of a checkpoint: what the records after it depend on.
+    private func checkpointState() -> [UInt8] {
+        var writer = StateWriter()
+        writer.section("coordinator")
+        writer.write(nextRoundToRecord - 1)
+        let ranks = previousBytes.keys.sorted()
+        writer.write(ranks)
+        writer.write(ranks.map { previousBytes[$0]! })
+        writer.write(events.count)
+        for event in events { writer.write(event) }
+        writer.write(divergedClients.sorted())
+        writer.write(federatedGlobal != nil)
+        if let federatedGlobal { writer.write(federatedGlobal) }
+        writer.write(averageModel != nil)
+        if let averageModel { writer.write(averageModel) }
+        return writer.bytes
+    }
+
+    /// A resumed run: the coordinator continues after the checkpoint's round, and each worker gets
+    /// its state with its assignment. Call before the workers register.
+    public mutating func resume(from snapshot: CheckpointSnapshot) throws(StateArchiveError) {
+        guard phase == .registering, registrations.isEmpty else {
+            throw StateArchiveError("a run is resumed before its workers register")
+        }
+        guard snapshot.workerStates.count == configuration.workers else {
+            throw StateArchiveError(
+                "the checkpoint holds \(snapshot.workerStates.count) workers' states, the run has \(configuration.workers)"
+            )
+        }
+        guard (1..<configuration.rounds).contains(snapshot.round) else {
+            throw StateArchiveError("the checkpoint is of round \(snapshot.round) of \(configuration.rounds)")
+        }
+        var reader = StateReader(snapshot.coordinatorState)
+        try reader.expectSection("coordinator")
+        let round = try reader.readInt()
+        guard round == snapshot.round else {
+            throw StateArchiveError("the coordinator's state is of round \(round), the checkpoint's \(snapshot.round)")
+        }
+        let ranks = try reader.readInts()
+        let bytes = try reader.readInts()
+        guard ranks.count == bytes.count else { throw StateArchiveError("byte counters without their ranks") }
+        var events: [String] = []
+        for _ in 0..<(try reader.readInt()) { events.append(try reader.readString()) }
+        let diverged = try reader.readInts()
+        let count = network.parameterCount
+        let global = try reader.readBool() ? try reader.readFloats(count: count, "the server's model") : nil
+        let average = try reader.readBool() ? try reader.readFloats(count: count, "x̄") : nil
+        guard reader.isAtEnd else { throw StateArchiveError("bytes left over after the coordinator's state") }
+        previousBytes = Dictionary(uniqueKeysWithValues: zip(ranks, bytes))
+        // The events before the checkpoint, then the resumption.
+        self.events = events
+        divergedClients = Set(diverged)
+        if configuration.federated != nil { federatedGlobal = global ?? federatedGlobal }
+        averageModel = average
+        nextRoundToRecord = round + 1
+        acknowledged = round
+        lastCheckpoint = round
+        resume = snapshot
     }
 
     private func acknowledgements(recorded: Int) -> [CoordinatorDirective] {

@@ -27,6 +27,8 @@ public struct Assignment: Codable, Sendable {
     public var nonce: UInt64?
     /// Set when the run passes payloads through shared memory: the segments' shape.
     public var sharedPayloads: SharedPayloadPlan?
+    /// A resumed run: the worker's state at the checkpoint's round, to restore before the barrier.
+    public var resume: WorkerResume?
 
     public init(
         rank: Int, runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String], nonce: UInt64? = nil,
@@ -42,6 +44,18 @@ public struct Assignment: Codable, Sendable {
 }
 
 /// worker → coordinator, once per round.
+/// What a worker of a resumed run starts from: its state after `round` rounds, as it sent it
+/// for the checkpoint.
+public struct WorkerResume: Codable, Sendable {
+    public var round: Int
+    public var state: Data
+
+    public init(round: Int, state: [UInt8]) {
+        self.round = round
+        self.state = Data(state)
+    }
+}
+
 public struct WorkerMetrics: Codable, Sendable {
     /// 1-based round just completed.
     public var round: Int

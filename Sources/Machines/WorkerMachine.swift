@@ -93,6 +93,10 @@ public struct WorkerMachine {
     /// Bytes of reports sent only for the measurements (gossip-mode metrics, client evaluations).
     public private(set) var diagnosticBytesSent = 0
     public private(set) var rejectedMessages = 0
+    /// Rounds (1-based) after which the coordinator asked for a checkpoint besides those by count.
+    private var requestedCheckpoints: Set<Int> = []
+    /// A resumed run's state for this worker, restored once the shard is loaded.
+    private var resume: WorkerResume?
 
     /// Round t's neighbours and weights as seen from this worker.
     struct RoundView {
@@ -124,6 +128,9 @@ public struct WorkerMachine {
         guard let configuration, let rank else { return "its assignment from the coordinator" }
         if !started { return "the start barrier (the coordinator's start message)" }
         if awaitingRelease { return "the coordinator's final acknowledgement" }
+        if roundDeferred && checkpointDue(round) {
+            return "the coordinator to write the checkpoint of round \(round)"
+        }
         if roundDeferred {
             return "the coordinator to record round \(round + 1 - configuration.maxRoundsAhead) (flow control)"
         }
@@ -238,11 +245,13 @@ public struct WorkerMachine {
             } catch {
                 return reject("\(error)")
             }
+        case .checkpointRequest:
+            return onCheckpointRequest(Int(envelope.header.round))
         case .reduceScatter:
             return onCollective(envelope, phase: .reduceScatter)
         case .allGather:
             return onCollective(envelope, phase: .allGather)
-        case .register, .ready, .metrics, .finished, .clientEvaluation:
+        case .register, .ready, .metrics, .finished, .clientEvaluation, .checkpointState:
             return reject("workers do not accept \(kind) messages")
         }
     }
@@ -261,6 +270,12 @@ public struct WorkerMachine {
             return reject(
                 "invalid assignment: rank \(assignment.rank) of \(configuration.workers), \(assignment.workerEndpoints.count) endpoints"
             )
+        }
+        if let resume = assignment.resume {
+            guard (0..<configuration.rounds).contains(resume.round) else {
+                return [.fail("the coordinator's resume state is for round \(resume.round) of \(configuration.rounds)")]
+            }
+            self.resume = resume
         }
         self.configuration = configuration
         rank = assignment.rank
@@ -326,6 +341,12 @@ public struct WorkerMachine {
             localSteps: configuration.localSteps(forExamples: shard.count),
             head: configuration.personalRanges(in: network.layout), initial: parameters, rounds: configuration.rounds)
         steps = LocalSteps(trainer: trainer, personalizer: personalizer)
+        if let resume {
+            self.resume = nil
+            do { try restore(resume) } catch {
+                return [.fail("cannot resume from the checkpoint of round \(resume.round): \(error)")]
+            }
+        }
         return [send(Envelope(header: header(.ready, round: 0)), to: .coordinator, diagnostic: true)]
     }
 
@@ -371,6 +392,12 @@ public struct WorkerMachine {
 
     private mutating func beginRound() -> [WorkerDirective] {
         guard let configuration else { return [] }
+        // After a checkpoint's round nothing of the next round starts (no message, no step) until
+        // the coordinator has written the checkpoint: the state it holds is the whole run's.
+        if checkpointDue(round) && acknowledgedRounds < round {
+            roundDeferred = true
+            return []
+        }
         if let federated = configuration.federated {
             // Federated: train only when sampled, then wait for the server's global model.
             let sampled = federated.aggregator.sampledClients(
@@ -630,7 +657,7 @@ public struct WorkerMachine {
             awaitingRelease = true
             return directives
         }
-        return directives + beginRound()
+        return directives + checkpointIfDue() + beginRound()
     }
 
     /// The last report: this worker's summary (memory, bytes, shard size).
@@ -688,7 +715,7 @@ public struct WorkerMachine {
             awaitingRelease = true
             return evaluation + [finishedMessage()]
         }
-        return evaluation + beginRound()
+        return evaluation + checkpointIfDue() + beginRound()
     }
 
     private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
@@ -734,6 +761,84 @@ public struct WorkerMachine {
         guard var steps else { return parameters }
         defer { self.steps = steps }
         return steps.personalizer.deployed(parameters)
+    }
+
+    /// Whether the run stops for a checkpoint after `completed` rounds.
+    private func checkpointDue(_ completed: Int) -> Bool {
+        guard let configuration, completed > 0, completed < configuration.rounds else { return false }
+        return configuration.checkpointsByCount(afterRound: completed) || requestedCheckpoints.contains(completed)
+    }
+
+    /// After a checkpoint's round: this worker's state, to the coordinator, which writes the
+    /// checkpoint once it has every worker's and acknowledges the round only then.
+    private mutating func checkpointIfDue() -> [WorkerDirective] {
+        guard checkpointDue(round) else { return [] }
+        requestedCheckpoints = requestedCheckpoints.filter { $0 > round }
+        return [
+            send(
+                Envelope(header: header(.checkpointState, round: round), body: checkpointState()), to: .coordinator,
+                diagnostic: true)
+        ]
+    }
+
+    /// The coordinator's wall-time trigger: a checkpoint after round `completed` as well. It picks
+    /// a round this worker cannot have begun (beyond flow control's reach when it asked).
+    private mutating func onCheckpointRequest(_ completed: Int) -> [WorkerDirective] {
+        guard let configuration, completed > round, completed < configuration.rounds else {
+            return reject("a checkpoint request for round \(completed) at round \(round + 1)")
+        }
+        requestedCheckpoints.insert(completed)
+        return []
+    }
+
+    /// Everything a bit-exact continuation needs of this worker after `round` rounds: the
+    /// parameters, the rule's state (push-sum weight, CHOCO-SGD's copies, trackers), the local
+    /// training's (data order and position, every random stream, optimizer state) and the private
+    /// side's (Ditto's and APFL's v, α, the additive local part), and the byte counters.
+    public func checkpointState() -> [UInt8] {
+        var writer = StateWriter()
+        writer.section("worker")
+        writer.write(rank ?? -1)
+        writer.write(round)
+        writer.write(bytesSent)
+        writer.write(diagnosticBytesSent)
+        writer.write(parameters)
+        writer.write(rule != nil)
+        rule?.save(to: &writer)
+        writer.write(steps != nil)
+        steps?.save(to: &writer)
+        return writer.bytes
+    }
+
+    /// Puts back what `checkpointState` wrote (into a worker built from the same configuration).
+    private mutating func restore(_ resume: WorkerResume) throws(StateArchiveError) {
+        var reader = StateReader(Array(resume.state))
+        try reader.expectSection("worker")
+        let savedRank = try reader.readInt()
+        guard savedRank == rank else {
+            throw StateArchiveError("the state is worker \(savedRank)'s, not worker \(rank ?? -1)'s")
+        }
+        let savedRound = try reader.readInt()
+        guard savedRound == resume.round else {
+            throw StateArchiveError("the state is of round \(savedRound), the checkpoint's is \(resume.round)")
+        }
+        bytesSent = try reader.readInt()
+        diagnosticBytesSent = try reader.readInt()
+        parameters = try reader.readFloats(count: parameters.count, "the parameters")
+        guard try reader.readBool() == (rule != nil) else {
+            throw StateArchiveError("the state's algorithm and this run's differ (gossip and federated)")
+        }
+        try rule?.restore(from: &reader)
+        guard try reader.readBool() == (steps != nil) else {
+            throw StateArchiveError("the state has no local training")
+        }
+        try steps?.restore(from: &reader)
+        guard reader.isAtEnd else {
+            throw StateArchiveError(
+                "\(Array(resume.state).count - reader.offset) bytes left over after the worker's state")
+        }
+        round = savedRound
+        acknowledgedRounds = savedRound
     }
 
     public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }

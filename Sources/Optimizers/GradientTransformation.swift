@@ -8,6 +8,15 @@ public protocol GradientTransformation: Sendable {
     func initialState(parameterCount: Int) -> State
     /// Transforms `updates` in place. `step` is the 0-based optimizer step.
     func update(_ updates: inout [Float], state: inout State, parameters: [Float], step: Int)
+    /// Writes the state for a checkpoint, and reads it back for a run of `parameterCount`.
+    func save(_ state: State, to writer: inout StateWriter)
+    func restore(from reader: inout StateReader, parameterCount: Int) throws(StateArchiveError) -> State
+}
+
+extension GradientTransformation where State == Void {
+    /// Stateless: nothing to write.
+    public func save(_ state: State, to writer: inout StateWriter) {}
+    public func restore(from reader: inout StateReader, parameterCount: Int) throws(StateArchiveError) {}
 }
 
 /// Applies `first`, then `second`.
@@ -26,6 +35,16 @@ public struct Chain<First: GradientTransformation, Second: GradientTransformatio
     ) {
         first.update(&updates, state: &state.0, parameters: parameters, step: step)
         second.update(&updates, state: &state.1, parameters: parameters, step: step)
+    }
+    public func save(_ state: (First.State, Second.State), to writer: inout StateWriter) {
+        first.save(state.0, to: &writer)
+        second.save(state.1, to: &writer)
+    }
+    public func restore(from reader: inout StateReader, parameterCount: Int) throws(StateArchiveError) -> (
+        First.State, Second.State
+    ) {
+        let head = try first.restore(from: &reader, parameterCount: parameterCount)
+        return (head, try second.restore(from: &reader, parameterCount: parameterCount))
     }
 }
 
@@ -63,6 +82,14 @@ public struct Trace: GradientTransformation {
         self.nesterov = nesterov
     }
     public func initialState(parameterCount: Int) -> [Float] { [Float](repeating: 0, count: parameterCount) }
+    public func save(_ trace: [Float], to writer: inout StateWriter) {
+        writer.section("momentum")
+        writer.write(trace)
+    }
+    public func restore(from reader: inout StateReader, parameterCount: Int) throws(StateArchiveError) -> [Float] {
+        try reader.expectSection("momentum")
+        return try reader.readFloats(count: parameterCount, "the momentum buffer")
+    }
     public func update(_ updates: inout [Float], state trace: inout [Float], parameters: [Float], step: Int) {
         trace.scale(by: momentum)
         trace.addScaled(updates, by: 1)

@@ -66,6 +66,8 @@ public struct OptimizerSettings: Sendable, Equatable, Codable {
 public struct Optimizer: @unchecked Sendable {
     private var state: Any
     private let apply: (inout [Float], inout Any, [Float], Int) -> Void
+    private let saveState: (Any, inout StateWriter) -> Void
+    private let restoreState: (inout StateReader) throws(StateArchiveError) -> Any
     public private(set) var step: Int = 0
     public let settings: OptimizerSettings
 
@@ -76,6 +78,10 @@ public struct Optimizer: @unchecked Sendable {
             erased = ()  // drop the boxed copy so the buffers stay uniquely referenced
             transformation.update(&updates, state: &typed, parameters: parameters, step: step)
             erased = typed
+        }
+        saveState = { erased, writer in transformation.save(erased as! T.State, to: &writer) }
+        restoreState = { reader throws(StateArchiveError) in
+            try transformation.restore(from: &reader, parameterCount: parameterCount)
         }
         self.settings = settings
     }
@@ -138,5 +144,20 @@ extension OptimizerSettings {
         case (.decoupled, .nesterov): shift = weightDecay * (1 + beta) / (1 + 2 * beta)
         }
         return (base - shift, baseFormula + " − \(shift) (\(weightDecayMode.rawValue) weight decay \(weightDecay))")
+    }
+}
+
+extension Optimizer: Checkpointable {
+    /// The step counter and the transformations' state (the momentum trace).
+    public func save(to writer: inout StateWriter) {
+        writer.section("optimizer")
+        writer.write(step)
+        saveState(state, &writer)
+    }
+
+    public mutating func restore(from reader: inout StateReader) throws(StateArchiveError) {
+        try reader.expectSection("optimizer")
+        step = try reader.readInt()
+        state = try restoreState(&reader)
     }
 }

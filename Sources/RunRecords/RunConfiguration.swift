@@ -21,6 +21,20 @@ public enum DataSource: Sendable, Equatable, Codable, CustomStringConvertible {
     }
 }
 
+/// When a run writes checkpoints: every `everyRounds` rounds (0: not by count) and, when
+/// `everySeconds` is set, also once that much wall time has passed since the last one (the
+/// coordinator then asks the workers for the next round they can all still stop at).
+public struct CheckpointSettings: Sendable, Equatable, Codable {
+    public var everyRounds: Int
+    public var everySeconds: Double?
+
+    /// The default: 1,000 rounds or about ten minutes, whichever comes first.
+    public init(everyRounds: Int = 1_000, everySeconds: Double? = 600) {
+        self.everyRounds = everyRounds
+        self.everySeconds = everySeconds
+    }
+}
+
 /// What the run does when a worker stops responding.
 public enum FailurePolicy: String, Sendable, Codable, CaseIterable {
     /// Record every completed round, mark the run failed with the cause, stop everything.
@@ -167,6 +181,15 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     public var trainExamples: Int? = nil
     /// CHOCO-SGD's compressor and consensus step (nil for the other algorithms).
     public var gossipRule: GossipRuleSettings? = nil
+    /// When the workers and the coordinator write a checkpoint (nil: never). Not part of what a
+    /// resumed run must match: it changes when the state is saved, never a number.
+    public var checkpoints: CheckpointSettings? = CheckpointSettings()
+
+    /// Whether round `round` (1-based, completed) ends with a checkpoint by the round count.
+    public func checkpointsByCount(afterRound round: Int) -> Bool {
+        guard let every = checkpoints?.everyRounds, every > 0 else { return false }
+        return round % every == 0 && round < rounds
+    }
 
     /// The local steps per round of a client with `examples` training examples.
     public func localSteps(forExamples examples: Int) -> Int {
@@ -293,6 +316,16 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
         }
         if let clip = optimizer.gradientClipNorm {
             try check(clip > 0 && clip.isFinite, "--clip-norm", "must be positive, got \(clip)")
+        }
+        if let checkpoints {
+            try check(
+                checkpoints.everyRounds >= 0, "--checkpoint-every",
+                "must be ≥ 0 rounds (0 turns checkpoints off), got \(checkpoints.everyRounds)")
+            if let seconds = checkpoints.everySeconds {
+                try check(
+                    seconds > 0 && seconds.isFinite, "--checkpoint-every",
+                    "the wall-time interval must be positive, got \(seconds) s")
+            }
         }
         try check(maxRoundsAhead >= 1, "--max-rounds-ahead", "must be at least 1, got \(maxRoundsAhead)")
         try check(peerTimeoutSeconds > 0, "--peer-timeout", "must be positive, got \(peerTimeoutSeconds)")
@@ -634,6 +667,8 @@ extension RunConfiguration {
         allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
         trainExamples = try c.decodeIfPresent(Int.self, forKey: .trainExamples)
         gossipRule = try c.decodeIfPresent(GossipRuleSettings.self, forKey: .gossipRule)
+        // Versions before checkpoints wrote none.
+        checkpoints = try c.decodeIfPresent(CheckpointSettings.self, forKey: .checkpoints)
     }
 }
 

@@ -31,6 +31,8 @@ public final class RunReport {
             )
         }
         for name in names { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
+        // An earlier run's checkpoints are not this run's to resume from.
+        try? FileManager.default.removeItem(at: CheckpointStore(runDirectory: directory).directory)
         let jsonlURL = directory.appendingPathComponent("rounds.jsonl")
         let csvURL = directory.appendingPathComponent("rounds.csv")
         _ = FileManager.default.createFile(atPath: jsonlURL.path, contents: nil)
@@ -41,6 +43,66 @@ public final class RunReport {
     }
 
     /// Notes the first appearance of each non-finite field.
+    /// The records and sharpness measurements a resumed run keeps (those up to its checkpoint).
+    public private(set) var resumedRecords: [RoundRecord] = []
+    public private(set) var resumedSharpness: [SharpnessRecord] = []
+
+    /// Reopens a run folder to continue it after round `round` (its checkpoint's): rounds.jsonl,
+    /// rounds.csv and sharpness.jsonl keep their rows up to that round and lose the rest, so no
+    /// row appears twice; summary.json and report.html, of the interrupted run, are removed.
+    public init(resuming directory: URL, afterRound round: Int) throws {
+        self.directory = directory
+        let jsonlURL = directory.appendingPathComponent("rounds.jsonl")
+        let csvURL = directory.appendingPathComponent("rounds.csv")
+        let sharpnessURL = directory.appendingPathComponent("sharpness.jsonl")
+        let text = (try? String(contentsOf: jsonlURL, encoding: .utf8)) ?? ""
+        var kept: [RoundRecord] = []
+        var lines: [Substring] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        where !line.isEmpty {
+            // A line cut by a killed coordinator is past the checkpoint (the checkpoint is written
+            // after its rows): it goes with the other rows after the checkpoint.
+            guard let record = try? NonFiniteJSON.decode(RoundRecord.self, from: Data(line.utf8)) else { continue }
+            guard record.round <= round else { continue }
+            guard record.round == kept.count + 1 else {
+                throw RunReportError(
+                    reason:
+                        "\(jsonlURL.path):\(index + 1): round \(record.round) where round \(kept.count + 1) was expected; the rows before the checkpoint are not whole"
+                )
+            }
+            kept.append(record)
+            lines.append(line)
+        }
+        guard kept.count == round else {
+            throw RunReportError(
+                reason:
+                    "\(jsonlURL.path): \(kept.count) rows up to the checkpoint's round \(round); the run folder does not hold the rows the checkpoint follows"
+            )
+        }
+        resumedRecords = kept
+        try Data(lines.map { $0 + "\n" }.joined().utf8).write(to: jsonlURL, options: .atomic)
+        try Data((([RoundRecord.csvHeader] + kept.map(\.csvRow)).joined(separator: "\n") + "\n").utf8).write(
+            to: csvURL, options: .atomic)
+        if let sharpnessText = try? String(contentsOf: sharpnessURL, encoding: .utf8) {
+            var keptLines: [Substring] = []
+            for line in sharpnessText.split(separator: "\n") {
+                guard let record = try? NonFiniteJSON.decode(SharpnessRecord.self, from: Data(line.utf8)),
+                    record.round <= round
+                else { continue }
+                resumedSharpness.append(record)
+                keptLines.append(line)
+            }
+            try Data(keptLines.map { $0 + "\n" }.joined().utf8).write(to: sharpnessURL, options: .atomic)
+        }
+        for name in ["summary.json", "report.html"] {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+        jsonl = try FileHandle(forWritingTo: jsonlURL)
+        csv = try FileHandle(forWritingTo: csvURL)
+        try jsonl.seekToEnd()
+        try csv.seekToEnd()
+    }
+
     private func noteNonFinite(_ nonFinite: [String: String], in file: String, round: Int, model: String? = nil) {
         for (path, kind) in nonFinite.sorted(by: { $0.key < $1.key }) {
             let field = String(path.prefix { $0 != "/" })

@@ -39,6 +39,10 @@ public final class SharpnessRunner: @unchecked Sendable {
     public func submit(_ job: SharpnessJob) { queue.submit(job) }
     /// Jobs queued or running.
     public var pending: Int { queue.pending }
+    /// Blocks until every submitted measurement is done (their records wait in `drain`).
+    public func waitUntilIdle() {
+        while queue.pending > 0 { usleep(2_000) }
+    }
     /// Records finished since the last call, in round order.
     public func drain() -> [SharpnessRecord] { queue.drain() }
     /// Finishes the queued jobs (or drops them when `cancel`), then stops the thread.

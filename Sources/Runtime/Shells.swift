@@ -282,6 +282,12 @@ public final class CoordinatorShell {
     /// How payloads travel in this run (recorded in config.json and summary.json).
     public private(set) var payloadDecision: PayloadDecision?
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
+    /// Where checkpoints go (nil: none are written; the workers are let go on all the same).
+    public var checkpoints: CheckpointStore?
+    private var lastCheckpointAt: ContinuousClock.Instant?
+    /// Wall time of the run before it was resumed (its records' clock goes on from there).
+    private var elapsedBeforeResume = 0.0
+    private var checkpointEvents: [String] = []
 
     public init(
         machine: CoordinatorMachine, transport: any Transport, report: RunReport?, data: DataDescription?,
@@ -405,8 +411,64 @@ public final class CoordinatorShell {
     }
 
     public var elapsedSeconds: Double {
-        guard let startedAt else { return 0 }
-        return ((finishedAt ?? clock.now) - startedAt) / .seconds(1)
+        guard let startedAt else { return elapsedBeforeResume }
+        return elapsedBeforeResume + ((finishedAt ?? clock.now) - startedAt) / .seconds(1)
+    }
+
+    /// A resumed run: the records and sharpness measurements up to the checkpoint (as the run
+    /// folder holds them), so the summary's running figures and the clock go on from there.
+    public func resume(records previous: [RoundRecord], sharpness: [SharpnessRecord], event: String) {
+        for record in previous { note(record) }
+        sharpnessRecords = sharpness
+        elapsedBeforeResume = previous.last?.elapsedSeconds ?? 0
+        checkpointEvents.append(event)
+    }
+
+    private func note(_ record: RoundRecord) {
+        records.append(record)
+        if records.count > Self.retainedRecords { records.removeFirst(records.count - Self.retainedRecords) }
+        recordedRounds += 1
+        if record.testAccuracy != nil { lastEvaluated = record }
+        if record.consensusDistanceSquared != nil { lastWithConsensus = record }
+        if let mean = record.clientAccuracyMean {
+            lastClientRecord = record
+            if mean > bestClientRecord?.clientAccuracyMean ?? -.infinity { bestClientRecord = record }
+        }
+    }
+
+    /// The wall-time checkpoint trigger; call between steps.
+    public func checkpointByWallTime() {
+        guard outcome == .running, machine.isRunning, checkpoints != nil,
+            let seconds = machine.configuration.checkpoints?.everySeconds
+        else { return }
+        let since = lastCheckpointAt ?? startedAt ?? clock.now
+        guard (clock.now - since) / .seconds(1) >= seconds, !machine.checkpointPending else { return }
+        perform(machine.requestCheckpoint())
+    }
+
+    /// Writes a checkpoint after the sharpness measurements queued before it (so the run folder
+    /// holds every measurement up to its round), then lets the workers go on.
+    private func writeCheckpoint(_ snapshot: CheckpointSnapshot) {
+        if let sharpness {
+            sharpness.waitUntilIdle()
+            collectSharpness()
+        }
+        if let checkpoints {
+            let started = clock.now
+            do {
+                try checkpoints.write(snapshot, configuration: machine.configuration)
+                let size = snapshot.workerStates.reduce(snapshot.coordinatorState.count) { $0 + $1.count }
+                log(
+                    "coordinator: checkpoint of round \(snapshot.round) written (\(size / 1024) KiB, \(String(format: "%.2f", (clock.now - started) / .seconds(1))) s)"
+                )
+            } catch {
+                let event = "round \(snapshot.round): the checkpoint was not written: \(error)"
+                checkpointEvents.append(event)
+                log("coordinator: " + event)
+            }
+        }
+        lastCheckpointAt = clock.now
+        perform(machine.onCheckpointWritten(round: snapshot.round))
     }
 
     private func perform(_ directives: [CoordinatorDirective]) {
@@ -439,15 +501,7 @@ public final class CoordinatorShell {
                 startedAt = clock.now
             case .record(var record):
                 record.elapsedSeconds = elapsedSeconds
-                records.append(record)
-                if records.count > Self.retainedRecords { records.removeFirst(records.count - Self.retainedRecords) }
-                recordedRounds += 1
-                if record.testAccuracy != nil { lastEvaluated = record }
-                if record.consensusDistanceSquared != nil { lastWithConsensus = record }
-                if let mean = record.clientAccuracyMean {
-                    lastClientRecord = record
-                    if mean > bestClientRecord?.clientAccuracyMean ?? -.infinity { bestClientRecord = record }
-                }
+                note(record)
                 do { try report?.append(record) } catch { fail("cannot write the round report: \(error)") }
                 progress?.update(record: record, elapsed: elapsedSeconds, totalRounds: machine.configuration.rounds)
             case .log(let message):
@@ -465,6 +519,8 @@ public final class CoordinatorShell {
                 fail(reason)
             case .measureSharpness(let job):
                 sharpness?.submit(job)
+            case .checkpoint(let snapshot):
+                writeCheckpoint(snapshot)
             case .evaluate(let job):
                 if let evaluations {
                     evaluations.submit(job)
@@ -513,7 +569,7 @@ public final class CoordinatorShell {
             reason = why
         }
         let runID = String(machine.runID, radix: 16)
-        let events = machine.events + faultEvents + (report?.nonFiniteEvents ?? [])
+        let events = machine.events + checkpointEvents + faultEvents + (report?.nonFiniteEvents ?? [])
         var summary = RunSummary(
             status: status, reason: reason, runName: configuration.runName,
             runID: String(repeating: "0", count: 16 - runID.count) + runID, rounds: rounds,

@@ -1,4 +1,5 @@
 import Datasets
+import Diagnostics
 import LearningCore
 import Transport
 
@@ -15,16 +16,30 @@ public enum Simulation {
         progress: ProgressLine?, log: @escaping (String) -> Void,
         loadShard: ((Int, RunConfiguration) throws -> Dataset)? = nil, interleavingSeed: UInt64? = nil,
         spectralGap: Double? = nil, trainSubset: Dataset? = nil, sharpness: SharpnessRunner? = nil,
-        statisticsSet: Dataset? = nil, hub: InMemoryHub? = nil
+        statisticsSet: Dataset? = nil, hub: InMemoryHub? = nil, checkpoints: CheckpointStore? = nil,
+        resume: ResumePoint? = nil, haltAfterRound: Int? = nil
     ) -> (coordinator: CoordinatorShell, workers: [WorkerShell]) {
         let hub = hub ?? InMemoryHub(reorderingSeed: interleavingSeed)
+        var machine = CoordinatorMachine(
+            configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset,
+            statisticsSet: statisticsSet)
+        var resumeProblem: String?
+        if let resume {
+            do { try machine.resume(from: resume.snapshot) } catch { resumeProblem = "cannot resume: \(error)" }
+        }
         let coordinator = CoordinatorShell(
-            machine: CoordinatorMachine(
-                configuration: configuration, runID: runID, testSet: testSet, trainSubset: trainSubset,
-                statisticsSet: statisticsSet),
+            machine: machine,
             transport: hub.makeTransport(name: "coordinator"), report: report, data: data, progress: progress, log: log)
         coordinator.spectralGap = spectralGap
         coordinator.sharpness = sharpness
+        coordinator.checkpoints = checkpoints
+        if let resume {
+            coordinator.resume(records: resume.records, sharpness: resume.sharpness, event: resume.event)
+        }
+        if let resumeProblem {
+            coordinator.fail(resumeProblem)
+            return (coordinator, [])
+        }
         let workers = (0..<configuration.workers).map { index in
             let machine = WorkerMachine(
                 nonce: UInt64(index), host: "simulation", processID: 0, requestedRank: index,
@@ -40,6 +55,11 @@ public enum Simulation {
             runInterleaved(coordinator: coordinator, workers: workers, hub: hub, seed: interleavingSeed)
         }
         while coordinator.outcome == .running {
+            // A stand-in for a process killed mid-run (tests): everything stops where it is.
+            if let haltAfterRound, coordinator.machine.nextRoundToRecord > haltAfterRound {
+                return (coordinator, workers)
+            }
+            coordinator.checkpointByWallTime()
             var progressed = false
             for worker in workers {
                 while worker.step(timeoutMilliseconds: 0) { progressed = true }
@@ -82,5 +102,21 @@ public enum Simulation {
             }
             if workers.contains(where: { $0.outcome != .running && $0.outcome != .completed }) { return }
         }
+    }
+}
+
+/// Where a resumed run starts: the checkpoint, and the records and measurements the run folder
+/// keeps up to it.
+public struct ResumePoint {
+    public var snapshot: CheckpointSnapshot
+    public var records: [RoundRecord]
+    public var sharpness: [SharpnessRecord]
+    public var event: String
+
+    public init(snapshot: CheckpointSnapshot, records: [RoundRecord], sharpness: [SharpnessRecord], event: String) {
+        self.snapshot = snapshot
+        self.records = records
+        self.sharpness = sharpness
+        self.event = event
     }
 }

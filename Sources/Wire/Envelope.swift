@@ -33,6 +33,12 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     case reduceScatter = 14
     /// worker → worker, C-SGD's all-reduce: an averaged chunk; body as for `reduceScatter`.
     case allGather = 15
+    /// worker → coordinator: everything a bit-exact continuation needs of the worker after round
+    /// `round` (1-based, completed); body: the worker's state (`StateWriter` bytes).
+    case checkpointState = 16
+    /// coordinator → workers: write a checkpoint after round `round` (1-based) as well (the
+    /// wall-time trigger); no body.
+    case checkpointRequest = 17
 
     /// Kinds whose payload is a chunk of a model (at most the model's length), not a whole one.
     public var carriesChunk: Bool { self == .reduceScatter || self == .allGather }
@@ -57,8 +63,8 @@ public enum PayloadEncoding: UInt16, Sendable {
 public struct MessageHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("DSGD".utf8)
     /// Bumped whenever the frame layout or a body schema changes incompatibly (2: payload encoding;
-    /// 3: shared-memory payloads).
-    public static let currentVersion: UInt16 = 3
+    /// 3: shared-memory payloads; 4: checkpoints).
+    public static let currentVersion: UInt16 = 4
     public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4 + 2
 
     public var version: UInt16

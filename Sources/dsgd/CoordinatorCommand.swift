@@ -60,6 +60,7 @@ struct CoordinatorCommand: ParsableCommand {
         var machine = CoordinatorMachine(
             configuration: configuration, runID: runID, testSet: prepared.testSet,
             trainSubset: training.trainSubset, statisticsSet: training.statisticsSet)
+        try prepared.resume(&machine)
         machine.payloadRequest = (network.payloads, network.sharedMemoryReport())
         let shell = CoordinatorShell(
             machine: machine,
@@ -74,9 +75,12 @@ struct CoordinatorCommand: ParsableCommand {
         shell.evaluations = shell.machine.evaluation.map(EvaluationRunner.init)
         shell.detectsFailures = true
         shell.heartbeats = heartbeats
+        shell.checkpoints = CheckpointStore(runDirectory: directory)
+        prepared.resume(shell)
         while shell.outcome == .running {
             shell.step(timeoutMilliseconds: 100)
             shell.watch()
+            shell.checkpointByWallTime()
             let signalNumber = interruptSignal.load(ordering: .relaxed)
             if signalNumber != 0 {
                 let cause = abortReasonFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?

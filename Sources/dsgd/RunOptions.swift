@@ -27,6 +27,18 @@ struct RunOptions: ParsableArguments {
     var overwrite: Bool { folder.overwrite }
 
     func makeConfiguration() throws -> (RunConfiguration, URL) {
+        var (configuration, directory) = try makeRunConfiguration()
+        if let every = folder.checkpointEvery {
+            guard every >= 0 else { throw ValidationError("--checkpoint-every: must be ≥ 0 (0: never), got \(every)") }
+            configuration.checkpoints = every == 0 ? nil : CheckpointSettings(everyRounds: every, everySeconds: nil)
+        }
+        if folder.resume && folder.runDir == nil {
+            throw ValidationError("--resume needs --run-dir: the run folder to continue")
+        }
+        return (configuration, directory)
+    }
+
+    private func makeRunConfiguration() throws -> (RunConfiguration, URL) {
         if let config = folder.config { return try loadConfiguration(config) }
         let workers = gossip.workers
         let rounds = optimization.rounds
@@ -533,6 +545,18 @@ struct RunFolderOptions: ParsableArguments {
 
     @Option(help: "Run folder (default runs/<time>-<topology>-n<workers>).")
     var runDir: String?
+
+    @Option(
+        help:
+            "Write a checkpoint every K rounds (0: never). Default: every 1,000 rounds or about every 10 minutes of wall time, whichever comes first."
+    )
+    var checkpointEvery: Int?
+
+    @Flag(
+        help:
+            "Continue the run in --run-dir from its newest complete checkpoint (the run flags must give the same configuration; rows after the checkpoint are dropped)."
+    )
+    var resume = false
 }
 
 extension WeightDecayMode: ExpressibleByArgument {}
@@ -594,6 +618,31 @@ struct PreparedRun {
     var data: DataDescription
     var report: RunReport
     var spectralGap: Double
+    /// A resumed run: the checkpoint it continues from.
+    var resume: CheckpointStore.Loaded?
+
+    /// Gives the machine the checkpoint's state and the shell the records before it.
+    func resume(_ machine: inout CoordinatorMachine) throws {
+        guard let resume else { return }
+        do { try machine.resume(from: resume.snapshot) } catch {
+            throw ValidationError("--resume: \(resume.url.path): \(error)")
+        }
+    }
+
+    var resumePoint: ResumePoint? {
+        resume.map {
+            ResumePoint(
+                snapshot: $0.snapshot, records: report.resumedRecords, sharpness: report.resumedSharpness,
+                event: "resumed after round \($0.snapshot.round) from \($0.url.lastPathComponent)")
+        }
+    }
+
+    func resume(_ shell: CoordinatorShell) {
+        guard let resume else { return }
+        shell.resume(
+            records: report.resumedRecords, sharpness: report.resumedSharpness,
+            event: "resumed after round \(resume.snapshot.round) from \(resume.url.lastPathComponent)")
+    }
 }
 
 /// What the coordinator measures x̄ on from the training split; loaded apart from `PreparedRun`
@@ -611,6 +660,27 @@ struct TrainingSide {
 func prepareRun(_ options: RunOptions) throws -> PreparedRun {
     let (configuration, directory) = try options.makeConfiguration()
     let (testSet, data) = try prepareEvaluation(configuration)
+    if options.folder.resume {
+        let loaded: CheckpointStore.Loaded
+        do {
+            loaded = try CheckpointStore(runDirectory: directory).loadNewest(log: logLine)
+        } catch { throw ValidationError("--resume: \(error)") }
+        let differences = try CheckpointStore.differences(checkpoint: loaded.configuration, resumed: configuration)
+        guard differences.isEmpty else {
+            throw ValidationError(
+                "--resume: \(loaded.url.path) is of another configuration: \(differences.joined(separator: "; "))")
+        }
+        let report: RunReport
+        do { report = try RunReport(resuming: directory, afterRound: loaded.snapshot.round) } catch {
+            throw ValidationError("--resume: \(error)")
+        }
+        logLine(
+            "resume: continuing \(directory.path) after round \(loaded.snapshot.round) (\(loaded.url.lastPathComponent))"
+        )
+        return PreparedRun(
+            configuration: configuration, directory: directory, testSet: testSet, data: data, report: report,
+            spectralGap: ScheduleSpectrum(configuration.topology).product.spectralGap, resume: loaded)
+    }
     let report = try RunReport(directory: directory, overwrite: options.overwrite)
     let spectrum = ScheduleSpectrum(configuration.topology)
     if configuration.federated == nil, let target = configuration.topology.consensusTarget, target.isBiased {

@@ -29,7 +29,8 @@ struct SimulateCommand: ParsableCommand {
                 writeStandardError($0)
             },
             log: logLine, spectralGap: prepared.spectralGap, trainSubset: training.trainSubset,
-            sharpness: training.sharpness, statisticsSet: training.statisticsSet)
+            sharpness: training.sharpness, statisticsSet: training.statisticsSet,
+            checkpoints: CheckpointStore(runDirectory: directory), resume: prepared.resumePoint)
         if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
             for worker in workers {
