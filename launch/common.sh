@@ -15,12 +15,17 @@ run_dir=""
 curve_keys=""
 build=1
 extra=()
+resume_dir=""
+run_settings_given=0
 
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "$launcher: $1 needs a value" >&2; exit 2; }; }
 
 # Handles one shared flag at "$@"; sets `consumed` to the arguments it used (0: not a shared flag).
 run_flag() {
     consumed=2
+    case "$1" in
+        --workers|--topology|--rounds|--model|--batch|--lr|--data|--partition|--seed) run_settings_given=1 ;;
+    esac
     case "$1" in
         --workers) need "$@"; workers="$2" ;;
         --topology) need "$@"; topology="$2" ;;
@@ -32,6 +37,7 @@ run_flag() {
         --partition) need "$@"; partition="$2" ;;
         --seed) need "$@"; seed="$2" ;;
         --run-dir) need "$@"; run_dir="$2" ;;
+        --resume) need "$@"; resume_dir="$2" ;;
         --curve-keys) need "$@"; curve_keys="$2" ;;
         --no-build) build=0; consumed=1 ;;
         *) consumed=0 ;;
@@ -70,8 +76,36 @@ absorb_extra() {
     extra=("${kept[@]+"${kept[@]}"}")
 }
 
+# The worker count in a run folder's config.json (the configuration's own "workers", one level in).
+config_workers() {
+    sed -n 's/^    "workers" : \([0-9][0-9]*\),\{0,1\}$/\1/p' "$1" | head -n 1
+}
+
+# --resume RUN_DIR: the run folder and its settings are the interrupted run's (its config.json);
+# run flags with it are refused, since the checkpoint holds that configuration's state only.
+prepare_resume() {
+    [[ -n "$resume_dir" ]] || return 0
+    if [[ $run_settings_given -eq 1 ]]; then
+        echo "$launcher: --resume continues the run in $resume_dir with its own settings (its config.json); give no run flags with it" >&2
+        exit 2
+    fi
+    if [[ -n "$run_dir" && "$run_dir" != "$resume_dir" ]]; then
+        echo "$launcher: --resume $resume_dir and --run-dir $run_dir name different run folders" >&2
+        exit 2
+    fi
+    [[ -f "$resume_dir/config.json" ]] || { echo "$launcher: --resume $resume_dir: no config.json there (not a run folder)" >&2; exit 2; }
+    [[ -d "$resume_dir/checkpoints" ]] || { echo "$launcher: --resume $resume_dir: the run wrote no checkpoint (checkpoints/ is missing)" >&2; exit 2; }
+    workers="$(config_workers "$resume_dir/config.json")"
+    [[ -n "$workers" ]] || { echo "$launcher: --resume $resume_dir: config.json names no worker count" >&2; exit 2; }
+    run_dir="$resume_dir"
+}
+
 # The coordinator's run arguments.
 run_arguments() {
+    if [[ -n "$resume_dir" ]]; then
+        printf '%s\n' --config "$run_dir/config.json" --resume
+        return
+    fi
     printf '%s\n' --workers "$workers" --topology "$topology" --rounds "$rounds" --model "$model" --batch "$batch" \
         --lr "$lr" --data "$data" --partition "$partition" --seed "$seed"
 }

@@ -5,9 +5,12 @@
 #                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
 #                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--curve-keys DIR] [--build-dir DIR] [--no-build]
 #                   [-- further dsgd flags]
+#   launch/local.sh --resume RUN_DIR [--transport ...] [-- further dsgd flags]
 #
 # Builds dsgd in release mode (incremental), starts everything with free ports, streams the
 # coordinator's progress, and on success, failure or Ctrl-C stops every process it started.
+# --resume continues an interrupted run (a dead worker, Ctrl-C, a killed coordinator) from the
+# newest checkpoint in RUN_DIR, with that run's settings (its config.json).
 # Exit status: 0 when the run completed, non-zero otherwise. Prints where the report is.
 # DSGD_BIN=/path/to/dsgd skips the build and uses that binary (the tests use the debug build).
 set -euo pipefail
@@ -21,7 +24,7 @@ source "$here/common.sh"
 transport=tcp
 build_dir="${DSGD_BUILD_DIR:-$root/.build}"
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     run_flag "$@"
@@ -36,6 +39,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 absorb_extra
+prepare_resume
 check_workers
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
 

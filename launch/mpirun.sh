@@ -5,6 +5,7 @@
 #   launch/mpirun.sh [--hostfile FILE] [--coordinator-host H] [--port P] [--curve-keys DIR] [--workers N]
 #                    [--topology T] [--rounds R] [--model SPEC] [--batch B] [--lr η] [--data D]
 #                    [--partition P] [--seed S] [--run-dir DIR] [--no-build] [-- further dsgd flags]
+#   launch/mpirun.sh --resume RUN_DIR [--hostfile FILE ...] [-- further dsgd flags]
 #
 # Without --hostfile everything runs on this machine over loopback. With one, the coordinator runs
 # on the first host of the file (or --coordinator-host), everything listens on all interfaces
@@ -26,13 +27,14 @@ while [[ $# -gt 0 ]]; do
         --hostfile) need "$@"; hostfile="$2"; shift 2 ;;
         --coordinator-host) need "$@"; coordinator_host="$2"; shift 2 ;;
         --port) need "$@"; port="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "mpirun.sh: unknown flag '$1' (see --help; dsgd flags go after --)" >&2; exit 2 ;;
     esac
 done
 command -v mpirun >/dev/null || { echo "mpirun.sh: mpirun not found (apt-get install -y openmpi-bin)" >&2; exit 2; }
 absorb_extra
+prepare_resume
 check_workers
 if [[ -z "${DSGD_BIN:-}" ]]; then
     [[ $build -eq 1 ]] && swift build -c release --package-path "$root" --product dsgd >&2

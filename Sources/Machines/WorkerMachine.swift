@@ -398,6 +398,7 @@ public struct WorkerMachine {
             roundDeferred = true
             return []
         }
+        roundDeferred = false
         if let federated = configuration.federated {
             // Federated: train only when sampled, then wait for the server's global model.
             let sampled = federated.aggregator.sampledClients(
