@@ -47,7 +47,8 @@ final class CheckpointTests: XCTestCase {
         var point: ResumePoint?
         if resume {
             let loaded = try store.loadNewest(log: { _ in })
-            XCTAssertEqual(try CheckpointStore.differences(checkpoint: loaded.configuration, resumed: configuration), [])
+            XCTAssertEqual(
+                try CheckpointStore.differences(checkpoint: loaded.configuration, resumed: configuration), [])
             report = try RunReport(resuming: folder, afterRound: loaded.snapshot.round)
             point = ResumePoint(
                 snapshot: loaded.snapshot, records: report.resumedRecords, sharpness: report.resumedSharpness,
