@@ -1,6 +1,6 @@
 # Shared by the experiment recipes (sourced, not run): their flags (--quick, --resume, --out,
 # --parallel, --help), the dsgd build, the data check, whether a run folder already holds a
-# completed run, and a sweep's completed cells.
+# completed run or an interrupted one to continue, and a sweep's completed cells.
 # The sourcing script sets `help_lines` (the sed range of its header comment) first.
 # shellcheck shell=bash
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +32,16 @@ fi
 completed() {
     if [[ $resume -eq 1 ]] && grep -qs '"status" : "completed"' "$1/summary.json"; then
         echo "== $(basename "$1"): already completed, skipped (--resume)" >&2
+        return 0
+    fi
+    return 1
+}
+
+# interrupted DIR: true when --resume is on and DIR holds a run that stopped after writing a
+# checkpoint (it is then continued from its newest checkpoint, not started again from zero).
+interrupted() {
+    if [[ $resume -eq 1 ]] && compgen -G "$1/checkpoints/round-*.ckpt" >/dev/null && [[ -f "$1/config.json" ]]; then
+        echo "== $(basename "$1"): interrupted; continuing from its newest checkpoint (--resume)" >&2
         return 0
     fi
     return 1

@@ -122,11 +122,20 @@ struct SweepCommand: ParsableCommand {
                     running: running.count, elapsedSeconds: Date().timeIntervalSince(started), meanCellSeconds: mean,
                     parallel: slots))
         }
+        // A cell interrupted after a checkpoint (a failed attempt, a killed sweep) continues from it;
+        // a resumption that fails makes the cell's next attempt start from zero.
+        var resuming: Set<Int> = []
+        var startAfresh: Set<Int> = []
         func start(slot: Int) throws -> Bool {
             guard let index = queue.next() else { return false }
             let entry = queue.entries[index]
             let folder = directory.appendingPathComponent(entry.cell.name)
-            try? FileManager.default.removeItem(at: folder)
+            let checkpoint = CheckpointStore(runDirectory: folder).rounds().last
+            let resumes =
+                !startAfresh.contains(index) && checkpoint != nil
+                && FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path)
+            if resumes { resuming.insert(index) } else { resuming.remove(index) }
+            if !resumes { try? FileManager.default.removeItem(at: folder) }
             let log = logs.appendingPathComponent("\(entry.cell.name).attempt-\(entry.attempts).log")
             // An unwritable log folder fails in FileHandle's initializer below, with the path.
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -136,10 +145,14 @@ struct SweepCommand: ParsableCommand {
             if let launcherPath {
                 process.executableURL = URL(fileURLWithPath: "/bin/bash")
                 let (before, after) = Self.splitForLauncher(entry.cell.arguments)
-                arguments = [launcherPath, "--no-build", "--run-dir", folder.path] + before + ["--"] + after
+                arguments =
+                    resumes
+                    ? [launcherPath, "--no-build", "--resume", folder.path]
+                    : [launcherPath, "--no-build", "--run-dir", folder.path] + before + ["--"] + after
             } else {
                 process.executableURL = URL(fileURLWithPath: Self.ownExecutable())
-                arguments = ["simulate"] + entry.cell.arguments + ["--run-dir", folder.path]
+                arguments =
+                    ["simulate"] + entry.cell.arguments + ["--run-dir", folder.path] + (resumes ? ["--resume"] : [])
             }
             if pinning {
                 let share = (slot * cores / slots)..<((slot + 1) * cores / slots)
@@ -166,7 +179,9 @@ struct SweepCommand: ParsableCommand {
             }
             try process.run()
             running[slot] = (index, process)
-            logLine("sweep: cell \(index + 1)/\(plan.cells.count) \(entry.cell.name) (attempt \(entry.attempts))")
+            logLine(
+                "sweep: cell \(index + 1)/\(plan.cells.count) \(entry.cell.name) (attempt \(entry.attempts)\(resumes ? ", continuing after round \(checkpoint!) from its checkpoint" : ""))"
+            )
             writeIndex()
             return true
         }
@@ -200,6 +215,7 @@ struct SweepCommand: ParsableCommand {
                 {
                     try? data.write(to: folder.appendingPathComponent("cell.json"), options: .atomic)
                 }
+                if failure != nil && resuming.contains(end.index) { startAfresh.insert(end.index) }
                 if let failure {
                     let again = queue.entries[end.index].status == .pending
                     logLine("sweep: \(entry.cell.name) failed (\(failure))\(again ? "; retrying" : "")")

@@ -184,4 +184,60 @@ final class ResumeTests: XCTestCase {
         }
         XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
     }
+
+    /// `dsgd sweep`: a cell whose process is killed after a checkpoint is retried from that
+    /// checkpoint, not from zero, and ends with the rows of the same cell run without interruption.
+    func testSweepCell_KilledAfterACheckpoint_ContinuesFromIt() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("sweep-resume")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let spec = scratch.appendingPathComponent("grid.yaml")
+        try """
+        runner: simulate
+        retries: 1
+        flags:
+          workers: 4
+          rounds: 200
+          data: synthetic
+          model: "784-16-10"
+          momentum: 0.9
+          eval-every: 50
+          sharpness-every: 0
+          checkpoint-every: 20
+        axes:
+          seed: [7]
+
+        """.write(to: spec, atomically: true, encoding: .utf8)
+        let sweep = scratch.appendingPathComponent("out")
+        let run = try Child(
+            binary, ["sweep", spec.path, "--sweep-dir", sweep.path, "--parallel", "1"],
+            output: scratch.appendingPathComponent("sweep.log"))
+        let cell = sweep.appendingPathComponent("seed=7")
+        let checkpoint = cell.appendingPathComponent("checkpoints/round-000000040.ckpt")
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline { usleep(10_000) }
+        let victims = processes(containing: "simulate").filter { pid in
+            let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+            return String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(cell.path)
+        }
+        XCTAssertEqual(victims.count, 1, run.text)
+        for pid in victims { kill(pid, SIGKILL) }
+        XCTAssertEqual(run.wait(seconds: 240), 0, run.text)
+        XCTAssertTrue(run.text.contains("from its checkpoint"), run.text)
+        let events = try json(cell.appendingPathComponent("summary.json"))["events"] as? [String] ?? []
+        XCTAssertTrue(events.contains { $0.hasPrefix("resumed after round ") }, "\(events)")
+
+        let whole = scratch.appendingPathComponent("whole")
+        let reference = try Child(
+            binary,
+            [
+                "simulate", "--workers", "4", "--rounds", "200", "--data", "synthetic", "--model", "784-16-10",
+                "--momentum", "0.9", "--eval-every", "50", "--sharpness-every", "0", "--seed", "7", "--run-dir",
+                whole.path,
+            ], output: scratch.appendingPathComponent("whole.log"))
+        XCTAssertEqual(reference.wait(seconds: 240), 0, reference.text)
+        XCTAssertEqual(
+            try rows(cell.appendingPathComponent("rounds.jsonl")),
+            try rows(whole.appendingPathComponent("rounds.jsonl")))
+    }
 }

@@ -14,8 +14,8 @@
 #
 # Full: 2 epochs of small batch (938 rounds; the single-worker run: 5 epochs), about 30 minutes
 # on 2 idle cores. --quick: 0.1 epoch (47 rounds; single worker 0.5 epoch), a few minutes.
-# --resume skips the runs whose folder already holds a completed run. DSGD_BIN=/path/to/dsgd skips
-# the build.
+# --resume skips the runs whose folder already holds a completed run and continues interrupted ones
+# from their newest checkpoint. DSGD_BIN=/path/to/dsgd skips the build.
 set -euo pipefail
 help_lines=2,18
 # shellcheck source=experiments/common.sh
@@ -36,6 +36,10 @@ common=(--model cnn --momentum 0.9 --weight-decay 0.0001 --clip-norm 5 --data au
 # run NAME TOPOLOGY ROUNDS BATCH [dsgd flags...]: one local cluster of 8 workers.
 run() {
     if completed "$out/$1"; then return 0; fi
+    if interrupted "$out/$1"; then
+        "$root/launch/local.sh" --no-build --resume "$out/$1" >&2
+        return
+    fi
     local name="$1" topology="$2" rounds="$3" batch="$4"
     shift 4
     local every=$(( rounds / 10 > 0 ? rounds / 10 : 1 ))
@@ -59,7 +63,9 @@ for topology in complete ring; do
 done
 # The single-worker reference: one process, batch 128.
 echo "== single-worker-128" >&2
-if ! completed "$out/single-worker-128"; then
+if interrupted "$out/single-worker-128"; then
+"$DSGD_BIN" simulate --config "$out/single-worker-128/config.json" --run-dir "$out/single-worker-128" --resume >&2
+elif ! completed "$out/single-worker-128"; then
 "$DSGD_BIN" simulate --workers 1 --topology solo --rounds "$single_rounds" --batch 128 --lr "$lr" \
     --run-dir "$out/single-worker-128" "${common[@]}" --eval-every $(( single_rounds / 10 )) \
     --sharpness-every "$single_rounds" >&2

@@ -8,8 +8,8 @@
 #   experiments/personalization/run.sh [--quick] [--resume] [--out DIR]
 #
 # Full: 100 rounds of 10 local steps, about 10 minutes on 2 cores; --quick: 15 rounds, a few
-# minutes. --resume skips the runs whose folder already holds a completed run.
-# DSGD_BIN=/path/to/dsgd skips the build.
+# minutes. --resume skips the runs whose folder already holds a completed run and continues
+# interrupted ones from their newest checkpoint. DSGD_BIN=/path/to/dsgd skips the build.
 set -euo pipefail
 help_lines=2,12
 # shellcheck source=experiments/common.sh
@@ -29,6 +29,10 @@ common=(--model 784-100-10 --batch 32 --lr 0.05 --momentum 0.9 --local-steps 10 
 # run NAME TOPOLOGY PARTITION [dsgd flags...]: one local cluster of 16 clients.
 run() {
     if completed "$out/$1"; then return 0; fi
+    if interrupted "$out/$1"; then
+        "$root/launch/local.sh" --no-build --resume "$out/$1" >&2
+        return
+    fi
     local name="$1" topology="$2" partition="$3"
     shift 3
     echo "== $name" >&2
