@@ -2,7 +2,8 @@
 # Runs launch/slurm.sbatch on a real Slurm: a one-node cluster on this machine (munged, slurmctld
 # and slurmd started here, configuration and state in a temporary folder, no systemd), 4 workers,
 # then checks the run folder is complete and its rounds equal a launch/local.sh run with the same
-# seed and flags, and stops the daemons it started.
+# seed and flags, submits `slurm.sbatch --resume` on it (continued from its newest checkpoint: the
+# same rounds again), and stops the daemons it started.
 #
 #   launch/test-slurm.sh [--install]
 #
@@ -100,19 +101,24 @@ for _ in $(seq 1 100); do
 done
 sinfo -h -o %T | grep -qE '^(idle|mixed|allocated)' || { echo "test-slurm.sh: the node did not come up" >&2; exit 1; }
 
-flags=(--rounds 30 -- --model 784-16-10 --data synthetic --seed 7 --eval-every 10 --sharpness-every 0)
+flags=(--rounds 30 -- --model 784-16-10 --data synthetic --seed 7 --eval-every 10 --sharpness-every 0
+       --checkpoint-every 10)
 run="$work/slurm-run"
+# wait_job ID: waits for the job to end; fails the test unless it COMPLETED.
+wait_job() {
+    local job="$1" state=PENDING details=""
+    for _ in $(seq 1 600); do
+        details=$(scontrol show job "$job" 2>/dev/null || true)
+        state=$(grep -o 'JobState=[A-Z_]*' <<<"$details" | cut -d= -f2 || true)
+        [[ "$state" == COMPLETED || "$state" == FAILED || "$state" == CANCELLED || "$state" == TIMEOUT ]] && break
+        sleep 0.5
+    done
+    echo "test-slurm.sh: job $job ended $state ($(grep -o 'Reason=[^ ]*' <<<"$details" || true))"
+    [[ "$state" == COMPLETED ]] || { cat "$work/job.log" >&2; exit 1; }
+}
 job=$(cd "$root" && DSGD_RUN_DIR="$run" sbatch --parsable --ntasks=5 --output="$work/job.log" \
     launch/slurm.sbatch --workers 4 "${flags[@]}")
-state=PENDING
-for _ in $(seq 1 600); do
-    details=$(scontrol show job "$job" 2>/dev/null || true)
-    state=$(grep -o 'JobState=[A-Z_]*' <<<"$details" | cut -d= -f2 || true)
-    [[ "$state" == COMPLETED || "$state" == FAILED || "$state" == CANCELLED || "$state" == TIMEOUT ]] && break
-    sleep 0.5
-done
-echo "test-slurm.sh: job $job ended $state ($(grep -o 'Reason=[^ ]*' <<<"$details" || true))"
-[[ "$state" == COMPLETED ]] || { cat "$work/job.log" >&2; exit 1; }
+wait_job "$job"
 for file in config.json rounds.jsonl rounds.csv summary.json report.html; do
     [[ -s "$run/$file" ]] || { echo "test-slurm.sh: $run/$file missing" >&2; exit 1; }
 done
@@ -121,6 +127,7 @@ grep -q '"status" : "completed"' "$run/summary.json" || { echo "test-slurm.sh: t
 local_run="$work/local-run"
 "$root/launch/local.sh" --workers 4 --run-dir "$local_run" "${flags[@]}" >"$work/local.log" 2>&1
 # The same numbers: every round's record, timings and traffic aside.
+compare_with_local() {
 python3 - "$run/rounds.jsonl" "$local_run/rounds.jsonl" <<'PY'
 import json, sys
 skip = {"elapsed_seconds", "bytes_sent", "bytes_sent_by_worker", "round_seconds"}
@@ -133,3 +140,12 @@ if len(a) != len(b) or a != b:
     sys.exit(f"test-slurm.sh: the Slurm run and the local run differ from record {first + 1}")
 print(f"test-slurm.sh: {len(a)} rounds, the Slurm run equals launch/local.sh's record for record")
 PY
+}
+compare_with_local
+
+# slurm.sbatch --resume: the run continued from its newest checkpoint (round 20) by a second job
+# ends with the same records.
+job=$(cd "$root" && sbatch --parsable --ntasks=5 --output="$work/job.log" launch/slurm.sbatch --resume "$run")
+wait_job "$job"
+grep -q '"resumed after round 20' "$run/summary.json" || { echo "test-slurm.sh: the second job did not resume" >&2; exit 1; }
+compare_with_local

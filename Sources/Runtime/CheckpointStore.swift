@@ -9,7 +9,8 @@ import LearningCore
 /// (temporary file, fsync, rename, fsync of the folder), the last two kept.
 ///
 /// The file: the magic `DSGDCKPT`, then `StateWriter` bytes (section "checkpoint", the format
-/// version, the round, the configuration as JSON, the coordinator's state, every worker's state),
+/// version, the round, the configuration as JSON and its FNV-1a hash, the coordinator's state,
+/// every worker's state),
 /// then an FNV-1a 64-bit checksum of everything before it, so a torn or damaged file is found.
 public struct CheckpointStore {
     /// Bumped whenever what a checkpoint holds changes; a checkpoint of another version is refused.
@@ -41,7 +42,9 @@ public struct CheckpointStore {
         writer.section("checkpoint")
         writer.write(Self.formatVersion)
         writer.write(snapshot.round)
-        writer.write(try Self.canonicalJSON(configuration))
+        let json = try Self.canonicalJSON(configuration)
+        writer.write(json)
+        writer.write(Self.checksum(Array(json.utf8)))
         writer.write(snapshot.coordinatorState)
         writer.write(snapshot.workerStates.count)
         for state in snapshot.workerStates { writer.write(state) }
@@ -132,6 +135,9 @@ public struct CheckpointStore {
         }
         let round = try reader.readInt()
         let json = try reader.readString()
+        guard try reader.readUInt64() == Self.checksum(Array(json.utf8)) else {
+            throw RunReportError(reason: "its configuration does not match the configuration hash stored with it")
+        }
         let configuration: RunConfiguration
         do {
             configuration = try JSONDecoder().decode(RunConfiguration.self, from: Data(json.utf8))

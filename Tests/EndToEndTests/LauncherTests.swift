@@ -16,7 +16,7 @@ final class LauncherTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let run = scratch.appendingPathComponent("run")
         let flags = ["--workers", "3", "--rounds", "25", "--data", "synthetic", "--model", "784-16-10", "--seed", "4"]
-        let dsgdFlags = ["--sharpness-every", "0", "--eval-every", "5"]
+        let dsgdFlags = ["--sharpness-every", "0", "--eval-every", "5", "--checkpoint-every", "10"]
         let launch = try Child(
             URL(fileURLWithPath: "/bin/bash"),
             [packageRoot.appendingPathComponent("launch/mpirun.sh").path] + flags + ["--run-dir", run.path, "--"]
@@ -35,6 +35,17 @@ final class LauncherTests: XCTestCase {
         try assertSameRecords(
             run, simulated, count: 25, keys: ["train_loss", "consensus_distance_sq", "test_accuracy"])
         XCTAssertEqual(try json(run.appendingPathComponent("summary.json"))["status"] as? String, "completed")
+
+        // mpirun.sh --resume: continued from the newest checkpoint (round 20), the same records.
+        let resumed = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [packageRoot.appendingPathComponent("launch/mpirun.sh").path, "--resume", run.path],
+            environment: ["DSGD_BIN": try dsgdBinary().path], output: scratch.appendingPathComponent("resumed.log"))
+        XCTAssertEqual(resumed.wait(seconds: 120), 0, resumed.text)
+        try assertSameRecords(
+            run, simulated, count: 25, keys: ["train_loss", "consensus_distance_sq", "test_accuracy"])
+        let events = try json(run.appendingPathComponent("summary.json"))["events"] as? [String] ?? []
+        XCTAssertTrue(events.contains { $0.hasPrefix("resumed after round 20") }, "\(events)")
     }
 
     /// The launcher's own flags after `--` are taken by the launcher, so dsgd and the launcher
