@@ -4,13 +4,15 @@
 #   launch/local.sh [--workers N] [--topology FILE|GENERATOR|SCHEDULE] [--rounds R] [--model SPEC]
 #                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
 #                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--curve-keys DIR] [--build-dir DIR] [--no-build]
+#                   [--workers-per-process K]
 #                   [-- further dsgd flags]
 #   launch/local.sh --resume RUN_DIR [--transport ...] [-- further dsgd flags]
 #
 # Builds dsgd in release mode (incremental), starts everything with free ports, streams the
 # coordinator's progress, and on success, failure or Ctrl-C stops every process it started.
 # --resume continues an interrupted run (a dead worker, Ctrl-C, a killed coordinator) from the
-# newest checkpoint in RUN_DIR, with that run's settings (its config.json).
+# newest checkpoint in RUN_DIR, with that run's settings (its config.json). --workers-per-process K
+# runs K workers in each worker process (for many more workers than cores; numbers unchanged).
 # Exit status: 0 when the run completed, non-zero otherwise. Prints where the report is.
 # DSGD_BIN=/path/to/dsgd skips the build and uses that binary (the tests use the debug build).
 set -euo pipefail
@@ -22,9 +24,10 @@ launcher=local.sh
 # shellcheck source=launch/common.sh
 source "$here/common.sh"
 transport=tcp
+per_process=1
 build_dir="${DSGD_BUILD_DIR:-$root/.build}"
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     run_flag "$@"
@@ -32,6 +35,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --transport) need "$@"; transport="$2"; shift 2 ;;
         --build-dir) need "$@"; build_dir="$2"; shift 2 ;;
+        --workers-per-process) need "$@"; per_process="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "local.sh: unknown flag '$1' (see --help; dsgd flags go after --)" >&2; exit 2 ;;
@@ -41,6 +45,7 @@ done
 absorb_extra
 prepare_resume
 check_workers
+[[ "$per_process" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --workers-per-process must be a positive integer, got '$per_process'" >&2; exit 2; }
 [[ "$transport" == tcp || "$transport" == ipc ]] || { echo "local.sh: --transport must be tcp or ipc, got '$transport'" >&2; exit 2; }
 
 if [[ -n "${DSGD_BIN:-}" ]]; then
@@ -136,10 +141,13 @@ if [[ ! -s "$endpoint_file" ]]; then
 fi
 endpoint="$(cat "$endpoint_file")"
 
-for ((rank = 0; rank < workers; rank++)); do
-    "$bin" worker --coordinator "$endpoint" --bind "$(worker_bind "$rank")" --rank "$rank" "${security[@]+"${security[@]}"}" \
-        2> >(sed -u "s/^/[worker $rank] /" >&2) &
-    pids+=("$!"); names+=("worker $rank")
+for ((rank = 0; rank < workers; rank += per_process)); do
+    group=$(( workers - rank < per_process ? workers - rank : per_process ))
+    label="worker $rank"
+    [[ $group -gt 1 ]] && label="workers $rank-$((rank + group - 1))"
+    "$bin" worker --coordinator "$endpoint" --bind "$(worker_bind "$rank")" --rank "$rank" \
+        --workers-per-process "$group" "${security[@]+"${security[@]}"}" 2> >(sed -u "s/^/[$label] /" >&2) &
+    pids+=("$!"); names+=("$label")
 done
 
 # Wait for the coordinator; if any worker dies first, the run has failed — unless the run was

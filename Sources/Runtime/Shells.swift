@@ -273,6 +273,7 @@ public final class CoordinatorShell {
     public var detectsFailures = false
     private var lastHeard: [Int: ContinuousClock.Instant] = [:]
     private var lastHeartbeat: ContinuousClock.Instant?
+    private var lastWatch: ContinuousClock.Instant?
     private var workerEndpoints: [Int: String] = [:]
     /// Sends the coordinator's heartbeats from a thread of its own (processes); nil: `watch` sends them.
     public var heartbeats: HeartbeatSender?
@@ -355,10 +356,14 @@ public final class CoordinatorShell {
         if stalled > 1.5 * machine.configuration.peerTimeoutSeconds { perform(machine.onSilence(seconds: stalled)) }
     }
 
-    /// Sends heartbeats and declares silent workers dead; call between steps.
+    /// Sends heartbeats and declares silent workers dead; call between steps. Its scans are over
+    /// every live worker, so they run at most every 20 ms however often it is called (once per
+    /// message would make a round cost the square of the workers).
     public func watch() {
         guard detectsFailures, outcome == .running, !machine.alive.isEmpty else { return }
         var now = clock.now
+        if let lastWatch, now - lastWatch < .milliseconds(20) { return }
+        lastWatch = now
         let configuration = machine.configuration
         let beat = Envelope(header: MessageHeader(kind: .heartbeat, runID: machine.runID, sender: -1))
         if let heartbeats {

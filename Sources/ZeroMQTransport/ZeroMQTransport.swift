@@ -143,6 +143,20 @@ public final class ZeroMQTransport: Transport {
     /// queue stays full for the send timeout is treated as gone, so no queue grows without bound.
     public static let highWaterMark: Int32 = 1_024
 
+    /// Waits up to `timeoutMilliseconds` until any of `transports` has a message waiting (one
+    /// thread driving several nodes: a process that runs several workers).
+    public static func waitForInput(_ transports: [ZeroMQTransport], timeoutMilliseconds: Int) throws -> Bool {
+        var items = transports.map {
+            zmq_pollitem_t(socket: $0.inbox.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        }
+        let result = zmq_poll(&items, Int32(items.count), timeoutMilliseconds)
+        if result < 0 {
+            if zmq_errno() == EINTR { return false }
+            throw ZeroMQError.last("zmq_poll")
+        }
+        return result > 0
+    }
+
     public func receive(timeoutMilliseconds: Int) throws -> Received? {
         guard try inbox.pollIn(timeoutMilliseconds: timeoutMilliseconds) else { return nil }
         var frames: [ZeroMQMessage] = []

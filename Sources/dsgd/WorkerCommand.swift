@@ -22,6 +22,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Subtracted from the launcher's rank (1 when the launcher's rank 0 is the coordinator).")
     var rankOffset: Int = 0
 
+    @Option(
+        help:
+            "Run this many workers in this process, each with its own sockets and state, driven in turn on one thread (ranks --rank … --rank + K − 1 when a rank is asked for): for runs with many more workers than cores. Numbers are unchanged."
+    )
+    var workersPerProcess: Int = 1
+
     @Option(help: "Seconds of silence (before the configuration arrives) after which the worker gives up.")
     var peerTimeout: Double = 60
 
@@ -29,59 +35,105 @@ struct WorkerCommand: ParsableCommand {
         help: "Write the final model (de-biased under push-sum) to DIR/worker-<rank>.f32 (raw little-endian Float32).")
     var dumpParameters: String?
 
+    func validate() throws {
+        guard workersPerProcess >= 1 else {
+            throw ValidationError("--workers-per-process: must be at least 1, got \(workersPerProcess)")
+        }
+    }
+
+    /// Where worker `index` of this process listens: the bind endpoint itself for one worker or a
+    /// port the system picks; otherwise the endpoint with `-index` appended (ipc paths).
+    private func bind(_ index: Int) -> String {
+        workersPerProcess == 1 || network.bind.hasSuffix(":*") ? network.bind : network.bind + "-\(index)"
+    }
+
     func run() throws {
         BLAS.useSingleThread()
         try network.checkBind()
         let context = try ZeroMQContext()
-        let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "worker")
-        let heartbeats = HeartbeatSender(transport: heartbeatTransport)
-        defer { heartbeats.stop() }
+        let firstRank = rank ?? Endpoints.launcherRank(offset: rankOffset).map { $0 * workersPerProcess }
         var generator = SystemRandomNumberGenerator()
-        var machine = WorkerMachine(
-            nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
-            processID: ProcessInfo.processInfo.processIdentifier,
-            requestedRank: rank ?? Endpoints.launcherRank(offset: rankOffset),
-            peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
-        machine.sharedResidentBytes = ProcessResources.sharedResidentBytes
-        let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
-        shell.advertisedEndpoint = network.advertised(transport)
-        shell.allowsSelfKill = true
-        shell.heartbeats = heartbeats
-        shell.start(coordinatorEndpoint: coordinator)
+        var nodes: [(shell: WorkerShell, transport: ZeroMQTransport, heartbeats: HeartbeatSender)] = []
+        defer { for node in nodes { node.heartbeats.stop() } }
+        for index in 0..<workersPerProcess {
+            var options = network
+            options.bind = bind(index)
+            let (transport, heartbeatTransport) = try options.makeTransports(context: context, role: "worker")
+            let heartbeats = HeartbeatSender(transport: heartbeatTransport)
+            var machine = WorkerMachine(
+                nonce: generator.next(), host: ProcessInfo.processInfo.hostName,
+                processID: ProcessInfo.processInfo.processIdentifier, requestedRank: firstRank.map { $0 + index },
+                peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
+            machine.sharedResidentBytes = ProcessResources.sharedResidentBytes
+            let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
+            shell.advertisedEndpoint = options.advertised(transport)
+            // Killing itself (an injected fault) would take the other workers of the process along.
+            shell.allowsSelfKill = workersPerProcess == 1
+            shell.heartbeats = heartbeats
+            shell.start(coordinatorEndpoint: coordinator)
+            nodes.append((shell, transport, heartbeats))
+        }
         let clock = ContinuousClock()
         // The peer timeout is about progress: heartbeats prove the peers' processes are alive,
         // not that this worker's run moves (a lost message, a wedged peer would hang it forever).
-        var lastProgress = shell.machine.progress
-        var lastProgressAt = clock.now
-        while shell.outcome == .running {
-            _ = shell.step(timeoutMilliseconds: 100)
-            shell.watch()
-            if shell.machine.progress != lastProgress || shell.machine.isAtStartBarrier {
-                lastProgress = shell.machine.progress
-                lastProgressAt = clock.now
-                continue
+        var lastProgress = nodes.map { $0.shell.machine.progress }
+        var lastProgressAt = nodes.map { _ in clock.now }
+        while nodes.contains(where: { $0.shell.outcome == .running }) {
+            var moved = false
+            for (index, node) in nodes.enumerated() where node.shell.outcome == .running {
+                let shell = node.shell
+                if nodes.count == 1 {
+                    moved = shell.step(timeoutMilliseconds: 100)
+                } else {
+                    while shell.step(timeoutMilliseconds: 0) { moved = true }
+                }
+                shell.watch()
+                if shell.machine.progress != lastProgress[index] || shell.machine.isAtStartBarrier {
+                    lastProgress[index] = shell.machine.progress
+                    lastProgressAt[index] = clock.now
+                    continue
+                }
+                // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and
+                // may be busy evaluating or measuring; its own progress check catches a stalled run.
+                let timeout =
+                    (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
+                    * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
+                let stalled = (clock.now - lastProgressAt[index]) / .seconds(1)
+                if stalled > timeout {
+                    let rank = shell.machine.rank.map(String.init) ?? "?"
+                    shell.fail(
+                        "worker \(rank): no progress for \(Int(stalled)) s (peer timeout \(timeout) s) at round \(shell.machine.round + 1), waiting for \(shell.machine.waitingOn)"
+                    )
+                }
             }
-            // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and may be
-            // busy evaluating or measuring; its own progress check catches a stalled run.
-            let timeout =
-                (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
-                * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
-            let stalled = (clock.now - lastProgressAt) / .seconds(1)
-            if stalled > timeout {
-                let rank = shell.machine.rank.map(String.init) ?? "?"
-                shell.fail(
-                    "worker \(rank): no progress for \(Int(stalled)) s (peer timeout \(timeout) s) at round \(shell.machine.round + 1), waiting for \(shell.machine.waitingOn)"
-                )
+            if nodes.count > 1 && !moved {
+                let waiting = nodes.filter { $0.shell.outcome == .running }.map(\.transport)
+                if !waiting.isEmpty { _ = try ZeroMQTransport.waitForInput(waiting, timeoutMilliseconds: 100) }
+            }
+            // One worker failing fails the process: the others of its group stop with it.
+            if let failed = nodes.first(where: { if case .failed = $0.shell.outcome { true } else { false } }),
+                case .failed(let reason) = failed.shell.outcome
+            {
+                for node in nodes where node.shell.outcome == .running {
+                    node.shell.fail("another worker of this process failed: \(reason)")
+                }
             }
         }
-        if case .failed(let reason) = shell.outcome {
-            logLine("worker \(shell.machine.rank.map(String.init) ?? "?"): FAILED: \(reason)")
-            throw ExitCode(1)
+        var failed = false
+        for node in nodes {
+            if case .failed(let reason) = node.shell.outcome {
+                logLine("worker \(node.shell.machine.rank.map(String.init) ?? "?"): FAILED: \(reason)")
+                failed = true
+            }
         }
-        if let dumpParameters, let rank = shell.machine.rank {
+        if failed { throw ExitCode(1) }
+        if let dumpParameters {
             try FileManager.default.createDirectory(atPath: dumpParameters, withIntermediateDirectories: true)
-            let data = shell.machine.model.withUnsafeBytes { Data($0) }
-            try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
+            for node in nodes {
+                guard let rank = node.shell.machine.rank else { continue }
+                let data = node.shell.machine.model.withUnsafeBytes { Data($0) }
+                try data.write(to: URL(fileURLWithPath: dumpParameters).appendingPathComponent("worker-\(rank).f32"))
+            }
         }
     }
 }
