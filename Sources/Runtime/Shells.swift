@@ -65,13 +65,18 @@ public final class WorkerShell {
             switch try transport.receive(timeoutMilliseconds: timeoutMilliseconds) {
             case .none: return false
             case .rejected(let error):
+                tally.undecodable += 1
                 log("worker \(machine.rank.map(String.init) ?? "?"): rejected: \(error)")
                 if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 let joined = machine.configuration != nil
-                perform(machine.onEnvelope(envelope))
+                tally.noteReceived(envelope.header.kind)
+                let rejectedBefore = machine.rejectedMessages
+                let directives = machine.onEnvelope(envelope)
+                if machine.rejectedMessages > rejectedBefore { tally.noteRejected(envelope.header.kind) }
+                perform(directives)
                 if !joined, let configuration = machine.configuration {
                     transport.admit(
                         .run(
@@ -90,7 +95,22 @@ public final class WorkerShell {
     public func fail(_ reason: String) {
         guard outcome == .running else { return }
         outcome = .failed(reason)
-        try? transport.send(machine.abortMessage(reason: reason), to: .coordinator)
+        send(machine.abortMessage(reason: reason), to: .coordinator)
+    }
+
+    /// This node's messages by kind (see `MessageTally`).
+    public private(set) var tally = MessageTally()
+
+    /// Sends and counts; false when the transport refused.
+    @discardableResult
+    private func send(_ envelope: Envelope, to peer: Peer) -> Bool {
+        do {
+            try transport.send(envelope, to: peer)
+            tally.noteSent(envelope.header.kind)
+            return true
+        } catch {
+            return false
+        }
     }
 
     private let clock = ContinuousClock()
@@ -153,7 +173,10 @@ public final class WorkerShell {
         let now = clock.now
         while let first = delayedSends.first, force || first.due <= now {
             delayedSends.removeFirst()
-            do { try transport.send(first.envelope, to: first.peer) } catch {
+            do {
+                try transport.send(first.envelope, to: first.peer)
+                tally.noteSent(first.envelope.header.kind)
+            } catch {
                 fail("send to \(first.peer) failed: \(error)")
             }
         }
@@ -169,7 +192,7 @@ public final class WorkerShell {
             configureHeartbeats()
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
-            try? transport.send(machine.heartbeatMessage(), to: .coordinator)
+            send(machine.heartbeatMessage(), to: .coordinator)
         }
         if lastFromCoordinator == nil { lastFromCoordinator = now }
         if (now - lastFromCoordinator!) / .seconds(1) > configuration.failureTimeoutSeconds {
@@ -199,7 +222,12 @@ public final class WorkerShell {
                     delayedSends.sort { $0.due < $1.due }
                     continue
                 }
-                do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
+                do {
+                    try transport.send(envelope, to: peer)
+                    tally.noteSent(envelope.header.kind)
+                } catch {
+                    fail("send to \(peer) failed: \(error)")
+                }
             case .loadShard(let rank, let configuration):
                 // Heartbeats start before the (possibly long) load, so the coordinator can tell a
                 // worker that died while loading from one that is still loading.
@@ -283,6 +311,8 @@ public final class CoordinatorShell {
     /// How payloads travel in this run (recorded in config.json and summary.json).
     public private(set) var payloadDecision: PayloadDecision?
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
+    /// This node's messages by kind (see `MessageTally`).
+    public private(set) var tally = MessageTally()
     /// Where checkpoints go (nil: none are written; the workers are let go on all the same).
     public var checkpoints: CheckpointStore?
     private var lastCheckpointAt: ContinuousClock.Instant?
@@ -323,6 +353,7 @@ public final class CoordinatorShell {
             case .none:
                 return false
             case .rejected(let error):
+                tally.undecodable += 1
                 log("coordinator: rejected: \(error)")
                 if let fault = transport.payloadFault { fail(fault) }
                 return true
@@ -330,7 +361,11 @@ public final class CoordinatorShell {
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
                     lastHeard[Int(envelope.header.sender)] = clock.now
                 }
-                perform(machine.onEnvelope(envelope))
+                tally.noteReceived(envelope.header.kind)
+                let rejectedBefore = machine.rejectedMessages
+                let directives = machine.onEnvelope(envelope)
+                if machine.rejectedMessages > rejectedBefore { tally.noteRejected(envelope.header.kind) }
+                perform(directives)
                 return true
             }
         } catch {
@@ -376,7 +411,9 @@ public final class CoordinatorShell {
             }
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
-            for rank in machine.alive { try? transport.send(beat, to: .worker(rank)) }
+            for rank in machine.alive where (try? transport.send(beat, to: .worker(rank))) != nil {
+                tally.noteSent(.heartbeat)
+            }
         }
         // Detection starts once the workers have their assignments: they heartbeat from a thread
         // of their own while loading data, so a worker that dies before the barrier is found too.
@@ -405,8 +442,9 @@ public final class CoordinatorShell {
         guard outcome == .running else { return }
         outcome = .failed(reason)
         finishedAt = clock.now
-        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason) {
-            try? transport.send(envelope, to: peer)
+        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason)
+        where (try? transport.send(envelope, to: peer)) != nil {
+            tally.noteSent(envelope.header.kind)
         }
         progress?.finish()
         evaluations?.close(cancel: true)
@@ -485,7 +523,12 @@ public final class CoordinatorShell {
                     fail("cannot connect to \(peer) at \(endpoint): \(error)")
                 }
             case .send(let envelope, let peer):
-                do { try transport.send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
+                do {
+                    try transport.send(envelope, to: peer)
+                    tally.noteSent(envelope.header.kind)
+                } catch {
+                    fail("send to \(peer) failed: \(error)")
+                }
             case .payloads(let decision):
                 payloadDecision = decision
                 if let plan = decision.plan {

@@ -248,3 +248,31 @@ public struct PayloadDecisionError: Error, CustomStringConvertible, Equatable {
     public var reason: String
     public var description: String { "--payloads shared-memory: \(reason)" }
 }
+
+/// A node's messages by kind (its main transport; heartbeat threads aside): sent, delivered to it,
+/// and delivered but refused by its state machine's checks, so a run's messages can be accounted
+/// for: over all nodes, what was sent was delivered, each kind apart.
+public struct MessageTally: Sendable, Equatable, Codable {
+    public var sent: [String: Int] = [:]
+    public var received: [String: Int] = [:]
+    /// Of `received`: refused by the node (stale, duplicate, malformed body, foreign run).
+    public var rejected: [String: Int] = [:]
+    /// Frame sequences that did not decode at all (their kind unknown).
+    public var undecodable = 0
+
+    public init() {}
+
+    public mutating func noteSent(_ kind: MessageKind) { sent["\(kind)", default: 0] += 1 }
+    public mutating func noteReceived(_ kind: MessageKind) { received["\(kind)", default: 0] += 1 }
+    public mutating func noteRejected(_ kind: MessageKind) { rejected["\(kind)", default: 0] += 1 }
+
+    /// The tallies of several nodes added up.
+    public static func + (a: MessageTally, b: MessageTally) -> MessageTally {
+        var sum = a
+        sum.sent.merge(b.sent, uniquingKeysWith: +)
+        sum.received.merge(b.received, uniquingKeysWith: +)
+        sum.rejected.merge(b.rejected, uniquingKeysWith: +)
+        sum.undecodable += b.undecodable
+        return sum
+    }
+}

@@ -88,6 +88,7 @@ struct CoordinatorCommand: ParsableCommand {
                 shell.fail(cause.map { "stopped by the launcher: \($0)" } ?? "interrupted by signal \(signalNumber)")
             }
         }
+        writeMessageTally(shell.tally, role: "coordinator")
         let summary = shell.summary
         do { try writeReport(directory) } catch { logLine("coordinator: could not write report.html: \(error)") }
         switch shell.outcome {

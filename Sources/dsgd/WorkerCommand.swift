@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LearningCore
 import Runtime
+import Transport
 import ZeroMQTransport
 
 struct WorkerCommand: ParsableCommand {
@@ -119,6 +120,7 @@ struct WorkerCommand: ParsableCommand {
                 }
             }
         }
+        writeMessageTally(nodes.map(\.shell.tally).reduce(MessageTally(), +), role: "worker")
         var failed = false
         for node in nodes {
             if case .failed(let reason) = node.shell.outcome {
