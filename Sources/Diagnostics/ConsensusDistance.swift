@@ -18,6 +18,11 @@ public struct ConsensusDistance: Sendable {
     /// every model's block is read once from memory (instead of three passes over whole vectors).
     static let blockLength = 4_096
 
+    /// The block for n models: 4,096 values up to 64 models; for more, short enough that the
+    /// block of every model (n × 4 bytes a value) stays near 1 MiB, so the second pass (the
+    /// distances) reads it from cache, not memory. Up to 64 models the sums are as they always were.
+    static func blockLength(models n: Int) -> Int { min(blockLength, max(256, 262_144 / max(n, 1))) }
+
     /// Σⱼ (Float64(xⱼ − yⱼ))² over `count` values, with eight partial sums (which the compiler
     /// keeps in one vector register).
     @inline(__always)
@@ -66,7 +71,8 @@ public struct ConsensusDistance: Sendable {
         precondition(center == nil || center!.count == d, "x̄ has \(center?.count ?? 0) values, models \(d)")
         var average = center ?? [Float](repeating: 0, count: d)
         var sliceTotals = [Double](repeating: 0, count: slices.count)
-        var sum = [Double](repeating: 0, count: Self.blockLength)
+        let blockLength = Self.blockLength(models: n)
+        var sum = [Double](repeating: 0, count: blockLength)
         average.withUnsafeMutableBufferPointer { averageBuffer in
             sum.withUnsafeMutableBufferPointer { sumBuffer in
                 let total = sumBuffer.baseAddress!
@@ -74,7 +80,7 @@ public struct ConsensusDistance: Sendable {
                     var start = slice.1
                     let end = slice.1 + slice.2
                     while start < end {
-                        let length = min(Self.blockLength, end - start)
+                        let length = min(blockLength, end - start)
                         let mean = averageBuffer.baseAddress! + start
                         // x̄ block: the (weighted) sum in Float64, in rank order, rounded once to
                         // Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly

@@ -249,7 +249,7 @@ public struct CoordinatorMachine {
             guard phase == .running else { return reject("metrics from worker \(sender) before the start") }
             guard alive.contains(sender) else { return reject("metrics from worker \(sender), which was removed") }
             let metrics: WorkerMetrics
-            do { metrics = try Body.decode(WorkerMetrics.self, from: envelope) } catch { return reject("\(error)") }
+            do { metrics = try WorkerMetrics(decoding: envelope.body) } catch { return reject("\(error)") }
             // Flow control lets a worker complete at most --max-rounds-ahead rounds past the last
             // recorded one, so that many rounds of reports are all the coordinator ever holds;
             // a report beyond is a protocol violation, not something to buffer.
@@ -580,11 +580,16 @@ public struct CoordinatorMachine {
     }
 
     /// Tells the workers what is recorded (flow control), except the round of a checkpoint not yet
-    /// written: the workers wait after it until it is.
-    private mutating func acknowledgeRecorded() -> [CoordinatorDirective] {
+    /// written: the workers wait after it until it is. An acknowledgement goes out once a quarter
+    /// of the window (`maxRoundsAhead`) has been recorded since the last, or when the workers wait
+    /// for it (a checkpoint written): a worker never lacks more than that of its window, and with
+    /// many workers the acknowledgements are a fraction of the messages they were.
+    private mutating func acknowledgeRecorded(force: Bool = false) -> [CoordinatorDirective] {
         var recorded = nextRoundToRecord - 1
         if checkpointDue(recorded) && lastCheckpoint < recorded { recorded -= 1 }
         guard recorded > acknowledged else { return [] }
+        let stride = max(1, configuration.maxRoundsAhead / 4)
+        guard force || recorded - acknowledged >= stride || checkpointDue(recorded + 1) else { return [] }
         acknowledged = recorded
         return acknowledgements(recorded: recorded)
     }
@@ -637,7 +642,7 @@ public struct CoordinatorMachine {
         checkpointStates = checkpointStates.filter { $0.key > round }
         requestedCheckpoints = requestedCheckpoints.filter { $0 > round }
         progress += 1
-        return acknowledgeRecorded() + completeIfDone()
+        return acknowledgeRecorded(force: true) + completeIfDone()
     }
 
     /// Whether a checkpoint asked for by wall time is still to come.

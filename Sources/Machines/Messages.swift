@@ -1,4 +1,5 @@
 import FoundationEssentials
+import LearningCore
 import RunRecords
 import Topologies
 import Transport
@@ -73,9 +74,71 @@ public struct WorkerMetrics: Codable, Sendable {
     public var additiveMu: Double? = nil
     /// The fraction of the additive model's shared part that is exactly zero.
     public var additiveGlobalZeroFraction: Double? = nil
+
+    public init(round: Int, trainLoss: Double, learningRate: Double, bytesSent: Int, epoch: Int) {
+        self.round = round
+        self.trainLoss = trainLoss
+        self.learningRate = learningRate
+        self.bytesSent = bytesSent
+        self.epoch = epoch
+    }
 }
 
 /// worker → coordinator, at the end.
+extension WorkerMetrics {
+    /// The report every worker sends every round, in a compact binary form (fixed fields, each
+    /// optional one behind a flag): the coordinator decodes n of them a round, which as JSON was a
+    /// visible share of a many-worker run's time.
+    public var encoded: [UInt8] {
+        var writer = StateWriter()
+        writer.write(Self.formatTag)
+        writer.write(round)
+        writer.write(trainLoss)
+        writer.write(learningRate)
+        writer.write(bytesSent)
+        writer.write(epoch)
+        writer.write(sampled.map { $0 ? 1 : 0 } ?? -1)
+        writer.write(shardSize ?? -1)
+        for value in [additiveLambda, additiveMu, additiveGlobalZeroFraction] {
+            writer.write(value != nil)
+            writer.write(value ?? 0)
+        }
+        return writer.bytes
+    }
+
+    static let formatTag: UInt64 = 0x5752_4B4D_4554_0001  // "WRKMET", 1
+
+    public init(decoding bytes: [UInt8]) throws(WireError) {
+        var reader = StateReader(bytes)
+        do {
+            guard try reader.readUInt64() == Self.formatTag else { throw StateArchiveError("not a metrics report") }
+            round = try reader.readInt()
+            trainLoss = try reader.readDouble()
+            learningRate = try reader.readDouble()
+            bytesSent = try reader.readInt()
+            epoch = try reader.readInt()
+            switch try reader.readInt() {
+            case -1: sampled = nil
+            case 0: sampled = false
+            case 1: sampled = true
+            case let other: throw StateArchiveError("sampled flag \(other)")
+            }
+            let shard = try reader.readInt()
+            shardSize = shard < 0 ? nil : shard
+            var optionals: [Double?] = []
+            for _ in 0..<3 {
+                let present = try reader.readBool()
+                let value = try reader.readDouble()
+                optionals.append(present ? value : nil)
+            }
+            (additiveLambda, additiveMu, additiveGlobalZeroFraction) = (optionals[0], optionals[1], optionals[2])
+            guard reader.isAtEnd else { throw StateArchiveError("\(bytes.count - reader.offset) bytes left over") }
+        } catch {
+            throw WireError.malformed("metrics body is not a valid report: \(error)")
+        }
+    }
+}
+
 public struct WorkerSummary: Codable, Sendable {
     public var rank: Int
     public var peakResidentBytes: Int

@@ -689,7 +689,7 @@ public struct WorkerMachine {
         metrics.additiveMu = sampled ? steps?.personalizer.report.mu : nil
         metrics.additiveGlobalZeroFraction = sampled ? steps?.personalizer.report.zeroFraction : nil
         let envelope = Envelope(
-            header: header(.metrics, round: round + 1), body: Body.encode(metrics), payload: payload)
+            header: header(.metrics, round: round + 1), body: metrics.encoded, payload: payload)
         diagnosticBytesSent += envelope.body.count + (payload == nil ? MessageHeader.byteCount : 0)
         return .send(envelope, to: .coordinator)
     }
@@ -730,7 +730,7 @@ public struct WorkerMachine {
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.
         return send(
-            Envelope(header: header(.metrics, round: round), body: Body.encode(metrics), payload: payload),
+            Envelope(header: header(.metrics, round: round), body: metrics.encoded, payload: payload),
             to: .coordinator, diagnostic: true)
     }
 

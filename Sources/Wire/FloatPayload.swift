@@ -10,6 +10,8 @@ public final class FloatPayload: @unchecked Sendable {
     public let count: Int
     private let release: (() -> Void)?
     private var cachedNonZeroCount: Int?
+    /// Whether the sparse form is smaller (computed once: the payload is immutable).
+    fileprivate var cachedSparseIsWorthwhile: Bool?
     /// For memory that another process may rewrite (a shared-memory slot): why the values are no
     /// longer the ones received, or nil while they still are.
     private let integrity: (() -> String?)?
@@ -95,6 +97,13 @@ public enum SparsePayload {
     /// of 1,024 values is over 3/4 non-zero is taken as dense without a full count (a dense model
     /// then costs no extra pass); the answer depends only on the payload, so every caller agrees.
     public static func isWorthwhile(_ payload: FloatPayload) -> Bool {
+        if let known = payload.cachedSparseIsWorthwhile { return known }
+        let answer = computeIsWorthwhile(payload)
+        payload.cachedSparseIsWorthwhile = answer
+        return answer
+    }
+
+    private static func computeIsWorthwhile(_ payload: FloatPayload) -> Bool {
         guard payload.count > 0, payload.count <= Int(UInt32.max) else { return false }
         if payload.count >= 4_096 {
             let stride = payload.count / 1_024

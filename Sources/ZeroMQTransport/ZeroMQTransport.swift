@@ -44,13 +44,23 @@ public final class ZeroMQTransport: Transport {
         localEndpoint = try inbox.bind(bindEndpoint)
     }
 
+    /// Also listen at an in-process endpoint (`inproc://…`), for nodes of this process that share
+    /// the context: messages between them then skip the kernel and the I/O thread.
+    public func bindInProcess(_ endpoint: String) throws {
+        _ = try inbox.bind(endpoint)
+    }
+
+    /// Endpoints of nodes in this process (as they advertise them) mapped to their in-process
+    /// endpoints; `connect` to one of them goes in process.
+    public var inProcessAliases: [String: String] = [:]
+
     public func connect(_ peer: Peer, endpoint: String) throws {
         if endpoints[peer] == endpoint { return }
         let socket = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: lingerMilliseconds)
         try socket.setOption(ZMQ_SNDTIMEO, sendTimeoutMilliseconds)
         try socket.setOption(ZMQ_SNDHWM, Self.highWaterMark)
         if let curve { try socket.makeCurveClient(curve) }
-        try socket.connect(endpoint)
+        try socket.connect(inProcessAliases[endpoint] ?? endpoint)
         outboxes[peer] = socket
         endpoints[peer] = endpoint
     }

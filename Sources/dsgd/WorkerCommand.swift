@@ -74,6 +74,17 @@ struct WorkerCommand: ParsableCommand {
             shell.start(coordinatorEndpoint: coordinator)
             nodes.append((shell, transport, heartbeats))
         }
+        // Workers of this process reach each other in process (not with CURVE: its handshake is
+        // the point of the keys, whatever the path).
+        if nodes.count > 1 && network.curveKeys == nil && ProcessInfo.processInfo.environment["DSGD_NO_INPROC"] == nil {
+            var aliases: [String: String] = [:]
+            for (index, node) in nodes.enumerated() {
+                let local = "inproc://dsgd-\(getpid())-\(index)"
+                try node.transport.bindInProcess(local)
+                aliases[node.shell.advertisedEndpoint ?? node.transport.localEndpoint] = local
+            }
+            for node in nodes { node.transport.inProcessAliases = aliases }
+        }
         let clock = ContinuousClock()
         // The peer timeout is about progress: heartbeats prove the peers' processes are alive,
         // not that this worker's run moves (a lost message, a wedged peer would hang it forever).

@@ -30,11 +30,10 @@ final class CoordinatorFailureTests: XCTestCase {
     }
 
     private func metrics(_ rank: Int, round: Int, parameters: Int?) -> Envelope {
-        let body = try! JSONEncoder().encode(
-            MetricsForTests(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0))
+        let body = WorkerMetrics(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0).encoded
         return Envelope(
             header: MessageHeader(kind: .metrics, runID: runID, round: Int64(round), sender: Int32(rank)),
-            body: Array(body),
+            body: body,
             payload: parameters.map { FloatPayload(copying: [Float](repeating: Float(rank), count: $0)) })
     }
 
@@ -113,13 +112,12 @@ final class FederatedFailureTests: XCTestCase {
     }
 
     private func report(_ rank: Int, round: Int, sampled: Bool, count: Int, value: Float = 0.5) -> Envelope {
-        let body: [String: Any] = [
-            "round": round, "trainLoss": 1.0, "learningRate": 0.1, "bytesSent": 0, "epoch": 0, "sampled": sampled,
-            "shardSize": 10,
-        ]
+        var metrics = WorkerMetrics(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0)
+        metrics.sampled = sampled
+        metrics.shardSize = 10
         return Envelope(
             header: MessageHeader(kind: .metrics, runID: runID, round: Int64(round), sender: Int32(rank)),
-            body: Array(try! JSONSerialization.data(withJSONObject: body)),
+            body: metrics.encoded,
             payload: sampled ? FloatPayload(copying: [Float](repeating: value, count: count)) : nil)
     }
 
@@ -181,13 +179,6 @@ final class FederatedFailureTests: XCTestCase {
     }
 }
 
-struct MetricsForTests: Codable {
-    var round: Int
-    var trainLoss: Double
-    var learningRate: Double
-    var bytesSent: Int
-    var epoch: Int
-}
 struct SummaryForTests: Codable {
     var rank: Int
     var peakResidentBytes: Int

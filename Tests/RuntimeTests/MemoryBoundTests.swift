@@ -46,10 +46,8 @@ final class MemoryBoundTests: XCTestCase {
             _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: 8, sender: Int32(rank))))
         }
         func report(round: Int) -> Envelope {
-            let body = try! JSONEncoder().encode(
-                MetricsForTests(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0))
-            return Envelope(
-                header: MessageHeader(kind: .metrics, runID: 8, round: Int64(round), sender: 0), body: Array(body))
+            let body = WorkerMetrics(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0).encoded
+            return Envelope(header: MessageHeader(kind: .metrics, runID: 8, round: Int64(round), sender: 0), body: body)
         }
         for round in 1...3 { _ = machine.onEnvelope(report(round: round)) }
         XCTAssertEqual(machine.rejectedMessages, 0)
