@@ -360,14 +360,14 @@ public struct CoordinatorMachine {
                 directives.append(.payloads(decision))
             }
         }
-        for rank in 0..<configuration.workers {
-            var assignment = Assignment(
-                rank: rank, runID: runID, configuration: configuration, workerEndpoints: endpoints,
-                nonce: registrations[rank]!.nonce, sharedPayloads: payloadDecision?.plan)
-            assignment.resume = resume.map { WorkerResume(round: $0.round, state: $0.workerStates[rank]) }
+        let bodies = Assignment.encodedBodies(
+            runID: runID, configuration: configuration, workerEndpoints: endpoints,
+            nonces: (0..<configuration.workers).map { registrations[$0]!.nonce },
+            sharedPayloads: payloadDecision?.plan,
+            resume: { rank in self.resume.map { WorkerResume(round: $0.round, state: $0.workerStates[rank]) } })
+        for (rank, body) in bodies.enumerated() {
             directives.append(.connect(.worker(rank), endpoint: endpoints[rank]))
-            directives.append(
-                .send(Envelope(header: header(.assignment), body: Body.encode(assignment)), to: .worker(rank)))
+            directives.append(.send(Envelope(header: header(.assignment), body: body), to: .worker(rank)))
         }
         if let refusal {
             phase = .done

@@ -57,6 +57,38 @@ public struct WorkerResume: Codable, Sendable {
     }
 }
 
+extension Assignment {
+    /// The assignments of every worker of a run as message bodies: what they share (the
+    /// configuration, with its topology, and the endpoints) is encoded once and spliced into each
+    /// worker's own fields, so assigning n workers costs O(n), not n encodings of an O(n) topology.
+    /// Each body decodes as an `Assignment`.
+    public static func encodedBodies(
+        runID: UInt64, configuration: RunConfiguration, workerEndpoints: [String], nonces: [UInt64],
+        sharedPayloads: SharedPayloadPlan?, resume: (Int) -> WorkerResume?
+    ) -> [[UInt8]] {
+        struct Shared: Encodable {
+            var configuration: RunConfiguration
+            var workerEndpoints: [String]
+            var sharedPayloads: SharedPayloadPlan?
+        }
+        struct Own: Encodable {
+            var rank: Int
+            var runID: UInt64
+            var nonce: UInt64?
+            var resume: WorkerResume?
+        }
+        // Both are non-empty JSON objects: `{shared…}` without its "}", a comma, `{own…}` without
+        // its "{".
+        let shared = Body.encode(
+            Shared(configuration: configuration, workerEndpoints: workerEndpoints, sharedPayloads: sharedPayloads)
+        ).dropLast()
+        return nonces.indices.map { rank in
+            let own = Body.encode(Own(rank: rank, runID: runID, nonce: nonces[rank], resume: resume(rank))).dropFirst()
+            return Array(shared) + Array(",".utf8) + Array(own)
+        }
+    }
+}
+
 public struct WorkerMetrics: Codable, Sendable {
     /// 1-based round just completed.
     public var round: Int

@@ -72,17 +72,27 @@ public final class WorkerShell {
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 let joined = machine.configuration != nil
+                if !joined, envelope.header.kind == .assignment, let heartbeats, let coordinatorEndpoint,
+                    let beat = machine.provisionalHeartbeat(runID: envelope.header.runID)
+                {
+                    heartbeats.update(beat: beat, peers: [.coordinator: coordinatorEndpoint], intervalSeconds: 0.5)
+                }
                 tally.noteReceived(envelope.header.kind)
                 let rejectedBefore = machine.rejectedMessages
                 let directives = machine.onEnvelope(envelope)
                 if machine.rejectedMessages > rejectedBefore { tally.noteRejected(envelope.header.kind) }
-                perform(directives)
                 if !joined, let configuration = machine.configuration {
                     transport.admit(
                         .run(
                             runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount,
                             vectorsPerMessage: configuration.algorithm.ruleType.vectorsPerMessage))
+                    configureHeartbeats()
+                    if defersSetUp {
+                        pendingSetUp = directives
+                        return true
+                    }
                 }
+                perform(directives)
                 return true
             }
         } catch {
@@ -122,6 +132,20 @@ public final class WorkerShell {
     private var heartbeatsConfigured = false
     /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
     public var allowsSelfKill = false
+    /// Several workers in one process: what the assignment asks (shared memory, connections, the
+    /// shard) is done when `completeSetUp` is called, not when it comes, so every worker of the
+    /// process takes its assignment and starts its heartbeats before any of them spends time
+    /// setting up (the coordinator judges loading workers by their heartbeats).
+    public var defersSetUp = false
+    private var pendingSetUp: [WorkerDirective]?
+    public var hasPendingSetUp: Bool { pendingSetUp != nil }
+
+    /// Does what `defersSetUp` put aside.
+    public func completeSetUp() {
+        guard let directives = pendingSetUp, outcome == .running else { return }
+        pendingSetUp = nil
+        perform(directives)
+    }
     private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
 
     /// Starts the heartbeat thread's beat once the assignment gives the run id, rank and interval

@@ -1,6 +1,10 @@
 import CZeroMQ
 import Wire
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A libzmq error with the failing call and zmq_strerror text.
 public struct ZeroMQError: Error, CustomStringConvertible {
     public var call: String
@@ -13,9 +17,24 @@ public struct ZeroMQError: Error, CustomStringConvertible {
 public final class ZeroMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
-    public init() throws {
+    /// - Parameter maximumSockets: libzmq's limit on the sockets of the context (ZMQ_MAX_SOCKETS,
+    ///   1,023 by default): a coordinator of n workers holds about 2n, a process of k workers about
+    ///   6k. The process's open-file limit is raised to its hard limit as well (each socket holds
+    ///   descriptors).
+    public init(maximumSockets: Int = 1_023) throws {
         guard let handle = zmq_ctx_new() else { throw ZeroMQError.last("zmq_ctx_new") }
         self.handle = handle
+        if maximumSockets > 1_023 {
+            var limits = rlimit()
+            if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limits) == 0, limits.rlim_cur < limits.rlim_max {
+                limits.rlim_cur = limits.rlim_max
+                _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limits)
+            }
+            guard zmq_ctx_set(handle, ZMQ_MAX_SOCKETS, Int32(clamping: maximumSockets)) == 0 else {
+                zmq_ctx_term(handle)
+                throw ZeroMQError.last("zmq_ctx_set(ZMQ_MAX_SOCKETS, \(maximumSockets))")
+            }
+        }
     }
 
     deinit { zmq_ctx_term(handle) }

@@ -154,17 +154,18 @@ public final class ZeroMQTransport: Transport {
     public static let highWaterMark: Int32 = 1_024
 
     /// Waits up to `timeoutMilliseconds` until any of `transports` has a message waiting (one
-    /// thread driving several nodes: a process that runs several workers).
-    public static func waitForInput(_ transports: [ZeroMQTransport], timeoutMilliseconds: Int) throws -> Bool {
+    /// thread driving several nodes: a process that runs several workers); returns the indices of
+    /// those that have.
+    public static func waitForInput(_ transports: [ZeroMQTransport], timeoutMilliseconds: Int) throws -> [Int] {
         var items = transports.map {
             zmq_pollitem_t(socket: $0.inbox.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
         }
         let result = zmq_poll(&items, Int32(items.count), timeoutMilliseconds)
         if result < 0 {
-            if zmq_errno() == EINTR { return false }
+            if zmq_errno() == EINTR { return [] }
             throw ZeroMQError.last("zmq_poll")
         }
-        return result > 0
+        return items.indices.filter { items[$0].revents & Int16(ZMQ_POLLIN) != 0 }
     }
 
     public func receive(timeoutMilliseconds: Int) throws -> Received? {

@@ -79,6 +79,27 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Part (g) with --pyhessian: alternated passes of the two tools (each keeps its best).")
     var comparisonPasses: Int = 2
 
+    @Flag(
+        help:
+            "Run only part (i), many workers on this machine: --many-workers workers on --many-model, one process per worker against --many-per-process workers to a process, alternated --many-repeats times."
+    )
+    var manyWorkers = false
+
+    @Option(help: "Part (i): workers.")
+    var manyCount: Int = 256
+
+    @Option(help: "Part (i): workers to a process in the grouped runs (default: half the workers, two processes).")
+    var manyPerProcess: Int?
+
+    @Option(help: "Part (i): rounds of each run.")
+    var manyRounds: Int = 200
+
+    @Option(help: "Part (i): the model.")
+    var manyModel: String = "784-32-10"
+
+    @Option(help: "Part (i): how many times the two launches alternate.")
+    var manyRepeats: Int = 2
+
     @Flag(help: "Run only part (h), the soak: --soak-workers workers, --soak-rounds rounds, memory sampled.")
     var soak = false
 
@@ -97,6 +118,7 @@ struct BenchCommand: ParsableCommand {
             "dsgd bench — OpenBLAS core \(BLAS.coreName), OPENBLAS_NUM_THREADS=\(ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] ?? "unset")"
         )
         if soak { return try benchSoak() }
+        if manyWorkers { return try benchManyWorkers() }
         if onlyCNN { return try benchCNN() }
         if onlyCurvature { return try benchCurvature() }
         let stepsPerSecond = try benchTrainingStep()
@@ -490,6 +512,54 @@ struct BenchCommand: ParsableCommand {
         )
     }
 
+    /// (i) Many workers on this machine: `manyCount` workers with the default diagnostics (Ξ² every
+    /// round, evaluation every 100), as one process per worker and as groups of `manyPerProcess`
+    /// to a process, alternated in the same minutes (this shared machine's speed drifts): rounds/s
+    /// of each and their ratio, start-up to round 1, and peak resident memory per process and per
+    /// worker (the coordinator's sampled from /proc).
+    private func benchManyWorkers() throws {
+        let perProcess = manyPerProcess ?? max(1, (manyCount + 1) / 2)
+        print(
+            "\n(i) many workers: \(manyCount) workers, model \(manyModel), data \(data), \(manyRounds) rounds, default diagnostics but sharpness; one process per worker vs \(perProcess) to a process"
+        )
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-many-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let mebibyte = 1_048_576.0
+        var rates: [Int: [Double]] = [:]
+        for repeat_ in 0..<manyRepeats {
+            for group in [1, perProcess] {
+                let run = scratch.appendingPathComponent("run-\(group)-\(repeat_)")
+                var coordinatorPeak = 0
+                let summary = try launchCluster(
+                    runDirectory: run, metricsEvery: nil, ipc: false, rounds: manyRounds,
+                    extra: ["--model", manyModel, "--sharpness-every", "0"], workers: manyCount,
+                    workersPerProcess: group
+                ) { processes in
+                    coordinatorPeak = max(coordinatorPeak, residentBytes(of: processes[0].processIdentifier) ?? 0)
+                }
+                guard summary.status == "completed" else {
+                    throw ValidationError("bench: the \(group)-to-a-process run failed: \(summary.reason ?? "?")")
+                }
+                rates[group, default: []].append(summary.roundsPerSecond)
+                let peaks = summary.workerPeakResidentBytes ?? []
+                let processPeak = Double(peaks.max() ?? 0) / mebibyte
+                print(
+                    String(
+                        format:
+                            "    %3d to a process: %6.2f rounds/s, start-up %.2f s; peak per worker process %.1f MiB (%.1f MiB a worker), coordinator %.1f MiB",
+                        group, summary.roundsPerSecond, summary.startupSeconds ?? .nan, processPeak,
+                        processPeak / Double(group), Double(coordinatorPeak) / mebibyte))
+            }
+        }
+        let single = rates[1] ?? []
+        let grouped = rates[perProcess] ?? []
+        let ratios = zip(grouped, single).map { $0 / $1 }
+        print(
+            "    grouped / one per process: "
+                + ratios.map { String(format: "×%.2f", $0) }.joined(separator: ", ")
+                + "  (target: ≥ 25 rounds/s at 256 workers)")
+    }
+
     /// (h) The soak: `soakWorkers` worker processes for `soakRounds` rounds with the default
     /// diagnostics, the resident memory of every process (from /proc) sampled once the run is
     /// warm (5 % of the rounds), at the middle and near the end (95 %); a per-round leak shows as
@@ -559,7 +629,8 @@ struct BenchCommand: ParsableCommand {
 
     private func launchCluster(
         runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String], workers: Int? = nil,
-        environment overrides: [String: String] = [:], watch: (([Process]) -> Void)? = nil
+        workersPerProcess: Int = 1, environment overrides: [String: String] = [:],
+        watch: (([Process]) -> Void)? = nil
     ) throws -> RunSummary {
         let workers = workers ?? self.workers
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).absoluteURL
@@ -591,8 +662,12 @@ struct BenchCommand: ParsableCommand {
             usleep(50_000)
         }
         guard !endpoint.isEmpty else { throw ValidationError("bench: the coordinator did not start") }
-        let children = try (0..<workers).map {
-            try start(["worker", "--coordinator", endpoint, "--bind", bind("worker-\($0)")])
+        let children = try stride(from: 0, to: workers, by: workersPerProcess).map { first in
+            try start(
+                [
+                    "worker", "--coordinator", endpoint, "--bind", bind("worker-\(first)"), "--rank", "\(first)",
+                    "--workers-per-process", "\(min(workersPerProcess, workers - first))",
+                ])
         }
         if let watch {
             // Polls while the run goes: the watcher sees the processes (coordinator first).

@@ -32,7 +32,7 @@ struct CoordinatorCommand: ParsableCommand {
             (prepared.configuration, prepared.directory, prepared.data, prepared.report)
         // Segments of earlier runs' killed processes, started without a launcher to remove them.
         for name in SharedSegment.removeStale() { logLine("coordinator: removed the stale segment /dev/shm/\(name)") }
-        let context = try ZeroMQContext()
+        let context = try ZeroMQContext(maximumSockets: 64 + 4 * configuration.workers)
         let (transport, heartbeatTransport) = try network.makeTransports(context: context, role: "coordinator")
         let heartbeats = HeartbeatSender(transport: heartbeatTransport)
         defer { heartbeats.stop() }

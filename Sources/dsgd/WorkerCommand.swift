@@ -48,10 +48,37 @@ struct WorkerCommand: ParsableCommand {
         workersPerProcess == 1 || network.bind.hasSuffix(":*") ? network.bind : network.bind + "-\(index)"
     }
 
+    /// Heartbeats, the coordinator's silence, and the peer timeout of one worker: the timeout is
+    /// about progress (heartbeats prove the peers' processes are alive, not that this worker's run
+    /// moves: a lost message or a wedged peer would hang it forever).
+    private func check(
+        _ shell: WorkerShell, lastProgress: inout Int, since lastProgressAt: inout ContinuousClock.Instant,
+        now: ContinuousClock.Instant
+    ) {
+        shell.watch()
+        if shell.machine.progress != lastProgress || shell.machine.isAtStartBarrier {
+            lastProgress = shell.machine.progress
+            lastProgressAt = now
+            return
+        }
+        // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and may be
+        // busy evaluating or measuring; its own progress check catches a stalled run.
+        let timeout =
+            (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
+            * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
+        let stalled = (now - lastProgressAt) / .seconds(1)
+        if stalled > timeout {
+            let rank = shell.machine.rank.map(String.init) ?? "?"
+            shell.fail(
+                "worker \(rank): no progress for \(Int(stalled)) s (peer timeout \(timeout) s) at round \(shell.machine.round + 1), waiting for \(shell.machine.waitingOn)"
+            )
+        }
+    }
+
     func run() throws {
         BLAS.useSingleThread()
         try network.checkBind()
-        let context = try ZeroMQContext()
+        let context = try ZeroMQContext(maximumSockets: 64 + 8 * workersPerProcess)
         let firstRank = rank ?? Endpoints.launcherRank(offset: rankOffset).map { $0 * workersPerProcess }
         var generator = SystemRandomNumberGenerator()
         var nodes: [(shell: WorkerShell, transport: ZeroMQTransport, heartbeats: HeartbeatSender)] = []
@@ -70,13 +97,14 @@ struct WorkerCommand: ParsableCommand {
             shell.advertisedEndpoint = options.advertised(transport)
             // Killing itself (an injected fault) would take the other workers of the process along.
             shell.allowsSelfKill = workersPerProcess == 1
+            shell.defersSetUp = workersPerProcess > 1
             shell.heartbeats = heartbeats
             shell.start(coordinatorEndpoint: coordinator)
             nodes.append((shell, transport, heartbeats))
         }
         // Workers of this process reach each other in process (not with CURVE: its handshake is
         // the point of the keys, whatever the path).
-        if nodes.count > 1 && network.curveKeys == nil && ProcessInfo.processInfo.environment["DSGD_NO_INPROC"] == nil {
+        if nodes.count > 1 && network.curveKeys == nil {
             var aliases: [String: String] = [:]
             for (index, node) in nodes.enumerated() {
                 let local = "inproc://dsgd-\(getpid())-\(index)"
@@ -86,41 +114,29 @@ struct WorkerCommand: ParsableCommand {
             for node in nodes { node.transport.inProcessAliases = aliases }
         }
         let clock = ContinuousClock()
-        // The peer timeout is about progress: heartbeats prove the peers' processes are alive,
-        // not that this worker's run moves (a lost message, a wedged peer would hang it forever).
         var lastProgress = nodes.map { $0.shell.machine.progress }
         var lastProgressAt = nodes.map { _ in clock.now }
+        var lastCheck = clock.now
+        // Which workers have messages waiting: all at first, then what the poll over every inbox
+        // reports (one poll for the process, not one per worker).
+        var ready = Array(nodes.indices)
         while nodes.contains(where: { $0.shell.outcome == .running }) {
-            var moved = false
-            for (index, node) in nodes.enumerated() where node.shell.outcome == .running {
-                let shell = node.shell
+            for index in ready where nodes[index].shell.outcome == .running {
+                let shell = nodes[index].shell
                 if nodes.count == 1 {
-                    moved = shell.step(timeoutMilliseconds: 100)
+                    _ = shell.step(timeoutMilliseconds: 100)
                 } else {
-                    while shell.step(timeoutMilliseconds: 0) { moved = true }
-                }
-                shell.watch()
-                if shell.machine.progress != lastProgress[index] || shell.machine.isAtStartBarrier {
-                    lastProgress[index] = shell.machine.progress
-                    lastProgressAt[index] = clock.now
-                    continue
-                }
-                // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and
-                // may be busy evaluating or measuring; its own progress check catches a stalled run.
-                let timeout =
-                    (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
-                    * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
-                let stalled = (clock.now - lastProgressAt[index]) / .seconds(1)
-                if stalled > timeout {
-                    let rank = shell.machine.rank.map(String.init) ?? "?"
-                    shell.fail(
-                        "worker \(rank): no progress for \(Int(stalled)) s (peer timeout \(timeout) s) at round \(shell.machine.round + 1), waiting for \(shell.machine.waitingOn)"
-                    )
+                    while shell.step(timeoutMilliseconds: 0) {}
                 }
             }
-            if nodes.count > 1 && !moved {
-                let waiting = nodes.filter { $0.shell.outcome == .running }.map(\.transport)
-                if !waiting.isEmpty { _ = try ZeroMQTransport.waitForInput(waiting, timeoutMilliseconds: 100) }
+            // One deferred set-up a turn, after every worker has read what arrived.
+            if let waiting = nodes.first(where: { $0.shell.hasPendingSetUp }) { waiting.shell.completeSetUp() }
+            let now = clock.now
+            if nodes.count == 1 || now - lastCheck >= .milliseconds(20) {
+                lastCheck = now
+                for (index, node) in nodes.enumerated() where node.shell.outcome == .running {
+                    check(node.shell, lastProgress: &lastProgress[index], since: &lastProgressAt[index], now: now)
+                }
             }
             // One worker failing fails the process: the others of its group stop with it.
             if let failed = nodes.first(where: { if case .failed = $0.shell.outcome { true } else { false } }),
@@ -129,6 +145,12 @@ struct WorkerCommand: ParsableCommand {
                 for node in nodes where node.shell.outcome == .running {
                     node.shell.fail("another worker of this process failed: \(reason)")
                 }
+            }
+            if nodes.count > 1 {
+                let running = nodes.indices.filter { nodes[$0].shell.outcome == .running }
+                let found = try ZeroMQTransport.waitForInput(
+                    running.map { nodes[$0].transport }, timeoutMilliseconds: 20)
+                ready = found.map { running[$0] }
             }
         }
         writeMessageTally(nodes.map(\.shell.tally).reduce(MessageTally(), +), role: "worker")
