@@ -70,4 +70,43 @@ final class ScaleTests: XCTestCase {
     func testWorkersEightToAProcess_AccountForEveryMessage() throws {
         try check(workers: 32, perProcess: 8, processes: 4)
     }
+
+    /// Workers grouped in processes give the numbers of `dsgd simulate` (so of one process per
+    /// worker), row for row, bit for bit: 8 workers on a ring with momentum, 4 to a process.
+    func testGroupedWorkers_MatchTheSimulation() throws {
+        let binary = try dsgdBinary()
+        let scratch = try temporaryDirectory("grouped")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let flags = [
+            "--workers", "8", "--rounds", "30", "--data", "synthetic", "--model", "784-16-10", "--seed", "3",
+            "--topology", "ring", "--batch", "16", "--lr", "0.05", "--partition", "iid",
+        ]
+        let dsgdFlags = ["--momentum", "0.9", "--eval-every", "10", "--sharpness-every", "0"]
+        let run = scratch.appendingPathComponent("grouped")
+        let launch = try Child(
+            URL(fileURLWithPath: "/bin/bash"),
+            [packageRoot.appendingPathComponent("launch/local.sh").path] + flags
+                + ["--run-dir", run.path, "--workers-per-process", "4", "--"] + dsgdFlags,
+            environment: ["DSGD_BIN": binary.path], output: scratch.appendingPathComponent("grouped.log"))
+        XCTAssertEqual(launch.wait(seconds: 240), 0, launch.text)
+        let simulated = scratch.appendingPathComponent("simulated")
+        let simulate = try Child(
+            binary, ["simulate"] + flags + dsgdFlags + ["--run-dir", simulated.path],
+            output: scratch.appendingPathComponent("simulate.log"))
+        XCTAssertEqual(simulate.wait(seconds: 240), 0, simulate.text)
+        func rows(_ folder: URL) throws -> [[String: Any]] {
+            try jsonLines(folder.appendingPathComponent("rounds.jsonl")).map {
+                var row = $0
+                row.removeValue(forKey: "elapsed_seconds")
+                return row
+            }
+        }
+        let grouped = try rows(run)
+        let expected = try rows(simulated)
+        XCTAssertEqual(grouped.count, 30)
+        for (index, (a, b)) in zip(grouped, expected).enumerated() where !NSDictionary(dictionary: a).isEqual(to: b) {
+            XCTFail("row \(index + 1) differs:\n\(a)\n\(b)")
+            break
+        }
+    }
 }

@@ -45,7 +45,7 @@ run() {
     local every=$(( rounds / 10 > 0 ? rounds / 10 : 1 ))
     echo "== $name ($topology, batch $batch per worker)" >&2
     "$root/launch/local.sh" --no-build --workers 8 --topology "$topology" --rounds "$rounds" --batch "$batch" \
-        --lr "$lr" --run-dir "$out/$name" -- "${common[@]}" --eval-every "$every" "$@" >&2
+        --lr "$lr" --run-dir "$out/$name" -- "${common[@]}" --eval-every "$every" --checkpoint-every "$every" "$@" >&2
 }
 
 runs=()
@@ -68,6 +68,7 @@ if interrupted "$out/single-worker-128"; then
 elif ! completed "$out/single-worker-128"; then
 "$DSGD_BIN" simulate --workers 1 --topology solo --rounds "$single_rounds" --batch 128 --lr "$lr" \
     --run-dir "$out/single-worker-128" "${common[@]}" --eval-every $(( single_rounds / 10 )) \
+    --checkpoint-every $(( single_rounds / 10 )) \
     --sharpness-every "$single_rounds" >&2
 fi
 runs+=("$out/single-worker-128")

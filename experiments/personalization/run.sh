@@ -23,7 +23,7 @@ mkdir -p "$out"
 every=$(( rounds / 5 ))
 common=(--model 784-100-10 --batch 32 --lr 0.05 --momentum 0.9 --local-steps 10 --data auto --seed 1
         --client-test-size 200 --eval-every "$every" --metrics-every "$every" --sharpness-every 0
-        --no-eval-workers --overwrite
+        --no-eval-workers --overwrite --checkpoint-every "$every"
         --failure-timeout 60)
 
 # run NAME TOPOLOGY PARTITION [dsgd flags...]: one local cluster of 16 clients.
