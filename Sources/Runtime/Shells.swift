@@ -297,6 +297,7 @@ public final class CoordinatorShell {
     /// summary keeps running figures, so a long run's memory does not grow with its rounds).
     public private(set) var records: [RoundRecord] = []
     public static let retainedRecords = 1_000
+    public static let retainedSharpnessRecords = 64
     private var recordedRounds = 0
     private var lastEvaluated: RoundRecord?
     private var lastWithConsensus: RoundRecord?
@@ -574,6 +575,9 @@ public final class CoordinatorShell {
             case .record(var record):
                 record.elapsedSeconds = elapsedSeconds
                 note(record)
+                // Every 500 rounds, hand the allocator's free pages back to the system: a round's
+                // temporaries (tens of MB with many models) otherwise leave the resident set creeping.
+                if record.round % 500 == 0 { releaseFreeMemory() }
                 do { try report?.append(record) } catch { fail("cannot write the round report: \(error)") }
                 progress?.update(record: record, elapsed: elapsedSeconds, totalRounds: machine.configuration.rounds)
             case .log(let message):
@@ -613,6 +617,10 @@ public final class CoordinatorShell {
         guard let sharpness else { return }
         for record in sharpness.drain() {
             sharpnessRecords.append(record)
+            // The run folder has them all; memory keeps the latest (a long run's would grow).
+            if sharpnessRecords.count > Self.retainedSharpnessRecords {
+                sharpnessRecords.removeFirst(sharpnessRecords.count - Self.retainedSharpnessRecords)
+            }
             do { try report?.appendSharpness(record) } catch { log("cannot write sharpness.jsonl: \(error)") }
         }
     }
@@ -669,6 +677,28 @@ public final class CoordinatorShell {
         do { try report?.writeSummary(summary) } catch { log("cannot write summary.json: \(error)") }
     }
 }
+
+/// Returns the allocator's free pages to the system (glibc's `malloc_trim`); nothing elsewhere.
+func releaseFreeMemory() {
+    #if canImport(Glibc)
+        _ = glibcMallocTrim(0)
+    #endif
+}
+
+/// Fixes glibc's mmap threshold at 128 KiB for this process: allocations that large get pages of
+/// their own and give them back when freed. Left dynamic, glibc raises the threshold each time
+/// such a block is freed (up to 32 MiB), after which a run's large temporaries (models, a
+/// checkpoint's states) come from the heap and its resident set creeps up with fragmentation.
+public func fixAllocatorThresholds() {
+    #if canImport(Glibc)
+        _ = glibcMallopt(-3, 131_072)  // M_MMAP_THRESHOLD
+    #endif
+}
+
+#if canImport(Glibc)
+    @_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
+    @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
 
 /// The live progress line: round/total, elapsed, ETA, rounds/s, train loss, test accuracy, Ξ².
 public final class ProgressLine {

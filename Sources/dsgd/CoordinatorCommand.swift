@@ -25,6 +25,7 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         let launchedAt = ContinuousClock.now
+        fixAllocatorThresholds()
         BLAS.useSingleThread()
         try network.checkBind()
         let prepared = try prepareRun(options)
