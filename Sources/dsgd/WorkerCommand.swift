@@ -76,7 +76,6 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func run() throws {
-        fixAllocatorThresholds()
         BLAS.useSingleThread()
         try network.checkBind()
         let context = try ZeroMQContext(maximumSockets: 64 + 8 * workersPerProcess)
