@@ -844,14 +844,6 @@ public struct WorkerMachine {
 
     public func heartbeatMessage() -> Envelope { Envelope(header: header(.heartbeat, round: round)) }
 
-    /// The heartbeat of a worker that asked for its rank, for run `runID`, before its assignment
-    /// is decoded (a large run's assignment takes a while to read, and the coordinator judges
-    /// loading workers by their heartbeats); nil when the rank is the coordinator's to choose.
-    public func provisionalHeartbeat(runID: UInt64) -> Envelope? {
-        guard configuration == nil, let requestedRank else { return nil }
-        return Envelope(header: MessageHeader(kind: .heartbeat, runID: runID, round: 0, sender: Int32(requestedRank)))
-    }
-
     /// The message that tells the coordinator this worker is giving up.
     public func abortMessage(reason: String) -> Envelope {
         Envelope(header: header(.abort, round: round), body: Array(reason.utf8))

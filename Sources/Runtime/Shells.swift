@@ -72,11 +72,6 @@ public final class WorkerShell {
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
                 let joined = machine.configuration != nil
-                if !joined, envelope.header.kind == .assignment, let heartbeats, let coordinatorEndpoint,
-                    let beat = machine.provisionalHeartbeat(runID: envelope.header.runID)
-                {
-                    heartbeats.update(beat: beat, peers: [.coordinator: coordinatorEndpoint], intervalSeconds: 0.5)
-                }
                 tally.noteReceived(envelope.header.kind)
                 let rejectedBefore = machine.rejectedMessages
                 let directives = machine.onEnvelope(envelope)
@@ -86,11 +81,6 @@ public final class WorkerShell {
                         .run(
                             runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount,
                             vectorsPerMessage: configuration.algorithm.ruleType.vectorsPerMessage))
-                    configureHeartbeats()
-                    if defersSetUp {
-                        pendingSetUp = directives
-                        return true
-                    }
                 }
                 perform(directives)
                 return true
@@ -105,22 +95,16 @@ public final class WorkerShell {
     public func fail(_ reason: String) {
         guard outcome == .running else { return }
         outcome = .failed(reason)
-        send(machine.abortMessage(reason: reason), to: .coordinator)
+        try? send(machine.abortMessage(reason: reason), to: .coordinator)
     }
 
     /// This node's messages by kind (see `MessageTally`).
     public private(set) var tally = MessageTally()
 
-    /// Sends and counts; false when the transport refused.
-    @discardableResult
-    private func send(_ envelope: Envelope, to peer: Peer) -> Bool {
-        do {
-            try transport.send(envelope, to: peer)
-            tally.noteSent(envelope.header.kind)
-            return true
-        } catch {
-            return false
-        }
+    /// Every send goes through here: it is counted once the transport took it.
+    private func send(_ envelope: Envelope, to peer: Peer) throws {
+        try transport.send(envelope, to: peer)
+        tally.noteSent(envelope.header.kind)
     }
 
     private let clock = ContinuousClock()
@@ -132,20 +116,6 @@ public final class WorkerShell {
     private var heartbeatsConfigured = false
     /// Set by a worker process: a `kill` fault may end it with SIGKILL (in simulation the worker fails).
     public var allowsSelfKill = false
-    /// Several workers in one process: what the assignment asks (shared memory, connections, the
-    /// shard) is done when `completeSetUp` is called, not when it comes, so every worker of the
-    /// process takes its assignment and starts its heartbeats before any of them spends time
-    /// setting up (the coordinator judges loading workers by their heartbeats).
-    public var defersSetUp = false
-    private var pendingSetUp: [WorkerDirective]?
-    public var hasPendingSetUp: Bool { pendingSetUp != nil }
-
-    /// Does what `defersSetUp` put aside.
-    public func completeSetUp() {
-        guard let directives = pendingSetUp, outcome == .running else { return }
-        pendingSetUp = nil
-        perform(directives)
-    }
     private var delayedSends: [(due: ContinuousClock.Instant, envelope: Envelope, peer: Peer)] = []
 
     /// Starts the heartbeat thread's beat once the assignment gives the run id, rank and interval
@@ -197,10 +167,7 @@ public final class WorkerShell {
         let now = clock.now
         while let first = delayedSends.first, force || first.due <= now {
             delayedSends.removeFirst()
-            do {
-                try transport.send(first.envelope, to: first.peer)
-                tally.noteSent(first.envelope.header.kind)
-            } catch {
+            do { try send(first.envelope, to: first.peer) } catch {
                 fail("send to \(first.peer) failed: \(error)")
             }
         }
@@ -216,7 +183,7 @@ public final class WorkerShell {
             configureHeartbeats()
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
-            send(machine.heartbeatMessage(), to: .coordinator)
+            try? send(machine.heartbeatMessage(), to: .coordinator)
         }
         if lastFromCoordinator == nil { lastFromCoordinator = now }
         if (now - lastFromCoordinator!) / .seconds(1) > configuration.failureTimeoutSeconds {
@@ -246,12 +213,7 @@ public final class WorkerShell {
                     delayedSends.sort { $0.due < $1.due }
                     continue
                 }
-                do {
-                    try transport.send(envelope, to: peer)
-                    tally.noteSent(envelope.header.kind)
-                } catch {
-                    fail("send to \(peer) failed: \(error)")
-                }
+                do { try send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .loadShard(let rank, let configuration):
                 // Heartbeats start before the (possibly long) load, so the coordinator can tell a
                 // worker that died while loading from one that is still loading.
@@ -338,6 +300,13 @@ public final class CoordinatorShell {
     public private(set) var sharpnessRecords: [SharpnessRecord] = []
     /// This node's messages by kind (see `MessageTally`).
     public private(set) var tally = MessageTally()
+
+    /// Every send goes through here: it is counted once the transport took it.
+    private func send(_ envelope: Envelope, to peer: Peer) throws {
+        try transport.send(envelope, to: peer)
+        tally.noteSent(envelope.header.kind)
+    }
+
     /// Where checkpoints go (nil: none are written; the workers are let go on all the same).
     public var checkpoints: CheckpointStore?
     private var lastCheckpointAt: ContinuousClock.Instant?
@@ -436,9 +405,7 @@ public final class CoordinatorShell {
             }
         } else if lastHeartbeat.map({ (now - $0) / .seconds(1) >= configuration.heartbeatIntervalSeconds }) ?? true {
             lastHeartbeat = now
-            for rank in machine.alive where (try? transport.send(beat, to: .worker(rank))) != nil {
-                tally.noteSent(.heartbeat)
-            }
+            for rank in machine.alive { try? send(beat, to: .worker(rank)) }
         }
         // Detection starts once the workers have their assignments: they heartbeat from a thread
         // of their own while loading data, so a worker that dies before the barrier is found too.
@@ -467,9 +434,8 @@ public final class CoordinatorShell {
         guard outcome == .running else { return }
         outcome = .failed(reason)
         finishedAt = clock.now
-        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason)
-        where (try? transport.send(envelope, to: peer)) != nil {
-            tally.noteSent(envelope.header.kind)
+        for case .send(let envelope, let peer) in machine.abortMessages(reason: reason) {
+            try? send(envelope, to: peer)
         }
         progress?.finish()
         evaluations?.close(cancel: true)
@@ -548,12 +514,7 @@ public final class CoordinatorShell {
                     fail("cannot connect to \(peer) at \(endpoint): \(error)")
                 }
             case .send(let envelope, let peer):
-                do {
-                    try transport.send(envelope, to: peer)
-                    tally.noteSent(envelope.header.kind)
-                } catch {
-                    fail("send to \(peer) failed: \(error)")
-                }
+                do { try send(envelope, to: peer) } catch { fail("send to \(peer) failed: \(error)") }
             case .payloads(let decision):
                 payloadDecision = decision
                 if let plan = decision.plan {

@@ -97,7 +97,6 @@ struct WorkerCommand: ParsableCommand {
             shell.advertisedEndpoint = options.advertised(transport)
             // Killing itself (an injected fault) would take the other workers of the process along.
             shell.allowsSelfKill = workersPerProcess == 1
-            shell.defersSetUp = workersPerProcess > 1
             shell.heartbeats = heartbeats
             shell.start(coordinatorEndpoint: coordinator)
             nodes.append((shell, transport, heartbeats))
@@ -129,8 +128,6 @@ struct WorkerCommand: ParsableCommand {
                     while shell.step(timeoutMilliseconds: 0) {}
                 }
             }
-            // One deferred set-up a turn, after every worker has read what arrived.
-            if let waiting = nodes.first(where: { $0.shell.hasPendingSetUp }) { waiting.shell.completeSetUp() }
             let now = clock.now
             if nodes.count == 1 || now - lastCheck >= .milliseconds(20) {
                 lastCheck = now
