@@ -68,6 +68,13 @@ public struct WorkerMachine {
     private var allReduceVariant: AllReduceRound.Variant?
     private var collective: AllReduceRound?
     private var earlyCollective: [Int: [Envelope]] = [:]
+    /// The message of the last round this worker completed by all-reduce. A worker removed in the
+    /// middle of an all-reduce can leave the survivors a round apart (those that got its chunks
+    /// finished, the others never will); the ones behind then finish that round by gossip, which
+    /// needs this message again (sent once, on the removal; the round is kept so that the others'
+    /// replays of it are recognised and dropped quietly).
+    private var lastAllReducedRound: Int?
+    private var lastAllReducedMessage: Envelope?
     /// The algorithm as a value (nil before the shard is loaded, and in federated runs).
     private var rule: (any GossipRule)?
     /// The rule's messages: round → sender → envelope (its payload and body are the message).
@@ -374,6 +381,12 @@ public struct WorkerMachine {
         var directives: [WorkerDirective] = [
             .log("worker \(rank): workers \(change.removed) removed (\(change.reason)); continuing")
         ]
+        if let finished = lastAllReducedRound, let message = lastAllReducedMessage, finished == round - 1 {
+            // Survivors still in that round need this worker's model of it; those that finished it
+            // too drop the replay.
+            for peer in view(finished).outNeighbors { directives.append(send(message, to: .worker(peer))) }
+        }
+        lastAllReducedMessage = nil
         if let sent = sentThisRound {
             for peer in view(round).outNeighbors where !previousOut.contains(peer) {
                 directives.append(send(sent, to: .worker(peer)))
@@ -501,6 +514,11 @@ public struct WorkerMachine {
                     : "parameters before this worker's shard was loaded")
         }
         let sender = Int(envelope.header.sender)
+        if let finished = lastAllReducedRound, envelope.header.round == Int64(finished), finished < round,
+            (0..<configuration.workers).contains(sender), !removed.contains(sender)
+        {
+            return []  // a survivor's replay of a round this worker finished by all-reduce
+        }
         // The header's round is any Int64 a peer sends: range-check it before any arithmetic.
         guard envelope.header.round >= Int64(round), envelope.header.round < Int64(configuration.rounds) else {
             return reject(
@@ -528,10 +546,11 @@ public struct WorkerMachine {
     /// that round has begun, then taken.
     private mutating func onCollective(_ envelope: Envelope, phase: AllReduceRound.Phase) -> [WorkerDirective] {
         guard let configuration, let rank else { return reject("all-reduce before assignment") }
-        guard allReduceVariant != nil, removed.isEmpty else {
-            return reject("an all-reduce message in a run that averages by gossip")
-        }
+        guard allReduceVariant != nil else { return reject("an all-reduce message in a run that averages by gossip") }
         let sender = Int(envelope.header.sender)
+        if !removed.isEmpty, (0..<configuration.workers).contains(sender), !removed.contains(sender) {
+            return []  // a survivor's part of an all-reduce the removal abandoned (gossip from now on)
+        }
         guard (0..<configuration.workers).contains(sender), sender != rank else {
             return reject("all-reduce message from worker \(sender), which is not a peer")
         }
@@ -608,6 +627,8 @@ public struct WorkerMachine {
                 return [.fail("round \(round + 1): \(damage)")]
             }
             self.collective = nil
+            lastAllReducedRound = round
+            lastAllReducedMessage = sentThisRound
             return completeRound(configuration)
         }
         let received = ruleMessages[round] ?? [:]

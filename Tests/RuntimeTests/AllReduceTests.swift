@@ -168,4 +168,78 @@ final class AllReduceTests: XCTestCase {
             }
         }
     }
+
+    /// A worker dies in the middle of an all-reduce after some survivors already completed the
+    /// round with its chunks and moved on, while others still wait for them. The coordinator's
+    /// removal arrives with the survivors a round apart: the ones behind finish the round by
+    /// gossip, which needs the round's model of the ones ahead, so those send it again. Before
+    /// that replay existed the ones behind waited forever (the flaky
+    /// `SharedMemoryPayloadTests.testAllReduce_SurvivesAWorkerRemoval`). The replays, and the
+    /// abandoned all-reduce's messages still in flight, are dropped without a rejection. Messages
+    /// are delivered one at a time in FIFO order, so the interleaving is the same on every run.
+    func testWorkerRemovedMidAllReduce_SurvivorsARoundApartAllFinish() throws {
+        let n = 4
+        let rounds = 4
+        let dead = 3
+        var configuration = smallConfiguration(workers: n, rounds: rounds)
+        configuration.topology = .fixed(try .generated(.complete, nodeCount: n))
+        XCTAssertTrue(configuration.usesAllReduce)
+        let runID: UInt64 = 9
+        func envelope(_ kind: MessageKind, round: Int = 0, body: [UInt8] = []) -> Envelope {
+            Envelope(header: MessageHeader(kind: kind, runID: runID, round: Int64(round), sender: -1), body: body)
+        }
+        var machines: [WorkerMachine] = []
+        var queue: [(to: Int, envelope: Envelope)] = []
+        var failures: [String] = []
+        func handle(_ directives: [WorkerDirective], of rank: Int) {
+            for directive in directives {
+                switch directive {
+                case .send(let message, .worker(let peer)): queue.append((peer, message))
+                case .trainLocally: handle(machines[rank].onTrainTurn(), of: rank)
+                case .fail(let reason): failures.append("worker \(rank): \(reason)")
+                case .log(let line) where line.contains("rejected"): failures.append(line)
+                default: break
+                }
+            }
+        }
+        for rank in 0..<n {
+            var machine = WorkerMachine(
+                nonce: UInt64(rank), host: "h", processID: Int32(rank), requestedRank: rank, peakResidentBytes: { 0 })
+            _ = machine.onStart(localEndpoint: "inmemory://\(rank)")
+            let assignment = Assignment(
+                rank: rank, runID: runID, configuration: configuration,
+                workerEndpoints: (0..<n).map { "w\($0)" }, nonce: UInt64(rank))
+            _ = machine.onEnvelope(envelope(.assignment, body: Array(try JSONEncoder().encode(assignment))))
+            _ = machine.onShardLoaded(
+                try DataLoader.loadShard(
+                    configuration.data, partition: .iid, workers: n, seed: configuration.seed, rank: rank))
+            machines.append(machine)
+        }
+        for rank in 0..<n {
+            handle(machines[rank].onEnvelope(envelope(.acknowledge, round: rounds)), of: rank)
+            handle(machines[rank].onEnvelope(envelope(.start)), of: rank)
+        }
+        var removedAt: [Int]?
+        while !queue.isEmpty {
+            let (to, message) = queue.removeFirst()
+            if removedAt != nil && (to == dead || Int(message.header.sender) == dead) { continue }
+            handle(machines[to].onEnvelope(message), of: to)
+            let survivorRounds = machines.indices.filter { $0 != dead }.map { machines[$0].round }
+            if removedAt == nil && Set(survivorRounds).count > 1 {
+                // Some survivors finished round 1 with the dying worker's chunks, others did not.
+                removedAt = survivorRounds
+                let change = MembershipChange(
+                    removed: [dead], topology: configuration.topology.removing([dead]), reason: "test")
+                for rank in 0..<n where rank != dead {
+                    handle(machines[rank].onEnvelope(envelope(.membership, body: Body.encode(change))), of: rank)
+                }
+            }
+        }
+        XCTAssertEqual(failures, [])
+        let survivors = removedAt ?? []
+        XCTAssertEqual(Set(survivors).count, 2, "the removal must catch the survivors a round apart: \(survivors)")
+        for rank in 0..<n where rank != dead {
+            XCTAssertEqual(machines[rank].round, rounds, "worker \(rank) stopped at round \(machines[rank].round + 1)")
+        }
+    }
 }
