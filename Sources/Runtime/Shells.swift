@@ -70,13 +70,13 @@ public final class WorkerShell {
                 if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
-                if envelope.header.sender == -1 && machine.configuration != nil { lastFromCoordinator = clock.now }
-                let joined = machine.configuration != nil
+                if envelope.header.sender == -1 && settings != nil { lastFromCoordinator = clock.now }
                 tally.noteReceived(envelope.header.kind)
                 let rejectedBefore = machine.rejectedMessages
                 let directives = machine.onEnvelope(envelope)
                 if machine.rejectedMessages > rejectedBefore { tally.noteRejected(envelope.header.kind) }
-                if !joined, let configuration = machine.configuration {
+                if settings == nil, let configuration = machine.configuration {
+                    settings = RunSettings(configuration)
                     transport.admit(
                         .run(
                             runID: machine.runID, modelSize: Network(spec: configuration.model).parameterCount,
@@ -107,6 +107,34 @@ public final class WorkerShell {
         tally.noteSent(envelope.header.kind)
     }
 
+    /// What the shell reads of the run's configuration for every message and turn, kept once the
+    /// assignment came (none of it changes after; reading `machine.configuration` each time copied
+    /// the whole configuration, a measurable cost with a hundred workers to a process).
+    private struct RunSettings {
+        var faults: [Fault]
+        var delaysLinks: Bool
+        var heartbeatIntervalSeconds: Double
+        var failureTimeoutSeconds: Double
+        var peerTimeoutSeconds: Double
+
+        init(_ configuration: RunConfiguration) {
+            faults = configuration.faults
+            delaysLinks = faults.contains { if case .delayLink = $0 { true } else { false } }
+            heartbeatIntervalSeconds = configuration.heartbeatIntervalSeconds
+            failureTimeoutSeconds = configuration.failureTimeoutSeconds
+            peerTimeoutSeconds = configuration.peerTimeoutSeconds
+        }
+    }
+    private var settings: RunSettings?
+
+    /// The machine's figures a process's loop watches, read in place (reading them through
+    /// `machine` from another module copies the whole machine).
+    public var progress: Int { machine.progress }
+    public var isAtStartBarrier: Bool { machine.isAtStartBarrier }
+    public var isWaitingOnCoordinator: Bool { machine.isWaitingOnCoordinator }
+    /// The run's peer timeout once assigned.
+    public var peerTimeoutSeconds: Double? { settings?.peerTimeoutSeconds }
+
     private let clock = ContinuousClock()
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastFromCoordinator: ContinuousClock.Instant?
@@ -123,6 +151,7 @@ public final class WorkerShell {
     private func configureHeartbeats() {
         guard !heartbeatsConfigured, let heartbeats, let coordinatorEndpoint, let configuration = machine.configuration
         else { return }
+        settings = settings ?? RunSettings(configuration)
         heartbeatsConfigured = true
         heartbeats.update(
             beat: machine.heartbeatMessage(), peers: [.coordinator: coordinatorEndpoint],
@@ -131,9 +160,9 @@ public final class WorkerShell {
 
     /// Faults that apply to this worker's next round's local steps.
     private func injectBeforeTraining() {
-        guard let configuration = machine.configuration, let rank = machine.rank else { return }
+        guard let settings, !settings.faults.isEmpty, let rank = machine.rank else { return }
         let round = machine.round + 1
-        for fault in configuration.faults {
+        for fault in settings.faults {
             switch fault {
             case .straggler(let worker, let seconds, let rounds) where worker == rank && rounds.contains(round):
                 Thread.sleep(forTimeInterval: seconds)
@@ -148,11 +177,11 @@ public final class WorkerShell {
 
     /// The delay a `delayLink` fault puts on this message, if any.
     private func linkDelay(_ envelope: Envelope, to peer: Peer) -> Double? {
-        guard envelope.header.kind == .parameters, case .worker(let target) = peer, let rank = machine.rank,
-            let configuration = machine.configuration
+        guard let settings, settings.delaysLinks, envelope.header.kind == .parameters, case .worker(let target) = peer,
+            let rank = machine.rank
         else { return nil }
         let round = Int(envelope.header.round) + 1
-        for case .delayLink(let u, let v, let seconds, let rounds) in configuration.faults
+        for case .delayLink(let u, let v, let seconds, let rounds) in settings.faults
         where u == rank && v == target && rounds.contains(round) {
             return seconds
         }
@@ -177,7 +206,7 @@ public final class WorkerShell {
     /// than the failure timeout; call between steps (processes only, not in simulation).
     public func watch() {
         flushDelayedSends()
-        guard outcome == .running, let configuration = machine.configuration else { return }
+        guard outcome == .running, let configuration = settings else { return }
         var now = clock.now
         if heartbeats != nil {
             configureHeartbeats()

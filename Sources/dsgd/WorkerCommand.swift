@@ -56,16 +56,14 @@ struct WorkerCommand: ParsableCommand {
         now: ContinuousClock.Instant
     ) {
         shell.watch()
-        if shell.machine.progress != lastProgress || shell.machine.isAtStartBarrier {
-            lastProgress = shell.machine.progress
+        if shell.progress != lastProgress || shell.isAtStartBarrier {
+            lastProgress = shell.progress
             lastProgressAt = now
             return
         }
         // Waits on the coordinator alone get 5× the timeout: it is alive (heartbeats) and may be
         // busy evaluating or measuring; its own progress check catches a stalled run.
-        let timeout =
-            (shell.machine.configuration?.peerTimeoutSeconds ?? peerTimeout)
-            * (shell.machine.isWaitingOnCoordinator ? 5 : 1)
+        let timeout = (shell.peerTimeoutSeconds ?? peerTimeout) * (shell.isWaitingOnCoordinator ? 5 : 1)
         let stalled = (now - lastProgressAt) / .seconds(1)
         if stalled > timeout {
             let rank = shell.machine.rank.map(String.init) ?? "?"
@@ -113,7 +111,7 @@ struct WorkerCommand: ParsableCommand {
             for node in nodes { node.transport.inProcessAliases = aliases }
         }
         let clock = ContinuousClock()
-        var lastProgress = nodes.map { $0.shell.machine.progress }
+        var lastProgress = nodes.map { $0.shell.progress }
         var lastProgressAt = nodes.map { _ in clock.now }
         var lastCheck = clock.now
         // Which workers have messages waiting: all at first, then what the poll over every inbox
