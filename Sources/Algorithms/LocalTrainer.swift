@@ -60,8 +60,9 @@ public struct LocalTrainer {
     public let batchNorm: BatchNormSettings
     /// Where each step falls in the learning-rate schedule.
     public let clock: ScheduleClock
-    private let workspace: NetworkWorkspace
-    private var gradient: [Float]
+    /// The workspace and the parameter gradient: scratch, shared with other trainers when given.
+    private let scratch: TrainingScratch
+    private var workspace: NetworkWorkspace { scratch.workspace }
     private let stateRanges: [Range<Int>]
     private var savedState: [Float]
     /// Optimizer states of the phases other than 0 (see `train`).
@@ -69,7 +70,7 @@ public struct LocalTrainer {
 
     public init(
         network: Network, shard: Dataset, batchSize: Int, localSteps: Int, optimizer: OptimizerSettings, seed: UInt64,
-        rank: Int, batchNorm: BatchNormSettings = BatchNormSettings(), rounds: Int = 1
+        rank: Int, batchNorm: BatchNormSettings = BatchNormSettings(), rounds: Int = 1, scratch: TrainingScratch? = nil
     ) {
         self.network = network
         clock = ScheduleClock(unit: optimizer.scheduleUnit, stepsPerRound: localSteps, rounds: rounds)
@@ -82,8 +83,14 @@ public struct LocalTrainer {
         self.localSteps = localSteps
         sampler = ShardSampler(shard: shard, seed: seed, rank: rank)
         self.optimizer = Optimizer(settings: optimizer, parameterCount: network.parameterCount)
-        workspace = NetworkWorkspace(network: network, capacity: batchSize)
-        gradient = [Float](repeating: 0, count: network.parameterCount)
+        if let scratch {
+            precondition(
+                scratch.fits(network: network, batchSize: batchSize), "the shared scratch is for another model or batch"
+            )
+            self.scratch = scratch
+        } else {
+            self.scratch = TrainingScratch(network: network, batchSize: batchSize)
+        }
     }
 
     /// Runs `localSteps` steps on `parameters` in round `round` (0-based; the schedule's positions
@@ -132,13 +139,14 @@ public struct LocalTrainer {
             savedState = [Float](repeating: 0, count: kept.reduce(0) { $0 + $1.count })
         }
         var lossSum = 0.0
-        let workspace = self.workspace
+        let scratch = self.scratch
+        let workspace = scratch.workspace
         let batchSize = self.batchSize
         let batchNorm = self.batchNorm
         for step in 0..<steps {
             sampler.fillNextBatch(workspace, batchSize: batchSize)
             let loss = parameters.withUnsafeBufferPointer { p in
-                gradient.withUnsafeMutableBufferPointer { g in
+                scratch.gradient.withUnsafeMutableBufferPointer { g in
                     workspace.lossAndGradient(
                         parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize,
                         normalization: batchNorm.trainingMode
@@ -159,10 +167,10 @@ public struct LocalTrainer {
             }
             lossSum += loss
             if let proximal, proximal.mu != 0 {
-                gradient.addScaled(parameters, by: proximal.mu)
-                gradient.addScaled(proximal.anchor, by: -proximal.mu)
+                scratch.gradient.addScaled(parameters, by: proximal.mu)
+                scratch.gradient.addScaled(proximal.anchor, by: -proximal.mu)
             }
-            optimizer.apply(gradient: &gradient, to: &parameters, scheduleStep: position(step))
+            optimizer.apply(gradient: &scratch.gradient, to: &parameters, scheduleStep: position(step))
             offset = 0
             for range in kept {
                 parameters.replaceSubrange(range, with: savedState[offset..<(offset + range.count)])
@@ -176,17 +184,18 @@ public struct LocalTrainer {
     /// without a step: for trainers that combine gradients themselves (APFL, additive).
     public mutating func nextBatchGradient(at parameters: [Float]) -> (loss: Double, gradient: [Float]) {
         sampler.fillNextBatch(workspace, batchSize: batchSize)
-        let workspace = self.workspace
+        let scratch = self.scratch
+        let workspace = scratch.workspace
         let batchSize = self.batchSize
         let mode = batchNorm.trainingMode
         let loss = parameters.withUnsafeBufferPointer { p in
-            gradient.withUnsafeMutableBufferPointer { g in
+            scratch.gradient.withUnsafeMutableBufferPointer { g in
                 workspace.lossAndGradient(
                     parameters: p.baseAddress!, gradient: g.baseAddress!, batchSize: batchSize, normalization: mode
                 ).loss
             }
         }
-        return (loss, gradient)
+        return (loss, scratch.gradient)
     }
 
     /// The learning rate of step `step` of `count` in round `round` (0-based).
@@ -227,5 +236,39 @@ extension LocalTrainer: Checkpointable {
             phases[phase] = phaseOptimizer
         }
         phaseOptimizers = phases
+    }
+}
+
+/// A training step's scratch memory: the workspace (the input batch, activations and their
+/// gradients) and the parameter gradient. Nothing in it carries from one step to the next, so
+/// trainers that run one after another on one thread (the workers of one process) can share one:
+/// it then stays in cache from one worker's step to the next instead of each worker's own copy
+/// being fetched from memory (with a hundred workers to a process, every worker's buffers are
+/// evicted before its next turn).
+public final class TrainingScratch {
+    let workspace: NetworkWorkspace
+    var gradient: [Float]
+
+    public init(network: Network, batchSize: Int) {
+        workspace = NetworkWorkspace(network: network, capacity: batchSize)
+        gradient = [Float](repeating: 0, count: network.parameterCount)
+    }
+
+    func fits(network: Network, batchSize: Int) -> Bool {
+        workspace.network.spec == network.spec && workspace.capacity == batchSize
+    }
+}
+
+/// One `TrainingScratch` per model and batch size, for trainers that take turns on one thread.
+public final class TrainingScratchPool {
+    private var scratches: [TrainingScratch] = []
+
+    public init() {}
+
+    public func scratch(network: Network, batchSize: Int) -> TrainingScratch {
+        if let found = scratches.first(where: { $0.fits(network: network, batchSize: batchSize) }) { return found }
+        let made = TrainingScratch(network: network, batchSize: batchSize)
+        scratches.append(made)
+        return made
     }
 }

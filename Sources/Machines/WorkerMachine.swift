@@ -176,6 +176,10 @@ public struct WorkerMachine {
     /// Makes the immutable snapshot of a model of a (1-based) round that is sent (set by the shell
     /// to its transport's `makePayload`, which may write it straight into shared memory); a plain
     /// copy by default.
+    /// Scratch memory for the training steps, shared with the other workers that take turns on
+    /// this thread (set by a process running several workers); nil: the trainer's own.
+    public var trainingScratch: TrainingScratchPool?
+
     public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
         FloatPayload(copying: values)
     }
@@ -340,7 +344,8 @@ public struct WorkerMachine {
             localSteps: configuration.localSteps(forExamples: shard.count),
             optimizer: configuration.optimizer, seed: configuration.seed, rank: rank,
             batchNorm: configuration.batchNorm,
-            rounds: configuration.rounds)
+            rounds: configuration.rounds,
+            scratch: trainingScratch?.scratch(network: network, batchSize: configuration.batchSize))
         let personalizer = PersonalTrainer(
             settings: configuration.personalization, network: network, shard: shard,
             batchSize: configuration.batchSize, optimizer: configuration.optimizer, seed: configuration.seed,

@@ -1,3 +1,4 @@
+import Algorithms
 import Datasets
 import Diagnostics
 import LearningCore
@@ -40,10 +41,13 @@ public enum Simulation {
             coordinator.fail(resumeProblem)
             return (coordinator, [])
         }
+        // The workers take turns on this thread: one training scratch serves them all.
+        let scratch = TrainingScratchPool()
         let workers = (0..<configuration.workers).map { index in
-            let machine = WorkerMachine(
+            var machine = WorkerMachine(
                 nonce: UInt64(index), host: "simulation", processID: 0, requestedRank: index,
                 peakResidentBytes: ProcessResources.peakResidentBytes)
+            machine.trainingScratch = scratch
             let transport = hub.makeTransport(name: "worker-\(index)")
             if let loadShard {
                 return WorkerShell(machine: machine, transport: transport, log: log, loadShard: loadShard)

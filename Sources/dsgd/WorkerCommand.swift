@@ -1,3 +1,4 @@
+import Algorithms
 import ArgumentParser
 import Foundation
 import LearningCore
@@ -80,6 +81,8 @@ struct WorkerCommand: ParsableCommand {
         let firstRank = rank ?? Endpoints.launcherRank(offset: rankOffset).map { $0 * workersPerProcess }
         var generator = SystemRandomNumberGenerator()
         var nodes: [(shell: WorkerShell, transport: ZeroMQTransport, heartbeats: HeartbeatSender)] = []
+        // The workers of this process take turns on this thread: one training scratch serves all.
+        let scratch = workersPerProcess > 1 ? TrainingScratchPool() : nil
         defer { for node in nodes { node.heartbeats.stop() } }
         for index in 0..<workersPerProcess {
             var options = network
@@ -91,6 +94,7 @@ struct WorkerCommand: ParsableCommand {
                 processID: ProcessInfo.processInfo.processIdentifier, requestedRank: firstRank.map { $0 + index },
                 peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
             machine.sharedResidentBytes = ProcessResources.sharedResidentBytes
+            machine.trainingScratch = scratch
             let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
             shell.advertisedEndpoint = options.advertised(transport)
             // Killing itself (an injected fault) would take the other workers of the process along.
