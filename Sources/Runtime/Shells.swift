@@ -316,6 +316,17 @@ public final class CoordinatorShell {
     /// Heartbeats and failure detection need real time: on for processes, off in simulation.
     public var detectsFailures = false
     private var lastHeard: [Int: ContinuousClock.Instant] = [:]
+    /// Workers sent their assignment and not heard from since.
+    private var awaitingFirstWord: Set<Int> = []
+
+    /// How long a worker may take to answer its assignment: the failure timeout, or more for a
+    /// large cluster. Every worker decodes its assignment (which names all n workers) and starts
+    /// its heartbeats at the same moment, so on one host the n processes share the cores for it:
+    /// 256 worker processes on 2 cores took over 5 s, and live workers were declared dead before
+    /// the first round. Once a worker has been heard, the failure timeout alone applies.
+    private func firstWordAllowance(_ configuration: RunConfiguration) -> Double {
+        configuration.failureTimeoutSeconds * max(1, Double(configuration.workers) / 64)
+    }
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastWatch: ContinuousClock.Instant?
     private var workerEndpoints: [Int: String] = [:]
@@ -383,6 +394,7 @@ public final class CoordinatorShell {
             case .envelope(let envelope):
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
                     lastHeard[Int(envelope.header.sender)] = clock.now
+                    awaitingFirstWord.remove(Int(envelope.header.sender))
                 }
                 tally.noteReceived(envelope.header.kind)
                 let rejectedBefore = machine.rejectedMessages
@@ -449,9 +461,14 @@ public final class CoordinatorShell {
         }
         for rank in machine.alive {
             let heard = lastHeard[rank] ?? now
-            if lastHeard[rank] == nil { lastHeard[rank] = now }
+            if lastHeard[rank] == nil {
+                lastHeard[rank] = now
+                awaitingFirstWord.insert(rank)
+            }
             let silent = (now - heard) / .seconds(1)
-            if silent > configuration.failureTimeoutSeconds {
+            if silent > configuration.failureTimeoutSeconds
+                && (!awaitingFirstWord.contains(rank) || silent > firstWordAllowance(configuration))
+            {
                 lastHeard[rank] = now
                 perform(machine.onWorkerSilent(rank, seconds: silent))
             }

@@ -40,6 +40,7 @@ public final class ZeroMQTransport: Transport {
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
         inbox = try ZeroMQSocket(context: context, type: ZMQ_PULL, lingerMilliseconds: 0)
         try inbox.setOption(ZMQ_RCVHWM, Self.highWaterMark)
+        try inbox.setOption(ZMQ_BACKLOG, Self.listenBacklog)
         if let curve { try inbox.makeCurveServer(curve) }
         localEndpoint = try inbox.bind(bindEndpoint)
     }
@@ -152,6 +153,13 @@ public final class ZeroMQTransport: Transport {
     /// keeps a run's queues far below it (a few rounds of a few frames per link); a peer whose
     /// queue stays full for the send timeout is treated as gone, so no queue grows without bound.
     public static let highWaterMark: Int32 = 1_024
+
+    /// Pending TCP connections an inbox queues before the kernel drops new ones (libzmq's default
+    /// is 100; the kernel caps it at net.core.somaxconn). Right after the assignments every worker
+    /// opens its heartbeat connection to the coordinator at once: with 256 workers the default
+    /// queue overflowed (`nstat` TcpExtListenOverflows), the dropped connections waited out TCP's
+    /// SYN retries (1 s, 3 s, 7 s), and their workers were declared dead before the first round.
+    public static let listenBacklog: Int32 = 4_096
 
     /// Waits up to `timeoutMilliseconds` until any of `transports` has a message waiting (one
     /// thread driving several nodes: a process that runs several workers); returns the indices of
