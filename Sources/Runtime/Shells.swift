@@ -319,12 +319,14 @@ public final class CoordinatorShell {
     /// Workers sent their assignment and not heard from since.
     private var awaitingFirstWord: Set<Int> = []
 
-    /// How long a worker may take to answer its assignment: the failure timeout, or more for a
-    /// large cluster. Every worker decodes its assignment (which names all n workers) and starts
-    /// its heartbeats at the same moment, so on one host the n processes share the cores for it:
-    /// 256 worker processes on 2 cores took over 5 s, and live workers were declared dead before
-    /// the first round. Once a worker has been heard, the failure timeout alone applies.
-    private func firstWordAllowance(_ configuration: RunConfiguration) -> Double {
+    /// How long a worker may be silent while the workers set up (before the start barrier) or
+    /// before it first answers its assignment: the failure timeout, or more for a large cluster.
+    /// Every worker decodes its assignment (which names all n workers), starts its heartbeats and
+    /// loads its data at the same moment, so on one host the n processes, the coordinator and its
+    /// I/O thread share the cores: with 256 worker processes on 2 cores live workers went unheard
+    /// for over 5 s and were declared dead before the first round. Once running, the failure
+    /// timeout alone applies.
+    private func startAllowance(_ configuration: RunConfiguration) -> Double {
         configuration.failureTimeoutSeconds * max(1, Double(configuration.workers) / 64)
     }
     private var lastHeartbeat: ContinuousClock.Instant?
@@ -467,7 +469,7 @@ public final class CoordinatorShell {
             }
             let silent = (now - heard) / .seconds(1)
             if silent > configuration.failureTimeoutSeconds
-                && (!awaitingFirstWord.contains(rank) || silent > firstWordAllowance(configuration))
+                && (!(machine.isLoading || awaitingFirstWord.contains(rank)) || silent > startAllowance(configuration))
             {
                 lastHeard[rank] = now
                 perform(machine.onWorkerSilent(rank, seconds: silent))
