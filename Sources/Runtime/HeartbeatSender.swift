@@ -18,6 +18,9 @@ public final class HeartbeatSender: @unchecked Sendable {
     private let state: Mutex<State>
     private let transport: any Transport
     private let done = DispatchSemaphore(value: 0)
+    /// Signalled by `stop`, so the thread does not sleep out its interval first (a process of 128
+    /// workers stopped its 128 senders one after another: that took over 30 s).
+    private let wake = DispatchSemaphore(value: 0)
 
     /// - Parameter transport: used by the sending thread only.
     public init(transport: any Transport, intervalSeconds: Double = 0.5) {
@@ -40,12 +43,13 @@ public final class HeartbeatSender: @unchecked Sendable {
     /// Stops the thread and waits for it.
     public func stop() {
         state.withLock { $0.stopped = true }
+        wake.signal()
         done.wait()
     }
 
     private func loop() {
         while true {
-            Thread.sleep(forTimeInterval: state.withLock { $0.intervalSeconds })
+            _ = wake.wait(timeout: .now() + state.withLock { $0.intervalSeconds })
             let (beat, peers, connected, stopped) = state.withLock { ($0.beat, $0.peers, $0.connected, $0.stopped) }
             if stopped { break }
             guard let beat else { continue }
