@@ -737,15 +737,24 @@ public struct CoordinatorMachine {
     }
 
     /// A worker has been silent longer than the failure timeout (the shell watches heartbeats).
-    public mutating func onWorkerSilent(_ rank: Int, seconds: Double) -> [CoordinatorDirective] {
+    /// `limit`: the silence the shell allowed, when longer than the failure timeout (the start
+    /// allowance of a large cluster setting up).
+    public mutating func onWorkerSilent(_ rank: Int, seconds: Double, limit: Double? = nil) -> [CoordinatorDirective] {
         guard phase == .running || phase == .loading, alive.contains(rank) else { return [] }
         let host = registrations[rank].map { "\($0.host) pid \($0.processID)" } ?? "?"
+        var allowance = ""
+        if let limit, limit > configuration.failureTimeoutSeconds {
+            allowance = String(
+                format: ", × %.2f = %.1f s for %d workers setting up", limit / configuration.failureTimeoutSeconds,
+                limit,
+                configuration.workers)
+        }
         let stage =
             phase == .loading
             ? "while loading its data, before the start barrier"
             : "while the coordinator was at round \(nextRoundToRecord)"
         let cause =
-            "worker \(rank) (\(host)) sent nothing for \(String(format: "%.1f", seconds)) s (failure timeout \(configuration.failureTimeoutSeconds) s) \(stage)"
+            "worker \(rank) (\(host)) sent nothing for \(String(format: "%.1f", seconds)) s (failure timeout \(configuration.failureTimeoutSeconds) s\(allowance)) \(stage)"
         return onWorkerFailed(rank, cause: cause)
     }
 

@@ -468,11 +468,12 @@ public final class CoordinatorShell {
                 awaitingFirstWord.insert(rank)
             }
             let silent = (now - heard) / .seconds(1)
-            if silent > configuration.failureTimeoutSeconds
-                && (!(machine.isLoading || awaitingFirstWord.contains(rank)) || silent > startAllowance(configuration))
-            {
+            let limit =
+                machine.isLoading || awaitingFirstWord.contains(rank)
+                ? startAllowance(configuration) : configuration.failureTimeoutSeconds
+            if silent > limit {
                 lastHeard[rank] = now
-                perform(machine.onWorkerSilent(rank, seconds: silent))
+                perform(machine.onWorkerSilent(rank, seconds: silent, limit: limit))
             }
         }
     }

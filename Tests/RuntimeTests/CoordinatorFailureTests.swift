@@ -77,6 +77,15 @@ final class CoordinatorFailureTests: XCTestCase {
         XCTAssertTrue(reason.contains("worker 2"), reason)
         XCTAssertTrue(reason.contains("5.5 s"), reason)
     }
+
+    /// A silence judged against the start allowance names the limit that was applied.
+    func test_onWorkerSilent_withTheStartAllowance_namesIt() {
+        var (machine, _) = machine(policy: .abort)
+        let limit = 4 * machine.configuration.failureTimeoutSeconds
+        let directives = machine.onWorkerSilent(2, seconds: limit + 0.5, limit: limit)
+        guard case .fail(let reason) = directives.last else { return XCTFail("expected a failure") }
+        XCTAssertTrue(reason.contains(String(format: "× 4.00 = %.1f s for", limit)), reason)
+    }
 }
 
 // Mirrors of the wire bodies (the real ones are internal to Runtime's encoding).
