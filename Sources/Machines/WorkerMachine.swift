@@ -173,13 +173,13 @@ public struct WorkerMachine {
 
     /// What the shell found of the host's shared memory, reported at registration.
     private let sharedMemory: SharedMemoryReport?
-    /// Makes the immutable snapshot of a model of a (1-based) round that is sent (set by the shell
-    /// to its transport's `makePayload`, which may write it straight into shared memory); a plain
-    /// copy by default.
     /// Scratch memory for the training steps, shared with the other workers that take turns on
     /// this thread (set by a process running several workers); nil: the trainer's own.
     public var trainingScratch: TrainingScratchPool?
 
+    /// Makes the immutable snapshot of a model of a (1-based) round that is sent (set by the shell
+    /// to its transport's `makePayload`, which may write it straight into shared memory); a plain
+    /// copy by default.
     public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
         FloatPayload(copying: values)
     }

@@ -316,11 +316,8 @@ public final class CoordinatorShell {
     /// Heartbeats and failure detection need real time: on for processes, off in simulation.
     public var detectsFailures = false
     private var lastHeard: [Int: ContinuousClock.Instant] = [:]
-    /// Workers sent their assignment and not heard from since.
-    private var awaitingFirstWord: Set<Int> = []
-
-    /// How long a worker may be silent while the workers set up (before the start barrier) or
-    /// before it first answers its assignment: the failure timeout, or more for a large cluster.
+    /// How long a worker may be silent while the workers set up (from the assignments to the start
+    /// barrier): the failure timeout, or more for a large cluster.
     /// Every worker decodes its assignment (which names all n workers), starts its heartbeats and
     /// loads its data at the same moment, so on one host the n processes, the coordinator and its
     /// I/O thread share the cores: with 256 worker processes on 2 cores live workers went unheard
@@ -396,7 +393,6 @@ public final class CoordinatorShell {
             case .envelope(let envelope):
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {
                     lastHeard[Int(envelope.header.sender)] = clock.now
-                    awaitingFirstWord.remove(Int(envelope.header.sender))
                 }
                 tally.noteReceived(envelope.header.kind)
                 let rejectedBefore = machine.rejectedMessages
@@ -463,14 +459,10 @@ public final class CoordinatorShell {
         }
         for rank in machine.alive {
             let heard = lastHeard[rank] ?? now
-            if lastHeard[rank] == nil {
-                lastHeard[rank] = now
-                awaitingFirstWord.insert(rank)
-            }
+            if lastHeard[rank] == nil { lastHeard[rank] = now }
             let silent = (now - heard) / .seconds(1)
-            let limit =
-                machine.isLoading || awaitingFirstWord.contains(rank)
-                ? startAllowance(configuration) : configuration.failureTimeoutSeconds
+            // Past the barrier every worker has been heard (its readiness): the failure timeout.
+            let limit = machine.isLoading ? startAllowance(configuration) : configuration.failureTimeoutSeconds
             if silent > limit {
                 lastHeard[rank] = now
                 perform(machine.onWorkerSilent(rank, seconds: silent, limit: limit))
