@@ -178,7 +178,32 @@ while [[ ${#live[@]} -gt 0 ]]; do
         if [[ $code -ne 0 ]]; then
             stop_cause="the coordinator exited with status $code"
             [[ $code -gt 128 ]] && stop_cause="$stop_cause (killed by signal $((code - 128)))"
+            break
         fi
+        # The run is complete and every worker has been told so: let them finish on their own
+        # (write --dump-parameters, close their sockets) instead of stopping them mid-write.
+        for ((waited = 0; waited < grace * 10; waited++)); do
+            alive=0
+            for pid in "${live[@]+"${live[@]}"}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+            [[ $alive -eq 0 ]] && break
+            sleep 0.1
+        done
+        for pid in "${live[@]+"${live[@]}"}"; do
+            for i in "${!pids[@]}"; do [[ "${pids[$i]}" == "$pid" ]] && name="${names[$i]}"; done
+            if kill -0 "$pid" 2>/dev/null; then
+                echo "local.sh: $name (pid $pid) had not exited ${grace} s after the run completed; stopping it" >&2
+                # Under '--on-failure continue' it may be a worker the run went on without.
+                [[ $continue_on_failure -eq 0 ]] && status=1
+                continue
+            fi
+            set +e
+            wait "$pid"
+            code=$?
+            set -e
+            [[ $code -eq 0 ]] && continue
+            echo "local.sh: $name (pid $pid) exited with status $code after the run completed" >&2
+            status=1
+        done
         break
     fi
     if [[ $code -ne 0 && $continue_on_failure -eq 1 ]]; then
