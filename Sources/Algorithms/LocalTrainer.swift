@@ -93,6 +93,13 @@ public struct LocalTrainer {
         }
     }
 
+    /// Forgets the optimizer state of every phase (momentum traces back to zero), keeping each
+    /// one's step count: a federated client's fresh local optimizer for a round (`ClientMomentum`).
+    public mutating func resetOptimizerState() {
+        optimizer.resetState()
+        for phase in phaseOptimizers.keys { phaseOptimizers[phase]!.resetState() }
+    }
+
     /// Runs `localSteps` steps on `parameters` in round `round` (0-based; the schedule's positions
     /// come from `clock`, or from the optimizer's own step counter when nil); returns the mean
     /// mini-batch loss (measured before each step, as PyTorch loops report it) and the learning

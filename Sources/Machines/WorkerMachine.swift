@@ -446,6 +446,7 @@ public struct WorkerMachine {
         self.steps = nil
         if let federated = configuration.federated {
             let proximal = federatedAnchor.flatMap { federated.aggregator.proximalTerm(anchor: $0) }
+            if federated.clientMomentum == .reset { steps.trainer.resetOptimizerState() }
             (roundLoss, roundLearningRate) = steps.train(&parameters, round: round, proximal: proximal)
             self.steps = steps
             if !roundLoss.isFinite { return [.fail("training diverged: round \(round + 1) loss is \(roundLoss)")] }

@@ -68,6 +68,7 @@ public struct Optimizer: @unchecked Sendable {
     private let apply: (inout [Float], inout Any, [Float], Int) -> Void
     private let saveState: (Any, inout StateWriter) -> Void
     private let restoreState: (inout StateReader) throws(StateArchiveError) -> Any
+    private let initialState: () -> Any
     public private(set) var step: Int = 0
     public let settings: OptimizerSettings
 
@@ -83,7 +84,15 @@ public struct Optimizer: @unchecked Sendable {
         restoreState = { reader throws(StateArchiveError) in
             try transformation.restore(from: &reader, parameterCount: parameterCount)
         }
+        initialState = { transformation.initialState(parameterCount: parameterCount) }
         self.settings = settings
+    }
+
+    /// Forgets the transformations' state (the momentum trace back to zero), as a freshly built
+    /// optimizer; the step counter, so the schedule's position, is kept.
+    public mutating func resetState() {
+        state = ()
+        state = initialState()
     }
 
     /// Builds SGD from settings: chain(clip?, coupled decay?, trace?, scale by −η, decoupled decay?).

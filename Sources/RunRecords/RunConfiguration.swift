@@ -50,10 +50,22 @@ public enum FailurePolicy: String, Sendable, Codable, CaseIterable {
 public struct FederatedSettings: Sendable, Equatable, Codable {
     public var clientFraction: Double
     public var proximalMu: Double
+    public var clientMomentum: ClientMomentum
 
-    public init(clientFraction: Double, proximalMu: Double) {
+    public init(clientFraction: Double, proximalMu: Double, clientMomentum: ClientMomentum = .reset) {
         self.clientFraction = clientFraction
         self.proximalMu = proximalMu
+        self.clientMomentum = clientMomentum
+    }
+
+    private enum CodingKeys: String, CodingKey { case clientFraction, proximalMu, clientMomentum }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        clientFraction = try c.decode(Double.self, forKey: .clientFraction)
+        proximalMu = try c.decode(Double.self, forKey: .proximalMu)
+        // Versions before the setting kept each client's momentum from round to round.
+        clientMomentum = try c.decodeIfPresent(ClientMomentum.self, forKey: .clientMomentum) ?? .keep
     }
 
     /// The server's rule: FedProx when μ > 0, FedAvg otherwise.
@@ -62,6 +74,18 @@ public struct FederatedSettings: Sendable, Equatable, Codable {
             ? FederatedProximal(clientFraction: clientFraction, proximalMu: proximalMu)
             : FederatedAveraging(clientFraction: clientFraction)
     }
+}
+
+/// What a federated client's optimizer state (the momentum trace of the shared model's local
+/// optimizer) does between the rounds it trains in.
+public enum ClientMomentum: String, Sendable, Codable, CaseIterable {
+    /// Back to zero at the start of every round's local training: a fresh local optimizer per
+    /// round, as FedAvg's usual implementations build one (McMahan et al., AISTATS 2017, describe
+    /// plain local SGD, so no trace carries over). The default.
+    case reset
+    /// Carried over from the client's previous round, however many rounds ago it was sampled
+    /// (dsgd's behaviour before the setting existed).
+    case keep
 }
 
 /// The large-batch regime of "Train longer, generalize better" (Hoffer, Hubara and Soudry,

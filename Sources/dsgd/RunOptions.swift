@@ -58,6 +58,11 @@ struct RunOptions: ParsableArguments {
         guard optimization.warmupSteps >= 0 else {
             throw ValidationError("--warmup: must be ≥ 0, got \(optimization.warmupSteps)")
         }
+        if personal.clientMomentum != nil && personal.federated == nil {
+            throw ValidationError(
+                "--client-momentum: applies to federated runs (--federated fedavg|fedprox); gossip keeps every worker's momentum"
+            )
+        }
         let optimizer = OptimizerSettings(
             schedule: optimization.lrSchedule.schedule(
                 baseRate: optimization.learningRate, warmup: optimization.warmupSteps),
@@ -85,7 +90,8 @@ struct RunOptions: ParsableArguments {
             clientTestSize: personal.clientTestSize,
             federated: personal.federated.map {
                 FederatedSettings(
-                    clientFraction: personal.clientFraction, proximalMu: $0 == .fedprox ? personal.proximalMu : 0)
+                    clientFraction: personal.clientFraction, proximalMu: $0 == .fedprox ? personal.proximalMu : 0,
+                    clientMomentum: personal.clientMomentum ?? .reset)
             },
             batchNorm: BatchNormSettings(
                 virtualBatchSize: batchNorm.virtualBatchSize, runningStatisticsRule: batchNorm.runningStats,
@@ -358,6 +364,12 @@ struct PersonalizationOptions: ParsableArguments {
 
     @Option(
         help:
+            "Federated: what a client's momentum trace does between the rounds it trains in: reset (a fresh local optimizer each round, as FedAvg's usual implementations) or keep. Default: reset."
+    )
+    var clientMomentum: ClientMomentum?
+
+    @Option(
+        help:
             "Personalization algorithm: \(PersonalizationSettings.Algorithm.allCases.map(\.rawValue).joined(separator: ", ")). fedper and fedrep keep the last layer as the personal head, fedbn the batch-norm layers; local-only needs --topology solo."
     )
     var personalization: PersonalizationSettings.Algorithm = .none
@@ -560,6 +572,7 @@ struct RunFolderOptions: ParsableArguments {
 }
 
 extension WeightDecayMode: ExpressibleByArgument {}
+extension ClientMomentum: ExpressibleByArgument {}
 extension ScheduleUnit: ExpressibleByArgument {}
 extension WeightRule: ExpressibleByArgument {}
 extension RunningStatisticsRule: ExpressibleByArgument {}

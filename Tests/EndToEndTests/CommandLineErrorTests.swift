@@ -109,6 +109,8 @@ final class CommandLineErrorTests: XCTestCase {
             (["--personalization", "ditto", "--ditto-lambda=-1"], "--ditto-lambda: must be ≥ 0"),
             (["--personalization", "magic"], "--personalization"),
             (["--personal-layers", "layers.9"], "'layers.9' names no parameter slice"),
+            (["--client-momentum", "keep"], "--client-momentum: applies to federated runs"),
+            (["--federated", "fedavg", "--client-momentum", "sometimes"], "--client-momentum"),
         ] {
             (status, text) = try simulate(arguments + ["--data", "synthetic"], in: scratch)
             XCTAssertNotEqual(status, 0, "\(arguments)")

@@ -33,6 +33,26 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(t[1][0], 0.71, accuracy: 1e-6)
     }
 
+    /// `resetState` zeroes the trace and keeps the schedule's position: after two heavy-ball steps
+    /// and a reset, the third step is a first step (m = g) at step 2 of a step-decay schedule.
+    func testResetState_ZeroesTheTrace_KeepsTheStep() {
+        // η = 0.1 for steps 0–1, 0.01 from step 2. m1 = 1, x1 = 0.9; m2 = 1.9, x2 = 0.71; reset;
+        // m3 = 1 (not 0.9·1.9 + 1 = 2.71), x3 = 0.71 − 0.01·1 = 0.70.
+        var optimizer = Optimizer(
+            settings: .init(schedule: .step(base: 0.1, every: 2, factor: 0.1), momentumKind: .heavyBall, momentum: 0.9),
+            parameterCount: 1)
+        var x: [Float] = [1]
+        for _ in 0..<2 {
+            var g: [Float] = [1]
+            optimizer.apply(gradient: &g, to: &x)
+        }
+        optimizer.resetState()
+        XCTAssertEqual(optimizer.step, 2)
+        var g: [Float] = [1]
+        optimizer.apply(gradient: &g, to: &x)
+        XCTAssertEqual(x[0], 0.70, accuracy: 1e-6)
+    }
+
     func testNesterovMomentum() {
         // m1 = 1, u1 = 1 + 0.9·1 = 1.9, x1 = 1 − 0.19 = 0.81; m2 = 1.9, u2 = 1 + 1.71 = 2.71, x2 = 0.81 − 0.271
         let t = run(

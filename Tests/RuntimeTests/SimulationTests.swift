@@ -405,12 +405,18 @@ final class PersonalizationTests: XCTestCase {
 final class FederatedTests: XCTestCase {
     /// FedAvg and FedProx against a direct sequential computation: each round the sampled clients
     /// train from the global model (FedProx adds μ(x − global) to every gradient) and the server
-    /// averages them weighted by shard size. Relative 1e-5 (summation order differs).
+    /// averages them weighted by shard size. Relative 1e-5 (summation order differs). With
+    /// momentum 0.9, a client's trace starts from zero in each of its rounds (`reset`, the
+    /// default) or carries over from its previous round (`keep`); the two differ.
     func testFederated_MatchesTheSequentialServer() throws {
-        for mu in [0.0, 0.1] {
-            var configuration = smallConfiguration(workers: 5, rounds: 8, localSteps: 3)
+        var finals: [ClientMomentum: [Float]] = [:]
+        for (mu, momentum, clientMomentum) in [
+            (0.0, 0.0, ClientMomentum.reset), (0.1, 0.0, .reset), (0.0, 0.9, .reset), (0.0, 0.9, .keep),
+        ] {
+            var configuration = smallConfiguration(workers: 5, rounds: 8, localSteps: 3, momentum: momentum)
             configuration.partition = .logNormal(sigma: 1)
-            configuration.federated = FederatedSettings(clientFraction: 0.6, proximalMu: mu)
+            configuration.federated = FederatedSettings(
+                clientFraction: 0.6, proximalMu: mu, clientMomentum: clientMomentum)
             configuration.topology = .fixed(try .generated(.solo, nodeCount: 5))
             try configuration.validate()
             let (coordinator, workers) = try simulate(configuration)
@@ -430,17 +436,23 @@ final class FederatedTests: XCTestCase {
                 var next = [Float](repeating: 0, count: global.count)
                 for client in sampled {
                     var x = global
+                    if clientMomentum == .reset { trainers[client].resetOptimizerState() }
                     _ = trainers[client].train(&x, round: round, proximal: (mu: Float(mu), anchor: global))
                     next.addScaled(x, by: Float(Double(shardSets[client].count) / total))
                 }
                 global = next
             }
             for worker in workers {
-                XCTAssertLessThan(relativeDistance(worker.machine.parameters, global), 1e-5, "μ = \(mu)")
+                XCTAssertLessThan(
+                    relativeDistance(worker.machine.parameters, global), 1e-5,
+                    "μ = \(mu), momentum \(momentum), \(clientMomentum)")
             }
             XCTAssertEqual(coordinator.records.count, 8)
             XCTAssertNotNil(coordinator.records.last?.testAccuracy)
+            if momentum > 0 { finals[clientMomentum] = global }
         }
+        XCTAssertGreaterThan(
+            relativeDistance(finals[.reset]!, finals[.keep]!), 1e-3, "resetting the momentum changes the run")
     }
 
     /// Per-client evaluation in federated mode scores the global model (what every client holds) on
