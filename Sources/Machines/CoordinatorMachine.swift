@@ -467,7 +467,9 @@ public struct CoordinatorMachine {
         // A diverged personal model has a NaN or infinite loss: that is a figure to record (its
         // accuracy is still a fraction), not a malformed message to wait for forever.
         guard (0...1).contains(evaluation.accuracy), evaluation.examples > 0,
-            evaluation.trainingExamples >= 0
+            evaluation.trainingExamples >= 0,
+            (evaluation.validationAccuracy.map { (0...1).contains($0) } ?? true),
+            (evaluation.validationExamples.map { $0 > 0 } ?? true)
         else {
             return reject("client evaluation from worker \(sender) out of range: \(evaluation)")
         }

@@ -85,6 +85,8 @@ public struct WorkerMachine {
     public private(set) var removed: Set<Int> = []
     /// Evaluates this worker's own model on its own test split (honest per-client evaluation).
     private var clientEvaluator: Evaluator?
+    /// The same model on the training examples set aside for validation (`clientValidationSize`).
+    private var clientValidationEvaluator: Evaluator?
     /// Coordinates that stay on this worker (personal layers; running statistics under the local
     /// batch-norm policy).
     private var personal: [Range<Int>] = []
@@ -311,7 +313,9 @@ public struct WorkerMachine {
     }
 
     /// The shell loaded the shard (and, with per-client evaluation, this worker's own test split).
-    public mutating func onShardLoaded(_ shard: Dataset, clientTest: Dataset? = nil) -> [WorkerDirective] {
+    public mutating func onShardLoaded(_ shard: Dataset, clientTest: Dataset? = nil, clientValidation: Dataset? = nil)
+        -> [WorkerDirective]
+    {
         guard let configuration, let rank else { return [.fail("shard loaded before assignment")] }
         let network = Network(spec: configuration.model)
         guard shard.featureCount == network.inputWidth else {
@@ -332,6 +336,7 @@ public struct WorkerMachine {
         parameters = network.initialParameters(seed: configuration.seed)
         personal = configuration.localRanges(in: network.layout)
         clientEvaluator = clientTest.map { Evaluator(network: network, dataset: $0) }
+        clientValidationEvaluator = clientValidation.map { Evaluator(network: network, dataset: $0) }
         if configuration.federated == nil {
             rule = configuration.algorithm.makeRule(
                 context: GossipRuleContext(
@@ -766,9 +771,15 @@ public struct WorkerMachine {
         guard let clientEvaluator, configuration.evaluates(afterRound: round) else { return [] }
         let model = personalizedModel()
         let result = model.withUnsafeBufferPointer { clientEvaluator.evaluate($0) }
-        let evaluation = ClientEvaluation(
+        var evaluation = ClientEvaluation(
             round: round, accuracy: result.accuracy, loss: result.loss, examples: clientEvaluator.dataset.count,
             trainingExamples: steps?.trainer.sampler.shard.count ?? 0)
+        if let clientValidationEvaluator {
+            let validation = model.withUnsafeBufferPointer { clientValidationEvaluator.evaluate($0) }
+            evaluation.validationAccuracy = validation.accuracy
+            evaluation.validationLoss = validation.loss
+            evaluation.validationExamples = clientValidationEvaluator.dataset.count
+        }
         return [
             send(
                 Envelope(header: header(.clientEvaluation, round: round), body: Body.encode(evaluation)),

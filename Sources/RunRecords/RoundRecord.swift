@@ -48,6 +48,11 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var clientAccuracyWorst: Double?
     /// Mean accuracy of the worst 10 % of clients (at least one).
     public var clientAccuracyWorstTenth: Double?
+    /// The same models on each client's validation split (`clientValidationSize`; by rank), their
+    /// mean and the worst: what hyperparameters are chosen on, never the test split.
+    public var clientValidationAccuracy: [Double]?
+    public var clientValidationAccuracyMean: Double?
+    public var clientValidationAccuracyWorst: Double?
     /// The additive model's curriculum values λ_t and μ_t that this round's loss used.
     public var additiveLambda: Double?
     public var additiveMu: Double?
@@ -98,6 +103,9 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         case clientAccuracyStandardDeviation = "client_accuracy_std"
         case clientAccuracyWorst = "client_accuracy_worst"
         case clientAccuracyWorstTenth = "client_accuracy_worst_10pct"
+        case clientValidationAccuracy = "client_validation_accuracy"
+        case clientValidationAccuracyMean = "client_validation_accuracy_mean"
+        case clientValidationAccuracyWorst = "client_validation_accuracy_worst"
         case additiveLambda = "additive_lambda"
         case additiveMu = "additive_mu"
         case additiveGlobalZeroFraction = "additive_global_zero_fraction"
@@ -147,6 +155,12 @@ extension RoundRecord {
         clientAccuracyWorst = sorted.first
         let tenth = max(1, sorted.count / 10)
         clientAccuracyWorstTenth = sorted.prefix(tenth).reduce(0, +) / Double(tenth)
+        let validation = evaluations.compactMap(\.validationAccuracy)
+        if validation.count == evaluations.count {
+            clientValidationAccuracy = validation
+            clientValidationAccuracyMean = validation.reduce(0, +) / Double(validation.count)
+            clientValidationAccuracyWorst = validation.min()
+        }
     }
 }
 
@@ -162,6 +176,10 @@ public struct ClientEvaluation: Codable, Sendable, Equatable {
     /// Training examples of the client (its share of the data: the weight of its accuracy in the
     /// sample-weighted mean).
     public var trainingExamples: Int
+    /// The same model on the client's validation split (`clientValidationSize`), when it has one.
+    public var validationAccuracy: Double? = nil
+    public var validationLoss: Double? = nil
+    public var validationExamples: Int? = nil
 
     public init(round: Int, accuracy: Double, loss: Double, examples: Int, trainingExamples: Int) {
         self.round = round

@@ -181,6 +181,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Honest per-client evaluation: each worker's own model on a test split of this many examples
     /// drawn from that worker's own label distribution (0: off).
     public var clientTestSize: Int
+    /// Hyperparameter selection without the test split: this many of each worker's own training
+    /// examples (a seeded choice) are set aside, never trained on, and its deployed model is
+    /// scored on them whenever it is scored on its test split (0: off; needs `clientTestSize`).
+    public var clientValidationSize = 0
     /// Federated mode (the coordinator is the server); nil for gossip.
     public var federated: FederatedSettings?
     /// Batch norm: ghost batches, running statistics, and their policy across workers.
@@ -320,6 +324,10 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             try check(!topology.requiresPushSum, "--federated", "federated mode uses the server, not push-sum")
         }
         try check(clientTestSize >= 0, "--client-test-size", "must be ≥ 0, got \(clientTestSize)")
+        try check(clientValidationSize >= 0, "--client-validation-size", "must be ≥ 0, got \(clientValidationSize)")
+        try check(
+            clientValidationSize == 0 || clientTestSize > 0, "--client-validation-size",
+            "needs --client-test-size (the validation split is scored alongside each client's test split)")
         if let ghost = batchNorm.virtualBatchSize {
             try check(model.batchNorm, "--virtual-batch-size", "the model \(model) has no batch norm (add :bn)")
             try check(
@@ -690,6 +698,7 @@ extension RunConfiguration {
         // Versions before the all-reduce averaged C-SGD by gossip.
         allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
         trainExamples = try c.decodeIfPresent(Int.self, forKey: .trainExamples)
+        clientValidationSize = try c.decodeIfPresent(Int.self, forKey: .clientValidationSize) ?? 0
         gossipRule = try c.decodeIfPresent(GossipRuleSettings.self, forKey: .gossipRule)
         // Versions before checkpoints wrote none.
         checkpoints = try c.decodeIfPresent(CheckpointSettings.self, forKey: .checkpoints)

@@ -38,6 +38,9 @@ public struct RunSummary: Codable, Sendable {
     public var clientAccuracyWorstLast: Double?
     public var clientAccuracyMeanBest: Double?
     public var clientAccuracyBestRound: Int?
+    /// The same clients' models on their validation splits at the last evaluation (mean, worst).
+    public var clientValidationAccuracyMeanLast: Double? = nil
+    public var clientValidationAccuracyWorstLast: Double? = nil
     /// Seconds from the coordinator's start to the start barrier (processes only).
     public var startupSeconds: Double? = nil
     /// How payloads travelled between the processes, and why (processes only).
@@ -102,6 +105,8 @@ public struct RunSummary: Codable, Sendable {
         case clientAccuracyWorstLast = "client_accuracy_worst_last"
         case clientAccuracyMeanBest = "client_accuracy_mean_best"
         case clientAccuracyBestRound = "client_accuracy_best_round"
+        case clientValidationAccuracyMeanLast = "client_validation_accuracy_mean_last"
+        case clientValidationAccuracyWorstLast = "client_validation_accuracy_worst_last"
         case startupSeconds = "startup_seconds"
         case payloads
     }

@@ -128,11 +128,48 @@ public enum DataLoader {
     /// measured on exactly the examples it is trained on), partitioned among the workers.
     public static func loadShard(
         _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int,
-        trainExamples: Int? = nil
+        trainExamples: Int? = nil, validationSize: Int = 0
     ) throws -> Dataset {
         let (shards, labels, classCount) = try shardIndices(
             source, partition: partition, workers: workers, seed: seed, trainExamples: trainExamples)
-        return try loadTrainExamples(source, indices: shards[rank], labels: labels, classCount: classCount)
+        let rows = try validationSplit(of: shards[rank], size: validationSize, seed: seed, rank: rank).training
+        return try loadTrainExamples(source, indices: rows, labels: labels, classCount: classCount)
+    }
+
+    /// Worker `rank`'s training rows cut in two: `size` of them, a seeded choice, set aside for
+    /// validation (`RunConfiguration.clientValidationSize`), the rest to train on, both in the
+    /// shard's order. The choice depends on the seed and the rank only, so the training side is
+    /// the same in every process that asks.
+    static func validationSplit(of shard: [Int], size: Int, seed: UInt64, rank: Int) throws -> (
+        training: [Int], validation: [Int]
+    ) {
+        guard size > 0 else { return (shard, []) }
+        guard size < shard.count else {
+            throw DataError(
+                file: "training set",
+                reason:
+                    "worker \(rank)'s shard has \(shard.count) examples; --client-validation-size \(size) would leave none to train on"
+            )
+        }
+        var positions = Array(shard.indices)
+        var generator = SplitMix64(seed: seed, stream: 0x7A11_D000 &+ UInt64(rank))
+        generator.shuffle(&positions)
+        let chosen = Set(positions.prefix(size))
+        return (
+            shard.indices.filter { !chosen.contains($0) }.map { shard[$0] },
+            shard.indices.filter { chosen.contains($0) }.map { shard[$0] }
+        )
+    }
+
+    /// Worker `rank`'s validation split: the training rows `validationSplit` set aside.
+    public static func loadClientValidationSplit(_ configuration: RunConfiguration, rank: Int) throws -> Dataset {
+        let (shards, labels, classCount) = try shardIndices(
+            configuration.data, partition: configuration.partition, workers: configuration.workers,
+            seed: configuration.seed, trainExamples: configuration.trainExamples)
+        let rows = try validationSplit(
+            of: shards[rank], size: configuration.clientValidationSize, seed: configuration.seed, rank: rank
+        ).validation
+        return try loadTrainExamples(configuration.data, indices: rows, labels: labels, classCount: classCount)
     }
 
     /// Every worker's training rows (indices into the training split), with the split's labels.

@@ -20,16 +20,21 @@ public final class WorkerShell {
     private let log: (String) -> Void
     private let loadShard: (Int, RunConfiguration) throws -> Dataset
     private let loadClientTest: (Int, RunConfiguration) throws -> Dataset
+    private let loadClientValidation: (Int, RunConfiguration) throws -> Dataset
 
     public init(
         machine: WorkerMachine, transport: any Transport, log: @escaping (String) -> Void,
         loadShard: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadShard(
                 configuration.data, partition: configuration.partition, workers: configuration.workers,
-                seed: configuration.seed, rank: rank, trainExamples: configuration.trainExamples)
+                seed: configuration.seed, rank: rank, trainExamples: configuration.trainExamples,
+                validationSize: configuration.clientValidationSize)
         },
         loadClientTest: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadClientTestSplit(configuration, rank: rank)
+        },
+        loadClientValidation: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
+            try DataLoader.loadClientValidationSplit(configuration, rank: rank)
         }
     ) {
         self.machine = machine
@@ -38,6 +43,7 @@ public final class WorkerShell {
         self.loadShard = loadShard
         self.machine.payloadMaker = { [unowned transport] in transport.makePayload($0, round: $1) }
         self.loadClientTest = loadClientTest
+        self.loadClientValidation = loadClientValidation
     }
 
     /// The inbox endpoint other processes should connect to (defaults to the bound one).
@@ -255,7 +261,11 @@ public final class WorkerShell {
                 do {
                     let shard = try loadShard(rank, configuration)
                     let clientTest = configuration.clientTestSize > 0 ? try loadClientTest(rank, configuration) : nil
-                    queue = machine.onShardLoaded(shard, clientTest: clientTest)[...] + queue
+                    let clientValidation =
+                        configuration.clientValidationSize > 0 ? try loadClientValidation(rank, configuration) : nil
+                    queue =
+                        machine.onShardLoaded(shard, clientTest: clientTest, clientValidation: clientValidation)[...]
+                        + queue
                 } catch {
                     fail("cannot load data: \(error)")
                 }
@@ -672,6 +682,8 @@ public final class CoordinatorShell {
             payloads: payloadDecision)
         summary.workerSharedResidentBytes =
             payloadDecision?.plan == nil || summaries.isEmpty ? nil : summaries.map { $0.sharedResidentBytes ?? 0 }
+        summary.clientValidationAccuracyMeanLast = lastClient?.clientValidationAccuracyMean
+        summary.clientValidationAccuracyWorstLast = lastClient?.clientValidationAccuracyWorst
         return summary
     }
 

@@ -109,6 +109,7 @@ struct RunOptions: ParsableArguments {
         configuration.allowBiasedAverage = gossip.allowBiasedAverage
         configuration.allowsAllReduce = !gossip.noAllReduce
         configuration.trainExamples = learning.trainExamples
+        configuration.clientValidationSize = personal.clientValidationSize
         if gossip.algorithm == .choco || gossip.compressor != nil || gossip.consensusStep != nil {
             var rule = GossipRuleSettings()
             if let compressor = gossip.compressor { rule.compressor = compressor }
@@ -389,6 +390,12 @@ struct PersonalizationOptions: ParsableArguments {
             "Evaluate each worker's own model on a test split of this many examples drawn from its own label distribution (0: off)."
     )
     var clientTestSize: Int = 0
+
+    @Option(
+        help:
+            "Set aside this many of each worker's training examples (seeded; never trained on) and score its own model on them with its test split: a validation split for choosing hyperparameters (0: off; needs --client-test-size)."
+    )
+    var clientValidationSize: Int = 0
 
     @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
     var fineTuneSteps: Int = 20

@@ -232,12 +232,14 @@ final class PersonalizationAlgorithmTests: XCTestCase {
         XCTAssertNotEqual(Array(trained[0..<head.lowerBound]), Array(start[0..<head.lowerBound]))
     }
 
-    /// FedAvg with one local step, every client every round and equal client sizes is C-SGD:
-    /// gossip on the complete graph (exact averaging). Tolerance 1e-5 relative: the server's
-    /// size-weighted sum and the gossip mix add the same terms in different orders.
+    /// FedAvg with one local step, every client every round, equal client sizes and each client's
+    /// momentum kept from round to round is C-SGD: gossip on the complete graph (exact averaging).
+    /// (With `--client-momentum reset` every round's step would start without a trace, which a
+    /// C-SGD worker never does.) Tolerance 1e-5 relative: the server's size-weighted sum and the
+    /// gossip mix add the same terms in different orders.
     func testFedAvgOneStepFullParticipation_EqualsCSGD() throws {
         var federated = smallConfiguration(workers: 4, rounds: 8, localSteps: 1, momentum: 0.9)
-        federated.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+        federated.federated = FederatedSettings(clientFraction: 1, proximalMu: 0, clientMomentum: .keep)
         federated.topology = .fixed(try .generated(.solo, nodeCount: 4))
         var centralized = smallConfiguration(workers: 4, rounds: 8, localSteps: 1, momentum: 0.9)
         centralized.topology = .fixed(try .generated(.complete, nodeCount: 4))

@@ -99,7 +99,9 @@ final class RecordsFingerprintTests: XCTestCase {
         let federatedBase = base.with {
             $0.workers = 4
             $0.topology = .fixed(try! .generated(.solo, nodeCount: 4))
-            $0.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+            // Momentum kept between a client's rounds: the behaviour these fingerprints were
+            // recorded with, before `--client-momentum` (whose default is now reset).
+            $0.federated = FederatedSettings(clientFraction: 1, proximalMu: 0, clientMomentum: .keep)
             $0.partition = .dirichlet(alpha: 0.3)
             $0.clientTestSize = 30
         }
@@ -107,7 +109,23 @@ final class RecordsFingerprintTests: XCTestCase {
         list.append(
             (
                 "fedprox-sampled",
+                federatedBase.with {
+                    $0.federated = FederatedSettings(clientFraction: 0.5, proximalMu: 0.1, clientMomentum: .keep)
+                }
+            ))
+        list.append(("fedavg-momentum-reset", federatedBase.with { $0.federated?.clientMomentum = .reset }))
+        list.append(
+            (
+                "fedprox-sampled-momentum-reset",
                 federatedBase.with { $0.federated = FederatedSettings(clientFraction: 0.5, proximalMu: 0.1) }
+            ))
+        list.append(
+            (
+                "fedavg-validation-split",
+                federatedBase.with {
+                    $0.federated?.clientMomentum = .reset
+                    $0.clientValidationSize = 10
+                }
             ))
         for algorithm in PersonalizationSettings.Algorithm.allCases where algorithm != .none {
             for federated in [true, false] {

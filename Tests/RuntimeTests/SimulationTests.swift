@@ -493,4 +493,59 @@ final class FederatedTests: XCTestCase {
         XCTAssertNil(personalized.coordinator.records.last?.testAccuracy)
         XCTAssertTrue(personalized.coordinator.machine.events.contains { $0.hasPrefix("x̄ is not evaluated") })
     }
+
+    /// A client's validation split is `clientValidationSize` of its own training examples, set
+    /// aside: its training shard is the rest (the two disjoint, together the whole shard), and
+    /// its deployed model is scored on them whenever it is scored on its test split, exactly as
+    /// scoring that model on those rows directly.
+    func testClientValidationSplit_IsCarvedFromTheShard_AndScoredWithTheTestSplit() throws {
+        var configuration = smallConfiguration(workers: 4, rounds: 4, evalEvery: 2)
+        configuration.partition = .dirichlet(alpha: 0.5)
+        configuration.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
+        configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
+        configuration.clientTestSize = 30
+        configuration.clientValidationSize = 12
+        try configuration.validate()
+        func rows(_ dataset: Dataset) -> [[UInt8]] {
+            (0..<dataset.count).map {
+                Array(dataset.features[($0 * dataset.featureCount)..<(($0 + 1) * dataset.featureCount)])
+            }
+        }
+        var validationSplits: [Dataset] = []
+        for rank in 0..<configuration.workers {
+            let whole = try DataLoader.loadShard(
+                configuration.data, partition: configuration.partition, workers: 4, seed: configuration.seed,
+                rank: rank)
+            let training = try DataLoader.loadShard(
+                configuration.data, partition: configuration.partition, workers: 4, seed: configuration.seed,
+                rank: rank, validationSize: 12)
+            let validation = try DataLoader.loadClientValidationSplit(configuration, rank: rank)
+            XCTAssertEqual(validation.count, 12)
+            XCTAssertEqual(training.count, whole.count - 12)
+            XCTAssertEqual(
+                (rows(training) + rows(validation)).map { $0.map(String.init).joined(separator: ",") }.sorted(),
+                rows(whole).map { $0.map(String.init).joined(separator: ",") }.sorted(), "worker \(rank)")
+            validationSplits.append(validation)
+        }
+        let (coordinator, workers) = try simulate(configuration)
+        let global = try XCTUnwrap(workers.first?.machine.parameters)
+        let network = Network(spec: configuration.model)
+        let expected = validationSplits.map { split in
+            global.withUnsafeBufferPointer { Evaluator(network: network, dataset: split).evaluate($0).accuracy }
+        }
+        let last = try XCTUnwrap(coordinator.records.last)
+        XCTAssertEqual(last.clientValidationAccuracy, expected)
+        XCTAssertEqual(last.clientValidationAccuracyMean!, expected.reduce(0, +) / 4, accuracy: 1e-12)
+        XCTAssertEqual(last.clientValidationAccuracyWorst, expected.min())
+        XCTAssertNotNil(last.clientAccuracy)
+
+        configuration.clientValidationSize = 1_000
+        XCTAssertThrowsError(try DataLoader.loadClientValidationSplit(configuration, rank: 0)) {
+            XCTAssertTrue("\($0)".contains("would leave none to train on"), "\($0)")
+        }
+        configuration.clientTestSize = 0
+        configuration.clientValidationSize = 5
+        XCTAssertTrue(
+            validationMessage(configuration).contains("needs --client-test-size"), validationMessage(configuration))
+    }
 }
