@@ -146,6 +146,28 @@ public struct SeedFigure {
             SeedFigure(name: "wall s", value: { $0.summary?.wallSeconds }, format: "%.1f"),
         ]
     }
+
+    /// The per-client figures (`--client-test-size`), at the last evaluation: each client's
+    /// deployed model on its own test split — the unweighted mean, the mean weighted by training
+    /// examples, the worst client, the worst 10 % — then the same mean and worst on the validation
+    /// splits (`--client-validation-size`), and the bytes a client sent per round.
+    public static var clients: [SeedFigure] {
+        func last(_ run: RunFolder) -> RoundRecord? { run.rounds.last { $0.clientAccuracyMean != nil } }
+        return [
+            SeedFigure(name: "client acc", value: { last($0)?.clientAccuracyMean }, format: "%.4f"),
+            SeedFigure(name: "client acc (weighted)", value: { last($0)?.clientAccuracyWeightedMean }, format: "%.4f"),
+            SeedFigure(name: "worst client", value: { last($0)?.clientAccuracyWorst }, format: "%.4f"),
+            SeedFigure(name: "worst 10 %", value: { last($0)?.clientAccuracyWorstTenth }, format: "%.4f"),
+            SeedFigure(name: "validation acc", value: { last($0)?.clientValidationAccuracyMean }, format: "%.4f"),
+            SeedFigure(name: "worst validation", value: { last($0)?.clientValidationAccuracyWorst }, format: "%.4f"),
+            SeedFigure(
+                name: "bytes/client/round",
+                value: { run in
+                    let perClient = run.rounds.compactMap(\.bytesSentByWorker).flatMap { $0 }
+                    return perClient.isEmpty ? nil : Double(perClient.reduce(0, +)) / Double(perClient.count)
+                }, format: "%.0f"),
+        ]
+    }
 }
 
 extension RunFolder {

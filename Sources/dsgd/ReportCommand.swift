@@ -80,7 +80,10 @@ struct ReportCommand: ParsableCommand {
         @Option(help: "Also write the table in Markdown to this file.")
         var markdown: String?
 
-        @Flag(help: "Print the per-client table (personalized evaluation) instead of the general one.")
+        @Flag(
+            help:
+                "The per-client figures (personalized evaluation) instead of the general ones: a table per run, or over seeds the client means, worst client, worst 10 %, validation and bytes."
+        )
         var clients = false
 
         @Flag(help: "One row per run, even when runs differ only in the seed.")
@@ -100,13 +103,14 @@ struct ReportCommand: ParsableCommand {
             let runs = try loadRuns(runDirectories)
             guard !(perRun && bySeed) else { throw ValidationError("give --per-run or --by-seed, not both") }
             var groups = try seedGroups(runs, distinctSeeds: false)
-            let aggregate = !clients && !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
+            let aggregate = !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
             if aggregate { groups = try seedGroups(runs, distinctSeeds: true) }
             var (html, table, markdownTable) =
                 aggregate
                 ? ReportPage.seedComparison(groups, figures: try chosenFigures())
                 : ReportPage.comparison(runs)
-            if clients { (table, markdownTable) = ReportPage.clientComparison(runs) }
+            // Per run, the per-client table; over seeds, the client figures in the seed table.
+            if clients && !aggregate { (table, markdownTable) = ReportPage.clientComparison(runs) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
             if let markdown { try Data((markdownTable + "\n").utf8).write(to: URL(fileURLWithPath: markdown)) }
             print(table)
@@ -115,8 +119,10 @@ struct ReportCommand: ParsableCommand {
 
         /// The figures of the seed table: all, or those `--figures` names (in its order).
         func chosenFigures() throws -> [SeedFigure] {
-            let all = SeedFigure.standard(sharpnessRound: sharpnessRound)
-            guard let figures else { return all }
+            let all = SeedFigure.standard(sharpnessRound: sharpnessRound) + SeedFigure.clients
+            guard let figures else {
+                return clients ? SeedFigure.clients : SeedFigure.standard(sharpnessRound: sharpnessRound)
+            }
             return try figures.split(separator: ",").map { raw in
                 let name = raw.trimmingCharacters(in: .whitespaces)
                 guard let figure = all.first(where: { $0.name == name }) else {

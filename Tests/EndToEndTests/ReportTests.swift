@@ -46,6 +46,58 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("FedPer; never sent: layers.2.weight, layers.2.bias"))
     }
 
+    /// `report compare --clients` over seeds: one row per configuration with the client figures
+    /// (mean, worst client, worst 10 %, validation) as mean ± sd over its seeds, from the records.
+    func testClientFiguresOverSeeds_AreTheRecordsMeanAndSpread() throws {
+        let scratch = try temporaryDirectory("report-client-seeds")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var runs: [URL] = []
+        for seed in [1, 2, 3] {
+            let run = scratch.appendingPathComponent("seed-\(seed)")
+            let child = try Child(
+                try dsgdBinary(),
+                [
+                    "simulate", "--workers", "4", "--rounds", "4", "--model", "784-16-10", "--data", "synthetic",
+                    "--eval-every", "2", "--sharpness-every", "0", "--partition", "pathological:2",
+                    "--federated", "fedavg", "--topology", "solo", "--client-test-size", "40",
+                    "--client-validation-size", "20", "--seed", "\(seed)", "--run-dir", run.path,
+                ], output: scratch.appendingPathComponent("log-\(seed)"))
+            XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
+            runs.append(run)
+        }
+        let markdown = scratch.appendingPathComponent("clients.md")
+        let compare = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + runs.map(\.path) + [
+                "--clients", "--output", scratch.appendingPathComponent("c.html").path, "--markdown", markdown.path,
+            ], output: scratch.appendingPathComponent("compare"))
+        XCTAssertEqual(compare.wait(seconds: 60), 0, compare.text)
+        let lines = try String(contentsOf: markdown, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3, "one configuration over three seeds: \(lines)")
+        let header = lines[0].split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        let cells = lines[2].split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        func lastEvaluated(_ run: URL) throws -> RoundRecord {
+            try String(contentsOf: run.appendingPathComponent("rounds.jsonl"), encoding: .utf8)
+                .split(separator: "\n").map { try JSONDecoder().decode(RoundRecord.self, from: Data($0.utf8)) }
+                .last { $0.clientAccuracyMean != nil }!
+        }
+        let last = try runs.map(lastEvaluated)
+        for (figure, values) in [
+            ("client acc", last.map { $0.clientAccuracyMean! }),
+            ("worst client", last.map { $0.clientAccuracyWorst! }),
+            ("worst 10 %", last.map { $0.clientAccuracyWorstTenth! }),
+            ("validation acc", last.map { $0.clientValidationAccuracyMean! }),
+        ] {
+            let column = try XCTUnwrap(header.firstIndex(of: figure), "\(header)")
+            let summary = try XCTUnwrap(SampleSummary(values))
+            XCTAssertTrue(
+                cells[column].hasPrefix(
+                    "\(String(format: "%.4f", summary.mean)) ± \(String(format: "%.2g", summary.standardDeviation!))"),
+                "\(figure): \(cells[column]) for \(values)")
+            XCTAssertTrue(cells[column].hasSuffix("(3 seeds)"), cells[column])
+        }
+    }
+
     func testEveryChartHasData_AndShowsTheRecordedNumbers() throws {
         let scratch = try temporaryDirectory("report")
         defer { try? FileManager.default.removeItem(at: scratch) }
