@@ -85,7 +85,7 @@ public struct WorkerMachine {
     public private(set) var removed: Set<Int> = []
     /// Evaluates this worker's own model on its own test split (honest per-client evaluation).
     private var clientEvaluator: Evaluator?
-    /// The same model on the training examples set aside for validation (`clientValidationSize`).
+    /// The same model on the training examples set aside for validation (`clientValidationFraction`).
     private var clientValidationEvaluator: Evaluator?
     /// Coordinates that stay on this worker (personal layers; running statistics under the local
     /// batch-norm policy).

@@ -150,7 +150,7 @@ public struct SeedFigure {
     /// The per-client figures (`--client-test-size`), at the last evaluation: each client's
     /// deployed model on its own test split — the unweighted mean, the mean weighted by training
     /// examples, the worst client, the worst 10 % — then the same mean and worst on the validation
-    /// splits (`--client-validation-size`), and the bytes a client sent per round.
+    /// splits (`--client-validation-fraction`), and the bytes a client sent per round.
     public static var clients: [SeedFigure] {
         func last(_ run: RunFolder) -> RoundRecord? { run.rounds.last { $0.clientAccuracyMean != nil } }
         return [

@@ -48,7 +48,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
     public var clientAccuracyWorst: Double?
     /// Mean accuracy of the worst 10 % of clients (at least one).
     public var clientAccuracyWorstTenth: Double?
-    /// The same models on each client's validation split (`clientValidationSize`; by rank), their
+    /// The same models on each client's validation split (`clientValidationFraction`; by rank), their
     /// mean and the worst: what hyperparameters are chosen on, never the test split.
     public var clientValidationAccuracy: [Double]?
     public var clientValidationAccuracyMean: Double?
@@ -176,7 +176,7 @@ public struct ClientEvaluation: Codable, Sendable, Equatable {
     /// Training examples of the client (its share of the data: the weight of its accuracy in the
     /// sample-weighted mean).
     public var trainingExamples: Int
-    /// The same model on the client's validation split (`clientValidationSize`), when it has one.
+    /// The same model on the client's validation split (`clientValidationFraction`), when it has one.
     public var validationAccuracy: Double? = nil
     public var validationLoss: Double? = nil
     public var validationExamples: Int? = nil

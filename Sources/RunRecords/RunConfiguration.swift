@@ -181,10 +181,11 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
     /// Honest per-client evaluation: each worker's own model on a test split of this many examples
     /// drawn from that worker's own label distribution (0: off).
     public var clientTestSize: Int
-    /// Hyperparameter selection without the test split: this many of each worker's own training
-    /// examples (a seeded choice) are set aside, never trained on, and its deployed model is
-    /// scored on them whenever it is scored on its test split (0: off; needs `clientTestSize`).
-    public var clientValidationSize = 0
+    /// Hyperparameter selection without the test split: this fraction of each worker's own
+    /// training examples (⌈f·n_k⌉, a seeded choice) is set aside, never trained on, and its
+    /// deployed model is scored on it whenever it is scored on its test split (0: off; needs
+    /// `clientTestSize`). A fraction, not a count: label-skewed shards differ in size by 100×.
+    public var clientValidationFraction = 0.0
     /// Federated mode (the coordinator is the server); nil for gossip.
     public var federated: FederatedSettings?
     /// Batch norm: ghost batches, running statistics, and their policy across workers.
@@ -324,9 +325,11 @@ public struct RunConfiguration: Sendable, Equatable, Codable {
             try check(!topology.requiresPushSum, "--federated", "federated mode uses the server, not push-sum")
         }
         try check(clientTestSize >= 0, "--client-test-size", "must be ≥ 0, got \(clientTestSize)")
-        try check(clientValidationSize >= 0, "--client-validation-size", "must be ≥ 0, got \(clientValidationSize)")
         try check(
-            clientValidationSize == 0 || clientTestSize > 0, "--client-validation-size",
+            (0..<1).contains(clientValidationFraction), "--client-validation-fraction",
+            "must be in [0, 1), got \(clientValidationFraction)")
+        try check(
+            clientValidationFraction == 0 || clientTestSize > 0, "--client-validation-fraction",
             "needs --client-test-size (the validation split is scored alongside each client's test split)")
         if let ghost = batchNorm.virtualBatchSize {
             try check(model.batchNorm, "--virtual-batch-size", "the model \(model) has no batch norm (add :bn)")
@@ -698,7 +701,7 @@ extension RunConfiguration {
         // Versions before the all-reduce averaged C-SGD by gossip.
         allowsAllReduce = try c.decodeIfPresent(Bool.self, forKey: .allowsAllReduce) ?? false
         trainExamples = try c.decodeIfPresent(Int.self, forKey: .trainExamples)
-        clientValidationSize = try c.decodeIfPresent(Int.self, forKey: .clientValidationSize) ?? 0
+        clientValidationFraction = try c.decodeIfPresent(Double.self, forKey: .clientValidationFraction) ?? 0
         gossipRule = try c.decodeIfPresent(GossipRuleSettings.self, forKey: .gossipRule)
         // Versions before checkpoints wrote none.
         checkpoints = try c.decodeIfPresent(CheckpointSettings.self, forKey: .checkpoints)

@@ -128,27 +128,28 @@ public enum DataLoader {
     /// measured on exactly the examples it is trained on), partitioned among the workers.
     public static func loadShard(
         _ source: DataSource, partition: PartitionScheme, workers: Int, seed: UInt64, rank: Int,
-        trainExamples: Int? = nil, validationSize: Int = 0
+        trainExamples: Int? = nil, validationFraction: Double = 0
     ) throws -> Dataset {
         let (shards, labels, classCount) = try shardIndices(
             source, partition: partition, workers: workers, seed: seed, trainExamples: trainExamples)
-        let rows = try validationSplit(of: shards[rank], size: validationSize, seed: seed, rank: rank).training
+        let rows = try validationSplit(of: shards[rank], fraction: validationFraction, seed: seed, rank: rank).training
         return try loadTrainExamples(source, indices: rows, labels: labels, classCount: classCount)
     }
 
-    /// Worker `rank`'s training rows cut in two: `size` of them, a seeded choice, set aside for
-    /// validation (`RunConfiguration.clientValidationSize`), the rest to train on, both in the
-    /// shard's order. The choice depends on the seed and the rank only, so the training side is
-    /// the same in every process that asks.
-    static func validationSplit(of shard: [Int], size: Int, seed: UInt64, rank: Int) throws -> (
+    /// Worker `rank`'s training rows cut in two: ⌈fraction·n⌉ of its n rows, a seeded choice, set
+    /// aside for validation (`RunConfiguration.clientValidationFraction`), the rest to train on,
+    /// both in the shard's order. The choice depends on the seed and the rank only, so the
+    /// training side is the same in every process that asks.
+    static func validationSplit(of shard: [Int], fraction: Double, seed: UInt64, rank: Int) throws -> (
         training: [Int], validation: [Int]
     ) {
-        guard size > 0 else { return (shard, []) }
+        guard fraction > 0 else { return (shard, []) }
+        let size = Int((fraction * Double(shard.count)).rounded(.up))
         guard size < shard.count else {
             throw DataError(
                 file: "training set",
                 reason:
-                    "worker \(rank)'s shard has \(shard.count) examples; --client-validation-size \(size) would leave none to train on"
+                    "worker \(rank)'s shard has \(shard.count) examples; --client-validation-fraction \(fraction) would leave none to train on"
             )
         }
         var positions = Array(shard.indices)
@@ -167,7 +168,7 @@ public enum DataLoader {
             configuration.data, partition: configuration.partition, workers: configuration.workers,
             seed: configuration.seed, trainExamples: configuration.trainExamples)
         let rows = try validationSplit(
-            of: shards[rank], size: configuration.clientValidationSize, seed: configuration.seed, rank: rank
+            of: shards[rank], fraction: configuration.clientValidationFraction, seed: configuration.seed, rank: rank
         ).validation
         return try loadTrainExamples(configuration.data, indices: rows, labels: labels, classCount: classCount)
     }

@@ -28,7 +28,7 @@ public final class WorkerShell {
             try DataLoader.loadShard(
                 configuration.data, partition: configuration.partition, workers: configuration.workers,
                 seed: configuration.seed, rank: rank, trainExamples: configuration.trainExamples,
-                validationSize: configuration.clientValidationSize)
+                validationFraction: configuration.clientValidationFraction)
         },
         loadClientTest: @escaping (Int, RunConfiguration) throws -> Dataset = { rank, configuration in
             try DataLoader.loadClientTestSplit(configuration, rank: rank)
@@ -262,7 +262,7 @@ public final class WorkerShell {
                     let shard = try loadShard(rank, configuration)
                     let clientTest = configuration.clientTestSize > 0 ? try loadClientTest(rank, configuration) : nil
                     let clientValidation =
-                        configuration.clientValidationSize > 0 ? try loadClientValidation(rank, configuration) : nil
+                        configuration.clientValidationFraction > 0 ? try loadClientValidation(rank, configuration) : nil
                     queue =
                         machine.onShardLoaded(shard, clientTest: clientTest, clientValidation: clientValidation)[...]
                         + queue

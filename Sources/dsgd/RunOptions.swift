@@ -109,7 +109,7 @@ struct RunOptions: ParsableArguments {
         configuration.allowBiasedAverage = gossip.allowBiasedAverage
         configuration.allowsAllReduce = !gossip.noAllReduce
         configuration.trainExamples = learning.trainExamples
-        configuration.clientValidationSize = personal.clientValidationSize
+        configuration.clientValidationFraction = personal.clientValidationFraction
         if gossip.algorithm == .choco || gossip.compressor != nil || gossip.consensusStep != nil {
             var rule = GossipRuleSettings()
             if let compressor = gossip.compressor { rule.compressor = compressor }
@@ -393,9 +393,9 @@ struct PersonalizationOptions: ParsableArguments {
 
     @Option(
         help:
-            "Set aside this many of each worker's training examples (seeded; never trained on) and score its own model on them with its test split: a validation split for choosing hyperparameters (0: off; needs --client-test-size)."
+            "Set aside this fraction of each worker's training examples (⌈f·n⌉, seeded; never trained on) and score its own model on them with its test split: a validation split for choosing hyperparameters (0: off; needs --client-test-size)."
     )
-    var clientValidationSize: Int = 0
+    var clientValidationFraction: Double = 0
 
     @Option(help: "fine-tune: local steps on the client's own data before each evaluation.")
     var fineTuneSteps: Int = 20

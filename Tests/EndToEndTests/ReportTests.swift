@@ -60,7 +60,7 @@ final class ReportTests: XCTestCase {
                     "simulate", "--workers", "4", "--rounds", "4", "--model", "784-16-10", "--data", "synthetic",
                     "--eval-every", "2", "--sharpness-every", "0", "--partition", "pathological:2",
                     "--federated", "fedavg", "--topology", "solo", "--client-test-size", "40",
-                    "--client-validation-size", "20", "--seed", "\(seed)", "--run-dir", run.path,
+                    "--client-validation-fraction", "0.2", "--seed", "\(seed)", "--run-dir", run.path,
                 ], output: scratch.appendingPathComponent("log-\(seed)"))
             XCTAssertEqual(child.wait(seconds: 120), 0, child.text)
             runs.append(run)

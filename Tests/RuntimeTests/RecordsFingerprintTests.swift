@@ -124,7 +124,7 @@ final class RecordsFingerprintTests: XCTestCase {
                 "fedavg-validation-split",
                 federatedBase.with {
                     $0.federated?.clientMomentum = .reset
-                    $0.clientValidationSize = 10
+                    $0.clientValidationFraction = 0.1
                 }
             ))
         for algorithm in PersonalizationSettings.Algorithm.allCases where algorithm != .none {

@@ -494,8 +494,8 @@ final class FederatedTests: XCTestCase {
         XCTAssertTrue(personalized.coordinator.machine.events.contains { $0.hasPrefix("x̄ is not evaluated") })
     }
 
-    /// A client's validation split is `clientValidationSize` of its own training examples, set
-    /// aside: its training shard is the rest (the two disjoint, together the whole shard), and
+    /// A client's validation split is ⌈f·n_k⌉ of its own n_k training examples
+    /// (`clientValidationFraction` f), set aside: its training shard is the rest (the two disjoint, together the whole shard), and
     /// its deployed model is scored on them whenever it is scored on its test split, exactly as
     /// scoring that model on those rows directly.
     func testClientValidationSplit_IsCarvedFromTheShard_AndScoredWithTheTestSplit() throws {
@@ -504,7 +504,7 @@ final class FederatedTests: XCTestCase {
         configuration.federated = FederatedSettings(clientFraction: 1, proximalMu: 0)
         configuration.topology = .fixed(try .generated(.solo, nodeCount: 4))
         configuration.clientTestSize = 30
-        configuration.clientValidationSize = 12
+        configuration.clientValidationFraction = 0.15
         try configuration.validate()
         func rows(_ dataset: Dataset) -> [[UInt8]] {
             (0..<dataset.count).map {
@@ -518,10 +518,12 @@ final class FederatedTests: XCTestCase {
                 rank: rank)
             let training = try DataLoader.loadShard(
                 configuration.data, partition: configuration.partition, workers: 4, seed: configuration.seed,
-                rank: rank, validationSize: 12)
+                rank: rank, validationFraction: 0.15)
             let validation = try DataLoader.loadClientValidationSplit(configuration, rank: rank)
-            XCTAssertEqual(validation.count, 12)
-            XCTAssertEqual(training.count, whole.count - 12)
+            let size = Int((0.15 * Double(whole.count)).rounded(.up))
+            XCTAssertGreaterThan(size, 0)
+            XCTAssertEqual(validation.count, size)
+            XCTAssertEqual(training.count, whole.count - size)
             XCTAssertEqual(
                 (rows(training) + rows(validation)).map { $0.map(String.init).joined(separator: ",") }.sorted(),
                 rows(whole).map { $0.map(String.init).joined(separator: ",") }.sorted(), "worker \(rank)")
@@ -539,12 +541,14 @@ final class FederatedTests: XCTestCase {
         XCTAssertEqual(last.clientValidationAccuracyWorst, expected.min())
         XCTAssertNotNil(last.clientAccuracy)
 
-        configuration.clientValidationSize = 1_000
+        configuration.clientValidationFraction = 0.9999
         XCTAssertThrowsError(try DataLoader.loadClientValidationSplit(configuration, rank: 0)) {
             XCTAssertTrue("\($0)".contains("would leave none to train on"), "\($0)")
         }
+        configuration.clientValidationFraction = 1
+        XCTAssertTrue(validationMessage(configuration).contains("must be in [0, 1)"), validationMessage(configuration))
         configuration.clientTestSize = 0
-        configuration.clientValidationSize = 5
+        configuration.clientValidationFraction = 0.1
         XCTAssertTrue(
             validationMessage(configuration).contains("needs --client-test-size"), validationMessage(configuration))
     }
