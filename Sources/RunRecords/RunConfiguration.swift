@@ -80,11 +80,13 @@ public struct FederatedSettings: Sendable, Equatable, Codable {
 /// optimizer) does between the rounds it trains in.
 public enum ClientMomentum: String, Sendable, Codable, CaseIterable {
     /// Back to zero at the start of every round's local training: a fresh local optimizer per
-    /// round, as FedAvg's usual implementations build one (McMahan et al., AISTATS 2017, describe
-    /// plain local SGD, so no trace carries over). The default.
+    /// round, as FedAvg's description implies (McMahan et al., AISTATS 2017: plain local SGD from
+    /// the global model) and as implementations that build the optimizer inside each round's
+    /// local training do. The default.
     case reset
-    /// Carried over from the client's previous round, however many rounds ago it was sampled
-    /// (dsgd's behaviour before the setting existed).
+    /// Carried over from the client's previous round, however many rounds ago it was sampled, as
+    /// implementations that keep one optimizer per client do (dsgd's behaviour before the setting
+    /// existed).
     case keep
 }
 

@@ -365,7 +365,7 @@ struct PersonalizationOptions: ParsableArguments {
 
     @Option(
         help:
-            "Federated: what a client's momentum trace does between the rounds it trains in: reset (a fresh local optimizer each round, as FedAvg's usual implementations) or keep. Default: reset."
+            "Federated: what a client's momentum trace does between the rounds it trains in: reset (a fresh local optimizer each round) or keep (one optimizer per client across rounds). Default: reset."
     )
     var clientMomentum: ClientMomentum?
 
