@@ -72,27 +72,32 @@ flags_of() {
     return 0
 }
 
+# shared_flags ROUNDS MODEL EVERY: the head of every spec, the flags all its cells share.
+shared_flags() {
+    echo "runner: simulate"
+    echo "flags:"
+    echo "  workers: 16"
+    echo "  rounds: $1"
+    echo "  model: \"$2\""
+    echo "  batch: 32"
+    echo "  lr: 0.05"
+    echo "  momentum: 0.9"
+    echo "  local-steps: $local_steps"
+    echo "  data: auto"
+    echo "  client-test-size: $test_size"
+    echo "  client-validation-fraction: 0.1"
+    echo "  eval-every: $3"
+    echo "  metrics-every: $3"
+    echo "  sharpness-every: 0"
+    echo "  no-eval-workers: true"
+}
+
 # spec FILE MODE PARTITION_LABEL PARTITION SEEDS LABEL...: a sweep of the given grid labels.
 spec() {
     local file="$1" mode="$2" partition_label="$3" partition="$4" seeds="$5"
     shift 5
     {
-        echo "runner: simulate"
-        echo "flags:"
-        echo "  workers: 16"
-        echo "  rounds: $rounds"
-        echo "  model: \"784-100-10\""
-        echo "  batch: 32"
-        echo "  lr: 0.05"
-        echo "  momentum: 0.9"
-        echo "  local-steps: $local_steps"
-        echo "  data: auto"
-        echo "  client-test-size: $test_size"
-        echo "  client-validation-fraction: 0.1"
-        echo "  eval-every: $every"
-        echo "  metrics-every: $every"
-        echo "  sharpness-every: 0"
-        echo "  no-eval-workers: true"
+        shared_flags "$rounds" "784-100-10" "$every"
         if [[ $mode == server ]]; then
             echo "  client-momentum: reset"
             echo "  topology: solo"
@@ -234,22 +239,7 @@ for part in "${partitions[@]}"; do
     IFS=: read -r plabel pscheme pvalue <<<"$part"
     file="$out/specs/fedbn-$plabel.yaml"
     {
-        echo "runner: simulate"
-        echo "flags:"
-        echo "  workers: 16"
-        echo "  rounds: $cnn_rounds"
-        echo "  model: \"cnn:28x28x1-8-16-10\""
-        echo "  batch: 32"
-        echo "  lr: 0.05"
-        echo "  momentum: 0.9"
-        echo "  local-steps: $local_steps"
-        echo "  data: auto"
-        echo "  client-test-size: $test_size"
-        echo "  client-validation-fraction: 0.1"
-        echo "  eval-every: $(( cnn_rounds / 2 ))"
-        echo "  metrics-every: $(( cnn_rounds / 2 ))"
-        echo "  sharpness-every: 0"
-        echo "  no-eval-workers: true"
+        shared_flags "$cnn_rounds" "cnn:28x28x1-8-16-10" $(( cnn_rounds / 2 ))
         echo "  federated: fedavg"
         echo "  client-momentum: reset"
         echo "  topology: solo"
