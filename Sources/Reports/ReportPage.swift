@@ -33,17 +33,9 @@ public enum ReportPage {
     }
 
     /// Least-squares fit d ≈ a + b·ln t over the recorded distances from initialisation.
+    /// (`GrowthFit` adds R² and the power law, for the comparisons over seeds.)
     public static func logFit(_ points: [(Double, Double)]) -> (a: Double, b: Double)? {
-        let usable = points.filter { $0.0 >= 1 && $0.1.isFinite }
-        guard usable.count >= 2 else { return nil }
-        let xs = usable.map { log($0.0) }
-        let ys = usable.map(\.1)
-        let mx = xs.reduce(0, +) / Double(xs.count)
-        let my = ys.reduce(0, +) / Double(ys.count)
-        let sxx = xs.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
-        guard sxx > 0 else { return nil }
-        let b = zip(xs, ys).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / sxx
-        return (my - b * mx, b)
+        GrowthFit.line(points.filter { $0.0 >= 1 && $0.1.isFinite }.map { (log($0.0), $0.1) }).map { ($0.0, $0.1) }
     }
 
     public static func html(_ run: RunFolder) -> String {

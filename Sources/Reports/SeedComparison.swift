@@ -105,6 +105,10 @@ public struct SeedFigure {
     /// The standard figures, with the sharpness figures taken at round `sharpnessRound` (nil: the
     /// last measurement; a run without a measurement at that round has none).
     public static func standard(sharpnessRound: Int?) -> [SeedFigure] {
+        func growth(_ run: RunFolder, _ law: GrowthFit.Law) -> GrowthFit? {
+            let points = GrowthFit.constantRatePhase(run.rounds, localSteps: run.manifest.configuration.localSteps)
+            return law == .logarithmic ? GrowthFit.logarithmic(points) : GrowthFit.powerLaw(points)
+        }
         func measurement(_ run: RunFolder) -> SharpnessRecord? {
             run.sharpness.last { $0.model == "average" && (sharpnessRound == nil || $0.round == sharpnessRound) }
         }
@@ -130,6 +134,12 @@ public struct SeedFigure {
                     let values = run.rounds.compactMap(\.consensusDistanceSquared)
                     return values.isEmpty ? nil : values.reduce(0, +) / Double(values.count)
                 }, format: "%.3e"),
+            // ‖x̄_t − x₀‖ over the constant-rate phase: Hoffer et al.'s logarithmic law and the
+            // power-law alternative, each with its R² (in distance space; `GrowthFit`).
+            SeedFigure(name: "dist ~ ln t", value: { growth($0, .logarithmic)?.slope }, format: "%.4g"),
+            SeedFigure(name: "R² ln t", value: { growth($0, .logarithmic)?.rSquared }, format: "%.4f"),
+            SeedFigure(name: "dist ~ t^α", value: { growth($0, .powerLaw)?.slope }, format: "%.4g"),
+            SeedFigure(name: "R² t^α", value: { growth($0, .powerLaw)?.rSquared }, format: "%.4f"),
             SeedFigure(name: "λ_max\(at)", value: { measurement($0)?.lambdaMax }, format: "%.4g"),
             SeedFigure(name: "tr(H)\(at)", value: { measurement($0)?.trace }, format: "%.4g"),
             // Zhu et al.'s average-direction sharpness (the loss increase averaged over random

@@ -302,6 +302,42 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(child.text.contains(message), child.text, line: line)
     }
 
+    /// The growth laws of ‖x̄_t − x₀‖ recover exact laws with R² = 1 (to rounding), and each tells
+    /// the other's law apart (R² below 1); the fits use the longest constant-rate stretch only.
+    func testGrowthFits_RecoverExactLaws_AndTellThemApart() throws {
+        let logarithmic = (1...200).map { (t: Double($0 * 10), d: 0.7 + 1.3 * log(Double($0 * 10))) }
+        let logFit = try XCTUnwrap(GrowthFit.logarithmic(logarithmic))
+        XCTAssertEqual(logFit.intercept, 0.7, accuracy: 1e-10)
+        XCTAssertEqual(logFit.slope, 1.3, accuracy: 1e-10)
+        XCTAssertEqual(logFit.rSquared, 1, accuracy: 1e-12)
+        XCTAssertLessThan(try XCTUnwrap(GrowthFit.powerLaw(logarithmic)).rSquared, 0.999)
+
+        let power = (1...200).map { (t: Double($0 * 10), d: 0.5 * pow(Double($0 * 10), 0.3)) }
+        let fit = try XCTUnwrap(GrowthFit.powerLaw(power))
+        XCTAssertEqual(fit.slope, 0.3, accuracy: 1e-10)
+        XCTAssertEqual(exp(fit.intercept), 0.5, accuracy: 1e-10)
+        XCTAssertEqual(fit.rSquared, 1, accuracy: 1e-12)
+        XCTAssertEqual(fit.predicted(1_000), 0.5 * pow(1_000, 0.3), accuracy: 1e-10)
+        XCTAssertLessThan(try XCTUnwrap(GrowthFit.logarithmic(power)).rSquared, 0.999)
+
+        XCTAssertNil(GrowthFit.logarithmic([(1, 1), (2, 2)]), "two points always fit exactly")
+        XCTAssertNil(GrowthFit.powerLaw([(3, 1), (3, 2), (3, 3)]), "a single t")
+
+        // Warm-up over rounds 1–5, a constant rate over 6–20, a decay over 21–25: the points are
+        // rounds 6–20, at t = round × local steps.
+        let rounds = (1...25).map { round -> RoundRecord in
+            let rate = round <= 5 ? 0.015 * Double(round) : round <= 20 ? 0.1 : 0.1 * pow(0.5, Double(round - 20))
+            var record = RoundRecord(
+                round: round, trainLoss: 1, trainLossMin: 1, trainLossMax: 1, learningRate: rate, bytesSent: 0,
+                epoch: 0)
+            record.distanceFromInit = Double(round)
+            return record
+        }
+        let phase = GrowthFit.constantRatePhase(rounds, localSteps: 4)
+        XCTAssertEqual(phase.map(\.t), (6...20).map { Double($0 * 4) })
+        XCTAssertEqual(phase.map(\.d), (6...20).map(Double.init))
+    }
+
     func testLogFit_RecoversAnExactLogLaw() throws {
         let points = (1...50).map { (Double($0), 0.7 + 1.3 * log(Double($0))) }
         let fit = try XCTUnwrap(ReportPage.logFit(points))
