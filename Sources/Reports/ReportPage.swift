@@ -403,8 +403,7 @@ public enum ReportPage {
             let best = run.rounds.filter { $0.clientAccuracyMean != nil }.max {
                 $0.clientAccuracyMean! < $1.clientAccuracyMean!
             }
-            let perClient = run.rounds.compactMap(\.bytesSentByWorker).flatMap { $0 }
-            let bytes = perClient.isEmpty ? nil : Double(perClient.reduce(0, +)) / Double(perClient.count)
+            let bytes = run.bytesPerClientPerRound
             rows.append([
                 c.runName, c.personalization.algorithm.rawValue, "\(c.partition)",
                 c.federated != nil ? "server" : c.topology.name, "\(run.rounds.count)",

@@ -170,12 +170,7 @@ public struct SeedFigure {
             SeedFigure(name: "worst 10 %", value: { last($0)?.clientAccuracyWorstTenth }, format: "%.4f"),
             SeedFigure(name: "validation acc", value: { last($0)?.clientValidationAccuracyMean }, format: "%.4f"),
             SeedFigure(name: "worst validation", value: { last($0)?.clientValidationAccuracyWorst }, format: "%.4f"),
-            SeedFigure(
-                name: "bytes/client/round",
-                value: { run in
-                    let perClient = run.rounds.compactMap(\.bytesSentByWorker).flatMap { $0 }
-                    return perClient.isEmpty ? nil : Double(perClient.reduce(0, +)) / Double(perClient.count)
-                }, format: "%.0f"),
+            SeedFigure(name: "bytes/client/round", value: \.bytesPerClientPerRound, format: "%.0f"),
         ]
     }
 }
@@ -183,6 +178,13 @@ public struct SeedFigure {
 extension RunFolder {
     /// The last round with x̄'s test figures.
     var lastEvaluation: RoundRecord? { rounds.last { $0.testAccuracy != nil } }
+
+    /// The bytes a client sent for the algorithm in a round, averaged over clients and recorded
+    /// rounds (`bytes_sent_by_worker`); nil when none were recorded.
+    var bytesPerClientPerRound: Double? {
+        let perClient = rounds.compactMap(\.bytesSentByWorker).flatMap { $0 }
+        return perClient.isEmpty ? nil : Double(perClient.reduce(0, +)) / Double(perClient.count)
+    }
 }
 
 extension ReportPage {
