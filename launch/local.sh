@@ -181,7 +181,7 @@ while [[ ${#live[@]} -gt 0 ]]; do
             break
         fi
         # The run is complete and every worker has been told so: let them finish on their own
-        # (write --dump-parameters, close their sockets) instead of stopping them mid-write.
+        # (write their message tallies, close their sockets) instead of stopping them mid-write.
         for ((waited = 0; waited < grace * 10; waited++)); do
             alive=0
             for pid in "${live[@]+"${live[@]}"}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
