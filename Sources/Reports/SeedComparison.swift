@@ -98,21 +98,45 @@ public struct SeedFigure {
     public var format: String
 
     /// x̄'s figures at the last evaluation, Ξ² at the end and over training, the last sharpness
-    /// measurement of x̄ (also as fractions of the stability threshold 2/η), the workers' mean
-    /// accuracy, and the wall time.
-    public static var standard: [SeedFigure] { standard(sharpnessRound: nil) }
+    /// measurement of x̄ (also as fractions of the stability threshold 2/η and of the threshold of
+    /// the optimizer in use), the workers' mean accuracy, and the wall time.
+    public static var standard: [SeedFigure] { standard(sharpnessAt: .last) }
+
+    /// Which of a run's sharpness measurements of x̄ the sharpness figures take.
+    public enum SharpnessMeasurement: Equatable, Sendable {
+        /// The measurement after this round (a run without one has no sharpness figures).
+        case round(Int)
+        /// Each run's first measurement (e.g. at the end of a constant-rate phase).
+        case first
+        /// Each run's last measurement.
+        case last
+    }
 
     /// The standard figures, with the sharpness figures taken at round `sharpnessRound` (nil: the
     /// last measurement; a run without a measurement at that round has none).
     public static func standard(sharpnessRound: Int?) -> [SeedFigure] {
+        standard(sharpnessAt: sharpnessRound.map { .round($0) } ?? .last)
+    }
+
+    /// The standard figures, with the sharpness figures taken from the measurement `sharpnessAt`.
+    public static func standard(sharpnessAt: SharpnessMeasurement) -> [SeedFigure] {
         func growth(_ run: RunFolder, _ law: GrowthFit.Law) -> GrowthFit? {
             let points = GrowthFit.constantRatePhase(run.rounds, localSteps: run.manifest.configuration.localSteps)
             return law == .logarithmic ? GrowthFit.logarithmic(points) : GrowthFit.powerLaw(points)
         }
         func measurement(_ run: RunFolder) -> SharpnessRecord? {
-            run.sharpness.last { $0.model == "average" && (sharpnessRound == nil || $0.round == sharpnessRound) }
+            switch sharpnessAt {
+            case .round(let round): run.sharpness.last { $0.model == "average" && $0.round == round }
+            case .first: run.sharpness.first { $0.model == "average" }
+            case .last: run.sharpness.last { $0.model == "average" }
+            }
         }
-        let at = sharpnessRound.map { " @\($0)" } ?? ""
+        let at: String
+        switch sharpnessAt {
+        case .round(let round): at = " @\(round)"
+        case .first: at = " @first"
+        case .last: at = ""
+        }
         return [
             SeedFigure(name: "test acc", value: { $0.lastEvaluation?.testAccuracy }, format: "%.4f"),
             SeedFigure(name: "train acc", value: { $0.lastEvaluation?.trainAccuracyAverageModel }, format: "%.4f"),
@@ -152,6 +176,30 @@ public struct SeedFigure {
                 format: "%.3f"),
             SeedFigure(
                 name: "tr(H)·η/2\(at)", value: { measurement($0).map { $0.trace / $0.twoOverLearningRate } },
+                format: "%.3f"),
+            // The measurement's own uncertainty, beside the spread over seeds: the Lanczos residual
+            // bound on λ_max (an eigenvalue of H lies within it) and the half-width of the
+            // Hutchinson trace's 95 % interval (its probes' standard error ×1.96 when the record
+            // has no interval).
+            SeedFigure(
+                name: "λ_max residual\(at)", value: { measurement($0)?.topEigenvalueResidualBounds?.first },
+                format: "%.1e"),
+            SeedFigure(
+                name: "tr(H) ±95 %\(at)",
+                value: { run in
+                    measurement(run).map { record in
+                        record.traceInterval95.map { ($0[1] - $0[0]) / 2 } ?? 1.96 * record.traceStandardError
+                    }
+                }, format: "%.3g"),
+            // The stability threshold of the optimizer in use (2/η for SGD, 2(1+β)/η with heavy-ball
+            // momentum β; `OptimizerSettings.stabilityThreshold`) and λ_max against it.
+            SeedFigure(
+                name: "threshold\(at)",
+                value: { measurement($0).map { $0.stabilityThreshold ?? $0.twoOverLearningRate } },
+                format: "%.4g"),
+            SeedFigure(
+                name: "λ_max/threshold\(at)",
+                value: { measurement($0).map { $0.lambdaMax / ($0.stabilityThreshold ?? $0.twoOverLearningRate) } },
                 format: "%.3f"),
             SeedFigure(name: "wall s", value: { $0.summary?.wallSeconds }, format: "%.1f"),
         ]

@@ -95,6 +95,12 @@ struct ReportCommand: ParsableCommand {
         @Option(help: "Over seeds: take the sharpness figures at this round instead of the last measurement.")
         var sharpnessRound: Int?
 
+        @Flag(
+            help:
+                "Over seeds: take the sharpness figures from each run's first measurement instead of its last (e.g. the end of a constant-rate phase with --sharpness-every set to it)."
+        )
+        var sharpnessFirst = false
+
         @Option(help: "Over seeds: only these figures (columns), comma-separated, e.g. 'test acc,gen. gap,λ_max'.")
         var figures: String?
 
@@ -119,10 +125,13 @@ struct ReportCommand: ParsableCommand {
 
         /// The figures of the seed table: all, or those `--figures` names (in its order).
         func chosenFigures() throws -> [SeedFigure] {
-            let all = SeedFigure.standard(sharpnessRound: sharpnessRound) + SeedFigure.clients
-            guard let figures else {
-                return clients ? SeedFigure.clients : SeedFigure.standard(sharpnessRound: sharpnessRound)
+            guard !(sharpnessFirst && sharpnessRound != nil) else {
+                throw ValidationError("give --sharpness-round or --sharpness-first, not both")
             }
+            let standard = SeedFigure.standard(
+                sharpnessAt: sharpnessFirst ? .first : sharpnessRound.map { .round($0) } ?? .last)
+            let all = standard + SeedFigure.clients
+            guard let figures else { return clients ? SeedFigure.clients : standard }
             return try figures.split(separator: ",").map { raw in
                 let name = raw.trimmingCharacters(in: .whitespaces)
                 guard let figure = all.first(where: { $0.name == name }) else {

@@ -146,5 +146,44 @@ final class SweepTests: XCTestCase {
         XCTAssertTrue(
             row.contains(String(format: "%.4g", lambdaMean)), "mean λ_max \(lambdaMean) in\n\(trajectory.text)")
         XCTAssertTrue(row.contains(String(format: "%.3f", lambdas.map { $0 / 20 }.reduce(0, +) / 3)), row)  // 2/η = 20
+
+        // --sharpness-first: each run's first measurement (round 10 here), with the measurement's
+        // own uncertainty and the optimizer's threshold (plain SGD: 2/η = 20) beside it.
+        let firstRecords = try (0..<3).map { seed in
+            try XCTUnwrap(
+                try jsonLines(sweep.appendingPathComponent("lr=0.1_seed=\(seed)/sharpness.jsonl"))
+                    .first { $0["model"] as? String == "average" })
+        }
+        XCTAssertEqual(firstRecords.map { $0["round"] as? Int }, [10, 10, 10])
+        let halfWidths = try firstRecords.map { record -> Double in
+            let interval = try XCTUnwrap(record["trace_interval_95"] as? [Double])
+            return (interval[1] - interval[0]) / 2
+        }
+        let atFirst = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--sharpness-first", "--figures",
+                "λ_max @first,threshold @first,λ_max/threshold @first,tr(H) ±95 % @first", "--markdown",
+                scratch.appendingPathComponent("first.md").path, "--output",
+                scratch.appendingPathComponent("f.html").path,
+            ], output: scratch.appendingPathComponent("at-first.log"))
+        XCTAssertEqual(atFirst.wait(seconds: 60), 0, atFirst.text)
+        let firstTable = try String(contentsOf: scratch.appendingPathComponent("first.md"), encoding: .utf8)
+        XCTAssertTrue(firstTable.contains("| λ_max @first | threshold @first |"), firstTable)
+        XCTAssertTrue(firstTable.contains(String(format: "| %.4g ± ", lambdaMean)), firstTable)
+        XCTAssertTrue(firstTable.contains("| 20 ± 0 [20, 20] (3 seeds) |"), firstTable)
+        XCTAssertTrue(
+            firstTable.contains(String(format: "| %.3f ± ", lambdas.map { $0 / 20 }.reduce(0, +) / 3)), firstTable)
+        XCTAssertTrue(
+            firstTable.contains(String(format: "| %.3g ± ", halfWidths.reduce(0, +) / 3)),
+            "mean half-width \(halfWidths)\n\(firstTable)")
+        let both = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--sharpness-first", "--sharpness-round", "10", "--output",
+                scratch.appendingPathComponent("b.html").path,
+            ], output: scratch.appendingPathComponent("both.log"))
+        XCTAssertNotEqual(both.wait(seconds: 60), 0)
+        XCTAssertTrue(both.text.contains("not both"), both.text)
     }
 }
