@@ -45,6 +45,53 @@ public struct SampleSummary: Sendable, Equatable {
     }
 }
 
+/// The difference of two means with Welch's unequal-variance t interval and test (Welch 1947):
+/// Δ = mean(a) − mean(b), se = √(s_a²/n_a + s_b²/n_b), ν by the Welch–Satterthwaite formula,
+/// interval Δ ± t_{(1+level)/2, ν}·se, two-sided p = 2·P(T_ν ≥ |Δ|/se). Unpaired, so it does not
+/// assume that equal seeds make related runs (conservative when they do).
+public struct WelchDifference: Sendable, Equatable {
+    public var difference: Double
+    public var standardError: Double
+    public var degreesOfFreedom: Double
+    public var low: Double
+    public var high: Double
+    /// Two-sided p-value of "the means are equal"; nil when both samples have no spread.
+    public var pValue: Double?
+    public var level: Double
+
+    /// nil when either sample has fewer than two values (no spread to compare against).
+    public init?(_ a: [Double], _ b: [Double], level: Double = 0.95) {
+        guard let x = SampleSummary(a, level: level), let y = SampleSummary(b, level: level),
+            let sdX = x.standardDeviation, let sdY = y.standardDeviation
+        else { return nil }
+        self.level = level
+        difference = x.mean - y.mean
+        let varianceX = sdX * sdX / Double(x.count)
+        let varianceY = sdY * sdY / Double(y.count)
+        standardError = (varianceX + varianceY).squareRoot()
+        guard standardError > 0 else {
+            // No spread in either sample: the difference is exact.
+            degreesOfFreedom = Double(x.count + y.count - 2)
+            low = difference
+            high = difference
+            pValue = nil
+            return
+        }
+        degreesOfFreedom =
+            (varianceX + varianceY) * (varianceX + varianceY)
+            / (varianceX * varianceX / Double(x.count - 1) + varianceY * varianceY / Double(y.count - 1))
+        let half =
+            StudentT.quantile(probability: (1 + level) / 2, degreesOfFreedom: degreesOfFreedom) * standardError
+        low = difference - half
+        high = difference + half
+        let t = abs(difference) / standardError
+        pValue = 2 * (1 - StudentT.cdf(t, degreesOfFreedom: degreesOfFreedom))
+    }
+
+    /// Whether the interval leaves out zero (the difference is larger than the spread explains).
+    public var excludesZero: Bool { low > 0 || high < 0 }
+}
+
 /// Student's t distribution: its CDF through the regularized incomplete beta function, and its
 /// quantile by bisection on the CDF.
 public enum StudentT {

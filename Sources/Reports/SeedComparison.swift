@@ -326,6 +326,38 @@ extension ReportPage {
 }
 
 extension ReportPage {
+    /// Every group's figures against one baseline group's: per figure, the difference of the
+    /// means over seeds with Welch's 95 % interval and its two-sided p-value
+    /// (`WelchDifference`), marked "✱" when the interval leaves out zero. A figure either group
+    /// lacks, or that has one seed in either, is "–".
+    public static func seedDifferences(
+        _ groups: [SeedGroup], baseline: SeedGroup, figures: [SeedFigure] = SeedFigure.standard
+    ) -> (table: String, markdown: String) {
+        let header = ["configuration − \(baseline.label)", "seeds"] + figures.map(\.name)
+        var rows: [[String]] = []
+        for group in groups where group.key != baseline.key {
+            rows.append(
+                [group.label, "\(group.runs.count) vs \(baseline.runs.count)"]
+                    + figures.map { figure in
+                        let values = { (runs: [RunFolder]) in runs.compactMap(figure.value).filter(\.isFinite) }
+                        guard let welch = WelchDifference(values(group.runs), values(baseline.runs)) else {
+                            return "–"
+                        }
+                        let f = { (value: Double) in String(format: figure.format, value) }
+                        let signed = { (value: Double) in (value >= 0 && !f(value).hasPrefix("+") ? "+" : "") + f(value)
+                        }
+                        let p =
+                            welch.pValue.map { $0 < 0.001 ? "p < 0.001" : String(format: "p = %.3f", $0) } ?? "exact"
+                        return "\(signed(welch.difference)) [\(signed(welch.low)), \(signed(welch.high))] \(p)"
+                            + (welch.excludesZero ? " ✱" : "")
+                    })
+        }
+        let (text, markdown) = formatTable(header: header, rows: rows)
+        return (text, markdown)
+    }
+}
+
+extension ReportPage {
     /// λ_max of x̄ along training against the stability threshold, over each group's seeds: one
     /// table per group, a row per sharpness round every seed measured (round, learning rate, 2/η,
     /// λ_max as mean ± sd, λ_max·η/2 as mean ± sd, and the largest Lanczos residual bound on λ_max

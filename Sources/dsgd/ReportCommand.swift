@@ -104,6 +104,12 @@ struct ReportCommand: ParsableCommand {
         @Option(help: "Over seeds: only these figures (columns), comma-separated, e.g. 'test acc,gen. gap,λ_max'.")
         var figures: String?
 
+        @Option(
+            help:
+                "Over seeds: also a table of every configuration's figures minus this configuration's (its label in the table), with Welch's 95 % interval and p-value; repeat for several baselines."
+        )
+        var differenceFrom: [String] = []
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs = try loadRuns(runDirectories)
@@ -111,10 +117,25 @@ struct ReportCommand: ParsableCommand {
             var groups = try seedGroups(runs, distinctSeeds: false)
             let aggregate = !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
             if aggregate { groups = try seedGroups(runs, distinctSeeds: true) }
+            guard aggregate || differenceFrom.isEmpty else {
+                throw ValidationError("--difference-from compares groups over seeds; it does not go with --per-run")
+            }
             var (html, table, markdownTable) =
                 aggregate
                 ? ReportPage.seedComparison(groups, figures: try chosenFigures())
                 : ReportPage.comparison(runs)
+            for label in differenceFrom {
+                guard let baseline = groups.first(where: { $0.label == label }) else {
+                    throw ValidationError(
+                        "--difference-from: no configuration '\(label)'; the configurations are: \(groups.map { "'\($0.label)'" }.joined(separator: ", "))"
+                    )
+                }
+                let differences = ReportPage.seedDifferences(groups, baseline: baseline, figures: try chosenFigures())
+                let title =
+                    "Differences from \(label): mean − mean over seeds [Welch 95 % interval], p; ✱: the interval leaves out 0"
+                table += "\n\n\(title)\n\(differences.table)"
+                markdownTable += "\n\n**\(title)**\n\n\(differences.markdown)"
+            }
             // Per run, the per-client table; over seeds, the client figures in the seed table.
             if clients && !aggregate { (table, markdownTable) = ReportPage.clientComparison(runs) }
             try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)

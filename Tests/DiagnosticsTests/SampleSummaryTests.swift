@@ -49,4 +49,33 @@ final class SampleSummaryTests: XCTestCase {
         XCTAssertNil(single.halfWidth)
         XCTAssertNil(SampleSummary([]))
     }
+
+    /// Welch's interval and test against SciPy 1.17's `ttest_ind(a, b, equal_var=False)` and its
+    /// `confidence_interval(0.95)` on the same values (printed to 17 digits); the quantile's
+    /// bisection and the incomplete beta's continued fraction are good to about 1e-10, so 1e-9.
+    func testWelchDifference_AgainstSciPy() throws {
+        let a = [0.8912, 0.8871, 0.8950]
+        let b = [0.8820, 0.8790, 0.8861, 0.8805]
+        let welch = try XCTUnwrap(WelchDifference(a, b))
+        XCTAssertEqual(welch.difference / welch.standardError, 3.3508127452163747, accuracy: 1e-9)
+        XCTAssertEqual(welch.degreesOfFreedom, 3.700905565036075, accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(welch.pValue), 0.032125483647729484, accuracy: 1e-9)
+        XCTAssertEqual(welch.low, 0.0013277645057426686, accuracy: 1e-9)
+        XCTAssertEqual(welch.high, 0.017072235494257525, accuracy: 1e-9)
+        XCTAssertTrue(welch.excludesZero)
+
+        // One sample without spread: ν = n_a − 1 exactly.
+        let one = try XCTUnwrap(WelchDifference([1, 2, 3], [1, 1, 1]))
+        XCTAssertEqual(one.degreesOfFreedom, 2, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(one.pValue), 0.22540333075851665, accuracy: 1e-9)
+        XCTAssertEqual(one.low, -1.4841377117503298, accuracy: 1e-9)
+        XCTAssertEqual(one.high, 3.48413771175033, accuracy: 1e-9)
+        XCTAssertFalse(one.excludesZero)
+
+        XCTAssertNil(WelchDifference([1], [1, 2]), "one value has no spread to compare against")
+        let exact = try XCTUnwrap(WelchDifference([2, 2], [1, 1]))
+        XCTAssertEqual(exact.difference, 1)
+        XCTAssertNil(exact.pValue)
+        XCTAssertTrue(exact.excludesZero)
+    }
 }

@@ -98,6 +98,74 @@ final class ReportTests: XCTestCase {
         }
     }
 
+    /// `report compare --difference-from`: each configuration's figures minus the baseline's, with
+    /// Welch's interval and p-value, against `WelchDifference` of the cells' own records.
+    func testDifferencesFromABaseline_AreWelchOfTheRecords() throws {
+        let scratch = try temporaryDirectory("report-differences")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let spec = scratch.appendingPathComponent("grid.yaml")
+        try """
+        runner: simulate
+        flags:
+          workers: 4
+          rounds: 4
+          data: synthetic
+          model: "784-16-10"
+          eval-every: 2
+          sharpness-every: 0
+        axes:
+          lr: [0.05, 0.2]
+          seed: [0, 1, 2]
+
+        """.write(to: spec, atomically: true, encoding: .utf8)
+        let sweep = scratch.appendingPathComponent("out")
+        let run = try Child(
+            try dsgdBinary(), ["sweep", spec.path, "--sweep-dir", sweep.path, "--parallel", "2"],
+            output: scratch.appendingPathComponent("sweep.log"))
+        XCTAssertEqual(run.wait(seconds: 240), 0, run.text)
+        func accuracies(_ lr: String) throws -> [Double] {
+            try (0..<3).map { seed in
+                let rounds = try String(
+                    contentsOf: sweep.appendingPathComponent("lr=\(lr)_seed=\(seed)/rounds.jsonl"), encoding: .utf8)
+                return try XCTUnwrap(
+                    rounds.split(separator: "\n").map {
+                        try JSONDecoder().decode(RoundRecord.self, from: Data($0.utf8))
+                    }
+                    .last { $0.testAccuracy != nil }?.testAccuracy)
+            }
+        }
+        let welch = try XCTUnwrap(WelchDifference(try accuracies("0.2"), try accuracies("0.05")))
+        let folders = try FileManager.default.contentsOfDirectory(atPath: sweep.path).filter { $0.hasPrefix("lr=") }
+            .sorted().map { sweep.appendingPathComponent($0).path }
+        XCTAssertEqual(folders.count, 6)
+        let markdown = scratch.appendingPathComponent("d.md")
+        let compare = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--figures", "test acc", "--difference-from", "lr=0.05", "--markdown", markdown.path, "--output",
+                scratch.appendingPathComponent("d.html").path,
+            ], output: scratch.appendingPathComponent("compare.log"))
+        XCTAssertEqual(compare.wait(seconds: 60), 0, compare.text)
+        let text = try String(contentsOf: markdown, encoding: .utf8)
+        let row = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("| lr=0.2 | 3 vs 3 |") }, text)
+        let signed = { (value: Double) in (value >= 0 ? "+" : "") + String(format: "%.4f", value) }
+        let p = try XCTUnwrap(welch.pValue)
+        XCTAssertTrue(
+            row.contains(
+                "\(signed(welch.difference)) [\(signed(welch.low)), \(signed(welch.high))] "
+                    + (p < 0.001 ? "p < 0.001" : String(format: "p = %.3f", p))), "\(welch)\n\(row)")
+        XCTAssertEqual(row.contains("✱"), welch.excludesZero, String(row))
+
+        let unknown = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--difference-from", "lr=9", "--output", scratch.appendingPathComponent("u.html").path,
+            ], output: scratch.appendingPathComponent("unknown.log"))
+        XCTAssertNotEqual(unknown.wait(seconds: 60), 0)
+        XCTAssertTrue(unknown.text.contains("no configuration 'lr=9'"), unknown.text)
+        XCTAssertTrue(unknown.text.contains("'lr=0.05'"), unknown.text)
+    }
+
     func testEveryChartHasData_AndShowsTheRecordedNumbers() throws {
         let scratch = try temporaryDirectory("report")
         defer { try? FileManager.default.removeItem(at: scratch) }
