@@ -45,11 +45,13 @@ public struct SampleSummary: Sendable, Equatable {
     }
 }
 
-/// The difference of two means with Welch's unequal-variance t interval and test (Welch 1947):
+/// The difference of two means with its interval and test: unpaired, Welch's unequal-variance t
+/// (Welch 1947):
 /// Δ = mean(a) − mean(b), se = √(s_a²/n_a + s_b²/n_b), ν by the Welch–Satterthwaite formula,
 /// interval Δ ± t_{(1+level)/2, ν}·se, two-sided p = 2·P(T_ν ≥ |Δ|/se). Unpaired, so it does not
-/// assume that equal seeds make related runs (conservative when they do).
-public struct WelchDifference: Sendable, Equatable {
+/// assume that equal seeds make related runs (conservative when they do); `init(pairs:)` is the
+/// paired form.
+public struct MeanDifference: Sendable, Equatable {
     public var difference: Double
     public var standardError: Double
     public var degreesOfFreedom: Double
@@ -58,6 +60,25 @@ public struct WelchDifference: Sendable, Equatable {
     /// Two-sided p-value of "the means are equal"; nil when both samples have no spread.
     public var pValue: Double?
     public var level: Double
+
+    /// The paired form (Student's paired t, "ttest_rel"): `pairs` are (a, b) values measured
+    /// under the same seed; Δ is the mean of a − b, se its standard error sd(a − b)/√n, ν = n − 1.
+    /// Right when equal seeds make related runs (same initialization, shards and batches): the
+    /// seed's share of the spread then cancels. nil with fewer than two pairs.
+    public init?(pairs: [(a: Double, b: Double)], level: Double = 0.95) {
+        guard let summary = SampleSummary(pairs.map { $0.a - $0.b }, level: level),
+            let sd = summary.standardDeviation, let half = summary.halfWidth
+        else { return nil }
+        self.level = level
+        difference = summary.mean
+        standardError = sd / Double(summary.count).squareRoot()
+        degreesOfFreedom = Double(summary.count - 1)
+        low = difference - half
+        high = difference + half
+        pValue =
+            standardError > 0
+            ? 2 * (1 - StudentT.cdf(abs(difference) / standardError, degreesOfFreedom: degreesOfFreedom)) : nil
+    }
 
     /// nil when either sample has fewer than two values (no spread to compare against).
     public init?(_ a: [Double], _ b: [Double], level: Double = 0.95) {

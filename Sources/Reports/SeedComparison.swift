@@ -327,22 +327,37 @@ extension ReportPage {
 
 extension ReportPage {
     /// Every group's figures against one baseline group's: per figure, the difference of the
-    /// means over seeds with Welch's 95 % interval and its two-sided p-value
-    /// (`WelchDifference`), marked "✱" when the interval leaves out zero. A figure either group
-    /// lacks, or that has one seed in either, is "–".
+    /// means over seeds with its 95 % interval and two-sided p-value (`MeanDifference`): Welch's
+    /// unpaired interval, or with `paired` the paired t over the seeds both groups ran (equal
+    /// seeds, equal initialization, shards and batches), marked "✱" when the interval leaves out
+    /// zero. A figure either group lacks, or that has fewer than two seeds (pairs), is "–".
     public static func seedDifferences(
-        _ groups: [SeedGroup], baseline: SeedGroup, figures: [SeedFigure] = SeedFigure.standard
+        _ groups: [SeedGroup], baseline: SeedGroup, figures: [SeedFigure] = SeedFigure.standard, paired: Bool = false
     ) -> (table: String, markdown: String) {
-        let header = ["configuration − \(baseline.label)", "seeds"] + figures.map(\.name)
+        let header = ["configuration − \(baseline.label)", paired ? "seed pairs" : "seeds"] + figures.map(\.name)
         var rows: [[String]] = []
         for group in groups where group.key != baseline.key {
+            let baselineBySeed = Dictionary(
+                baseline.runs.map { ($0.manifest.configuration.seed, $0) }, uniquingKeysWith: { first, _ in first })
+            let pairs = group.runs.compactMap { run in
+                baselineBySeed[run.manifest.configuration.seed].map { (run, $0) }
+            }
             rows.append(
-                [group.label, "\(group.runs.count) vs \(baseline.runs.count)"]
+                [group.label, paired ? "\(pairs.count)" : "\(group.runs.count) vs \(baseline.runs.count)"]
                     + figures.map { figure in
-                        let values = { (runs: [RunFolder]) in runs.compactMap(figure.value).filter(\.isFinite) }
-                        guard let welch = WelchDifference(values(group.runs), values(baseline.runs)) else {
-                            return "–"
+                        let difference: MeanDifference?
+                        if paired {
+                            difference = MeanDifference(
+                                pairs: pairs.compactMap { run, base in
+                                    guard let a = figure.value(run), let b = figure.value(base), a.isFinite, b.isFinite
+                                    else { return nil }
+                                    return (a, b)
+                                })
+                        } else {
+                            let values = { (runs: [RunFolder]) in runs.compactMap(figure.value).filter(\.isFinite) }
+                            difference = MeanDifference(values(group.runs), values(baseline.runs))
                         }
+                        guard let welch = difference else { return "–" }
                         let f = { (value: Double) in String(format: figure.format, value) }
                         let signed = { (value: Double) in (value >= 0 && !f(value).hasPrefix("+") ? "+" : "") + f(value)
                         }

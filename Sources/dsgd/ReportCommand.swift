@@ -110,6 +110,12 @@ struct ReportCommand: ParsableCommand {
         )
         var differenceFrom: [String] = []
 
+        @Flag(
+            help:
+                "With --difference-from: pair the runs by seed (the paired t over the seeds both ran) instead of Welch's unpaired interval; right when equal seeds mean equal initialization, shards and batches."
+        )
+        var paired = false
+
         func run() throws {
             guard !runDirectories.isEmpty else { throw ValidationError("give at least one run folder") }
             let runs = try loadRuns(runDirectories)
@@ -117,7 +123,8 @@ struct ReportCommand: ParsableCommand {
             var groups = try seedGroups(runs, distinctSeeds: false)
             let aggregate = !perRun && (bySeed || groups.contains(where: \.hasSeveralSeeds))
             if aggregate { groups = try seedGroups(runs, distinctSeeds: true) }
-            guard aggregate || differenceFrom.isEmpty else {
+            if paired && differenceFrom.isEmpty { throw ValidationError("--paired goes with --difference-from") }
+            if !differenceFrom.isEmpty && !aggregate {
                 throw ValidationError("--difference-from compares groups over seeds; it does not go with --per-run")
             }
             var (html, table, markdownTable) =
@@ -130,9 +137,12 @@ struct ReportCommand: ParsableCommand {
                         "--difference-from: no configuration '\(label)'; the configurations are: \(groups.map { "'\($0.label)'" }.joined(separator: ", "))"
                     )
                 }
-                let differences = ReportPage.seedDifferences(groups, baseline: baseline, figures: try chosenFigures())
+                let differences = ReportPage.seedDifferences(
+                    groups, baseline: baseline, figures: try chosenFigures(), paired: paired)
                 let title =
-                    "Differences from \(label): mean − mean over seeds [Welch 95 % interval], p; ✱: the interval leaves out 0"
+                    paired
+                    ? "Differences from \(label), paired by seed: mean of the per-seed differences [paired-t 95 % interval], p; ✱: the interval leaves out 0"
+                    : "Differences from \(label): mean − mean over seeds [Welch 95 % interval], p; ✱: the interval leaves out 0"
                 table += "\n\n\(title)\n\(differences.table)"
                 markdownTable += "\n\n**\(title)**\n\n\(differences.markdown)"
             }

@@ -53,10 +53,10 @@ final class SampleSummaryTests: XCTestCase {
     /// Welch's interval and test against SciPy 1.17's `ttest_ind(a, b, equal_var=False)` and its
     /// `confidence_interval(0.95)` on the same values (printed to 17 digits); the quantile's
     /// bisection and the incomplete beta's continued fraction are good to about 1e-10, so 1e-9.
-    func testWelchDifference_AgainstSciPy() throws {
+    func testMeanDifference_AgainstSciPy() throws {
         let a = [0.8912, 0.8871, 0.8950]
         let b = [0.8820, 0.8790, 0.8861, 0.8805]
-        let welch = try XCTUnwrap(WelchDifference(a, b))
+        let welch = try XCTUnwrap(MeanDifference(a, b))
         XCTAssertEqual(welch.difference / welch.standardError, 3.3508127452163747, accuracy: 1e-9)
         XCTAssertEqual(welch.degreesOfFreedom, 3.700905565036075, accuracy: 1e-9)
         XCTAssertEqual(try XCTUnwrap(welch.pValue), 0.032125483647729484, accuracy: 1e-9)
@@ -65,17 +65,33 @@ final class SampleSummaryTests: XCTestCase {
         XCTAssertTrue(welch.excludesZero)
 
         // One sample without spread: ν = n_a − 1 exactly.
-        let one = try XCTUnwrap(WelchDifference([1, 2, 3], [1, 1, 1]))
+        let one = try XCTUnwrap(MeanDifference([1, 2, 3], [1, 1, 1]))
         XCTAssertEqual(one.degreesOfFreedom, 2, accuracy: 1e-12)
         XCTAssertEqual(try XCTUnwrap(one.pValue), 0.22540333075851665, accuracy: 1e-9)
         XCTAssertEqual(one.low, -1.4841377117503298, accuracy: 1e-9)
         XCTAssertEqual(one.high, 3.48413771175033, accuracy: 1e-9)
         XCTAssertFalse(one.excludesZero)
 
-        XCTAssertNil(WelchDifference([1], [1, 2]), "one value has no spread to compare against")
-        let exact = try XCTUnwrap(WelchDifference([2, 2], [1, 1]))
+        XCTAssertNil(MeanDifference([1], [1, 2]), "one value has no spread to compare against")
+        let exact = try XCTUnwrap(MeanDifference([2, 2], [1, 1]))
         XCTAssertEqual(exact.difference, 1)
         XCTAssertNil(exact.pValue)
         XCTAssertTrue(exact.excludesZero)
+    }
+
+    /// The paired form against SciPy 1.17's `ttest_rel(a, b)` and its `confidence_interval(0.95)`:
+    /// the seeds' common offset cancels, so a difference the unpaired interval cannot see shows.
+    func testPairedDifference_AgainstSciPy() throws {
+        let a = [0.8612, 0.8355, 0.8413]
+        let b = [0.8590, 0.8341, 0.8398]
+        let paired = try XCTUnwrap(MeanDifference(pairs: Array(zip(a, b)).map { (a: $0.0, b: $0.1) }))
+        XCTAssertEqual(paired.difference / paired.standardError, 6.755115021032607, accuracy: 1e-9)
+        XCTAssertEqual(paired.degreesOfFreedom, 2)
+        XCTAssertEqual(try XCTUnwrap(paired.pValue), 0.02121961108542463, accuracy: 1e-9)
+        XCTAssertEqual(paired.low, 0.0006171894752643483, accuracy: 1e-9)
+        XCTAssertEqual(paired.high, 0.002782810524735721, accuracy: 1e-9)
+        XCTAssertTrue(paired.excludesZero)
+        XCTAssertFalse(try XCTUnwrap(MeanDifference(a, b)).excludesZero, "unpaired, the seeds' spread hides it")
+        XCTAssertNil(MeanDifference(pairs: [(a: 1, b: 0)]))
     }
 }

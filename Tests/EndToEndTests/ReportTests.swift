@@ -99,7 +99,8 @@ final class ReportTests: XCTestCase {
     }
 
     /// `report compare --difference-from`: each configuration's figures minus the baseline's, with
-    /// Welch's interval and p-value, against `WelchDifference` of the cells' own records.
+    /// Welch's interval and p-value (and with `--paired` the paired t), against `MeanDifference`
+    /// of the cells' own records.
     func testDifferencesFromABaseline_AreWelchOfTheRecords() throws {
         let scratch = try temporaryDirectory("report-differences")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -134,7 +135,7 @@ final class ReportTests: XCTestCase {
                     .last { $0.testAccuracy != nil }?.testAccuracy)
             }
         }
-        let welch = try XCTUnwrap(WelchDifference(try accuracies("0.2"), try accuracies("0.05")))
+        let welch = try XCTUnwrap(MeanDifference(try accuracies("0.2"), try accuracies("0.05")))
         let folders = try FileManager.default.contentsOfDirectory(atPath: sweep.path).filter { $0.hasPrefix("lr=") }
             .sorted().map { sweep.appendingPathComponent($0).path }
         XCTAssertEqual(folders.count, 6)
@@ -155,6 +156,28 @@ final class ReportTests: XCTestCase {
                 "\(signed(welch.difference)) [\(signed(welch.low)), \(signed(welch.high))] "
                     + (p < 0.001 ? "p < 0.001" : String(format: "p = %.3f", p))), "\(welch)\n\(row)")
         XCTAssertEqual(row.contains("✱"), welch.excludesZero, String(row))
+
+        // --paired: the per-seed differences (the cells of one seed share initialization and shards).
+        let pairedDifference = try XCTUnwrap(
+            MeanDifference(pairs: zip(try accuracies("0.2"), try accuracies("0.05")).map { (a: $0.0, b: $0.1) }))
+        let pairedMarkdown = scratch.appendingPathComponent("p.md")
+        let pairedCompare = try Child(
+            try dsgdBinary(),
+            ["report", "compare"] + folders + [
+                "--figures", "test acc", "--difference-from", "lr=0.05", "--paired", "--markdown", pairedMarkdown.path,
+                "--output", scratch.appendingPathComponent("p.html").path,
+            ], output: scratch.appendingPathComponent("paired.log"))
+        XCTAssertEqual(pairedCompare.wait(seconds: 60), 0, pairedCompare.text)
+        let pairedText = try String(contentsOf: pairedMarkdown, encoding: .utf8)
+        XCTAssertTrue(pairedText.contains("paired by seed"), pairedText)
+        let pairedRow = try XCTUnwrap(
+            pairedText.split(separator: "\n").first { $0.hasPrefix("| lr=0.2 | 3 |") }, pairedText)
+        let pairedP = try XCTUnwrap(pairedDifference.pValue)
+        XCTAssertTrue(
+            pairedRow.contains(
+                "\(signed(pairedDifference.difference)) [\(signed(pairedDifference.low)), \(signed(pairedDifference.high))] "
+                    + (pairedP < 0.001 ? "p < 0.001" : String(format: "p = %.3f", pairedP))),
+            "\(pairedDifference)\n\(pairedRow)")
 
         let unknown = try Child(
             try dsgdBinary(),
