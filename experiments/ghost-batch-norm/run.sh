@@ -64,6 +64,9 @@ shared_flags() {
     echo "  no-per-layer-curvature: true"
     echo "  hutchinson-probes: 12"
     echo "  no-eval-workers: true"
+    # A checkpoint every eighth of the longest runs: a killed recipe, run again, continues its
+    # interrupted cells from there (the numbers are those of an uninterrupted run, bit for bit).
+    echo "  checkpoint-every: $(( small_rounds / 8 ))"
 }
 
 # The small batch: 16× the steps, so its milestones and measurements are 16× the large batch's.
