@@ -25,7 +25,7 @@
 #
 #   experiments/ghost-batch-norm/run.sh [--quick] [--resume] [--out DIR] [--parallel K]
 #
-# Full: about an hour on 2 cores. --quick: 0.2 epoch, a few minutes (a smoke test, no result).
+# Full: about 45 minutes on 2 cores. --quick: 0.2 epoch, about 4 minutes (a smoke test, no result).
 # Sweeps resume by themselves: run it again to finish an interrupted recipe (--resume is accepted
 # and changes nothing). DSGD_BIN=/path/to/dsgd skips the build.
 set -euo pipefail
