@@ -357,14 +357,16 @@ extension ReportPage {
                             let values = { (runs: [RunFolder]) in runs.compactMap(figure.value).filter(\.isFinite) }
                             difference = MeanDifference(values(group.runs), values(baseline.runs))
                         }
-                        guard let welch = difference else { return "–" }
+                        guard let difference else { return "–" }
                         let f = { (value: Double) in String(format: figure.format, value) }
                         let signed = { (value: Double) in (value >= 0 && !f(value).hasPrefix("+") ? "+" : "") + f(value)
                         }
                         let p =
-                            welch.pValue.map { $0 < 0.001 ? "p < 0.001" : String(format: "p = %.3f", $0) } ?? "exact"
-                        return "\(signed(welch.difference)) [\(signed(welch.low)), \(signed(welch.high))] \(p)"
-                            + (welch.excludesZero ? " ✱" : "")
+                            difference.pValue.map { $0 < 0.001 ? "p < 0.001" : String(format: "p = %.3f", $0) }
+                            ?? "exact"
+                        return
+                            "\(signed(difference.difference)) [\(signed(difference.low)), \(signed(difference.high))] \(p)"
+                            + (difference.excludesZero ? " ✱" : "")
                     })
         }
         let (text, markdown) = formatTable(header: header, rows: rows)
