@@ -47,17 +47,28 @@ public struct ConsensusDistance: Sendable {
 
     /// x̄ (the mean, or Σᵢ pᵢxᵢ with `weights`) and Ξ² about it, in one pass over the models.
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, weights: [Double]? = nil) {
-        self.init(models: models, layout: layout, weights: weights, center: nil)
+        var none: [Float] = []
+        self.init(models: models, layout: layout, weights: weights, center: nil, storage: &none)
+    }
+
+    /// The same, with x̄ written into `storage` when it has the models' length (every value of it
+    /// is overwritten; `storage` is left empty): a caller that measures every round passes last
+    /// round's x̄, so a large model's x̄ does not cost fresh pages each round. The numbers do not
+    /// depend on it.
+    public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, reusing storage: inout [Float]) {
+        self.init(models: models, layout: layout, weights: nil, center: nil, storage: &storage)
     }
 
     /// Ξ² about a given x̄ (a federated server's global model, aggregated by its rule); the
     /// same bits as the other initializer when `center` is the average it would compute.
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, about center: [Float]) {
-        self.init(models: models, layout: layout, weights: nil, center: center)
+        var none: [Float] = []
+        self.init(models: models, layout: layout, weights: nil, center: center, storage: &none)
     }
 
     private init(
-        models: [UnsafeBufferPointer<Float>], layout: ParameterLayout?, weights: [Double]?, center: [Float]?
+        models: [UnsafeBufferPointer<Float>], layout: ParameterLayout?, weights: [Double]?, center: [Float]?,
+        storage: inout [Float]
     ) {
         let n = models.count
         precondition(n > 0)
@@ -69,7 +80,17 @@ public struct ConsensusDistance: Sendable {
         let slices = layout?.slices.map { ($0.name, $0.offset, $0.count) } ?? [("all", 0, d)]
         let trainable = layout?.slices.map { $0.role == .trainable } ?? [true]
         precondition(center == nil || center!.count == d, "x̄ has \(center?.count ?? 0) values, models \(d)")
-        var average = center ?? [Float](repeating: 0, count: d)
+        precondition(layout == nil || layout!.count == d, "the layout has \(layout!.count) values, the models \(d)")
+        // Without a center every value of x̄ is written below (the slices tile the models), so
+        // reused storage keeps none of its old values.
+        var average: [Float] = []
+        if let center {
+            average = center
+        } else if storage.count == d {
+            swap(&average, &storage)  // the caller's buffer, moved in: written in place, not copied
+        } else {
+            average = [Float](repeating: 0, count: d)
+        }
         var sliceTotals = [Double](repeating: 0, count: slices.count)
         let blockLength = Self.blockLength(models: n)
         var sum = [Double](repeating: 0, count: blockLength)

@@ -104,6 +104,8 @@ public struct CoordinatorMachine {
     /// The models gathered at the last gathering round (shared, not copied), and their ranks;
     /// emptied once that round is recorded when they were read from shared memory.
     private var lastGathered: [FloatPayload] = []
+    /// x̄ − x₀ of the round being recorded: kept, so its pages are not fresh each round.
+    private var distanceScratch: [Float] = []
     private var lastGatheredRanks: [Int] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
     /// The ranks of `lastWorkerModels`, in order.
@@ -527,7 +529,10 @@ public struct CoordinatorMachine {
             // rule (FedAvg's size-weighted average), and Ξ² is measured about it.
             var consensus = withExtendedLifetime(models) {
                 guard let federated = configuration.federated else {
-                    return ConsensusDistance(models: models.map(\.buffer), layout: network.layout)
+                    // Last round's x̄ is the storage of this one's (its pages reused, not fresh).
+                    var previous = averageModel ?? []
+                    averageModel = nil
+                    return ConsensusDistance(models: models.map(\.buffer), layout: network.layout, reusing: &previous)
                 }
                 let examples = ordered.filter { $0.1 != nil }.map { $0.0.shardSize ?? 1 }
                 let global = federated.aggregator.aggregate(models.map(\.buffer), examples: examples)
@@ -541,9 +546,18 @@ public struct CoordinatorMachine {
             averageModel = consensus.average
             lastGathered = models
             lastGatheredRanks = zip(alive, ordered).filter { $0.1.1 != nil }.map(\.0)
-            var fromInit = consensus.average
-            fromInit.addScaled(initialParameters, by: -1)
-            for range in network.stateRanges { for i in range { fromInit[i] = 0 } }  // parameters only
+            // x̄ − x₀ in a buffer kept across rounds (the same operations as on a fresh copy).
+            if distanceScratch.count != consensus.average.count {
+                distanceScratch = [Float](repeating: 0, count: consensus.average.count)
+            }
+            distanceScratch.withUnsafeMutableBufferPointer { scratch in
+                consensus.average.withUnsafeBufferPointer {
+                    scratch.baseAddress!.update(from: $0.baseAddress!, count: $0.count)
+                }
+            }
+            distanceScratch.addScaled(initialParameters, by: -1)
+            for range in network.stateRanges { for i in range { distanceScratch[i] = 0 } }  // parameters only
+            let fromInit = distanceScratch
             record.distanceFromInit = fromInit.squaredNorm.squareRoot()
             if configuration.model.batchNorm, configuration.batchNorm.averageModelStatistics == .recomputed,
                 let statisticsSet,

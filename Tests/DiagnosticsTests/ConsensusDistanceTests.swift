@@ -36,6 +36,35 @@ final class ConsensusDistanceTests: XCTestCase {
         }
     }
 
+    /// x̄ written into reused storage (last round's x̄, full of other values) has the same bits as
+    /// into fresh storage, and is written in place (no copy); storage of another length is not used.
+    func testReusedStorage_SameBitsAndWrittenInPlace() {
+        var layout = ParameterLayout()
+        layout.append("a", shape: [3])
+        layout.append("b", shape: [9_000])
+        var generator = SplitMix64(seed: 2)
+        let models: [[Float]] = (0..<4).map { _ in
+            (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
+        }
+        let buffers = models.map { $0.withUnsafeBufferPointer { $0 } }
+        let fresh = withExtendedLifetime(models) { ConsensusDistance(models: buffers, layout: layout) }
+        var storage = [Float](repeating: .nan, count: layout.count)
+        let address = storage.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let reused = withExtendedLifetime(models) {
+            ConsensusDistance(models: buffers, layout: layout, reusing: &storage)
+        }
+        XCTAssertEqual(reused.average.map(\.bitPattern), fresh.average.map(\.bitPattern))
+        XCTAssertEqual(reused.distanceSquared.bitPattern, fresh.distanceSquared.bitPattern)
+        XCTAssertEqual(reused.average.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }, address)
+        XCTAssertTrue(storage.isEmpty, "the buffer moved into x̄")
+        var short = [Float](repeating: 1, count: 5)
+        let wrongLength = withExtendedLifetime(models) {
+            ConsensusDistance(models: buffers, layout: layout, reusing: &short)
+        }
+        XCTAssertEqual(short.count, 5, "not used")
+        XCTAssertEqual(wrongLength.average.map(\.bitPattern), fresh.average.map(\.bitPattern))
+    }
+
     func testIdenticalModels_HaveZeroDistance() {
         let model: [Float] = (0..<10_000).map { Float($0) * 0.001 }
         let result = model.withUnsafeBufferPointer { ConsensusDistance(models: [$0, $0, $0]) }
