@@ -10,6 +10,19 @@ import _TestSupport
 /// relative here), and the sums run in another order (eight partial sums). A wrong centre or a
 /// missing slice is off by O(1).
 final class ConsensusDistanceTests: XCTestCase {
+    /// `count` models of standard normal values (seed 2) over slices "a", "b", … of these sizes.
+    static func standardNormalModels(_ count: Int, sliceSizes: [Int]) -> (ParameterLayout, [[Float]]) {
+        var layout = ParameterLayout()
+        for (index, size) in sliceSizes.enumerated() {
+            layout.append(String(UnicodeScalar(UInt8(97 + index))), shape: [size])
+        }
+        var generator = SplitMix64(seed: 2)
+        let models: [[Float]] = (0..<count).map { _ in
+            (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
+        }
+        return (layout, models)
+    }
+
     func testMatchesDirectComputation_PerSliceAndTotal() {
         var layout = ParameterLayout()
         layout.append("a", shape: [3])
@@ -39,13 +52,7 @@ final class ConsensusDistanceTests: XCTestCase {
     /// x̄ written into reused storage (last round's x̄, full of other values) has the same bits as
     /// into fresh storage, and is written in place (no copy); storage of another length is not used.
     func testReusedStorage_SameBitsAndWrittenInPlace() {
-        var layout = ParameterLayout()
-        layout.append("a", shape: [3])
-        layout.append("b", shape: [9_000])
-        var generator = SplitMix64(seed: 2)
-        let models: [[Float]] = (0..<4).map { _ in
-            (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
-        }
+        let (layout, models) = Self.standardNormalModels(4, sliceSizes: [3, 9_000])
         let buffers = models.map { $0.withUnsafeBufferPointer { $0 } }
         let fresh = withExtendedLifetime(models) { ConsensusDistance(models: buffers, layout: layout) }
         var storage = [Float](repeating: .nan, count: layout.count)
@@ -86,13 +93,7 @@ final class ConsensusDistanceTests: XCTestCase {
     /// initializer when the centre is the weighted average it computes (`ModelAverage`, the
     /// server's), and the closed form about any other centre.
     func testAboutAGivenCentre_SameBitsAsTheWeightedAverage() {
-        var layout = ParameterLayout()
-        layout.append("a", shape: [5])
-        layout.append("b", shape: [6_001])
-        var generator = SplitMix64(seed: 2)
-        let models: [[Float]] = (0..<3).map { _ in
-            (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
-        }
+        let (layout, models) = Self.standardNormalModels(3, sliceSizes: [5, 6_001])
         let weights = [0.2, 0.3, 0.5]
         let buffers = models.map { $0.withUnsafeBufferPointer { $0 } }
         withExtendedLifetime(models) {
