@@ -112,12 +112,6 @@ public struct SeedFigure {
         case last
     }
 
-    /// The standard figures, with the sharpness figures taken at round `sharpnessRound` (nil: the
-    /// last measurement; a run without a measurement at that round has none).
-    public static func standard(sharpnessRound: Int?) -> [SeedFigure] {
-        standard(sharpnessAt: sharpnessRound.map { .round($0) } ?? .last)
-    }
-
     /// The standard figures, with the sharpness figures taken from the measurement `sharpnessAt`.
     public static func standard(sharpnessAt: SharpnessMeasurement) -> [SeedFigure] {
         func growth(_ run: RunFolder, _ law: GrowthFit.Law) -> GrowthFit? {
@@ -336,9 +330,9 @@ extension ReportPage {
     ) -> (table: String, markdown: String) {
         let header = ["configuration − \(baseline.label)", paired ? "seed pairs" : "seeds"] + figures.map(\.name)
         var rows: [[String]] = []
+        let baselineBySeed = Dictionary(
+            baseline.runs.map { ($0.manifest.configuration.seed, $0) }, uniquingKeysWith: { first, _ in first })
         for group in groups where group.key != baseline.key {
-            let baselineBySeed = Dictionary(
-                baseline.runs.map { ($0.manifest.configuration.seed, $0) }, uniquingKeysWith: { first, _ in first })
             let pairs = group.runs.compactMap { run in
                 baselineBySeed[run.manifest.configuration.seed].map { (run, $0) }
             }

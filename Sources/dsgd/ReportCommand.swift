@@ -106,7 +106,7 @@ struct ReportCommand: ParsableCommand {
 
         @Option(
             help:
-                "Over seeds: also a table of every configuration's figures minus this configuration's (its label in the table), with Welch's 95 % interval and p-value; repeat for several baselines."
+                "Over seeds: also a table of every configuration's figures minus this configuration's (its label in the table), with a 95 % interval and p-value (Welch's, or with --paired the paired t); repeat for several baselines."
         )
         var differenceFrom: [String] = []
 
@@ -127,10 +127,9 @@ struct ReportCommand: ParsableCommand {
             if !differenceFrom.isEmpty && !aggregate {
                 throw ValidationError("--difference-from compares groups over seeds; it does not go with --per-run")
             }
+            let chosen = aggregate ? try chosenFigures() : []
             var (html, table, markdownTable) =
-                aggregate
-                ? ReportPage.seedComparison(groups, figures: try chosenFigures())
-                : ReportPage.comparison(runs)
+                aggregate ? ReportPage.seedComparison(groups, figures: chosen) : ReportPage.comparison(runs)
             for label in differenceFrom {
                 guard let baseline = groups.first(where: { $0.label == label }) else {
                     throw ValidationError(
@@ -138,7 +137,7 @@ struct ReportCommand: ParsableCommand {
                     )
                 }
                 let differences = ReportPage.seedDifferences(
-                    groups, baseline: baseline, figures: try chosenFigures(), paired: paired)
+                    groups, baseline: baseline, figures: chosen, paired: paired)
                 let title =
                     paired
                     ? "Differences from \(label), paired by seed: mean of the per-seed differences [paired-t 95 % interval], p; ✱: the interval leaves out 0"
