@@ -108,8 +108,14 @@ public struct ConsensusDistance: Sendable {
                         // (with weights summing to 1 within rounding).
                         if center == nil {
                             total.update(repeating: 0, count: length)
-                            for (model, weight) in zip(models, weights) {
-                                ModelAverage.accumulate(model.baseAddress! + start, weight: weight, into: total, length)
+                            // While one model's block is summed, the next one's is fetched: the
+                            // models were just written by other processes, and these reads were
+                            // x̄'s stalls (`perf`).
+                            for (m, (model, weight)) in zip(models, weights).enumerated() {
+                                ModelAverage.accumulate(
+                                    model.baseAddress! + start, weight: weight, into: total, length,
+                                    prefetching: ModelAverage.nextBlock(
+                                        of: models, after: m, start: start, length: length))
                             }
                             if weighted {
                                 for j in 0..<length { mean[j] = Float(total[j]) }

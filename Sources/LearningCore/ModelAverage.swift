@@ -4,17 +4,29 @@
 /// federated server's global model, x̄ of the consensus distance).
 public enum ModelAverage {
     /// total ← total + weight·Float64(x), value by value (eight at a time; each value's
-    /// operations are those of the scalar loop, so the bits are too).
+    /// operations are those of the scalar loop, so the bits are too). With `next`, as many values
+    /// from there are hinted into cache meanwhile, one cache line per 16 values: the next model's
+    /// block, which then arrives while this one is summed.
     @inline(__always)
     public static func accumulate(
-        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int
+        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int,
+        prefetching next: UnsafePointer<Float>? = nil
     ) {
-        var j = 0
         let w = SIMD8<Double>(repeating: weight)
-        while j + 8 <= count {
+        @inline(__always) func eight(_ j: Int) {
             let values = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
             let sum = UnsafeRawPointer(total + j).loadUnaligned(as: SIMD8<Double>.self) + w * values
             UnsafeMutableRawPointer(total + j).storeBytes(of: sum, as: SIMD8<Double>.self)
+        }
+        var j = 0
+        while j + 16 <= count {
+            if let next { prefetchForReading(next + j, count: 16) }
+            eight(j)
+            eight(j + 8)
+            j += 16
+        }
+        if j + 8 <= count {
+            eight(j)
             j += 8
         }
         while j < count {
@@ -36,8 +48,10 @@ public enum ModelAverage {
                 while start < d {
                     let length = min(blockLength, d - start)
                     total.baseAddress!.update(repeating: 0, count: length)
-                    for (model, weight) in zip(models, weights) {
-                        accumulate(model.baseAddress! + start, weight: weight, into: total.baseAddress!, length)
+                    for (m, (model, weight)) in zip(models, weights).enumerated() {
+                        accumulate(
+                            model.baseAddress! + start, weight: weight, into: total.baseAddress!, length,
+                            prefetching: nextBlock(of: models, after: m, start: start, length: length))
                     }
                     for j in 0..<length { mean[start + j] = Float(total[j]) }
                     start += length
@@ -48,4 +62,15 @@ public enum ModelAverage {
     }
 
     static let blockLength = 4_096
+
+    /// What to fetch while model m's block [start, start + length) is summed: the next model's
+    /// same block, or after the last model the first model's next block (or its last block, at
+    /// the end: an in-range address to hint).
+    @inline(__always)
+    public static func nextBlock(
+        of models: [UnsafeBufferPointer<Float>], after m: Int, start: Int, length: Int
+    ) -> UnsafePointer<Float> {
+        if m + 1 < models.count { return models[m + 1].baseAddress! + start }
+        return models[0].baseAddress! + min(start + length, models[0].count - length)
+    }
 }

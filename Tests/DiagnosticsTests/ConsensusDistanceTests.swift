@@ -72,6 +72,31 @@ final class ConsensusDistanceTests: XCTestCase {
         XCTAssertEqual(wrongLength.average.map(\.bitPattern), fresh.average.map(\.bitPattern))
     }
 
+    /// The accumulation, with and without fetching the next block, has the scalar loop's bits
+    /// (total += weight·Float64(x), one value at a time) at every length around its unrolling of
+    /// 16 and 8 values, with a weight that rounds (0.1).
+    func testAccumulate_ScalarBitsAtEveryTailLength() {
+        var generator = SplitMix64(seed: 3)
+        let x = (0..<80).map { _ in Float(generator.nextStandardNormal()) }
+        let start = (0..<80).map { _ in generator.nextStandardNormal() }
+        for count in 0...40 {
+            var scalar = start
+            for j in 0..<count { scalar[j] += 0.1 * Double(x[j]) }
+            for prefetching in [false, true] {
+                var total = start
+                x.withUnsafeBufferPointer { x in
+                    total.withUnsafeMutableBufferPointer { total in
+                        ModelAverage.accumulate(
+                            x.baseAddress!, weight: 0.1, into: total.baseAddress!, count,
+                            prefetching: prefetching ? x.baseAddress! + 40 : nil)
+                    }
+                }
+                XCTAssertEqual(
+                    total.map(\.bitPattern), scalar.map(\.bitPattern), "count \(count), prefetching \(prefetching)")
+            }
+        }
+    }
+
     func testIdenticalModels_HaveZeroDistance() {
         let model: [Float] = (0..<10_000).map { Float($0) * 0.001 }
         let result = model.withUnsafeBufferPointer { ConsensusDistance(models: [$0, $0, $0]) }
