@@ -23,28 +23,6 @@ public struct ConsensusDistance: Sendable {
     /// distances) reads it from cache, not memory. Up to 64 models the sums are as they always were.
     static func blockLength(models n: Int) -> Int { min(blockLength, max(256, 262_144 / max(n, 1))) }
 
-    /// Σⱼ (Float64(xⱼ − yⱼ))² over `count` values, with eight partial sums (which the compiler
-    /// keeps in one vector register).
-    @inline(__always)
-    static func squaredDistance(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int) -> Double {
-        var partial = SIMD8<Double>()
-        var j = 0
-        while j + 8 <= count {
-            let a = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
-            let b = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD8<Float>.self)
-            let d = SIMD8<Double>(a - b)
-            partial += d * d
-            j += 8
-        }
-        var total = partial.sum()
-        while j < count {
-            let d = Double(x[j] - y[j])
-            total += d * d
-            j += 1
-        }
-        return total
-    }
-
     /// x̄ (the mean, or Σᵢ pᵢxᵢ with `weights`) and Ξ² about it, in one pass over the models.
     public init(models: [UnsafeBufferPointer<Float>], layout: ParameterLayout? = nil, weights: [Double]? = nil) {
         var none: [Float] = []
@@ -112,21 +90,18 @@ public struct ConsensusDistance: Sendable {
                             // models were just written by other processes, and these reads were
                             // x̄'s stalls (`perf`).
                             for (m, (model, weight)) in zip(models, weights).enumerated() {
-                                ModelAverage.accumulate(
+                                VectorKernels.accumulate(
                                     model.baseAddress! + start, weight: weight, into: total, length,
                                     prefetching: ModelAverage.nextBlock(
                                         of: models, after: m, start: start, length: length))
                             }
-                            if weighted {
-                                for j in 0..<length { mean[j] = Float(total[j]) }
-                            } else {
-                                for j in 0..<length { mean[j] = Float(total[j] / Double(n)) }
-                            }
+                            VectorKernels.storeQuotient(total, dividedBy: weighted ? 1 : Double(n), into: mean, length)
                         }
                         // ‖xᵢ − x̄‖² of the block: the difference rounded to Float32 (as the
                         // models are), squared and summed in Float64, in one pass per model.
                         for model in models {
-                            sliceTotals[index] += Self.squaredDistance(model.baseAddress! + start, mean, length)
+                            sliceTotals[index] += VectorKernels.squaredDistance(
+                                model.baseAddress! + start, mean, length)
                         }
                         start += length
                     }

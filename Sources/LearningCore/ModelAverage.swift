@@ -3,38 +3,6 @@
 /// and the same models in the same order give the same bits wherever the average is taken (a
 /// federated server's global model, x̄ of the consensus distance).
 public enum ModelAverage {
-    /// total ← total + weight·Float64(x), value by value (eight at a time; each value's
-    /// operations are those of the scalar loop, so the bits are too). With `next`, as many values
-    /// from there are hinted into cache meanwhile, one cache line per 16 values: the next model's
-    /// block, which then arrives while this one is summed.
-    @inline(__always)
-    public static func accumulate(
-        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int,
-        prefetching next: UnsafePointer<Float>? = nil
-    ) {
-        let w = SIMD8<Double>(repeating: weight)
-        @inline(__always) func eight(_ j: Int) {
-            let values = SIMD8<Double>(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self))
-            let sum = UnsafeRawPointer(total + j).loadUnaligned(as: SIMD8<Double>.self) + w * values
-            UnsafeMutableRawPointer(total + j).storeBytes(of: sum, as: SIMD8<Double>.self)
-        }
-        var j = 0
-        while j + 16 <= count {
-            if let next { prefetchForReading(next + j, count: 16) }
-            eight(j)
-            eight(j + 8)
-            j += 16
-        }
-        if j + 8 <= count {
-            eight(j)
-            j += 8
-        }
-        while j < count {
-            total[j] += weight * Double(x[j])
-            j += 1
-        }
-    }
-
     /// Σᵢ pᵢxᵢ for weights pᵢ (summing to 1), blockwise so the Float64 sums stay in cache.
     public static func weighted(_ models: [UnsafeBufferPointer<Float>], weights: [Double]) -> [Float] {
         precondition(!models.isEmpty && weights.count == models.count, "one weight per model")
@@ -49,11 +17,12 @@ public enum ModelAverage {
                     let length = min(blockLength, d - start)
                     total.baseAddress!.update(repeating: 0, count: length)
                     for (m, (model, weight)) in zip(models, weights).enumerated() {
-                        accumulate(
+                        VectorKernels.accumulate(
                             model.baseAddress! + start, weight: weight, into: total.baseAddress!, length,
                             prefetching: nextBlock(of: models, after: m, start: start, length: length))
                     }
-                    for j in 0..<length { mean[start + j] = Float(total[j]) }
+                    VectorKernels.storeQuotient(
+                        total.baseAddress!, dividedBy: 1, into: mean.baseAddress! + start, length)
                     start += length
                 }
             }

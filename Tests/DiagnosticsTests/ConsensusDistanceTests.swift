@@ -72,27 +72,90 @@ final class ConsensusDistanceTests: XCTestCase {
         XCTAssertEqual(wrongLength.average.map(\.bitPattern), fresh.average.map(\.bitPattern))
     }
 
-    /// The accumulation, with and without fetching the next block, has the scalar loop's bits
-    /// (total += weight·Float64(x), one value at a time) at every length around its unrolling of
-    /// 16 and 8 values, with a weight that rounds (0.1).
-    func testAccumulate_ScalarBitsAtEveryTailLength() {
+    /// The accumulation, portable and as dispatched on this CPU (AVX2 or not), with and without
+    /// fetching the next block, has the scalar loop's bits (total += weight·Float64(x), one value
+    /// at a time) at every length around the unrollings (16, 8, 4), from unaligned addresses,
+    /// with a weight that rounds (0.1).
+    func testAccumulate_ScalarBitsAtEveryLengthOnEveryVariant() {
         var generator = SplitMix64(seed: 3)
-        let x = (0..<80).map { _ in Float(generator.nextStandardNormal()) }
-        let start = (0..<80).map { _ in generator.nextStandardNormal() }
+        let x = (0..<81).map { _ in Float(generator.nextStandardNormal()) }
+        let start = (0..<81).map { _ in generator.nextStandardNormal() * 1e3 }
         for count in 0...40 {
             var scalar = start
-            for j in 0..<count { scalar[j] += 0.1 * Double(x[j]) }
-            for prefetching in [false, true] {
-                var total = start
-                x.withUnsafeBufferPointer { x in
-                    total.withUnsafeMutableBufferPointer { total in
-                        ModelAverage.accumulate(
-                            x.baseAddress!, weight: 0.1, into: total.baseAddress!, count,
-                            prefetching: prefetching ? x.baseAddress! + 40 : nil)
+            for j in 0..<count { scalar[j + 1] += 0.1 * Double(x[j + 1]) }
+            for portable in [false, true] {
+                for prefetching in [false, true] {
+                    var total = start
+                    x.withUnsafeBufferPointer { x in
+                        total.withUnsafeMutableBufferPointer { total in
+                            VectorKernels.accumulate(
+                                x.baseAddress! + 1, weight: 0.1, into: total.baseAddress! + 1, count,
+                                prefetching: prefetching ? x.baseAddress! + 40 : nil, portable: portable)
+                        }
+                    }
+                    XCTAssertEqual(
+                        total.map(\.bitPattern), scalar.map(\.bitPattern),
+                        "count \(count), portable \(portable), prefetching \(prefetching)")
+                }
+            }
+        }
+    }
+
+    /// Σⱼ (Float64(xⱼ − yⱼ))², portable and as dispatched, against the documented order written
+    /// out in Swift (eight lane sums, added in lane order from −0, then the rest one by one), to
+    /// the bit, at every length around the groups of eight, from unaligned addresses. Values of
+    /// mixed magnitudes, so another order would change the last bits.
+    func testSquaredDistance_DocumentedOrderOnEveryVariant() {
+        var generator = SplitMix64(seed: 4)
+        let scale = { (k: Int) in Double(1 << (k % 20)) }
+        let x = (0..<101).map { Float(generator.nextStandardNormal() * scale($0)) }
+        let y = (0..<101).map { _ in Float(generator.nextStandardNormal()) }
+        for count in 0...100 {
+            var lanes = [Double](repeating: 0, count: 8)
+            let whole = count / 8 * 8
+            for j in 0..<whole {
+                let d = Double(x[j + 1] - y[j + 1])
+                lanes[j % 8] += d * d
+            }
+            var expected = -0.0
+            for lane in lanes { expected += lane }
+            for j in whole..<count {
+                let d = Double(x[j + 1] - y[j + 1])
+                expected += d * d
+            }
+            for portable in [false, true] {
+                let value = x.withUnsafeBufferPointer { x in
+                    y.withUnsafeBufferPointer { y in
+                        VectorKernels.squaredDistance(x.baseAddress! + 1, y.baseAddress! + 1, count, portable: portable)
                     }
                 }
-                XCTAssertEqual(
-                    total.map(\.bitPattern), scalar.map(\.bitPattern), "count \(count), prefetching \(prefetching)")
+                XCTAssertEqual(value.bitPattern, expected.bitPattern, "count \(count), portable \(portable)")
+            }
+        }
+    }
+
+    /// Float32(total / divisor), portable and as dispatched, to the bit at every length around
+    /// the groups of four, for divisors that round (3, 7) and that do not (1, 8).
+    func testStoreQuotient_ScalarBitsOnEveryVariant() {
+        var generator = SplitMix64(seed: 5)
+        let total = (0..<41).map { _ in generator.nextStandardNormal() * 1e4 }
+        for divisor in [1.0, 3, 7, 8] {
+            for count in 0...40 {
+                let expected = (0..<count).map { Float(total[$0 + 1] / divisor).bitPattern }
+                for portable in [false, true] {
+                    var mean = [Float](repeating: .nan, count: count + 1)
+                    total.withUnsafeBufferPointer { total in
+                        mean.withUnsafeMutableBufferPointer { mean in
+                            VectorKernels.storeQuotient(
+                                total.baseAddress! + 1, dividedBy: divisor, into: mean.baseAddress!, count,
+                                portable: portable)
+                        }
+                    }
+                    XCTAssertEqual(
+                        mean.prefix(count).map(\.bitPattern), expected,
+                        "divisor \(divisor), count \(count), portable \(portable)")
+                    XCTAssertTrue(mean[count].isNaN, "nothing written past the end")
+                }
             }
         }
     }

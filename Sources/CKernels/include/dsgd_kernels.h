@@ -1,0 +1,37 @@
+#ifndef DSGD_KERNELS_H
+#define DSGD_KERNELS_H
+
+/* Loops of the consensus distance that read n models per round, in C so that they can use AVX2
+   when the CPU has it (chosen once at run time; Swift code is built for baseline x86-64). Every
+   variant does each value's operations of the portable loop in the same order, so the bits do
+   not depend on the CPU: no fused multiply-add, and the same eight partial sums. */
+
+/* Asks the CPU to bring every cache line of the `count` bytes at `address` into its caches for
+   reading soon. A hint only: it never faults and changes no value. */
+static inline void dsgd_prefetch_range(const void *address, long count) {
+    const char *byte = (const char *)address;
+    for (long offset = 0; offset < count; offset += 64) __builtin_prefetch(byte + offset, 0, 3);
+}
+
+/* total[j] += weight * (double)x[j] for j < count (a multiply and an add, each rounded). With
+   `next` non-null, the `count` floats there are hinted into cache meanwhile. */
+void dsgd_accumulate(const float *x, double weight, double *total, long count, const float *next);
+
+/* Σ_j ((double)(x[j] - y[j]))², the difference rounded to float, squared and summed in double:
+   eight partial sums (lane k takes j ≡ k mod 8 over the whole groups of eight), added in lane
+   order starting from -0.0, then the remaining values one by one. */
+double dsgd_squared_distance(const float *x, const float *y, long count);
+
+/* mean[j] = (float)(total[j] / divisor) for j < count (a correctly rounded division, then one
+   rounding to float; a divisor of 1 leaves the total as it is). */
+void dsgd_store_quotient(const double *total, double divisor, float *mean, long count);
+
+/* The same three, never with AVX2 (for tests: both variants must give the same bits). */
+void dsgd_accumulate_portable(const float *x, double weight, double *total, long count, const float *next);
+double dsgd_squared_distance_portable(const float *x, const float *y, long count);
+void dsgd_store_quotient_portable(const double *total, double divisor, float *mean, long count);
+
+/* Whether the AVX2 variants are the ones used on this CPU. */
+int dsgd_kernels_use_avx2(void);
+
+#endif

@@ -1,0 +1,102 @@
+#include "dsgd_kernels.h"
+
+#include <immintrin.h>
+
+/* a * b + c must stay a multiply and an add: the bits may not depend on the CPU. */
+#pragma clang fp contract(off)
+
+void dsgd_accumulate_portable(const float *x, double weight, double *total, long count, const float *next) {
+    for (long j = 0; j < count; j++) {
+        if (next && (j & 15) == 0) dsgd_prefetch_range(next + j, 64);
+        total[j] += weight * (double)x[j];
+    }
+}
+
+double dsgd_squared_distance_portable(const float *x, const float *y, long count) {
+    double partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        for (int k = 0; k < 8; k++) {
+            double d = (double)(x[j + k] - y[j + k]);
+            partial[k] += d * d;
+        }
+    }
+    double total = -0.0;
+    for (int k = 0; k < 8; k++) total += partial[k];
+    for (; j < count; j++) {
+        double d = (double)(x[j] - y[j]);
+        total += d * d;
+    }
+    return total;
+}
+
+void dsgd_store_quotient_portable(const double *total, double divisor, float *mean, long count) {
+    for (long j = 0; j < count; j++) mean[j] = (float)(total[j] / divisor);
+}
+
+__attribute__((target("avx2"))) static void store_quotient_avx2(
+    const double *total, double divisor, float *mean, long count) {
+    const __m256d d = _mm256_set1_pd(divisor);
+    long j = 0;
+    for (; j + 4 <= count; j += 4) _mm_storeu_ps(mean + j, _mm256_cvtpd_ps(_mm256_div_pd(_mm256_loadu_pd(total + j), d)));
+    for (; j < count; j++) mean[j] = (float)(total[j] / divisor);
+}
+
+__attribute__((target("avx2"))) static void accumulate_avx2(
+    const float *x, double weight, double *total, long count, const float *next) {
+    const __m256d w = _mm256_set1_pd(weight);
+    long j = 0;
+    for (; j + 16 <= count; j += 16) {
+        if (next) dsgd_prefetch_range(next + j, 64);
+        for (long h = j; h < j + 16; h += 4) {
+            __m256d values = _mm256_cvtps_pd(_mm_loadu_ps(x + h));
+            _mm256_storeu_pd(total + h, _mm256_add_pd(_mm256_loadu_pd(total + h), _mm256_mul_pd(w, values)));
+        }
+    }
+    for (; j < count; j++) total[j] += weight * (double)x[j];
+}
+
+__attribute__((target("avx2"))) static double squared_distance_avx2(const float *x, const float *y, long count) {
+    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    long j = 0;
+    for (; j + 8 <= count; j += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j));
+        __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+        __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+        low = _mm256_add_pd(low, _mm256_mul_pd(d0, d0));
+        high = _mm256_add_pd(high, _mm256_mul_pd(d1, d1));
+    }
+    double partial[8];
+    _mm256_storeu_pd(partial, low);
+    _mm256_storeu_pd(partial + 4, high);
+    double total = -0.0;
+    for (int k = 0; k < 8; k++) total += partial[k];
+    for (; j < count; j++) {
+        double d = (double)(x[j] - y[j]);
+        total += d * d;
+    }
+    return total;
+}
+
+int dsgd_kernels_use_avx2(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known;
+}
+
+void dsgd_accumulate(const float *x, double weight, double *total, long count, const float *next) {
+    if (dsgd_kernels_use_avx2()) accumulate_avx2(x, weight, total, count, next);
+    else dsgd_accumulate_portable(x, weight, total, count, next);
+}
+
+double dsgd_squared_distance(const float *x, const float *y, long count) {
+    return dsgd_kernels_use_avx2() ? squared_distance_avx2(x, y, count) : dsgd_squared_distance_portable(x, y, count);
+}
+
+void dsgd_store_quotient(const double *total, double divisor, float *mean, long count) {
+    if (dsgd_kernels_use_avx2()) store_quotient_avx2(total, divisor, mean, count);
+    else dsgd_store_quotient_portable(total, divisor, mean, count);
+}

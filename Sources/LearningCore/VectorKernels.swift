@@ -1,0 +1,54 @@
+import CKernels
+
+/// Asks the CPU to bring `count` values from `values` into its caches for reading soon (a hint:
+/// no value changes, and no address is dereferenced).
+@inline(__always)
+public func prefetchForReading(_ values: UnsafePointer<Float>, count: Int) {
+    dsgd_prefetch_range(values, count * MemoryLayout<Float>.stride)
+}
+
+/// The mixed-precision loops of x̄ and Ξ², which read n models a round: in C (`CKernels`) so that
+/// they run with AVX2 where the CPU has it, with the bits of the portable loop on every CPU.
+public enum VectorKernels {
+    /// Whether this CPU runs the AVX2 variants.
+    public static var usesAVX2: Bool { dsgd_kernels_use_avx2() != 0 }
+
+    /// total[j] += weight·Float64(x[j]) (a multiply and an add, each rounded). With `next`, as
+    /// many values from there are hinted into cache meanwhile: the next model's block, which
+    /// then arrives while this one is summed (those reads were x̄'s stalls, `perf`).
+    @inline(__always)
+    public static func accumulate(
+        _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int,
+        prefetching next: UnsafePointer<Float>? = nil, portable: Bool = false
+    ) {
+        if portable {
+            dsgd_accumulate_portable(x, weight, total, count, next)
+        } else {
+            dsgd_accumulate(x, weight, total, count, next)
+        }
+    }
+
+    /// Σⱼ (Float64(xⱼ − yⱼ))²: the difference rounded to Float32, squared and summed in Float64,
+    /// in eight partial sums (lane k takes j ≡ k mod 8 over the whole groups of eight) added in
+    /// lane order, then the remaining values one by one.
+    @inline(__always)
+    public static func squaredDistance(
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int, portable: Bool = false
+    ) -> Double {
+        portable ? dsgd_squared_distance_portable(x, y, count) : dsgd_squared_distance(x, y, count)
+    }
+
+    /// mean[j] = Float32(total[j] / divisor): a correctly rounded Float64 division, then one
+    /// rounding to Float32 (a divisor of 1 only rounds).
+    @inline(__always)
+    public static func storeQuotient(
+        _ total: UnsafePointer<Double>, dividedBy divisor: Double, into mean: UnsafeMutablePointer<Float>, _ count: Int,
+        portable: Bool = false
+    ) {
+        if portable {
+            dsgd_store_quotient_portable(total, divisor, mean, count)
+        } else {
+            dsgd_store_quotient(total, divisor, mean, count)
+        }
+    }
+}
