@@ -5,6 +5,17 @@
 /* a * b + c must stay a multiply and an add: the bits may not depend on the CPU. */
 #pragma clang fp contract(off)
 
+/* The eight lane sums added in lane order from -0.0, then values j..count-1 one by one. */
+static inline double finish_squared_distance(const double partial[8], const float *x, const float *y, long j, long count) {
+    double total = -0.0;
+    for (int k = 0; k < 8; k++) total += partial[k];
+    for (; j < count; j++) {
+        double d = (double)(x[j] - y[j]);
+        total += d * d;
+    }
+    return total;
+}
+
 void dsgd_accumulate_portable(const float *x, double weight, double *total, long count, const float *next) {
     for (long j = 0; j < count; j++) {
         if (next && (j & 15) == 0) dsgd_prefetch_range(next + j, 64);
@@ -21,13 +32,7 @@ double dsgd_squared_distance_portable(const float *x, const float *y, long count
             partial[k] += d * d;
         }
     }
-    double total = -0.0;
-    for (int k = 0; k < 8; k++) total += partial[k];
-    for (; j < count; j++) {
-        double d = (double)(x[j] - y[j]);
-        total += d * d;
-    }
-    return total;
+    return finish_squared_distance(partial, x, y, j, count);
 }
 
 void dsgd_store_quotient_portable(const double *total, double divisor, float *mean, long count) {
@@ -69,13 +74,7 @@ __attribute__((target("avx2"))) static double squared_distance_avx2(const float 
     double partial[8];
     _mm256_storeu_pd(partial, low);
     _mm256_storeu_pd(partial + 4, high);
-    double total = -0.0;
-    for (int k = 0; k < 8; k++) total += partial[k];
-    for (; j < count; j++) {
-        double d = (double)(x[j] - y[j]);
-        total += d * d;
-    }
-    return total;
+    return finish_squared_distance(partial, x, y, j, count);
 }
 
 int dsgd_kernels_use_avx2(void) {
