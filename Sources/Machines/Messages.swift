@@ -176,6 +176,8 @@ public struct WorkerSummary: Codable, Sendable {
     public var peakResidentBytes: Int
     /// Of which shared-memory pages (other processes' segments and its own) at the end.
     public var sharedResidentBytes: Int? = nil
+    /// Its proportional share of those pages (each counted 1/k when k processes map it).
+    public var sharedProportionalBytes: Int? = nil
     public var bytesSent: Int
     public var shardSize: Int
 }

@@ -44,6 +44,8 @@ public struct WorkerMachine {
     private let peakResidentBytes: () -> Int
     /// Shared-memory pages mapped (counted in the peak), for the summary.
     public var sharedResidentBytes: () -> Int = { 0 }
+    /// Its proportional share of them, for the summary.
+    public var sharedProportionalBytes: () -> Int = { 0 }
 
     public private(set) var rank: Int?
     public private(set) var configuration: RunConfiguration?
@@ -695,9 +697,10 @@ public struct WorkerMachine {
 
     /// The last report: this worker's summary (memory, bytes, shard size).
     private mutating func finishedMessage() -> WorkerDirective {
-        let summary = WorkerSummary(
+        var summary = WorkerSummary(
             rank: rank!, peakResidentBytes: peakResidentBytes(), sharedResidentBytes: sharedResidentBytes(),
             bytesSent: bytesSent, shardSize: steps?.trainer.sampler.shard.count ?? 0)
+        summary.sharedProportionalBytes = sharedProportionalBytes()
         return send(Envelope(header: header(.finished, round: round), body: Body.encode(summary)), to: .coordinator)
     }
 

@@ -28,6 +28,10 @@ public struct RunSummary: Codable, Sendable {
     /// Of each worker's peak, the shared-memory pages it had mapped at the end (segments are
     /// counted by every process that reads them); nil without shared memory.
     public var workerSharedResidentBytes: [Int]? = nil
+    /// Of those pages, each worker's proportional share (a page mapped by k processes counts
+    /// 1/k: Linux's Pss_Shmem) at the end. Own memory (peak − shared) plus this is what the
+    /// worker costs the host: summed over the processes, every segment page is counted once.
+    public var workerSharedProportionalBytes: [Int]? = nil
     /// Spectral gap of W (of the product over one period for schedules).
     public var spectralGap: Double?
     /// Failures and faults during the run, with the round they happened at.
@@ -99,6 +103,7 @@ public struct RunSummary: Codable, Sendable {
         case bytesSent = "bytes_sent"
         case workerPeakResidentBytes = "worker_peak_resident_bytes"
         case workerSharedResidentBytes = "worker_shared_resident_bytes"
+        case workerSharedProportionalBytes = "worker_shared_proportional_bytes"
         case spectralGap = "spectral_gap"
         case events
         case clientAccuracyMeanLast = "client_accuracy_mean_last"

@@ -303,15 +303,21 @@ public enum DataLoader {
 /// Resource figures of this process.
 public enum ProcessResources {
     /// Peak resident set size (VmHWM) in bytes, from /proc/self/status; 0 where unavailable.
-    public static func peakResidentBytes() -> Int { statusField("VmHWM:") }
+    public static func peakResidentBytes() -> Int { procField("VmHWM:") }
 
     /// Resident pages of shared memory this process has mapped (RssShmem): other processes'
     /// segments it reads and its own, counted in the peak too. Pages are touched in the first
     /// rounds and stay mapped, so peak − this is the peak of the process's own memory.
-    public static func sharedResidentBytes() -> Int { statusField("RssShmem:") }
+    public static func sharedResidentBytes() -> Int { procField("RssShmem:") }
 
-    private static func statusField(_ name: String) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    /// This process's proportional share of those pages (Pss_Shmem in /proc/self/smaps_rollup: a
+    /// page that k processes map counts 1/k), in bytes; 0 where unavailable.
+    public static func sharedProportionalBytes() -> Int {
+        procField("Pss_Shmem:", file: "/proc/self/smaps_rollup")
+    }
+
+    private static func procField(_ name: String, file: String = "/proc/self/status") -> Int {
+        guard let status = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
         for line in status.split(separator: "\n") where line.hasPrefix(name) {
             let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return digits * 1024

@@ -682,6 +682,8 @@ public final class CoordinatorShell {
             payloads: payloadDecision)
         summary.workerSharedResidentBytes =
             payloadDecision?.plan == nil || summaries.isEmpty ? nil : summaries.map { $0.sharedResidentBytes ?? 0 }
+        summary.workerSharedProportionalBytes =
+            payloadDecision?.plan == nil || summaries.isEmpty ? nil : summaries.map { $0.sharedProportionalBytes ?? 0 }
         summary.clientValidationAccuracyMeanLast = lastClient?.clientValidationAccuracyMean
         summary.clientValidationAccuracyWorstLast = lastClient?.clientValidationAccuracyWorst
         return summary

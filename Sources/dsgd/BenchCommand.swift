@@ -440,18 +440,27 @@ struct BenchCommand: ParsableCommand {
                 stepsPerSecond, 2 * stepsPerSecond / Double(workers), workers, stepsPerSecond / Double(workers),
                 2 * workers, workers))
         try benchStartup(scratch: scratch)
-        print("\n(d) memory per worker (peak resident; with shared memory, less the segments' pages it maps)")
+        print(
+            "\n(d) memory per worker: peak resident (RSS: every segment page it maps counted whole), its own"
+                + " (peak less those pages), and its own plus its proportional share of the segments (Pss_Shmem:"
+                + " a page k processes map counts 1/k; summed over the processes, every page once)")
         for row in rows where row.every == 1 {
             let peaks = row.summary.workerPeakResidentBytes ?? []
-            let shared = row.summary.workerSharedResidentBytes ?? [Int](repeating: 0, count: peaks.count)
+            let zeros = [Int](repeating: 0, count: peaks.count)
+            let shared = row.summary.workerSharedResidentBytes ?? zeros
+            let proportional = row.summary.workerSharedProportionalBytes ?? zeros
             let own = zip(peaks, shared).map { $0 - $1 }
-            guard let worst = peaks.max(), let worstOwn = own.max() else { continue }
+            let footprint = zip(own, proportional).map { $0 + $1 }
+            guard let worst = peaks.max(), let worstOwn = own.max(), let worstFootprint = footprint.max() else {
+                continue
+            }
+            let mebibytes = { (bytes: Int) in Double(bytes) / 1_048_576 }
             print(
                 String(
-                    format: "    %@ %2d  %@ peak %6.1f MiB, of it its own %5.1f MiB   (target ≤ 80 MiB)",
+                    format: "    %@ %2d  %@ peak %6.1f MiB, own %5.1f MiB, own + share %5.1f MiB   (target ≤ 80 MiB)",
                     row.topology.padding(toLength: 9, withPad: " ", startingAt: 0), row.workers,
-                    row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), Double(worst) / 1_048_576,
-                    Double(worstOwn) / 1_048_576))
+                    row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), mebibytes(worst),
+                    mebibytes(worstOwn), mebibytes(worstFootprint)))
         }
     }
 

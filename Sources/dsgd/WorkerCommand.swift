@@ -94,6 +94,7 @@ struct WorkerCommand: ParsableCommand {
                 processID: ProcessInfo.processInfo.processIdentifier, requestedRank: firstRank.map { $0 + index },
                 peakResidentBytes: ProcessResources.peakResidentBytes, sharedMemory: network.sharedMemoryReport())
             machine.sharedResidentBytes = ProcessResources.sharedResidentBytes
+            machine.sharedProportionalBytes = ProcessResources.sharedProportionalBytes
             machine.trainingScratch = scratch
             let shell = WorkerShell(machine: machine, transport: transport, log: logLine)
             shell.advertisedEndpoint = options.advertised(transport)

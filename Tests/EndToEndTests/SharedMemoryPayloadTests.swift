@@ -67,6 +67,16 @@ final class SharedMemoryPayloadTests: XCTestCase {
                 let summary = try json(run.appendingPathComponent("summary.json"))
                 let payloads = summary["payloads"] as? [String: Any]
                 XCTAssertEqual(payloads?["used"] as? String, mode, "\(name)")
+                if mode == "shared-memory" {
+                    // Each worker's share of the segment pages it maps: some, and no more than
+                    // those pages counted whole (others map them too).
+                    let whole = summary["worker_shared_resident_bytes"] as? [Int] ?? []
+                    let share = summary["worker_shared_proportional_bytes"] as? [Int] ?? []
+                    XCTAssertEqual(share.count, 4, "\(name)")
+                    for (part, all) in zip(share, whole) {
+                        XCTAssertTrue(part > 0 && part < all, "\(name): share \(part) of \(all) bytes")
+                    }
+                }
                 let manifest = try json(run.appendingPathComponent("config.json"))
                 XCTAssertEqual((manifest["payloads"] as? [String: Any])?["used"] as? String, mode, "\(name)")
                 folders.append(run)
