@@ -12,7 +12,10 @@ import Transport
 /// chunk c, all-gather gives every worker every average chunk. Two ways, equal to the bit:
 /// - `.direct` (processes on one host, payloads in shared memory): every worker publishes its
 ///   model once and sends each owner a descriptor of that owner's chunk; the owner sums the
-///   chunk over all slots and publishes the average chunk, which every worker then reads.
+///   chunk over all slots and publishes the average chunk. The averaged chunks are gathered by
+///   one worker, the hub (rank 0), which publishes the whole average once and sends every worker
+///   its descriptor: n(n − 1) + 2(n − 1) messages a round instead of 2n(n − 1) (each one wakes a
+///   process, the largest cost of the complete graph on a few cores, `perf`), the same bits.
 /// - `.ring` (ZeroMQ frames, and in simulation): reduce-scatter and all-gather along the ring
 ///   r → r + 1 (Patarasuk and Yuan, 2009), 2(n − 1)/n of the model sent per worker.
 ///
@@ -21,7 +24,33 @@ import Transport
 /// worker c + 1 round to its owner, then scaled by 1/n.
 struct AllReduceRound {
     enum Variant: Sendable, Equatable { case direct, ring }
-    enum Phase: Int { case reduceScatter = 0, allGather = 1 }
+    enum Phase: Int {
+        case reduceScatter = 0, allGather = 1
+        /// `.direct`: the whole average, from the hub to every other worker (chunk 0, step 0).
+        case result = 2
+
+        /// The message kind that carries this phase's messages.
+        var kind: MessageKind {
+            switch self {
+            case .reduceScatter: .reduceScatter
+            case .allGather: .allGather
+            case .result: .allReduceResult
+            }
+        }
+
+        init?(kind: MessageKind) {
+            switch kind {
+            case .reduceScatter: self = .reduceScatter
+            case .allGather: self = .allGather
+            case .allReduceResult: self = .result
+            default: return nil
+            }
+        }
+    }
+
+    /// `.direct`: the worker that gathers the averaged chunks and sends the whole average.
+
+    static let hub = 0
 
     /// One message of the collective: a chunk (or partial sum) for one worker.
     struct Outgoing {
@@ -51,6 +80,8 @@ struct AllReduceRound {
     private var reduceStep = 0
     private var gatherStep = 0
     private var reduced = false
+    /// `.direct`, the hub: whether it has sent the whole average.
+    private var broadcast = false
     /// Every payload read (checked for damage when the round completes: shared memory).
     private(set) var read: [FloatPayload] = []
 
@@ -79,6 +110,7 @@ struct AllReduceRound {
                 }
                 return "all-reduce: chunks to sum from workers \(senders)"
             }
+            if rank != Self.hub { return "all-reduce: the whole average from worker \(Self.hub)" }
             return "all-reduce: averaged chunks from workers \((0..<workers).filter { !filled.contains($0) })"
         case .ring:
             let phase = reduced ? "all-gather" : "reduce-scatter"
@@ -89,6 +121,15 @@ struct AllReduceRound {
 
     /// Why a message may not be taken (nil: it fits); checked before it is buffered.
     func problem(phase: Phase, chunk: Int, step: Int, sender: Int, count: Int) -> String? {
+        if phase == .result {
+            guard variant == .direct, rank != Self.hub, sender == Self.hub, chunk == 0, step == 0 else {
+                return
+                    "a whole average from worker \(sender) (chunk \(chunk), step \(step)); only worker \(Self.hub) sends it"
+            }
+            guard count == result.count else { return "a whole average of \(count) values, not \(result.count)" }
+            return inbox[Key(phase: phase, chunk: 0, step: 0, sender: sender)] == nil
+                ? nil : "a duplicate whole average from worker \(sender)"
+        }
         guard (0..<workers).contains(chunk), chunks[chunk].count == count else {
             return "all-reduce chunk \(chunk) of \(count) values (the model has \(workers) chunks)"
         }
@@ -101,6 +142,9 @@ struct AllReduceRound {
             if phase == .reduceScatter && chunk != rank { return "chunk \(chunk) sent to the owner of chunk \(rank)" }
             if phase == .allGather && chunk != sender {
                 return "worker \(sender) sent a chunk \(chunk) it does not own"
+            }
+            if phase == .allGather && rank != Self.hub {
+                return "an averaged chunk from worker \(sender) sent to worker \(rank), not to the hub \(Self.hub)"
             }
         case .ring:
             guard sender == left, (0...(workers - 2)).contains(step) else {
@@ -127,7 +171,7 @@ struct AllReduceRound {
         self.own = own
         var outgoing: [Outgoing] = []
         if workers == 1 {
-            finishReduction(sum: Array(own.buffer), make: make)
+            finishReduction(sum: Array(own.buffer), sends: false, make: make)
             return []
         }
         switch variant {
@@ -176,16 +220,32 @@ struct AllReduceRound {
                     var sum = Array(parts[0].buffer)
                     for part in parts.dropFirst() { Self.add(part.buffer, to: &sum) }
                     Self.add(ownPart(rank), to: &sum)
-                    let average = finishReduction(sum: sum, make: make)
-                    for peer in 0..<workers where peer != rank {
-                        outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: peer, payload: average))
+                    if rank == Self.hub {
+                        finishReduction(sum: sum, sends: false, make: make)
+                    } else {
+                        let average = finishReduction(sum: sum, make: make)!
+                        outgoing.append(
+                            Outgoing(phase: .allGather, chunk: rank, step: 0, to: Self.hub, payload: average))
                     }
                 }
             }
-            for sender in 0..<workers where sender != rank && !filled.contains(sender) {
-                if let chunk = take(Key(phase: .allGather, chunk: sender, step: 0, sender: sender)) {
-                    fill(sender, with: chunk)
+            if rank == Self.hub {
+                for sender in 0..<workers where sender != rank && !filled.contains(sender) {
+                    if let chunk = take(Key(phase: .allGather, chunk: sender, step: 0, sender: sender)) {
+                        fill(sender, with: chunk)
+                    }
                 }
+                if isComplete && !broadcast {
+                    broadcast = true
+                    let whole = make(result)
+                    for peer in 0..<workers where peer != rank {
+                        outgoing.append(Outgoing(phase: .result, chunk: 0, step: 0, to: peer, payload: whole))
+                    }
+                }
+            } else if reduced, let whole = take(Key(phase: .result, chunk: 0, step: 0, sender: Self.hub)) {
+                // The hub's average holds this worker's own chunk as it computed it: the same bits.
+                withExtendedLifetime(whole) { result.replaceSubrange(0..<result.count, with: whole.buffer) }
+                filled = Set(0..<workers)
             }
         case .ring:
             while reduceStep <= workers - 2,
@@ -198,7 +258,7 @@ struct AllReduceRound {
                 var sum = Array(partial.buffer)
                 Self.add(ownPart(chunk), to: &sum)
                 if step == workers - 2 {
-                    let average = finishReduction(sum: sum, make: make)
+                    let average = finishReduction(sum: sum, make: make)!
                     outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: right, payload: average))
                 } else {
                     outgoing.append(
@@ -230,15 +290,18 @@ struct AllReduceRound {
         }
     }
 
-    /// Scales this worker's chunk sum by 1/n, keeps it, and returns it as a payload to send.
+    /// Scales this worker's chunk sum by 1/n and keeps it; returns it as a payload to send (made
+    /// only when it is sent).
     @discardableResult
-    private mutating func finishReduction(sum: [Float], make: ([Float]) -> FloatPayload) -> FloatPayload {
+    private mutating func finishReduction(
+        sum: [Float], sends: Bool = true, make: ([Float]) -> FloatPayload
+    ) -> FloatPayload? {
         var average = sum
         average.scale(by: Float(1.0 / Double(workers)))
         reduced = true
         result.replaceSubrange(chunks[rank], with: average)
         filled.insert(rank)
-        return make(average)
+        return sends ? make(average) : nil
     }
 
     private mutating func fill(_ chunk: Int, with payload: FloatPayload) {

@@ -266,6 +266,8 @@ public struct WorkerMachine {
             return onCollective(envelope, phase: .reduceScatter)
         case .allGather:
             return onCollective(envelope, phase: .allGather)
+        case .allReduceResult:
+            return onCollective(envelope, phase: .result)
         case .register, .ready, .metrics, .finished, .clientEvaluation, .checkpointState:
             return reject("workers do not accept \(kind) messages")
         }
@@ -501,7 +503,7 @@ public struct WorkerMachine {
             var directives = collectiveSends(outgoing)
             for envelope in earlyCollective.removeValue(forKey: round) ?? [] {
                 directives += onCollective(
-                    envelope, phase: envelope.header.kind == .reduceScatter ? .reduceScatter : .allGather)
+                    envelope, phase: AllReduceRound.Phase(kind: envelope.header.kind)!)
             }
             return directives
         }
@@ -612,7 +614,7 @@ public struct WorkerMachine {
             var body: [UInt8] = []
             withUnsafeBytes(of: UInt32(message.chunk).littleEndian) { body.append(contentsOf: $0) }
             withUnsafeBytes(of: UInt32(message.step).littleEndian) { body.append(contentsOf: $0) }
-            let kind: MessageKind = message.phase == .reduceScatter ? .reduceScatter : .allGather
+            let kind = message.phase.kind
             return send(
                 Envelope(header: header(kind, round: round), body: body, payload: message.payload),
                 to: .worker(message.to))

@@ -39,6 +39,9 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// coordinator → workers: write a checkpoint after round `round` (1-based) as well (the
     /// wall-time trigger); no body.
     case checkpointRequest = 17
+    /// worker → worker, C-SGD's all-reduce over shared memory: the whole average, from the worker
+    /// that gathered the averaged chunks; body as for `reduceScatter` (chunk 0, step 0).
+    case allReduceResult = 18
 
     /// Kinds whose payload is a chunk of a model (at most the model's length), not a whole one.
     public var carriesChunk: Bool { self == .reduceScatter || self == .allGather }

@@ -95,22 +95,26 @@ final class AllReduceTests: XCTestCase {
         }
     }
 
-    /// The ring sends 2(n − 1) chunks per worker, 2(n − 1)/n of the model; so does the direct way
-    /// (its chunks are read in place from shared memory).
-    func testTraffic_IsTwoTimesNMinusOneOverNOfTheModelPerWorker() {
+    /// The ring sends 2(n − 1) chunks per worker, 2(n − 1)/n of the model. The direct way sends
+    /// n − 1 chunk descriptors per worker, then n − 1 averaged chunks to the hub and the hub n − 1
+    /// descriptors of the whole average: n(n − 1) + 2(n − 1) messages in all, not 2n(n − 1)
+    /// (the values are read in place from shared memory).
+    func testTraffic_RingSendsTwoTimesNMinusOneOverN_DirectFewerMessages() {
         let n = 6
         let count = 600
         let models = (0..<n).map { rank in (0..<count).map { Float($0 + rank) } }
-        for variant in [AllReduceRound.Variant.direct, .ring] {
-            let sent = run(models, variant: variant, seed: 3)
-            XCTAssertEqual(sent.messages, n * 2 * (n - 1), "\(variant)")
-            XCTAssertEqual(sent.floats, n * 2 * (n - 1) * count / n, "\(variant)")
-        }
+        let ring = run(models, variant: .ring, seed: 3)
+        XCTAssertEqual(ring.messages, n * 2 * (n - 1))
+        XCTAssertEqual(ring.floats, n * 2 * (n - 1) * count / n)
+        let direct = run(models, variant: .direct, seed: 3)
+        XCTAssertEqual(direct.messages, n * (n - 1) + 2 * (n - 1))
+        XCTAssertEqual(direct.floats, n * (n - 1) * count / n + (n - 1) * count / n + (n - 1) * count)
     }
 
     /// Messages that do not fit the protocol are refused before they are buffered: a chunk of the
     /// wrong length or index, a ring message not from the left neighbour or at a step out of
-    /// range, a direct chunk sent to the wrong owner, a duplicate.
+    /// range, a direct chunk sent to the wrong owner, an averaged chunk sent past the hub, a whole
+    /// average not from the hub or not of the model's length, a duplicate.
     func testMisfitMessages_AreRefused() {
         var ring = AllReduceRound(variant: .ring, rank: 2, workers: 4, count: 40)
         XCTAssertNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 1, count: 10))
@@ -127,8 +131,16 @@ final class AllReduceTests: XCTestCase {
         let direct = AllReduceRound(variant: .direct, rank: 2, workers: 4, count: 40)
         XCTAssertNil(direct.problem(phase: .reduceScatter, chunk: 2, step: 0, sender: 0, count: 10))
         XCTAssertNotNil(direct.problem(phase: .reduceScatter, chunk: 3, step: 0, sender: 0, count: 10))
-        XCTAssertNotNil(direct.problem(phase: .allGather, chunk: 1, step: 0, sender: 0, count: 10))
-        XCTAssertNil(direct.problem(phase: .allGather, chunk: 0, step: 0, sender: 0, count: 10))
+        XCTAssertNotNil(direct.problem(phase: .allGather, chunk: 1, step: 0, sender: 1, count: 10), "not the hub")
+        XCTAssertNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, count: 40))
+        XCTAssertNotNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "not from the hub")
+        XCTAssertNotNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, count: 10), "not the whole model")
+        XCTAssertNotNil(direct.problem(phase: .result, chunk: 1, step: 0, sender: 0, count: 40))
+        let hub = AllReduceRound(variant: .direct, rank: AllReduceRound.hub, workers: 4, count: 40)
+        XCTAssertNil(hub.problem(phase: .allGather, chunk: 1, step: 0, sender: 1, count: 10))
+        XCTAssertNotNil(hub.problem(phase: .allGather, chunk: 1, step: 0, sender: 2, count: 10), "not its chunk")
+        XCTAssertNotNil(hub.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "the hub gets none")
+        XCTAssertNotNil(ring.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "the ring has none")
     }
 
     /// Only the complete graph with uniform weights 1/n is averaged by all-reduce.
