@@ -120,18 +120,25 @@ public struct WorkerMachine {
     /// Increases whenever this worker's run moves (assignment, start, a round completed or a
     /// global model adopted, an acknowledgement that lets it go on): the peer timeout is about
     /// this, not about messages, which heartbeats keep coming.
-    public var progress: Int { (configuration == nil ? 0 : 1) + (started ? 1 : 0) + 2 * round + acknowledgedRounds }
+    public var progress: Int { (isAssigned ? 1 : 0) + (started ? 1 : 0) + 2 * round + acknowledgedRounds }
+
+    /// Whether the assignment arrived, without copying the configuration (`configuration != nil`
+    /// and `guard let` both do, retaining every array in it; processes ask after every message).
+    private var isAssigned: Bool {
+        if case .some = configuration { return true }
+        return false
+    }
 
     /// Assigned but not yet released by the start barrier: it waits for the other workers to load
     /// their data, which the coordinator judges by their heartbeats (not by progress).
-    public var isAtStartBarrier: Bool { configuration != nil && !started }
+    public var isAtStartBarrier: Bool { isAssigned && !started }
 
     /// Waiting on the coordinator alone (flow control, the final acknowledgement, a federated
     /// global model): a slow coordinator (a long evaluation or final measurement) is alive as its
     /// heartbeats show, so these waits get a longer progress timeout than waits on neighbours.
     public var isWaitingOnCoordinator: Bool {
-        guard let configuration else { return false }
-        return roundDeferred || awaitingRelease || (configuration.federated != nil && started)
+        guard isAssigned else { return false }
+        return roundDeferred || awaitingRelease || (started && configuration?.federated != nil)
     }
 
     /// What this worker is waiting for, and from whom, for timeout messages.
@@ -222,7 +229,7 @@ public struct WorkerMachine {
         let kind = envelope.header.kind
         // Before its assignment a worker knows no run id: nothing but the assignment that answers
         // its own registration (by nonce) is accepted, an abort with run id 0 included.
-        if configuration == nil && kind != .assignment {
+        if !isAssigned && kind != .assignment {
             return reject("\(kind) from sender \(envelope.header.sender) before this worker's assignment")
         }
         if kind != .assignment && envelope.header.runID != runID {
