@@ -170,28 +170,32 @@ final class SharedMemoryPayloadTests: XCTestCase {
 
     /// C-SGD (the complete graph, averaged by all-reduce through shared memory): a worker killed
     /// mid-run with `--on-failure continue` leaves the survivors to finish that round and the
-    /// rest by gossip on the complete graph without it, and the run completes.
-    func testAllReduce_SurvivesAWorkerRemoval() throws {
+    /// rest by gossip on the complete graph without it, and the run completes. Worker 0, the hub
+    /// that gathers the averaged chunks and sends the whole average, and worker 2, an owner.
+    func testAllReduce_SurvivesAWorkerRemoval_TheHubOrAnOwner() throws {
         let scratch = try temporaryDirectory("shm-allreduce-removal")
         defer { try? FileManager.default.removeItem(at: scratch) }
         try FileManager.default.createDirectory(
             at: scratch.appendingPathComponent("data"), withIntermediateDirectories: true)
         try writeTinyIDX(to: scratch.appendingPathComponent("data"))
-        let run = scratch.appendingPathComponent("run")
-        let script = try localScript(
-            scratch, run: run, workers: 4, rounds: 60,
-            flags: [
-                "--topology", "complete", "--kill-worker", "2:30", "--on-failure", "continue", "--failure-timeout",
-                "1.5", "--heartbeat-interval", "0.25", "--sharpness-every", "0", "--eval-every", "20",
-            ])
-        XCTAssertEqual(script.wait(seconds: 120), 0, script.text)
-        let summary = try json(run.appendingPathComponent("summary.json"))
-        XCTAssertEqual(summary["status"] as? String, "completed")
-        XCTAssertEqual(summary["rounds"] as? Int, 60)
-        XCTAssertEqual((summary["payloads"] as? [String: Any])?["used"] as? String, "shared-memory")
-        let records = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
-        // Before the removal every worker holds the identical average: Ξ² is exactly 0.
-        XCTAssertEqual(records[10]["consensus_distance_sq"] as? Double, 0)
-        XCTAssertEqual(records.last?["workers_alive"] as? Int, 3)
+        for killed in [0, 2] {
+            let run = scratch.appendingPathComponent("run-\(killed)")
+            let script = try localScript(
+                scratch, run: run, workers: 4, rounds: 60,
+                flags: [
+                    "--topology", "complete", "--kill-worker", "\(killed):30", "--on-failure", "continue",
+                    "--failure-timeout", "1.5", "--heartbeat-interval", "0.25", "--sharpness-every", "0",
+                    "--eval-every", "20",
+                ])
+            XCTAssertEqual(script.wait(seconds: 120), 0, "worker \(killed) killed: \(script.text)")
+            let summary = try json(run.appendingPathComponent("summary.json"))
+            XCTAssertEqual(summary["status"] as? String, "completed", "worker \(killed) killed")
+            XCTAssertEqual(summary["rounds"] as? Int, 60, "worker \(killed) killed")
+            XCTAssertEqual((summary["payloads"] as? [String: Any])?["used"] as? String, "shared-memory")
+            let records = try jsonLines(run.appendingPathComponent("rounds.jsonl"))
+            // Before the removal every worker holds the identical average: Ξ² is exactly 0.
+            XCTAssertEqual(records[10]["consensus_distance_sq"] as? Double, 0, "worker \(killed) killed")
+            XCTAssertEqual(records.last?["workers_alive"] as? Int, 3, "worker \(killed) killed")
+        }
     }
 }

@@ -186,7 +186,7 @@ final class AllReduceTests: XCTestCase {
     /// removal arrives with the survivors a round apart: the ones behind finish the round by
     /// gossip, which needs the round's model of the ones ahead, so those send it again. Before
     /// that replay existed the ones behind waited forever (the flaky
-    /// `SharedMemoryPayloadTests.testAllReduce_SurvivesAWorkerRemoval`). The replays, and the
+    /// `SharedMemoryPayloadTests.testAllReduce_SurvivesAWorkerRemoval_TheHubOrAnOwner`). The replays, and the
     /// abandoned all-reduce's messages still in flight, are dropped without a rejection. Messages
     /// are delivered one at a time in FIFO order, so the interleaving is the same on every run.
     func testWorkerRemovedMidAllReduce_SurvivorsARoundApartAllFinish() throws {
