@@ -49,7 +49,6 @@ struct AllReduceRound {
     }
 
     /// `.direct`: the worker that gathers the averaged chunks and sends the whole average.
-
     static let hub = 0
 
     /// One message of the collective: a chunk (or partial sum) for one worker.
