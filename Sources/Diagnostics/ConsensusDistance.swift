@@ -85,17 +85,9 @@ public struct ConsensusDistance: Sendable {
                         // Float32, so identical models give x̄ = xᵢ exactly and Ξ² = 0 exactly
                         // (with weights summing to 1 within rounding).
                         if center == nil {
-                            total.update(repeating: 0, count: length)
-                            // While one model's block is summed, the next one's is fetched: the
-                            // models were just written by other processes, and these reads were
-                            // x̄'s stalls (`perf`).
-                            for (m, (model, weight)) in zip(models, weights).enumerated() {
-                                VectorKernels.accumulate(
-                                    model.baseAddress! + start, weight: weight, into: total, length,
-                                    prefetching: ModelAverage.nextBlock(
-                                        of: models, after: m, start: start, length: length))
-                            }
-                            VectorKernels.storeQuotient(total, dividedBy: weighted ? 1 : Double(n), into: mean, length)
+                            ModelAverage.averageBlock(
+                                of: models, weights: weights, start: start, length: length,
+                                dividedBy: weighted ? 1 : Double(n), total: total, into: mean)
                         }
                         // ‖xᵢ − x̄‖² of the block: the difference rounded to Float32 (as the
                         // models are), squared and summed in Float64, in one pass per model.

@@ -15,14 +15,9 @@ public enum ModelAverage {
                 var start = 0
                 while start < d {
                     let length = min(blockLength, d - start)
-                    total.baseAddress!.update(repeating: 0, count: length)
-                    for (m, (model, weight)) in zip(models, weights).enumerated() {
-                        VectorKernels.accumulate(
-                            model.baseAddress! + start, weight: weight, into: total.baseAddress!, length,
-                            prefetching: nextBlock(of: models, after: m, start: start, length: length))
-                    }
-                    VectorKernels.storeQuotient(
-                        total.baseAddress!, dividedBy: 1, into: mean.baseAddress! + start, length)
+                    averageBlock(
+                        of: models, weights: weights, start: start, length: length, dividedBy: 1,
+                        total: total.baseAddress!, into: mean.baseAddress! + start)
                     start += length
                 }
             }
@@ -32,11 +27,30 @@ public enum ModelAverage {
 
     static let blockLength = 4_096
 
+    /// One block of the average, values [start, start + length): total ← Σᵢ wᵢ·Float64(xᵢ) in
+    /// the models' order, then mean ← Float32(total / divisor) (1 for weights summing to 1, n for
+    /// the plain mean with unit weights). While one model's block is summed the next one's is
+    /// fetched: models just written by other processes were x̄'s stalls (`perf`). `total` holds
+    /// `length` values; x̄ of the consensus distance and a server's weighted average share it.
+    @inline(__always)
+    public static func averageBlock(
+        of models: [UnsafeBufferPointer<Float>], weights: [Double], start: Int, length: Int, dividedBy divisor: Double,
+        total: UnsafeMutablePointer<Double>, into mean: UnsafeMutablePointer<Float>
+    ) {
+        total.update(repeating: 0, count: length)
+        for (m, (model, weight)) in zip(models, weights).enumerated() {
+            VectorKernels.accumulate(
+                model.baseAddress! + start, weight: weight, into: total, length,
+                prefetching: nextBlock(of: models, after: m, start: start, length: length))
+        }
+        VectorKernels.storeQuotient(total, dividedBy: divisor, into: mean, length)
+    }
+
     /// What to fetch while model m's block [start, start + length) is summed: the next model's
     /// same block, or after the last model the first model's next block (or its last block, at
     /// the end: an in-range address to hint).
     @inline(__always)
-    public static func nextBlock(
+    static func nextBlock(
         of models: [UnsafeBufferPointer<Float>], after m: Int, start: Int, length: Int
     ) -> UnsafePointer<Float> {
         if m + 1 < models.count { return models[m + 1].baseAddress! + start }

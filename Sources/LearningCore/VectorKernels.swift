@@ -1,18 +1,8 @@
 import CKernels
 
-/// Asks the CPU to bring `count` values from `values` into its caches for reading soon (a hint:
-/// no value changes, and no address is dereferenced).
-@inline(__always)
-public func prefetchForReading(_ values: UnsafePointer<Float>, count: Int) {
-    dsgd_prefetch_range(values, count * MemoryLayout<Float>.stride)
-}
-
 /// The mixed-precision loops of x̄ and Ξ², which read n models a round: in C (`CKernels`) so that
 /// they run with AVX2 where the CPU has it, with the bits of the portable loop on every CPU.
 public enum VectorKernels {
-    /// Whether this CPU runs the AVX2 variants.
-    public static var usesAVX2: Bool { dsgd_kernels_use_avx2() != 0 }
-
     /// total[j] += weight·Float64(x[j]) (a multiply and an add, each rounded). With `next`, as
     /// many values from there are hinted into cache meanwhile: the next model's block, which
     /// then arrives while this one is summed (those reads were x̄'s stalls, `perf`).

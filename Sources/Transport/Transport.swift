@@ -80,8 +80,9 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
     ///
     /// A node publishes at most `publishesPerRound` models per round (its parameters to its
     /// neighbours and its model to the coordinator on a gathering round: 2; the all-reduce adds
-    /// its averaged chunk, or on the hub the whole average: 3) and one more when a membership change makes it resend to a new
-    /// neighbour. Readers are done with a round-r model once round r is recorded:
+    /// its averaged chunk, or on the hub the whole average: 3) and one more when a membership
+    /// change makes it resend to a new neighbour. Readers are done with a round-r model once
+    /// round r is recorded:
     /// a neighbour mixes it in its own round r, before it reports round r, and the coordinator
     /// forms x̄ and Ξ² from it before it records round r. Flow control lets a worker begin a round
     /// only while it has completed fewer than `maxRoundsAhead` rounds beyond the last one
