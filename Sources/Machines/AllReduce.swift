@@ -11,11 +11,14 @@ import Transport
 /// The model is cut into n chunks; worker c owns chunk c. Reduce-scatter gives c the average of
 /// chunk c, all-gather gives every worker every average chunk. Two ways, equal to the bit:
 /// - `.direct` (processes on one host, payloads in shared memory): every worker publishes its
-///   model once and sends each owner a descriptor of that owner's chunk; the owner sums the
-///   chunk over all slots and publishes the average chunk. The averaged chunks are gathered by
-///   one worker, the hub (rank 0), which publishes the whole average once and sends every worker
-///   its descriptor: n(n − 1) + 2(n − 1) messages a round instead of 2n(n − 1) (each one wakes a
-///   process, the largest cost of the complete graph on a few cores, `perf`), the same bits.
+///   model once and sends its descriptor to one worker, the hub (rank 0); the hub sends each
+///   chunk's owner one directory, the descriptors of that chunk in every other worker's slot; the
+///   owner sums the chunk over those slots and its own model, publishes the average chunk and
+///   sends its descriptor to the hub; the hub sends every worker the descriptors of the averaged
+///   chunks it lacks. 4(n − 1) messages a round (28 at n = 8, against 2n(n − 1) = 112 for a
+///   descriptor per chunk each way): each message wakes a process, the largest cost of the
+///   complete graph on a few cores (`perf`). The values are read in place, the same bits, and
+///   the hub copies no more than any other worker.
 /// - `.ring` (ZeroMQ frames, and in simulation): reduce-scatter and all-gather along the ring
 ///   r → r + 1 (Patarasuk and Yuan, 2009), 2(n − 1)/n of the model sent per worker.
 ///
@@ -26,8 +29,14 @@ struct AllReduceRound {
     enum Variant: Sendable, Equatable { case direct, ring }
     enum Phase: Int {
         case reduceScatter = 0, allGather = 1
-        /// `.direct`: the whole average, from the hub to every other worker (chunk 0, step 0).
+        /// `.direct`: from the hub to every other worker (chunk 0, step 0), the averaged chunks of
+        /// every other worker, in their owners' slots, in rank order (`directoryPublishers`).
         case result = 2
+        /// `.direct`: a worker's whole model, to the hub (chunk 0, step 0).
+        case contribution = 3
+        /// `.direct`: from the hub to the owner of chunk c (chunk c, step 0), chunk c of every other
+        /// worker's model, in rank order (`directoryPublishers`).
+        case directory = 4
 
         /// The message kind that carries this phase's messages.
         var kind: MessageKind {
@@ -35,6 +44,8 @@ struct AllReduceRound {
             case .reduceScatter: .reduceScatter
             case .allGather: .allGather
             case .result: .allReduceResult
+            case .contribution: .allReduceContribution
+            case .directory: .allReduceDirectory
             }
         }
 
@@ -43,21 +54,45 @@ struct AllReduceRound {
             case .reduceScatter: self = .reduceScatter
             case .allGather: self = .allGather
             case .allReduceResult: self = .result
+            case .allReduceContribution: self = .contribution
+            case .allReduceDirectory: self = .directory
             default: return nil
             }
         }
     }
 
-    /// `.direct`: the worker that gathers the averaged chunks and sends the whole average.
+    /// `.direct`: the worker that gathers the models' descriptors and the averaged chunks, and
+    /// sends the directories and the averaged chunks.
     static let hub = 0
 
-    /// One message of the collective: a chunk (or partial sum) for one worker.
+    /// The publishers of a directory's payloads for the owner of chunk `owner`, in their order:
+    /// every other worker, ascending.
+    static func directoryPublishers(for owner: Int, workers: Int) -> [Int] {
+        (0..<workers).filter { $0 != owner }
+    }
+
+    /// One message of the collective: a chunk (or partial sum) for one worker, or (a directory)
+    /// other workers' parts of one chunk, passed on.
     struct Outgoing {
         var phase: Phase
         var chunk: Int
         var step: Int
         var to: Int
-        var payload: FloatPayload
+        /// One payload, or (a directory, the averaged chunks) several, in `directoryPublishers`
+        /// order.
+        var payloads: [FloatPayload]
+
+        init(phase: Phase, chunk: Int, step: Int, to: Int, payload: FloatPayload) {
+            self.init(phase: phase, chunk: chunk, step: step, to: to, payloads: [payload])
+        }
+
+        init(phase: Phase, chunk: Int, step: Int, to: Int, payloads: [FloatPayload]) {
+            self.phase = phase
+            self.chunk = chunk
+            self.step = step
+            self.to = to
+            self.payloads = payloads
+        }
     }
 
     let variant: Variant
@@ -74,13 +109,16 @@ struct AllReduceRound {
         var step: Int
         var sender: Int
     }
-    private var inbox: [Key: FloatPayload] = [:]
+    private var inbox: [Key: [FloatPayload]] = [:]
     /// The ring's next step in each phase.
     private var reduceStep = 0
     private var gatherStep = 0
     private var reduced = false
-    /// `.direct`, the hub: whether it has sent the whole average.
+    /// `.direct`, the hub: whether it has sent the directories, and the averaged chunks; the
+    /// averaged chunks so far, its own and those gathered, each in its owner's slot.
+    private var directoriesSent = false
     private var broadcast = false
+    private var averaged: [Int: FloatPayload] = [:]
     /// Every payload read (checked for damage when the round completes: shared memory).
     private(set) var read: [FloatPayload] = []
 
@@ -103,13 +141,14 @@ struct AllReduceRound {
         guard own != nil else { return "all-reduce: its own model" }
         switch variant {
         case .direct:
-            if !reduced {
+            if rank == Self.hub && !directoriesSent {
                 let senders = (0..<workers).filter { sender in
-                    sender != rank && inbox[Key(phase: .reduceScatter, chunk: rank, step: 0, sender: sender)] == nil
+                    sender != rank && inbox[Key(phase: .contribution, chunk: 0, step: 0, sender: sender)] == nil
                 }
-                return "all-reduce: chunks to sum from workers \(senders)"
+                return "all-reduce: the models of workers \(senders)"
             }
-            if rank != Self.hub { return "all-reduce: the whole average from worker \(Self.hub)" }
+            if !reduced { return "all-reduce: the directory of chunk \(rank) from worker \(Self.hub)" }
+            if rank != Self.hub { return "all-reduce: the averaged chunks from worker \(Self.hub)" }
             return "all-reduce: averaged chunks from workers \((0..<workers).filter { !filled.contains($0) })"
         case .ring:
             let phase = reduced ? "all-gather" : "reduce-scatter"
@@ -120,14 +159,46 @@ struct AllReduceRound {
 
     /// Why a message may not be taken (nil: it fits); checked before it is buffered.
     func problem(phase: Phase, chunk: Int, step: Int, sender: Int, count: Int) -> String? {
+        problem(phase: phase, chunk: chunk, step: step, sender: sender, counts: [count])
+    }
+
+    /// As above, for a message of `counts.count` payloads (a directory's; one otherwise).
+    func problem(phase: Phase, chunk: Int, step: Int, sender: Int, counts: [Int]) -> String? {
         if phase == .result {
             guard variant == .direct, rank != Self.hub, sender == Self.hub, chunk == 0, step == 0 else {
                 return
-                    "a whole average from worker \(sender) (chunk \(chunk), step \(step)); only worker \(Self.hub) sends it"
+                    "averaged chunks from worker \(sender) (chunk \(chunk), step \(step)); only worker \(Self.hub) sends them"
             }
-            guard count == result.count else { return "a whole average of \(count) values, not \(result.count)" }
-            return inbox[Key(phase: phase, chunk: 0, step: 0, sender: sender)] == nil
-                ? nil : "a duplicate whole average from worker \(sender)"
+            guard inbox[Key(phase: phase, chunk: 0, step: 0, sender: sender)] == nil else {
+                return "duplicate averaged chunks from worker \(sender)"
+            }
+            let expected = Self.directoryPublishers(for: rank, workers: workers).map { chunks[$0].count }
+            return counts == expected ? nil : "averaged chunks of \(counts) values, not \(expected)"
+        }
+        if phase == .directory || phase == .contribution {
+            guard variant == .direct else { return "a \(phase) message in a ring all-reduce" }
+            guard inbox[Key(phase: phase, chunk: chunk, step: step, sender: sender)] == nil else {
+                return "a duplicate \(phase) message from worker \(sender)"
+            }
+            guard step == 0 else { return "a \(phase) message with step \(step)" }
+            if phase == .contribution {
+                guard rank == Self.hub, chunk == 0 else {
+                    return
+                        "a model from worker \(sender) (chunk \(chunk)) sent to worker \(rank), not to the hub \(Self.hub)"
+                }
+                return counts == [result.count] ? nil : "a model of \(counts) values, not \(result.count)"
+            }
+            guard sender == Self.hub, rank != Self.hub, chunk == rank else {
+                return
+                    "a directory of chunk \(chunk) from worker \(sender) (only worker \(Self.hub) sends them, each owner its own chunk's)"
+            }
+            let expected = [Int](repeating: chunks[rank].count, count: workers - 1)
+            return counts == expected
+                ? nil
+                : "a directory of \(counts.count) parts of \(Set(counts).sorted()) values, not \(workers - 1) of \(chunks[rank].count)"
+        }
+        guard counts.count == 1, let count = counts.first else {
+            return "a \(phase) message with \(counts.count) payloads, not one"
         }
         guard (0..<workers).contains(chunk), chunks[chunk].count == count else {
             return "all-reduce chunk \(chunk) of \(count) values (the model has \(workers) chunks)"
@@ -138,7 +209,10 @@ struct AllReduceRound {
         switch variant {
         case .direct:
             guard step == 0 else { return "a direct all-reduce message with step \(step)" }
-            if phase == .reduceScatter && chunk != rank { return "chunk \(chunk) sent to the owner of chunk \(rank)" }
+            if phase == .reduceScatter {
+                return
+                    "a chunk from worker \(sender) sent directly (this all-reduce goes through worker \(Self.hub)'s directories)"
+            }
             if phase == .allGather && chunk != sender {
                 return "worker \(sender) sent a chunk \(chunk) it does not own"
             }
@@ -160,7 +234,15 @@ struct AllReduceRound {
         phase: Phase, chunk: Int, step: Int, sender: Int, payload: FloatPayload,
         make: ([Float]) -> FloatPayload
     ) -> [Outgoing] {
-        inbox[Key(phase: phase, chunk: chunk, step: step, sender: sender)] = payload
+        receive(phase: phase, chunk: chunk, step: step, sender: sender, payloads: [payload], make: make)
+    }
+
+    /// As above, for a message of several payloads (a directory's, in `directoryPublishers` order).
+    mutating func receive(
+        phase: Phase, chunk: Int, step: Int, sender: Int, payloads: [FloatPayload],
+        make: ([Float]) -> FloatPayload
+    ) -> [Outgoing] {
+        inbox[Key(phase: phase, chunk: chunk, step: step, sender: sender)] = payloads
         return advance(make: make)
     }
 
@@ -175,9 +257,8 @@ struct AllReduceRound {
         }
         switch variant {
         case .direct:
-            for owner in 0..<workers where owner != rank {
-                outgoing.append(
-                    Outgoing(phase: .reduceScatter, chunk: owner, step: 0, to: owner, payload: view(own, owner)))
+            if rank != Self.hub {
+                outgoing.append(Outgoing(phase: .contribution, chunk: 0, step: 0, to: Self.hub, payload: own))
             }
         case .ring:
             let chunk = mod(rank - 1)
@@ -202,9 +283,28 @@ struct AllReduceRound {
     }
 
     private mutating func take(_ key: Key) -> FloatPayload? {
-        guard let payload = inbox.removeValue(forKey: key) else { return nil }
-        read.append(payload)
-        return payload
+        takeAll(key)?.first
+    }
+
+    private mutating func takeAll(_ key: Key) -> [FloatPayload]? {
+        guard let payloads = inbox.removeValue(forKey: key) else { return nil }
+        read += payloads
+        return payloads
+    }
+
+    /// Whether the phase's messages pass on payloads other workers published, several at once.
+    static func passesOn(_ phase: Phase) -> Bool { phase == .directory || phase == .result }
+
+    /// Chunk `rank` summed in the fixed order from the other workers' parts (`part(sender)`) and
+    /// this worker's own, then averaged: kept, and returned as a payload when `sends`.
+    private mutating func reduceOwnChunk(
+        parts part: (Int) -> UnsafeBufferPointer<Float>, sends: Bool, make: ([Float]) -> FloatPayload
+    ) -> FloatPayload? {
+        let senders = (1..<workers).map { mod(rank + $0) }
+        var sum = Array(part(senders[0]))
+        for sender in senders.dropFirst() { Self.add(part(sender), to: &sum) }
+        Self.add(ownPart(rank), to: &sum)
+        return finishReduction(sum: sum, sends: sends, make: make)
     }
 
     private mutating func advance(make: ([Float]) -> FloatPayload) -> [Outgoing] {
@@ -212,39 +312,54 @@ struct AllReduceRound {
         var outgoing: [Outgoing] = []
         switch variant {
         case .direct:
-            if !reduced {
-                let senders = (1..<workers).map { mod(rank + $0) }
-                if senders.allSatisfy({ inbox[Key(phase: .reduceScatter, chunk: rank, step: 0, sender: $0)] != nil }) {
-                    let parts = senders.map { take(Key(phase: .reduceScatter, chunk: rank, step: 0, sender: $0))! }
-                    var sum = Array(parts[0].buffer)
-                    for part in parts.dropFirst() { Self.add(part.buffer, to: &sum) }
-                    Self.add(ownPart(rank), to: &sum)
-                    if rank == Self.hub {
-                        finishReduction(sum: sum, sends: false, make: make)
-                    } else {
-                        let average = finishReduction(sum: sum, make: make)!
-                        outgoing.append(
-                            Outgoing(phase: .allGather, chunk: rank, step: 0, to: Self.hub, payload: average))
-                    }
+            if rank == Self.hub, !directoriesSent,
+                (1..<workers).allSatisfy({ inbox[Key(phase: .contribution, chunk: 0, step: 0, sender: $0)] != nil })
+            {
+                directoriesSent = true
+                var models = [own!]
+                for sender in 1..<workers {
+                    models.append(take(Key(phase: .contribution, chunk: 0, step: 0, sender: sender))!)
                 }
+                for owner in 1..<workers {
+                    let parts = Self.directoryPublishers(for: owner, workers: workers).map { view(models[$0], owner) }
+                    outgoing.append(Outgoing(phase: .directory, chunk: owner, step: 0, to: owner, payloads: parts))
+                }
+                let range = chunks[rank]
+                averaged[rank] = withExtendedLifetime(models) {
+                    reduceOwnChunk(
+                        parts: { UnsafeBufferPointer(rebasing: models[$0].buffer[range]) }, sends: true, make: make)
+                }
+            }
+            if rank != Self.hub, !reduced,
+                let parts = takeAll(Key(phase: .directory, chunk: rank, step: 0, sender: Self.hub))
+            {
+                // `directoryPublishers` order: every other worker ascending, so worker j < rank is
+                // at j and j > rank at j − 1.
+                let rank = self.rank
+                let average = withExtendedLifetime(parts) {
+                    reduceOwnChunk(parts: { parts[$0 < rank ? $0 : $0 - 1].buffer }, sends: true, make: make)!
+                }
+                outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: Self.hub, payload: average))
             }
             if rank == Self.hub {
                 for sender in 0..<workers where sender != rank && !filled.contains(sender) {
                     if let chunk = take(Key(phase: .allGather, chunk: sender, step: 0, sender: sender)) {
+                        averaged[sender] = chunk
                         fill(sender, with: chunk)
                     }
                 }
                 if isComplete && !broadcast {
                     broadcast = true
-                    let whole = make(result)
                     for peer in 0..<workers where peer != rank {
-                        outgoing.append(Outgoing(phase: .result, chunk: 0, step: 0, to: peer, payload: whole))
+                        let parts = Self.directoryPublishers(for: peer, workers: workers).map { averaged[$0]! }
+                        outgoing.append(Outgoing(phase: .result, chunk: 0, step: 0, to: peer, payloads: parts))
                     }
+                    averaged = [:]
                 }
-            } else if reduced, let whole = take(Key(phase: .result, chunk: 0, step: 0, sender: Self.hub)) {
-                // The hub's average holds this worker's own chunk as it computed it: the same bits.
-                withExtendedLifetime(whole) { result.replaceSubrange(0..<result.count, with: whole.buffer) }
-                filled = Set(0..<workers)
+            } else if reduced, let parts = takeAll(Key(phase: .result, chunk: 0, step: 0, sender: Self.hub)) {
+                for (chunk, part) in zip(Self.directoryPublishers(for: rank, workers: workers), parts) {
+                    fill(chunk, with: part)
+                }
             }
         case .ring:
             while reduceStep <= workers - 2,

@@ -304,7 +304,7 @@ public struct CoordinatorMachine {
         case .checkpointState:
             return onCheckpointState(envelope, from: sender)
         case .assignment, .start, .parameters, .acknowledge, .membership, .globalModel, .reduceScatter, .allGather,
-            .allReduceResult, .checkpointRequest:
+            .allReduceResult, .allReduceContribution, .allReduceDirectory, .checkpointRequest:
             return reject("the coordinator does not accept \(kind) messages")
         }
     }

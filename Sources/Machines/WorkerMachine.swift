@@ -275,6 +275,10 @@ public struct WorkerMachine {
             return onCollective(envelope, phase: .allGather)
         case .allReduceResult:
             return onCollective(envelope, phase: .result)
+        case .allReduceContribution:
+            return onCollective(envelope, phase: .contribution)
+        case .allReduceDirectory:
+            return onCollective(envelope, phase: .directory)
         case .register, .ready, .metrics, .finished, .clientEvaluation, .checkpointState:
             return reject("workers do not accept \(kind) messages")
         }
@@ -583,8 +587,8 @@ public struct WorkerMachine {
                 "all-reduce message from worker \(sender) for 0-based round \(envelope.header.round) at round \(round + 1)"
             )
         }
-        guard envelope.body.count == 8, let payload = envelope.payload else {
-            return reject("all-reduce message from worker \(sender) without its chunk and step")
+        guard envelope.body.count == 8, (envelope.payload != nil) != AllReduceRound.passesOn(phase) else {
+            return reject("all-reduce message from worker \(sender) without its chunk and step, or its payload")
         }
         let chunk = Int(UInt32(littleEndian: envelope.body.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }))
         let step = Int(
@@ -599,17 +603,30 @@ public struct WorkerMachine {
             earlyCollective[messageRound, default: []].append(envelope)
             return []
         }
+        let payloads: [FloatPayload]
+        if AllReduceRound.passesOn(phase) {
+            let publishers = envelope.forwarded.map { Int($0.publisher) }
+            let expected = AllReduceRound.directoryPublishers(for: rank, workers: configuration.workers)
+            guard publishers == expected else {
+                return reject(
+                    "round \(round + 1) from worker \(sender): a \(phase) of the payloads of workers \(publishers), not \(expected)"
+                )
+            }
+            payloads = envelope.forwarded.map(\.payload)
+        } else {
+            payloads = [envelope.payload!]
+        }
         if let problem = collective.problem(
-            phase: phase, chunk: chunk, step: step, sender: sender, count: payload.count)
+            phase: phase, chunk: chunk, step: step, sender: sender, counts: payloads.map(\.count))
         {
             return reject("round \(round + 1) from worker \(sender): \(problem)")
         }
-        guard payload.isFinite else {
+        guard payloads.allSatisfy(\.isFinite) else {
             return reject("all-reduce chunk from worker \(sender) for round \(round + 1) contains NaN or Inf")
         }
         // Moved out while it takes the message (put back below): its result is not copied on write.
         self.collective = nil
-        let outgoing = collective.receive(phase: phase, chunk: chunk, step: step, sender: sender, payload: payload) {
+        let outgoing = collective.receive(phase: phase, chunk: chunk, step: step, sender: sender, payloads: payloads) {
             makePayload($0, round: round + 1)
         }
         self.collective = collective
@@ -622,8 +639,17 @@ public struct WorkerMachine {
             withUnsafeBytes(of: UInt32(message.chunk).littleEndian) { body.append(contentsOf: $0) }
             withUnsafeBytes(of: UInt32(message.step).littleEndian) { body.append(contentsOf: $0) }
             let kind = message.phase.kind
+            if AllReduceRound.passesOn(message.phase) {
+                let publishers = AllReduceRound.directoryPublishers(for: message.to, workers: configuration!.workers)
+                let forwarded = zip(publishers, message.payloads).map {
+                    ForwardedPayload(publisher: Int32($0), payload: $1)
+                }
+                return send(
+                    Envelope(header: header(kind, round: round), body: body, forwarded: forwarded),
+                    to: .worker(message.to))
+            }
             return send(
-                Envelope(header: header(kind, round: round), body: body, payload: message.payload),
+                Envelope(header: header(kind, round: round), body: body, payload: message.payloads[0]),
                 to: .worker(message.to))
         }
     }

@@ -249,6 +249,18 @@ public final class SharedSegment: @unchecked Sendable {
             count: descriptor.count)
     }
 
+    /// The slot whose values `pointer` points into, and how many floats into them, or nil when it
+    /// points outside this segment's slots.
+    public func locate(_ pointer: UnsafePointer<Float>) -> (slot: Int, offset: Int)? {
+        let byte = UnsafeRawPointer(pointer) - UnsafeRawPointer(base) - Self.headerLength
+        let stride = Self.slotStride(capacity: slotCapacity)
+        guard byte >= 0, byte < slotCount * stride else { return nil }
+        let within = byte % stride - Self.slotHeaderLength
+        guard within >= 0, within % MemoryLayout<Float>.size == 0, within / MemoryLayout<Float>.size < slotCapacity
+        else { return nil }
+        return (byte / stride, within / MemoryLayout<Float>.size)
+    }
+
     /// Where the owner's slot of `descriptor` holds its values (the publishing side's view).
     public func valuesInPlace(_ descriptor: SlotDescriptor) -> UnsafePointer<Float> {
         UnsafePointer((slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self))

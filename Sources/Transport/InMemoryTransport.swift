@@ -78,7 +78,9 @@ public final class InMemoryTransport: Transport {
         guard let endpoint = routes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
         hub.inboxes[endpoint]!.messages.append((localEndpoint, envelope))
         if hub.recordsSends { hub.sent.append((localEndpoint, endpoint, envelope)) }
-        bytesSent += MessageHeader.byteCount + envelope.body.count + 4 * (envelope.payload?.wireSlotCount ?? 0)
+        bytesSent +=
+            MessageHeader.byteCount + envelope.body.count + 4 * (envelope.payload?.wireSlotCount ?? 0)
+            + PayloadEncoding.forwardedEntryBytes * envelope.forwarded.count
     }
 
     public func receive(timeoutMilliseconds: Int) throws -> Received? {

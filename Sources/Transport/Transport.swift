@@ -80,7 +80,7 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
     ///
     /// A node publishes at most `publishesPerRound` models per round (its parameters to its
     /// neighbours and its model to the coordinator on a gathering round: 2; the all-reduce adds
-    /// its averaged chunk, or on the hub the whole average: 3) and one more when a membership
+    /// its averaged chunk: 3) and one more when a membership
     /// change makes it resend to a new neighbour. Readers are done with a round-r model once
     /// round r is recorded:
     /// a neighbour mixes it in its own round r, before it reports round r, and the coordinator
@@ -115,6 +115,9 @@ public enum FrameAdmission: Sendable, Equatable {
         return kind == .parameters ? modelSize * vectors : modelSize
     }
 
+    /// Most payloads one message may pass on (one per other worker of a run of the most workers).
+    public static let maximumForwardedPayloads = 65_536
+
     /// Why a frame with this header must be rejected before its payload is read (nil: admit it).
     public func problem(with header: MessageHeader, payloadBytes: Int) -> String? {
         let slots = Int(header.payloadCount)
@@ -129,10 +132,26 @@ public enum FrameAdmission: Sendable, Equatable {
             if header.runID != runID && header.kind != .register {
                 return "\(header.kind) for run \(header.runID), not this run's \(runID)"
             }
+            if header.payloadEncoding == .forwardedSharedMemory {
+                let entry = PayloadEncoding.forwardedEntryBytes
+                guard header.kind == .allReduceDirectory || header.kind == .allReduceResult else {
+                    return
+                        "forwarded payloads in a \(header.kind) message (only the all-reduce's directories and results have them)"
+                }
+                guard slots == 0, payloadBytes > 0, payloadBytes % entry == 0,
+                    payloadBytes / entry <= Self.maximumForwardedPayloads
+                else {
+                    return
+                        "a forwarded-payload table of \(payloadBytes) bytes declaring \(slots) floats (expected none, and 1 to \(Self.maximumForwardedPayloads) entries of \(entry) bytes)"
+                }
+                return nil
+            }
             guard slots > 0 else { return payloadBytes > 0 ? "payload frames after a header declaring none" : nil }
             // A chunk of a model (the all-reduce) is at most a model; anything else is one.
             let wrongLength = header.kind.carriesChunk ? slots > modelSize : slots != modelSize
             switch header.payloadEncoding {
+            case .forwardedSharedMemory:
+                return nil  // checked above
             case .sharedMemory:
                 if wrongLength {
                     return "a shared-memory payload of \(slots) floats, not the model's \(modelSize)"

@@ -39,9 +39,18 @@ public enum MessageKind: UInt16, Sendable, CaseIterable {
     /// coordinator → workers: write a checkpoint after round `round` (1-based) as well (the
     /// wall-time trigger); no body.
     case checkpointRequest = 17
-    /// worker → worker, C-SGD's all-reduce over shared memory: the whole average, from the worker
-    /// that gathered the averaged chunks; body as for `reduceScatter` (chunk 0, step 0).
+    /// worker → worker, C-SGD's all-reduce over shared memory: where the averaged chunks of every
+    /// other worker are (`Envelope.forwarded`, in rank order), from the worker that gathered them;
+    /// body as for `reduceScatter` (chunk 0, step 0).
     case allReduceResult = 18
+    /// worker → worker, C-SGD's all-reduce over shared memory: the sender's whole model, to the
+    /// worker that tells every chunk's owner where the models are; body as for `reduceScatter`
+    /// (chunk 0, step 0).
+    case allReduceContribution = 19
+    /// worker → worker, C-SGD's all-reduce over shared memory: where every other worker's part of
+    /// the receiver's chunk is (`Envelope.forwarded`, in rank order), from the worker that
+    /// gathered the contributions; body as for `reduceScatter` (the receiver's chunk, step 0).
+    case allReduceDirectory = 20
 
     /// Kinds whose payload is a chunk of a model (at most the model's length), not a whole one.
     public var carriesChunk: Bool { self == .reduceScatter || self == .allGather }
@@ -57,17 +66,24 @@ public enum PayloadEncoding: UInt16, Sendable {
     /// payload frame is a `sharedMemoryDescriptorBytes`-byte descriptor of the slot holding them,
     /// and `payloadCount` is the dense length.
     case sharedMemory = 2
+    /// No payload of the sender's own: the one frame after the header lists payloads that other
+    /// processes of the host published (`Envelope.forwarded`), each as its publisher's rank (Int32),
+    /// four zero bytes and the `sharedMemoryDescriptorBytes`-byte descriptor of its slot.
+    case forwardedSharedMemory = 3
 
     /// The payload frame of a `.sharedMemory` message: slot, sequence, count and round.
     public static let sharedMemoryDescriptorBytes = 32
+    /// One entry of a `.forwardedSharedMemory` frame.
+    public static let forwardedEntryBytes = 8 + sharedMemoryDescriptorBytes
 }
 
 /// The fixed header of every message.
 public struct MessageHeader: Sendable, Equatable {
     public static let magic: [UInt8] = Array("DSGD".utf8)
     /// Bumped whenever the frame layout or a body schema changes incompatibly (2: payload encoding;
-    /// 3: shared-memory payloads; 4: checkpoints).
-    public static let currentVersion: UInt16 = 4
+    /// 3: shared-memory payloads; 4: checkpoints; 5: the all-reduce's contributions and
+    /// directories, forwarded payloads).
+    public static let currentVersion: UInt16 = 5
     public static let byteCount = 4 + 2 + 2 + 8 + 8 + 4 + 4 + 2
 
     public var version: UInt16
@@ -90,11 +106,28 @@ public struct MessageHeader: Sendable, Equatable {
     }
 }
 
-/// A message: header, optional body bytes (JSON or text), optional float payload.
+/// A payload that another process published in shared memory, passed on by reference: the
+/// receiver reads it in the publisher's segment, not the sender's.
+public struct ForwardedPayload: Sendable {
+    /// The publisher's rank (−1: the coordinator).
+    public var publisher: Int32
+    public var payload: FloatPayload
+
+    public init(publisher: Int32, payload: FloatPayload) {
+        self.publisher = publisher
+        self.payload = payload
+    }
+}
+
+/// A message: header, optional body bytes (JSON or text), optional float payload, or payloads
+/// other processes published that the sender passes on (processes on one host only).
 public struct Envelope: Sendable {
     public var header: MessageHeader
     public var body: [UInt8]
     public var payload: FloatPayload?
+    /// Payloads published by other processes of the host, passed on by their descriptors (a
+    /// message has these or `payload`, not both).
+    public var forwarded: [ForwardedPayload]
 
     public init(header: MessageHeader, body: [UInt8] = [], payload: FloatPayload? = nil) {
         var header = header
@@ -102,6 +135,18 @@ public struct Envelope: Sendable {
         self.header = header
         self.body = body
         self.payload = payload
+        forwarded = []
+    }
+
+    /// A message passing on payloads other processes published (`forwarded` in order).
+    public init(header: MessageHeader, body: [UInt8] = [], forwarded: [ForwardedPayload]) {
+        var header = header
+        header.payloadCount = 0
+        header.payloadEncoding = .forwardedSharedMemory
+        self.header = header
+        self.body = body
+        payload = nil
+        self.forwarded = forwarded
     }
 
     /// Largest payload frame: models bigger than this travel as several frames (4 MiB, as

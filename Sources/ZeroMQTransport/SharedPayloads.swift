@@ -14,12 +14,18 @@ final class SharedPayloads {
     /// and a snapshot made by `publish` is not published again when sent (a round makes at most
     /// three, and may make the next before the first is sent).
     private var recentlyPublished: [(payload: FloatPayload, descriptor: SlotDescriptor)] = []
+    /// The descriptor last received for each slot of each publisher, so a payload read from a
+    /// peer's slot (or a part of one) can be passed on by the descriptor it came with.
+    private var received: [Int32: [Int: SlotDescriptor]] = [:]
     /// The first rewritten slot a read found (the run must fail).
     private(set) var fault: String?
+    /// This node's rank (−1: the coordinator).
+    private let rank: Int32
 
     init(plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {
         self.plan = plan
         self.runID = runID
+        self.rank = Int32(rank ?? -1)
         own = try SharedSegment.create(
             runID: runID, rank: rank ?? -1, slotCount: plan.slotCount, slotCapacity: plan.modelSize)
     }
@@ -48,20 +54,75 @@ final class SharedPayloads {
     /// The descriptor frame of `payload`: where it was published, or where the model it is part
     /// of was (an all-reduce chunk), or else it is published now.
     func descriptorFrame(for payload: FloatPayload, round: Int64) -> [UInt8] {
-        let descriptor: SlotDescriptor
-        if let known = recentlyPublished.last(where: { $0.payload === payload }) {
-            descriptor = known.descriptor
-        } else if let whole = recentlyPublished.last(where: {
-            payload.pointer >= $0.payload.pointer
-                && payload.pointer + payload.count <= $0.payload.pointer + $0.payload.count
-        }) {
-            // A view into a published model (a chunk for the all-reduce): its place in that slot.
-            descriptor = whole.descriptor.part(offset: payload.pointer - whole.payload.pointer, count: payload.count)
-        } else {
-            descriptor = withExtendedLifetime(payload) { own.publish(payload.buffer, round: round) }
-            remember(payload, descriptor)
-        }
+        let descriptor =
+            publishedDescriptor(of: payload)
+            ?? withExtendedLifetime(payload) {
+                let published = own.publish(payload.buffer, round: round)
+                remember(payload, published)
+                return published
+            }
         return Self.encode(descriptor)
+    }
+
+    /// Where this node published `payload`, or the model it is a part of (an all-reduce chunk).
+    private func publishedDescriptor(of payload: FloatPayload) -> SlotDescriptor? {
+        if let known = recentlyPublished.last(where: { $0.payload === payload }) { return known.descriptor }
+        guard
+            let whole = recentlyPublished.last(where: {
+                payload.pointer >= $0.payload.pointer
+                    && payload.pointer + payload.count <= $0.payload.pointer + $0.payload.count
+            })
+        else { return nil }
+        return whole.descriptor.part(offset: payload.pointer - whole.payload.pointer, count: payload.count)
+    }
+
+    /// The frame of a message passing on `forwarded`: per payload its publisher and the descriptor
+    /// of its place in that publisher's slot, as this node published or received it (a part of a
+    /// received model keeps the descriptor's sequence, so a reader still detects a rewrite).
+    func forwardedFrame(for forwarded: [ForwardedPayload]) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(forwarded.count * PayloadEncoding.forwardedEntryBytes)
+        for entry in forwarded {
+            guard let descriptor = descriptor(of: entry) else {
+                throw TransportError(
+                    "cannot pass on a payload as worker \(entry.publisher)'s: it is not in a slot of that worker's segment that this node published or received"
+                )
+            }
+            withUnsafeBytes(of: entry.publisher.littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: [0, 0, 0, 0])
+            bytes.append(contentsOf: Self.encode(descriptor))
+        }
+        return bytes
+    }
+
+    private func descriptor(of entry: ForwardedPayload) -> SlotDescriptor? {
+        let payload = entry.payload
+        if entry.publisher == rank { return publishedDescriptor(of: payload) }
+        guard let segment = peers[entry.publisher], let (slot, offset) = segment.locate(payload.pointer),
+            let whole = received[entry.publisher]?[slot],
+            offset >= whole.offset, offset + payload.count <= whole.offset + whole.count
+        else { return nil }
+        return whole.part(offset: offset - whole.offset, count: payload.count)
+    }
+
+    /// The payloads a forwarded-payload frame lists, each read in its publisher's segment.
+    func forwardedPayloads(frame: UnsafeRawBufferPointer) throws(WireError) -> [ForwardedPayload] {
+        let entryBytes = PayloadEncoding.forwardedEntryBytes
+        guard frame.count > 0, frame.count % entryBytes == 0 else {
+            throw WireError.malformed("a forwarded-payload table of \(frame.count) bytes")
+        }
+        var forwarded: [ForwardedPayload] = []
+        for start in stride(from: 0, to: frame.count, by: entryBytes) {
+            let publisher = Int32(littleEndian: frame.loadUnaligned(fromByteOffset: start, as: Int32.self))
+            let descriptor = Self.decode(
+                UnsafeRawBufferPointer(rebasing: frame[(start + 8)..<(start + entryBytes)]))
+            guard publisher >= -1, publisher != rank else {
+                throw WireError.malformed("a payload passed on as published by \(publisher), not another process's")
+            }
+            forwarded.append(
+                ForwardedPayload(publisher: publisher, payload: try payload(from: publisher, descriptor: descriptor)))
+        }
+        return forwarded
     }
 
     /// The payload a descriptor frame from `sender` (a rank, −1 for the coordinator) points at:
@@ -72,10 +133,19 @@ final class SharedPayloads {
             throw WireError.malformed("a shared-memory descriptor of \(frame.count) bytes")
         }
         let descriptor = Self.decode(frame)
-        guard descriptor.count == count, count <= plan.modelSize else {
+        guard descriptor.count == count else {
             throw WireError.malformed(
                 "a shared-memory descriptor of \(descriptor.count) floats for a payload of \(count) (the model has \(plan.modelSize))"
             )
+        }
+        return try payload(from: sender, descriptor: descriptor)
+    }
+
+    /// The payload in `publisher`'s slot that `descriptor` names, mapping its segment on first use.
+    private func payload(from sender: Int32, descriptor: SlotDescriptor) throws(WireError) -> FloatPayload {
+        guard descriptor.count <= plan.modelSize else {
+            throw WireError.malformed(
+                "a shared-memory descriptor of \(descriptor.count) floats (the model has \(plan.modelSize))")
         }
         let segment: SharedSegment
         if let mapped = peers[sender] {
@@ -96,6 +166,7 @@ final class SharedPayloads {
             if fault == nil { fault = error.description }
             throw WireError.malformed(error.description)
         }
+        received[sender, default: [:]][descriptor.slot] = descriptor
         return FloatPayload(
             wrapping: values.baseAddress!, count: values.count, release: { withExtendedLifetime(segment) {} },
             integrity: { segment.rewritten(descriptor) }, knownFinite: segment.isFinite(descriptor) ? true : nil)

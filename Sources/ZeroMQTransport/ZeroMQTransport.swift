@@ -68,6 +68,15 @@ public final class ZeroMQTransport: Transport {
 
     public func send(_ envelope: Envelope, to peer: Peer) throws {
         guard let socket = outboxes[peer] else { throw TransportError("\(localEndpoint): no route to \(peer)") }
+        if !envelope.forwarded.isEmpty {
+            guard let shared else {
+                throw TransportError(
+                    "a \(envelope.header.kind) message passes on payloads, but this run has no shared memory")
+            }
+            try sendFrames(
+                envelope.firstFrame, try shared.forwardedFrame(for: envelope.forwarded), to: peer, socket: socket)
+            return
+        }
         if let shared, let payload = envelope.payload {
             try sendShared(envelope, payload: payload, through: shared, to: peer, socket: socket)
             return
@@ -114,14 +123,19 @@ public final class ZeroMQTransport: Transport {
     ) throws {
         var envelope = envelope
         envelope.header.payloadEncoding = .sharedMemory
-        let first = envelope.firstFrame
-        let descriptor = shared.descriptorFrame(for: payload, round: envelope.header.round)
+        try sendFrames(
+            envelope.firstFrame, shared.descriptorFrame(for: payload, round: envelope.header.round), to: peer,
+            socket: socket)
+    }
+
+    /// Sends the header frame and one small frame after it (a descriptor, or a table of them).
+    private func sendFrames(_ first: [UInt8], _ second: [UInt8], to peer: Peer, socket: ZeroMQSocket) throws {
         let firstResult = first.withUnsafeBytes { zmq_send(socket.handle, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
         guard firstResult >= 0 else { throw sendError(to: peer) }
-        guard descriptor.withUnsafeBytes({ zmq_send(socket.handle, $0.baseAddress, $0.count, 0) }) >= 0 else {
+        guard second.withUnsafeBytes({ zmq_send(socket.handle, $0.baseAddress, $0.count, 0) }) >= 0 else {
             throw sendError(to: peer)
         }
-        bytesSent += first.count + descriptor.count
+        bytesSent += first.count + second.count
     }
 
     public func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {
@@ -210,6 +224,20 @@ public final class ZeroMQTransport: Transport {
             let problem = admission.problem(with: header, payloadBytes: frames.dropFirst().reduce(0) { $0 + $1.count })
         {
             throw WireError.malformed(problem)
+        }
+        if header.payloadEncoding == .forwardedSharedMemory {
+            guard let shared else {
+                throw WireError.malformed(
+                    "payloads passed on in shared memory, but this run passes payloads as ZeroMQ frames")
+            }
+            guard frames.count == 2 else {
+                throw WireError.malformed("a forwarded-payload message in \(frames.count - 1) frames, not one table")
+            }
+            let (_, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+            let forwarded = try frames[1].withUnsafeBytes { try shared.forwardedPayloads(frame: $0) }
+            var envelope = Envelope(header: header, body: body, forwarded: forwarded)
+            envelope.header.payloadEncoding = .forwardedSharedMemory
+            return envelope
         }
         if header.payloadEncoding == .sharedMemory {
             guard let shared else {

@@ -30,7 +30,7 @@ final class AllReduceTests: XCTestCase {
         var started = Set<Int>()
         func enqueue(_ out: [AllReduceRound.Outgoing], from rank: Int) {
             messages += out.count
-            floats += out.reduce(0) { $0 + $1.payload.count }
+            floats += out.reduce(0) { $0 + $1.payloads.reduce(0) { $0 + $1.count } }
             queue += out.map { (rank, $0) }
         }
         func deliverSome() {
@@ -47,10 +47,10 @@ final class AllReduceTests: XCTestCase {
                 XCTAssertNil(
                     workers[receiver].problem(
                         phase: message.phase, chunk: message.chunk, step: message.step, sender: from,
-                        count: message.payload.count))
+                        counts: message.payloads.map(\.count)))
                 let out = workers[receiver].receive(
                     phase: message.phase, chunk: message.chunk, step: message.step, sender: from,
-                    payload: message.payload, make: make)
+                    payloads: message.payloads, make: make)
                 if started.contains(receiver) {
                     enqueue(out, from: receiver)
                 } else {
@@ -96,9 +96,10 @@ final class AllReduceTests: XCTestCase {
     }
 
     /// The ring sends 2(n − 1) chunks per worker, 2(n − 1)/n of the model. The direct way sends
-    /// n − 1 chunk descriptors per worker, then n − 1 averaged chunks to the hub and the hub n − 1
-    /// descriptors of the whole average: n(n − 1) + 2(n − 1) messages in all, not 2n(n − 1)
-    /// (the values are read in place from shared memory).
+    /// 4(n − 1) messages in all (the values are read in place from shared memory): each worker
+    /// but the hub its model's descriptor to the hub, the hub each owner a directory of n − 1
+    /// chunk descriptors, each owner its averaged chunk to the hub, the hub every worker the
+    /// descriptors of the n − 1 averaged chunks it lacks.
     func testTraffic_RingSendsTwoTimesNMinusOneOverN_DirectFewerMessages() {
         let n = 6
         let count = 600
@@ -107,8 +108,10 @@ final class AllReduceTests: XCTestCase {
         XCTAssertEqual(ring.messages, n * 2 * (n - 1))
         XCTAssertEqual(ring.floats, n * 2 * (n - 1) * count / n)
         let direct = run(models, variant: .direct, seed: 3)
-        XCTAssertEqual(direct.messages, n * (n - 1) + 2 * (n - 1))
-        XCTAssertEqual(direct.floats, n * (n - 1) * count / n + (n - 1) * count / n + (n - 1) * count)
+        XCTAssertEqual(direct.messages, 4 * (n - 1))
+        XCTAssertEqual(
+            direct.floats,
+            (n - 1) * count + (n - 1) * (n - 1) * count / n + (n - 1) * count / n + (n - 1) * (n - 1) * count / n)
     }
 
     /// Messages that do not fit the protocol are refused before they are buffered: a chunk of the
@@ -129,18 +132,33 @@ final class AllReduceTests: XCTestCase {
             make: { FloatPayload(copying: $0) })
         XCTAssertNotNil(ring.problem(phase: .reduceScatter, chunk: 0, step: 0, sender: 1, count: 10), "duplicate")
         let direct = AllReduceRound(variant: .direct, rank: 2, workers: 4, count: 40)
-        XCTAssertNil(direct.problem(phase: .reduceScatter, chunk: 2, step: 0, sender: 0, count: 10))
-        XCTAssertNotNil(direct.problem(phase: .reduceScatter, chunk: 3, step: 0, sender: 0, count: 10))
+        XCTAssertNotNil(direct.problem(phase: .reduceScatter, chunk: 2, step: 0, sender: 0, count: 10), "via the hub")
+        XCTAssertNil(direct.problem(phase: .directory, chunk: 2, step: 0, sender: 0, counts: [10, 10, 10]))
+        XCTAssertNotNil(
+            direct.problem(phase: .directory, chunk: 2, step: 0, sender: 1, counts: [10, 10, 10]), "not the hub")
+        XCTAssertNotNil(
+            direct.problem(phase: .directory, chunk: 3, step: 0, sender: 0, counts: [10, 10, 10]), "not its chunk")
+        XCTAssertNotNil(direct.problem(phase: .directory, chunk: 2, step: 0, sender: 0, counts: [10, 10]), "too few")
+        XCTAssertNotNil(direct.problem(phase: .directory, chunk: 2, step: 0, sender: 0, counts: [10, 9, 10]))
+        XCTAssertNotNil(direct.problem(phase: .contribution, chunk: 0, step: 0, sender: 1, count: 40), "not the hub")
+        XCTAssertNotNil(ring.problem(phase: .directory, chunk: 2, step: 0, sender: 1, counts: [10, 10, 10]))
         XCTAssertNotNil(direct.problem(phase: .allGather, chunk: 1, step: 0, sender: 1, count: 10), "not the hub")
-        XCTAssertNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, count: 40))
-        XCTAssertNotNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "not from the hub")
-        XCTAssertNotNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, count: 10), "not the whole model")
-        XCTAssertNotNil(direct.problem(phase: .result, chunk: 1, step: 0, sender: 0, count: 40))
+        XCTAssertNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, counts: [10, 10, 10]))
+        XCTAssertNotNil(
+            direct.problem(phase: .result, chunk: 0, step: 0, sender: 1, counts: [10, 10, 10]), "not from the hub")
+        XCTAssertNotNil(direct.problem(phase: .result, chunk: 0, step: 0, sender: 0, count: 40), "not the chunks")
+        XCTAssertNotNil(direct.problem(phase: .result, chunk: 1, step: 0, sender: 0, counts: [10, 10, 10]))
         let hub = AllReduceRound(variant: .direct, rank: AllReduceRound.hub, workers: 4, count: 40)
         XCTAssertNil(hub.problem(phase: .allGather, chunk: 1, step: 0, sender: 1, count: 10))
+        XCTAssertNil(hub.problem(phase: .contribution, chunk: 0, step: 0, sender: 3, count: 40))
+        XCTAssertNotNil(hub.problem(phase: .contribution, chunk: 0, step: 0, sender: 3, count: 10), "not a model")
+        XCTAssertNotNil(hub.problem(phase: .contribution, chunk: 1, step: 0, sender: 3, count: 40))
+        XCTAssertNotNil(hub.problem(phase: .directory, chunk: 0, step: 0, sender: 1, counts: [10, 10, 10]))
         XCTAssertNotNil(hub.problem(phase: .allGather, chunk: 1, step: 0, sender: 2, count: 10), "not its chunk")
-        XCTAssertNotNil(hub.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "the hub gets none")
-        XCTAssertNotNil(ring.problem(phase: .result, chunk: 0, step: 0, sender: 1, count: 40), "the ring has none")
+        XCTAssertNotNil(
+            hub.problem(phase: .result, chunk: 0, step: 0, sender: 1, counts: [10, 10, 10]), "the hub gets none")
+        XCTAssertNotNil(
+            ring.problem(phase: .result, chunk: 0, step: 0, sender: 1, counts: [10, 10, 10]), "the ring has none")
     }
 
     /// Only the complete graph with uniform weights 1/n is averaged by all-reduce.

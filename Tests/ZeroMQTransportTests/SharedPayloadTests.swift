@@ -188,4 +188,70 @@ final class SharedPayloadTests: XCTestCase {
             try segment.values(SlotDescriptor(slot: 0, sequence: 2, count: 250, round: 3, offset: 751)),
             "a part past the slot's end")
     }
+
+    /// The all-reduce's directory: worker 1 (the hub) passes on a part of worker 2's model that it
+    /// received and a part of its own; worker 0 reads both in their publishers' slots, the values
+    /// bit for bit, with the slot checks of the descriptors they were published with (a rewrite of
+    /// worker 2's slot is reported). A payload the hub neither published nor received cannot be
+    /// passed on, and a table naming the receiver itself as a publisher is refused.
+    func testDirectory_PassesOnOtherWorkersSlots_ReadInPlaceAndChecked() throws {
+        let id = runID()
+        let plan = SharedPayloadPlan(slotCount: 3, modelSize: 1_000)
+        let context = try ZeroMQContext()
+        let nodes = try (0..<3).map { _ in try ZeroMQTransport(context: context, bindEndpoint: "tcp://127.0.0.1:*") }
+        for (rank, node) in nodes.enumerated() {
+            try node.shareModels(plan, runID: id, rank: rank)
+            node.admit(.run(runID: id, modelSize: plan.modelSize))
+        }
+        try nodes[2].connect(.worker(1), endpoint: nodes[1].localEndpoint)
+        try nodes[1].connect(.worker(0), endpoint: nodes[0].localEndpoint)
+        let body: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0]
+        let theirs = (0..<plan.modelSize).map { Float($0) * 0.5 }
+        let mine = (0..<plan.modelSize).map { Float(-$0) }
+        let contribution = theirs.withUnsafeBufferPointer { nodes[2].makePayload($0, round: 4) }
+        try nodes[2].send(
+            Envelope(
+                header: MessageHeader(kind: .allReduceContribution, runID: id, round: 3, sender: 2), body: body,
+                payload: contribution), to: .worker(1))
+        let received = try XCTUnwrap(try envelope(receive(nodes[1])).payload)
+        let own = mine.withUnsafeBufferPointer { nodes[1].makePayload($0, round: 4) }
+        func part(_ payload: FloatPayload) -> FloatPayload {
+            FloatPayload(wrapping: payload.pointer + 100, count: 300, release: { withExtendedLifetime(payload) {} })
+        }
+        let header = MessageHeader(kind: .allReduceDirectory, runID: id, round: 3, sender: 1)
+        try nodes[1].send(
+            Envelope(
+                header: header, body: body,
+                forwarded: [
+                    ForwardedPayload(publisher: 1, payload: part(own)),
+                    ForwardedPayload(publisher: 2, payload: part(received)),
+                ]), to: .worker(0))
+        let directory = try envelope(receive(nodes[0]))
+        XCTAssertEqual(directory.forwarded.map(\.publisher), [1, 2])
+        XCTAssertEqual(directory.forwarded[0].payload.array, Array(mine[100..<400]))
+        XCTAssertEqual(directory.forwarded[1].payload.array, Array(theirs[100..<400]))
+        XCTAssertTrue(directory.forwarded.allSatisfy { $0.payload.damage() == nil && $0.payload.isFinite })
+
+        // Worker 2 comes round to the slot again: the forwarded part reports the rewrite.
+        for round in 5...7 { _ = theirs.withUnsafeBufferPointer { nodes[2].makePayload($0, round: round) } }
+        XCTAssertNotNil(directory.forwarded[1].payload.damage())
+
+        let stranger = FloatPayload(copying: [Float](repeating: 1, count: 300))
+        XCTAssertThrowsError(
+            try nodes[1].send(
+                Envelope(header: header, body: body, forwarded: [ForwardedPayload(publisher: 2, payload: stranger)]),
+                to: .worker(0)))
+        // A table naming the receiver as a publisher, sent by hand.
+        let raw = try ZeroMQSocket(context: context, type: ZMQ_PUSH, lingerMilliseconds: 1_000)
+        try raw.connect(nodes[0].localEndpoint)
+        let first = Envelope(header: header, body: body, forwarded: []).firstFrame
+        var table: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0]
+        table += SharedPayloads.encode(SlotDescriptor(slot: 0, sequence: 2, count: 300, round: 4))
+        _ = first.withUnsafeBytes { zmq_send(raw.handle, $0.baseAddress, $0.count, ZMQ_SNDMORE) }
+        _ = table.withUnsafeBytes { zmq_send(raw.handle, $0.baseAddress, $0.count, 0) }
+        guard case .rejected(let error) = try receive(nodes[0]) else {
+            return XCTFail("took its own slot as passed on")
+        }
+        XCTAssertTrue("\(error)".contains("not another process's"), "\(error)")
+    }
 }
