@@ -19,12 +19,16 @@ public struct AdaptThenCombine: DiffusionRule {
         }
     }
 
-    /// C-SGD: x ← x̄.
+    /// C-SGD: x ← x̄ (each chunk copied once, from where it is).
     public mutating func combine(
-        _ x: inout [Float], average: UnsafeBufferPointer<Float>, sent: UnsafeBufferPointer<Float>, round: Int
+        _ x: inout [Float], average: [AverageChunk], sent: UnsafeBufferPointer<Float>, round: Int
     ) {
-        precondition(average.count == x.count)
-        x.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: average) }
+        AverageChunk.checkCover(average, count: x.count)
+        x.withUnsafeMutableBufferPointer { y in
+            for chunk in average {
+                _ = UnsafeMutableBufferPointer(rebasing: y[chunk.range]).update(fromContentsOf: chunk.values)
+            }
+        }
     }
 }
 
@@ -50,11 +54,12 @@ public struct CombineThenAdapt: DiffusionRule {
         }
     }
 
-    /// C-SGD with the update after the averaging: x ← x̄ + (trained − sent).
+    /// C-SGD with the update after the averaging: x ← x̄ + (trained − sent), chunk by chunk.
     public mutating func combine(
-        _ x: inout [Float], average: UnsafeBufferPointer<Float>, sent: UnsafeBufferPointer<Float>, round: Int
+        _ x: inout [Float], average: [AverageChunk], sent: UnsafeBufferPointer<Float>, round: Int
     ) {
-        Gossip.combineThenAdapt(&x, sent: sent, selfWeight: 0, neighbors: [Gossip.Term(weight: 1, values: average)])
+        AverageChunk.checkCover(average, count: x.count)
+        Gossip.combineThenAdapt(&x, sent: sent, average: average)
     }
 }
 

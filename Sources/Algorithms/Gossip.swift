@@ -55,6 +55,29 @@ public enum Gossip {
         }
     }
 
+    /// CTA with the all-reduce's average: x ← trained − sent + x̄, as `combineThenAdapt` with
+    /// self-weight 0 and x̄ as the one term (weights −1 and 1), but over x̄'s chunks where they
+    /// are. The bits are the same whatever the chunks' bounds: with weights ±1 every product is
+    /// exact, so each value is (trained − sent) + x̄ rounded twice in that order, in any kernel.
+    public static func combineThenAdapt(
+        _ trained: inout [Float], sent: UnsafeBufferPointer<Float>, average: [AverageChunk]
+    ) {
+        precondition(sent.count == trained.count)
+        trained.withUnsafeMutableBufferPointer { y in
+            for chunk in average {
+                var start = chunk.range.lowerBound
+                while start < chunk.range.upperBound {
+                    let end = min(start + blockLength, chunk.range.upperBound)
+                    BLAS.axpy(count: end - start, alpha: -1, x: sent.baseAddress! + start, y: y.baseAddress! + start)
+                    BLAS.axpy(
+                        count: end - start, alpha: 1, x: chunk.values.baseAddress! + (start - chunk.range.lowerBound),
+                        y: y.baseAddress! + start)
+                    start = end
+                }
+            }
+        }
+    }
+
     /// Mixing runs block by block, every operation of a block before the next block, so the
     /// block of x stays in cache across the scaling and the neighbours' terms (one pass over
     /// memory instead of one per term). Each value sees the same operations in the same order as

@@ -89,9 +89,10 @@ public protocol GossipRule: Checkpointable {
     mutating func combine(
         _ x: inout [Float], row: MixingRow, received: [Int: ReceivedGossip], sent: ReceivedGossip, round: Int)
     /// x ← the round's combination when every worker's message is averaged exactly (uniform
-    /// complete graph, by all-reduce); only called when `combinesAverages`.
+    /// complete graph, by all-reduce); only called when `combinesAverages`. The average comes as
+    /// the all-reduce's chunks, read where they are (other processes' shared memory).
     mutating func combine(
-        _ x: inout [Float], average: UnsafeBufferPointer<Float>, sent: UnsafeBufferPointer<Float>, round: Int)
+        _ x: inout [Float], average: [AverageChunk], sent: UnsafeBufferPointer<Float>, round: Int)
     /// The model x stands for, for reports and evaluation (push-sum's de-biased x/w); x itself
     /// for most rules.
     func model(_ x: [Float]) -> [Float]
@@ -104,9 +105,31 @@ extension GossipRule {
     public func exchangePeers(round: Int) -> (sendTo: [Int], receiveFrom: [Int])? { nil }
     public func model(_ x: [Float]) -> [Float] { x }
     public mutating func combine(
-        _ x: inout [Float], average: UnsafeBufferPointer<Float>, sent: UnsafeBufferPointer<Float>, round: Int
+        _ x: inout [Float], average: [AverageChunk], sent: UnsafeBufferPointer<Float>, round: Int
     ) {
         preconditionFailure("\(Self.self) does not combine by an all-reduce's average")
+    }
+}
+
+/// Values `range` of the all-reduce's average x̄; a round's chunks cover the model, in order.
+public struct AverageChunk {
+    public var range: Range<Int>
+    public var values: UnsafeBufferPointer<Float>
+
+    public init(range: Range<Int>, values: UnsafeBufferPointer<Float>) {
+        precondition(range.count == values.count, "chunk \(range) of \(values.count) values")
+        self.range = range
+        self.values = values
+    }
+
+    /// Checks that `chunks` cover 0..<count in order (the rules rely on it).
+    static func checkCover(_ chunks: [AverageChunk], count: Int) {
+        var next = 0
+        for chunk in chunks {
+            precondition(chunk.range.lowerBound == next, "average chunks leave a gap or overlap at \(next)")
+            next = chunk.range.upperBound
+        }
+        precondition(next == count, "average chunks cover \(next) of \(count) values")
     }
 }
 

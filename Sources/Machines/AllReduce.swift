@@ -101,7 +101,10 @@ struct AllReduceRound {
     let chunks: [Range<Int>]
     /// This worker's contribution (its snapshot of the round).
     private(set) var own: FloatPayload?
-    private(set) var result: [Float]
+    /// The average's chunks as they come in (this worker's own, and the others' where they are).
+    private var averaged: [FloatPayload?]
+    /// Floats per model.
+    let count: Int
     private var filled = Set<Int>()
     private struct Key: Hashable {
         var phase: Phase
@@ -114,11 +117,9 @@ struct AllReduceRound {
     private var reduceStep = 0
     private var gatherStep = 0
     private var reduced = false
-    /// `.direct`, the hub: whether it has sent the directories, and the averaged chunks; the
-    /// averaged chunks so far, its own and those gathered, each in its owner's slot.
+    /// `.direct`, the hub: whether it has sent the directories, and the averaged chunks.
     private var directoriesSent = false
     private var broadcast = false
-    private var averaged: [Int: FloatPayload] = [:]
     /// Every payload read (checked for damage when the round completes: shared memory).
     private(set) var read: [FloatPayload] = []
 
@@ -127,7 +128,8 @@ struct AllReduceRound {
         self.rank = rank
         self.workers = workers
         chunks = (0..<workers).map { c in (c * count / workers)..<((c + 1) * count / workers) }
-        result = [Float](repeating: 0, count: count)
+        self.count = count
+        averaged = Array(repeating: nil, count: workers)
     }
 
     var isComplete: Bool { filled.count == workers }
@@ -186,7 +188,7 @@ struct AllReduceRound {
                     return
                         "a model from worker \(sender) (chunk \(chunk)) sent to worker \(rank), not to the hub \(Self.hub)"
                 }
-                return counts == [result.count] ? nil : "a model of \(counts) values, not \(result.count)"
+                return counts == [count] ? nil : "a model of \(counts) values, not \(count)"
             }
             guard sender == Self.hub, rank != Self.hub, chunk == rank else {
                 return
@@ -248,7 +250,7 @@ struct AllReduceRound {
 
     /// Contributes this worker's model and sends what can be sent now.
     mutating func start(own: FloatPayload, make: ([Float]) -> FloatPayload) -> [Outgoing] {
-        precondition(own.count == result.count)
+        precondition(own.count == count)
         self.own = own
         var outgoing: [Outgoing] = []
         if workers == 1 {
@@ -325,8 +327,8 @@ struct AllReduceRound {
                     outgoing.append(Outgoing(phase: .directory, chunk: owner, step: 0, to: owner, payloads: parts))
                 }
                 let range = chunks[rank]
-                averaged[rank] = withExtendedLifetime(models) {
-                    reduceOwnChunk(
+                withExtendedLifetime(models) {
+                    _ = reduceOwnChunk(
                         parts: { UnsafeBufferPointer(rebasing: models[$0].buffer[range]) }, sends: true, make: make)
                 }
             }
@@ -344,7 +346,6 @@ struct AllReduceRound {
             if rank == Self.hub {
                 for sender in 0..<workers where sender != rank && !filled.contains(sender) {
                     if let chunk = take(Key(phase: .allGather, chunk: sender, step: 0, sender: sender)) {
-                        averaged[sender] = chunk
                         fill(sender, with: chunk)
                     }
                 }
@@ -354,7 +355,6 @@ struct AllReduceRound {
                         let parts = Self.directoryPublishers(for: peer, workers: workers).map { averaged[$0]! }
                         outgoing.append(Outgoing(phase: .result, chunk: 0, step: 0, to: peer, payloads: parts))
                     }
-                    averaged = [:]
                 }
             } else if reduced, let parts = takeAll(Key(phase: .result, chunk: 0, step: 0, sender: Self.hub)) {
                 for (chunk, part) in zip(Self.directoryPublishers(for: rank, workers: workers), parts) {
@@ -413,14 +413,29 @@ struct AllReduceRound {
         var average = sum
         average.scale(by: Float(1.0 / Double(workers)))
         reduced = true
-        result.replaceSubrange(chunks[rank], with: average)
-        filled.insert(rank)
-        return sends ? make(average) : nil
+        let payload = sends ? make(average) : FloatPayload(copying: average)
+        fill(rank, with: payload)
+        return sends ? payload : nil
     }
 
     private mutating func fill(_ chunk: Int, with payload: FloatPayload) {
-        withExtendedLifetime(payload) { result.replaceSubrange(chunks[chunk], with: payload.buffer) }
+        averaged[chunk] = payload
         filled.insert(chunk)
+    }
+
+    /// The average's chunks in order, read where they are (`isComplete`); valid while this round's
+    /// value lives.
+    var averageChunks: [AverageChunk] {
+        precondition(isComplete, "the all-reduce is not complete")
+        return (0..<workers).map { AverageChunk(range: chunks[$0], values: averaged[$0]!.buffer) }
+    }
+
+    /// The whole average, copied into one array (`isComplete`).
+    var result: [Float] {
+        var whole: [Float] = []
+        whole.reserveCapacity(count)
+        for chunk in averageChunks { whole.append(contentsOf: chunk.values) }
+        return withExtendedLifetime(averaged) { whole }
     }
 }
 

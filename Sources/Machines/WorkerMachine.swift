@@ -664,10 +664,8 @@ public struct WorkerMachine {
             var rule = self.rule!
             self.rule = nil
             let sent = sentThisRound!.payload!
-            collective.result.withUnsafeBufferPointer { average in
-                withExtendedLifetime(sent) {
-                    rule.combine(&parameters, average: average, sent: sent.buffer, round: round)
-                }
+            withExtendedLifetime((collective, sent)) {
+                rule.combine(&parameters, average: collective.averageChunks, sent: sent.buffer, round: round)
             }
             self.rule = rule
             for (range, values) in zip(personal, kept) { parameters.replaceSubrange(range, with: values) }
