@@ -77,6 +77,32 @@ __attribute__((target("avx2"))) static double squared_distance_avx2(const float 
     return finish_squared_distance(partial, x, y, j, count);
 }
 
+int dsgd_copy_checking_finite_portable(const float *source, float *target, long count) {
+    const unsigned *bits = (const unsigned *)source;
+    unsigned flagged = 0;
+    for (long j = 0; j < count; j++) {
+        target[j] = source[j];
+        flagged |= (bits[j] & 0x7F800000u) == 0x7F800000u;
+    }
+    return !flagged;
+}
+
+__attribute__((target("avx2"))) static int copy_checking_finite_avx2(const float *source, float *target, long count) {
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+    __m256i flagged = _mm256_setzero_si256();
+    long j = 0;
+    for (; j + 32 <= count; j += 32) {
+        for (long h = j; h < j + 32; h += 8) {
+            __m256i values = _mm256_loadu_si256((const __m256i *)(source + h));
+            _mm256_storeu_si256((__m256i *)(target + h), values);
+            flagged = _mm256_or_si256(
+                flagged, _mm256_cmpeq_epi32(_mm256_and_si256(values, exponent), exponent));
+        }
+    }
+    int finite = _mm256_testz_si256(flagged, flagged);
+    return dsgd_copy_checking_finite_portable(source + j, target + j, count - j) && finite;
+}
+
 int dsgd_kernels_use_avx2(void) {
     static int known = -1;
     if (known < 0) {
@@ -98,4 +124,9 @@ double dsgd_squared_distance(const float *x, const float *y, long count) {
 void dsgd_store_quotient(const double *total, double divisor, float *mean, long count) {
     if (dsgd_kernels_use_avx2()) store_quotient_avx2(total, divisor, mean, count);
     else dsgd_store_quotient_portable(total, divisor, mean, count);
+}
+
+int dsgd_copy_checking_finite(const float *source, float *target, long count) {
+    return dsgd_kernels_use_avx2() ? copy_checking_finite_avx2(source, target, count)
+                                   : dsgd_copy_checking_finite_portable(source, target, count);
 }

@@ -1,8 +1,20 @@
 import CKernels
 
-/// The mixed-precision loops of x̄ and Ξ², which read n models a round: in C (`CKernels`) so that
-/// they run with AVX2 where the CPU has it, with the bits of the portable loop on every CPU.
+/// Loops over whole models every round (x̄'s and Ξ²'s mixed-precision sums, publishing a model):
+/// in C (`CKernels`) so that they run with AVX2 where the CPU has it, with the results of the
+/// portable loop on every CPU.
 public enum VectorKernels {
+    /// target[j] = source[j] for j < count, in one pass that also checks the values: whether all
+    /// are finite (none NaN or ±Inf). The buffers must not overlap.
+    @inline(__always)
+    public static func copyCheckingFinite(
+        _ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, _ count: Int, portable: Bool = false
+    ) -> Bool {
+        (portable
+            ? dsgd_copy_checking_finite_portable(source, target, count)
+            : dsgd_copy_checking_finite(source, target, count)) != 0
+    }
+
     /// total[j] += weight·Float64(x[j]) (a multiply and an add, each rounded). With `next`, as
     /// many values from there are hinted into cache meanwhile: the next model's block, which
     /// then arrives while this one is summed (those reads were x̄'s stalls, `perf`).

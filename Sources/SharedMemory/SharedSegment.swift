@@ -205,20 +205,12 @@ public final class SharedSegment: @unchecked Sendable {
         return SlotDescriptor(slot: index, sequence: sequence + 2, count: values.count, round: round)
     }
 
-    /// Copies `values` to `target` block by block, checking each block while it is in cache;
-    /// returns whether every value is finite, so readers need not scan a model again for it.
+    /// Copies `values` to `target`, checking each value on the way (one pass); returns whether
+    /// every value is finite, so readers need not scan a model again for it.
     static func copyCheckingFinite(_ values: UnsafeBufferPointer<Float>, to target: UnsafeMutablePointer<Float>) -> Bool
     {
         guard let source = values.baseAddress else { return true }
-        var finite = true
-        var start = 0
-        while start < values.count {
-            let end = min(start + 4_096, values.count)
-            (target + start).update(from: source + start, count: end - start)
-            finite = allFinite(UnsafeBufferPointer(start: target + start, count: end - start)) && finite
-            start = end
-        }
-        return finite
+        return VectorKernels.copyCheckingFinite(source, to: target, values.count)
     }
 
     /// Whether the publisher found every value of the descriptor's slot finite (read with the

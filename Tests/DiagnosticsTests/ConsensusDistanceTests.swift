@@ -198,4 +198,41 @@ final class ConsensusDistanceTests: XCTestCase {
             XCTAssertEqual(zero.distanceSquared, direct, accuracy: 1e-9 * direct)
         }
     }
+
+    /// Publishing's copy, portable and as dispatched: every value copied bit for bit (−0.0, the
+    /// smallest subnormal and the largest finite value included), and a NaN, +Inf or −Inf at any
+    /// position (inside a group of 32 or in the tail) reported as not finite.
+    func testCopyCheckingFinite_CopiesEveryBit_FindsANonFiniteValueAnywhere() {
+        for portable in [false, true] {
+            for count in [0, 1, 7, 31, 32, 33, 64, 100] {
+                var source = (0..<count).map { Float($0) * -0.75 + 0.5 }
+                let specials: [Float] = [
+                    -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                ]
+                for (k, special) in specials.enumerated() where k < count { source[count - 1 - k] = special }
+                var target = [Float](repeating: 9, count: count)
+                let finite = source.withUnsafeBufferPointer { s in
+                    target.withUnsafeMutableBufferPointer { t in
+                        VectorKernels.copyCheckingFinite(s.baseAddress!, to: t.baseAddress!, count, portable: portable)
+                    }
+                }
+                XCTAssertTrue(finite, "count \(count), portable \(portable)")
+                XCTAssertEqual(
+                    target.map(\.bitPattern), source.map(\.bitPattern), "count \(count), portable \(portable)")
+                for position in 0..<count {
+                    for bad in [Float.nan, .infinity, -.infinity, Float(bitPattern: 0x7F80_0001)] {
+                        var damaged = source
+                        damaged[position] = bad
+                        let finite = damaged.withUnsafeBufferPointer { s in
+                            target.withUnsafeMutableBufferPointer { t in
+                                VectorKernels.copyCheckingFinite(
+                                    s.baseAddress!, to: t.baseAddress!, count, portable: portable)
+                            }
+                        }
+                        XCTAssertFalse(finite, "\(bad) at \(position) of \(count), portable \(portable)")
+                    }
+                }
+            }
+        }
+    }
 }

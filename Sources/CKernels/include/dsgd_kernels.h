@@ -1,10 +1,11 @@
 #ifndef DSGD_KERNELS_H
 #define DSGD_KERNELS_H
 
-/* Loops of the consensus distance that read n models per round, in C so that they can use AVX2
-   when the CPU has it (chosen once at run time; Swift code is built for baseline x86-64). Every
-   variant does each value's operations of the portable loop in the same order, so the bits do
-   not depend on the CPU: no fused multiply-add, and the same eight partial sums. */
+/* Loops that read whole models every round (the consensus distance's, and publishing a model
+   into shared memory), in C so that they can use AVX2 when the CPU has it (chosen once at run
+   time; Swift code is built for baseline x86-64). Every variant does each value's operations of
+   the portable loop in the same order, so the bits do not depend on the CPU: no fused
+   multiply-add, and the same eight partial sums. */
 
 /* Asks the CPU to bring every cache line of the `count` bytes at `address` into its caches for
    reading soon. A hint only: it never faults and changes no value. */
@@ -26,10 +27,15 @@ double dsgd_squared_distance(const float *x, const float *y, long count);
    rounding to float; a divisor of 1 leaves the total as it is). */
 void dsgd_store_quotient(const double *total, double divisor, float *mean, long count);
 
-/* The same three, never with AVX2 (for tests: both variants must give the same bits). */
+/* target[j] = source[j] for j < count (the buffers do not overlap), in one pass that also checks
+   every value: returns 1 when all are finite, 0 when any is NaN or ±Inf (exponent bits all set). */
+int dsgd_copy_checking_finite(const float *source, float *target, long count);
+
+/* The same four, never with AVX2 (for tests: both variants must give the same results). */
 void dsgd_accumulate_portable(const float *x, double weight, double *total, long count, const float *next);
 double dsgd_squared_distance_portable(const float *x, const float *y, long count);
 void dsgd_store_quotient_portable(const double *total, double divisor, float *mean, long count);
+int dsgd_copy_checking_finite_portable(const float *source, float *target, long count);
 
 /* Whether the AVX2 variants are the ones used on this CPU. */
 int dsgd_kernels_use_avx2(void);
