@@ -254,4 +254,30 @@ final class SharedPayloadTests: XCTestCase {
         }
         XCTAssertTrue("\(error)".contains("not another process's"), "\(error)")
     }
+
+    /// A frame of forwarded descriptors is admitted only in the all-reduce's directories and
+    /// results, only as whole 40-byte entries (at least one, at most one per worker of the
+    /// largest run), with no floats declared, and only after the node joined the run.
+    func testForwardedTables_AreAdmittedOnlyWhereTheyBelong() {
+        let admission = FrameAdmission.run(runID: 5, modelSize: 100)
+        let entry = PayloadEncoding.forwardedEntryBytes
+        func header(_ kind: MessageKind, floats: UInt32 = 0) -> MessageHeader {
+            var header = MessageHeader(kind: kind, runID: 5, round: 1, sender: 0, payloadCount: floats)
+            header.payloadEncoding = .forwardedSharedMemory
+            return header
+        }
+        XCTAssertNil(admission.problem(with: header(.allReduceDirectory), payloadBytes: 3 * entry))
+        XCTAssertNil(admission.problem(with: header(.allReduceResult), payloadBytes: entry))
+        for (kind, floats, bytes) in [
+            (MessageKind.parameters, UInt32(0), entry), (.metrics, 0, entry), (.allReduceDirectory, 0, 0),
+            (.allReduceDirectory, 0, entry - 1), (.allReduceDirectory, 0, 3 * entry + 8),
+            (.allReduceDirectory, 100, entry),
+            (.allReduceResult, 0, (FrameAdmission.maximumForwardedPayloads + 1) * entry),
+        ] {
+            XCTAssertNotNil(
+                admission.problem(with: header(kind, floats: floats), payloadBytes: bytes),
+                "\(kind), \(floats) floats, \(bytes) bytes")
+        }
+        XCTAssertNotNil(FrameAdmission.joining.problem(with: header(.allReduceDirectory), payloadBytes: entry))
+    }
 }
