@@ -33,6 +33,18 @@ public struct RunFolder {
             directory: directory, manifest: manifest, rounds: rounds, sharpness: sharpness, summary: summary)
     }
 
+    /// Rounds/s timed as a training loop is usually timed (the PyTorch baseline of `dsgd bench`
+    /// is): after one warm-up round, to the end of training. From the coordinator's records of
+    /// rounds 1 and R − 1 (R the last): the last round's record waits for the final evaluation.
+    /// nil without three rounds with their elapsed times.
+    public static func roundsPerSecondAfterWarmUp(_ rounds: [RoundRecord]) -> Double? {
+        guard let last = rounds.last?.round, last >= 3,
+            let first = rounds.first(where: { $0.round == 1 })?.elapsedSeconds,
+            let end = rounds.last(where: { $0.round == last - 1 })?.elapsedSeconds, end > first
+        else { return nil }
+        return Double(last - 2) / (end - first)
+    }
+
     static func decodeFile<T: Decodable>(_ url: URL) throws -> T {
         guard let data = FileManager.default.contents(atPath: url.path) else {
             throw ReportError("\(url.path): missing or unreadable")
