@@ -1,6 +1,7 @@
 #include "dsgd_kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
 
 /* a * b + c must stay a multiply and an add: the bits may not depend on the CPU. */
 #pragma clang fp contract(off)
@@ -78,11 +79,12 @@ __attribute__((target("avx2"))) static double squared_distance_avx2(const float 
 }
 
 int dsgd_copy_checking_finite_portable(const float *source, float *target, long count) {
-    const unsigned *bits = (const unsigned *)source;
     unsigned flagged = 0;
     for (long j = 0; j < count; j++) {
+        unsigned bits;
+        memcpy(&bits, source + j, sizeof bits);  /* the value's bits, without aliasing a float */
         target[j] = source[j];
-        flagged |= (bits[j] & 0x7F800000u) == 0x7F800000u;
+        flagged |= (bits & 0x7F800000u) == 0x7F800000u;
     }
     return !flagged;
 }

@@ -254,7 +254,7 @@ struct AllReduceRound {
         self.own = own
         var outgoing: [Outgoing] = []
         if workers == 1 {
-            finishReduction(sum: Array(own.buffer), sends: false, make: make)
+            finishReduction(sum: Array(own.buffer), make: make)
             return []
         }
         switch variant {
@@ -298,15 +298,16 @@ struct AllReduceRound {
     static func passesOn(_ phase: Phase) -> Bool { phase == .directory || phase == .result }
 
     /// Chunk `rank` summed in the fixed order from the other workers' parts (`part(sender)`) and
-    /// this worker's own, then averaged: kept, and returned as a payload when `sends`.
+    /// this worker's own, then averaged: kept, and returned as the payload to send.
+    @discardableResult
     private mutating func reduceOwnChunk(
-        parts part: (Int) -> UnsafeBufferPointer<Float>, sends: Bool, make: ([Float]) -> FloatPayload
-    ) -> FloatPayload? {
+        parts part: (Int) -> UnsafeBufferPointer<Float>, make: ([Float]) -> FloatPayload
+    ) -> FloatPayload {
         let senders = (1..<workers).map { mod(rank + $0) }
         var sum = Array(part(senders[0]))
         for sender in senders.dropFirst() { Self.add(part(sender), to: &sum) }
         Self.add(ownPart(rank), to: &sum)
-        return finishReduction(sum: sum, sends: sends, make: make)
+        return finishReduction(sum: sum, make: make)
     }
 
     private mutating func advance(make: ([Float]) -> FloatPayload) -> [Outgoing] {
@@ -328,8 +329,7 @@ struct AllReduceRound {
                 }
                 let range = chunks[rank]
                 withExtendedLifetime(models) {
-                    _ = reduceOwnChunk(
-                        parts: { UnsafeBufferPointer(rebasing: models[$0].buffer[range]) }, sends: true, make: make)
+                    reduceOwnChunk(parts: { UnsafeBufferPointer(rebasing: models[$0].buffer[range]) }, make: make)
                 }
             }
             if rank != Self.hub, !reduced,
@@ -339,7 +339,7 @@ struct AllReduceRound {
                 // at j and j > rank at j − 1.
                 let rank = self.rank
                 let average = withExtendedLifetime(parts) {
-                    reduceOwnChunk(parts: { parts[$0 < rank ? $0 : $0 - 1].buffer }, sends: true, make: make)!
+                    reduceOwnChunk(parts: { parts[$0 < rank ? $0 : $0 - 1].buffer }, make: make)
                 }
                 outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: Self.hub, payload: average))
             }
@@ -372,7 +372,7 @@ struct AllReduceRound {
                 var sum = Array(partial.buffer)
                 Self.add(ownPart(chunk), to: &sum)
                 if step == workers - 2 {
-                    let average = finishReduction(sum: sum, make: make)!
+                    let average = finishReduction(sum: sum, make: make)
                     outgoing.append(Outgoing(phase: .allGather, chunk: rank, step: 0, to: right, payload: average))
                 } else {
                     outgoing.append(
@@ -404,18 +404,15 @@ struct AllReduceRound {
         }
     }
 
-    /// Scales this worker's chunk sum by 1/n and keeps it; returns it as a payload to send (made
-    /// only when it is sent).
+    /// Scales this worker's chunk sum by 1/n, keeps it, and returns it as a payload to send.
     @discardableResult
-    private mutating func finishReduction(
-        sum: [Float], sends: Bool = true, make: ([Float]) -> FloatPayload
-    ) -> FloatPayload? {
+    private mutating func finishReduction(sum: [Float], make: ([Float]) -> FloatPayload) -> FloatPayload {
         var average = sum
         average.scale(by: Float(1.0 / Double(workers)))
         reduced = true
-        let payload = sends ? make(average) : FloatPayload(copying: average)
+        let payload = make(average)
         fill(rank, with: payload)
-        return sends ? payload : nil
+        return payload
     }
 
     private mutating func fill(_ chunk: Int, with payload: FloatPayload) {
@@ -430,13 +427,8 @@ struct AllReduceRound {
         return (0..<workers).map { AverageChunk(range: chunks[$0], values: averaged[$0]!.buffer) }
     }
 
-    /// The whole average, copied into one array (`isComplete`).
-    var result: [Float] {
-        var whole: [Float] = []
-        whole.reserveCapacity(count)
-        for chunk in averageChunks { whole.append(contentsOf: chunk.values) }
-        return withExtendedLifetime(averaged) { whole }
-    }
+    /// The whole average, copied into one array (`isComplete`; for tests).
+    var result: [Float] { averageChunks.reduce(into: []) { $0.append(contentsOf: $1.values) } }
 }
 
 extension RunConfiguration {

@@ -80,15 +80,14 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
     ///
     /// A node publishes at most `publishesPerRound` models per round (its parameters to its
     /// neighbours and its model to the coordinator on a gathering round: 2; the all-reduce adds
-    /// its averaged chunk: 3) and one more when a membership
-    /// change makes it resend to a new neighbour. Readers are done with a round-r model once
-    /// round r is recorded:
-    /// a neighbour mixes it in its own round r, before it reports round r, and the coordinator
-    /// forms x̄ and Ξ² from it before it records round r. Flow control lets a worker begin a round
-    /// only while it has completed fewer than `maxRoundsAhead` rounds beyond the last one
-    /// recorded, so while any round-r model is in use its sender publishes in at most rounds
-    /// r … r + maxRoundsAhead: publishesPerRound·(maxRoundsAhead + 1) models, plus one resend,
-    /// plus one spare. A reader that nevertheless finds its slot rewritten fails the run (the
+    /// its averaged chunk: 3) and one more when a membership change makes it resend to a new
+    /// neighbour. Readers are done with a round-r model (or a part of it that another worker
+    /// passed on) once round r is recorded: a neighbour mixes it in its own round r, before it
+    /// reports round r, and the coordinator forms x̄ and Ξ² from it before it records round r.
+    /// Flow control lets a worker begin a round only while it has completed fewer than
+    /// `maxRoundsAhead` rounds beyond the last one recorded, so while any round-r model is in use
+    /// its sender publishes in at most rounds r … r + maxRoundsAhead:
+    /// publishesPerRound·(maxRoundsAhead + 1) models, plus one resend, plus one spare. A reader that nevertheless finds its slot rewritten fails the run (the
     /// seqlock check).
     public static func slotCount(maxRoundsAhead: Int, publishesPerRound: Int = 2) -> Int {
         publishesPerRound * (maxRoundsAhead + 1) + 2

@@ -219,7 +219,7 @@ public final class ZeroMQTransport: Transport {
     {
         // The header first: version, kind, run id and the declared sizes are checked against what
         // this node accepts before any payload is copied, expanded or allocated.
-        let (header, _) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
+        let (header, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
         if let admission,
             let problem = admission.problem(with: header, payloadBytes: frames.dropFirst().reduce(0) { $0 + $1.count })
         {
@@ -233,11 +233,8 @@ public final class ZeroMQTransport: Transport {
             guard frames.count == 2 else {
                 throw WireError.malformed("a forwarded-payload message in \(frames.count - 1) frames, not one table")
             }
-            let (_, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
             let forwarded = try frames[1].withUnsafeBytes { try shared.forwardedPayloads(frame: $0) }
-            var envelope = Envelope(header: header, body: body, forwarded: forwarded)
-            envelope.header.payloadEncoding = .forwardedSharedMemory
-            return envelope
+            return Envelope(header: header, body: body, forwarded: forwarded)
         }
         if header.payloadEncoding == .sharedMemory {
             guard let shared else {
@@ -246,7 +243,6 @@ public final class ZeroMQTransport: Transport {
             guard frames.count == 2 else {
                 throw WireError.malformed("a shared-memory payload in \(frames.count - 1) frames, not one descriptor")
             }
-            let (_, body) = try frames[0].withUnsafeBytes { try Envelope.decodeFirstFrame($0) }
             var envelope = Envelope(header: header, body: body)
             envelope.payload = try frames[1].withUnsafeBytes {
                 try shared.payload(from: header.sender, frame: $0, count: Int(header.payloadCount))
