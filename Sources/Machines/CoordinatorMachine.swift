@@ -105,7 +105,6 @@ public struct CoordinatorMachine {
     /// emptied once that round is recorded when they were read from shared memory.
     private var lastGathered: [FloatPayload] = []
     /// x̄ − x₀ of the round being recorded: kept, so its pages are not fresh each round.
-    private var distanceScratch: [Float] = []
     private var lastGatheredRanks: [Int] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
     /// The ranks of `lastWorkerModels`, in order.
@@ -532,33 +531,29 @@ public struct CoordinatorMachine {
                     // Last round's x̄ is the storage of this one's (its pages reused, not fresh).
                     var previous = averageModel ?? []
                     averageModel = nil
-                    return ConsensusDistance(models: models.map(\.buffer), layout: network.layout, reusing: &previous)
+                    return ConsensusDistance(
+                        models: models.map(\.buffer), layout: network.layout, reusing: &previous,
+                        reference: initialParameters)
                 }
                 let examples = ordered.filter { $0.1 != nil }.map { $0.0.shardSize ?? 1 }
                 let global = federated.aggregator.aggregate(models.map(\.buffer), examples: examples)
                 federatedGlobal = global
-                return ConsensusDistance(models: models.map(\.buffer), layout: network.layout, about: global)
+                return ConsensusDistance(
+                    models: models.map(\.buffer), layout: network.layout, about: global, reference: initialParameters)
             }
             record.consensusDistanceSquared = consensus.distanceSquared
             record.consensusDistanceSquaredByLayer = Dictionary(
                 uniqueKeysWithValues: consensus.perSlice.map { ($0.name, $0.distanceSquared) })
-            record.averageModelNorm = consensus.average.squaredNorm.squareRoot()
+            // ‖x̄‖ and ‖x̄ − x₀‖ (parameters only) come from the same pass over the models.
+            record.averageModelNorm = consensus.averageSquaredNorm.squareRoot()
+            record.distanceFromInit = consensus.distanceFromReferenceSquared?.squareRoot()
+            record.distanceFromInitByLayer = Dictionary(
+                uniqueKeysWithValues: consensus.perSliceDistanceFromReference.map {
+                    ($0.name, $0.distanceSquared.squareRoot())
+                })
             averageModel = consensus.average
             lastGathered = models
             lastGatheredRanks = zip(alive, ordered).filter { $0.1.1 != nil }.map(\.0)
-            // x̄ − x₀ in a buffer kept across rounds (the same operations as on a fresh copy).
-            if distanceScratch.count != consensus.average.count {
-                distanceScratch = [Float](repeating: 0, count: consensus.average.count)
-            }
-            distanceScratch.withUnsafeMutableBufferPointer { scratch in
-                consensus.average.withUnsafeBufferPointer {
-                    scratch.baseAddress!.update(from: $0.baseAddress!, count: $0.count)
-                }
-            }
-            distanceScratch.addScaled(initialParameters, by: -1)
-            for range in network.stateRanges { for i in range { distanceScratch[i] = 0 } }  // parameters only
-            let fromInit = distanceScratch
-            record.distanceFromInit = fromInit.squaredNorm.squareRoot()
             if configuration.model.batchNorm, configuration.batchNorm.averageModelStatistics == .recomputed,
                 let statisticsSet,
                 configuration.evaluates(afterRound: roundNumber)
@@ -569,10 +564,6 @@ public struct CoordinatorMachine {
                     groupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize)
                 averageModel = consensus.average
             }
-            record.distanceFromInitByLayer = Dictionary(
-                uniqueKeysWithValues: network.layout.slices.map { slice in
-                    (slice.name, fromInit[slice.range].reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot())
-                })
             if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, evaluation != nil {
                 job = EvaluationJob(
                     round: roundNumber, average: consensus.average,

@@ -49,6 +49,63 @@ final class ConsensusDistanceTests: XCTestCase {
         }
     }
 
+    /// ‖x̄‖² and ‖x̄ − x₀‖² from the same pass, against Float64 sums of the returned x̄ (so x̄'s own
+    /// rounding is not in the comparison): per slice and in total, with slices straddling the
+    /// block length and a state slice, which counts in ‖x̄‖ but not in the distance (0 there).
+    /// Both sides square Float32 differences (each exact in Float64) and sum in Float64, in
+    /// another order: 1e-12 relative covers 270,000 terms' rounding (≈ 1e-16 each, 2.7e-11 at
+    /// worst in a row, far less with eight partial sums); a missing block or slice is off by 1e-4
+    /// or more. The federated form (about a given x̄) measures the same about it.
+    func testNormAndDistanceFromReference_MatchFloat64SumsOfTheReturnedAverage() {
+        var layout = ParameterLayout()
+        layout.append("a", shape: [3])
+        layout.append("b", shape: [5_000])
+        layout.append("running", shape: [700], role: .state)
+        layout.append("c", shape: [97, 50])
+        var generator = SplitMix64(seed: 4)
+        let models: [[Float]] = (0..<3).map { _ in
+            (0..<layout.count).map { _ in Float(generator.nextStandardNormal() * 0.1 + 1) }
+        }
+        let reference: [Float] = (0..<layout.count).map { _ in Float(generator.nextStandardNormal()) }
+        var storage: [Float] = []
+        let result = withExtendedLifetime(models) {
+            ConsensusDistance(
+                models: models.map { $0.withUnsafeBufferPointer { $0 } }, layout: layout, reusing: &storage,
+                reference: reference)
+        }
+        let average = result.average
+        let norm = average.reduce(0.0) { $0 + Double($1) * Double($1) }
+        XCTAssertEqual(result.averageSquaredNorm, norm, accuracy: 1e-12 * norm)
+        var total = 0.0
+        for (index, slice) in layout.slices.enumerated() {
+            let part =
+                slice.role == .state
+                ? 0
+                : slice.range.reduce(0.0) { sum, k in
+                    let difference = Double(average[k] - reference[k])
+                    return sum + difference * difference
+                }
+            total += part
+            XCTAssertEqual(result.perSliceDistanceFromReference[index].name, slice.name)
+            XCTAssertEqual(result.perSliceDistanceFromReference[index].distanceSquared, part, accuracy: 1e-12 * part)
+        }
+        XCTAssertGreaterThan(total, 1_000)
+        XCTAssertEqual(result.distanceFromReferenceSquared ?? -1, total, accuracy: 1e-12 * total)
+        let about = withExtendedLifetime(models) {
+            ConsensusDistance(
+                models: models.map { $0.withUnsafeBufferPointer { $0 } }, layout: layout, about: average,
+                reference: reference)
+        }
+        XCTAssertEqual(about.averageSquaredNorm.bitPattern, result.averageSquaredNorm.bitPattern)
+        XCTAssertEqual(about.distanceFromReferenceSquared?.bitPattern, result.distanceFromReferenceSquared?.bitPattern)
+        let without = withExtendedLifetime(models) {
+            ConsensusDistance(models: models.map { $0.withUnsafeBufferPointer { $0 } }, layout: layout)
+        }
+        XCTAssertNil(without.distanceFromReferenceSquared)
+        XCTAssertTrue(without.perSliceDistanceFromReference.isEmpty)
+        XCTAssertEqual(without.averageSquaredNorm.bitPattern, result.averageSquaredNorm.bitPattern)
+    }
+
     /// x̄ written into reused storage (last round's x̄, full of other values) has the same bits as
     /// into fresh storage, and is written in place (no copy); storage of another length is not used.
     func testReusedStorage_SameBitsAndWrittenInPlace() {
