@@ -6,10 +6,16 @@
 /* a * b + c must stay a multiply and an add: the bits may not depend on the CPU. */
 #pragma clang fp contract(off)
 
-/* The eight lane sums added in lane order from -0.0, then values j..count-1 one by one. */
-static inline double finish_squared_distance(const double partial[8], const float *x, const float *y, long j, long count) {
+/* The lane sums of the squared distance: lane k takes j ≡ k (mod SQUARED_DISTANCE_LANES) over the
+   whole groups. Thirty-two, so the AVX2 loop keeps eight independent sums of four in flight: with
+   fewer, each add waits for the previous one (the coordinator's Ξ² was latency-bound, `perf`). */
+#define SQUARED_DISTANCE_LANES 32
+
+/* The lane sums added in lane order from -0.0, then values j..count-1 one by one. */
+static inline double finish_squared_distance(
+    const double partial[SQUARED_DISTANCE_LANES], const float *x, const float *y, long j, long count) {
     double total = -0.0;
-    for (int k = 0; k < 8; k++) total += partial[k];
+    for (int k = 0; k < SQUARED_DISTANCE_LANES; k++) total += partial[k];
     for (; j < count; j++) {
         double d = (double)(x[j] - y[j]);
         total += d * d;
@@ -25,10 +31,10 @@ void dsgd_accumulate_portable(const float *x, double weight, double *total, long
 }
 
 double dsgd_squared_distance_portable(const float *x, const float *y, long count) {
-    double partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double partial[SQUARED_DISTANCE_LANES] = {0};
     long j = 0;
-    for (; j + 8 <= count; j += 8) {
-        for (int k = 0; k < 8; k++) {
+    for (; j + SQUARED_DISTANCE_LANES <= count; j += SQUARED_DISTANCE_LANES) {
+        for (int k = 0; k < SQUARED_DISTANCE_LANES; k++) {
             double d = (double)(x[j + k] - y[j + k]);
             partial[k] += d * d;
         }
@@ -63,18 +69,21 @@ __attribute__((target("avx2"))) static void accumulate_avx2(
 }
 
 __attribute__((target("avx2"))) static double squared_distance_avx2(const float *x, const float *y, long count) {
-    __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+    /* sums[2q] holds lanes 8q..8q+3, sums[2q + 1] lanes 8q+4..8q+7: stored in order, lane order. */
+    __m256d sums[SQUARED_DISTANCE_LANES / 4];
+    for (int m = 0; m < SQUARED_DISTANCE_LANES / 4; m++) sums[m] = _mm256_setzero_pd();
     long j = 0;
-    for (; j + 8 <= count; j += 8) {
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j));
-        __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-        __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
-        low = _mm256_add_pd(low, _mm256_mul_pd(d0, d0));
-        high = _mm256_add_pd(high, _mm256_mul_pd(d1, d1));
+    for (; j + SQUARED_DISTANCE_LANES <= count; j += SQUARED_DISTANCE_LANES) {
+        for (int q = 0; q < SQUARED_DISTANCE_LANES / 8; q++) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j + 8 * q), _mm256_loadu_ps(y + j + 8 * q));
+            __m256d d0 = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
+            __m256d d1 = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+            sums[2 * q] = _mm256_add_pd(sums[2 * q], _mm256_mul_pd(d0, d0));
+            sums[2 * q + 1] = _mm256_add_pd(sums[2 * q + 1], _mm256_mul_pd(d1, d1));
+        }
     }
-    double partial[8];
-    _mm256_storeu_pd(partial, low);
-    _mm256_storeu_pd(partial + 4, high);
+    double partial[SQUARED_DISTANCE_LANES];
+    for (int m = 0; m < SQUARED_DISTANCE_LANES / 4; m++) _mm256_storeu_pd(partial + 4 * m, sums[m]);
     return finish_squared_distance(partial, x, y, j, count);
 }
 

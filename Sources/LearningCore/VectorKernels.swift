@@ -31,7 +31,7 @@ public enum VectorKernels {
     }
 
     /// Σⱼ (Float64(xⱼ − yⱼ))²: the difference rounded to Float32, squared and summed in Float64,
-    /// in eight partial sums (lane k takes j ≡ k mod 8 over the whole groups of eight) added in
+    /// in 32 partial sums (lane k takes j ≡ k mod 32 over the whole groups of 32) added in
     /// lane order, then the remaining values one by one.
     @inline(__always)
     public static func squaredDistance(

@@ -7,7 +7,7 @@ import _TestSupport
 /// block length. Tolerance 1e-8 relative. Both sides sum in Float64 and xᵢ − x̄ is exact in
 /// Float32 here (the two are within a factor 2); but x̄ is rounded once to Float32 (its
 /// first-order effect cancels since Σᵢ(xᵢ − x̄) = 0; the second order adds n·Σₖδₖ², ≈ 1e-9
-/// relative here), and the sums run in another order (eight partial sums). A wrong centre or a
+/// relative here), and the sums run in another order (32 partial sums). A wrong centre or a
 /// missing slice is off by O(1).
 final class ConsensusDistanceTests: XCTestCase {
     /// `count` models of standard normal values (seed 2) over slices "a", "b", … of these sizes.
@@ -54,7 +54,7 @@ final class ConsensusDistanceTests: XCTestCase {
     /// block length and a state slice, which counts in ‖x̄‖ but not in the distance (0 there).
     /// Both sides square Float32 differences (each exact in Float64) and sum in Float64, in
     /// another order: 1e-12 relative covers 270,000 terms' rounding (≈ 1e-16 each, 2.7e-11 at
-    /// worst in a row, far less with eight partial sums); a missing block or slice is off by 1e-4
+    /// worst in a row, far less with 32 partial sums); a missing block or slice is off by 1e-4
     /// or more. The federated form (about a given x̄) measures the same about it.
     func testNormAndDistanceFromReference_MatchFloat64SumsOfTheReturnedAverage() {
         var layout = ParameterLayout()
@@ -159,20 +159,20 @@ final class ConsensusDistanceTests: XCTestCase {
     }
 
     /// Σⱼ (Float64(xⱼ − yⱼ))², portable and as dispatched, against the documented order written
-    /// out in Swift (eight lane sums, added in lane order from −0, then the rest one by one), to
-    /// the bit, at every length around the groups of eight, from unaligned addresses. Values of
+    /// out in Swift (32 lane sums, added in lane order from −0, then the rest one by one), to
+    /// the bit, at every length around the groups of 32, from unaligned addresses. Values of
     /// mixed magnitudes, so another order would change the last bits.
     func testSquaredDistance_DocumentedOrderOnEveryVariant() {
         var generator = SplitMix64(seed: 4)
         let scale = { (k: Int) in Double(1 << (k % 20)) }
-        let x = (0..<101).map { Float(generator.nextStandardNormal() * scale($0)) }
-        let y = (0..<101).map { _ in Float(generator.nextStandardNormal()) }
-        for count in 0...100 {
-            var lanes = [Double](repeating: 0, count: 8)
-            let whole = count / 8 * 8
+        let x = (0..<201).map { Float(generator.nextStandardNormal() * scale($0)) }
+        let y = (0..<201).map { _ in Float(generator.nextStandardNormal()) }
+        for count in 0...200 {
+            var lanes = [Double](repeating: 0, count: 32)
+            let whole = count / 32 * 32
             for j in 0..<whole {
                 let d = Double(x[j + 1] - y[j + 1])
-                lanes[j % 8] += d * d
+                lanes[j % 32] += d * d
             }
             var expected = -0.0
             for lane in lanes { expected += lane }

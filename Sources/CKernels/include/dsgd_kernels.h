@@ -5,7 +5,7 @@
    into shared memory), in C so that they can use AVX2 when the CPU has it (chosen once at run
    time; Swift code is built for baseline x86-64). Every variant does each value's operations of
    the portable loop in the same order, so the bits do not depend on the CPU: no fused
-   multiply-add, and the same eight partial sums. */
+   multiply-add, and the same partial sums. */
 
 /* Asks the CPU to bring every cache line of the `count` bytes at `address` into its caches for
    reading soon. A hint only: it never faults and changes no value. */
@@ -19,7 +19,7 @@ static inline void dsgd_prefetch_range(const void *address, long count) {
 void dsgd_accumulate(const float *x, double weight, double *total, long count, const float *next);
 
 /* Σ_j ((double)(x[j] - y[j]))², the difference rounded to float, squared and summed in double:
-   eight partial sums (lane k takes j ≡ k mod 8 over the whole groups of eight), added in lane
+   32 partial sums (lane k takes j ≡ k mod 32 over the whole groups of 32), added in lane
    order starting from -0.0, then the remaining values one by one. */
 double dsgd_squared_distance(const float *x, const float *y, long count);
 
