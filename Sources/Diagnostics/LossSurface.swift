@@ -40,11 +40,19 @@ extension LossSurface {
 public struct CurvatureOperators {
     public var product: ([Float]) -> [Float]
     public var quadraticForm: ([Float]) -> Double
+    /// The operators for a diagonal block: for directions zero outside `block`, a product that
+    /// is H·v on `block` (elsewhere it may be anything) and the same quadratic form. A surface may
+    /// leave out work that cannot reach the block; by default these are the operators themselves.
+    public var restricted: (_ block: Range<Int>) -> CurvatureOperators
 
-    public init(product: @escaping ([Float]) -> [Float], quadraticForm: (([Float]) -> Double)? = nil) {
+    public init(
+        product: @escaping ([Float]) -> [Float], quadraticForm: (([Float]) -> Double)? = nil,
+        restricted: ((Range<Int>) -> CurvatureOperators)? = nil
+    ) {
         self.product = product
-        self.quadraticForm =
-            quadraticForm ?? { v in zip(v, product(v)).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+        let form = quadraticForm ?? { v in zip(v, product(v)).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+        self.quadraticForm = form
+        self.restricted = restricted ?? { _ in CurvatureOperators(product: product, quadraticForm: form) }
     }
 }
 
@@ -148,7 +156,15 @@ public final class NetworkLoss: LossSurface {
     /// prepared and recomputed chunks).
     func curvatureOperators(at x: [Float], retainingAtMost budget: Int) -> CurvatureOperators {
         let prepared = PreparedCurvature(self, at: x, retainingAtMost: budget)
-        return CurvatureOperators(product: { prepared.product($0) }, quadraticForm: { prepared.quadraticForm($0) })
+        return CurvatureOperators(
+            product: { prepared.product($0) }, quadraticForm: { prepared.quadraticForm($0) },
+            restricted: { block in
+                // A weight matrix's block: the layers below it are left out of both passes.
+                let first = self.curvature.firstLayer(reaching: block)
+                return CurvatureOperators(
+                    product: { prepared.product($0, firstLayer: first) },
+                    quadraticForm: { prepared.quadraticForm($0, firstLayer: first) })
+            })
     }
 
     /// Rows per chunk of prepared curvature: `chunkSize` when batch statistics make the chunk part
@@ -222,18 +238,21 @@ public final class NetworkLoss: LossSurface {
         /// One piece's mean H·v: from its prepared workspace, or from scratch (rows already loaded).
         private func product(
             of piece: ArraySlice<Int>, _ workspace: CurvatureWorkspace?, _ parameters: UnsafePointer<Float>,
-            _ direction: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>
+            _ direction: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, firstLayer: Int
         ) {
             if let workspace {
-                workspace.preparedProduct(parameters: parameters, direction: direction, product: out)
+                workspace.preparedProduct(
+                    parameters: parameters, direction: direction, product: out, firstLayer: firstLayer)
             } else {
                 loss.curvature.hessianVectorProduct(
                     parameters: parameters, direction: direction, product: out, batchSize: piece.count,
-                    normalization: loss.normalization)
+                    normalization: loss.normalization, firstLayer: firstLayer)
             }
         }
 
-        func product(_ v: [Float]) -> [Float] {
+        /// H·v; with `firstLayer` > 0, for v zero below that layer, H·v from that layer up (zero
+        /// below: `CurvatureWorkspace.preparedProduct`).
+        func product(_ v: [Float], firstLayer: Int = 0) -> [Float] {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
             return x.withUnsafeBufferPointer { p in
@@ -242,7 +261,8 @@ public final class NetworkLoss: LossSurface {
                         // The whole set in one prepared chunk: its mean is the product.
                         return [Float](unsafeUninitializedCapacity: dimension) { out, count in
                             workspace.preparedProduct(
-                                parameters: p.baseAddress!, direction: d.baseAddress!, product: out.baseAddress!)
+                                parameters: p.baseAddress!, direction: d.baseAddress!, product: out.baseAddress!,
+                                firstLayer: firstLayer)
                             count = dimension
                         }
                     }
@@ -250,7 +270,9 @@ public final class NetworkLoss: LossSurface {
                     var part = [Float](repeating: 0, count: dimension)
                     forEachPiece { piece, weight, workspace in
                         part.withUnsafeMutableBufferPointer {
-                            product(of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!)
+                            product(
+                                of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!,
+                                firstLayer: firstLayer)
                         }
                         total.addScaled(part, by: weight)
                     }
@@ -260,8 +282,8 @@ public final class NetworkLoss: LossSurface {
         }
 
         /// vᵀHv: per prepared chunk by forward mode to second order where every layer has it,
-        /// otherwise vᵀ(H·v).
-        func quadraticForm(_ v: [Float]) -> Double {
+        /// otherwise vᵀ(H·v); `firstLayer` as for `product`.
+        func quadraticForm(_ v: [Float], firstLayer: Int = 0) -> Double {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
             // Only pieces without a second-order forward need a product buffer.
@@ -272,14 +294,16 @@ public final class NetworkLoss: LossSurface {
                     forEachPiece { piece, weight, workspace in
                         if let workspace,
                             let form = workspace.preparedQuadraticForm(
-                                parameters: p.baseAddress!, direction: d.baseAddress!)
+                                parameters: p.baseAddress!, direction: d.baseAddress!, firstLayer: firstLayer)
                         {
                             sum += Double(weight) * form
                             return
                         }
                         if part.isEmpty { part = [Float](repeating: 0, count: dimension) }
                         part.withUnsafeMutableBufferPointer {
-                            product(of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!)
+                            product(
+                                of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!,
+                                firstLayer: firstLayer)
                             sum +=
                                 Double(weight)
                                 * BLAS.doubleDot(count: dimension, x: d.baseAddress!, y: UnsafePointer($0.baseAddress!))

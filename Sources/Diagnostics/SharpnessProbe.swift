@@ -212,15 +212,19 @@ public enum SharpnessProbe {
         let histogram = density.histogram(bins: settings.densityBins)
         var layers: [SharpnessRecord.Layer] = []
         if settings.perLayer {
-            // Weight matrices only: a block product costs a full Hessian-vector product, and the
-            // bias blocks are tiny in curvature as in size.
+            // Weight matrices only: the bias blocks are tiny in curvature as in size. A block's
+            // products leave out the layers below it (the last layer's cost a sliver of a full one).
             for slice in surface.network.layout.slices where slice.shape.count > 1 {
-                let (block, size) = Curvature.restrict(product, dimension: counting.dimension, to: slice.range)
+                let blockOperators = operators.restricted(slice.range)
+                let (block, size) = Curvature.restrict(
+                    blockOperators.product, dimension: counting.dimension, to: slice.range)
                 let layerTop = Curvature.topEigenvalues(
                     block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size),
                     tolerance: settings.eigenTolerance, seed: seed)
                 let layerTrace = Curvature.hutchinson(
-                    quadraticForm: Curvature.restrict(quadraticForm: form, dimension: dimension, to: slice.range).0,
+                    quadraticForm: Curvature.restrict(
+                        quadraticForm: blockOperators.quadraticForm, dimension: dimension, to: slice.range
+                    ).0,
                     dimension: size, probes: settings.perLayerProbes, seed: seed)
                 layers.append(
                     .init(
@@ -276,9 +280,10 @@ final class CountingSurface: LossSurface {
         return base.hessianVectorProduct(at: x, v)
     }
     /// A quadratic form counts as a product (it costs a little more than half of one).
-    func curvatureOperators(at x: [Float]) -> CurvatureOperators {
-        let operators = base.curvatureOperators(at: x)
-        return CurvatureOperators(
+    func curvatureOperators(at x: [Float]) -> CurvatureOperators { counted(base.curvatureOperators(at: x)) }
+
+    private func counted(_ operators: CurvatureOperators) -> CurvatureOperators {
+        CurvatureOperators(
             product: { v in
                 self.products += 1
                 return operators.product(v)
@@ -286,6 +291,7 @@ final class CountingSurface: LossSurface {
             quadraticForm: { v in
                 self.products += 1
                 return operators.quadraticForm(v)
-            })
+            },
+            restricted: { block in self.counted(operators.restricted(block)) })
     }
 }

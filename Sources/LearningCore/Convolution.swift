@@ -339,3 +339,7 @@ public struct MaxPool2D: Layer {
         forEachWindow(input, batchSize: batchSize) { inputGradientR[$1] = outputGradientR[$0] }
     }
 }
+
+extension Convolution2D {
+    public var honoursZeroInputDirection: Bool { true }
+}

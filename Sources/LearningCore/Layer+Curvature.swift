@@ -269,14 +269,15 @@ public final class CurvatureWorkspace {
     }
 
     /// R{activations} along `direction` at the prepared point: the R-forward pass that products
-    /// and quadratic forms both start with.
+    /// and quadratic forms both start with. From `firstLayer` up (the direction is zero below it).
     private func directionalForward(
-        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, batchSize: Int, context: LayerContext
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, batchSize: Int, context: LayerContext,
+        firstLayer: Int
     ) {
         var context = context
         let activationsR = temporaries.activationsR
-        for (k, layer) in network.layers.enumerated() {
-            context.inputDirectionIsZero = k == 0
+        for (k, layer) in network.layers.enumerated() where k >= firstLayer {
+            context.inputDirectionIsZero = k == firstLayer
             layer.rForward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1], batchSize: batchSize, parameters: parameters + network.layerOffsets[k],
@@ -284,10 +285,27 @@ public final class CurvatureWorkspace {
         }
     }
 
+    /// The lowest layer an R-pass along a direction that is zero outside `block` must start at:
+    /// the layer holding `block` when it honours a zero input direction (nothing below it can
+    /// reach its parameters or anything above), otherwise the first. Only that layer's
+    /// parameters and those above are then computed.
+    public func firstLayer(reaching block: Range<Int>) -> Int {
+        let offsets = network.layerOffsets
+        for (k, layer) in network.layers.enumerated() {
+            let end = k + 1 < offsets.count ? offsets[k + 1] : network.parameterCount
+            guard offsets[k] <= block.lowerBound, block.upperBound <= end else { continue }
+            return layer.honoursZeroInputDirection ? k : 0
+        }
+        return 0
+    }
+
     /// H·v at the parameters of the last `prepare` (the same pointer's values, unchanged since),
-    /// written to `product` (overwriting).
+    /// written to `product` (overwriting). With `firstLayer` > 0 (`firstLayer(reaching:)`), `v`
+    /// must be zero on every layer below it: the layers below are left out of both passes and
+    /// their part of `product` is set to zero (not H·v there); the rest is H·v with the same bits.
     public func preparedProduct(
-        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>,
+        firstLayer: Int = 0
     ) {
         guard let (batchSize, normalization) = prepared else { preconditionFailure("prepare before a product") }
         var context = LayerContext(normalization: normalization, scratch: temporaries.layerScratch)
@@ -295,7 +313,10 @@ public final class CurvatureWorkspace {
         let offsets = network.layerOffsets
         let activationsR = temporaries.activationsR
         let gradientsR = temporaries.gradientsR
-        directionalForward(parameters: parameters, direction: direction, batchSize: batchSize, context: context)
+        directionalForward(
+            parameters: parameters, direction: direction, batchSize: batchSize, context: context,
+            firstLayer: firstLayer)
+        product.update(repeating: 0, count: offsets[firstLayer])
         let last = layers.count
         let classes = network.classCount
         // R{(p − y)/B} = p ⊙ (R{z} − ⟨p, R{z}⟩)/B, with p recovered from the gradient: p = B·g + y.
@@ -315,13 +336,13 @@ public final class CurvatureWorkspace {
                 out[c] = p * (rz[c] - inner) * inverseBatch
             }
         }
-        for k in stride(from: last - 1, through: 0, by: -1) {
-            context.inputDirectionIsZero = k == 0
+        for k in stride(from: last - 1, through: firstLayer, by: -1) {
+            context.inputDirectionIsZero = k == firstLayer
             layers[k].rBackward(
                 input: activations[k], inputR: activationsR[k], output: activations[k + 1],
                 outputR: activationsR[k + 1],
                 outputGradient: gradients[k + 1], outputGradientR: gradientsR[k + 1],
-                inputGradientR: k > 0 ? gradientsR[k] : nil,
+                inputGradientR: k > firstLayer ? gradientsR[k] : nil,
                 batchSize: batchSize, parameters: parameters + offsets[k], direction: direction + offsets[k],
                 parameterGradientR: product + offsets[k], context: context)
         }
@@ -330,8 +351,11 @@ public final class CurvatureWorkspace {
     /// vᵀHv at the parameters of the last `prepare`, by forward mode to second order (no backward
     /// pass): d²L/dε² = Σ ∂L/∂z · R²{z} + R{z}ᵀ(∂²L/∂z²)R{z} at the logits z, where for the mean
     /// softmax cross-entropy ∂²L/∂z² = (diag p − p·pᵀ)/B per row. Nil when a layer has no
-    /// second-order forward in this mode (batch norm with batch statistics).
-    public func preparedQuadraticForm(parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>) -> Double? {
+    /// second-order forward in this mode (batch norm with batch statistics). `firstLayer` as for
+    /// `preparedProduct`: the direction is zero below it.
+    public func preparedQuadraticForm(
+        parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, firstLayer: Int = 0
+    ) -> Double? {
         guard let (batchSize, normalization) = prepared else { preconditionFailure("prepare before a product") }
         guard !lacksSecondOrder else { return nil }
         var context = LayerContext(normalization: normalization, scratch: temporaries.layerScratch)
@@ -339,9 +363,11 @@ public final class CurvatureWorkspace {
         let offsets = network.layerOffsets
         let activationsR = temporaries.activationsR
         let activationsR2 = temporaries.activationsR2
-        directionalForward(parameters: parameters, direction: direction, batchSize: batchSize, context: context)
-        for (k, layer) in layers.enumerated() {
-            context.inputDirectionIsZero = k == 0
+        directionalForward(
+            parameters: parameters, direction: direction, batchSize: batchSize, context: context,
+            firstLayer: firstLayer)
+        for (k, layer) in layers.enumerated() where k >= firstLayer {
+            context.inputDirectionIsZero = k == firstLayer
             guard
                 layer.secondDirectionalForward(
                     input: activations[k], inputR: activationsR[k], inputR2: activationsR2[k],
@@ -379,16 +405,16 @@ public final class CurvatureWorkspace {
     }
 
     /// H·v of the mean loss over the first `batchSize` rows, written to `product` (overwriting):
-    /// `prepare` then `preparedProduct`. Returns the mean loss.
+    /// `prepare` then `preparedProduct` (from `firstLayer`). Returns the mean loss.
     @discardableResult
     public func hessianVectorProduct(
         parameters: UnsafePointer<Float>, direction: UnsafePointer<Float>, product: UnsafeMutablePointer<Float>,
         gradient: UnsafeMutablePointer<Float>? = nil, batchSize: Int,
-        normalization: NormalizationMode = .runningStatistics
+        normalization: NormalizationMode = .runningStatistics, firstLayer: Int = 0
     ) -> Double {
         let loss = prepare(
             parameters: parameters, gradient: gradient, batchSize: batchSize, normalization: normalization)
-        preparedProduct(parameters: parameters, direction: direction, product: product)
+        preparedProduct(parameters: parameters, direction: direction, product: product, firstLayer: firstLayer)
         return loss
     }
 }

@@ -22,8 +22,9 @@ public struct LayerContext {
     public var normalization: NormalizationMode
     /// `scratchCount` floats owned by the workspace for this layer (nil when the layer needs none).
     public var scratch: UnsafeMutablePointer<Float>?
-    /// R-passes only: R{input} is known to be zero (the first layer, whose input is data), so a
-    /// layer may skip the products that involve it.
+    /// R-passes only: R{input} is known to be zero (the first layer, whose input is data, or the
+    /// lowest layer a block-restricted pass starts at), so a layer may skip the products that
+    /// involve it; a layer whose `honoursZeroInputDirection` is true then reads nothing from it.
     public var inputDirectionIsZero: Bool
 
     public init(
@@ -105,9 +106,15 @@ public protocol Layer: Sendable {
     func updateRunningStatistics(
         input: UnsafePointer<Float>, batchSize: Int, ghostBatchSize: Int, rule: RunningStatisticsRule,
         momentum: Float, parameters: UnsafeMutablePointer<Float>)
+
+    /// Whether the R-passes (`rForward`, `rBackward`, `secondDirectionalForward`) read nothing from
+    /// R{input} and R²{input} when `inputDirectionIsZero` is set: then a pass along a direction
+    /// that is zero below this layer can start here, the layers below left out.
+    var honoursZeroInputDirection: Bool { get }
 }
 
 extension Layer {
+    public var honoursZeroInputDirection: Bool { false }
     public var stateShapes: [(name: String, shape: [Int])] { [] }
     public var scratchCount: Int { 0 }
     public func secondDirectionalForward(
@@ -137,6 +144,8 @@ public struct Linear: Layer {
         inputWidth = inputs
         outputWidth = outputs
     }
+
+    public var honoursZeroInputDirection: Bool { true }
 
     public var parameterShapes: [(name: String, shape: [Int])] {
         [("weight", [outputWidth, inputWidth]), ("bias", [outputWidth])]

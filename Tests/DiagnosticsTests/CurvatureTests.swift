@@ -392,6 +392,44 @@ final class PreparedCurvatureTests: XCTestCase {
         }
     }
 
+    /// A block's operators (`restricted`), which leave out the layers below the block's layer,
+    /// against the full operators on the same direction (zero outside the block), for every
+    /// weight and bias block of every case (MLPs with ReLU and tanh, batch norm in both modes, a
+    /// CNN with convolution and pooling), prepared, unprepared and mixed: the product on the block
+    /// and the quadratic form to the bit (the left-out terms are exact zeros), and the layer the
+    /// passes start at is the block's own where it is a linear or convolution layer. A product
+    /// that dropped a layer above the block, or started above it, is off by O(1).
+    func testBlockOperators_EqualTheFullOperatorsOnTheBlock() {
+        for (spec, normalization) in Self.cases {
+            let (surface, x) = smallNetworkLoss(spec, normalization: normalization)
+            let network = surface.network
+            let oneChunk = CurvatureWorkspace.retainedBytesPerRow(of: network) * 64
+            var generator = SplitMix64(seed: 13)
+            var skipped = 0
+            for budget in [NetworkLoss.retainedStateBudgetBytes, 0, oneChunk] {
+                let operators = surface.curvatureOperators(at: x, retainingAtMost: budget)
+                for slice in network.layout.slices where slice.role == .trainable {
+                    var v = [Float](repeating: 0, count: surface.dimension)
+                    for i in slice.range { v[i] = Float(generator.nextStandardNormal()) }
+                    let block = operators.restricted(slice.range)
+                    let label = "\(spec) \(normalization) \(budget) \(slice.name)"
+                    let layer = network.layerOffsets.lastIndex { $0 <= slice.range.lowerBound }!
+                    let first = CurvatureWorkspace(network: network, capacity: 1).firstLayer(reaching: slice.range)
+                    XCTAssertEqual(first, network.layers[layer].honoursZeroInputDirection ? layer : 0, label)
+                    if first > 0 { skipped += 1 }
+                    XCTAssertEqual(
+                        Array(block.product(v)[slice.range]).map(\.bitPattern),
+                        Array(operators.product(v)[slice.range]).map(\.bitPattern), label)
+                    XCTAssertEqual(
+                        block.quadraticForm(v).bitPattern, operators.quadraticForm(v).bitPattern, label)
+                }
+            }
+            if network.layers.filter(\.honoursZeroInputDirection).count > 1 {
+                XCTAssertGreaterThan(skipped, 0, "\(spec): some block starts above the first layer")
+            }
+        }
+    }
+
     /// vᵀHv by forward mode to second order against vᵀ(H·v): within 1e-5 of ‖v‖·‖Hv‖ (Float32
     /// round-off in both). Batch norm with batch statistics has no second-order forward and
     /// falls back to vᵀ(H·v); the value is the same either way.
