@@ -12,18 +12,17 @@ public enum Curvature {
     }
 
     /// The operator of Float32 products `product` on `dimension` values, or of its diagonal block
-    /// on `block`.
+    /// on `block`. The Float32 direction handed to `product` is one buffer, rewritten each time
+    /// (the copy-on-write of an array keeps a caller that held on to it safe): a fresh
+    /// model-sized array per product cost page faults, not arithmetic (`perf`).
     public static func restrict(_ product: @escaping ([Float]) -> [Float], dimension: Int, to block: Range<Int>? = nil)
         -> (Operator, Int)
     {
+        let direction = DirectionBuffer(dimension: dimension)
         guard let block else {
-            return ({ v in widened(product(narrowed(v))) }, dimension)
+            return ({ v in widened(product(direction.holding(v))) }, dimension)
         }
-        let operator_: Operator = { v in
-            var full = [Float](repeating: 0, count: dimension)
-            for (i, value) in v.enumerated() { full[block.lowerBound + i] = Float(value) }
-            return product(full)[block].map(Double.init)
-        }
+        let operator_: Operator = { v in product(direction.holding(v, at: block))[block].map(Double.init) }
         return (operator_, block.count)
     }
 
@@ -34,14 +33,38 @@ public enum Curvature {
     )
         -> (([Double]) -> Double, Int)
     {
-        guard let block else { return ({ z in form(narrowed(z)) }, dimension) }
-        return (
-            { z in
-                var full = [Float](repeating: 0, count: dimension)
-                for (i, value) in z.enumerated() { full[block.lowerBound + i] = Float(value) }
-                return form(full)
-            }, block.count
-        )
+        let direction = DirectionBuffer(dimension: dimension)
+        guard let block else { return ({ z in form(direction.holding(z)) }, dimension) }
+        return ({ z in form(direction.holding(z, at: block)) }, block.count)
+    }
+
+    /// A Float32 direction of `dimension` values, zero but where the last call put values.
+    final class DirectionBuffer {
+        private var values: [Float]
+        /// Where the last call's values are (the rest is zero).
+        private var written: Range<Int>
+
+        init(dimension: Int) {
+            values = [Float](repeating: 0, count: dimension)
+            written = 0..<0
+        }
+
+        /// The direction `v` rounded to Float32 (v fills the whole vector when `block` is nil,
+        /// otherwise the block, zero elsewhere).
+        func holding(_ v: [Double], at block: Range<Int>? = nil) -> [Float] {
+            let target = block ?? values.indices
+            precondition(v.count == target.count, "\(v.count) values for a direction of \(target.count)")
+            values.withUnsafeMutableBufferPointer { out in
+                if target != written {
+                    for i in written { out[i] = 0 }
+                }
+                v.withUnsafeBufferPointer { v in
+                    for (k, i) in target.enumerated() { out[i] = Float(v[k]) }
+                }
+            }
+            written = target
+            return values
+        }
     }
 
     /// Lanczos with full re-orthogonalisation (Golub and Van Loan, §10.1): `iterations` products
@@ -119,8 +142,20 @@ public enum Curvature {
         mutating func extend(_ apply: Operator) {
             if !alphas.isEmpty { betas.append(residualNorm) }
             let scale = 1 / residualNorm
-            let q = Curvature.scaled(residual, by: scale)
-            basis.append(contentsOf: Curvature.narrowed(q))
+            // q = r/‖r‖ in r's own storage (moved out, so not copied), appended to the basis as
+            // Float32 without a temporary.
+            var q = residual
+            residual = []
+            q.withUnsafeMutableBufferPointer { q in
+                for i in 0..<q.count { q[i] = q[i] * scale }
+            }
+            let start = basis.count
+            basis.append(contentsOf: repeatElement(0, count: dimension))
+            basis.withUnsafeMutableBufferPointer { basis in
+                q.withUnsafeBufferPointer { q in
+                    for i in 0..<dimension { basis[start + i] = Float(q[i]) }
+                }
+            }
             var w = apply(q)
             precondition(w.count == dimension, "operator returned \(w.count) values for \(dimension)")
             let alpha = Curvature.dot(w, q)
@@ -415,7 +450,7 @@ public enum Curvature {
         return SpectralDensity(nodes: nodes, weights: weights)
     }
 
-    /// Element-wise conversions and scaling through pointers (vectorised; `map` here ran at about
+    /// Element-wise conversions through pointers (vectorised; `map` here ran at about
     /// 2 ns an element, which at 270,000 parameters cost a third of a Lanczos step's overhead).
     static func narrowed(_ x: [Double]) -> [Float] {
         [Float](unsafeUninitializedCapacity: x.count) { out, count in
@@ -427,13 +462,6 @@ public enum Curvature {
     static func widened(_ x: [Float]) -> [Double] {
         [Double](unsafeUninitializedCapacity: x.count) { out, count in
             x.withUnsafeBufferPointer { x in for i in 0..<x.count { out[i] = Double(x[i]) } }
-            count = x.count
-        }
-    }
-
-    static func scaled(_ x: [Double], by factor: Double) -> [Double] {
-        [Double](unsafeUninitializedCapacity: x.count) { out, count in
-            x.withUnsafeBufferPointer { x in for i in 0..<x.count { out[i] = x[i] * factor } }
             count = x.count
         }
     }

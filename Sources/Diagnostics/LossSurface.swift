@@ -187,6 +187,11 @@ public final class NetworkLoss: LossSurface {
         let x: [Float]
         let chunks: [ArraySlice<Int>]
         let workspaces: [CurvatureWorkspace?]
+        /// The last product, and the per-piece scratch: rewritten by the next product in place
+        /// when the caller has let go of it (copy-on-write gives it fresh storage otherwise), so
+        /// products do not each cost a model's worth of fresh pages.
+        private var output: [Float] = []
+        private var part: [Float] = []
 
         init(_ loss: NetworkLoss, at x: [Float], retainingAtMost budget: Int) {
             precondition(x.count == loss.dimension, "\(x.count) parameters for a \(loss.dimension)-value model")
@@ -255,30 +260,31 @@ public final class NetworkLoss: LossSurface {
         func product(_ v: [Float], firstLayer: Int = 0) -> [Float] {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
-            return x.withUnsafeBufferPointer { p in
+            if output.count != dimension { output = [Float](repeating: 0, count: dimension) }
+            x.withUnsafeBufferPointer { p in
                 v.withUnsafeBufferPointer { d in
                     if chunks.count == 1, let workspace = workspaces[0] {
                         // The whole set in one prepared chunk: its mean is the product.
-                        return [Float](unsafeUninitializedCapacity: dimension) { out, count in
+                        output.withUnsafeMutableBufferPointer { out in
                             workspace.preparedProduct(
                                 parameters: p.baseAddress!, direction: d.baseAddress!, product: out.baseAddress!,
                                 firstLayer: firstLayer)
-                            count = dimension
                         }
+                        return
                     }
-                    var total = [Float](repeating: 0, count: dimension)
-                    var part = [Float](repeating: 0, count: dimension)
+                    if part.count != dimension { part = [Float](repeating: 0, count: dimension) }
+                    output.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
                     forEachPiece { piece, weight, workspace in
                         part.withUnsafeMutableBufferPointer {
                             product(
                                 of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!,
                                 firstLayer: firstLayer)
                         }
-                        total.addScaled(part, by: weight)
+                        output.addScaled(part, by: weight)
                     }
-                    return total
                 }
             }
+            return output
         }
 
         /// vᵀHv: per prepared chunk by forward mode to second order where every layer has it,
@@ -286,8 +292,6 @@ public final class NetworkLoss: LossSurface {
         func quadraticForm(_ v: [Float], firstLayer: Int = 0) -> Double {
             let dimension = loss.dimension
             precondition(v.count == dimension, "direction of \(v.count) values for a \(dimension)-value model")
-            // Only pieces without a second-order forward need a product buffer.
-            var part: [Float] = []
             var sum = 0.0
             x.withUnsafeBufferPointer { p in
                 v.withUnsafeBufferPointer { d in
@@ -299,7 +303,8 @@ public final class NetworkLoss: LossSurface {
                             sum += Double(weight) * form
                             return
                         }
-                        if part.isEmpty { part = [Float](repeating: 0, count: dimension) }
+                        // Only pieces without a second-order forward need the product buffer.
+                        if part.count != dimension { part = [Float](repeating: 0, count: dimension) }
                         part.withUnsafeMutableBufferPointer {
                             product(
                                 of: piece, workspace, p.baseAddress!, d.baseAddress!, into: $0.baseAddress!,
