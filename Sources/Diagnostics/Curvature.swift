@@ -119,6 +119,10 @@ public enum Curvature {
         private var reorthogonalizeNext = false
         /// Steps that re-orthogonalised against the whole basis.
         private(set) var fullReorthogonalizations = 0
+        /// Re-orthogonalisation's Float32 copy of the vector and its projection on the basis, kept
+        /// across steps (fresh pages each step cost more than the two matrix-vector products).
+        private var single: [Float] = []
+        private var projection: [Float] = []
 
         /// - Parameter partialLevel: nil for full re-orthogonalisation at every step, or the
         ///   relative error ε of the operator's products for partial re-orthogonalisation.
@@ -217,13 +221,18 @@ public enum Curvature {
         /// Classical Gram–Schmidt against the whole basis, repeated when a pass removed more than
         /// 1 − 1/√2 of the vector's norm (Daniel, Gragg, Kaufman and Stewart, Math. Comp. 1976: the
         /// second pass restores orthogonality to working precision; "twice is enough").
-        func orthogonalize(_ w: inout [Double]) {
+        mutating func orthogonalize(_ w: inout [Double]) {
             let rows = alphas.count
             var coefficients = [Float](repeating: 0, count: rows)
-            var projection = [Float](repeating: 0, count: dimension)
+            if projection.count != dimension {
+                projection = [Float](repeating: 0, count: dimension)
+                single = projection
+            }
             var norm = Curvature.dot(w, w).squareRoot()
             for _ in 0..<2 {
-                let single = Curvature.narrowed(w)
+                single.withUnsafeMutableBufferPointer { single in
+                    w.withUnsafeBufferPointer { w in for i in 0..<w.count { single[i] = Float(w[i]) } }
+                }
                 basis.withUnsafeBufferPointer { q in
                     coefficients.withUnsafeMutableBufferPointer { c in
                         single.withUnsafeBufferPointer { x in
