@@ -1,18 +1,30 @@
 import CKernels
 
 /// Loops over whole models every round (x̄'s and Ξ²'s mixed-precision sums, publishing a model):
-/// in C (`CKernels`) so that they run with AVX2 where the CPU has it, with the results of the
-/// portable loop on every CPU.
+/// in C (`CKernels`) so that they run with AVX-512 or AVX2 where the CPU has it, with the results
+/// of the portable loop on every CPU.
 public enum VectorKernels {
+    /// The instruction sets the loops come in. Every variant gives the same bits.
+    public enum Variant: Int32, CaseIterable, Sendable {
+        case portable = 0
+        case avx2 = 1
+        case avx512 = 2
+    }
+
+    /// The widest variant this CPU runs: the one used unless a call asks for another.
+    public static var best: Variant { Variant(rawValue: dsgd_kernels_best()) ?? .portable }
+
+    /// Every variant this CPU runs (tests check each against the documented order).
+    public static var available: [Variant] { Variant.allCases.filter { $0.rawValue <= best.rawValue } }
+
     /// target[j] = source[j] for j < count, in one pass that also checks the values: whether all
     /// are finite (none NaN or ±Inf). The buffers must not overlap.
     @inline(__always)
     public static func copyCheckingFinite(
-        _ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, _ count: Int, portable: Bool = false
+        _ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, _ count: Int,
+        using variant: Variant? = nil
     ) -> Bool {
-        (portable
-            ? dsgd_copy_checking_finite_portable(source, target, count)
-            : dsgd_copy_checking_finite(source, target, count)) != 0
+        dsgd_copy_checking_finite_using((variant ?? best).rawValue, source, target, count) != 0
     }
 
     /// total[j] += weight·Float64(x[j]) (a multiply and an add, each rounded). With `next`, as
@@ -21,13 +33,9 @@ public enum VectorKernels {
     @inline(__always)
     public static func accumulate(
         _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int,
-        prefetching next: UnsafePointer<Float>? = nil, portable: Bool = false
+        prefetching next: UnsafePointer<Float>? = nil, using variant: Variant? = nil
     ) {
-        if portable {
-            dsgd_accumulate_portable(x, weight, total, count, next)
-        } else {
-            dsgd_accumulate(x, weight, total, count, next)
-        }
+        dsgd_accumulate_using((variant ?? best).rawValue, x, weight, total, count, next)
     }
 
     /// Σⱼ (Float64(xⱼ − yⱼ))²: the difference rounded to Float32, squared and summed in Float64,
@@ -35,9 +43,9 @@ public enum VectorKernels {
     /// lane order, then the remaining values one by one.
     @inline(__always)
     public static func squaredDistance(
-        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int, portable: Bool = false
+        _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int, using variant: Variant? = nil
     ) -> Double {
-        portable ? dsgd_squared_distance_portable(x, y, count) : dsgd_squared_distance(x, y, count)
+        dsgd_squared_distance_using((variant ?? best).rawValue, x, y, count)
     }
 
     /// mean[j] = Float32(total[j] / divisor): a correctly rounded Float64 division, then one
@@ -45,12 +53,8 @@ public enum VectorKernels {
     @inline(__always)
     public static func storeQuotient(
         _ total: UnsafePointer<Double>, dividedBy divisor: Double, into mean: UnsafeMutablePointer<Float>, _ count: Int,
-        portable: Bool = false
+        using variant: Variant? = nil
     ) {
-        if portable {
-            dsgd_store_quotient_portable(total, divisor, mean, count)
-        } else {
-            dsgd_store_quotient(total, divisor, mean, count)
-        }
+        dsgd_store_quotient_using((variant ?? best).rawValue, total, divisor, mean, count)
     }
 }

@@ -129,7 +129,7 @@ final class ConsensusDistanceTests: XCTestCase {
         XCTAssertEqual(wrongLength.average.map(\.bitPattern), fresh.average.map(\.bitPattern))
     }
 
-    /// The accumulation, portable and as dispatched on this CPU (AVX2 or not), with and without
+    /// The accumulation, in every variant this CPU runs (portable, AVX2, AVX-512), with and without
     /// fetching the next block, has the scalar loop's bits (total += weight·Float64(x), one value
     /// at a time) at every length around the unrollings (16, 8, 4), from unaligned addresses,
     /// with a weight that rounds (0.1).
@@ -140,25 +140,25 @@ final class ConsensusDistanceTests: XCTestCase {
         for count in 0...40 {
             var scalar = start
             for j in 0..<count { scalar[j + 1] += 0.1 * Double(x[j + 1]) }
-            for portable in [false, true] {
+            for variant in VectorKernels.available {
                 for prefetching in [false, true] {
                     var total = start
                     x.withUnsafeBufferPointer { x in
                         total.withUnsafeMutableBufferPointer { total in
                             VectorKernels.accumulate(
                                 x.baseAddress! + 1, weight: 0.1, into: total.baseAddress! + 1, count,
-                                prefetching: prefetching ? x.baseAddress! + 40 : nil, portable: portable)
+                                prefetching: prefetching ? x.baseAddress! + 40 : nil, using: variant)
                         }
                     }
                     XCTAssertEqual(
                         total.map(\.bitPattern), scalar.map(\.bitPattern),
-                        "count \(count), portable \(portable), prefetching \(prefetching)")
+                        "count \(count), variant \(variant), prefetching \(prefetching)")
                 }
             }
         }
     }
 
-    /// Σⱼ (Float64(xⱼ − yⱼ))², portable and as dispatched, against the documented order written
+    /// Σⱼ (Float64(xⱼ − yⱼ))², in every variant this CPU runs, against the documented order written
     /// out in Swift (32 lane sums, added in lane order from −0, then the rest one by one), to
     /// the bit, at every length around the groups of 32, from unaligned addresses. Values of
     /// mixed magnitudes, so another order would change the last bits.
@@ -180,18 +180,18 @@ final class ConsensusDistanceTests: XCTestCase {
                 let d = Double(x[j + 1] - y[j + 1])
                 expected += d * d
             }
-            for portable in [false, true] {
+            for variant in VectorKernels.available {
                 let value = x.withUnsafeBufferPointer { x in
                     y.withUnsafeBufferPointer { y in
-                        VectorKernels.squaredDistance(x.baseAddress! + 1, y.baseAddress! + 1, count, portable: portable)
+                        VectorKernels.squaredDistance(x.baseAddress! + 1, y.baseAddress! + 1, count, using: variant)
                     }
                 }
-                XCTAssertEqual(value.bitPattern, expected.bitPattern, "count \(count), portable \(portable)")
+                XCTAssertEqual(value.bitPattern, expected.bitPattern, "count \(count), variant \(variant)")
             }
         }
     }
 
-    /// Float32(total / divisor), portable and as dispatched, to the bit at every length around
+    /// Float32(total / divisor), in every variant this CPU runs, to the bit at every length around
     /// the groups of four, for divisors that round (3, 7) and that do not (1, 8).
     func testStoreQuotient_ScalarBitsOnEveryVariant() {
         var generator = SplitMix64(seed: 5)
@@ -199,18 +199,18 @@ final class ConsensusDistanceTests: XCTestCase {
         for divisor in [1.0, 3, 7, 8] {
             for count in 0...40 {
                 let expected = (0..<count).map { Float(total[$0 + 1] / divisor).bitPattern }
-                for portable in [false, true] {
+                for variant in VectorKernels.available {
                     var mean = [Float](repeating: .nan, count: count + 1)
                     total.withUnsafeBufferPointer { total in
                         mean.withUnsafeMutableBufferPointer { mean in
                             VectorKernels.storeQuotient(
                                 total.baseAddress! + 1, dividedBy: divisor, into: mean.baseAddress!, count,
-                                portable: portable)
+                                using: variant)
                         }
                     }
                     XCTAssertEqual(
                         mean.prefix(count).map(\.bitPattern), expected,
-                        "divisor \(divisor), count \(count), portable \(portable)")
+                        "divisor \(divisor), count \(count), variant \(variant)")
                     XCTAssertTrue(mean[count].isNaN, "nothing written past the end")
                 }
             }
@@ -256,11 +256,11 @@ final class ConsensusDistanceTests: XCTestCase {
         }
     }
 
-    /// Publishing's copy, portable and as dispatched: every value copied bit for bit (−0.0, the
+    /// Publishing's copy, in every variant this CPU runs: every value copied bit for bit (−0.0, the
     /// smallest subnormal and the largest finite value included), and a NaN, +Inf or −Inf at any
     /// position (inside a group of 32 or in the tail) reported as not finite.
     func testCopyCheckingFinite_CopiesEveryBit_FindsANonFiniteValueAnywhere() {
-        for portable in [false, true] {
+        for variant in VectorKernels.available {
             for count in [0, 1, 7, 31, 32, 33, 64, 100] {
                 var source = (0..<count).map { Float($0) * -0.75 + 0.5 }
                 let specials: [Float] = [
@@ -270,12 +270,12 @@ final class ConsensusDistanceTests: XCTestCase {
                 var target = [Float](repeating: 9, count: count)
                 let finite = source.withUnsafeBufferPointer { s in
                     target.withUnsafeMutableBufferPointer { t in
-                        VectorKernels.copyCheckingFinite(s.baseAddress!, to: t.baseAddress!, count, portable: portable)
+                        VectorKernels.copyCheckingFinite(s.baseAddress!, to: t.baseAddress!, count, using: variant)
                     }
                 }
-                XCTAssertTrue(finite, "count \(count), portable \(portable)")
+                XCTAssertTrue(finite, "count \(count), variant \(variant)")
                 XCTAssertEqual(
-                    target.map(\.bitPattern), source.map(\.bitPattern), "count \(count), portable \(portable)")
+                    target.map(\.bitPattern), source.map(\.bitPattern), "count \(count), variant \(variant)")
                 for position in 0..<count {
                     for bad in [Float.nan, .infinity, -.infinity, Float(bitPattern: 0x7F80_0001)] {
                         var damaged = source
@@ -283,10 +283,10 @@ final class ConsensusDistanceTests: XCTestCase {
                         let finite = damaged.withUnsafeBufferPointer { s in
                             target.withUnsafeMutableBufferPointer { t in
                                 VectorKernels.copyCheckingFinite(
-                                    s.baseAddress!, to: t.baseAddress!, count, portable: portable)
+                                    s.baseAddress!, to: t.baseAddress!, count, using: variant)
                             }
                         }
-                        XCTAssertFalse(finite, "\(bad) at \(position) of \(count), portable \(portable)")
+                        XCTAssertFalse(finite, "\(bad) at \(position) of \(count), variant \(variant)")
                     }
                 }
             }

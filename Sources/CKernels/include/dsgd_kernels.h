@@ -2,7 +2,7 @@
 #define DSGD_KERNELS_H
 
 /* Loops that read whole models every round (the consensus distance's, and publishing a model
-   into shared memory), in C so that they can use AVX2 when the CPU has it (chosen once at run
+   into shared memory), in C so that they can use AVX2 or AVX-512 when the CPU has it (chosen once at run
    time; Swift code is built for baseline x86-64). Every variant does each value's operations of
    the portable loop in the same order, so the bits do not depend on the CPU: no fused
    multiply-add, and the same partial sums. */
@@ -31,13 +31,13 @@ void dsgd_store_quotient(const double *total, double divisor, float *mean, long 
    every value: returns 1 when all are finite, 0 when any is NaN or ±Inf (exponent bits all set). */
 int dsgd_copy_checking_finite(const float *source, float *target, long count);
 
-/* The same four, never with AVX2 (for tests: both variants must give the same results). */
-void dsgd_accumulate_portable(const float *x, double weight, double *total, long count, const float *next);
-double dsgd_squared_distance_portable(const float *x, const float *y, long count);
-void dsgd_store_quotient_portable(const double *total, double divisor, float *mean, long count);
-int dsgd_copy_checking_finite_portable(const float *source, float *target, long count);
-
-/* Whether the AVX2 variants are the ones used on this CPU. */
-int dsgd_kernels_use_avx2(void);
-
+/* The instruction sets the loops come in; each variant gives every variant's bits. */
+enum { DSGD_KERNELS_PORTABLE = 0, DSGD_KERNELS_AVX2 = 1, DSGD_KERNELS_AVX512 = 2 };
+/* The widest variant this CPU runs (what the four functions above use). */
+int dsgd_kernels_best(void);
+/* The same four in a given variant (for tests), or in the best this CPU has when it lacks that one. */
+void dsgd_accumulate_using(int variant, const float *x, double weight, double *total, long count, const float *next);
+double dsgd_squared_distance_using(int variant, const float *x, const float *y, long count);
+void dsgd_store_quotient_using(int variant, const double *total, double divisor, float *mean, long count);
+int dsgd_copy_checking_finite_using(int variant, const float *source, float *target, long count);
 #endif
