@@ -82,7 +82,9 @@ let package = Package(
             name: "RuntimeTests",
             dependencies: [
                 "Runtime", "Machines", "RunRecords", "Algorithms", "Diagnostics", "Transport", "_TestSupport",
-            ]
+            ],
+            // Read by path (RecordsFingerprintTests), not bundled.
+            exclude: ["Fixtures"]
         ),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "SweepsTests", dependencies: ["Sweeps"]),

@@ -328,7 +328,8 @@ struct AllReduceRound {
                     outgoing.append(Outgoing(phase: .directory, chunk: owner, step: 0, to: owner, payloads: parts))
                 }
                 let range = chunks[rank]
-                withExtendedLifetime(models) {
+                // Kept by `finishReduction` and sent on in the hub's results, not as a message of its own.
+                _ = withExtendedLifetime(models) {
                     reduceOwnChunk(parts: { UnsafeBufferPointer(rebasing: models[$0].buffer[range]) }, make: make)
                 }
             }
