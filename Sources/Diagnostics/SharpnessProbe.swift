@@ -189,35 +189,78 @@ public struct SharpnessRecord: Sendable, Equatable, Codable {
 
 public enum SharpnessProbe {
     /// Measures one model. `workers` (all the workers' models) enables average-direction
-    /// sharpness, which is defined at x̄.
+    /// sharpness, which is defined at x̄. The two halves one after the other; a caller with a core
+    /// to spare runs them at once, each on a surface of its own (`SharpnessRunner`): the record
+    /// is the same.
     public static func measure(
         _ surface: NetworkLoss, at x: [Float], model: String, round: Int, learningRate: Double,
         settings: SharpnessSettings,
         workers: [[Float]]? = nil, seed: UInt64, stabilityThreshold: (value: Double, formula: String)? = nil
     ) -> SharpnessRecord {
+        record(
+            curvature: measureCurvature(surface, at: x, settings: settings, seed: seed),
+            layersAndSharpness: measureLayersAndSharpness(
+                surface, at: x, settings: settings, workers: workers, seed: seed),
+            model: model, round: round, learningRate: learningRate, stabilityThreshold: stabilityThreshold)
+    }
+
+    /// The whole-model curvature: top eigenvalues, trace (Hutchinson and Hutch++) and spectral density.
+    public struct CurvaturePart: Sendable {
+        var top: Curvature.Eigenvalues
+        var trace: Curvature.TraceEstimate
+        var hutchPlusPlus: Double
+        var histogram: (edges: [Double], masses: [Double])
+        var products: Int
+    }
+
+    /// Per-layer curvature, the loss and the sharpness measures (SAM, ASAM, m-, Gaussian and
+    /// average-direction sharpness).
+    public struct LayersAndSharpnessPart: Sendable {
+        var layers: [SharpnessRecord.Layer]
+        var loss: Double
+        var sam: Double
+        var samAscent: Double
+        var adaptive: Double
+        var m: Double
+        var gaussian: Sharpness.Estimate
+        var averageDirection: Sharpness.Estimate?
+        var products: Int
+    }
+
+    public static func measureCurvature(
+        _ surface: NetworkLoss, at x: [Float], settings: SharpnessSettings, seed: UInt64
+    ) -> CurvaturePart {
         let counting = CountingSurface(surface)
         let operators = counting.curvatureOperators(at: x)
-        let product = operators.product
-        let (apply, dimension) = Curvature.restrict(product, dimension: counting.dimension)
+        let (apply, dimension) = Curvature.restrict(operators.product, dimension: counting.dimension)
         let top = Curvature.topEigenvalues(
             apply, dimension: dimension, count: settings.topEigenvalueCount, iterations: settings.lanczosIterations,
             tolerance: settings.eigenTolerance, seed: seed)
-        let form = operators.quadraticForm
         let trace = Curvature.hutchinson(
-            quadraticForm: Curvature.restrict(quadraticForm: form, dimension: dimension).0, dimension: dimension,
-            probes: settings.hutchinsonProbes, seed: seed)
+            quadraticForm: Curvature.restrict(quadraticForm: operators.quadraticForm, dimension: dimension).0,
+            dimension: dimension, probes: settings.hutchinsonProbes, seed: seed)
         let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: settings.hutchinsonProbes, seed: seed)
         let density = Curvature.spectralDensity(
             apply, dimension: dimension, probes: settings.slqProbes, iterations: settings.slqIterations, seed: seed)
         let histogram = density.histogram(bins: settings.densityBins)
+        return CurvaturePart(
+            top: top, trace: trace, hutchPlusPlus: plus.value, histogram: (histogram.edges, histogram.masses),
+            products: counting.products)
+    }
+
+    public static func measureLayersAndSharpness(
+        _ surface: NetworkLoss, at x: [Float], settings: SharpnessSettings, workers: [[Float]]?, seed: UInt64
+    ) -> LayersAndSharpnessPart {
+        let counting = CountingSurface(surface)
         var layers: [SharpnessRecord.Layer] = []
         if settings.perLayer {
+            let operators = counting.curvatureOperators(at: x)
+            let dimension = counting.dimension
             // Weight matrices only: the bias blocks are tiny in curvature as in size. A block's
             // products leave out the layers below it (the last layer's cost a sliver of a full one).
             for slice in surface.network.layout.slices where slice.shape.count > 1 {
                 let blockOperators = operators.restricted(slice.range)
-                let (block, size) = Curvature.restrict(
-                    blockOperators.product, dimension: counting.dimension, to: slice.range)
+                let (block, size) = Curvature.restrict(blockOperators.product, dimension: dimension, to: slice.range)
                 let layerTop = Curvature.topEigenvalues(
                     block, dimension: size, count: 1, iterations: min(settings.perLayerIterations, size),
                     tolerance: settings.eigenTolerance, seed: seed)
@@ -248,22 +291,36 @@ public enum SharpnessProbe {
             averageDirection = Sharpness.averageDirection(
                 surface, average: x, workers: workers, samples: settings.perturbationSamples, seed: seed)
         }
+        return LayersAndSharpnessPart(
+            layers: layers, loss: loss, sam: sam, samAscent: samAscent, adaptive: adaptive, m: m.value,
+            gaussian: gaussian, averageDirection: averageDirection, products: counting.products)
+    }
+
+    /// The record of one model's two halves.
+    public static func record(
+        curvature: CurvaturePart, layersAndSharpness part: LayersAndSharpnessPart, model: String, round: Int,
+        learningRate: Double, stabilityThreshold: (value: Double, formula: String)? = nil
+    ) -> SharpnessRecord {
+        let top = curvature.top
+        let trace = curvature.trace
         return SharpnessRecord(
             round: round, model: model, learningRate: learningRate, twoOverLearningRate: 2 / learningRate,
             stabilityThreshold: stabilityThreshold?.value ?? 2 / learningRate,
-            stabilityThresholdFormula: stabilityThreshold?.formula ?? "2/η", loss: loss,
+            stabilityThresholdFormula: stabilityThreshold?.formula ?? "2/η", loss: part.loss,
             lambdaMax: top.largest.first ?? 0, topEigenvalues: top.largest, mostNegativeEigenvalue: top.mostNegative,
             topEigenvalueResidualBounds: top.largestResidualBounds,
             mostNegativeEigenvalueResidualBound: top.mostNegativeResidualBound, eigenvaluesConverged: top.converged,
             lanczosIterationsUsed: top.iterations,
             trace: trace.value, traceStandardError: trace.standardError,
-            traceInterval95: [trace.interval95.low, trace.interval95.high], traceHutchPlusPlus: plus.value,
-            densityEdges: histogram.edges, densityMasses: histogram.masses, layers: layers, samSharpness: sam,
-            samSharpnessAscent: samAscent, adaptiveSharpness: adaptive, mSharpness: m.value,
-            gaussianSharpness: gaussian.value,
-            gaussianSharpnessStandardError: gaussian.standardError, averageDirectionSharpness: averageDirection?.value,
-            averageDirectionSharpnessStandardError: averageDirection?.standardError,
-            hessianVectorProducts: counting.products, seconds: nil)
+            traceInterval95: [trace.interval95.low, trace.interval95.high],
+            traceHutchPlusPlus: curvature.hutchPlusPlus,
+            densityEdges: curvature.histogram.edges, densityMasses: curvature.histogram.masses, layers: part.layers,
+            samSharpness: part.sam, samSharpnessAscent: part.samAscent, adaptiveSharpness: part.adaptive,
+            mSharpness: part.m, gaussianSharpness: part.gaussian.value,
+            gaussianSharpnessStandardError: part.gaussian.standardError,
+            averageDirectionSharpness: part.averageDirection?.value,
+            averageDirectionSharpnessStandardError: part.averageDirection?.standardError,
+            hessianVectorProducts: curvature.products + part.products, seconds: nil)
     }
 }
 

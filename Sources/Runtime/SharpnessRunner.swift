@@ -6,7 +6,10 @@ import Optimizers
 
 /// Measures curvature and sharpness on a thread of its own (a `BackgroundQueue`), so the
 /// coordinator keeps receiving and recording rounds (and the workers keep training) while it
-/// works. Jobs run in order; finished records are collected with `drain()`.
+/// works. Jobs run in order; finished records are collected with `drain()`. Each model's two
+/// halves (`SharpnessProbe.measureCurvature`, `measureLayersAndSharpness`) run at once on two
+/// threads, each with a loss surface of its own: the same records, and a measurement with a core
+/// free (the last one, after the workers have finished) takes about half the time.
 public final class SharpnessRunner: @unchecked Sendable {
     /// Jobs queued or running at most (each holds x̄ and every gathered model).
     public static let maximumPendingJobs = 4
@@ -24,14 +27,17 @@ public final class SharpnessRunner: @unchecked Sendable {
         let normalization: NormalizationMode = training ? .batchStatistics(ghostBatchSize: nil) : .runningStatistics
         let chunkSize = training ? trainingGroupSize : 256
         queue = BackgroundQueue(name: "sharpness", maximumPendingJobs: Self.maximumPendingJobs) {
-            let surface = NetworkLoss(
-                network: network, dataset: evaluationSet, chunkSize: chunkSize, normalization: normalization)
+            let surfaces = (0..<2).map { _ in
+                NetworkLoss(
+                    network: network, dataset: evaluationSet, chunkSize: chunkSize, normalization: normalization)
+            }
             let statistics: String? =
                 network.stateRanges.isEmpty
                 ? nil : normalization == .runningStatistics ? "running" : "batch (groups of \(chunkSize))"
             return { job in
                 Self.measure(
-                    job, surface: surface, statistics: statistics, settings: settings, seed: seed, optimizer: optimizer)
+                    job, surfaces: (surfaces[0], surfaces[1]), statistics: statistics, settings: settings, seed: seed,
+                    optimizer: optimizer)
             }
         }
     }
@@ -50,27 +56,56 @@ public final class SharpnessRunner: @unchecked Sendable {
 
     /// x̄'s record and the asked-for workers' records of one job.
     private static func measure(
-        _ job: SharpnessJob, surface: NetworkLoss, statistics: String?, settings: SharpnessSettings, seed: UInt64,
-        optimizer: OptimizerSettings?
+        _ job: SharpnessJob, surfaces: (NetworkLoss, NetworkLoss), statistics: String?, settings: SharpnessSettings,
+        seed: UInt64, optimizer: OptimizerSettings?
     ) -> [SharpnessRecord] {
-        var records: [SharpnessRecord] = []
-        let started = Date()
         let threshold = optimizer?.stabilityThreshold(learningRate: job.learningRate)
-        var record = SharpnessProbe.measure(
-            surface, at: job.average, model: "average", round: job.round, learningRate: job.learningRate,
-            settings: settings, workers: job.workers, seed: seed &+ UInt64(job.round), stabilityThreshold: threshold)
-        record.seconds = Date().timeIntervalSince(started)
-        record.batchNormStatistics = statistics
-        records.append(record)
-        for (rank, model) in job.models(ofRanks: settings.workers) {
-            let workerStarted = Date()
-            var workerRecord = SharpnessProbe.measure(
-                surface, at: model, model: "worker \(rank)", round: job.round, learningRate: job.learningRate,
-                settings: settings, seed: seed &+ UInt64(job.round), stabilityThreshold: threshold)
-            workerRecord.seconds = Date().timeIntervalSince(workerStarted)
-            workerRecord.batchNormStatistics = statistics
-            records.append(workerRecord)
+        let models =
+            [("average", job.average, job.workers as [[Float]]?)]
+            + job.models(ofRanks: settings.workers).map { ("worker \($0.0)", $0.1, nil as [[Float]]?) }
+        return models.map { model, parameters, workers in
+            let started = Date()
+            let measureSeed = seed &+ UInt64(job.round)
+            let other = ConcurrentPart(Unchecked(surfaces.1)) { surface in
+                SharpnessProbe.measureLayersAndSharpness(
+                    surface.value, at: parameters, settings: settings, workers: workers, seed: measureSeed)
+            }
+            let curvature = SharpnessProbe.measureCurvature(
+                surfaces.0, at: parameters, settings: settings, seed: measureSeed)
+            var record = SharpnessProbe.record(
+                curvature: curvature, layersAndSharpness: other.value(), model: model, round: job.round,
+                learningRate: job.learningRate, stabilityThreshold: threshold)
+            record.seconds = Date().timeIntervalSince(started)
+            record.batchNormStatistics = statistics
+            return record
         }
-        return records
+    }
+}
+
+/// A value handed to another thread that only that thread uses meanwhile (a loss surface with its
+/// own workspaces): not `Sendable` by type, safe by use.
+struct Unchecked<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// `work(input)` on a thread of its own, started at once; `value()` waits for its result.
+final class ConcurrentPart<Input: Sendable, Output: Sendable>: @unchecked Sendable {
+    private var result: Output?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ input: Input, _ work: @escaping @Sendable (Input) -> Output) {
+        let thread = Thread { [self] in
+            result = work(input)
+            done.signal()
+        }
+        thread.name = "sharpness (second half)"
+        thread.start()
+    }
+
+    /// The result, once the thread has finished (the semaphore orders its write before this read).
+    func value() -> Output {
+        done.wait()
+        return result!
     }
 }
