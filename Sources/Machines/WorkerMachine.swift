@@ -228,7 +228,10 @@ public struct WorkerMachine {
     public mutating func onEnvelope(_ envelope: Envelope) -> [WorkerDirective] {
         let kind = envelope.header.kind
         // Before its assignment a worker knows no run id: nothing but the assignment that answers
-        // its own registration (by nonce) is accepted, an abort with run id 0 included.
+        // its own registration (by nonce) is accepted, an abort with run id 0 included. A
+        // heartbeat is let through, unread: the coordinator's come from a thread of their own over
+        // another connection, so one can overtake this worker's assignment, and it asks nothing.
+        if !isAssigned && kind == .heartbeat { return [] }
         if !isAssigned && kind != .assignment {
             return reject("\(kind) from sender \(envelope.header.sender) before this worker's assignment")
         }

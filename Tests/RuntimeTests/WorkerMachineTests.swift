@@ -142,7 +142,8 @@ final class WorkerMachineTests: XCTestCase {
     }
 
     /// Before its assignment a worker accepts nothing else (an abort with run id 0 used to stop
-    /// it), and only the assignment that echoes its registration's nonce; a valid-looking
+    /// it; a heartbeat, which can overtake the assignment, is ignored without being refused), and
+    /// only the assignment that echoes its registration's nonce; a valid-looking
     /// assignment whose configuration is out of range fails the worker with the reason.
     func test_beforeAssignment_onlyItsOwnAssignmentIsAccepted() throws {
         let configuration = smallConfiguration(workers: 4, rounds: 5)
@@ -152,6 +153,12 @@ final class WorkerMachineTests: XCTestCase {
             Envelope(header: MessageHeader(kind: .abort, runID: 0, sender: -1), body: Array("stop".utf8)))
         XCTAssertFalse(abort.contains { if case .fail = $0 { return true } else { return false } }, "\(abort)")
         XCTAssertTrue(logs(abort).first?.contains("before this worker's assignment") ?? false)
+        XCTAssertEqual(machine.rejectedMessages, 1)
+        // A heartbeat may overtake the assignment (another connection): ignored, not refused.
+        let beat = machine.onEnvelope(Envelope(header: MessageHeader(kind: .heartbeat, runID: runID, sender: -1)))
+        XCTAssertTrue(beat.isEmpty, "\(beat)")
+        XCTAssertEqual(machine.rejectedMessages, 1)
+        XCTAssertNil(machine.configuration)
         func assignment(nonce: UInt64?, _ change: (inout RunConfiguration) -> Void = { _ in }) throws -> Envelope {
             var changed = configuration
             change(&changed)
