@@ -4,32 +4,60 @@ import LearningCore
 /// Loss and accuracy of a model on a fixed data set, in chunks of `chunkSize` rows.
 public final class Evaluator {
     public let dataset: Dataset
+    private let network: Network
     private let workspace: NetworkWorkspace
-    private let chunkSize: Int
+    public let chunkSize: Int
 
     public init(network: Network, dataset: Dataset, chunkSize: Int = 500) {
         precondition(
             dataset.featureCount == network.inputWidth,
             "data has \(dataset.featureCount) features, model expects \(network.inputWidth)")
         self.dataset = dataset
+        self.network = network
         self.chunkSize = chunkSize
         workspace = NetworkWorkspace(network: network, capacity: chunkSize, computesGradients: false)
     }
 
+    /// The same evaluation with scratch memory of its own (for another thread).
+    public func replica() -> Evaluator { Evaluator(network: network, dataset: dataset, chunkSize: chunkSize) }
+
+    /// Chunks of `chunkSize` rows (the last one shorter).
+    public var chunkCount: Int { (dataset.count + chunkSize - 1) / chunkSize }
+
+    /// Rows of chunk `chunk`.
+    public func rows(ofChunk chunk: Int) -> Range<Int> {
+        chunk * chunkSize..<min((chunk + 1) * chunkSize, dataset.count)
+    }
+
     /// Mean cross-entropy and the fraction classified correctly.
     public func evaluate(_ parameters: UnsafeBufferPointer<Float>) -> (loss: Double, accuracy: Double) {
+        result(of: (0..<chunkCount).map { chunkSums(parameters, chunk: $0) })
+    }
+
+    /// The summed loss and the correct count of one chunk.
+    public func chunkSums(_ parameters: UnsafeBufferPointer<Float>, chunk: Int) -> ChunkSums {
+        let rows = rows(ofChunk: chunk)
+        dataset.copyRows(rows, into: workspace.input, labels: workspace.labels)
+        let result = workspace.evaluate(parameters: parameters.baseAddress!, batchSize: rows.count)
+        return ChunkSums(lossSum: result.lossSum, correct: result.correct)
+    }
+
+    /// `evaluate`'s result from every chunk's sums, added in chunk order (so chunks computed
+    /// anywhere, in any order, give its bits).
+    public func result(of chunks: [ChunkSums]) -> (loss: Double, accuracy: Double) {
+        precondition(chunks.count == chunkCount, "\(chunks.count) chunks of \(chunkCount)")
         var lossSum = 0.0
         var correct = 0
-        var start = 0
-        while start < dataset.count {
-            let end = min(start + chunkSize, dataset.count)
-            dataset.copyRows(start..<end, into: workspace.input, labels: workspace.labels)
-            let result = workspace.evaluate(parameters: parameters.baseAddress!, batchSize: end - start)
-            lossSum += result.lossSum
-            correct += result.correct
-            start = end
+        for chunk in chunks {
+            lossSum += chunk.lossSum
+            correct += chunk.correct
         }
         return (lossSum / Double(dataset.count), Double(correct) / Double(dataset.count))
+    }
+
+    public struct ChunkSums: Sendable, Equatable {
+        public var lossSum: Double
+        public var correct: Int
     }
 }
 

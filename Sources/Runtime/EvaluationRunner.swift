@@ -1,18 +1,28 @@
 import Machines
 
 /// Evaluates x̄ (and the workers' models) off the coordinator's message loop, in round order.
+/// Each job's two halves (`AverageModelEvaluation.part`) run at once on two threads, each with
+/// evaluators of its own: the result of evaluating in line to the bit, and the last evaluation,
+/// when the workers are done and a core is free, in about half the time.
 public final class EvaluationRunner: @unchecked Sendable {
     /// Jobs queued or running at most (each holds x̄ and the workers' models).
     public static let maximumPendingJobs = 4
     private let queue: BackgroundQueue<EvaluationJob, EvaluationResult>
 
     public init(_ evaluation: AverageModelEvaluation) {
+        let helper = evaluation.replica()
         queue = BackgroundQueue(name: "evaluation", maximumPendingJobs: Self.maximumPendingJobs) {
-            { [evaluation] job in [evaluation.run(job)] }
+            { [evaluation] job in
+                let second = ConcurrentPart(job, name: "evaluation (second half)") { helper.part(1, of: $0) }
+                let first = evaluation.part(0, of: job)
+                return [evaluation.combine([first, second.value()], of: job)]
+            }
         }
     }
 
     public func submit(_ job: EvaluationJob) { queue.submit(job) }
+    /// Jobs queued or running, and results not yet drained.
+    public var outstanding: Int { queue.outstanding }
     /// Results finished since the last call, in round order.
     public func drain() -> [EvaluationResult] { queue.drain() }
     /// Finishes the queued jobs (or drops them when `cancel`), then stops the thread.

@@ -45,6 +45,8 @@ public final class SharpnessRunner: @unchecked Sendable {
     public func submit(_ job: SharpnessJob) { queue.submit(job) }
     /// Jobs queued or running.
     public var pending: Int { queue.pending }
+    /// Jobs queued or running, and records not yet drained.
+    public var outstanding: Int { queue.outstanding }
     /// Blocks until every submitted measurement is done (their records wait in `drain`).
     public func waitUntilIdle() {
         while queue.pending > 0 { usleep(2_000) }
@@ -66,7 +68,7 @@ public final class SharpnessRunner: @unchecked Sendable {
         return models.map { model, parameters, workers in
             let started = Date()
             let measureSeed = seed &+ UInt64(job.round)
-            let other = ConcurrentPart(Unchecked(surfaces.1)) { surface in
+            let other = ConcurrentPart(Unchecked(surfaces.1), name: "sharpness (second half)") { surface in
                 SharpnessProbe.measureLayersAndSharpness(
                     surface.value, at: parameters, settings: settings, workers: workers, seed: measureSeed)
             }
@@ -79,33 +81,5 @@ public final class SharpnessRunner: @unchecked Sendable {
             record.batchNormStatistics = statistics
             return record
         }
-    }
-}
-
-/// A value handed to another thread that only that thread uses meanwhile (a loss surface with its
-/// own workspaces): not `Sendable` by type, safe by use.
-struct Unchecked<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
-/// `work(input)` on a thread of its own, started at once; `value()` waits for its result.
-final class ConcurrentPart<Input: Sendable, Output: Sendable>: @unchecked Sendable {
-    private var result: Output?
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ input: Input, _ work: @escaping @Sendable (Input) -> Output) {
-        let thread = Thread { [self] in
-            result = work(input)
-            done.signal()
-        }
-        thread.name = "sharpness (second half)"
-        thread.start()
-    }
-
-    /// The result, once the thread has finished (the semaphore orders its write before this read).
-    func value() -> Output {
-        done.wait()
-        return result!
     }
 }

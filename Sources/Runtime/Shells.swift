@@ -622,6 +622,15 @@ public final class CoordinatorShell {
         }
     }
 
+    /// How long a step may wait for a message: `idle` normally, but a few milliseconds while an
+    /// evaluation or a sharpness measurement is under way or waiting to be collected (the
+    /// background threads do not wake the message loop: at the end of a run, with the workers
+    /// silent, the last evaluation otherwise waited out the whole timeout, 100 ms, before its
+    /// record was written).
+    public func receiveTimeoutMilliseconds(idle: Int) -> Int {
+        (evaluations?.outstanding ?? 0) > 0 || (sharpness?.outstanding ?? 0) > 0 ? min(idle, 2) : idle
+    }
+
     /// Hands the finished evaluations to the machine (their records are then written).
     private func collectEvaluations() {
         guard let evaluations, outcome == .running else { return }

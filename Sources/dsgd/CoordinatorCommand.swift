@@ -79,7 +79,7 @@ struct CoordinatorCommand: ParsableCommand {
         shell.checkpoints = CheckpointStore(runDirectory: directory)
         prepared.resume(shell)
         while shell.outcome == .running {
-            shell.step(timeoutMilliseconds: 100)
+            shell.step(timeoutMilliseconds: shell.receiveTimeoutMilliseconds(idle: 100))
             shell.watch()
             shell.checkpointByWallTime()
             let signalNumber = interruptSignal.load(ordering: .relaxed)
