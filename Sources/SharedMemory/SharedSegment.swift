@@ -21,9 +21,8 @@ import LearningCore
 /// detected, never silently read.
 ///
 /// The owner creates the segment `O_EXCL` with mode 0600 and reserves its pages with
-/// `posix_fallocate`, so a full `/dev/shm` fails at set-up (never a SIGBUS mid-run), maps every
-/// page at once (`MAP_POPULATE`: otherwise the first write to each page of each slot faults, which
-/// made a run's first 30 rounds about half as fast), and unlinks it when released; readers map it read-only after checking its size and header against the run
+/// `posix_fallocate`, so a full `/dev/shm` fails at set-up (never a SIGBUS mid-run), and unlinks
+/// it when released; readers map it read-only after checking its size and header against the run
 /// they belong to, so a stale segment of another run is never read.
 public final class SharedSegment: @unchecked Sendable {
     public let name: String
@@ -102,8 +101,7 @@ public final class SharedSegment: @unchecked Sendable {
             throw fail(
                 "cannot reserve \(length) bytes in /dev/shm (\(String(cString: strerror(reserved)))): too little space")
         }
-        // Every page is written within S publications anyway: mapped now, not one fault at a time.
-        guard let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, descriptor, 0),
+        guard let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0),
             mapping != MAP_FAILED
         else { throw fail("cannot map: \(lastError())") }
         let header = mapping.assumingMemoryBound(to: UInt64.self)
