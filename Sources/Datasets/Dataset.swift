@@ -1,3 +1,5 @@
+import LearningCore
+
 /// A labelled classification set kept as raw bytes: `featureCount` unsigned bytes per example
 /// (pixels 0…255) and one label byte. Converted to Float only when a batch is drawn, so a
 /// worker's shard of Fashion-MNIST costs 785 bytes per example.
@@ -32,9 +34,20 @@ public struct Dataset: Sendable {
     public func copyRows(
         _ rows: some Collection<Int>, into destination: UnsafeMutablePointer<Float>, labels: UnsafeMutablePointer<Int32>
     ) {
+        // A shuffled batch's rows lie anywhere in the set: each is fetched into cache two rows
+        // ahead of its conversion (waiting for them was most of this loop's time, `perf`).
+        let lookahead = 2
+        let order = Array(rows)
         features.withUnsafeBufferPointer { bytes in
+            for index in order.prefix(lookahead) {
+                VectorKernels.prefetch(bytes.baseAddress! + index * featureCount, count: featureCount)
+            }
             var row = 0
-            for index in rows {
+            for index in order {
+                if row + lookahead < order.count {
+                    VectorKernels.prefetch(
+                        bytes.baseAddress! + order[row + lookahead] * featureCount, count: featureCount)
+                }
                 let source = bytes.baseAddress! + index * featureCount
                 let target = destination + row * featureCount
                 for j in 0..<featureCount { target[j] = Float(source[j]) * (1 / 255) }

@@ -17,6 +17,13 @@ public enum VectorKernels {
     /// Every variant this CPU runs (tests check each against the documented order).
     public static var available: [Variant] { Variant.allCases.filter { $0.rawValue <= best.rawValue } }
 
+    /// Asks the CPU to bring the `count` bytes at `address` into its caches for reading soon. A
+    /// hint only: it never faults and changes no value.
+    @inline(__always)
+    public static func prefetch(_ address: UnsafeRawPointer, count: Int) {
+        dsgd_prefetch_range(address, count)
+    }
+
     /// target[j] = source[j] for j < count, in one pass that also checks the values: whether all
     /// are finite (none NaN or ±Inf). The buffers must not overlap.
     @inline(__always)
