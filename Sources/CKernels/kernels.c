@@ -172,7 +172,7 @@ static inline int usable(int variant) {
     return variant < best ? variant : best;
 }
 
-void dsgd_accumulate_using(int variant, const float *x, double weight, double *total, long count, const float *next) {
+void dsgd_accumulate(int variant, const float *x, double weight, double *total, long count, const float *next) {
     switch (usable(variant)) {
     case DSGD_KERNELS_AVX512: accumulate_avx512(x, weight, total, count, next); break;
     case DSGD_KERNELS_AVX2: accumulate_avx2(x, weight, total, count, next); break;
@@ -180,7 +180,7 @@ void dsgd_accumulate_using(int variant, const float *x, double weight, double *t
     }
 }
 
-double dsgd_squared_distance_using(int variant, const float *x, const float *y, long count) {
+double dsgd_squared_distance(int variant, const float *x, const float *y, long count) {
     switch (usable(variant)) {
     case DSGD_KERNELS_AVX512: return squared_distance_avx512(x, y, count);
     case DSGD_KERNELS_AVX2: return squared_distance_avx2(x, y, count);
@@ -188,7 +188,7 @@ double dsgd_squared_distance_using(int variant, const float *x, const float *y, 
     }
 }
 
-void dsgd_store_quotient_using(int variant, const double *total, double divisor, float *mean, long count) {
+void dsgd_store_quotient(int variant, const double *total, double divisor, float *mean, long count) {
     switch (usable(variant)) {
     case DSGD_KERNELS_AVX512: store_quotient_avx512(total, divisor, mean, count); break;
     case DSGD_KERNELS_AVX2: store_quotient_avx2(total, divisor, mean, count); break;
@@ -196,24 +196,8 @@ void dsgd_store_quotient_using(int variant, const double *total, double divisor,
     }
 }
 
-int dsgd_copy_checking_finite_using(int variant, const float *source, float *target, long count) {
+int dsgd_copy_checking_finite(int variant, const float *source, float *target, long count) {
     /* Bound by memory: AVX2 is as fast as it gets, so AVX-512 machines use it too. */
     return usable(variant) >= DSGD_KERNELS_AVX2 ? copy_checking_finite_avx2(source, target, count)
                                                 : copy_checking_finite_portable(source, target, count);
-}
-
-void dsgd_accumulate(const float *x, double weight, double *total, long count, const float *next) {
-    dsgd_accumulate_using(dsgd_kernels_best(), x, weight, total, count, next);
-}
-
-double dsgd_squared_distance(const float *x, const float *y, long count) {
-    return dsgd_squared_distance_using(dsgd_kernels_best(), x, y, count);
-}
-
-void dsgd_store_quotient(const double *total, double divisor, float *mean, long count) {
-    dsgd_store_quotient_using(dsgd_kernels_best(), total, divisor, mean, count);
-}
-
-int dsgd_copy_checking_finite(const float *source, float *target, long count) {
-    return dsgd_copy_checking_finite_using(dsgd_kernels_best(), source, target, count);
 }

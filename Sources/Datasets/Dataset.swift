@@ -37,17 +37,17 @@ public struct Dataset: Sendable {
         // A shuffled batch's rows lie anywhere in the set: each is fetched into cache two rows
         // ahead of its conversion (waiting for them was most of this loop's time, `perf`).
         let lookahead = 2
-        let order = Array(rows)
         features.withUnsafeBufferPointer { bytes in
-            for index in order.prefix(lookahead) {
-                VectorKernels.prefetch(bytes.baseAddress! + index * featureCount, count: featureCount)
+            var ahead = rows.startIndex
+            func fetchAhead() {
+                guard ahead != rows.endIndex else { return }
+                VectorKernels.prefetch(bytes.baseAddress! + rows[ahead] * featureCount, count: featureCount)
+                rows.formIndex(after: &ahead)
             }
+            for _ in 0..<lookahead { fetchAhead() }
             var row = 0
-            for index in order {
-                if row + lookahead < order.count {
-                    VectorKernels.prefetch(
-                        bytes.baseAddress! + order[row + lookahead] * featureCount, count: featureCount)
-                }
+            for index in rows {
+                fetchAhead()
                 let source = bytes.baseAddress! + index * featureCount
                 let target = destination + row * featureCount
                 for j in 0..<featureCount { target[j] = Float(source[j]) * (1 / 255) }

@@ -31,7 +31,7 @@ public enum VectorKernels {
         _ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, _ count: Int,
         using variant: Variant? = nil
     ) -> Bool {
-        dsgd_copy_checking_finite_using((variant ?? best).rawValue, source, target, count) != 0
+        dsgd_copy_checking_finite((variant ?? best).rawValue, source, target, count) != 0
     }
 
     /// total[j] += weight·Float64(x[j]) (a multiply and an add, each rounded). With `next`, as
@@ -42,7 +42,7 @@ public enum VectorKernels {
         _ x: UnsafePointer<Float>, weight: Double, into total: UnsafeMutablePointer<Double>, _ count: Int,
         prefetching next: UnsafePointer<Float>? = nil, using variant: Variant? = nil
     ) {
-        dsgd_accumulate_using((variant ?? best).rawValue, x, weight, total, count, next)
+        dsgd_accumulate((variant ?? best).rawValue, x, weight, total, count, next)
     }
 
     /// Σⱼ (Float64(xⱼ − yⱼ))²: the difference rounded to Float32, squared and summed in Float64,
@@ -52,7 +52,7 @@ public enum VectorKernels {
     public static func squaredDistance(
         _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ count: Int, using variant: Variant? = nil
     ) -> Double {
-        dsgd_squared_distance_using((variant ?? best).rawValue, x, y, count)
+        dsgd_squared_distance((variant ?? best).rawValue, x, y, count)
     }
 
     /// mean[j] = Float32(total[j] / divisor): a correctly rounded Float64 division, then one
@@ -62,6 +62,6 @@ public enum VectorKernels {
         _ total: UnsafePointer<Double>, dividedBy divisor: Double, into mean: UnsafeMutablePointer<Float>, _ count: Int,
         using variant: Variant? = nil
     ) {
-        dsgd_store_quotient_using((variant ?? best).rawValue, total, divisor, mean, count)
+        dsgd_store_quotient((variant ?? best).rawValue, total, divisor, mean, count)
     }
 }

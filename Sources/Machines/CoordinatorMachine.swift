@@ -104,7 +104,6 @@ public struct CoordinatorMachine {
     /// The models gathered at the last gathering round (shared, not copied), and their ranks;
     /// emptied once that round is recorded when they were read from shared memory.
     private var lastGathered: [FloatPayload] = []
-    /// x̄ − x₀ of the round being recorded: kept, so its pages are not fresh each round.
     private var lastGatheredRanks: [Int] = []
     public var lastWorkerModels: [[Float]] { lastGathered.map(\.array) }
     /// The ranks of `lastWorkerModels`, in order.
