@@ -96,6 +96,10 @@ public struct WorkerMachine {
     private var federatedAnchor: [Float]?
     /// Rounds the coordinator has recorded (flow control).
     private var acknowledgedRounds = 0
+    /// Rounds the coordinator has recorded, as far as this worker knows: no reader uses its models
+    /// of those rounds any more (neighbours mix a round's models before they report the round; the
+    /// coordinator reads its gathered ones before it records it).
+    public var recordedRounds: Int { acknowledgedRounds }
     /// The next round is due but waits for the coordinator to catch up.
     private var roundDeferred = false
     /// All rounds done and reported; waiting for the coordinator's final acknowledgement.

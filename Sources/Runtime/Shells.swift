@@ -81,6 +81,10 @@ public final class WorkerShell {
                 let rejectedBefore = machine.rejectedMessages
                 let directives = machine.onEnvelope(envelope)
                 if machine.rejectedMessages > rejectedBefore { tally.noteRejected(envelope.header.kind) }
+                if envelope.header.kind == .acknowledge {
+                    // Before the directives: the round they may begin publishes into a freed slot.
+                    transport.releasePayloads(through: inPlace(&machine) { $0.recordedRounds })
+                }
                 if settings == nil, let configuration = machine.configuration {
                     settings = RunSettings(configuration)
                     transport.admit(

@@ -15,10 +15,11 @@ import LearningCore
 /// The sequence word is a seqlock: a write makes it odd, writes the round, count and values, then
 /// makes it even again, with release order; a reader loads it with acquire order, reads, and loads
 /// it again; a change means the slot was rewritten under it, which `read` reports naming both
-/// rounds. The k-th model published goes to slot k mod S, so a slot is rewritten only S
-/// publications later: S must exceed how many models a sender can publish while a reader still
-/// uses one (`SharedPayloadPlan.slotCount` bounds it from flow control), and a lag past it is
-/// detected, never silently read.
+/// rounds. A model goes to the lowest-numbered slot whose model no reader uses any more (the
+/// owner learns it from the coordinator's acknowledgements, `release(through:)`), or else to the
+/// slot written longest ago; S must exceed how many models a sender can have in use at once
+/// (`SharedPayloadPlan.slotCount` bounds it from flow control), and a reader that finds its slot
+/// rewritten anyway reports it, never silently reads it.
 ///
 /// The owner creates the segment `O_EXCL` with mode 0600 and reserves its pages with
 /// `posix_fallocate`, so a full `/dev/shm` fails at set-up (never a SIGBUS mid-run), and unlinks
@@ -33,8 +34,15 @@ public final class SharedSegment: @unchecked Sendable {
     public let isOwner: Bool
     private let base: UnsafeMutableRawPointer
     private let length: Int
-    /// Models published so far (the owner's next slot is this mod `slotCount`).
+    /// Models published so far.
     public private(set) var published = 0
+    /// The owner's view of each slot: the round of the model it last held and when it was
+    /// published (−1: never), for choosing the slot to write next (`nextSlot`).
+    private var slotRounds: [Int64]
+    private var slotPublications: [Int]
+    /// Every model of this round or before is no longer read by anyone (`release(through:)`;
+    /// nil: the owner was never told).
+    public private(set) var releasedThrough: Int64?
 
     static let magic: UInt64 = 0x3148_4D53_4447_5344  // "DSGDSMH1", little-endian
     static let headerLength = 64
@@ -69,6 +77,8 @@ public final class SharedSegment: @unchecked Sendable {
         self.isOwner = isOwner
         self.base = base
         self.length = length
+        slotRounds = isOwner ? Array(repeating: 0, count: slotCount) : []
+        slotPublications = isOwner ? Array(repeating: -1, count: slotCount) : []
     }
 
     deinit {
@@ -185,12 +195,35 @@ public final class SharedSegment: @unchecked Sendable {
         base + Self.headerLength + index * Self.slotStride(capacity: slotCapacity)
     }
 
-    /// Writes the values of a model of round `round` into the next slot of the ring; returns what
-    /// a reader needs to find and check them.
+    /// The owner learnt that no reader uses a model of round `round` or before any more (for a
+    /// worker: the coordinator recorded that round, so every neighbour mixed its models and the
+    /// coordinator read them; `SharedPayloadPlan.slotCount`). Their slots may be written again.
+    public func release(through round: Int64) {
+        releasedThrough = max(releasedThrough ?? round, round)
+    }
+
+    /// The slot the next model goes to: the lowest-numbered slot whose model is released (or that
+    /// never held one), so a run keeps writing the same few slots, their pages stay in cache and
+    /// the segment's touched pages (every reader's resident set) stay as few as the models in use;
+    /// with none released (an owner that is never told, like the coordinator), the slot written
+    /// longest ago, a ring of `slotCount`.
+    private func nextSlot() -> Int {
+        let released = releasedThrough ?? .min
+        if let free = slotPublications.indices.first(where: { slotPublications[$0] < 0 || slotRounds[$0] <= released })
+        {
+            return free
+        }
+        return slotPublications.indices.min { slotPublications[$0] < slotPublications[$1] }!
+    }
+
+    /// Writes the values of a model of round `round` into a free slot (`nextSlot`); returns what a
+    /// reader needs to find and check them.
     public func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> SlotDescriptor {
         precondition(isOwner, "only the owner publishes")
         precondition(values.count <= slotCapacity, "\(values.count) values for slots of \(slotCapacity)")
-        let index = published % slotCount
+        let index = nextSlot()
+        slotRounds[index] = round
+        slotPublications[index] = published
         published += 1
         let slot = self.slot(index)
         let words = slot.assumingMemoryBound(to: UInt64.self)

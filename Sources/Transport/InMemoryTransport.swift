@@ -40,10 +40,15 @@ public final class InMemoryHub: @unchecked Sendable {
     /// check what left a node).
     public fileprivate(set) var sent: [(from: String, to: String, envelope: Envelope)] = []
     fileprivate let recordsSends: Bool
+    fileprivate let checksReleases: Bool
 
-    public init(reorderingSeed: UInt64? = nil, recordingSends: Bool = false) {
+    /// `checkingReleases`: every payload a node makes is flagged (its `damage()`, which the
+    /// machines check after reading one) when it is read after its maker released its round
+    /// (`releasePayloads(through:)`): the shared-memory slot-reuse argument, checked in process.
+    public init(reorderingSeed: UInt64? = nil, recordingSends: Bool = false, checkingReleases: Bool = false) {
         generator = reorderingSeed.map(SplitMix64Lite.init(seed:))
         recordsSends = recordingSends
+        checksReleases = checkingReleases
     }
 
     /// A new node with its own inbox.
@@ -86,6 +91,24 @@ public final class InMemoryTransport: Transport {
     public func receive(timeoutMilliseconds: Int) throws -> Received? {
         // Single-threaded: waiting cannot make a message appear, so the timeout is ignored.
         hub.inboxes[localEndpoint]!.pop(using: &hub.generator).map { .envelope($0) }
+    }
+
+    /// The latest round this node released (nil: none).
+    public private(set) var releasedThrough: Int?
+
+    public func releasePayloads(through round: Int) {
+        releasedThrough = max(releasedThrough ?? round, round)
+    }
+
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+        let copy = FloatPayload(copying: values)
+        guard hub.checksReleases else { return copy }
+        return FloatPayload(
+            wrapping: copy.pointer, count: copy.count, release: { withExtendedLifetime(copy) {} },
+            integrity: { [weak self] in
+                guard let self, let released = self.releasedThrough, released >= round else { return nil }
+                return "\(self.localEndpoint): a model of round \(round) read after round \(released) was released"
+            })
     }
 }
 

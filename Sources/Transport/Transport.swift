@@ -45,6 +45,9 @@ public protocol Transport: AnyObject {
     /// send: a private copy, or (shared memory) the values written once into this node's next
     /// slot, so sending them copies nothing more.
     func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload
+    /// No reader uses this node's models of round `round` or before any more (a worker: the
+    /// coordinator recorded the round), so their shared-memory slots may be written again.
+    func releasePayloads(through round: Int)
 }
 
 extension Transport {
@@ -56,6 +59,7 @@ extension Transport {
     public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
         FloatPayload(copying: values)
     }
+    public func releasePayloads(through round: Int) {}
 }
 
 /// How the processes of a run on one host pass models: each publishes what it sends into a ring
@@ -87,8 +91,12 @@ public struct SharedPayloadPlan: Codable, Sendable, Equatable {
     /// Flow control lets a worker begin a round only while it has completed fewer than
     /// `maxRoundsAhead` rounds beyond the last one recorded, so while any round-r model is in use
     /// its sender publishes in at most rounds r … r + maxRoundsAhead:
-    /// publishesPerRound·(maxRoundsAhead + 1) models, plus one resend, plus one spare. A reader that nevertheless finds its slot rewritten fails the run (the
-    /// seqlock check).
+    /// publishesPerRound·(maxRoundsAhead + 1) models, plus one resend, plus one spare. A worker
+    /// writes a slot again only once the coordinator's acknowledgement says its round is recorded
+    /// (the lowest-numbered such slot, so a run touches only as many slots as it has models in
+    /// use), and the count above bounds the slots not yet released; the coordinator, told
+    /// nothing, rotates through all of them. A reader that nevertheless finds its slot rewritten
+    /// fails the run (the seqlock check).
     public static func slotCount(maxRoundsAhead: Int, publishesPerRound: Int = 2) -> Int {
         publishesPerRound * (maxRoundsAhead + 1) + 2
     }

@@ -32,8 +32,8 @@ final class SharedPayloads {
 
     var segmentName: String { own.name }
 
-    /// Writes `values` into this node's next slot and returns them there, in place (valid until
-    /// the ring comes round to the slot again, far longer than a round: see
+    /// Writes `values` into a free slot of this node's segment and returns them there, in place
+    /// (valid until the slot is written again, once the round is recorded: see
     /// `SharedPayloadPlan.slotCount`); sending the payload then sends only its descriptor.
     func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> FloatPayload {
         guard values.count <= plan.modelSize else { return FloatPayload(copying: values) }
@@ -44,6 +44,12 @@ final class SharedPayloads {
             release: { withExtendedLifetime(segment) {} }, knownFinite: segment.isFinite(descriptor))
         remember(payload, descriptor)
         return payload
+    }
+
+    /// No reader uses this node's models of round `round` or before any more: their slots are
+    /// free to write (`SharedSegment.release(through:)`).
+    func release(through round: Int64) {
+        own.release(through: round)
     }
 
     private func remember(_ payload: FloatPayload, _ descriptor: SlotDescriptor) {

@@ -145,6 +145,10 @@ public final class ZeroMQTransport: Transport {
 
     public var payloadFault: String? { shared?.fault }
 
+    public func releasePayloads(through round: Int) {
+        shared?.release(through: Int64(round))
+    }
+
     public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
         shared?.publish(values, round: Int64(round)) ?? FloatPayload(copying: values)
     }

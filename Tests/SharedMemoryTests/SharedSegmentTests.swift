@@ -26,6 +26,41 @@ final class SharedSegmentTests: XCTestCase {
         }
     }
 
+    /// Told which rounds no reader uses any more, the owner writes the lowest-numbered released
+    /// (or never used) slot, so a run touches only as many slots as it has models in use, and
+    /// never a slot of a round not released while another is free; with none free (flow control
+    /// should make that impossible) it takes the slot written longest ago, and its reader finds
+    /// out. Told nothing, it rotates through all of them.
+    func testReleasedSlots_AreReusedLowestFirst_AndUnreleasedOnesOnlyWhenNoneIsFree() throws {
+        let runID = freshRunID()
+        let owner = try SharedSegment.create(runID: runID, rank: 2, slotCount: 6, slotCapacity: 4)
+        let reader = try SharedSegment.open(runID: runID, rank: 2, slotCount: 6, slotCapacity: 4)
+        let values: [Float] = [1, 2, 3, 4]
+        func publish(_ round: Int64) -> SlotDescriptor {
+            values.withUnsafeBufferPointer { owner.publish($0, round: round) }
+        }
+        XCTAssertEqual([publish(1), publish(1), publish(2), publish(2)].map(\.slot), [0, 1, 2, 3])
+        owner.release(through: 1)
+        let third = [publish(3), publish(3), publish(3)]
+        XCTAssertEqual(third.map(\.slot), [0, 1, 4])
+        owner.release(through: 0)  // an older acknowledgement arriving late releases nothing more
+        XCTAssertEqual(owner.releasedThrough, 1)
+        XCTAssertEqual(publish(3).slot, 5)
+        owner.release(through: 2)
+        XCTAssertEqual([publish(4), publish(4)].map(\.slot), [2, 3])
+        XCTAssertEqual(try reader.read(third[0]) { Array($0) }, values)
+        XCTAssertEqual(publish(4).slot, 0, "none free: the slot written longest ago")
+        XCTAssertThrowsError(try reader.read(third[0]) { _ in () }) { error in
+            XCTAssertTrue("\(error)".contains("round 3"), "\(error)")
+        }
+
+        let coordinator = try SharedSegment.create(runID: runID, rank: -1, slotCount: 3, slotCapacity: 4)
+        let slots = (1...7).map { round in
+            values.withUnsafeBufferPointer { coordinator.publish($0, round: Int64(round)).slot }
+        }
+        XCTAssertEqual(slots, [0, 1, 2, 0, 1, 2, 0])
+    }
+
     func testRewrittenSlot_IsDetected_NamingBothRounds() throws {
         let runID = freshRunID()
         let owner = try SharedSegment.create(runID: runID, rank: 0, slotCount: 3, slotCapacity: 10)
