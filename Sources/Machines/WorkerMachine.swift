@@ -195,14 +195,14 @@ public struct WorkerMachine {
     /// Makes the immutable snapshot of a model of a (1-based) round that is sent (set by the shell
     /// to its transport's `makePayload`, which may write it straight into shared memory); a plain
     /// copy by default.
-    public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
+    public var payloadMaker: (UnsafeBufferPointer<Float>, Int, PayloadReaders) -> FloatPayload = { values, _, _ in
         FloatPayload(copying: values)
     }
 
     /// A snapshot of `values`, a model of this worker's current round (or, after a round is
     /// complete, of that round).
-    private func makePayload(_ values: [Float], round: Int) -> FloatPayload {
-        values.withUnsafeBufferPointer { payloadMaker($0, round) }
+    private func makePayload(_ values: [Float], round: Int, readers: PayloadReaders = .workers) -> FloatPayload {
+        values.withUnsafeBufferPointer { payloadMaker($0, round, readers) }
     }
 
     public init(
@@ -751,7 +751,7 @@ public struct WorkerMachine {
         if sampled {
             var values = parameters
             for range in personal { for i in range { values[i] = 0 } }
-            payload = makePayload(values, round: round + 1)
+            payload = makePayload(values, round: round + 1, readers: .coordinator)
             // The upload is this round's traffic: counted before the report that states the total.
             bytesSent += MessageHeader.byteCount + 4 * payload!.wireSlotCount
         }
@@ -801,7 +801,9 @@ public struct WorkerMachine {
         metrics.additiveLambda = steps?.personalizer.report.lambda
         metrics.additiveMu = steps?.personalizer.report.mu
         metrics.additiveGlobalZeroFraction = steps?.personalizer.report.zeroFraction
-        let payload = configuration.gathersParameters(afterRound: round) ? makePayload(model, round: round) : nil
+        let payload =
+            configuration.gathersParameters(afterRound: round)
+            ? makePayload(model, round: round, readers: .coordinator) : nil
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.
         return send(

@@ -41,7 +41,7 @@ public final class WorkerShell {
         self.transport = transport
         self.log = log
         self.loadShard = loadShard
-        self.machine.payloadMaker = { [unowned transport] in transport.makePayload($0, round: $1) }
+        self.machine.payloadMaker = { [unowned transport] in transport.makePayload($0, round: $1, readers: $2) }
         self.loadClientTest = loadClientTest
         self.loadClientValidation = loadClientValidation
     }
@@ -73,7 +73,6 @@ public final class WorkerShell {
             case .rejected(let error):
                 tally.undecodable += 1
                 log("worker \(machine.rank.map(String.init) ?? "?"): rejected: \(error)")
-                if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
                 if envelope.header.sender == -1 && settings != nil { lastFromCoordinator = clock.now }
@@ -404,7 +403,6 @@ public final class CoordinatorShell {
             case .rejected(let error):
                 tally.undecodable += 1
                 log("coordinator: rejected: \(error)")
-                if let fault = transport.payloadFault { fail(fault) }
                 return true
             case .envelope(let envelope):
                 if envelope.header.runID == machine.runID, envelope.header.sender >= 0 {

@@ -203,14 +203,14 @@ public final class SharedSegment: @unchecked Sendable {
     }
 
     /// The slot the next model goes to: the lowest-numbered slot whose model is released (or that
-    /// never held one), so a run keeps writing the same few slots, their pages stay in cache and
-    /// the segment's touched pages (every reader's resident set) stay as few as the models in use;
-    /// with none released (an owner that is never told, like the coordinator), the slot written
-    /// longest ago, a ring of `slotCount`.
-    private func nextSlot() -> Int {
+    /// never held one), or with `fromLastSlot` the highest-numbered, so a run keeps writing the
+    /// same few slots at each end and a reader's touched pages (its resident set) are only as many
+    /// as the models in use that are meant for it; with none free, the slot written longest ago
+    /// (an owner that is never told, like the coordinator, rotates through all `slotCount`).
+    private func nextSlot(fromLastSlot: Bool) -> Int {
         let released = releasedThrough ?? .min
-        if let free = slotPublications.indices.first(where: { slotPublications[$0] < 0 || slotRounds[$0] <= released })
-        {
+        let isFree = { (slot: Int) in self.slotPublications[slot] < 0 || self.slotRounds[slot] <= released }
+        if let free = fromLastSlot ? slotRounds.indices.last(where: isFree) : slotRounds.indices.first(where: isFree) {
             return free
         }
         return slotPublications.indices.min { slotPublications[$0] < slotPublications[$1] }!
@@ -218,10 +218,12 @@ public final class SharedSegment: @unchecked Sendable {
 
     /// Writes the values of a model of round `round` into a free slot (`nextSlot`); returns what a
     /// reader needs to find and check them.
-    public func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> SlotDescriptor {
+    public func publish(_ values: UnsafeBufferPointer<Float>, round: Int64, fromLastSlot: Bool = false)
+        -> SlotDescriptor
+    {
         precondition(isOwner, "only the owner publishes")
         precondition(values.count <= slotCapacity, "\(values.count) values for slots of \(slotCapacity)")
-        let index = nextSlot()
+        let index = nextSlot(fromLastSlot: fromLastSlot)
         slotRounds[index] = round
         slotPublications[index] = published
         published += 1
@@ -256,6 +258,16 @@ public final class SharedSegment: @unchecked Sendable {
     /// still holds it. They stay valid only until the owner reuses the slot: a reader calls
     /// `rewritten(_:)` when done and discards what it computed if that is not nil.
     public func values(_ descriptor: SlotDescriptor) throws(SharedMemoryError) -> UnsafeBufferPointer<Float> {
+        let values = try place(of: descriptor)
+        if let problem = rewritten(descriptor, moment: "before") {
+            throw SharedMemoryError(segment: name, reason: problem)
+        }
+        return values
+    }
+
+    /// Where the descriptor's values are, after checking that it is in range, whatever the slot
+    /// holds now (`rewritten(_:)` says whether it still holds them).
+    public func place(of descriptor: SlotDescriptor) throws(SharedMemoryError) -> UnsafeBufferPointer<Float> {
         guard (0..<slotCount).contains(descriptor.slot), (0...slotCapacity).contains(descriptor.count),
             (0...(slotCapacity - descriptor.count)).contains(descriptor.offset)
         else {
@@ -264,9 +276,6 @@ public final class SharedSegment: @unchecked Sendable {
                 reason:
                     "descriptor of slot \(descriptor.slot), \(descriptor.count) values from \(descriptor.offset) is out of range"
             )
-        }
-        if let problem = rewritten(descriptor, moment: "before") {
-            throw SharedMemoryError(segment: name, reason: problem)
         }
         return UnsafeBufferPointer(
             start: (slot(descriptor.slot) + Self.slotHeaderLength).assumingMemoryBound(to: Float.self)

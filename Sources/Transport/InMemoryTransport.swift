@@ -100,7 +100,7 @@ public final class InMemoryTransport: Transport {
         releasedThrough = max(releasedThrough ?? round, round)
     }
 
-    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int, readers: PayloadReaders) -> FloatPayload {
         let copy = FloatPayload(copying: values)
         guard hub.checksReleases else { return copy }
         return FloatPayload(

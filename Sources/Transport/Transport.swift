@@ -38,13 +38,10 @@ public protocol Transport: AnyObject {
     /// shared memory as `plan` says: this node (worker `rank`, or the coordinator when nil)
     /// creates its segment now, so a full or missing `/dev/shm` fails here, before the first round.
     func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws
-    /// Set when a payload this node read from shared memory was rewritten by its sender before the
-    /// node was done with it (the run's numbers would be wrong): the node must fail the run.
-    var payloadFault: String? { get }
     /// An immutable snapshot of `values` (a model of round `round`, 1-based, which labels it) to
-    /// send: a private copy, or (shared memory) the values written once into this node's next
-    /// slot, so sending them copies nothing more.
-    func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload
+    /// send to `readers`: a private copy, or (shared memory) the values written once into a slot
+    /// of this node's segment, so sending them copies nothing more.
+    func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int, readers: PayloadReaders) -> FloatPayload
     /// No reader uses this node's models of round `round` or before any more (a worker: the
     /// coordinator recorded the round), so their shared-memory slots may be written again.
     func releasePayloads(through round: Int)
@@ -55,11 +52,22 @@ extension Transport {
     public func admit(_ admission: FrameAdmission) {}
     /// Transports within one process pass payloads by reference already.
     public func shareModels(_ plan: SharedPayloadPlan, runID: UInt64, rank: Int?) throws {}
-    public var payloadFault: String? { nil }
-    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int, readers: PayloadReaders) -> FloatPayload {
         FloatPayload(copying: values)
     }
     public func releasePayloads(through round: Int) {}
+    /// A snapshot for other workers.
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
+        makePayload(values, round: round, readers: .workers)
+    }
+}
+
+/// Who reads a payload. With shared memory, a worker's payloads for other workers fill its
+/// segment's slots from the first, and those for the coordinator alone from the last, so a reader
+/// touches (and counts as resident) only the slots of payloads meant for it.
+public enum PayloadReaders: Sendable {
+    case workers
+    case coordinator
 }
 
 /// How the processes of a run on one host pass models: each publishes what it sends into a ring

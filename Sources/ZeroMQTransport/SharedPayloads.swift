@@ -17,8 +17,6 @@ final class SharedPayloads {
     /// The descriptor last received for each slot of each publisher, so a payload read from a
     /// peer's slot (or a part of one) can be passed on by the descriptor it came with.
     private var received: [Int32: [Int: SlotDescriptor]] = [:]
-    /// The first rewritten slot a read found (the run must fail).
-    private(set) var fault: String?
     /// This node's rank (−1: the coordinator).
     private let rank: Int32
 
@@ -35,9 +33,9 @@ final class SharedPayloads {
     /// Writes `values` into a free slot of this node's segment and returns them there, in place
     /// (valid until the slot is written again, once the round is recorded: see
     /// `SharedPayloadPlan.slotCount`); sending the payload then sends only its descriptor.
-    func publish(_ values: UnsafeBufferPointer<Float>, round: Int64) -> FloatPayload {
+    func publish(_ values: UnsafeBufferPointer<Float>, round: Int64, fromLastSlot: Bool = false) -> FloatPayload {
         guard values.count <= plan.modelSize else { return FloatPayload(copying: values) }
-        let descriptor = own.publish(values, round: round)
+        let descriptor = own.publish(values, round: round, fromLastSlot: fromLastSlot)
         let segment = own
         let payload = FloatPayload(
             wrapping: segment.valuesInPlace(descriptor), count: values.count,
@@ -167,15 +165,22 @@ final class SharedPayloads {
         }
         let values: UnsafeBufferPointer<Float>
         do {
-            values = try segment.values(descriptor)
+            values = try segment.place(of: descriptor)
         } catch {
-            if fault == nil { fault = error.description }
             throw WireError.malformed(error.description)
         }
         received[sender, default: [:]][descriptor.slot] = descriptor
+        // A slot already rewritten when its descriptor arrives (a message no one needs any more,
+        // like a survivor's replay of a round this node finished, whose sender has since learnt
+        // that the round is recorded) is not an error until it is used: the payload goes on with
+        // its `damage()` set, which fails whoever reads it, and a message dropped as stale costs
+        // nothing. It is marked finite so that no finiteness check turns it into a rejection (a
+        // wait for a message that will not come) before the damage check.
+        let stale = segment.rewritten(descriptor) != nil
         return FloatPayload(
             wrapping: values.baseAddress!, count: values.count, release: { withExtendedLifetime(segment) {} },
-            integrity: { segment.rewritten(descriptor) }, knownFinite: segment.isFinite(descriptor) ? true : nil)
+            integrity: { segment.rewritten(descriptor) },
+            knownFinite: stale || segment.isFinite(descriptor) ? true : nil)
     }
 
     static func encode(_ descriptor: SlotDescriptor) -> [UInt8] {

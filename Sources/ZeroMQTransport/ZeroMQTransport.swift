@@ -143,14 +143,13 @@ public final class ZeroMQTransport: Transport {
         shared = try SharedPayloads(plan: plan, runID: runID, rank: rank)
     }
 
-    public var payloadFault: String? { shared?.fault }
-
     public func releasePayloads(through round: Int) {
         shared?.release(through: Int64(round))
     }
 
-    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int) -> FloatPayload {
-        shared?.publish(values, round: Int64(round)) ?? FloatPayload(copying: values)
+    public func makePayload(_ values: UnsafeBufferPointer<Float>, round: Int, readers: PayloadReaders) -> FloatPayload {
+        shared?.publish(values, round: Int64(round), fromLastSlot: readers == .coordinator)
+            ?? FloatPayload(copying: values)
     }
 
     /// This node's shared-memory segment, once `shareModels` made it.

@@ -30,7 +30,8 @@ final class SharedSegmentTests: XCTestCase {
     /// (or never used) slot, so a run touches only as many slots as it has models in use, and
     /// never a slot of a round not released while another is free; with none free (flow control
     /// should make that impossible) it takes the slot written longest ago, and its reader finds
-    /// out. Told nothing, it rotates through all of them.
+    /// out. Payloads for the coordinator alone fill from the other end. Told nothing, it rotates
+    /// through all of them.
     func testReleasedSlots_AreReusedLowestFirst_AndUnreleasedOnesOnlyWhenNoneIsFree() throws {
         let runID = freshRunID()
         let owner = try SharedSegment.create(runID: runID, rank: 2, slotCount: 6, slotCapacity: 4)
@@ -53,6 +54,18 @@ final class SharedSegmentTests: XCTestCase {
         XCTAssertThrowsError(try reader.read(third[0]) { _ in () }) { error in
             XCTAssertTrue("\(error)".contains("round 3"), "\(error)")
         }
+
+        // Payloads for the coordinator alone fill from the last slot, so the workers that read the
+        // others never touch their pages.
+        let split = try SharedSegment.create(runID: runID, rank: 3, slotCount: 5, slotCapacity: 4)
+        func publish(_ round: Int64, last: Bool) -> Int {
+            values.withUnsafeBufferPointer { split.publish($0, round: round, fromLastSlot: last).slot }
+        }
+        XCTAssertEqual(
+            [publish(1, last: false), publish(1, last: true), publish(2, last: false), publish(2, last: true)],
+            [0, 4, 1, 3])
+        split.release(through: 1)
+        XCTAssertEqual([publish(3, last: true), publish(3, last: false), publish(3, last: false)], [4, 0, 2])
 
         let coordinator = try SharedSegment.create(runID: runID, rank: -1, slotCount: 3, slotCapacity: 4)
         let slots = (1...7).map { round in

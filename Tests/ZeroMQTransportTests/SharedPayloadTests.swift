@@ -99,7 +99,8 @@ final class SharedPayloadTests: XCTestCase {
     }
 
     /// A reader that keeps a model while its sender publishes a whole ring more: `damage()` names
-    /// both rounds, and a descriptor already stale on arrival is rejected and raises the fault.
+    /// both rounds. A descriptor already stale on arrival (a message no one needs any more) is
+    /// delivered with its damage set, so it fails whoever uses it and costs nothing if dropped.
     func testRewrittenSlot_IsReported_NamingBothRounds() throws {
         let plan = SharedPayloadPlan(slotCount: 3, modelSize: 1_000)
         let (id, sender, reader, _) = try senderAndReader(plan, senderRank: 2, readerRank: 0)
@@ -117,13 +118,19 @@ final class SharedPayloadTests: XCTestCase {
         for round in Int64(11)...13 { try send(round: round) }  // the fourth model reuses round 10's slot
         let damage = try XCTUnwrap(held.damage(), "an overwritten slot went unnoticed")
         XCTAssertTrue(damage.contains("round 10") && damage.contains("round 13"), damage)
-        XCTAssertNil(reader.payloadFault)
-        // Rounds 11 and 12 were overwritten too before they were received (13 and 14 reuse their
-        // slots), so their descriptors arrive stale: rejected, and the run's fault is set.
+        // Round 11 was overwritten too before it was received (14 reuses its slot), so its
+        // descriptor arrives stale: delivered, flagged, and finite as far as a finiteness check
+        // can tell (the damage check decides).
         try send(round: 14)
-        guard case .rejected(let error) = try receive(reader) else { return XCTFail("a stale descriptor was accepted") }
-        XCTAssertTrue("\(error)".contains("round 11"), "\(error)")
-        XCTAssertNotNil(reader.payloadFault)
+        let stale = try XCTUnwrap(try envelope(receive(reader)).payload)
+        let staleDamage = try XCTUnwrap(stale.damage(), "a stale descriptor arrived unflagged")
+        XCTAssertTrue(staleDamage.contains("round 11") && staleDamage.contains("round 14"), staleDamage)
+        XCTAssertTrue(stale.isFinite)
+        for intact in 12...14 {
+            let payload = try XCTUnwrap(try envelope(receive(reader)).payload)
+            XCTAssertNil(payload.damage(), "round \(intact)")
+            XCTAssertEqual(payload.buffer[0], Float(intact))
+        }
     }
 
     /// A shared-memory frame where the run passes ZeroMQ frames, a descriptor of the wrong size or
