@@ -93,6 +93,16 @@ final class Child {
     }
 
     var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    /// A test that stopped early (a failed unwrap) leaves no run behind to slow the rest: the
+    /// child gets SIGTERM (a launcher stops what it started), then SIGKILL.
+    deinit {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
 }
 
 /// Writes the tiny IDX data set (gzipped training images, the rest raw) into `directory`.
