@@ -3,7 +3,7 @@
 #
 #   launch/local.sh [--workers N] [--topology FILE|GENERATOR|SCHEDULE] [--rounds R] [--model SPEC]
 #                   [--batch B] [--lr η] [--data DIR|synthetic|auto] [--partition iid|dirichlet:α]
-#                   [--seed S] [--run-dir DIR] [--transport tcp|ipc] [--curve-keys DIR] [--build-dir DIR] [--no-build]
+#                   [--seed S] [--run-dir DIR] [--transport ipc|tcp] [--curve-keys DIR] [--build-dir DIR] [--no-build]
 #                   [--workers-per-process K]
 #                   [-- further dsgd flags]
 #   launch/local.sh --resume RUN_DIR [--transport ...] [-- further dsgd flags]
@@ -13,6 +13,8 @@
 # --resume continues an interrupted run (a dead worker, Ctrl-C, a killed coordinator) from the
 # newest checkpoint in RUN_DIR, with that run's settings (its config.json). --workers-per-process K
 # runs K workers in each worker process (for many more workers than cores; numbers unchanged).
+# --transport: the messages go over Unix-domain sockets (ipc, the default: faster on one host) or
+# TCP on 127.0.0.1; models go through shared memory either way (dsgd --payloads auto).
 # Exit status: 0 when the run completed, non-zero otherwise. Prints where the report is.
 # DSGD_BIN=/path/to/dsgd skips the build and uses that binary (the tests use the debug build).
 set -euo pipefail
@@ -23,11 +25,11 @@ root="$(cd "$here/.." && pwd)"
 launcher=local.sh
 # shellcheck source=launch/common.sh
 source "$here/common.sh"
-transport=tcp
+transport=ipc
 per_process=1
 build_dir="${DSGD_BUILD_DIR:-$root/.build}"
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     run_flag "$@"

@@ -26,6 +26,11 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Data for part (c): auto, synthetic or a folder of IDX files.")
     var data: String = "auto"
 
+    @Option(
+        help:
+            "The cluster runs' messages: ipc (Unix-domain sockets, as launch/local.sh by default) or tcp (127.0.0.1).")
+    var transport: String = "ipc"
+
     @Option(help: "Seconds per throughput sample in parts (a) and (b).")
     var sampleSeconds: Double = 1
 
@@ -113,6 +118,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Part (h): the soak run's model.")
     var soakModel: String = "784-64-10"
 
+    func validate() throws {
+        guard transport == "ipc" || transport == "tcp" else {
+            throw ValidationError("--transport must be ipc or tcp, got '\(transport)'")
+        }
+    }
+
     func run() throws {
         BLAS.useSingleThread()
         print(
@@ -179,7 +190,7 @@ struct BenchCommand: ParsableCommand {
     /// schedule (Ξ² every round, evaluation every 50 rounds, sharpness every 250), as ratios.
     private func benchDiagnostics() throws {
         print(
-            "\n(e) cost of the diagnostics: \(workers)-worker ring, default workload, \(diagnosticsRounds) rounds, data \(data)"
+            "\n(e) cost of the diagnostics: \(workers)-worker ring, default workload, \(diagnosticsRounds) rounds, data \(data), \(transport)"
         )
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
             "dsgd-bench-diagnostics-\(getpid())")
@@ -200,7 +211,7 @@ struct BenchCommand: ParsableCommand {
         for (index, (label, arguments)) in cases.enumerated() {
             let started = Date()
             let summary = try launchCluster(
-                runDirectory: scratch.appendingPathComponent("case-\(index)"), metricsEvery: nil, ipc: false,
+                runDirectory: scratch.appendingPathComponent("case-\(index)"), metricsEvery: nil,
                 rounds: diagnosticsRounds,
                 extra: arguments)
             guard summary.status == "completed" else {
@@ -360,7 +371,9 @@ struct BenchCommand: ParsableCommand {
     /// ZeroMQ frames, Ξ² every round and every 10th; then the start-up of 16 workers and the
     /// workers' memory.
     private func benchCluster(stepsPerSecond: Double) throws {
-        print("\n(c) cluster rounds/s, MLP 784-256-256-10, batch 32 per worker, \(rounds) rounds, data \(data), tcp")
+        print(
+            "\n(c) cluster rounds/s, MLP 784-256-256-10, batch 32 per worker, \(rounds) rounds, data \(data), \(transport)"
+        )
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-cluster-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
         struct Row {
@@ -381,7 +394,7 @@ struct BenchCommand: ParsableCommand {
                     for every in [1, 10] {
                         let run = scratch.appendingPathComponent("\(topology)-\(count)-\(payloads)-\(every)")
                         let summary = try launchCluster(
-                            runDirectory: run, metricsEvery: every, ipc: false, rounds: rounds,
+                            runDirectory: run, metricsEvery: every, rounds: rounds,
                             extra: [
                                 "--topology", topology, "--payloads", payloads, "--eval-every", "\(rounds)",
                                 "--no-eval-workers", "--sharpness-every", "0",
@@ -530,7 +543,7 @@ struct BenchCommand: ParsableCommand {
         var figures: [String] = []
         for (label, directory) in [("cold cache", cache.path), ("warm cache", cache.path), ("no cache", "off")] {
             let summary = try launchCluster(
-                runDirectory: scratch.appendingPathComponent("startup-\(figures.count)"), metricsEvery: nil, ipc: false,
+                runDirectory: scratch.appendingPathComponent("startup-\(figures.count)"), metricsEvery: nil,
                 rounds: 1, extra: ["--sharpness-every", "0"], workers: 16, environment: ["DSGD_CACHE_DIR": directory])
             guard summary.status == "completed", let seconds = summary.startupSeconds else {
                 throw ValidationError("bench: start-up run failed: \(summary.reason ?? "?")")
@@ -561,7 +574,7 @@ struct BenchCommand: ParsableCommand {
                 let run = scratch.appendingPathComponent("run-\(group)-\(repeat_)")
                 var coordinatorPeak = 0
                 let summary = try launchCluster(
-                    runDirectory: run, metricsEvery: nil, ipc: false, rounds: manyRounds,
+                    runDirectory: run, metricsEvery: nil, rounds: manyRounds,
                     extra: ["--model", manyModel, "--sharpness-every", "0"], workers: manyCount,
                     workersPerProcess: group
                 ) { processes in
@@ -597,7 +610,7 @@ struct BenchCommand: ParsableCommand {
     private func benchSoak() throws {
         let model = soakModel
         print(
-            "\n(h) soak: \(soakWorkers) workers, \(soakRounds) rounds, model \(model), data \(data), tcp, default diagnostics"
+            "\n(h) soak: \(soakWorkers) workers, \(soakRounds) rounds, model \(model), data \(data), \(transport), default diagnostics"
         )
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-soak-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -608,7 +621,7 @@ struct BenchCommand: ParsableCommand {
         let clock = ContinuousClock()
         let started = clock.now
         let summary = try launchCluster(
-            runDirectory: run, metricsEvery: nil, ipc: false, rounds: soakRounds,
+            runDirectory: run, metricsEvery: nil, rounds: soakRounds,
             extra: ["--model", model], workers: soakWorkers
         ) { processes in
             let done = rounds.count()
@@ -658,7 +671,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func launchCluster(
-        runDirectory: URL, metricsEvery: Int?, ipc: Bool, rounds: Int, extra: [String], workers: Int? = nil,
+        runDirectory: URL, metricsEvery: Int?, rounds: Int, extra: [String], workers: Int? = nil,
         workersPerProcess: Int = 1, environment overrides: [String: String] = [:],
         watch: (([Process]) -> Void)? = nil
     ) throws -> RunSummary {
@@ -678,7 +691,9 @@ struct BenchCommand: ParsableCommand {
             try process.run()
             return process
         }
-        let bind = { (name: String) in ipc ? "ipc://\(runDirectory.path)/\(name)" : "tcp://127.0.0.1:*" }
+        let bind = { (name: String) in
+            transport == "ipc" ? "ipc://\(runDirectory.path)/\(name)" : "tcp://127.0.0.1:*"
+        }
         let coordinator = try start(
             [
                 "coordinator", "--workers", "\(workers)", "--rounds", "\(rounds)", "--data", data, "--run-dir",
