@@ -209,8 +209,10 @@ final class ClusterTests: XCTestCase {
         // Wait until training is under way.
         XCTAssertGreaterThanOrEqual(waitForRows(run, count: 5), 5, script.text)
         let listening = try XCTUnwrap(script.text.split(separator: "\n").first { $0.contains("listening on") })
-        let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("ipc://") || $0.hasPrefix("tcp://") })
-            .trimmingCharacters(in: CharacterSet(charactersIn: ";"))
+        let endpoint = try XCTUnwrap(
+            listening.split(separator: " ").first { $0.hasPrefix("ipc://") || $0.hasPrefix("tcp://") }
+        )
+        .trimmingCharacters(in: CharacterSet(charactersIn: ";"))
         let workerPIDs = processes(containing: "worker --coordinator \(endpoint) ")
         XCTAssertEqual(workerPIDs.count, 3, script.text)
         guard workerPIDs.count == 3 else { return }
