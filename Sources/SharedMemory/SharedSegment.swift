@@ -5,7 +5,7 @@ import LearningCore
     import Glibc
 #endif
 
-/// A process's segment of POSIX shared memory holding a ring of model slots: what a sender
+/// A process's segment of POSIX shared memory holding a set of model slots: what a sender
 /// publishes once and every reader on the host mixes from in place (the data plane of #11; the
 /// transport carries only a `SlotDescriptor`).
 ///
@@ -311,7 +311,7 @@ public final class SharedSegment: @unchecked Sendable {
         return
             "\(name): slot \(descriptor.slot) was rewritten \(moment) reading a model of round \(descriptor.round): it now holds round \(now)"
             + (sequence % 2 == 1 ? " (being written)" : "")
-            + "; a reader lagged the sender by the whole ring of \(slotCount) slots"
+            + "; a reader used it after its round was recorded, or the sender had no free slot of its \(slotCount)"
     }
 
     /// Calls `body` with the slot's values in place, then checks that nothing rewrote the slot
