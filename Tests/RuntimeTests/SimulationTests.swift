@@ -221,21 +221,29 @@ final class InterleavingTests: XCTestCase {
 /// A worker writes a shared-memory slot again once the coordinator's acknowledgement says the
 /// round of the model in it is recorded (`SharedPayloadPlan.slotCount`). Here every payload is
 /// flagged when it is read after its maker released its round, and the machines check every
-/// payload they read: for every algorithm, on a ring and on the complete graph's all-reduce, with
-/// the flow-control window from 1 to 8 and deliveries in random orders, nothing is read after its
-/// release, the numbers are those of the plain run, and the releases did follow the records.
+/// payload they read: for every algorithm, on a ring, on the complete graph's all-reduce, on
+/// time-varying schedules and (push-sum) a directed graph, with the flow-control window from 1 to
+/// 8 and deliveries in random orders, nothing is read after its release, the numbers are those of
+/// the plain run, and the releases did follow the records.
 final class PayloadReleaseTests: XCTestCase {
     func testNoModelIsReadAfterItsRoundIsReleased() throws {
+        let directed = try Graph(
+            nodeCount: 6, edges: (0..<6).map { ($0, ($0 + 1) % 6) } + [(0, 3), (4, 1)], directed: true)
+        let schedules: [TopologySchedule] = [
+            .fixed(try .ring(nodeCount: 6)), .fixed(try .complete(nodeCount: 6)), .onePeerExponential(nodeCount: 6),
+            .randomMatching(nodeCount: 6, seed: 4),
+            .fixed(try Topology(name: "directed", graph: directed, weights: .columnStochastic)),
+        ]
         for algorithm in GossipAlgorithm.allCases {
-            for topology in [try Topology.ring(nodeCount: 6), try Topology.complete(nodeCount: 6)] {
-                var base = smallConfiguration(
-                    workers: 6, topology: topology, algorithm: algorithm, rounds: 12, metricsEvery: 3)
+            for schedule in schedules {
+                if schedule.requiresPushSum && algorithm != .adaptThenCombine { continue }
+                var base = smallConfiguration(workers: 6, algorithm: algorithm, rounds: 12, metricsEvery: 3)
+                base.topology = schedule
                 let reference = try simulate(base).1.map(\.machine.parameters)
                 for window in [1, 3, 8] {
                     base.maxRoundsAhead = window
                     for seed: UInt64 in [1, 2] {
-                        let label =
-                            "\(algorithm) on \(topology.nodeCount) \(topology.name), window \(window), seed \(seed)"
+                        let label = "\(algorithm) on \(schedule.name), window \(window), seed \(seed)"
                         let (coordinator, workers) = Simulation.run(
                             configuration: base, runID: 42, testSet: try DataLoader.loadTestSet(base.data),
                             report: nil, data: nil, progress: nil, log: { _ in }, interleavingSeed: seed,
