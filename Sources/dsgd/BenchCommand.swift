@@ -23,6 +23,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Workers in part (c).")
     var workers: Int = 8
 
+    @Option(
+        help:
+            "Part (c): runs of each configuration (the configurations alternate; rounds/s are their medians, memory their worst; the gloo baseline as many times)."
+    )
+    var clusterRepeats: Int = 1
+
     @Option(help: "Data for part (c): auto, synthetic or a folder of IDX files.")
     var data: String = "auto"
 
@@ -122,6 +128,7 @@ struct BenchCommand: ParsableCommand {
         guard transport == "ipc" || transport == "tcp" else {
             throw ValidationError("--transport must be ipc or tcp, got '\(transport)'")
         }
+        guard clusterRepeats >= 1 else { throw ValidationError("--cluster-repeats must be at least 1") }
     }
 
     func run() throws {
@@ -373,28 +380,38 @@ struct BenchCommand: ParsableCommand {
     private func benchCluster(stepsPerSecond: Double) throws {
         print(
             "\n(c) cluster rounds/s, MLP 784-256-256-10, batch 32 per worker, \(rounds) rounds, data \(data), \(transport)"
+                + (clusterRepeats > 1 ? ", median of \(clusterRepeats) alternated runs each" : "")
         )
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("dsgd-bench-cluster-\(getpid())")
         defer { try? FileManager.default.removeItem(at: scratch) }
         var rows: [ClusterRow] = []
-        for topology in ["ring", "complete"] {
-            for count in [workers, 2 * workers] {
-                for payloads in ["shared-memory", "zeromq"] {
-                    for every in [1, 10] {
-                        let run = scratch.appendingPathComponent("\(topology)-\(count)-\(payloads)-\(every)")
-                        let summary = try launchCluster(
-                            runDirectory: run, metricsEvery: every, rounds: rounds,
-                            extra: [
-                                "--topology", topology, "--payloads", payloads, "--eval-every", "\(rounds)",
-                                "--no-eval-workers", "--sharpness-every", "0",
-                            ], workers: count)
-                        guard summary.status == "completed" else {
-                            throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
+        for repeat_ in 0..<clusterRepeats {
+            var index = 0
+            for topology in ["ring", "complete"] {
+                for count in [workers, 2 * workers] {
+                    for payloads in ["shared-memory", "zeromq"] {
+                        for every in [1, 10] {
+                            let run = scratch.appendingPathComponent(
+                                "\(topology)-\(count)-\(payloads)-\(every)-\(repeat_)")
+                            let summary = try launchCluster(
+                                runDirectory: run, metricsEvery: every, rounds: rounds,
+                                extra: [
+                                    "--topology", topology, "--payloads", payloads, "--eval-every", "\(rounds)",
+                                    "--no-eval-workers", "--sharpness-every", "0",
+                                ], workers: count)
+                            guard summary.status == "completed" else {
+                                throw ValidationError("bench: cluster run failed: \(summary.reason ?? "?")")
+                            }
+                            let timed = try Self.roundsPerSecondAfterWarmUp(run)
+                            if repeat_ == 0 {
+                                rows.append(
+                                    ClusterRow(topology: topology, workers: count, payloads: payloads, every: every))
+                            }
+                            rows[index].summaries.append(summary)
+                            rows[index].timedRuns.append(timed)
+                            try? FileManager.default.removeItem(at: run)
+                            index += 1
                         }
-                        rows.append(
-                            ClusterRow(
-                                topology: topology, workers: count, payloads: payloads, every: every, summary: summary,
-                                timedAsBaseline: try Self.roundsPerSecondAfterWarmUp(run)))
                     }
                 }
             }
@@ -411,15 +428,14 @@ struct BenchCommand: ParsableCommand {
                         && $0.every == 10
                 })
             {
-                cost = String(
-                    format: "%+.1f%% time", 100 * (tenth.summary.roundsPerSecond / row.summary.roundsPerSecond - 1))
+                cost = String(format: "%+.1f%% time", 100 * (tenth.roundsPerSecond / row.roundsPerSecond - 1))
             }
             print(
                 String(
                     format: "    %@ %2d  %@ %2d        %7.1f     %5.1f%%          %@   %7.1f (%4.1f%%)",
                     row.topology.padding(toLength: 9, withPad: " ", startingAt: 0), row.workers,
                     row.payloads.padding(toLength: 14, withPad: " ", startingAt: 0), row.every,
-                    row.summary.roundsPerSecond, 100 * row.summary.roundsPerSecond / ceiling,
+                    row.roundsPerSecond, 100 * row.roundsPerSecond / ceiling,
                     cost.padding(toLength: 19, withPad: " ", startingAt: 0), row.timedAsBaseline,
                     100 * row.timedAsBaseline / ceiling))
         }
@@ -436,7 +452,7 @@ struct BenchCommand: ParsableCommand {
                     rows.first {
                         $0.topology == topology && $0.workers == count && $0.payloads == payloads && $0.every == 10
                     }!
-                    .summary.roundsPerSecond
+                    .roundsPerSecond
                 }
                 print(
                     String(
@@ -458,15 +474,21 @@ struct BenchCommand: ParsableCommand {
                 + " (peak less those pages), and its own plus its proportional share of the segments (Pss_Shmem:"
                 + " a page k processes map counts 1/k; summed over the processes, every page once)")
         for row in rows where row.every == 1 {
-            let peaks = row.summary.workerPeakResidentBytes ?? []
-            let zeros = [Int](repeating: 0, count: peaks.count)
-            let shared = row.summary.workerSharedResidentBytes ?? zeros
-            let proportional = row.summary.workerSharedProportionalBytes ?? zeros
-            let own = zip(peaks, shared).map { $0 - $1 }
-            let footprint = zip(own, proportional).map { $0 + $1 }
-            guard let worst = peaks.max(), let worstOwn = own.max(), let worstFootprint = footprint.max() else {
-                continue
+            var worst = 0
+            var worstOwn = 0
+            var worstFootprint = 0
+            for summary in row.summaries {
+                let peaks = summary.workerPeakResidentBytes ?? []
+                let zeros = [Int](repeating: 0, count: peaks.count)
+                let shared = summary.workerSharedResidentBytes ?? zeros
+                let proportional = summary.workerSharedProportionalBytes ?? zeros
+                let own = zip(peaks, shared).map { $0 - $1 }
+                let footprint = zip(own, proportional).map { $0 + $1 }
+                worst = max(worst, peaks.max() ?? 0)
+                worstOwn = max(worstOwn, own.max() ?? 0)
+                worstFootprint = max(worstFootprint, footprint.max() ?? 0)
             }
+            guard worst > 0 else { continue }
             let mebibytes = { (bytes: Int) in Double(bytes) / 1_048_576 }
             print(
                 String(
@@ -480,7 +502,8 @@ struct BenchCommand: ParsableCommand {
     /// Runs the gloo baseline on `topology` with `workers` processes and prints dsgd's shared-memory
     /// runs of the same shape against it (the goal: ≥ 4× on rings and complete graphs of n and 2n).
     private func compareWithGloo(python: String, topology: String, workers: Int, rows: [ClusterRow]) throws {
-        let theirs = try runGloo(python: python, topology: topology, workers: workers)
+        let theirs = median(
+            try (0..<clusterRepeats).map { _ in try runGloo(python: python, topology: topology, workers: workers) })
         let ours = rows.filter { $0.topology == topology && $0.workers == workers && $0.payloads == "shared-memory" }
         let tenth = ours.first { $0.every == 10 }!
         let every = ours.first { $0.every == 1 }!
@@ -489,7 +512,7 @@ struct BenchCommand: ParsableCommand {
                 format:
                     "    %@ n = %2d: torch.distributed (gloo) %.1f rounds/s (no Ξ²); dsgd ×%.2f with Ξ² every 10th round, ×%.2f every round; timed as gloo is ×%.2f and ×%.2f   (goal ≥ 4×)",
                 topology.padding(toLength: 8, withPad: " ", startingAt: 0), workers, theirs,
-                tenth.summary.roundsPerSecond / theirs, every.summary.roundsPerSecond / theirs,
+                tenth.roundsPerSecond / theirs, every.roundsPerSecond / theirs,
                 tenth.timedAsBaseline / theirs, every.timedAsBaseline / theirs))
     }
 
@@ -780,15 +803,26 @@ private func residentBytes(of pid: Int32) -> Int? {
     return nil
 }
 
-/// One run of part (c).
+/// One configuration of part (c) and its runs.
 private struct ClusterRow {
     var topology: String
     var workers: Int
     var payloads: String
     var every: Int
-    var summary: RunSummary
+    var summaries: [RunSummary] = []
     /// Rounds/s timed as the gloo baseline times itself: after a warm-up round, to the end of
     /// training (the coordinator's records of rounds 1 and R − 1; the last round's record waits for
     /// the final evaluation, which the baseline does not make).
-    var timedAsBaseline: Double
+    var timedRuns: [Double] = []
+
+    /// The median over the runs (whole runs, from the start barrier to the last worker's summary).
+    var roundsPerSecond: Double { median(summaries.map(\.roundsPerSecond)) }
+    var timedAsBaseline: Double { median(timedRuns) }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+private func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
