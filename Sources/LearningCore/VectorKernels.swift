@@ -11,8 +11,9 @@ public enum VectorKernels {
         case avx512 = 2
     }
 
-    /// The widest variant this CPU runs: the one used unless a call asks for another.
-    public static var best: Variant { Variant(rawValue: dsgd_kernels_best()) ?? .portable }
+    /// The widest variant this CPU runs: the one used unless a call asks for another (read once,
+    /// not on every call of a loop over a model's blocks).
+    public static let best: Variant = Variant(rawValue: dsgd_kernels_best()) ?? .portable
 
     /// Every variant this CPU runs (tests check each against the documented order).
     public static var available: [Variant] { Variant.allCases.filter { $0.rawValue <= best.rawValue } }
