@@ -73,7 +73,7 @@ public struct RoundRecord: Codable, Sendable, Equatable {
         self.epoch = epoch
     }
 
-    public enum CodingKeys: String, CodingKey {
+    public enum CodingKeys: String, CodingKey, CaseIterable {
         case round
         case trainLoss = "train_loss"
         case trainLossMin = "train_loss_min"

@@ -136,7 +136,10 @@ public final class RunReport {
     }
 
     public func append(_ record: RoundRecord) throws {
-        var (line, nonFinite) = try NonFiniteJSON.encode(record)
+        // The direct writer gives JSONEncoder's bytes; a record it declines (a non-finite number,
+        // a name that needs escaping) goes through the encoder.
+        var (line, nonFinite) =
+            try record.jsonLine.map { (Data($0), [String: String]()) } ?? NonFiniteJSON.encode(record)
         line.append(0x0A)
         // Whole lines or nothing: a write that fails (a full disk) is rolled back in both files,
         // so they keep only complete records and agree on how many.

@@ -301,7 +301,10 @@ public final class CoordinatorShell {
     public let report: RunReport?
     /// The most recent round records, at most `retainedRecords` (the run folder has them all; the
     /// summary keeps running figures, so a long run's memory does not grow with its rounds).
-    public private(set) var records: [RoundRecord] = []
+    public var records: [RoundRecord] { Array(recentRecords.suffix(Self.retainedRecords)) }
+    /// Up to twice `retainedRecords`, trimmed in batches: dropping the oldest every round would
+    /// move the whole array every round.
+    private var recentRecords: [RoundRecord] = []
     public static let retainedRecords = 1_000
     public static let retainedSharpnessRecords = 64
     private var recordedRounds = 0
@@ -515,8 +518,10 @@ public final class CoordinatorShell {
     }
 
     private func note(_ record: RoundRecord) {
-        records.append(record)
-        if records.count > Self.retainedRecords { records.removeFirst(records.count - Self.retainedRecords) }
+        recentRecords.append(record)
+        if recentRecords.count >= 2 * Self.retainedRecords {
+            recentRecords.removeFirst(recentRecords.count - Self.retainedRecords)
+        }
         recordedRounds += 1
         if record.testAccuracy != nil { lastEvaluated = record }
         if record.consensusDistanceSquared != nil { lastWithConsensus = record }
@@ -682,10 +687,10 @@ public final class CoordinatorShell {
             roundsPlanned: configuration.rounds, workers: configuration.workers, topology: configuration.topology.name,
             algorithm: configuration.algorithm.rawValue, data: data,
             finalTestAccuracy: lastEvaluated?.testAccuracy,
-            finalTestLoss: lastEvaluated?.testLoss, finalTrainLoss: records.last?.trainLoss,
+            finalTestLoss: lastEvaluated?.testLoss, finalTrainLoss: recentRecords.last?.trainLoss,
             finalConsensusDistanceSquared: lastWithConsensus?.consensusDistanceSquared,
             wallSeconds: wall, roundsPerSecond: wall > 0 ? Double(rounds) / wall : 0,
-            bytesSent: records.last?.bytesSent,
+            bytesSent: recentRecords.last?.bytesSent,
             workerPeakResidentBytes: summaries.isEmpty ? nil : summaries.map(\.peakResidentBytes),
             spectralGap: spectralGap,
             events: events.isEmpty ? nil : events,
@@ -738,7 +743,7 @@ public final class ProgressLine {
     private let write: (String) -> Void
     private var lastPrinted = -Double.infinity
     private var lastTestAccuracy: Double?
-    private var lastLine = ""
+    private var printedAny = false
     private let minimumInterval: Double
 
     public init(interactive: Bool, minimumInterval: Double = 1, write: @escaping (String) -> Void) {
@@ -749,6 +754,8 @@ public final class ProgressLine {
 
     func update(record: RoundRecord, elapsed: Double, totalRounds: Int) {
         if let accuracy = record.testAccuracy { lastTestAccuracy = accuracy }
+        // The line is formatted only when it is shown (at most once per interval), not every round.
+        guard elapsed - lastPrinted >= minimumInterval || record.round == totalRounds else { return }
         let rate = elapsed > 0 ? Double(record.round) / elapsed : 0
         let eta = rate > 0 ? Double(totalRounds - record.round) / rate : 0
         var line =
@@ -756,14 +763,13 @@ public final class ProgressLine {
         line += " | train loss \(format(record.trainLoss, 4))"
         if let accuracy = lastTestAccuracy { line += " | test acc \(format(accuracy * 100, 2))%" }
         if let xi = record.consensusDistanceSquared { line += " | Ξ² \(scientific(xi))" }
-        lastLine = line
-        guard elapsed - lastPrinted >= minimumInterval || record.round == totalRounds else { return }
         lastPrinted = elapsed
+        printedAny = true
         write(interactive ? "\r\u{1B}[K" + line : line + "\n")
     }
 
     func finish() {
-        if interactive && !lastLine.isEmpty { write("\n") }
+        if interactive && printedAny { write("\n") }
     }
 
     private func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
