@@ -3,7 +3,33 @@ import LearningCore
 /// Hessian spectra and traces from Hessian-vector products alone.
 public enum Curvature {
     /// A symmetric linear operator v ↦ H·v on vectors of `dimension` entries (Float64 in and out).
-    public typealias Operator = ([Double]) -> [Double]
+    /// It writes into a buffer its caller keeps (`apply(_:into:)`), so an iteration that takes a
+    /// hundred products does not also take a hundred model-sized arrays of fresh pages: on the
+    /// default MLP those page faults and unmappings cost more than a third of a product (`perf`).
+    public struct Operator {
+        /// Writes H·v into `result`, replacing its storage only when its count is not H·v's.
+        private let write: (_ v: [Double], _ result: inout [Double]) -> Void
+
+        /// An operator that writes into the caller's buffer.
+        public init(writingInto write: @escaping (_ v: [Double], _ result: inout [Double]) -> Void) {
+            self.write = write
+        }
+
+        /// An operator from a function that returns each product as a new array.
+        public init(_ product: @escaping ([Double]) -> [Double]) {
+            write = { v, result in result = product(v) }
+        }
+
+        /// H·v into `result` (its storage reused when it holds as many values).
+        public func apply(_ v: [Double], into result: inout [Double]) { write(v, &result) }
+
+        /// H·v as a new array.
+        public func callAsFunction(_ v: [Double]) -> [Double] {
+            var result: [Double] = []
+            write(v, &result)
+            return result
+        }
+    }
 
     /// The operator of a loss surface's Hessian at x, optionally restricted to one block (a named
     /// parameter slice): the block's diagonal block H_bb.
@@ -20,9 +46,14 @@ public enum Curvature {
     {
         let direction = DirectionBuffer(dimension: dimension)
         guard let block else {
-            return ({ v in widened(product(direction.holding(v))) }, dimension)
+            return (
+                Operator(writingInto: { v, result in widen(product(direction.holding(v))[...], into: &result) }),
+                dimension
+            )
         }
-        let operator_: Operator = { v in product(direction.holding(v, at: block))[block].map(Double.init) }
+        let operator_ = Operator(writingInto: { v, result in
+            widen(product(direction.holding(v, at: block))[block], into: &result)
+        })
         return (operator_, block.count)
     }
 
@@ -105,9 +136,12 @@ public enum Curvature {
         private(set) var betas: [Double] = []
         /// ‖r‖ after the last step: the β of the next step, and the factor of every residual bound.
         private(set) var residualNorm: Double = 0
-        private var basis: [Float] = []
+        /// The basis, row after row; `count` rows of it are written.
+        private var basis: HugePageBuffer
         private var residual: [Double]
         private var previous: [Double] = []
+        /// The storage of the vector before `previous`, for the next product.
+        private var spare: [Double] = []
         /// Partial re-orthogonalisation (Simon, Math. Comp. 1984): nil re-orthogonalises every
         /// step; otherwise the level ε of the products' errors, and the estimates ω of the
         /// residual's and the last vector's inner products with every basis vector.
@@ -132,7 +166,7 @@ public enum Curvature {
             let norm = Curvature.dot(start, start).squareRoot()
             residual = start.map { $0 / norm }
             residualNorm = 1
-            basis.reserveCapacity(capacity * dimension)
+            basis = HugePageBuffer(capacity: capacity * dimension)
         }
 
         var count: Int { alphas.count }
@@ -153,14 +187,16 @@ public enum Curvature {
             q.withUnsafeMutableBufferPointer { q in
                 for i in 0..<q.count { q[i] = q[i] * scale }
             }
-            let start = basis.count
-            basis.append(contentsOf: repeatElement(0, count: dimension))
-            basis.withUnsafeMutableBufferPointer { basis in
-                q.withUnsafeBufferPointer { q in
-                    for i in 0..<dimension { basis[start + i] = Float(q[i]) }
-                }
+            precondition((alphas.count + 1) * dimension <= basis.capacity, "more Lanczos steps than the capacity")
+            let row = basis.pointer + alphas.count * dimension
+            q.withUnsafeBufferPointer { q in
+                for i in 0..<dimension { row[i] = Float(q[i]) }
             }
-            var w = apply(q)
+            // The product goes into the buffer the vector before last left (none in the first
+            // two steps): three model-sized buffers serve the whole iteration.
+            var w = spare
+            spare = []
+            apply.apply(q, into: &w)
             precondition(w.count == dimension, "operator returned \(w.count) values for \(dimension)")
             let alpha = Curvature.dot(w, q)
             alphas.append(alpha)
@@ -186,6 +222,7 @@ public enum Curvature {
                 orthogonalize(&w)
                 fullReorthogonalizations += 1
             }
+            spare = previous
             previous = q
             residual = w
             residualNorm = Curvature.dot(w, w).squareRoot()
@@ -233,18 +270,17 @@ public enum Curvature {
                 single.withUnsafeMutableBufferPointer { single in
                     w.withUnsafeBufferPointer { w in for i in 0..<w.count { single[i] = Float(w[i]) } }
                 }
-                basis.withUnsafeBufferPointer { q in
-                    coefficients.withUnsafeMutableBufferPointer { c in
-                        single.withUnsafeBufferPointer { x in
-                            BLAS.gemv(
-                                transposeA: false, m: rows, n: dimension, alpha: 1, a: q.baseAddress!,
-                                lda: dimension, x: x.baseAddress!, beta: 0, y: c.baseAddress!)
-                        }
-                        projection.withUnsafeMutableBufferPointer { p in
-                            BLAS.gemv(
-                                transposeA: true, m: rows, n: dimension, alpha: 1, a: q.baseAddress!, lda: dimension,
-                                x: UnsafePointer(c.baseAddress!), beta: 0, y: p.baseAddress!)
-                        }
+                let q = UnsafePointer(basis.pointer)
+                coefficients.withUnsafeMutableBufferPointer { c in
+                    single.withUnsafeBufferPointer { x in
+                        BLAS.gemv(
+                            transposeA: false, m: rows, n: dimension, alpha: 1, a: q, lda: dimension,
+                            x: x.baseAddress!, beta: 0, y: c.baseAddress!)
+                    }
+                    projection.withUnsafeMutableBufferPointer { p in
+                        BLAS.gemv(
+                            transposeA: true, m: rows, n: dimension, alpha: 1, a: q, lda: dimension,
+                            x: UnsafePointer(c.baseAddress!), beta: 0, y: p.baseAddress!)
                     }
                 }
                 w.withUnsafeMutableBufferPointer { w in
@@ -365,7 +401,12 @@ public enum Curvature {
     /// Hutchinson's estimator with Rademacher probes (Hutchinson, 1990): tr(H) = E[zᵀHz]; the
     /// standard error is the sample standard deviation over √probes.
     public static func hutchinson(_ apply: Operator, dimension: Int, probes: Int, seed: UInt64 = 0) -> TraceEstimate {
-        hutchinson(quadraticForm: { z in dot(z, apply(z)) }, dimension: dimension, probes: probes, seed: seed)
+        var product: [Double] = []
+        return hutchinson(
+            quadraticForm: { z in
+                apply.apply(z, into: &product)
+                return dot(z, product)
+            }, dimension: dimension, probes: probes, seed: seed)
     }
 
     /// Hutchinson's estimator from the quadratic form z ↦ zᵀHz alone (cheaper than H·z for a
@@ -375,8 +416,10 @@ public enum Curvature {
     ) -> TraceEstimate {
         var generator = SplitMix64(seed: seed, stream: 0x7ACE)
         var samples: [Double] = []
+        var probe: [Double] = []
         for _ in 0..<probes {
-            samples.append(quadraticForm(rademacher(dimension, &generator)))
+            fillRademacher(&probe, dimension, &generator)
+            samples.append(quadraticForm(probe))
         }
         let mean = samples.reduce(0, +) / Double(probes)
         let variance = probes > 1 ? samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(probes - 1) : 0
@@ -399,12 +442,18 @@ public enum Curvature {
             if norm > 1e-12 { q.append(y.map { $0 / norm }) }
         }
         var lowRank = 0.0
-        for b in q { lowRank += dot(b, apply(b)) }
+        var product: [Double] = []
+        for b in q {
+            apply.apply(b, into: &product)
+            lowRank += dot(b, product)
+        }
         var samples: [Double] = []
+        var g: [Double] = []
         for _ in 0..<max(1, products - third - q.count) {
-            var g = rademacher(dimension, &generator)
+            fillRademacher(&g, dimension, &generator)
             for b in q { let c = dot(g, b); for i in g.indices { g[i] -= c * b[i] } }
-            samples.append(dot(g, apply(g)))
+            apply.apply(g, into: &product)
+            samples.append(dot(g, product))
         }
         let mean = samples.reduce(0, +) / Double(samples.count)
         let variance =
@@ -460,23 +509,39 @@ public enum Curvature {
     }
 
     /// Float32 to Float64 through pointers (vectorised; `map` here ran at about 2 ns an element,
-    /// which at 270,000 parameters cost a third of a Lanczos step's overhead).
-    static func widened(_ x: [Float]) -> [Double] {
-        [Double](unsafeUninitializedCapacity: x.count) { out, count in
+    /// which at 270,000 parameters cost a third of a Lanczos step's overhead), into `out`'s own
+    /// storage when it has the right count.
+    static func widen(_ x: ArraySlice<Float>, into out: inout [Double]) {
+        guard out.count == x.count else {
+            out = [Double](unsafeUninitializedCapacity: x.count) { out, count in
+                x.withUnsafeBufferPointer { x in for i in 0..<x.count { out[i] = Double(x[i]) } }
+                count = x.count
+            }
+            return
+        }
+        out.withUnsafeMutableBufferPointer { out in
             x.withUnsafeBufferPointer { x in for i in 0..<x.count { out[i] = Double(x[i]) } }
-            count = x.count
         }
     }
 
     static func rademacher(_ dimension: Int, _ generator: inout SplitMix64) -> [Double] {
-        var z = [Double](repeating: 0, count: dimension)
-        var bits: UInt64 = 0
-        for i in 0..<dimension {
-            if i % 64 == 0 { bits = generator.next() }
-            z[i] = bits & 1 == 1 ? 1 : -1
-            bits >>= 1
-        }
+        var z: [Double] = []
+        fillRademacher(&z, dimension, &generator)
         return z
+    }
+
+    /// `dimension` random signs into `z`, in its own storage when it has that many values (a
+    /// fresh model-sized array per probe cost page faults).
+    static func fillRademacher(_ z: inout [Double], _ dimension: Int, _ generator: inout SplitMix64) {
+        if z.count != dimension { z = [Double](repeating: 0, count: dimension) }
+        z.withUnsafeMutableBufferPointer { z in
+            var bits: UInt64 = 0
+            for i in 0..<dimension {
+                if i % 64 == 0 { bits = generator.next() }
+                z[i] = bits & 1 == 1 ? 1 : -1
+                bits >>= 1
+            }
+        }
     }
 
     static func dot(_ a: [Double], _ b: [Double]) -> Double {

@@ -70,29 +70,44 @@ public final class NetworkLoss: LossSurface {
     fileprivate let curvature: CurvatureWorkspace
     fileprivate let chunkSize: Int
     fileprivate let rows: [Int]
+    /// One chunk's gradient, before it is weighted into the mean (kept: a fresh model-sized array
+    /// per gradient cost page faults).
+    private var chunkGradient: [Float] = []
 
     /// - Parameter rows: which examples of `dataset` to use (all by default).
-    public init(
+    public convenience init(
         network: Network, dataset: Dataset, rows: [Int]? = nil, chunkSize: Int = 256,
         normalization: NormalizationMode = .runningStatistics
+    ) {
+        self.init(
+            network: network, dataset: dataset, rows: rows ?? Array(0..<dataset.count), chunkSize: chunkSize,
+            normalization: normalization, workspace: NetworkWorkspace(network: network, capacity: chunkSize),
+            curvature: CurvatureWorkspace(network: network, capacity: chunkSize))
+    }
+
+    private init(
+        network: Network, dataset: Dataset, rows: [Int], chunkSize: Int, normalization: NormalizationMode,
+        workspace: NetworkWorkspace, curvature: CurvatureWorkspace
     ) {
         self.network = network
         self.normalization = normalization
         self.dataset = dataset
         self.chunkSize = chunkSize
-        self.rows = rows ?? Array(0..<dataset.count)
-        workspace = NetworkWorkspace(network: network, capacity: chunkSize)
-        curvature = CurvatureWorkspace(network: network, capacity: chunkSize)
+        self.rows = rows
+        self.workspace = workspace
+        self.curvature = curvature
     }
 
     public var dimension: Int { network.parameterCount }
     public var exampleCount: Int { rows.count }
 
-    /// The same loss restricted to a subset of this one's rows (for m-sharpness).
+    /// The same loss restricted to a subset of this one's rows (for m-sharpness). It shares this
+    /// loss's scratch memory, so use one of the two at a time (as every `NetworkLoss` is used:
+    /// from one thread).
     public func restricted(to positions: Range<Int>) -> NetworkLoss {
         NetworkLoss(
             network: network, dataset: dataset, rows: Array(rows[positions]), chunkSize: chunkSize,
-            normalization: normalization)
+            normalization: normalization, workspace: workspace, curvature: curvature)
     }
 
     public var frozenRanges: [Range<Int>] { network.stateRanges }
@@ -121,7 +136,10 @@ public final class NetworkLoss: LossSurface {
 
     public func lossAndGradient(at x: [Float]) -> (loss: Double, gradient: [Float]) {
         var total = [Float](repeating: 0, count: dimension)
-        var part = [Float](repeating: 0, count: dimension)
+        var part = chunkGradient
+        chunkGradient = []
+        if part.count != dimension { part = [Float](repeating: 0, count: dimension) }
+        defer { chunkGradient = part }
         var lossSum = 0.0
         x.withUnsafeBufferPointer { p in
             for chunk in chunks() {

@@ -22,19 +22,21 @@ public enum Sharpness {
         -> Double
     {
         let (base, gradient) = surface.lossAndGradient(at: x)
-        var epsilon = scaled(gradient, toNorm: rho)
-        var best = surface.loss(at: add(x, epsilon)) - base
+        var epsilon = gradient
+        scale(&epsilon, toNorm: rho)
+        var point = x
+        var best = surface.loss(at: sum(x, epsilon, into: &point)) - base
         guard ascentSteps > 1 else { return best }
         // Steps of the full radius, then projection: on a quadratic this is a power iteration
         // towards the top eigenvector (smaller steps converge far more slowly).
         let step = rho
         for _ in 1..<ascentSteps {
-            let g = surface.lossAndGradient(at: add(x, epsilon)).gradient
-            let direction = scaled(g, toNorm: step)
+            var direction = surface.lossAndGradient(at: sum(x, epsilon, into: &point)).gradient
+            scale(&direction, toNorm: step)
             epsilon.addScaled(direction, by: 1)
             let norm = epsilon.squaredNorm.squareRoot()
             if norm > rho { epsilon.scale(by: Float(rho / norm)) }
-            best = max(best, surface.loss(at: add(x, epsilon)) - base)
+            best = max(best, surface.loss(at: sum(x, epsilon, into: &point)) - base)
         }
         return best
     }
@@ -49,7 +51,8 @@ public enum Sharpness {
         let norm = tg.squaredNorm.squareRoot()
         guard norm > 0 else { return 0 }
         let epsilon = zip(t, tg).map { Float(rho / norm) * $0 * $1 }
-        return surface.loss(at: add(x, epsilon)) - base
+        var point = x
+        return surface.loss(at: sum(x, epsilon, into: &point)) - base
     }
 
     /// m-sharpness (Foret et al. 2021; Andriushchenko and Flammarion, ICML 2022): the one-step
@@ -69,15 +72,24 @@ public enum Sharpness {
     }
 
     /// Gaussian average sharpness E[L(x + δ)] − L(x), δ ~ N(0, σ²I), over `samples` draws. For a
-    /// quadratic it is (σ²/2)·tr(H).
+    /// quadratic it is (σ²/2)·tr(H). Each δ is drawn straight into the one perturbed point the
+    /// samples share (`SplitMix64.fillStandardNormals`); frozen coordinates keep x's values.
     public static func gaussian(_ surface: LossSurface, at x: [Float], sigma: Double, samples: Int, seed: UInt64 = 0)
         -> Estimate
     {
         var generator = SplitMix64(seed: seed, stream: 0x6A55)
         let base = surface.loss(at: x)
+        let frozen = surface.frozenRanges
+        var point = x
         let values = (0..<samples).map { _ in
-            let delta = surface.zeroingFrozen((0..<x.count).map { _ in Float(sigma * generator.nextStandardNormal()) })
-            return surface.loss(at: add(x, delta)) - base
+            point.withUnsafeMutableBufferPointer { p in
+                generator.fillStandardNormals(p, scale: sigma)
+                x.withUnsafeBufferPointer { x in
+                    for i in 0..<x.count { p[i] = x[i] + p[i] }
+                    for range in frozen { for i in range { p[i] = x[i] } }
+                }
+            }
+            return surface.loss(at: point) - base
         }
         return estimate(values)
     }
@@ -98,12 +110,14 @@ public enum Sharpness {
             return surface.zeroingFrozen(d)
         }
         let base = surface.loss(at: average)
+        var epsilon = [Float](repeating: 0, count: average.count)
+        var point = average
         let values = (0..<samples).map { _ in
-            var epsilon = [Float](repeating: 0, count: average.count)
+            epsilon.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             for d in deviations {
                 epsilon.addScaled(d, by: Float(generator.nextStandardNormal() / Double(n).squareRoot()))
             }
-            return surface.loss(at: add(average, epsilon)) - base
+            return surface.loss(at: sum(average, epsilon, into: &point)) - base
         }
         return estimate(values)
     }
@@ -117,15 +131,23 @@ public enum Sharpness {
             value: mean, standardError: (variance / Double(values.count)).squareRoot(), samples: values.count)
     }
 
-    static func scaled(_ v: [Float], toNorm norm: Double) -> [Float] {
+    /// v rescaled in place to Euclidean norm `norm` (left zero when it is zero).
+    static func scale(_ v: inout [Float], toNorm norm: Double) {
         let current = v.squaredNorm.squareRoot()
-        guard current > 0 else { return [Float](repeating: 0, count: v.count) }
-        return v.map { $0 * Float(norm / current) }
+        guard current > 0 else { return }
+        let factor = Float(norm / current)
+        v.withUnsafeMutableBufferPointer { v in for i in 0..<v.count { v[i] = v[i] * factor } }
     }
 
-    static func add(_ x: [Float], _ e: [Float]) -> [Float] {
-        var y = x
-        y.addScaled(e, by: 1)
-        return y
+    /// x + e (one rounded addition per coordinate, as `addScaled(_:by: 1)`) written into
+    /// `point`'s storage, which the perturbations of one measure share: a fresh model-sized
+    /// array per loss cost page faults, not arithmetic.
+    static func sum(_ x: [Float], _ e: [Float], into point: inout [Float]) -> [Float] {
+        precondition(x.count == e.count && x.count == point.count, "\(x.count), \(e.count), \(point.count) values")
+        point.withUnsafeMutableBufferPointer { p in
+            x.withUnsafeBufferPointer { x in p.baseAddress!.update(from: x.baseAddress!, count: x.count) }
+        }
+        point.addScaled(e, by: 1)
+        return point
     }
 }

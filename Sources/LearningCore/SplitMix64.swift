@@ -36,6 +36,29 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return (-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2)
     }
 
+    /// Fills `output` with independent standard normal draws times `scale`, by Marsaglia's polar
+    /// method (Marsaglia and Bray, SIAM Review 1964): a point (u, v) uniform in the unit disc,
+    /// s = u² + v², gives the pair u·√(−2 ln s / s) and v·√(−2 ln s / s). One logarithm and no
+    /// trigonometry per two draws: about three times as fast as `nextStandardNormal` per value,
+    /// which matters for model-sized perturbations. Not the same stream as `nextStandardNormal`.
+    public mutating func fillStandardNormals(_ output: UnsafeMutableBufferPointer<Float>, scale: Double = 1) {
+        var i = 0
+        while i < output.count {
+            var u = 0.0
+            var v = 0.0
+            var s = 0.0
+            repeat {
+                u = 2 * nextUnitDouble() - 1
+                v = 2 * nextUnitDouble() - 1
+                s = u * u + v * v
+            } while s >= 1 || s == 0
+            let factor = scale * (-2 * _log(s) / s).squareRoot()
+            output[i] = Float(u * factor)
+            if i + 1 < output.count { output[i + 1] = Float(v * factor) }
+            i += 2
+        }
+    }
+
     /// Gamma(shape, 1) by Marsaglia and Tsang (ACM TOMS 2000), with the shape < 1 boost.
     public mutating func nextGamma(shape: Double) -> Double {
         precondition(shape > 0, "gamma shape must be positive")

@@ -215,6 +215,58 @@ final class CurvatureTests: XCTestCase {
         }
     }
 
+    /// The restricted operators write into the caller's buffer (its storage kept, whatever it held
+    /// before) and give the dense Hessian's products, whole and per block, to Float32 precision.
+    func testRestrictedOperator_WritesIntoTheCallersBuffer_AndMatchesTheDenseHessian() {
+        let (surface, x) = smallNetworkLoss(ModelSpec(widths: [30, 24, 10]))
+        let d = surface.dimension
+        let h = denseHessian(surface, at: x)
+        var generator = SplitMix64(seed: 5)
+        for block in [nil] + surface.network.layout.slices.map(\.range) {
+            let range = block ?? 0..<d
+            let (apply, size) = Curvature.hessian(of: surface, at: x, block: block)
+            XCTAssertEqual(size, range.count)
+            var buffer = [Double](repeating: .nan, count: size)
+            let storage = buffer.withUnsafeBufferPointer { $0.baseAddress }
+            for _ in 0..<3 {
+                let v = (0..<size).map { _ in generator.nextStandardNormal() }
+                apply.apply(v, into: &buffer)
+                XCTAssertEqual(buffer.withUnsafeBufferPointer { $0.baseAddress }, storage, "a fresh array per product")
+                XCTAssertEqual(buffer, apply(v), "in place and returned differ")
+                let scale = v.map(abs).max()! * h.map(abs).max()! * Double(size)
+                for (a, i) in range.enumerated() {
+                    let exact = range.enumerated().reduce(0.0) {
+                        $0 + (h[i * d + $1.1] + h[$1.1 * d + i]) / 2 * v[$1.0]
+                    }
+                    XCTAssertEqual(buffer[a], exact, accuracy: 1e-5 * scale, "row \(i) of \(range)")
+                }
+            }
+        }
+    }
+
+    /// A frozen coordinate keeps x's exact value under Gaussian perturbation: on a loss of the
+    /// frozen coordinates alone the sharpness is exactly zero.
+    func testGaussianSharpness_LeavesFrozenCoordinatesAlone() {
+        struct FrozenQuadratic: LossSurface {
+            let quadratic: Quadratic
+            var dimension: Int { quadratic.dimension }
+            var frozenRanges: [Range<Int>] { [0..<dimension] }
+            func loss(at x: [Float]) -> Double { quadratic.loss(at: x) }
+            func lossAndGradient(at x: [Float]) -> (loss: Double, gradient: [Float]) {
+                quadratic.lossAndGradient(at: x)
+            }
+            func hessianVectorProduct(at x: [Float], _ v: [Float]) -> [Float] {
+                quadratic.hessianVectorProduct(at: x, v)
+            }
+        }
+        let q = Quadratic.random(dimension: 12, seed: 4)
+        let x = q.center.map { $0 + 0.1 }
+        let estimate = Sharpness.gaussian(FrozenQuadratic(quadratic: q), at: x, sigma: 0.5, samples: 5)
+        XCTAssertEqual(estimate.value, 0)
+        XCTAssertEqual(estimate.standardError, 0)
+        XCTAssertGreaterThan(Sharpness.gaussian(q, at: x, sigma: 0.5, samples: 5).value, 0)
+    }
+
     func testSAM_IsHalfRhoSquaredLambdaMax_NearAMinimumOfAQuadratic() {
         let q = Quadratic.random(dimension: 30, seed: 8)
         let (values, vectors) = LAPACK.symmetricEigen(q.a, n: 30, vectors: true)
@@ -329,7 +381,7 @@ final class CurvatureTests: XCTestCase {
         let defaults = SharpnessSettings()
         let (apply, dimension) = Curvature.hessian(of: surface, at: x)
         /// How many of 200 seeded estimates' 95 % intervals hold `exact`.
-        func covered(_ apply: @escaping Curvature.Operator, dimension: Int, probes: Int, exact: Double) -> Int {
+        func covered(_ apply: Curvature.Operator, dimension: Int, probes: Int, exact: Double) -> Int {
             (0..<200).filter { seed in
                 let interval = Curvature.hutchinson(apply, dimension: dimension, probes: probes, seed: UInt64(seed))
                     .interval95
@@ -475,7 +527,7 @@ final class PartialReorthogonalizationTests: XCTestCase {
         // converge within a few steps, then orthogonality to them is lost step by step.
         var eigenvalues = [Double](repeating: 0, count: dimension)
         for i in 0..<dimension { eigenvalues[i] = i < 5 ? 100 - 10 * Double(i) : Double(i) / Double(dimension) }
-        let apply: Curvature.Operator = { v in zip(v, eigenvalues).map { $0 * $1 } }
+        let apply = Curvature.Operator { v in zip(v, eigenvalues).map { $0 * $1 } }
         var generator = SplitMix64(seed: 21)
         let start = (0..<dimension).map { _ in generator.nextStandardNormal() }
         let full = Curvature.lanczos(apply, dimension: dimension, iterations: 80, start: start)
