@@ -204,19 +204,20 @@ public enum SharpnessProbe {
             model: model, round: round, learningRate: learningRate, stabilityThreshold: stabilityThreshold)
     }
 
-    /// The whole-model curvature: top eigenvalues, trace (Hutchinson and Hutch++) and spectral density.
+    /// The whole-model curvature: top eigenvalues and trace (Hutchinson and Hutch++).
     public struct CurvaturePart: Sendable {
         var top: Curvature.Eigenvalues
         var trace: Curvature.TraceEstimate
         var hutchPlusPlus: Double
-        var histogram: (edges: [Double], masses: [Double])
         var products: Int
     }
 
-    /// Per-layer curvature, the loss and the sharpness measures (SAM, ASAM, m-, Gaussian and
-    /// average-direction sharpness).
+    /// Per-layer curvature, the spectral density, the loss and the sharpness measures (SAM, ASAM,
+    /// m-, Gaussian and average-direction sharpness). The density is in this half so the two take
+    /// about as long (the last measurement, on two free cores, ends with the slower one).
     public struct LayersAndSharpnessPart: Sendable {
         var layers: [SharpnessRecord.Layer]
+        var histogram: (edges: [Double], masses: [Double])
         var loss: Double
         var sam: Double
         var samAscent: Double
@@ -240,12 +241,7 @@ public enum SharpnessProbe {
             quadraticForm: Curvature.restrict(quadraticForm: operators.quadraticForm, dimension: dimension).0,
             dimension: dimension, probes: settings.hutchinsonProbes, seed: seed)
         let plus = Curvature.hutchPlusPlus(apply, dimension: dimension, products: settings.hutchinsonProbes, seed: seed)
-        let density = Curvature.spectralDensity(
-            apply, dimension: dimension, probes: settings.slqProbes, iterations: settings.slqIterations, seed: seed)
-        let histogram = density.histogram(bins: settings.densityBins)
-        return CurvaturePart(
-            top: top, trace: trace, hutchPlusPlus: plus.value, histogram: (histogram.edges, histogram.masses),
-            products: counting.products)
+        return CurvaturePart(top: top, trace: trace, hutchPlusPlus: plus.value, products: counting.products)
     }
 
     public static func measureLayersAndSharpness(
@@ -253,9 +249,9 @@ public enum SharpnessProbe {
     ) -> LayersAndSharpnessPart {
         let counting = CountingSurface(surface)
         var layers: [SharpnessRecord.Layer] = []
+        let operators = counting.curvatureOperators(at: x)
+        let dimension = counting.dimension
         if settings.perLayer {
-            let operators = counting.curvatureOperators(at: x)
-            let dimension = counting.dimension
             // Weight matrices only: the bias blocks are tiny in curvature as in size. A block's
             // products leave out the layers below it (the last layer's cost a sliver of a full one).
             for slice in surface.network.layout.slices where slice.shape.count > 1 {
@@ -278,6 +274,10 @@ public enum SharpnessProbe {
                         traceInterval95: [layerTrace.interval95.low, layerTrace.interval95.high]))
             }
         }
+        let density = Curvature.spectralDensity(
+            Curvature.restrict(operators.product, dimension: dimension).0, dimension: dimension,
+            probes: settings.slqProbes, iterations: settings.slqIterations, seed: seed)
+        let histogram = density.histogram(bins: settings.densityBins)
         let loss = surface.loss(at: x)
         let sam = Sharpness.worstCase(surface, at: x, radius: settings.samRadius)
         let samAscent = Sharpness.worstCase(
@@ -292,7 +292,8 @@ public enum SharpnessProbe {
                 surface, average: x, workers: workers, samples: settings.perturbationSamples, seed: seed)
         }
         return LayersAndSharpnessPart(
-            layers: layers, loss: loss, sam: sam, samAscent: samAscent, adaptive: adaptive, m: m.value,
+            layers: layers, histogram: (histogram.edges, histogram.masses), loss: loss, sam: sam, samAscent: samAscent,
+            adaptive: adaptive, m: m.value,
             gaussian: gaussian, averageDirection: averageDirection, products: counting.products)
     }
 
@@ -314,7 +315,7 @@ public enum SharpnessProbe {
             trace: trace.value, traceStandardError: trace.standardError,
             traceInterval95: [trace.interval95.low, trace.interval95.high],
             traceHutchPlusPlus: curvature.hutchPlusPlus,
-            densityEdges: curvature.histogram.edges, densityMasses: curvature.histogram.masses, layers: part.layers,
+            densityEdges: part.histogram.edges, densityMasses: part.histogram.masses, layers: part.layers,
             samSharpness: part.sam, samSharpnessAscent: part.samAscent, adaptiveSharpness: part.adaptive,
             mSharpness: part.m, gaussianSharpness: part.gaussian.value,
             gaussianSharpnessStandardError: part.gaussian.standardError,
