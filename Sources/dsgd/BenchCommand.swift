@@ -46,6 +46,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Rounds of each run in part (e), the cost of diagnostics.")
     var diagnosticsRounds: Int = 1_000
 
+    @Option(
+        help:
+            "Part (e): runs of each configuration (the three alternate; times are their medians, the costs the medians of each repeat's own ratios, with their range)."
+    )
+    var diagnosticsRepeats: Int = 1
+
     @Flag(help: "Skip part (e).")
     var skipDiagnostics = false
 
@@ -129,6 +135,7 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--transport must be ipc or tcp, got '\(transport)'")
         }
         guard clusterRepeats >= 1 else { throw ValidationError("--cluster-repeats must be at least 1") }
+        guard diagnosticsRepeats >= 1 else { throw ValidationError("--diagnostics-repeats must be at least 1") }
     }
 
     func run() throws {
@@ -194,10 +201,13 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// (e) Run time with diagnostics off, with the consensus distance only, and with the default
-    /// schedule (Ξ² every round, evaluation every 50 rounds, sharpness every 250), as ratios.
+    /// schedule (Ξ² every round, evaluation every 100 rounds, sharpness every 500), as ratios. With
+    /// repeats the three configurations alternate, so a drift in the machine's speed reaches all
+    /// three; each cost is the median of the repeats' own ratios.
     private func benchDiagnostics() throws {
         print(
             "\n(e) cost of the diagnostics: \(workers)-worker ring, default workload, \(diagnosticsRounds) rounds, data \(data), \(transport)"
+                + (diagnosticsRepeats > 1 ? ", median of \(diagnosticsRepeats) alternated runs each" : "")
         )
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
             "dsgd-bench-diagnostics-\(getpid())")
@@ -214,30 +224,50 @@ struct BenchCommand: ParsableCommand {
             ),
             ("default (Ξ² every round, eval every 100, sharpness every 500)", []),
         ]
-        var times: [Double] = []
-        for (index, (label, arguments)) in cases.enumerated() {
-            let started = Date()
-            let summary = try launchCluster(
-                runDirectory: scratch.appendingPathComponent("case-\(index)"), metricsEvery: nil,
-                rounds: diagnosticsRounds,
-                extra: arguments)
-            guard summary.status == "completed" else {
-                throw ValidationError("bench: run failed: \(summary.reason ?? "?")")
+        // times[repeat][case], and the coordinator's rounds/s likewise.
+        var times: [[Double]] = []
+        var rates: [[Double]] = []
+        for repeat_ in 0..<diagnosticsRepeats {
+            var repeatTimes: [Double] = []
+            var repeatRates: [Double] = []
+            for (index, (_, arguments)) in cases.enumerated() {
+                let started = Date()
+                let summary = try launchCluster(
+                    runDirectory: scratch.appendingPathComponent("case-\(index)-\(repeat_)"), metricsEvery: nil,
+                    rounds: diagnosticsRounds,
+                    extra: arguments)
+                guard summary.status == "completed" else {
+                    throw ValidationError("bench: run failed: \(summary.reason ?? "?")")
+                }
+                repeatTimes.append(Date().timeIntervalSince(started))
+                repeatRates.append(summary.roundsPerSecond)
             }
-            let seconds = Date().timeIntervalSince(started)
-            times.append(seconds)
+            times.append(repeatTimes)
+            rates.append(repeatRates)
+        }
+        let medianTimes = cases.indices.map { index in median(times.map { $0[index] }) }
+        for (index, (label, _)) in cases.enumerated() {
+            let runs =
+                diagnosticsRepeats > 1
+                ? "   runs " + times.map { String(format: "%.2f", $0[index]) }.joined(separator: ", ") : ""
             print(
                 String(
-                    format: "    %@ %7.1f s   ×%.3f   (%.1f rounds/s in the coordinator's clock)",
-                    label.padding(toLength: 62, withPad: " ", startingAt: 0), seconds, seconds / times[0],
-                    summary.roundsPerSecond))
+                    format: "    %@ %7.2f s   ×%.3f   (%.1f rounds/s in the coordinator's clock)%@",
+                    label.padding(toLength: 62, withPad: " ", startingAt: 0), medianTimes[index],
+                    medianTimes[index] / medianTimes[0], median(rates.map { $0[index] }), runs))
         }
-        print(String(format: "    default diagnostics vs off: %+.1f%% run time", 100 * (times[2] / times[0] - 1)))
+        /// The median of each repeat's cost of `case_` over `baseline`, in percent, and their range.
+        func cost(_ case_: Int, over baseline: Int) -> String {
+            let ratios = times.map { 100 * ($0[case_] / $0[baseline] - 1) }
+            let range =
+                ratios.count > 1 ? String(format: " (runs %+.1f to %+.1f%%)", ratios.min()!, ratios.max()!) : ""
+            return String(format: "%+.1f%%", median(ratios)) + range
+        }
+        print("    default diagnostics vs off: \(cost(2, over: 0)) run time")
+        print("    consensus distance every round vs off: \(cost(1, over: 0)) run time")
         print(
-            String(
-                format:
-                    "    evaluation and sharpness on top of the consensus distance: %+.1f%% run time (target ≤ 15%%)",
-                100 * (times[2] / times[1] - 1)))
+            "    evaluation and sharpness on top of the consensus distance: \(cost(2, over: 1)) run time (target ≤ 15%)"
+        )
     }
 
     /// Best rate (iterations per second) over 3 samples of about `sampleSeconds` each.
