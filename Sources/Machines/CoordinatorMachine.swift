@@ -141,6 +141,13 @@ public struct CoordinatorMachine {
     public var payloadMaker: (UnsafeBufferPointer<Float>, Int) -> FloatPayload = { values, _ in
         FloatPayload(copying: values)
     }
+    /// Where the models an evaluation or a sharpness job takes are copied: arrays the finished
+    /// jobs gave back (the shell's runners return them), or new ones when nil.
+    public var modelCopies: ModelCopies?
+
+    private func copy(_ values: UnsafeBufferPointer<Float>) -> [Float] {
+        modelCopies?.copy(values) ?? Array(values)
+    }
 
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
@@ -403,8 +410,12 @@ public struct CoordinatorMachine {
                 directives.append(
                     .measureSharpness(
                         SharpnessJob(
-                            round: nextRoundToRecord, learningRate: record.learningRate, average: average,
-                            workers: lastGathered.map(\.array), workerRanks: lastGatheredRanks)))
+                            round: nextRoundToRecord, learningRate: record.learningRate,
+                            average: average.withUnsafeBufferPointer { copy($0) },
+                            workers: lastGathered.map { payload in
+                                withExtendedLifetime(payload) { copy(payload.buffer) }
+                            },
+                            workerRanks: lastGatheredRanks)))
             }
             // Models read in place from the workers' shared memory: the record is void if a
             // worker rewrote one before the coordinator was done with it.
@@ -564,9 +575,12 @@ public struct CoordinatorMachine {
                 averageModel = consensus.average
             }
             if configuration.evaluates(afterRound: roundNumber), averageModelIsComplete, evaluation != nil {
+                // Copies, so the x̄ kept for the next round's pass is not shared (it would be
+                // copied on write there) and the models outlive their shared-memory slots.
                 job = EvaluationJob(
-                    round: roundNumber, average: consensus.average,
-                    workers: configuration.evaluateWorkers ? models.map(\.array) : [])
+                    round: roundNumber, average: consensus.average.withUnsafeBufferPointer { copy($0) },
+                    workers: configuration.evaluateWorkers
+                        ? models.map { payload in withExtendedLifetime(payload) { copy(payload.buffer) } } : [])
             }
         }
         return (record, job)

@@ -9,13 +9,17 @@ public final class EvaluationRunner: @unchecked Sendable {
     public static let maximumPendingJobs = 4
     private let queue: BackgroundQueue<EvaluationJob, EvaluationResult>
 
-    public init(_ evaluation: AverageModelEvaluation) {
+    /// - Parameter copies: where a finished job's model copies go back for reuse (the
+    ///   coordinator machine's `modelCopies`); nil lets them go.
+    public init(_ evaluation: AverageModelEvaluation, returningModelsTo copies: ModelCopies? = nil) {
         let helper = evaluation.replica()
         queue = BackgroundQueue(name: "evaluation", maximumPendingJobs: Self.maximumPendingJobs) {
             { [evaluation] job in
                 let second = ConcurrentPart(job, name: "evaluation (second half)") { helper.part(1, of: $0) }
                 let first = evaluation.part(0, of: job)
-                return [evaluation.combine([first, second.value()], of: job)]
+                let result = evaluation.combine([first, second.value()], of: job)
+                copies?.recycle([job.average] + job.workers)
+                return [result]
             }
         }
     }

@@ -2,6 +2,7 @@ import Datasets
 import Diagnostics
 import Foundation
 import LearningCore
+import Machines
 import Optimizers
 
 /// Measures curvature and sharpness on a thread of its own (a `BackgroundQueue`), so the
@@ -19,9 +20,11 @@ public final class SharpnessRunner: @unchecked Sendable {
     ///   together (the ghost or per-worker batch size): the loss is evaluated in chunks of that size.
     /// - Parameter optimizer: the optimizer whose stability threshold each record states (nil:
     ///   plain SGD's 2/η).
+    /// - Parameter copies: where a finished job's model copies go back for reuse (the coordinator
+    ///   machine's `modelCopies`); nil lets them go.
     public init(
         network: Network, evaluationSet: Dataset, settings: SharpnessSettings, seed: UInt64,
-        trainingGroupSize: Int = 256, optimizer: OptimizerSettings? = nil
+        trainingGroupSize: Int = 256, optimizer: OptimizerSettings? = nil, returningModelsTo copies: ModelCopies? = nil
     ) {
         let training = !network.stateRanges.isEmpty && settings.batchNormLoss == .training
         let normalization: NormalizationMode = training ? .batchStatistics(ghostBatchSize: nil) : .runningStatistics
@@ -35,9 +38,11 @@ public final class SharpnessRunner: @unchecked Sendable {
                 network.stateRanges.isEmpty
                 ? nil : normalization == .runningStatistics ? "running" : "batch (groups of \(chunkSize))"
             return { job in
-                Self.measure(
+                let records = Self.measure(
                     job, surfaces: (surfaces[0], surfaces[1]), statistics: statistics, settings: settings, seed: seed,
                     optimizer: optimizer)
+                copies?.recycle([job.average] + job.workers)
+                return records
             }
         }
     }

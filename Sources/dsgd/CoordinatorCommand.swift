@@ -57,12 +57,14 @@ struct CoordinatorCommand: ParsableCommand {
         installInterruptHandlers()
         // Read after the endpoint is out, so the workers start (and register: their messages wait
         // in the inbox) while this process reads, or on a cold cache inflates, the training set.
-        let training = try loadTrainingSide(configuration)
+        let modelCopies = ModelCopies()
+        let training = try loadTrainingSide(configuration, modelCopies: modelCopies)
         var machine = CoordinatorMachine(
             configuration: configuration, runID: runID, testSet: prepared.testSet,
             trainSubset: training.trainSubset, statisticsSet: training.statisticsSet)
         try prepared.resume(&machine)
         machine.payloadRequest = (network.payloads, network.sharedMemoryReport())
+        machine.modelCopies = modelCopies
         let shell = CoordinatorShell(
             machine: machine,
             transport: transport, report: report, data: data,
@@ -73,7 +75,7 @@ struct CoordinatorCommand: ParsableCommand {
         shell.spectralGap = prepared.spectralGap
         shell.launchedAt = launchedAt
         shell.sharpness = training.sharpness
-        shell.evaluations = shell.machine.evaluation.map(EvaluationRunner.init)
+        shell.evaluations = shell.machine.evaluation.map { EvaluationRunner($0, returningModelsTo: modelCopies) }
         shell.detectsFailures = true
         shell.heartbeats = heartbeats
         shell.checkpoints = CheckpointStore(runDirectory: directory)

@@ -717,7 +717,11 @@ func prepareRun(_ options: RunOptions) throws -> PreparedRun {
 }
 
 /// Loads the training subset x̄ is measured on and starts the sharpness thread.
-func loadTrainingSide(_ configuration: RunConfiguration) throws -> TrainingSide {
+/// - Parameter copies: where the sharpness runner gives back its jobs' model copies (the
+///   coordinator machine's `modelCopies`).
+func loadTrainingSide(_ configuration: RunConfiguration, modelCopies copies: ModelCopies? = nil) throws
+    -> TrainingSide
+{
     let trainSubset = try DataLoader.loadTrainSubset(
         configuration.data, count: configuration.sharpness.examples, seed: configuration.seed)
     let sharpness =
@@ -726,7 +730,7 @@ func loadTrainingSide(_ configuration: RunConfiguration) throws -> TrainingSide 
             network: Network(spec: configuration.model), evaluationSet: trainSubset, settings: configuration.sharpness,
             seed: configuration.seed,
             trainingGroupSize: configuration.batchNorm.virtualBatchSize ?? configuration.batchSize,
-            optimizer: configuration.optimizer) : nil
+            optimizer: configuration.optimizer, returningModelsTo: copies) : nil
     let recomputes = configuration.model.batchNorm && configuration.batchNorm.averageModelStatistics == .recomputed
     return TrainingSide(
         trainSubset: trainSubset, sharpness: sharpness,

@@ -42,10 +42,49 @@ final class EvaluationRunnerTests: XCTestCase {
             XCTAssertEqual(combined, inline)
             XCTAssertEqual(combined.testLoss.bitPattern, inline.testLoss.bitPattern)
             XCTAssertEqual(inline.workerAccuracies.count, workers.count)
-            let runner = EvaluationRunner(evaluation)
+            let copies = ModelCopies()
+            let runner = EvaluationRunner(evaluation, returningModelsTo: copies)
             runner.submit(job)
             runner.close()
             XCTAssertEqual(runner.drain(), [inline], "train subset \(train != nil), \(workers.count) workers")
+            XCTAssertEqual(
+                copies.keptBytes, (1 + workers.count) * network.parameterCount * 4, "the job's models came back")
         }
+    }
+}
+
+/// `ModelCopies`: a copy holds the values, whether it reuses a returned array or not; a returned
+/// array of the right length is reused in place; one still shared elsewhere is copied on write,
+/// so its other holder keeps its values; at most `capacityBytes` wait for reuse.
+final class ModelCopiesTests: XCTestCase {
+    func testCopies_HoldTheValues_ReuseReturnedStorage_AndKeepTheCap() {
+        let copies = ModelCopies(capacityBytes: 3 * 1_000 * 4)
+        let source = (0..<1_000).map { Float($0) * 0.5 }
+        let first = source.withUnsafeBufferPointer { copies.copy($0) }
+        XCTAssertEqual(first, source)
+        let storage = first.withUnsafeBufferPointer { $0.baseAddress }
+        copies.recycle([first])
+        // `first` is still held here, so the reuse copies on write: `first` keeps its values.
+        let other = source.map { -$0 }
+        let second = other.withUnsafeBufferPointer { copies.copy($0) }
+        XCTAssertEqual(second, other)
+        XCTAssertEqual(first, source, "a shared returned array was overwritten")
+        XCTAssertEqual(copies.keptBytes, 0)
+        // Returned and no longer held: its own storage is rewritten.
+        var unique: [Float]? = source.withUnsafeBufferPointer { copies.copy($0) }
+        let uniqueStorage = unique!.withUnsafeBufferPointer { $0.baseAddress }
+        copies.recycle([unique!])
+        unique = nil
+        let third = other.withUnsafeBufferPointer { copies.copy($0) }
+        XCTAssertEqual(third, other)
+        XCTAssertEqual(third.withUnsafeBufferPointer { $0.baseAddress }, uniqueStorage, "not reused in place")
+        _ = storage
+        // Another length is never handed out for this one; the cap bounds what is kept.
+        copies.recycle([[Float](repeating: 1, count: 10)])
+        let shorter = [Float](repeating: 2, count: 5)
+        XCTAssertEqual(shorter.withUnsafeBufferPointer { copies.copy($0) }, shorter)
+        copies.recycle((0..<5).map { _ in [Float](repeating: 0, count: 1_000) })
+        XCTAssertEqual(copies.keptBytes, 10 * 4 + 2 * 1_000 * 4, "the cap of 3 models")
+        XCTAssertEqual([Float]().withUnsafeBufferPointer { copies.copy($0) }, [])
     }
 }
