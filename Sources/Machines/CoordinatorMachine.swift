@@ -149,6 +149,11 @@ public struct CoordinatorMachine {
         modelCopies?.copy(values) ?? Array(values)
     }
 
+    /// A gathered model as an array of its own (it outlives the payload's shared-memory slot).
+    private func copy(_ payload: FloatPayload) -> [Float] {
+        withExtendedLifetime(payload) { copy(payload.buffer) }
+    }
+
     /// - Parameter testSet: the evaluation data; nil disables evaluation (test accuracy omitted).
     /// - Parameter trainSubset: the fixed training subset x̄'s train loss (and sharpness) is measured on.
     /// - Parameter statisticsSet: training examples x̄'s batch-norm statistics are recomputed on
@@ -412,9 +417,7 @@ public struct CoordinatorMachine {
                         SharpnessJob(
                             round: nextRoundToRecord, learningRate: record.learningRate,
                             average: average.withUnsafeBufferPointer { copy($0) },
-                            workers: lastGathered.map { payload in
-                                withExtendedLifetime(payload) { copy(payload.buffer) }
-                            },
+                            workers: lastGathered.map { copy($0) },
                             workerRanks: lastGatheredRanks)))
             }
             // Models read in place from the workers' shared memory: the record is void if a
@@ -580,7 +583,7 @@ public struct CoordinatorMachine {
                 job = EvaluationJob(
                     round: roundNumber, average: consensus.average.withUnsafeBufferPointer { copy($0) },
                     workers: configuration.evaluateWorkers
-                        ? models.map { payload in withExtendedLifetime(payload) { copy(payload.buffer) } } : [])
+                        ? models.map { copy($0) } : [])
             }
         }
         return (record, job)

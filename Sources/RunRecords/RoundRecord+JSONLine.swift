@@ -94,22 +94,22 @@ enum JSONLine {
     }
 
     static func appendIfPresent(_ values: [Double]?, to line: inout [UInt8]) -> Bool? {
-        guard let values else { return nil }
-        line.append(UInt8(ascii: "["))
-        for (index, value) in values.enumerated() {
-            if index > 0 { line.append(UInt8(ascii: ",")) }
-            guard append(value, to: &line) else { return false }
-        }
-        line.append(UInt8(ascii: "]"))
-        return true
+        appendList(values, to: &line) { append($0, to: &$1) }
     }
 
     static func appendIfPresent(_ values: [Int]?, to line: inout [UInt8]) -> Bool? {
+        appendList(values, to: &line) { append($0, to: &$1) }
+    }
+
+    /// `[a,b,…]` with each element written by `element` (false when it cannot be).
+    private static func appendList<Element>(
+        _ values: [Element]?, to line: inout [UInt8], element: (Element, inout [UInt8]) -> Bool
+    ) -> Bool? {
         guard let values else { return nil }
         line.append(UInt8(ascii: "["))
         for (index, value) in values.enumerated() {
             if index > 0 { line.append(UInt8(ascii: ",")) }
-            _ = append(value, to: &line)
+            guard element(value, &line) else { return false }
         }
         line.append(UInt8(ascii: "]"))
         return true
