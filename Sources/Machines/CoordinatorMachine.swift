@@ -260,25 +260,33 @@ public struct CoordinatorMachine {
         case .metrics:
             guard phase == .running else { return reject("metrics from worker \(sender) before the start") }
             guard alive.contains(sender) else { return reject("metrics from worker \(sender), which was removed") }
-            let metrics: WorkerMetrics
-            do { metrics = try WorkerMetrics(decoding: envelope.body) } catch { return reject("\(error)") }
-            // Flow control lets a worker complete at most --max-rounds-ahead rounds past the last
-            // recorded one, so that many rounds of reports are all the coordinator ever holds;
-            // a report beyond is a protocol violation, not something to buffer.
-            guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds,
-                metrics.round < nextRoundToRecord + configuration.maxRoundsAhead,
-                reports[metrics.round]?[sender] == nil
-            else {
-                return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")
+            // One message carries one round's report, or several consecutive rounds' (a gossip
+            // worker sends rounds that carry no model a few at a time); a model comes with the last.
+            let batch: [WorkerMetrics]
+            do {
+                batch = try WorkerMetrics.decodedBatch(envelope.body, atMost: configuration.maxRoundsAhead)
+            } catch {
+                return reject("\(error)")
             }
-            let gathers =
-                configuration.federated == nil
-                ? configuration.gathersParameters(afterRound: metrics.round) : metrics.sampled == true
-            if gathers && envelope.payload?.count != network.parameterCount {
-                return reject(
-                    "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
-                )
+            for (index, metrics) in batch.enumerated() {
+                // Flow control lets a worker complete at most --max-rounds-ahead rounds past the
+                // last recorded one, so that many rounds of reports are all the coordinator ever
+                // holds; a report beyond is a protocol violation, not something to buffer.
+                guard metrics.round >= nextRoundToRecord, metrics.round <= configuration.rounds,
+                    metrics.round < nextRoundToRecord + configuration.maxRoundsAhead,
+                    reports[metrics.round]?[sender] == nil, index == 0 || metrics.round == batch[index - 1].round + 1
+                else {
+                    return reject("unexpected metrics from worker \(sender) for round \(metrics.round)")
+                }
+                let isLast = index == batch.count - 1
+                if carriesModel(metrics) && (!isLast || envelope.payload?.count != network.parameterCount) {
+                    return reject(
+                        "metrics from worker \(sender) for round \(metrics.round) lack its \(network.parameterCount) parameters"
+                    )
+                }
             }
+            let last = batch[batch.count - 1]
+            let gathers = carriesModel(last)
             // A diverged client's model must not reach the server's average (a NaN global model
             // would be rejected by every client, and the run would stall): the run fails, or drops
             // it. Gossip models are checked by the neighbours that mix them, so the coordinator's
@@ -287,10 +295,11 @@ public struct CoordinatorMachine {
                 return onWorkerFailed(
                     sender,
                     cause:
-                        "worker \(sender) sent a model with NaN or Inf values for round \(metrics.round) (its training diverged)"
+                        "worker \(sender) sent a model with NaN or Inf values for round \(last.round) (its training diverged)"
                 )
             }
-            reports[metrics.round, default: [:]][sender] = (metrics, gathers ? envelope.payload : nil)
+            for metrics in batch.dropLast() { reports[metrics.round, default: [:]][sender] = (metrics, nil) }
+            reports[last.round, default: [:]][sender] = (last, gathers ? envelope.payload : nil)
             return recordCompleteRounds()
         case .finished:
             do {
@@ -434,6 +443,13 @@ public struct CoordinatorMachine {
         directives += releaseRecords()
         directives += acknowledgeRecorded()
         return directives + checkpointIfReady() + completeIfDone()
+    }
+
+    /// Whether a worker's report of this round comes with its model: on the rounds the
+    /// coordinator measures (gossip), or when the client was sampled (federated).
+    private func carriesModel(_ metrics: WorkerMetrics) -> Bool {
+        configuration.federated == nil
+            ? configuration.gathersParameters(afterRound: metrics.round) : metrics.sampled == true
     }
 
     private func awaitsClientEvaluations(_ round: Int) -> Bool {

@@ -140,34 +140,56 @@ extension WorkerMetrics {
 
     static let formatTag: UInt64 = 0x5752_4B4D_4554_0001  // "WRKMET", 1
 
+    /// Several consecutive rounds' reports in one message body: their encodings one after the
+    /// other (each report's length is fixed, and each starts with its tag).
+    public static func encoded(batch reports: [WorkerMetrics]) -> [UInt8] { reports.flatMap(\.encoded) }
+
     public init(decoding bytes: [UInt8]) throws(WireError) {
+        let reports = try Self.decodedBatch(bytes, atMost: 1)
+        guard let report = reports.first else { throw WireError.malformed("metrics body is not a valid report: empty") }
+        self = report
+    }
+
+    /// The reports of a body written by `encoded(batch:)`: at least one and at most `limit`
+    /// (the coordinator passes its flow-control window, so a body cannot make it hold more).
+    public static func decodedBatch(_ bytes: [UInt8], atMost limit: Int) throws(WireError) -> [WorkerMetrics] {
         var reader = StateReader(bytes)
+        var reports: [WorkerMetrics] = []
         do {
-            guard try reader.readUInt64() == Self.formatTag else { throw StateArchiveError("not a metrics report") }
-            round = try reader.readInt()
-            trainLoss = try reader.readDouble()
-            learningRate = try reader.readDouble()
-            bytesSent = try reader.readInt()
-            epoch = try reader.readInt()
-            switch try reader.readInt() {
-            case -1: sampled = nil
-            case 0: sampled = false
-            case 1: sampled = true
-            case let other: throw StateArchiveError("sampled flag \(other)")
-            }
-            let shard = try reader.readInt()
-            shardSize = shard < 0 ? nil : shard
-            var optionals: [Double?] = []
-            for _ in 0..<3 {
-                let present = try reader.readBool()
-                let value = try reader.readDouble()
-                optionals.append(present ? value : nil)
-            }
-            (additiveLambda, additiveMu, additiveGlobalZeroFraction) = (optionals[0], optionals[1], optionals[2])
-            guard reader.isAtEnd else { throw StateArchiveError("\(bytes.count - reader.offset) bytes left over") }
+            repeat {
+                guard reports.count < limit else {
+                    throw StateArchiveError("more than \(limit) reports in one message")
+                }
+                reports.append(try WorkerMetrics(reading: &reader))
+            } while !reader.isAtEnd
         } catch {
             throw WireError.malformed("metrics body is not a valid report: \(error)")
         }
+        return reports
+    }
+
+    private init(reading reader: inout StateReader) throws(StateArchiveError) {
+        guard try reader.readUInt64() == Self.formatTag else { throw StateArchiveError("not a metrics report") }
+        round = try reader.readInt()
+        trainLoss = try reader.readDouble()
+        learningRate = try reader.readDouble()
+        bytesSent = try reader.readInt()
+        epoch = try reader.readInt()
+        switch try reader.readInt() {
+        case -1: sampled = nil
+        case 0: sampled = false
+        case 1: sampled = true
+        case let other: throw StateArchiveError("sampled flag \(other)")
+        }
+        let shard = try reader.readInt()
+        shardSize = shard < 0 ? nil : shard
+        var optionals: [Double?] = []
+        for _ in 0..<3 {
+            let present = try reader.readBool()
+            let value = try reader.readDouble()
+            optionals.append(present ? value : nil)
+        }
+        (additiveLambda, additiveMu, additiveGlobalZeroFraction) = (optionals[0], optionals[1], optionals[2])
     }
 }
 

@@ -102,6 +102,10 @@ public struct WorkerMachine {
     public var recordedRounds: Int { acknowledgedRounds }
     /// The next round is due but waits for the coordinator to catch up.
     private var roundDeferred = false
+    /// Gossip mode: reports of completed rounds not sent yet. Rounds that carry nothing but the
+    /// figures go to the coordinator a few at a time (`reportBatch`), in one message: a report a
+    /// round was a quarter of a ring's messages.
+    private var unsentReports: [WorkerMetrics] = []
     /// All rounds done and reported; waiting for the coordinator's final acknowledgement.
     private var awaitingRelease = false
     public private(set) var bytesSent = 0
@@ -724,7 +728,7 @@ public struct WorkerMachine {
         trainedThisRound = false
         sentThisRound = nil
         round += 1
-        var directives = [reportRound(configuration)] + evaluateForClient(configuration)
+        var directives = reportRound(configuration) + evaluateForClient(configuration)
         if round == configuration.rounds {
             directives.append(finishedMessage())
             // Exit only once the coordinator has everything (its final acknowledgement): leaving
@@ -794,21 +798,42 @@ public struct WorkerMachine {
         return evaluation + checkpointIfDue() + beginRound()
     }
 
-    private mutating func reportRound(_ configuration: RunConfiguration) -> WorkerDirective {
+    /// How many rounds' reports a worker may hold before it sends them: half the flow-control
+    /// window. The coordinator records a round once every worker reported it and acknowledges a
+    /// quarter window at a time, so the slowest worker, which has sent every report older than
+    /// its last `reportBatch − 1` rounds, is never held by flow control: what it holds back
+    /// cannot stall the run.
+    static func reportBatch(maxRoundsAhead: Int) -> Int { max(1, maxRoundsAhead / 2) }
+
+    /// This round's report, sent now, or kept to go with the next ones. It goes now (with any
+    /// kept) when the round carries a model for the coordinator, is evaluated, is checkpointed or
+    /// is the last, when the batch is full, and when flow control is about to make this worker
+    /// wait for the coordinator (which may be waiting for these reports).
+    private mutating func reportRound(_ configuration: RunConfiguration) -> [WorkerDirective] {
         var metrics = WorkerMetrics(
             round: round, trainLoss: roundLoss, learningRate: roundLearningRate, bytesSent: bytesSent,
             epoch: steps?.trainer.sampler.epoch ?? 0)
         metrics.additiveLambda = steps?.personalizer.report.lambda
         metrics.additiveMu = steps?.personalizer.report.mu
         metrics.additiveGlobalZeroFraction = steps?.personalizer.report.zeroFraction
-        let payload =
-            configuration.gathersParameters(afterRound: round)
-            ? makePayload(model, round: round, readers: .coordinator) : nil
+        unsentReports.append(metrics)
+        let gathers = configuration.gathersParameters(afterRound: round)
+        let sendsNow =
+            gathers || configuration.evaluates(afterRound: round) || checkpointDue(round)
+            || round == configuration.rounds
+            || unsentReports.count >= Self.reportBatch(maxRoundsAhead: configuration.maxRoundsAhead)
+            || round - acknowledgedRounds >= configuration.maxRoundsAhead
+        guard sendsNow else { return [] }
+        let payload = gathers ? makePayload(model, round: round, readers: .coordinator) : nil
+        let body = WorkerMetrics.encoded(batch: unsentReports)
+        unsentReports.removeAll(keepingCapacity: true)
         // Gossip mode: the report (and the model it carries on metric rounds) is diagnostics, not
         // the algorithm's traffic, so it is not counted in bytesSent.
-        return send(
-            Envelope(header: header(.metrics, round: round), body: metrics.encoded, payload: payload),
-            to: .coordinator, diagnostic: true)
+        return [
+            send(
+                Envelope(header: header(.metrics, round: round), body: body, payload: payload), to: .coordinator,
+                diagnostic: true)
+        ]
     }
 
     /// After an evaluation round: this worker's own model on its own test split, to the coordinator.

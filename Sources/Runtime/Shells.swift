@@ -567,6 +567,10 @@ public final class CoordinatorShell {
     }
 
     private func perform(_ directives: [CoordinatorDirective]) {
+        // Evaluations run here (no background runner) are handed back after the other directives:
+        // a record released in the same list (an earlier round's) is written before the evaluated one.
+        var evaluated: [EvaluationResult] = []
+        defer { for result in evaluated where outcome == .running { perform(machine.onEvaluation(result)) } }
         for directive in directives where outcome == .running {
             switch directive {
             case .connect(let peer, let endpoint):
@@ -623,7 +627,7 @@ public final class CoordinatorShell {
                 if let evaluations {
                     evaluations.submit(job)
                 } else if let evaluation = machine.evaluation {
-                    perform(machine.onEvaluation(evaluation.run(job)))
+                    evaluated.append(evaluation.run(job))
                 }
             }
         }
