@@ -52,9 +52,13 @@ final class ScaleTests: XCTestCase {
             sent, sums["received"]!.filter { $0.key != "heartbeat" }, "every message sent was delivered, kind by kind")
         XCTAssertEqual(sums["rejected"]!.values.reduce(0, +), 0, "\(sums["rejected"]!)")
         XCTAssertEqual(sums["undecodable"]!["all"], 0)
-        // The protocol's own counts: a ring's two models per worker and round, one report each.
+        // The protocol's own counts: a ring's two models per worker and round. Reports go at
+        // most 4 rounds to a message (half the flow-control window), ended early by the rounds
+        // with a model (every 10th): at least 3 messages per 10 rounds, more when a worker about
+        // to wait for the coordinator sends what it holds, and fewer than one a round.
         XCTAssertEqual(sent["parameters"], workers * 2 * 100)
-        XCTAssertEqual(sent["metrics"], workers * 100)
+        XCTAssertGreaterThanOrEqual(sent["metrics"] ?? 0, workers * 30)
+        XCTAssertLessThan(sent["metrics"] ?? 0, workers * 100)
         XCTAssertEqual(sent["register"], workers)
         XCTAssertEqual(sent["assignment"], workers)
         XCTAssertEqual(sent["finished"], workers)
