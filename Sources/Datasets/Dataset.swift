@@ -19,6 +19,19 @@ public struct Dataset: Sendable {
 
     public var count: Int { labels.count }
 
+    /// The same examples, their features copied into memory advised for transparent huge pages:
+    /// a training shard's rows are read in random order, and with 4 KiB pages nearly every row
+    /// of a batch is a TLB miss.
+    public func featuresOnHugePages() -> Dataset {
+        let source = features
+        let moved = [UInt8](unsafeUninitializedCapacity: source.count) { buffer, initialized in
+            HugePageBuffer.advise(UnsafeMutableRawBufferPointer(buffer))
+            _ = buffer.initialize(from: source)
+            initialized = source.count
+        }
+        return Dataset(features: moved, labels: labels, featureCount: featureCount, classCount: classCount)
+    }
+
     /// The examples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> Dataset {
         var features = [UInt8]()

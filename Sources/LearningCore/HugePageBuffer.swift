@@ -35,6 +35,19 @@ public final class HugePageBuffer: @unchecked Sendable {
         pointer = raw.bindMemory(to: Float.self, capacity: max(1, capacity))
     }
 
+    /// Advises the whole 2 MiB blocks inside `region` for transparent huge pages (a no-op for
+    /// less, or without the kernel's support). Pages already touched keep their size until the
+    /// kernel collapses them, so advise a fresh allocation before writing it.
+    public static func advise(_ region: UnsafeMutableRawBufferPointer) {
+        #if canImport(Glibc)
+            guard let base = region.baseAddress else { return }
+            let start = (Int(bitPattern: base) + hugePageBytes - 1) / hugePageBytes * hugePageBytes
+            let end = (Int(bitPattern: base) + region.count) / hugePageBytes * hugePageBytes
+            guard end > start, let aligned = UnsafeMutableRawPointer(bitPattern: start) else { return }
+            _ = madvise(aligned, end - start, 14)  // MADV_HUGEPAGE
+        #endif
+    }
+
     deinit {
         #if canImport(Glibc)
             free(pointer)

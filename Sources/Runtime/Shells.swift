@@ -264,7 +264,7 @@ public final class WorkerShell {
                     break
                 }
                 do {
-                    let shard = try loadShard(rank, configuration)
+                    let shard = try loadShard(rank, configuration).featuresOnHugePages()
                     let clientTest = configuration.clientTestSize > 0 ? try loadClientTest(rank, configuration) : nil
                     let clientValidation =
                         configuration.clientValidationFraction > 0 ? try loadClientValidation(rank, configuration) : nil

@@ -21,3 +21,22 @@ final class HugePageBufferTests: XCTestCase {
         }
     }
 }
+
+/// `HugePageBuffer.advise`: advice on any region (empty, smaller than a huge page, unaligned,
+/// several huge pages) leaves its memory as it was, readable and writable throughout.
+final class HugePageAdviceTests: XCTestCase {
+    func testAdvice_KeepsEveryRegionUsable() {
+        let hugePage = HugePageBuffer.hugePageBytes
+        for (count, offset) in [(0, 0), (100, 3), (hugePage - 1, 1), (hugePage + 4_097, 5), (3 * hugePage + 11, 4_095)]
+        {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: count + offset + 1, alignment: 4_096)
+            defer { raw.deallocate() }
+            let region = UnsafeMutableRawBufferPointer(start: raw + offset, count: count)
+            for i in 0..<count { region[i] = UInt8(truncatingIfNeeded: i &* 7) }
+            HugePageBuffer.advise(region)
+            XCTAssertFalse((0..<count).contains { region[$0] != UInt8(truncatingIfNeeded: $0 &* 7) }, "\(count)")
+            for i in 0..<count { region[i] = UInt8(truncatingIfNeeded: i &* 13) }
+            XCTAssertFalse((0..<count).contains { region[$0] != UInt8(truncatingIfNeeded: $0 &* 13) }, "\(count)")
+        }
+    }
+}
