@@ -56,6 +56,31 @@ public enum VectorKernels {
         dsgd_squared_distance((variant ?? best).rawValue, x, y, count)
     }
 
+    /// y[j] = y[j] + (a·x[j]), the product rounded to Float32 before the sum: the bits of scaling
+    /// x by a (`BLAS.scal`) and then adding it to y (`BLAS.axpy` with weight 1), in one pass over
+    /// x and y instead of two. For a ≠ 0 (BLAS's scaling by 0 writes zeros, NaN or not); the
+    /// buffers must not overlap.
+    public static func addRoundedProducts(
+        _ a: Float, _ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, _ count: Int
+    ) {
+        precondition(a != 0, "scaling by 0 is BLAS's zero fill, not a product")
+        let width = 16
+        let whole = count / width * width
+        let scale = SIMD16<Float>(repeating: a)
+        var j = 0
+        while j < whole {
+            let product = scale * UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            let sum = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self) + product
+            UnsafeMutableRawPointer(y + j).storeBytes(of: sum, as: SIMD16<Float>.self)
+            j += width
+        }
+        while j < count {
+            let product = a * x[j]
+            y[j] = y[j] + product
+            j += 1
+        }
+    }
+
     /// mean[j] = Float32(total[j] / divisor): a correctly rounded Float64 division, then one
     /// rounding to Float32 (a divisor of 1 only rounds).
     @inline(__always)

@@ -71,6 +71,9 @@ public struct Optimizer: @unchecked Sendable {
     private let initialState: () -> Any
     public private(set) var step: Int = 0
     public let settings: OptimizerSettings
+    /// Set when the chain's last link, the scaling by −η, is left to `apply`, which fuses it with
+    /// the step's addition (one pass over the update and the parameters instead of two).
+    private var fusedScale: LearningRateSchedule?
 
     public init<T: GradientTransformation>(_ transformation: T, parameterCount: Int, settings: OptimizerSettings) {
         state = transformation.initialState(parameterCount: parameterCount)
@@ -104,6 +107,18 @@ public struct Optimizer: @unchecked Sendable {
             weightDecay: settings.weightDecayMode == .decoupled ? Float(settings.weightDecay) : 0,
             schedule: settings.schedule)
         let scale = ScaleByLearningRate(schedule: settings.schedule)
+        if decoupled.weightDecay == 0 {
+            // Nothing follows the scaling: `apply` scales and adds in one pass, with the same bits.
+            switch settings.momentumKind {
+            case .none:
+                self.init(coupled, parameterCount: parameterCount, settings: settings)
+            case .heavyBall, .nesterov:
+                let trace = Trace(momentum: Float(settings.momentum), nesterov: settings.momentumKind == .nesterov)
+                self.init(Chain(coupled, trace), parameterCount: parameterCount, settings: settings)
+            }
+            fusedScale = settings.schedule
+            return
+        }
         switch settings.momentumKind {
         case .none:
             self.init(Chain(Chain(coupled, scale), decoupled), parameterCount: parameterCount, settings: settings)
@@ -121,9 +136,22 @@ public struct Optimizer: @unchecked Sendable {
     /// parameters ← parameters + chain(gradient), at the schedule position `scheduleStep` (the
     /// step counter when nil). `gradient` is consumed as scratch space.
     public mutating func apply(gradient: inout [Float], to parameters: inout [Float], scheduleStep: Int? = nil) {
-        apply(&gradient, &state, parameters, scheduleStep ?? step)
-        parameters.addScaled(gradient, by: 1)
+        let position = scheduleStep ?? step
+        apply(&gradient, &state, parameters, position)
         step += 1
+        guard let fusedScale else { return parameters.addScaled(gradient, by: 1) }
+        // x ← x + (−η·u): ScaleByLearningRate's scaling and the addition, in one pass.
+        let scale = Float(-fusedScale.learningRate(atStep: position))
+        guard scale != 0 else {
+            gradient.scale(by: scale)
+            return parameters.addScaled(gradient, by: 1)
+        }
+        precondition(gradient.count == parameters.count, "\(gradient.count) gradient values for \(parameters.count)")
+        gradient.withUnsafeBufferPointer { u in
+            parameters.withUnsafeMutableBufferPointer {
+                VectorKernels.addRoundedProducts(scale, u.baseAddress!, to: $0.baseAddress!, u.count)
+            }
+        }
     }
 }
 
