@@ -14,18 +14,7 @@ final class CoordinatorFailureTests: XCTestCase {
         var configuration = smallConfiguration(workers: workers, rounds: rounds, metricsEvery: 1_000, evalEvery: 1_000)
         configuration.failurePolicy = policy
         configuration.sharpness.every = 0
-        var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
-        for rank in 0..<workers {
-            let registration = try! JSONEncoder().encode(
-                RegistrationForTests(
-                    nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
-            _ = machine.onEnvelope(
-                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
-        }
-        for rank in 0..<workers {
-            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
-        }
-        XCTAssertTrue(machine.isRunning)
+        let machine = startedCoordinator(configuration, runID: runID)
         return (machine, Network(spec: configuration.model).parameterCount)
     }
 
@@ -88,6 +77,24 @@ final class CoordinatorFailureTests: XCTestCase {
     }
 }
 
+/// A coordinator past its start barrier: every worker of `configuration` registered (rank r as
+/// asked) and ready, no messages sent to them read back.
+func startedCoordinator(_ configuration: RunConfiguration, runID: UInt64) -> CoordinatorMachine {
+    var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
+    for rank in 0..<configuration.workers {
+        let registration = try! JSONEncoder().encode(
+            RegistrationForTests(
+                nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
+        _ = machine.onEnvelope(
+            Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
+    }
+    for rank in 0..<configuration.workers {
+        _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
+    }
+    XCTAssertTrue(machine.isRunning)
+    return machine
+}
+
 // Mirrors of the wire bodies (the real ones are internal to Runtime's encoding).
 struct RegistrationForTests: Codable {
     var nonce: UInt64
@@ -106,17 +113,7 @@ final class FederatedFailureTests: XCTestCase {
         configuration.sharpness.every = 0
         configuration.federated = FederatedSettings(clientFraction: 0.3, proximalMu: 0)
         configuration.topology = .fixed(try! .generated(.solo, nodeCount: 3))
-        var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
-        for rank in 0..<3 {
-            let registration = try! JSONEncoder().encode(
-                RegistrationForTests(
-                    nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
-            _ = machine.onEnvelope(
-                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
-        }
-        for rank in 0..<3 {
-            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
-        }
+        let machine = startedCoordinator(configuration, runID: runID)
         return (machine, configuration, Network(spec: configuration.model).parameterCount)
     }
 

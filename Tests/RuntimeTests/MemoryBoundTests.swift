@@ -35,16 +35,7 @@ final class MemoryBoundTests: XCTestCase {
         var configuration = smallConfiguration(workers: 2, rounds: 50, metricsEvery: 1_000, evalEvery: 1_000)
         configuration.sharpness.every = 0
         configuration.maxRoundsAhead = 3
-        var machine = CoordinatorMachine(configuration: configuration, runID: 8, testSet: nil)
-        for rank in 0..<2 {
-            let registration = try JSONEncoder().encode(
-                RegistrationForTests(nonce: UInt64(rank), endpoint: "e", host: "h", processID: 1, requestedRank: rank))
-            _ = machine.onEnvelope(
-                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
-        }
-        for rank in 0..<2 {
-            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: 8, sender: Int32(rank))))
-        }
+        var machine = startedCoordinator(configuration, runID: 8)
         func report(round: Int) -> Envelope {
             let body = WorkerMetrics(round: round, trainLoss: 1, learningRate: 0.1, bytesSent: 0, epoch: 0).encoded
             return Envelope(header: MessageHeader(kind: .metrics, runID: 8, round: Int64(round), sender: 0), body: body)

@@ -42,19 +42,7 @@ final class ReportBatchTests: XCTestCase {
             workers: workers, rounds: rounds, metricsEvery: metricsEvery, evalEvery: 1_000)
         configuration.sharpness.every = 0
         configuration.evaluateWorkers = false
-        var machine = CoordinatorMachine(configuration: configuration, runID: runID, testSet: nil)
-        for rank in 0..<workers {
-            let registration = try! JSONEncoder().encode(
-                RegistrationForTests(
-                    nonce: UInt64(rank), endpoint: "e\(rank)", host: "h", processID: 1, requestedRank: rank))
-            _ = machine.onEnvelope(
-                Envelope(header: MessageHeader(kind: .register, runID: 0, sender: -1), body: Array(registration)))
-        }
-        for rank in 0..<workers {
-            _ = machine.onEnvelope(Envelope(header: MessageHeader(kind: .ready, runID: runID, sender: Int32(rank))))
-        }
-        XCTAssertTrue(machine.isRunning)
-        return machine
+        return startedCoordinator(configuration, runID: runID)
     }
 
     private func message(_ rank: Int, rounds: ClosedRange<Int>, model: Int? = nil) -> Envelope {
