@@ -99,35 +99,37 @@ public struct Optimizer: @unchecked Sendable {
     }
 
     /// Builds SGD from settings: chain(clip?, coupled decay?, trace?, scale by −η, decoupled decay?).
-    public init(settings: OptimizerSettings, parameterCount: Int) {
+    /// When nothing follows the scaling (no decoupled decay), `apply` scales and adds in one pass,
+    /// with the same bits; `fusingTheScaling: false` keeps the scaling in the chain (the reference
+    /// the fused step is tested against).
+    public init(settings: OptimizerSettings, parameterCount: Int, fusingTheScaling: Bool = true) {
         let coupled = Chain(
             ClipByGlobalNorm(maxNorm: Float(settings.gradientClipNorm ?? 0)),
             AddDecayedWeights(weightDecay: settings.weightDecayMode == .coupled ? Float(settings.weightDecay) : 0))
+        switch settings.momentumKind {
+        case .none:
+            self = Self.sgd(coupled, settings, parameterCount, fusingTheScaling)
+        case .heavyBall, .nesterov:
+            let trace = Trace(momentum: Float(settings.momentum), nesterov: settings.momentumKind == .nesterov)
+            self = Self.sgd(Chain(coupled, trace), settings, parameterCount, fusingTheScaling)
+        }
+    }
+
+    /// `head`, then the scaling by −η and decoupled decay: in the chain, or the scaling fused
+    /// into `apply` when it may be and no decay follows it.
+    private static func sgd<Head: GradientTransformation>(
+        _ head: Head, _ settings: OptimizerSettings, _ parameterCount: Int, _ fusing: Bool
+    ) -> Optimizer {
         let decoupled = DecoupledWeightDecay(
             weightDecay: settings.weightDecayMode == .decoupled ? Float(settings.weightDecay) : 0,
             schedule: settings.schedule)
-        let scale = ScaleByLearningRate(schedule: settings.schedule)
-        if decoupled.weightDecay == 0 {
-            // Nothing follows the scaling: `apply` scales and adds in one pass, with the same bits.
-            switch settings.momentumKind {
-            case .none:
-                self.init(coupled, parameterCount: parameterCount, settings: settings)
-            case .heavyBall, .nesterov:
-                let trace = Trace(momentum: Float(settings.momentum), nesterov: settings.momentumKind == .nesterov)
-                self.init(Chain(coupled, trace), parameterCount: parameterCount, settings: settings)
-            }
-            fusedScale = settings.schedule
-            return
+        guard fusing && decoupled.weightDecay == 0 else {
+            let scale = ScaleByLearningRate(schedule: settings.schedule)
+            return Optimizer(Chain(Chain(head, scale), decoupled), parameterCount: parameterCount, settings: settings)
         }
-        switch settings.momentumKind {
-        case .none:
-            self.init(Chain(Chain(coupled, scale), decoupled), parameterCount: parameterCount, settings: settings)
-        case .heavyBall, .nesterov:
-            let trace = Trace(momentum: Float(settings.momentum), nesterov: settings.momentumKind == .nesterov)
-            self.init(
-                Chain(Chain(Chain(coupled, trace), scale), decoupled), parameterCount: parameterCount,
-                settings: settings)
-        }
+        var optimizer = Optimizer(head, parameterCount: parameterCount, settings: settings)
+        optimizer.fusedScale = settings.schedule
+        return optimizer
     }
 
     /// The learning rate the next `apply(gradient:to:)` will use.
