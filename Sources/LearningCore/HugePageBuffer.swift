@@ -20,15 +20,13 @@ public final class HugePageBuffer: @unchecked Sendable {
         self.capacity = capacity
         let bytes = max(1, capacity) * MemoryLayout<Float>.stride
         #if canImport(Glibc)
-            let advised = bytes / Self.hugePageBytes * Self.hugePageBytes
             var allocated: UnsafeMutableRawPointer?
-            guard posix_memalign(&allocated, advised > 0 ? Self.hugePageBytes : 64, bytes) == 0,
+            guard posix_memalign(&allocated, bytes >= Self.hugePageBytes ? Self.hugePageBytes : 64, bytes) == 0,
                 let raw = allocated
             else {
                 fatalError("out of memory: \(bytes) bytes for a huge-page buffer")
             }
-            // Only advice: a kernel without transparent huge pages refuses it, harmlessly.
-            if advised > 0 { _ = madvise(raw, advised, 14) }  // MADV_HUGEPAGE
+            Self.advise(UnsafeMutableRawBufferPointer(start: raw, count: bytes))
         #else
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         #endif
@@ -36,7 +34,7 @@ public final class HugePageBuffer: @unchecked Sendable {
     }
 
     /// Advises the whole 2 MiB blocks inside `region` for transparent huge pages (a no-op for
-    /// less, or without the kernel's support). Pages already touched keep their size until the
+    /// less; only advice: a kernel without transparent huge pages refuses it, harmlessly). Pages already touched keep their size until the
     /// kernel collapses them, so advise a fresh allocation before writing it.
     public static func advise(_ region: UnsafeMutableRawBufferPointer) {
         #if canImport(Glibc)
